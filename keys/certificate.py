@@ -1,0 +1,252 @@
+"""Membership certificates: CWTs (RFC 8392) signed as COSE_Sign1 by a network root.
+
+Claims (integer keys are registered CWT claims, text keys are ours):
+
+    1 iss   did of the issuing root            6 iat  issued at (seconds)
+    2 sub   did of the member node             7 cti  certificate id (16 bytes)
+    4 exp   expiry (seconds)                   8 cnf  {1: COSE_Key of the subject}
+    5 nbf   not before (seconds)
+    "org"     organisation name                "ids"     {"kvk"|"uzovi"|"agb": digits}
+    "role"    ciz|zorgkantoor|zorgaanbieder|cak|client
+    "region"  UZOVI of the zorgkantoor region (providers and clients), optional
+    "bsn"     for clients only: a commitment {"alg","ops","mem","salt","hash"} to the
+              BSN (argon2id), so that the certificate, which travels in clear in every
+              envelope, never carries the BSN itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import nacl.exceptions
+import nacl.pwhash
+import nacl.utils
+
+from keys import cbor, cose
+from keys.did import did_to_public_key, is_did
+from keys.errors import InvalidIdentifier, KeysError, MalformedCertificate, MalformedKey
+from keys.identifiers import check_agb, check_bsn, check_kvk, check_uzovi
+from keys.identity import Identity
+
+ROLES: Final = ("ciz", "zorgkantoor", "zorgaanbieder", "cak", "client")
+CERT_ID_SIZE: Final = 16
+MAX_CERT_SIZE: Final = 8 * 1024
+# Required and allowed identifiers per role; a client is bound to his BSN.
+_ROLE_IDENTIFIERS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
+    "ciz": (frozenset({"kvk"}), frozenset({"kvk"})),
+    "cak": (frozenset({"kvk"}), frozenset({"kvk"})),
+    "zorgkantoor": (frozenset({"uzovi"}), frozenset({"uzovi", "kvk"})),
+    "zorgaanbieder": (frozenset({"agb"}), frozenset({"agb", "kvk"})),
+    "client": (frozenset({"bsn"}), frozenset({"bsn"})),
+}
+_CHECKS: Final = {"kvk": check_kvk, "uzovi": check_uzovi, "agb": check_agb, "bsn": check_bsn}
+# argon2id cost of the BSN commitment: ~16 ms per guess keeps a brute force over
+# all 10^9 BSNs at months of CPU per certificate, and one check per node per certificate.
+_BSN_OPS: Final = 3
+_BSN_MEM: Final = 16 * 1024 * 1024
+_BSN_MAX_OPS: Final = 10
+_BSN_MAX_MEM: Final = 256 * 1024 * 1024
+
+
+def _bsn_hash(bsn: str, salt: bytes, ops: int, mem: int) -> bytes:
+    return bytes(nacl.pwhash.argon2id.kdf(32, bsn.encode("ascii"), salt, opslimit=ops, memlimit=mem))
+
+
+@dataclass(frozen=True, slots=True)
+class BsnCommitment:
+    salt: bytes
+    digest: bytes
+    ops: int = _BSN_OPS
+    mem: int = _BSN_MEM
+
+    @classmethod
+    def create(cls, bsn: str) -> BsnCommitment:
+        salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
+        return cls(salt, _bsn_hash(check_bsn(bsn), salt, _BSN_OPS, _BSN_MEM))
+
+    def matches(self, bsn: str) -> bool:
+        try:
+            candidate = _bsn_hash(check_bsn(bsn), self.salt, self.ops, self.mem)
+        except (InvalidIdentifier, nacl.exceptions.CryptoError):
+            return False
+        return hmac.compare_digest(candidate, self.digest)
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"alg": "argon2id", "ops": self.ops, "mem": self.mem, "salt": self.salt, "hash": self.digest}
+
+    @classmethod
+    def from_cbor(cls, value: object) -> BsnCommitment:
+        if not isinstance(value, dict) or value.get("alg") != "argon2id":
+            raise MalformedCertificate("bsn commitment is malformed")
+        salt, digest, ops, mem = value.get("salt"), value.get("hash"), value.get("ops"), value.get("mem")
+        if not (isinstance(salt, bytes) and len(salt) == nacl.pwhash.argon2id.SALTBYTES):
+            raise MalformedCertificate("bsn commitment salt is malformed")
+        if not (isinstance(digest, bytes) and len(digest) == 32):
+            raise MalformedCertificate("bsn commitment hash is malformed")
+        if not (isinstance(ops, int) and 1 <= ops <= _BSN_MAX_OPS and isinstance(mem, int) and 8192 <= mem <= _BSN_MAX_MEM):
+            raise MalformedCertificate("bsn commitment cost is out of bounds")
+        return cls(salt, digest, ops, mem)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What a verified certificate says about a node."""
+
+    did: str
+    organisation: str
+    role: str
+    identifiers: Mapping[str, str]
+    region: str | None
+    not_before: int
+    expires: int
+    cert_id: bytes
+    issuer: str
+    cert_hash: bytes
+    bsn_commitment: BsnCommitment | None = field(default=None, repr=False)
+
+    def matches_bsn(self, bsn: str) -> bool:
+        """True when this member is the client with ``bsn``."""
+        return self.bsn_commitment is not None and self.bsn_commitment.matches(bsn)
+
+    @property
+    def cert_id_hex(self) -> str:
+        return self.cert_id.hex()
+
+
+def _check_identifier_names(role: str, names: set[str]) -> None:
+    required, allowed = _ROLE_IDENTIFIERS[role]
+    missing = required - names
+    if missing:
+        raise MalformedCertificate(f"role {role} needs identifier(s) {', '.join(sorted(missing))}")
+    extra = names - allowed
+    if extra:
+        raise MalformedCertificate(f"role {role} does not take identifier(s) {', '.join(sorted(extra))}")
+
+
+def _check_identifiers(role: str, identifiers: Mapping[str, str | None]) -> dict[str, str]:
+    given = {k: v for k, v in identifiers.items() if v is not None}
+    _check_identifier_names(role, set(given))
+    return {k: _CHECKS[k](v) for k, v in given.items()}
+
+
+def issue_certificate(
+    root: Identity,
+    *,
+    subject: str,
+    organisation: str,
+    role: str,
+    identifiers: Mapping[str, str | None],
+    not_before: int,
+    expires: int,
+    issued_at: int,
+    region: str | None = None,
+    cert_id: bytes | None = None,
+) -> bytes:
+    """Sign a membership certificate for ``subject`` (a did:key)."""
+    if role not in ROLES:
+        raise MalformedCertificate(f"unknown role {role!r}")
+    if not is_did(subject):
+        raise MalformedKey("subject is not an Ed25519 did:key")
+    if not organisation or len(organisation) > 200:
+        raise MalformedCertificate("organisation name must be 1-200 characters")
+    if expires <= not_before:
+        raise MalformedCertificate("certificate expires before it becomes valid")
+    ids = _check_identifiers(role, identifiers)
+    claims: dict[int | str, Any] = {
+        1: root.did,
+        2: subject,
+        4: expires,
+        5: not_before,
+        6: issued_at,
+        7: cert_id if cert_id is not None else nacl.utils.random(CERT_ID_SIZE),
+        8: {1: {1: 1, -1: 6, -2: did_to_public_key(subject)}},
+        "org": organisation,
+        "role": role,
+    }
+    bsn = ids.pop("bsn", None)
+    if bsn is not None:
+        claims["bsn"] = BsnCommitment.create(bsn).to_cbor()
+    claims["ids"] = ids
+    if region is not None:
+        claims["region"] = check_uzovi(region)
+    return cose.sign1(root, cbor.encode(claims), {cose.KID: root.did.encode("ascii")})
+
+
+def _text(claims: Mapping[int | str, Any], key: int | str, name: str) -> str:
+    value = claims.get(key)
+    if not isinstance(value, str) or not value:
+        raise MalformedCertificate(f"certificate claim {name} is missing")
+    return value
+
+
+def _int(claims: Mapping[int | str, Any], key: int, name: str) -> int:
+    value = claims.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MalformedCertificate(f"certificate claim {name} is missing")
+    return value
+
+
+def parse_certificate(data: bytes) -> tuple[cose.Sign1, Member]:
+    """Decode a certificate and its claims; the issuer's signature is NOT checked.
+
+    Use TrustStore.verify_certificate for that.
+    """
+    try:
+        sign1 = cose.parse_sign1(data, max_size=MAX_CERT_SIZE)
+        claims = cbor.decode(sign1.payload, max_size=MAX_CERT_SIZE)
+    except MalformedCertificate:
+        raise
+    except KeysError as exc:
+        raise MalformedCertificate(f"certificate is malformed: {exc.reason}") from exc
+    if not isinstance(claims, dict):
+        raise MalformedCertificate("certificate claims must be a map")
+    issuer, subject = _text(claims, 1, "iss"), _text(claims, 2, "sub")
+    if not is_did(issuer) or not is_did(subject):
+        raise MalformedCertificate("certificate iss and sub must be did:key")
+    if sign1.protected.get(cose.KID) != issuer.encode("ascii"):
+        raise MalformedCertificate("certificate kid does not name its issuer")
+    role = _text(claims, "role", "role")
+    if role not in ROLES:
+        raise MalformedCertificate("certificate role is unknown")
+    cert_id = claims.get(7)
+    if not isinstance(cert_id, bytes) or len(cert_id) != CERT_ID_SIZE:
+        raise MalformedCertificate("certificate id (cti) is malformed")
+    cnf = claims.get(8)
+    if cnf != {1: {1: 1, -1: 6, -2: did_to_public_key(subject)}}:
+        raise MalformedCertificate("certificate cnf key does not match its subject")
+    ids = claims.get("ids")
+    if not isinstance(ids, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ids.items()):
+        raise MalformedCertificate("certificate identifiers are malformed")
+    if "bsn" in ids:
+        raise MalformedCertificate("a certificate never carries a BSN in clear")
+    commitment = BsnCommitment.from_cbor(claims["bsn"]) if "bsn" in claims else None
+    _check_identifier_names(role, set(ids) | ({"bsn"} if commitment is not None else set()))
+    try:
+        for kind, value in ids.items():
+            _CHECKS[kind](value)
+    except InvalidIdentifier as exc:
+        raise MalformedCertificate(f"certificate identifier: {exc.reason}") from exc
+    region = claims.get("region")
+    if region is not None and not (isinstance(region, str) and len(region) == 4 and region.isdigit()):
+        raise MalformedCertificate("certificate region is malformed")
+    member = Member(
+        did=subject,
+        organisation=_text(claims, "org", "org"),
+        role=role,
+        identifiers=ids,
+        region=region,
+        not_before=_int(claims, 5, "nbf"),
+        expires=_int(claims, 4, "exp"),
+        cert_id=cert_id,
+        issuer=issuer,
+        cert_hash=hashlib.sha256(data).digest(),
+        bsn_commitment=commitment,
+    )
+    return sign1, member
+
+
+__all__ = ["Member", "BsnCommitment", "issue_certificate", "parse_certificate", "ROLES", "CERT_ID_SIZE"]

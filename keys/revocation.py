@@ -1,0 +1,63 @@
+"""Revocation lists: a version number and revoked certificate ids, signed by a root.
+
+Payload (deterministic CBOR map):
+    {"typ": "iwlz-revocation-list", "iss": root did, "version": uint,
+     "iat": seconds, "revoked": [cert id (16 bytes), ...]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from keys import cbor, cose
+from keys.did import is_did
+from keys.errors import KeysError, MalformedCertificate
+from keys.identity import Identity
+
+TYPE: Final = "iwlz-revocation-list"
+MAX_LIST_SIZE: Final = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationList:
+    issuer: str
+    version: int
+    issued_at: int
+    revoked: frozenset[bytes]
+    encoded: bytes
+
+
+def sign_revocation_list(root: Identity, *, version: int, revoked: Iterable[bytes], issued_at: int) -> bytes:
+    if version < 1:
+        raise MalformedCertificate("revocation list versions start at 1")
+    ids = sorted(set(revoked))
+    if any(len(i) != 16 for i in ids):
+        raise MalformedCertificate("certificate ids are 16 bytes")
+    payload = {"typ": TYPE, "iss": root.did, "version": version, "iat": issued_at, "revoked": ids}
+    return cose.sign1(root, cbor.encode(payload), {cose.KID: root.did.encode("ascii")})
+
+
+def parse_revocation_list(data: bytes) -> tuple[cose.Sign1, RevocationList]:
+    """Decode a revocation list; its signature is checked by the TrustStore."""
+    try:
+        sign1 = cose.parse_sign1(data, max_size=MAX_LIST_SIZE)
+        body = cbor.decode(sign1.payload, max_size=MAX_LIST_SIZE)
+    except KeysError as exc:
+        raise MalformedCertificate(f"revocation list is malformed: {exc.reason}") from exc
+    if not isinstance(body, dict) or body.get("typ") != TYPE:
+        raise MalformedCertificate("not a revocation list")
+    issuer, version, issued_at, revoked = body.get("iss"), body.get("version"), body.get("iat"), body.get("revoked")
+    if not isinstance(issuer, str) or not is_did(issuer) or sign1.protected.get(cose.KID) != issuer.encode("ascii"):
+        raise MalformedCertificate("revocation list issuer is malformed")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise MalformedCertificate("revocation list version is malformed")
+    if not isinstance(issued_at, int) or isinstance(issued_at, bool):
+        raise MalformedCertificate("revocation list iat is malformed")
+    if not isinstance(revoked, list) or not all(isinstance(i, bytes) and len(i) == 16 for i in revoked):
+        raise MalformedCertificate("revoked certificate ids are malformed")
+    return sign1, RevocationList(issuer, version, issued_at, frozenset(revoked), data)
+
+
+__all__ = ["RevocationList", "sign_revocation_list", "parse_revocation_list"]

@@ -1,0 +1,108 @@
+"""The trust store: the roots a node trusts and what they have revoked.
+
+Verifying a certificate costs one Ed25519 verification; the result is cached
+by the certificate's hash, so a peer's certificate is checked once and then
+only compared against the clock and the revocation lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Final
+
+from keys.certificate import Member, parse_certificate
+from keys.errors import (
+    CertificateExpired,
+    CertificateNotYetValid,
+    CertificateRevoked,
+    InvalidSignature,
+    MalformedCertificate,
+    UnknownIssuer,
+)
+from keys.identity import Verifier
+from keys.revocation import RevocationList, parse_revocation_list
+
+# Clocks of two nodes differ; a certificate that became valid a minute from
+# now on our clock is accepted.
+CLOCK_SKEW: Final = 60
+_CACHE_LIMIT: Final = 10_000
+
+
+class TrustStore:
+    """Roots, their latest revocation lists, and a cache of verified certificates."""
+
+    def __init__(self, roots: Iterable[str]) -> None:
+        self._roots: dict[str, Verifier] = {did: Verifier.from_did(did) for did in roots}
+        self._lists: dict[str, RevocationList] = {}
+        self._revoked: set[bytes] = set()
+        self._verified: dict[bytes, Member] = {}
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        return tuple(self._roots)
+
+    def revocation_lists(self) -> tuple[RevocationList, ...]:
+        return tuple(self._lists.values())
+
+    def revocation_version(self, root: str) -> int:
+        current = self._lists.get(root)
+        return current.version if current else 0
+
+    def is_revoked(self, cert_id: bytes) -> bool:
+        return cert_id in self._revoked
+
+    def verify_certificate(self, data: bytes, now: int) -> Member:
+        """The member a certificate describes, or a CertificateError.
+
+        Raises:
+            MalformedCertificate, UnknownIssuer, InvalidSignature,
+            CertificateExpired, CertificateNotYetValid, CertificateRevoked
+        """
+        member = self._verified.get(hashlib.sha256(data).digest())
+        if member is None:
+            member = self._verify_signature(data)
+        if now > member.expires:
+            raise CertificateExpired("membership certificate has expired")
+        if now + CLOCK_SKEW < member.not_before:
+            raise CertificateNotYetValid("membership certificate is not yet valid")
+        if member.cert_id in self._revoked:
+            raise CertificateRevoked("membership certificate has been revoked")
+        return member
+
+    def _verify_signature(self, data: bytes) -> Member:
+        sign1, member = parse_certificate(data)
+        root = self._roots.get(member.issuer)
+        if root is None:
+            raise UnknownIssuer("certificate was issued by a root this node does not trust")
+        try:
+            sign1.verify(root)
+        except InvalidSignature as exc:
+            raise InvalidSignature("certificate signature does not verify") from exc
+        if len(self._verified) >= _CACHE_LIMIT:
+            self._verified.clear()
+        self._verified[member.cert_hash] = member
+        return member
+
+    def apply_revocation_list(self, data: bytes) -> bool:
+        """Adopt a revocation list if it is newer than the one held.
+
+        Returns True when the list replaced an older one, False when it was not
+        newer (an older or equal version is ignored).
+
+        Raises:
+            MalformedCertificate, UnknownIssuer, InvalidSignature
+        """
+        sign1, rlist = parse_revocation_list(data)
+        root = self._roots.get(rlist.issuer)
+        if root is None:
+            raise UnknownIssuer("revocation list was issued by a root this node does not trust")
+        sign1.verify(root)
+        if rlist.version <= self.revocation_version(rlist.issuer):
+            return False
+        self._lists[rlist.issuer] = rlist
+        self._revoked = set().union(*(r.revoked for r in self._lists.values()))
+        return True
+
+
+__all__ = ["TrustStore", "CLOCK_SKEW", "MalformedCertificate"]
