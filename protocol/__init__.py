@@ -1,0 +1,44 @@
+"""The iwlz wire protocol, sans-IO: bytes in, typed messages out; messages in, bytes out."""
+
+from protocol.envelope import (
+    BROADCAST,
+    MEDIA_TYPE,
+    Endpoint,
+    Envelope,
+    Incoming,
+    Outgoing,
+    ReplyTo,
+    digest,
+    new_trace_id,
+)
+from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
+from protocol.events import EVENT_RULES, MELDING_EVENT, EventRule
+from protocol.messages import (
+    MESSAGE_TYPES,
+    AccessLogRequest,
+    AccessLogResult,
+    Ack,
+    Announcement,
+    DigestEntry,
+    Error,
+    Melding,
+    Message,
+    Notification,
+    PeerExchange,
+    Query,
+    QueryResult,
+    RevocationNews,
+    Subject,
+    Subscribe,
+    Unsubscribe,
+)
+from protocol.replay import ReplayGuard
+
+__all__ = [
+    "BROADCAST", "MEDIA_TYPE", "Endpoint", "Envelope", "Incoming", "Outgoing", "ReplyTo", "digest", "new_trace_id",
+    "ErrorCode", "LocalProtocolError", "ProtocolError", "RemoteProtocolError",
+    "EVENT_RULES", "MELDING_EVENT", "EventRule",
+    "MESSAGE_TYPES", "AccessLogRequest", "AccessLogResult", "Ack", "Announcement", "DigestEntry", "Error",
+    "Melding", "Message", "Notification", "PeerExchange", "Query", "QueryResult", "RevocationNews", "Subject",
+    "Subscribe", "Unsubscribe", "ReplayGuard",
+]

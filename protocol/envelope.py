@@ -1,0 +1,367 @@
+"""The signed envelope and the endpoint that makes and checks it.
+
+Wire form (docs/PROTOCOL.md §3): a COSE_Sign1 whose protected header holds
+alg EdDSA, the sender's did as kid, and the sender's membership certificate
+(label -65537); whose payload is a deterministic CBOR map
+
+    {"v": 1, "typ": text, "id": bstr .size 16, "from": did, "to": did / "*",
+     "iat": uint, "exp": uint, "trace": 32 lowercase hex, "re": null / {"id", "h"},
+     "body": map / bstr (sealed)}
+
+``Endpoint.receive`` checks, in this order and before anything else happens:
+size, decoding, signature, certificate (trust store, revocation), recipient,
+time window, replay. Then the body is opened and typed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import nacl.utils
+
+from keys import cose
+from keys.certificate import Member
+from keys.did import did_to_public_key
+from keys.errors import KeysError
+from keys.identity import Identity, Verifier
+from keys.truststore import TrustStore
+from protocol import codec
+from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from protocol.messages import MESSAGE_TYPES, Error, Message
+from protocol.replay import ReplayGuard
+from protocol.sealing import BoxCache
+
+VERSION: Final = 1
+CERT_LABEL: Final = -65537
+BROADCAST: Final = "*"
+MESSAGE_ID_SIZE: Final = 16
+DEFAULT_LIFETIME: Final = 60
+MAX_LIFETIME: Final = 300
+MAX_BROADCAST_LIFETIME: Final = 7 * 24 * 3600
+CLOCK_SKEW: Final = 30
+MEDIA_TYPE: Final = 'application/cose; cose-type="cose-sign1"'
+_TRACE: Final = re.compile(r"^[0-9a-f]{32}$")
+_KEYS: Final = frozenset({"v", "typ", "id", "from", "to", "iat", "exp", "trace", "re", "body"})
+
+
+def new_trace_id() -> str:
+    return nacl.utils.random(16).hex()
+
+
+def digest(data: bytes) -> bytes:
+    """The hash that binds a reply to its request: SHA-256 of the request's bytes."""
+    return hashlib.sha256(data).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTo:
+    message_id: bytes | None
+    request_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    type: str
+    message_id: bytes
+    sender: str
+    recipient: str
+    issued_at: int
+    expires: int
+    trace_id: str
+    reply_to: ReplyTo | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What ``Endpoint.send`` produced: the bytes and what a reply must be bound to."""
+
+    data: bytes
+    envelope: Envelope
+    message: Message
+
+    @property
+    def digest(self) -> bytes:
+        return digest(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A verified message: who sent it (their certificate's claims) and what it says."""
+
+    data: bytes
+    envelope: Envelope
+    sender: Member
+    message: Message
+
+    @property
+    def digest(self) -> bytes:
+        return digest(self.data)
+
+
+def _remote(code: ErrorCode, reason: str, sender: str | None = None, message_id: bytes | None = None) -> RemoteProtocolError:
+    return RemoteProtocolError(code, reason, sender=sender, message_id=message_id)
+
+
+def _field(payload: dict[str, Any], key: str, kind: type) -> Any:
+    value = payload.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _remote(ErrorCode.MALFORMED, f"envelope field {key} is missing or of the wrong type")
+    return value
+
+
+def _parse_reply_to(value: Any) -> ReplyTo | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"id", "h"}:
+        raise _remote(ErrorCode.MALFORMED, "envelope field re must be a map of id and h")
+    mid, h = value["id"], value["h"]
+    if not (mid is None or (isinstance(mid, bytes) and len(mid) == MESSAGE_ID_SIZE)):
+        raise _remote(ErrorCode.MALFORMED, "re.id must be 16 bytes or null")
+    if not (isinstance(h, bytes) and len(h) == 32):
+        raise _remote(ErrorCode.MALFORMED, "re.h must be a SHA-256 hash")
+    return ReplyTo(mid, h)
+
+
+def parse_envelope(payload: Any) -> tuple[Envelope, Any]:
+    """Check the envelope map's shape; returns the envelope and the raw body."""
+    if not isinstance(payload, dict) or set(payload) != _KEYS:
+        raise _remote(ErrorCode.MALFORMED, "envelope payload does not have exactly the envelope keys")
+    if payload["v"] != VERSION:
+        raise _remote(ErrorCode.UNSUPPORTED, f"envelope version {payload['v']!r} is not supported")
+    message_id = _field(payload, "id", bytes)
+    if len(message_id) != MESSAGE_ID_SIZE:
+        raise _remote(ErrorCode.MALFORMED, "message id must be 16 bytes")
+    trace_id = _field(payload, "trace", str)
+    if not _TRACE.match(trace_id):
+        raise _remote(ErrorCode.MALFORMED, "trace id must be 32 lowercase hex digits")
+    envelope = Envelope(
+        type=_field(payload, "typ", str),
+        message_id=message_id,
+        sender=_field(payload, "from", str),
+        recipient=_field(payload, "to", str),
+        issued_at=_field(payload, "iat", int),
+        expires=_field(payload, "exp", int),
+        trace_id=trace_id,
+        reply_to=_parse_reply_to(payload["re"]),
+    )
+    return envelope, payload["body"]
+
+
+class Endpoint:
+    """One node's side of the wire: signs and seals what it sends, verifies what it receives.
+
+    Sans-IO: it holds the identity, the node's certificate, the trust store and
+    the replay guard, and is handed bytes and ``now``; it never reads a clock.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        certificate: bytes,
+        trust: TrustStore,
+        replay: ReplayGuard | None = None,
+        *,
+        max_size: int = codec.MAX_MESSAGE_SIZE,
+        skew: int = CLOCK_SKEW,
+    ) -> None:
+        self.identity = identity
+        self.certificate = certificate
+        self.trust = trust
+        self.replay = replay if replay is not None else ReplayGuard(skew=skew)
+        self.max_size = max_size
+        self.skew = skew
+        self.boxes = BoxCache(identity)
+        self._protected: dict[int | str, Any] = {cose.KID: identity.did.encode("ascii"), CERT_LABEL: certificate}
+
+    @property
+    def did(self) -> str:
+        return self.identity.did
+
+    # Sending --------------------------------------------------------------
+
+    def send(
+        self,
+        message: Message,
+        *,
+        to: str,
+        now: int,
+        lifetime: int = DEFAULT_LIFETIME,
+        trace_id: str | None = None,
+        message_id: bytes | None = None,
+        reply_to: ReplyTo | None = None,
+        nonce: bytes | None = None,
+    ) -> Outgoing:
+        """Sign (and, for sealed types, encrypt) ``message`` for ``to``."""
+        if message.REPLY and reply_to is None:
+            raise LocalProtocolError(ErrorCode.MALFORMED, f"{message.TYPE} is only sent as a reply")
+        if to == BROADCAST and not (message.BROADCAST or isinstance(message, Error)):
+            raise LocalProtocolError(ErrorCode.MALFORMED, f"{message.TYPE} cannot be broadcast")
+        limit = MAX_BROADCAST_LIFETIME if message.BROADCAST else MAX_LIFETIME
+        if not 0 < lifetime <= limit:
+            raise LocalProtocolError(ErrorCode.MALFORMED, f"lifetime must be 1..{limit} seconds")
+        envelope = Envelope(
+            type=message.TYPE,
+            message_id=message_id if message_id is not None else nacl.utils.random(MESSAGE_ID_SIZE),
+            sender=self.did,
+            recipient=to,
+            issued_at=now,
+            expires=now + lifetime,
+            trace_id=trace_id if trace_id is not None else new_trace_id(),
+            reply_to=reply_to,
+        )
+        body: Any = message.to_cbor()
+        if message.SEALED:
+            body = self.boxes.seal(to, codec.encode(body), nonce)
+        payload = {
+            "v": VERSION,
+            "typ": envelope.type,
+            "id": envelope.message_id,
+            "from": envelope.sender,
+            "to": envelope.recipient,
+            "iat": envelope.issued_at,
+            "exp": envelope.expires,
+            "trace": envelope.trace_id,
+            "re": None if reply_to is None else {"id": reply_to.message_id, "h": reply_to.request_hash},
+            "body": body,
+        }
+        data = cose.sign1(self.identity, codec.encode(payload), self._protected)
+        return Outgoing(data, envelope, message)
+
+    def reply(self, request: Incoming, message: Message, *, now: int, nonce: bytes | None = None) -> Outgoing:
+        """A reply bound to ``request`` (its id and the hash of its bytes)."""
+        return self.send(
+            message,
+            to=request.envelope.sender,
+            now=now,
+            trace_id=request.envelope.trace_id,
+            reply_to=ReplyTo(request.envelope.message_id, request.digest),
+            nonce=nonce,
+        )
+
+    def error_reply(self, request_data: bytes, error: RemoteProtocolError, *, now: int, trace_id: str | None = None) -> Outgoing:
+        """A signed error for bytes that failed ``receive``; addressed as far as the sender is known."""
+        return self.send(
+            Error(code=error.code.value, reason=error.reason, rule=error.rule),
+            to=error.sender or BROADCAST,
+            now=now,
+            trace_id=trace_id,
+            reply_to=ReplyTo(error.message_id, digest(request_data)),
+        )
+
+    # Receiving ------------------------------------------------------------
+
+    def receive(self, data: bytes, *, now: int) -> Incoming:
+        """Verify a request. Raises RemoteProtocolError with the code of the first failed check."""
+        incoming = self._verify(data, now=now, reply=False)
+        if incoming.envelope.reply_to is not None or incoming.message.REPLY:
+            raise _remote(ErrorCode.UNSUPPORTED, f"{incoming.envelope.type} is not a request",
+                          incoming.envelope.sender, incoming.envelope.message_id)
+        return incoming
+
+    def receive_reply(self, data: bytes, request: Outgoing, *, now: int) -> Incoming:
+        """Verify a reply to ``request``: signed by its recipient and bound to it."""
+        incoming = self._verify(data, now=now, reply=True)
+        env = incoming.envelope
+        if env.reply_to is None or env.reply_to.request_hash != request.digest:
+            raise _remote(ErrorCode.MALFORMED, "reply is not bound to the request")
+        if env.reply_to.message_id not in (None, request.envelope.message_id):
+            raise _remote(ErrorCode.MALFORMED, "reply names another request id")
+        if request.envelope.recipient != BROADCAST and env.sender != request.envelope.recipient:
+            raise _remote(ErrorCode.WRONG_RECIPIENT, "reply comes from another node than was asked")
+        return incoming
+
+    def verify_broadcast(self, data: bytes, *, now: int) -> Incoming:
+        """Verify a relayed broadcast (an announcement) with no recipient or replay check."""
+        incoming = self._verify(data, now=now, reply=False, relayed=True)
+        if not incoming.message.BROADCAST:
+            raise _remote(ErrorCode.UNSUPPORTED, "only broadcast messages can be relayed")
+        return incoming
+
+    def _verify(self, data: bytes, *, now: int, reply: bool, relayed: bool = False) -> Incoming:
+        if len(data) > self.max_size:
+            raise _remote(ErrorCode.TOO_LARGE, f"message exceeds {self.max_size} bytes")
+        sign1, sender = self._check_signature(data)
+        member = self._check_certificate(sign1, sender, now)
+        try:
+            payload = codec.decode(sign1.payload, max_size=self.max_size)
+        except RemoteProtocolError as exc:
+            raise _remote(exc.code, exc.reason, sender) from exc
+        try:
+            envelope, body = parse_envelope(payload)
+        except RemoteProtocolError as exc:
+            raise _remote(exc.code, exc.reason, sender) from exc
+        mid = envelope.message_id
+        if envelope.sender != sender:
+            raise _remote(ErrorCode.BAD_SIGNATURE, "envelope sender is not the signer", sender, mid)
+        cls = MESSAGE_TYPES.get(envelope.type)
+        if cls is None:
+            raise _remote(ErrorCode.UNSUPPORTED, "unknown message type", sender, mid)
+        self._check_recipient(envelope, cls, reply=reply, relayed=relayed)
+        self._check_time(envelope, cls, now)
+        if not (cls.BROADCAST or reply):
+            self.replay.check_and_remember(sender, mid, envelope.expires, now)
+        message = self._open_body(cls, envelope, body)
+        return Incoming(data, envelope, member, message)
+
+    def _check_signature(self, data: bytes) -> tuple[cose.Sign1, str]:
+        try:
+            sign1 = cose.parse_sign1(data, max_size=self.max_size)
+            sender = sign1.kid.decode("ascii", errors="strict")
+            verifier = Verifier(did_to_public_key(sender))
+        except (KeysError, UnicodeDecodeError) as exc:
+            code = getattr(exc, "code", ErrorCode.MALFORMED)
+            raise _remote(ErrorCode(code), getattr(exc, "reason", "kid is not a did")) from exc
+        try:
+            sign1.verify(verifier)
+        except KeysError as exc:
+            raise _remote(ErrorCode.BAD_SIGNATURE, "envelope signature does not verify") from exc
+        return sign1, sender
+
+    def _check_certificate(self, sign1: cose.Sign1, sender: str, now: int) -> Member:
+        cert = sign1.protected.get(CERT_LABEL)
+        if not isinstance(cert, bytes):
+            raise _remote(ErrorCode.BAD_CERTIFICATE, "envelope carries no membership certificate", sender)
+        try:
+            member = self.trust.verify_certificate(cert, now)
+        except KeysError as exc:
+            raise _remote(ErrorCode(exc.code), exc.reason, sender) from exc
+        if member.did != sender:
+            raise _remote(ErrorCode.BAD_CERTIFICATE, "certificate belongs to another node", sender)
+        return member
+
+    def _check_recipient(self, env: Envelope, cls: type[Message], *, reply: bool, relayed: bool) -> None:
+        if relayed and env.recipient == BROADCAST:
+            return
+        if env.recipient == self.did:
+            return
+        if env.recipient == BROADCAST and (cls.BROADCAST or (reply and cls is Error)):
+            return
+        raise _remote(ErrorCode.WRONG_RECIPIENT, "message is addressed to another node", env.sender, env.message_id)
+
+    def _check_time(self, env: Envelope, cls: type[Message], now: int) -> None:
+        limit = MAX_BROADCAST_LIFETIME if cls.BROADCAST else MAX_LIFETIME
+        if env.expires <= env.issued_at or env.expires - env.issued_at > limit:
+            raise _remote(ErrorCode.MALFORMED, f"message lifetime must be 1..{limit} seconds", env.sender, env.message_id)
+        if env.issued_at > now + self.skew:
+            raise _remote(ErrorCode.NOT_YET_VALID, "message is issued in the future", env.sender, env.message_id)
+        if now > env.expires + self.skew:
+            raise _remote(ErrorCode.EXPIRED, "message has expired", env.sender, env.message_id)
+
+    def _open_body(self, cls: type[Message], env: Envelope, body: Any) -> Message:
+        try:
+            if cls.SEALED:
+                if not isinstance(body, bytes):
+                    raise _remote(ErrorCode.MALFORMED, f"{cls.TYPE} body must be sealed")
+                body = codec.decode(self.boxes.open(env.sender, body), max_size=self.max_size)
+            return cls.from_cbor(body)
+        except RemoteProtocolError as exc:
+            raise _remote(exc.code, exc.reason, env.sender, env.message_id) from exc
+
+
+__all__ = [
+    "Endpoint", "Envelope", "Incoming", "Outgoing", "ReplyTo", "parse_envelope", "digest", "new_trace_id",
+    "VERSION", "CERT_LABEL", "BROADCAST", "MEDIA_TYPE", "MAX_LIFETIME", "DEFAULT_LIFETIME", "CLOCK_SKEW",
+]

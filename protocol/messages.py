@@ -1,0 +1,397 @@
+"""Typed, frozen messages: what the network says, one class per message type.
+
+Each class maps one-to-one onto the CBOR body of an envelope: the wire keys
+are the field names, every field is always present (``null`` where empty),
+and unknown keys are refused. A message validates itself when constructed
+(``LocalProtocolError``) and when decoded (``RemoteProtocolError``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from keys.did import is_did
+from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from protocol.events import EVENT_RULES, ID_TYPES, MELDING_EVENT
+
+MAX_TEXT: Final = 4096
+MAX_ITEMS: Final = 10_000
+_UUID4: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.:/-]{0,127}$")
+
+M = TypeVar("M", bound="Part")
+
+
+def _fail(reason: str) -> LocalProtocolError:
+    return LocalProtocolError(ErrorCode.MALFORMED, reason)
+
+
+def check_uuid(value: str, name: str) -> None:
+    if not _UUID4.match(value):
+        raise _fail(f"{name} must be a lowercase UUID v4")
+
+
+def check_did(value: str, name: str) -> None:
+    if not is_did(value):
+        raise _fail(f"{name} must be an Ed25519 did:key")
+
+
+def check_name(value: str, name: str) -> None:
+    if not _NAME.match(value):
+        raise _fail(f"{name} is not a valid name")
+
+
+class Part:
+    """A frozen dataclass that (de)serialises itself by its type hints."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check semantics beyond types; raise LocalProtocolError."""
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_cbor(cls: type[M], value: Any) -> M:
+        """Build from decoded CBOR; RemoteProtocolError on anything unexpected."""
+        return _load_part(cls, value, cls.__name__)
+
+
+class Message(Part):
+    TYPE: ClassVar[str]
+    SEALED: ClassVar[bool] = False  # body carries personal data: encrypted to the recipient
+    BROADCAST: ClassVar[bool] = False  # addressed to "*", relayed as is, exempt from replay
+    REPLY: ClassVar[bool] = False  # only valid as an answer bound to a request
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Part):
+        return value.to_cbor()
+    if isinstance(value, tuple):
+        return [_dump(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls)
+    return hints
+
+
+def _bad(path: str, what: str) -> RemoteProtocolError:
+    return RemoteProtocolError(ErrorCode.MALFORMED, f"{path}: {what}")
+
+
+def _load_part(cls: type[M], value: Any, path: str) -> M:
+    if not isinstance(value, dict):
+        raise _bad(path, "expected a map")
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if set(value) != set(names):
+        missing, extra = set(names) - set(value), set(value) - set(names)
+        detail = f"missing {sorted(missing)}" if missing else f"unknown keys {sorted(map(str, extra))}"
+        raise _bad(path, detail)
+    hints = _hints(cls)
+    kwargs = {n: _load(hints[n], value[n], f"{path}.{n}") for n in names}
+    try:
+        return cls(**kwargs)
+    except LocalProtocolError as exc:
+        raise RemoteProtocolError(exc.code, exc.reason) from exc
+
+
+def _load(tp: Any, value: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        (inner,) = [a for a in get_args(tp) if a is not type(None)]
+        return _load(inner, value, path)
+    if origin is tuple:
+        if not isinstance(value, list) or len(value) > MAX_ITEMS:
+            raise _bad(path, "expected an array")
+        item_type = get_args(tp)[0]
+        return tuple(_load(item_type, v, f"{path}[]") for v in value)
+    if origin is dict:
+        key_type, value_type = get_args(tp)
+        if not isinstance(value, dict) or not all(isinstance(k, key_type) for k in value):
+            raise _bad(path, "expected a map with text keys")
+        return {k: _load(value_type, v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, Part):
+        return _load_part(tp, value, path)
+    return _load_scalar(tp, value, path)
+
+
+def _load_scalar(tp: Any, value: Any, path: str) -> Any:
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is str:
+        ok = isinstance(value, str) and len(value) <= MAX_TEXT
+    elif tp is bytes:
+        ok = isinstance(value, bytes)
+    else:  # pragma: no cover - a message class with an unsupported field type
+        raise TypeError(f"unsupported field type {tp!r}")
+    if not ok:
+        raise _bad(path, f"expected {tp.__name__}")
+    return value
+
+
+# -- parts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Subject(Part):
+    """One changed record: ``subject`` is the parent object, ``record_id`` the record."""
+
+    subject: str
+    record_id: str
+
+    def validate(self) -> None:
+        for name in ("subject", "record_id"):
+            value = getattr(self, name)
+            kind, _, ident = value.partition("/")
+            check_name(kind, name)
+            check_uuid(ident, name)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DigestEntry(Part):
+    did: str
+    seq: int
+
+    def validate(self) -> None:
+        check_did(self.did, "did")
+        if self.seq < 0:
+            raise _fail("seq must not be negative")
+
+
+# -- messages ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Announcement(Message):
+    """Who a node is, where it listens and what it holds; signed by that node."""
+
+    TYPE: ClassVar[str] = "announcement"
+    BROADCAST: ClassVar[bool] = True
+
+    seq: int
+    endpoints: tuple[str, ...]
+    registers: tuple[str, ...]
+    templates: tuple[str, ...]
+    events: tuple[str, ...]
+
+    def validate(self) -> None:
+        if self.seq < 0:
+            raise _fail("seq must not be negative")
+        if not self.endpoints or not all(e.startswith(("http://", "https://")) for e in self.endpoints):
+            raise _fail("endpoints must be http(s) URLs")
+        for name in self.registers + self.templates + self.events:
+            check_name(name, "register, template or event")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PeerExchange(Message):
+    """Gossip: what I know (digest), what I want, and announcements you lacked."""
+
+    TYPE: ClassVar[str] = "peer-exchange"
+
+    digest: tuple[DigestEntry, ...]
+    want: tuple[str, ...]
+    announcements: tuple[bytes, ...]
+
+    def validate(self) -> None:
+        for did in self.want:
+            check_did(did, "want")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Query(Message):
+    """A templated read: the template name, its parameters and any evidence."""
+
+    TYPE: ClassVar[str] = "query"
+    SEALED: ClassVar[bool] = True
+
+    template: str
+    params: dict[str, str]
+    evidence: tuple[bytes, ...]
+    history: bool
+
+    def validate(self) -> None:
+        check_name(self.template, "template")
+        for key in self.params:
+            check_name(key, "parameter name")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueryResult(Message):
+    """The records a query may see, each a record version signed by its source."""
+
+    TYPE: ClassVar[str] = "query-result"
+    SEALED: ClassVar[bool] = True
+    REPLY: ClassVar[bool] = True
+
+    records: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Subscribe(Message):
+    TYPE: ClassVar[str] = "subscribe"
+
+    events: tuple[str, ...]
+
+    def validate(self) -> None:
+        if not self.events:
+            raise _fail("subscribe needs at least one event type")
+        for event in self.events:
+            if event not in EVENT_RULES:
+                raise _fail(f"unknown event type {event}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Unsubscribe(Message):
+    TYPE: ClassVar[str] = "unsubscribe"
+
+    subscription_id: str
+
+    def validate(self) -> None:
+        check_uuid(self.subscription_id, "subscription_id")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Notification(Message):
+    """zendNotificatie: ids only, never the record."""
+
+    TYPE: ClassVar[str] = "notification"
+
+    notification_id: str
+    event_type: str
+    timestamp: int
+    sender_id_type: str
+    sender_id: str
+    receiver_id_type: str
+    receiver_id: str
+    subscription_id: str | None
+    subjects: tuple[Subject, ...]
+
+    def validate(self) -> None:
+        check_uuid(self.notification_id, "notification_id")
+        if self.event_type not in EVENT_RULES:
+            raise _fail("unknown event type")
+        if self.sender_id_type not in ID_TYPES or self.receiver_id_type not in ID_TYPES:
+            raise _fail("id types must be one of " + ", ".join(ID_TYPES))
+        if self.subscription_id is not None:
+            check_uuid(self.subscription_id, "subscription_id")
+        if not self.subjects:
+            raise _fail("a notification names at least one subject")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ack(Message):
+    """A signed receipt: ``ref`` names what was accepted (notification, melding, subscription)."""
+
+    TYPE: ClassVar[str] = "ack"
+    REPLY: ClassVar[bool] = True
+
+    ref: str
+    status: str
+
+    def validate(self) -> None:
+        if self.status not in ("accepted", "duplicate"):
+            raise _fail("status must be accepted or duplicate")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Melding(Message):
+    """zendMelding: a participant reports an error in a record to its source."""
+
+    TYPE: ClassVar[str] = "melding"
+    SEALED: ClassVar[bool] = True
+
+    melding_id: str
+    event_type: str
+    rule: str
+    record: str
+    description: str
+
+    def validate(self) -> None:
+        check_uuid(self.melding_id, "melding_id")
+        if self.event_type != MELDING_EVENT:
+            raise _fail(f"a melding has event type {MELDING_EVENT}")
+        check_name(self.rule, "rule")
+        Subject(subject=self.record, record_id=self.record)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AccessLogRequest(Message):
+    """A client asks a source who accessed his data."""
+
+    TYPE: ClassVar[str] = "access-log-request"
+    SEALED: ClassVar[bool] = True
+
+    bsn: str
+    since: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AccessLogResult(Message):
+    TYPE: ClassVar[str] = "access-log-result"
+    SEALED: ClassVar[bool] = True
+    REPLY: ClassVar[bool] = True
+
+    entries: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RevocationNews(Message):
+    """Relays root-signed revocation lists; each is verified on its own."""
+
+    TYPE: ClassVar[str] = "revocation-list"
+
+    lists: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Error(Message):
+    """A signed refusal: stable ``code``, a reason safe to show, the deciding rule if any."""
+
+    TYPE: ClassVar[str] = "error"
+    REPLY: ClassVar[bool] = True
+
+    code: str
+    reason: str
+    rule: str | None
+
+    def validate(self) -> None:
+        if self.code not in {c.value for c in ErrorCode}:
+            raise _fail("unknown error code")
+
+
+MESSAGE_TYPES: Final[dict[str, type[Message]]] = {
+    cls.TYPE: cls
+    for cls in (
+        Announcement, PeerExchange, Query, QueryResult, Subscribe, Unsubscribe, Notification,
+        Ack, Melding, AccessLogRequest, AccessLogResult, RevocationNews, Error,
+    )
+}
+
+__all__ = [
+    "Part", "Message", "Subject", "DigestEntry", "Announcement", "PeerExchange", "Query", "QueryResult",
+    "Subscribe", "Unsubscribe", "Notification", "Ack", "Melding", "AccessLogRequest", "AccessLogResult",
+    "RevocationNews", "Error", "MESSAGE_TYPES", "check_uuid", "check_did", "check_name",
+]
