@@ -1,0 +1,160 @@
+"""Membership certificates and the trust store: every failure has its own code."""
+
+import pytest
+
+from keys import (
+    CertificateExpired,
+    CertificateNotYetValid,
+    CertificateRevoked,
+    Identity,
+    InvalidSignature,
+    MalformedCertificate,
+    TrustStore,
+    UnknownIssuer,
+    issue_certificate,
+    parse_certificate,
+    sign_revocation_list,
+)
+from keys import cbor, cose
+from tests.helpers import NOW, YEAR, Network, seeded
+
+
+def test_verified_certificate_gives_the_member() -> None:
+    net = Network()
+    node = seeded(2)
+    cert = net.certificate(node, "zorgkantoor", organisation="Zorgkantoor Noord")
+    member = net.trust().verify_certificate(cert, NOW)
+    assert member.did == node.did
+    assert member.role == "zorgkantoor"
+    assert member.organisation == "Zorgkantoor Noord"
+    assert member.identifiers == {"uzovi": "5151"}
+    assert member.issuer == net.root.did
+    assert len(member.cert_id) == 16
+
+
+def test_certificate_claims_follow_rfc8392_numbering() -> None:
+    net = Network()
+    node = seeded(2)
+    _, member = parse_certificate(net.certificate(node))
+    sign1 = cose.parse_sign1(net.certificate(node))
+    claims = cbor.decode(sign1.payload)
+    assert claims[1] == net.root.did and claims[2] == node.did
+    assert claims[4] == NOW + YEAR and claims[5] == NOW - YEAR
+    assert claims[8] == {1: {1: 1, -1: 6, -2: node.public_key}}
+    assert sign1.protected == {1: -8, 4: net.root.did.encode()}
+
+
+def test_client_certificate_binds_the_bsn_without_carrying_it() -> None:
+    net = Network()
+    cert = net.certificate(seeded(3), "client")
+    assert b"106658037" not in cert
+    member = net.trust().verify_certificate(cert, NOW)
+    assert member.matches_bsn("106658037")
+    assert not member.matches_bsn("737459086")
+    assert not member.matches_bsn("not-a-bsn")
+    assert "bsn" not in member.identifiers
+
+
+def test_certificate_from_an_unknown_root_is_refused() -> None:
+    cert = Network(root=seeded(9)).certificate(seeded(2))
+    with pytest.raises(UnknownIssuer) as info:
+        Network().trust().verify_certificate(cert, NOW)
+    assert info.value.code == "unknown-issuer"
+
+
+def test_certificate_signed_by_an_impostor_of_the_root_is_refused() -> None:
+    net = Network()
+    genuine = cose.parse_sign1(net.certificate(seeded(2)))
+    forged = cose.sign1(seeded(9), genuine.payload, {4: net.root.did.encode()})
+    with pytest.raises(InvalidSignature) as info:
+        net.trust().verify_certificate(forged, NOW)
+    assert info.value.code == "bad-signature"
+
+
+def test_expired_and_not_yet_valid_certificates_are_refused() -> None:
+    net = Network()
+    expired = net.certificate(seeded(2), not_before=NOW - 2 * YEAR, expires=NOW - 1)
+    future = net.certificate(seeded(2), not_before=NOW + 3600, expires=NOW + YEAR)
+    with pytest.raises(CertificateExpired) as info:
+        net.trust().verify_certificate(expired, NOW)
+    assert info.value.code == "expired"
+    with pytest.raises(CertificateNotYetValid) as info2:
+        net.trust().verify_certificate(future, NOW)
+    assert info2.value.code == "not-yet-valid"
+
+
+def test_revocation_list_revokes_and_older_versions_are_ignored() -> None:
+    net = Network()
+    trust = net.trust()
+    cert = net.certificate(seeded(2))
+    cert_id = trust.verify_certificate(cert, NOW).cert_id
+    v2 = sign_revocation_list(net.root, version=2, revoked=[cert_id], issued_at=NOW)
+    v1 = sign_revocation_list(net.root, version=1, revoked=[], issued_at=NOW - 10)
+    assert trust.apply_revocation_list(v2) is True
+    with pytest.raises(CertificateRevoked) as info:
+        trust.verify_certificate(cert, NOW)
+    assert info.value.code == "revoked"
+    assert trust.apply_revocation_list(v1) is False
+    assert trust.apply_revocation_list(v2) is False
+    assert trust.revocation_version(net.root.did) == 2
+    with pytest.raises(CertificateRevoked):
+        trust.verify_certificate(cert, NOW)
+
+
+def test_newer_revocation_list_replaces_the_older_one() -> None:
+    net = Network()
+    trust = net.trust()
+    cert = net.certificate(seeded(2))
+    cert_id = trust.verify_certificate(cert, NOW).cert_id
+    trust.apply_revocation_list(sign_revocation_list(net.root, version=1, revoked=[cert_id], issued_at=NOW))
+    trust.apply_revocation_list(sign_revocation_list(net.root, version=2, revoked=[], issued_at=NOW))
+    assert trust.verify_certificate(cert, NOW).cert_id == cert_id
+
+
+def test_revocation_list_from_another_root_is_refused() -> None:
+    with pytest.raises(UnknownIssuer):
+        Network().trust().apply_revocation_list(sign_revocation_list(seeded(9), version=5, revoked=[], issued_at=NOW))
+
+
+@pytest.mark.parametrize(
+    "role,identifiers,region,match",
+    [
+        ("zorgkantoor", {"agb": "12345678"}, None, "needs identifier"),
+        ("ciz", {"kvk": "62253778", "bsn": "106658037"}, None, "does not take"),
+        ("client", {"bsn": "106658036"}, None, "11-proef"),
+        ("zorgaanbieder", {"agb": "1234"}, None, "8 digits"),
+        ("zorgaanbieder", {"agb": "12345678"}, "51", "4 digits"),
+        ("apotheek", {"kvk": "62253778"}, None, "unknown role"),
+    ],
+)
+def test_issuing_checks_role_and_identifiers(role: str, identifiers: dict[str, str], region: str | None, match: str) -> None:
+    with pytest.raises(Exception, match=match):
+        issue_certificate(
+            seeded(1), subject=seeded(2).did, organisation="X", role=role, identifiers=identifiers,
+            region=region, not_before=NOW, expires=NOW + 1, issued_at=NOW,
+        )
+
+
+def test_malformed_certificate_bytes_are_refused_with_malformed() -> None:
+    trust = Network().trust()
+    for data in (b"", b"\x00", cbor.encode(cbor.Tag(18, [b"", {}, b"", b""]))):
+        with pytest.raises(MalformedCertificate) as info:
+            trust.verify_certificate(data, NOW)
+        assert info.value.code == "malformed"
+
+
+def test_trust_store_caches_verification_but_rechecks_time_and_revocation() -> None:
+    net = Network()
+    trust = net.trust()
+    cert = net.certificate(seeded(2), expires=NOW + 10)
+    trust.verify_certificate(cert, NOW)
+    with pytest.raises(CertificateExpired):
+        trust.verify_certificate(cert, NOW + 11)
+
+
+def test_identity_is_not_a_root_just_because_it_signs() -> None:
+    outsider = Identity.generate()
+    cert = issue_certificate(outsider, subject=seeded(2).did, organisation="X", role="ciz",
+                             identifiers={"kvk": "62253778"}, not_before=NOW, expires=NOW + 10, issued_at=NOW)
+    with pytest.raises(UnknownIssuer):
+        TrustStore([seeded(1).did]).verify_certificate(cert, NOW)
