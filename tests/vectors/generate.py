@@ -1,0 +1,96 @@
+"""Write tests/vectors/protocol.json: golden bytes for certificates, revocation lists and every message type.
+
+Run ``python -m tests.vectors.generate`` only when the wire format changes on
+purpose (and say so in docs/PROTOCOL.md); tests/protocol/test_golden.py holds
+the code to these bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from keys import Identity, TrustStore, issue_certificate, sign_revocation_list
+from protocol import (
+    AccessLogRequest, AccessLogResult, Ack, Announcement, DigestEntry, Endpoint, Error, Melding, Message,
+    Notification, PeerExchange, Query, QueryResult, ReplyTo, RevocationNews, Subject, Subscribe, Unsubscribe,
+)
+
+NOW = 1_790_000_000
+ROOT_SEED = bytes(range(32))
+A_SEED = bytes(range(1, 33))  # zorgkantoor 5151
+B_SEED = bytes(range(2, 34))  # CIZ
+INDICATIE = "WlzIndicatie/31835d1d-3933-4ffe-9f57-8985f41fae4a"
+PATH = Path(__file__).with_name("protocol.json")
+
+
+def certificate(root: Identity, node: Identity, role: str, ids: dict[str, str], n: int) -> bytes:
+    return issue_certificate(root, subject=node.did, organisation=f"Golden {role}", role=role, identifiers=ids,
+                             not_before=NOW - 86400, expires=NOW + 365 * 86400, issued_at=NOW - 86400,
+                             cert_id=bytes([n]) * 16)
+
+
+def messages() -> list[tuple[str, Message, bool]]:
+    """(name, message, sent by A to B as a reply?)"""
+    note = Notification(notification_id="0b9e1c0e-1d2a-4f5b-9c3d-2e4f6a8b0c1d", event_type="NIEUWE_INDICATIE_ZORGKANTOOR",
+                        timestamp=NOW, sender_id_type="KVK", sender_id="62253778", receiver_id_type="UZOVI",
+                        receiver_id="5151", subscription_id=None, subjects=(Subject(subject=INDICATIE, record_id=INDICATIE),))
+    return [
+        ("announcement", Announcement(seq=3, endpoints=("http://127.0.0.1:8701/",), registers=("bemiddeling",),
+                                      templates=("bemiddelingspecificatie-by-id",), events=("NIEUWE_OVERDRACHT_ZORGKANTOOR",)), False),
+        ("peer-exchange", PeerExchange(digest=(DigestEntry(did=Identity.from_seed(B_SEED).did, seq=7),), want=(), announcements=()), False),
+        ("query", Query(template="indicatie-by-id", params={"wlzIndicatieID": "31835d1d-3933-4ffe-9f57-8985f41fae4a"},
+                        evidence=(), history=False), False),
+        ("query-result", QueryResult(records=(b"\x01\x02",)), True),
+        ("subscribe", Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",)), False),
+        ("unsubscribe", Unsubscribe(subscription_id="6a1f8a4e-2c59-4d0b-8f3e-5b7c9d1e2f30"), False),
+        ("notification", note, False),
+        ("ack", Ack(ref="0b9e1c0e-1d2a-4f5b-9c3d-2e4f6a8b0c1d", status="accepted"), True),
+        ("melding", Melding(melding_id="7c2d9e4f-3a5b-4c6d-8e7f-9a0b1c2d3e4f", event_type="IWLZFOUTMELDING", rule="IRG0012",
+                            record=INDICATIE, description="ingangsdatum ligt na einddatum"), False),
+        ("access-log-request", AccessLogRequest(bsn="106658037", since=0), False),
+        ("access-log-result", AccessLogResult(entries=({"event": "query", "action": "R", "result": "allowed"},)), True),
+        ("revocation-list", RevocationNews(lists=()), False),
+        ("error", Error(code="denied", reason="no bemiddelingspecificatie names this AGB", rule="UCIR-0002"), True),
+    ]
+
+
+def build() -> dict[str, Any]:
+    root, a, b = Identity.from_seed(ROOT_SEED), Identity.from_seed(A_SEED), Identity.from_seed(B_SEED)
+    cert_a = certificate(root, a, "zorgkantoor", {"uzovi": "5151"}, 0xA1)
+    cert_b = certificate(root, b, "ciz", {"kvk": "62253778"}, 0xB1)
+    alice = Endpoint(a, cert_a, TrustStore([root.did]))
+    out: dict[str, Any] = {
+        "now": NOW,
+        "root_seed": ROOT_SEED.hex(), "root_did": root.did,
+        "a_seed": A_SEED.hex(), "a_did": a.did, "a_certificate": cert_a.hex(),
+        "b_seed": B_SEED.hex(), "b_did": b.did, "b_certificate": cert_b.hex(),
+        "revocation_list": sign_revocation_list(root, version=1, revoked=[bytes([0xA1]) * 16], issued_at=NOW).hex(),
+        "envelopes": {},
+    }
+    request_hash = bytes(32)
+    for n, (name, message, is_reply) in enumerate(messages(), start=1):
+        to = "*" if message.BROADCAST else b.did
+        sent = alice.send(
+            message, to=to, now=NOW, lifetime=3600 if message.BROADCAST else 60, trace_id=f"{n:032x}",
+            message_id=bytes([n]) * 16, reply_to=ReplyTo(bytes([0xEE]) * 16, request_hash) if is_reply else None,
+            nonce=bytes([n]) * 24 if message.SEALED else None,
+        )
+        out["envelopes"][name] = {"hex": sent.data.hex(), "body": _plain(message.to_cbor())}
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"hex": value.hex()}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+if __name__ == "__main__":
+    PATH.write_text(json.dumps(build(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {PATH}")
