@@ -1,0 +1,48 @@
+"""The error family of the node layer.
+
+Library exceptions (sqlite3, aiohttp, OS errors) are translated into these at
+the boundary of the module that called the library.
+"""
+
+from __future__ import annotations
+
+
+class NodeError(Exception):
+    """Base of every error raised by ``node``; ``str()`` is fit for a user."""
+
+    exit_code = 1
+
+
+class UsageError(NodeError):
+    """The user asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A node home or network directory is missing, damaged or incomplete."""
+
+
+class StorageError(NodeError):
+    """The SQLite store failed."""
+
+
+class NetworkError(NodeError):
+    """A peer could not be reached or answered with something unusable."""
+
+
+class PeerRefused(NetworkError):
+    """A peer answered with a signed error."""
+
+    def __init__(self, code: str, reason: str, rule: str | None = None) -> None:
+        super().__init__(f"peer refused ({code}{', rule ' + rule if rule else ''}): {reason}")
+        self.code = code
+        self.reason = reason
+        self.rule = rule
+
+
+class ValidationError(UsageError):
+    """A record or request fails validation; ``str()`` never repeats personal data."""
+
+
+__all__ = ["NodeError", "UsageError", "ConfigError", "StorageError", "NetworkError", "PeerRefused", "ValidationError"]

@@ -1,0 +1,284 @@
+"""A node's home directory and a network root's directory, on disk.
+
+HOME/
+    node.key            Ed25519 seed, 0600
+    config.json         role, organisation, identifiers, listen address, trusted roots (0600)
+    certificate.cwt     membership certificate issued by the network root
+    revocations/        root-signed revocation lists this node has seen
+    admin.token         bearer token of the local admin API (0600)
+    node.sqlite3        the store
+
+NETWORK/
+    root.key            the network root's Ed25519 seed, 0600 (keep offline)
+    network.json        root did and name
+    issued.jsonl        one line per issued certificate (id, subject, role, organisation, expiry)
+    revocation-list.cbor the latest signed revocation list
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keys import (
+    ROLES,
+    Identity,
+    KeysError,
+    Member,
+    TrustStore,
+    check_identifier,
+    issue_certificate,
+    parse_certificate,
+    read_identity,
+    sign_revocation_list,
+    write_identity,
+)
+from keys.revocation import parse_revocation_list
+from node.errors import ConfigError, UsageError
+
+DAY = 24 * 3600
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} does not exist") from exc
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.__class__.__name__}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} is not a JSON object")
+    return value
+
+
+def _identity(path: Path) -> Identity:
+    try:
+        return read_identity(path)
+    except KeysError as exc:
+        raise ConfigError(exc.reason) from exc
+
+
+@dataclass
+class NodeConfig:
+    role: str
+    name: str
+    identifiers: dict[str, str]
+    region: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    public_url: str | None = None
+    admin_host: str = "127.0.0.1"
+    roots: list[str] = field(default_factory=list)
+    bootstrap: list[str] = field(default_factory=list)
+    evidence_freshness: int = 3600
+    synchronous: str = "NORMAL"
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> NodeConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(value) - known
+        if unknown:
+            raise ConfigError(f"config.json has unknown settings: {', '.join(sorted(unknown))}")
+        try:
+            return cls(**value)
+        except TypeError as exc:
+            raise ConfigError(f"config.json is incomplete: {exc}") from exc
+
+
+class NodeHome:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    key_path = property(lambda self: self.path / "node.key")
+    config_path = property(lambda self: self.path / "config.json")
+    certificate_path = property(lambda self: self.path / "certificate.cwt")
+    revocations_path = property(lambda self: self.path / "revocations")
+    token_path = property(lambda self: self.path / "admin.token")
+    database_path = property(lambda self: self.path / "node.sqlite3")
+
+    @classmethod
+    def create(cls, path: Path, *, role: str, name: str, identifiers: dict[str, str], region: str | None) -> NodeHome:
+        if role not in ROLES:
+            raise UsageError(f"role must be one of {', '.join(ROLES)}")
+        try:
+            checked = {k: check_identifier(k, v) for k, v in identifiers.items()}
+            if region is not None:
+                check_identifier("uzovi", region)
+        except KeysError as exc:
+            raise UsageError(exc.reason) from exc
+        home = cls(path)
+        if home.key_path.exists():
+            raise UsageError(f"{path} already holds a node")
+        home.path.mkdir(parents=True, exist_ok=True)
+        os.chmod(home.path, 0o700)
+        write_identity(home.key_path, Identity.generate())
+        home.save_config(NodeConfig(role=role, name=name, identifiers=checked, region=region))
+        _write_private(home.token_path, secrets.token_urlsafe(32) + "\n")
+        return home
+
+    def identity(self) -> Identity:
+        return _identity(self.key_path)
+
+    def config(self) -> NodeConfig:
+        self.require()
+        return NodeConfig.from_json(_read_json(self.config_path))
+
+    def save_config(self, config: NodeConfig) -> None:
+        _write_private(self.config_path, json.dumps(config.to_json(), indent=2) + "\n")
+
+    def admin_token(self) -> str:
+        try:
+            return self.token_path.read_text(encoding="ascii").strip()
+        except OSError as exc:
+            raise ConfigError(f"{self.token_path} cannot be read") from exc
+
+    def require(self) -> NodeHome:
+        if not self.config_path.exists():
+            raise ConfigError(f"{self.path} is not a node home: run iwlz init {self.path} first")
+        return self
+
+    def certificate(self) -> bytes:
+        self.require()
+        try:
+            return self.certificate_path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{self.path} has no certificate yet: run iwlz cert issue --network DIR {self.path}") from exc
+
+    def member(self) -> Member:
+        try:
+            return parse_certificate(self.certificate())[1]
+        except KeysError as exc:
+            raise ConfigError(f"certificate in {self.path} is damaged: {exc.reason}") from exc
+
+    def revocation_lists(self) -> list[bytes]:
+        if not self.revocations_path.is_dir():
+            return []
+        return [p.read_bytes() for p in sorted(self.revocations_path.glob("*.cbor"))]
+
+    def store_revocation_list(self, data: bytes) -> None:
+        """Keep a revocation list that was adopted, one file per root."""
+        try:
+            _, rlist = parse_revocation_list(data)
+        except KeysError as exc:
+            raise ConfigError(exc.reason) from exc
+        self.revocations_path.mkdir(exist_ok=True)
+        name = rlist.issuer.rsplit(":", 1)[-1]
+        tmp = self.revocations_path / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(self.revocations_path / f"{name}.cbor")
+
+    def trust_store(self) -> TrustStore:
+        config = self.config()
+        if not config.roots:
+            raise ConfigError(f"{self.path} trusts no network root yet: run iwlz cert issue")
+        try:
+            trust = TrustStore(config.roots)
+            for data in self.revocation_lists():
+                trust.apply_revocation_list(data)
+        except KeysError as exc:
+            raise ConfigError(f"trust settings in {self.path} are damaged: {exc.reason}") from exc
+        return trust
+
+
+class NetworkDir:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    key_path = property(lambda self: self.path / "root.key")
+    info_path = property(lambda self: self.path / "network.json")
+    issued_path = property(lambda self: self.path / "issued.jsonl")
+    revocation_path = property(lambda self: self.path / "revocation-list.cbor")
+
+    @classmethod
+    def create(cls, path: Path, name: str) -> NetworkDir:
+        net = cls(path)
+        if net.key_path.exists():
+            raise UsageError(f"{path} already holds a network root")
+        net.path.mkdir(parents=True, exist_ok=True)
+        os.chmod(net.path, 0o700)
+        root = Identity.generate()
+        write_identity(net.key_path, root)
+        _write_private(net.info_path, json.dumps({"name": name, "root": root.did}, indent=2) + "\n")
+        return net
+
+    def require(self) -> NetworkDir:
+        if not self.info_path.exists():
+            raise ConfigError(f"{self.path} is not a network directory: run iwlz network init {self.path} first")
+        return self
+
+    def root(self) -> Identity:
+        self.require()
+        return _identity(self.key_path)
+
+    def root_did(self) -> str:
+        did = _read_json(self.info_path).get("root")
+        if not isinstance(did, str):
+            raise ConfigError(f"{self.info_path} names no root")
+        return did
+
+    def issue(self, home: NodeHome, *, now: int, days: int) -> Member:
+        """Sign ``home``'s membership certificate and make ``home`` trust this root."""
+        root = self.root()
+        config, identity = home.config(), home.identity()
+        try:
+            cert = issue_certificate(
+                root, subject=identity.did, organisation=config.name, role=config.role,
+                identifiers=config.identifiers, region=config.region,
+                not_before=now - 300, expires=now + days * DAY, issued_at=now,
+            )
+        except KeysError as exc:
+            raise UsageError(exc.reason) from exc
+        member = parse_certificate(cert)[1]
+        tmp = home.path / ".certificate.tmp"
+        tmp.write_bytes(cert)
+        tmp.replace(home.certificate_path)
+        if root.did not in config.roots:
+            config.roots.append(root.did)
+            home.save_config(config)
+        if self.revocation_path.exists():
+            home.store_revocation_list(self.revocation_path.read_bytes())
+        entry = {"cert_id": member.cert_id_hex, "did": member.did, "role": member.role,
+                 "organisation": member.organisation, "expires": member.expires}
+        with self.issued_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+        return member
+
+    def issued(self) -> list[dict[str, Any]]:
+        if not self.issued_path.exists():
+            return []
+        return [json.loads(line) for line in self.issued_path.read_text(encoding="utf-8").splitlines() if line]
+
+    def revoke(self, cert_ids: list[str], *, now: int) -> tuple[int, bytes]:
+        """Sign a new revocation list version adding ``cert_ids``; returns (version, list)."""
+        try:
+            new = [bytes.fromhex(c) for c in cert_ids]
+        except ValueError as exc:
+            raise UsageError("a certificate id is 32 hex digits") from exc
+        if any(len(c) != 16 for c in new):
+            raise UsageError("a certificate id is 32 hex digits")
+        version, revoked = 0, set[bytes]()
+        if self.revocation_path.exists():
+            _, current = parse_revocation_list(self.revocation_path.read_bytes())
+            version, revoked = current.version, set(current.revoked)
+        data = sign_revocation_list(self.root(), version=version + 1, revoked=revoked | set(new), issued_at=now)
+        tmp = self.path / ".revocation-list.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(self.revocation_path)
+        return version + 1, data
+
+
+__all__ = ["NodeHome", "NodeConfig", "NetworkDir"]

@@ -1,0 +1,103 @@
+"""The certificate part of the iwlz CLI, through main(argv)."""
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from node.cli import main
+from node.home import NodeHome
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    assert run(capsys, "network", "init", str(tmp_path / "net"))[0] == 0
+    return tmp_path / "net"
+
+
+def test_init_issue_show_round_trip(tmp_path: Path, network: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "zk"
+    code, out, _ = run(capsys, "init", str(home), "--role", "zorgkantoor", "--name", "Zorgkantoor Noord", "--uzovi", "5151")
+    assert code == 0 and out.strip().startswith("did:key:z6Mk")
+    assert stat.S_IMODE(os.stat(home / "node.key").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(home / "admin.token").st_mode) == 0o600
+    code, out, _ = run(capsys, "--json", "cert", "issue", "--network", str(network), str(home))
+    assert code == 0
+    cert_id = json.loads(out)["cert_id"]
+    code, out, _ = run(capsys, "--json", "cert", "show", str(home))
+    shown = json.loads(out)
+    assert shown["cert_id"] == cert_id
+    assert shown["organisation"] == "Zorgkantoor Noord" and shown["identifiers"] == {"uzovi": "5151"}
+    assert shown["revoked"] is False
+    # The home now trusts the network root and its certificate verifies against it.
+    node = NodeHome(home)
+    member = node.trust_store().verify_certificate(node.certificate(), node.member().not_before + 600)
+    assert member.did == shown["did"] == node.identity().did
+
+
+def test_revoke_installs_a_newer_list(tmp_path: Path, network: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "za"
+    run(capsys, "init", str(home), "--role", "zorgaanbieder", "--name", "De Linde", "--agb", "12345678", "--region", "5151")
+    run(capsys, "cert", "issue", "--network", str(network), str(home))
+    cert_id = NodeHome(home).member().cert_id_hex
+    code, out, _ = run(capsys, "--json", "cert", "revoke", "--network", str(network), "--install", str(home), cert_id)
+    assert code == 0 and json.loads(out)["version"] == 1
+    code, out, _ = run(capsys, "--json", "cert", "revoke", "--network", str(network), "--install", str(home), "ab" * 16)
+    assert json.loads(out)["version"] == 2
+    shown = json.loads(run(capsys, "--json", "cert", "show", str(home))[1])
+    assert shown["revoked"] is True
+    trust = NodeHome(home).trust_store()
+    assert trust.revocation_version(NodeHome(home).member().issuer) == 2
+
+
+def test_client_certificate_never_shows_the_bsn(tmp_path: Path, network: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "client"
+    run(capsys, "init", str(home), "--role", "client", "--name", "Client", "--bsn", "106658037", "--region", "5151")
+    code, out, _ = run(capsys, "cert", "issue", "--network", str(network), str(home))
+    assert code == 0 and "106658037" not in out
+    code, out, _ = run(capsys, "--json", "cert", "show", str(home))
+    assert "106658037" not in out and json.loads(out)["bound_to_bsn"] is True
+    assert b"106658037" not in (home / "certificate.cwt").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["init", "{home}", "--role", "client", "--name", "C", "--bsn", "123456789"], "11-proef"),
+        (["init", "{home}", "--role", "zorgkantoor", "--name", "Z", "--uzovi", "51"], "4 digits"),
+        (["cert", "show", "{home}"], "is not a node home"),
+        (["cert", "issue", "--network", "{tmp}/nowhere", "{home}"], "is not a network directory"),
+        (["cert", "revoke", "--network", "{net}", "xyz"], "32 hex digits"),
+    ],
+)
+def test_user_errors_are_one_line_and_non_zero(tmp_path: Path, network: Path, capsys: pytest.CaptureFixture[str],
+                                                argv: list[str], message: str) -> None:
+    filled = [a.format(home=tmp_path / "h", tmp=tmp_path, net=network) for a in argv]
+    code, out, err = run(capsys, *filled)
+    assert code == 2
+    assert err.startswith("iwlz: error:") and message in err
+    assert "Traceback" not in err and "123456789" not in err
+
+
+def test_zorgkantoor_without_uzovi_cannot_get_a_certificate(tmp_path: Path, network: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "zk"
+    run(capsys, "init", str(home), "--role", "zorgkantoor", "--name", "Z", "--kvk", "12345678")
+    code, _, err = run(capsys, "cert", "issue", "--network", str(network), str(home))
+    assert code == 2 and "needs identifier(s) uzovi" in err
+
+
+def test_existing_home_is_not_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "ciz"
+    run(capsys, "init", str(home), "--role", "ciz", "--name", "CIZ", "--kvk", "62253778")
+    key = (home / "node.key").read_bytes()
+    code, _, err = run(capsys, "init", str(home), "--role", "ciz", "--name", "CIZ", "--kvk", "62253778")
+    assert code == 2 and "already holds a node" in err
+    assert (home / "node.key").read_bytes() == key
