@@ -62,20 +62,67 @@ def _semantic_decoders(allowed_tags: frozenset[int]) -> dict[int, Any]:
     return decoders
 
 
-def _sorted_map(value: Mapping[Any, Any]) -> dict[Any, Any]:
-    keyed = [(cbor2.dumps(k), k, _prepare(v)) for k, v in value.items()]
-    keyed.sort(key=lambda item: item[0])
+_KEY_BYTES: dict[int | str, bytes] = {}
+_KEY_CACHE_LIMIT: Final = 4096
+
+
+def _key_bytes(key: int | str) -> bytes:
+    """The encoding of a map key; keys repeat a lot, so they are cached."""
+    encoded = _KEY_BYTES.get(key)
+    if encoded is None:
+        if len(_KEY_BYTES) >= _KEY_CACHE_LIMIT:
+            _KEY_BYTES.clear()
+        encoded = _KEY_BYTES[key] = cbor2.dumps(key)
+    return encoded
+
+
+_SCALARS: Final = (str, bytes, bool, type(None))
+_MAPS: Final = (dict, cbor2.frozendict)
+_ARRAYS: Final = (list, tuple)
+
+
+def _walk(value: Any, depth: int, max_depth: int, allowed_tags: frozenset[int] | None, sort: bool) -> Any:
+    """Check the data model; return a plain copy (dict/list).
+
+    With ``sort`` map keys are put in deterministic order (for encoding);
+    without it they must already be in that order (for decoding), which is
+    what a deterministic encoder would have written.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise MalformedData("integer out of range")
+        return value
+    if depth >= max_depth:
+        raise MalformedData("CBOR nesting is too deep")
+    if kind in _ARRAYS:
+        return [_walk(v, depth + 1, max_depth, allowed_tags, sort) for v in value]
+    if kind in _MAPS or (sort and isinstance(value, Mapping)):
+        return _walk_map(value, depth, max_depth, allowed_tags, sort)
+    if kind is cbor2.CBORTag:
+        if allowed_tags is not None and value.tag not in allowed_tags:
+            raise MalformedData(f"CBOR tag {value.tag} is not allowed")
+        return cbor2.CBORTag(value.tag, _walk(value.value, depth + 1, max_depth, allowed_tags, sort))
+    if sort and isinstance(value, (int, str, bytes)):  # subclasses such as IntEnum or StrEnum
+        return value
+    raise MalformedData(f"CBOR type {kind.__name__} is not allowed")
+
+
+def _walk_map(value: Mapping[Any, Any], depth: int, max_depth: int, allowed_tags: frozenset[int] | None, sort: bool) -> dict[Any, Any]:
+    keyed = []
+    for k, v in value.items():
+        if type(k) is not str and type(k) is not int:
+            raise MalformedData("map keys must be integers or text")
+        keyed.append((_key_bytes(k), k, _walk(v, depth + 1, max_depth, allowed_tags, sort)))
+    if sort:
+        keyed.sort(key=lambda item: item[0])
+    else:
+        for before, after in zip(keyed, keyed[1:]):
+            if before[0] >= after[0]:
+                raise MalformedData("input is not in deterministic CBOR encoding (map key order)")
     return {k: v for _, k, v in keyed}
-
-
-def _prepare(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return _sorted_map(value)
-    if isinstance(value, (list, tuple)):
-        return [_prepare(v) for v in value]
-    if isinstance(value, cbor2.CBORTag):
-        return cbor2.CBORTag(value.tag, _prepare(value.value))
-    return value
 
 
 def encode(value: Any) -> bytes:
@@ -84,38 +131,11 @@ def encode(value: Any) -> bytes:
     Raises:
         MalformedData: the value holds something CBOR (or we) cannot encode.
     """
-    _check(value, depth=0, max_depth=DEFAULT_MAX_DEPTH * 4, allowed_tags=None)
+    prepared = _walk(value, 0, DEFAULT_MAX_DEPTH * 4, None, True)
     try:
-        return cbor2.dumps(_prepare(value))
+        return cbor2.dumps(prepared)
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
         raise MalformedData("value cannot be encoded as CBOR") from exc
-
-
-def _check(value: Any, *, depth: int, max_depth: int, allowed_tags: frozenset[int] | None) -> Any:
-    """Validate the data model and return a plain (dict/list) copy."""
-    if depth > max_depth:
-        raise MalformedData("CBOR nesting is too deep")
-    if value is None or isinstance(value, (bool, str, bytes)):
-        return value
-    if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise MalformedData("integer out of range")
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_check(v, depth=depth + 1, max_depth=max_depth, allowed_tags=allowed_tags) for v in value]
-    if isinstance(value, Mapping):
-        out: dict[Any, Any] = {}
-        for k, v in value.items():
-            if isinstance(k, bool) or not isinstance(k, (int, str)):
-                raise MalformedData("map keys must be integers or text")
-            out[k] = _check(v, depth=depth + 1, max_depth=max_depth, allowed_tags=allowed_tags)
-        return out
-    if isinstance(value, cbor2.CBORTag):
-        if allowed_tags is not None and value.tag not in allowed_tags:
-            raise MalformedData(f"CBOR tag {value.tag} is not allowed")
-        inner = _check(value.value, depth=depth + 1, max_depth=max_depth, allowed_tags=allowed_tags)
-        return cbor2.CBORTag(value.tag, inner)
-    raise MalformedData(f"CBOR type {type(value).__name__} is not allowed")
 
 
 def _reason(exc: BaseException) -> str:
@@ -167,8 +187,8 @@ def decode(
         if cause is not None:
             raise cause from exc
         raise MalformedData(_reason(exc)) from exc
-    value = _check(raw, depth=0, max_depth=max_depth, allowed_tags=allowed_tags)
-    if cbor2.dumps(_prepare(value)) != data:
+    value = _walk(raw, 0, max_depth, allowed_tags, False)
+    if cbor2.dumps(value) != data:
         raise MalformedData("input is not in deterministic CBOR encoding")
     return value
 

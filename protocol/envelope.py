@@ -43,6 +43,7 @@ MAX_LIFETIME: Final = 300
 MAX_BROADCAST_LIFETIME: Final = 7 * 24 * 3600
 CLOCK_SKEW: Final = 30
 MEDIA_TYPE: Final = 'application/cose; cose-type="cose-sign1"'
+_VERIFIER_CACHE_LIMIT: Final = 10_000
 _TRACE: Final = re.compile(r"^[0-9a-f]{32}$")
 _KEYS: Final = frozenset({"v", "typ", "id", "from", "to", "iat", "exp", "trace", "re", "body"})
 
@@ -174,6 +175,7 @@ class Endpoint:
         self.max_size = max_size
         self.skew = skew
         self.boxes = BoxCache(identity)
+        self._verifiers: dict[str, Verifier] = {}
         self._protected: dict[int | str, Any] = {cose.KID: identity.did.encode("ascii"), CERT_LABEL: certificate}
 
     @property
@@ -310,7 +312,7 @@ class Endpoint:
         try:
             sign1 = cose.parse_sign1(data, max_size=self.max_size)
             sender = sign1.kid.decode("ascii", errors="strict")
-            verifier = Verifier(did_to_public_key(sender))
+            verifier = self._verifier(sender)
         except (KeysError, UnicodeDecodeError) as exc:
             code = getattr(exc, "code", ErrorCode.MALFORMED)
             raise _remote(ErrorCode(code), getattr(exc, "reason", "kid is not a did")) from exc
@@ -319,6 +321,14 @@ class Endpoint:
         except KeysError as exc:
             raise _remote(ErrorCode.BAD_SIGNATURE, "envelope signature does not verify") from exc
         return sign1, sender
+
+    def _verifier(self, did: str) -> Verifier:
+        verifier = self._verifiers.get(did)
+        if verifier is None:
+            if len(self._verifiers) >= _VERIFIER_CACHE_LIMIT:
+                self._verifiers.clear()
+            verifier = self._verifiers[did] = Verifier(did_to_public_key(did))
+        return verifier
 
     def _check_certificate(self, sign1: cose.Sign1, sender: str, now: int) -> Member:
         cert = sign1.protected.get(CERT_LABEL)
