@@ -303,9 +303,13 @@ class Endpoint:
             raise _remote(ErrorCode.UNSUPPORTED, "unknown message type", sender, mid)
         self._check_recipient(envelope, cls, reply=reply, relayed=relayed)
         self._check_time(envelope, cls, now)
-        if not (cls.BROADCAST or reply):
-            self.replay.check_and_remember(sender, mid, envelope.expires, now)
+        guarded = not (cls.BROADCAST or reply)
+        if guarded:
+            self.replay.check(sender, mid, now)
         message = self._open_body(cls, envelope, body)
+        # Only a fully valid message is remembered, so a refused one changes no state.
+        if guarded:
+            self.replay.remember(sender, mid, envelope.expires)
         return Incoming(data, envelope, member, message)
 
     def _check_signature(self, data: bytes) -> tuple[cose.Sign1, str]:

@@ -36,8 +36,8 @@ class ReplayGuard:
         for sender, message_id, forget_after in entries:
             self._add(sender, message_id, forget_after)
 
-    def check_and_remember(self, sender: str, message_id: bytes, expires: int, now: int) -> None:
-        """Raise ``replay`` if this (sender, id) was seen; otherwise remember it."""
+    def check(self, sender: str, message_id: bytes, now: int) -> None:
+        """Raise ``replay`` if this (sender, id) was seen (or ``unavailable`` if the guard is full)."""
         self.prune(now)
         if (sender, message_id) in self._seen:
             raise RemoteProtocolError(
@@ -46,9 +46,16 @@ class ReplayGuard:
         if len(self._seen) >= self._limit:
             # Forgetting early would reopen a replay window; refusing is safe.
             raise RemoteProtocolError(ErrorCode.UNAVAILABLE, "replay guard is full, try again later")
+
+    def remember(self, sender: str, message_id: bytes, expires: int) -> None:
+        """Remember an accepted message until it could no longer pass the time window."""
         forget_after = expires + self._skew
         self._add(sender, message_id, forget_after)
         self._new.append((sender, message_id, forget_after))
+
+    def check_and_remember(self, sender: str, message_id: bytes, expires: int, now: int) -> None:
+        self.check(sender, message_id, now)
+        self.remember(sender, message_id, expires)
 
     def _add(self, sender: str, message_id: bytes, forget_after: int) -> None:
         self._seen[(sender, message_id)] = forget_after

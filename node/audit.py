@@ -1,0 +1,150 @@
+"""The audit log: NEN 7513 fields, hash-chained, with the signed request kept for non-repudiation.
+
+Each entry's hash is SHA-256 over the previous hash and the deterministic CBOR
+of its fields (the request by its SHA-256), so changing, removing or
+reordering any entry breaks the chain from that point on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Final
+
+from keys import Identity, KeysError, cbor
+from node.store import Statement, Store
+
+GENESIS: Final = b"\x00" * 32
+ACTIONS: Final = frozenset("CRUDE")
+_COLUMNS: Final = ("seq", "at", "event", "action", "result", "actor_did", "actor_role", "actor_org",
+                   "subject", "record", "trace_id", "rule", "request", "prev_hash", "hash")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    did: str
+    role: str
+    organisation: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    at: str
+    event: str
+    action: str
+    result: str
+    actor_did: str
+    actor_role: str
+    actor_org: str
+    subject: str | None
+    record: str | None
+    trace_id: str | None
+    rule: str | None
+    request: bytes | None
+    prev_hash: bytes
+    hash: bytes
+
+    def public(self, *, with_subject: bool = True) -> dict[str, Any]:
+        """The entry as shown to a reader (the request bytes by hash only)."""
+        out = {k: getattr(self, k) for k in _COLUMNS if k not in ("request", "prev_hash", "hash")}
+        out["request_sha256"] = hashlib.sha256(self.request).hexdigest() if self.request else None
+        out["hash"] = self.hash.hex()
+        if not with_subject:
+            out.pop("subject")
+        return out
+
+
+def entry_hash(prev_hash: bytes, fields: list[Any]) -> bytes:
+    return hashlib.sha256(prev_hash + cbor.encode(fields)).digest()
+
+
+def _fields(seq: int, at: str, event: str, action: str, result: str, actor: Actor, subject: str | None,
+            record: str | None, trace_id: str | None, rule: str | None, request: bytes | None) -> list[Any]:
+    return [seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record, trace_id,
+            rule, hashlib.sha256(request).digest() if request else None]
+
+
+def utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _head_message(seq: int, head: bytes) -> bytes:
+    return cbor.encode(["iwlz-audit-head", seq, head])
+
+
+class AuditLog:
+    """Appends chained entries; the head (last seq and hash) is signed by the node,
+    so that cutting entries off the end is detected too."""
+
+    def __init__(self, store: Store, identity: Identity) -> None:
+        self.store = store
+        self.identity = identity
+        self._seq = 0
+        self._head = GENESIS
+
+    async def load(self) -> None:
+        row = await self.store.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        if row:
+            self._seq, self._head = int(row[0]), bytes(row[1])
+
+    def entry(
+        self, *, now: float, event: str, action: str, result: str, actor: Actor, subject: str | None = None,
+        record: str | None = None, trace_id: str | None = None, rule: str | None = None, request: bytes | None = None,
+    ) -> Statement:
+        """The INSERT for one new entry, chained to the last; hand it to Store.write with its cause."""
+        if action not in ACTIONS:
+            raise ValueError(f"audit action must be one of {''.join(sorted(ACTIONS))}")
+        self._seq += 1
+        at = utc(now)
+        digest = entry_hash(self._head, _fields(self._seq, at, event, action, result, actor, subject, record, trace_id, rule, request))
+        row = (self._seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
+               trace_id, rule, request, self._head, digest)
+        self._head = digest
+        return (f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", row, False)
+
+    def head(self) -> Statement:
+        """The UPSERT of the signed chain head; append it after a write's entries."""
+        signature = self.identity.sign(_head_message(self._seq, self._head))
+        return ("INSERT OR REPLACE INTO audit_head (id, seq, hash, signature) VALUES (1, ?, ?, ?)",
+                (self._seq, self._head, signature), False)
+
+    async def entries(self, *, subject: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        where, params = "seq > ?", [since_seq]
+        if subject is not None:
+            where += " AND subject = ?"
+            params.append(subject)  # type: ignore[arg-type]
+        rows = await self.store.fetchall(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE {where} ORDER BY seq LIMIT ?",
+                                         (*params, limit))
+        return [AuditEntry(*row) for row in rows]
+
+    async def verify(self) -> tuple[bool, int, str]:
+        """Walk the whole chain: (intact, entries checked, what is wrong where)."""
+        prev, expected_seq, count = GENESIS, 1, 0
+        async with self.store.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit ORDER BY seq") as cursor:
+            async for row in cursor:
+                e = AuditEntry(*row)
+                if e.seq != expected_seq:
+                    return False, count, f"entry {expected_seq} is missing (next is {e.seq})"
+                if e.prev_hash != prev:
+                    return False, count, f"entry {e.seq} does not follow entry {e.seq - 1}"
+                actor = Actor(e.actor_did, e.actor_role, e.actor_org)
+                fields = _fields(e.seq, e.at, e.event, e.action, e.result, actor, e.subject, e.record, e.trace_id, e.rule, e.request)
+                if entry_hash(prev, fields) != e.hash:
+                    return False, count, f"entry {e.seq} was changed"
+                prev, expected_seq, count = e.hash, expected_seq + 1, count + 1
+        head = await self.store.fetchone("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+        if head is None:
+            return (count == 0), count, "chain intact" if count == 0 else "signed chain head is missing"
+        seq, head_hash, signature = int(head[0]), bytes(head[1]), bytes(head[2])
+        try:
+            self.identity.verifier().verify(_head_message(seq, head_hash), signature)
+        except KeysError:
+            return False, count, "signed chain head does not verify"
+        if seq != count or head_hash != prev:
+            return False, count, f"chain ends at entry {count} but the signed head names entry {seq}"
+        return True, count, "chain intact"
+
+
+__all__ = ["AuditLog", "AuditEntry", "Actor", "utc"]

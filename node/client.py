@@ -1,0 +1,80 @@
+"""The peer client: signed requests over one pooled aiohttp session, replies verified and bound."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from node.errors import NetworkError, PeerRefused
+from protocol import MEDIA_TYPE, Endpoint, Error, Incoming, Message, RemoteProtocolError
+
+MESSAGES_PATH = "/iwlz/v1/messages"
+ANNOUNCEMENT_PATH = "/iwlz/v1/announcement"
+
+
+class PeerClient:
+    def __init__(self, endpoint: Endpoint, *, timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+        self.endpoint = endpoint
+        self.clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        data = await response.content.read(self.endpoint.max_size + 1)
+        if len(data) > self.endpoint.max_size:
+            raise NetworkError("peer answered with more than the size limit")
+        return data
+
+    async def fetch_announcement(self, base_url: str) -> Incoming:
+        """GET a node's signed announcement and verify it (it is only a hint until it does)."""
+        url = base_url.rstrip("/") + ANNOUNCEMENT_PATH
+        try:
+            async with self._http().get(url) as response:
+                data = await self._read(response)
+                if response.status != 200:
+                    raise NetworkError(f"{url} answered HTTP {response.status}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise NetworkError(f"cannot reach {base_url}: {exc.__class__.__name__}") from exc
+        try:
+            return self.endpoint.verify_broadcast(data, now=int(self.clock()))
+        except RemoteProtocolError as exc:
+            raise NetworkError(f"announcement from {base_url} refused ({exc.code}): {exc.reason}") from exc
+
+    async def request(self, base_url: str, message: Message, *, to: str, trace_id: str | None = None) -> Incoming:
+        """Send ``message`` to the node ``to`` at ``base_url``; return its verified reply.
+
+        Raises:
+            PeerRefused: the peer answered with a signed error.
+            NetworkError: no usable answer.
+        """
+        outgoing = self.endpoint.send(message, to=to, now=int(self.clock()), trace_id=trace_id)
+        url = base_url.rstrip("/") + MESSAGES_PATH
+        try:
+            async with self._http().post(url, data=outgoing.data, headers={"Content-Type": MEDIA_TYPE}) as response:
+                data = await self._read(response)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise NetworkError(f"cannot reach {base_url}: {exc.__class__.__name__}") from exc
+        try:
+            reply = self.endpoint.receive_reply(data, outgoing, now=int(self.clock()))
+        except RemoteProtocolError as exc:
+            raise NetworkError(f"reply from {base_url} refused ({exc.code}): {exc.reason}") from exc
+        if isinstance(reply.message, Error):
+            raise PeerRefused(reply.message.code, reply.message.reason, reply.message.rule)
+        return reply
+
+
+__all__ = ["PeerClient", "MESSAGES_PATH", "ANNOUNCEMENT_PATH"]

@@ -1,0 +1,29 @@
+"""Prometheus metrics of one node (its own registry, so several nodes can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("iwlz_requests", "Peer messages handled, by type and outcome (ok or error code)",
+                                ["type", "outcome"], registry=self.registry)
+        self.latency = Histogram("iwlz_request_seconds", "Time to handle a peer message, store commit included",
+                                 ["type"], registry=self.registry,
+                                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+        self.decisions = Counter("iwlz_policy_decisions", "Access decisions, by rule and result",
+                                 ["rule", "result"], registry=self.registry)
+        self.records = Gauge("iwlz_store_records", "Current (not deleted) records in the registers", registry=self.registry)
+        self.audit_entries = Gauge("iwlz_audit_entries", "Entries in the audit log", registry=self.registry)
+        self.peers = Gauge("iwlz_peers", "Peers in the peer table", registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+__all__ = ["Metrics"]

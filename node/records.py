@@ -1,0 +1,191 @@
+"""iWlz record types, their validation, and which role holds which register.
+
+Field names follow the iWlz GraphQL schemas (Indicatieregister v1.6.4,
+Bemiddelingsregister v1.1.0, the Leveringsregister draft). A schema maps a
+field to its type; a trailing ``?`` marks a field that may be absent or null.
+Unknown fields are refused. Error messages name the field, never its value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Callable, Final
+
+from keys import KeysError, check_agb, check_bsn, check_uzovi
+from node.errors import ValidationError
+
+_UUID4: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+Schema = dict[str, Any]
+
+ZZP: Final[Schema] = {"zzpCode": "text", "ingangsdatum": "date", "einddatum?": "date", "financiering": "text"}
+CLIENT_FULL: Final[Schema] = {"clientID": "uuid", "bsn": "bsn", "geboorteDatum": "date", "geslacht": "text",
+                              "geslachtsnaam": "text", "contactPersoon?": ["text"]}
+WLZ_INDICATIE: Final[Schema] = {
+    "wlzIndicatieID": "uuid", "bsn": "bsn", "besluitnummer": "text", "soortWlzindicatie": "text",
+    "afgiftedatum": "date", "ingangsdatum": "date", "einddatum?": "date", "meerzorg?": "bool",
+    "initieelVerantwoordelijkZorgkantoor": "uzovi", "vervaldatum?": "date", "grondslag": ["text"],
+    "geindiceerdZorgzwaartepakket": [ZZP], "beperking": ["text"], "stoornis": ["text"], "client": CLIENT_FULL,
+}
+BEMIDDELINGSPECIFICATIE: Final[Schema] = {
+    "bemiddelingspecificatieID": "uuid", "leveringsvorm": "text", "zzpCode": "text",
+    "toewijzingIngangsdatum": "date", "toewijzingEinddatum?": "date", "instelling": "agb",
+    "uitvoerendZorgkantoor": "uzovi", "vaststellingMoment": "datetime", "percentage?": "int",
+    "pgbPercentage?": "int", "soortToewijzing": "text",
+}
+REGIEHOUDER: Final[Schema] = {"regiehouderID": "uuid", "instelling": "agb", "ingangsdatum": "date",
+                              "einddatum?": "date", "regierol": "text"}
+OVERDRACHT: Final[Schema] = {"overdrachtID": "uuid", "verantwoordelijkZorgkantoor": "uzovi", "overdrachtDatum": "date",
+                             "verhuisDatum": "date", "overdrachtspecificatie": [{"leveringsstatus": "text"}]}
+BEMIDDELING: Final[Schema] = {
+    "bemiddelingID": "uuid", "client": {"clientID": "uuid", "bsn": "bsn"}, "wlzIndicatieID": "uuid",
+    "verantwoordelijkZorgkantoor": "uzovi", "verantwoordelijkheidIngangsdatum": "date",
+    "verantwoordelijkheidEinddatum?": "date", "bemiddelingspecificatie": [BEMIDDELINGSPECIFICATIE],
+    "regiehouder": [REGIEHOUDER], "overdracht?": OVERDRACHT,
+}
+LEVERING: Final[Schema] = {
+    "leveringID": "uuid", "bemiddelingspecificatieID": "uuid", "bsn": "bsn", "zorgkantoor": "uzovi",
+    "leveringperiodes": [{"ingangsdatum": "date", "einddatum?": "date"}], "verzoeken": [{"soort": "text", "datum": "date"}],
+}
+ZORGAANBOD: Final[Schema] = {
+    "zorgaanbodID": "uuid", "instelling": "agb", "regio": "uzovi", "zzpCodes": ["text"], "leveringsvormen": ["text"],
+    "vrijeCapaciteit": "int", "peildatum": "date",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordType:
+    kind: str
+    register: str
+    source_role: str
+    schema: Schema
+    id_field: str
+    retention_years: int | None
+    end_field: str | None
+
+    def record_id(self, data: dict[str, Any]) -> str:
+        return str(data[self.id_field])
+
+    def bsn(self, data: dict[str, Any]) -> str | None:
+        value = data.get("bsn") or (data.get("client") or {}).get("bsn")
+        return value if isinstance(value, str) else None
+
+    def retain_until(self, data: dict[str, Any]) -> str | None:
+        """The date after which all versions may be purged (end + retention), or None while open-ended."""
+        if self.retention_years is None or self.end_field is None or not data.get(self.end_field):
+            return None
+        end = date.fromisoformat(data[self.end_field])
+        try:
+            return end.replace(year=end.year + self.retention_years).isoformat()
+        except ValueError:  # 29 February
+            return end.replace(year=end.year + self.retention_years, day=28).isoformat()
+
+
+RECORD_TYPES: Final[dict[str, RecordType]] = {
+    t.kind: t
+    for t in (
+        RecordType("WlzIndicatie", "indicatie", "ciz", WLZ_INDICATIE, "wlzIndicatieID", 5, "einddatum"),
+        RecordType("Bemiddeling", "bemiddeling", "zorgkantoor", BEMIDDELING, "bemiddelingID", 7, "verantwoordelijkheidEinddatum"),
+        RecordType("Levering", "levering", "zorgaanbieder", LEVERING, "leveringID", 7, None),
+        RecordType("Zorgaanbod", "zorgaanbod", "zorgaanbieder", ZORGAANBOD, "zorgaanbodID", None, None),
+    )
+}
+
+
+def registers_for(role: str) -> list[str]:
+    return [t.register for t in RECORD_TYPES.values() if t.source_role == role]
+
+
+def kinds_for(role: str) -> list[str]:
+    return [t.kind for t in RECORD_TYPES.values() if t.source_role == role]
+
+
+def _identifier(check: Callable[[object], str]) -> Callable[[Any], bool]:
+    def ok(value: Any) -> bool:
+        try:
+            check(value)
+        except KeysError:
+            return False
+        return True
+
+    return ok
+
+
+def _is_date(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and len(value) == 10 and bool(date.fromisoformat(value))
+    except ValueError:
+        return False
+
+
+def _is_datetime(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        return False
+
+
+SCALARS: Final[dict[str, Callable[[Any], bool]]] = {
+    "text": lambda v: isinstance(v, str) and 0 < len(v) <= 1000,
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**53) < v < 2**53,
+    "bool": lambda v: isinstance(v, bool),
+    "uuid": lambda v: isinstance(v, str) and bool(_UUID4.match(v)),
+    "date": _is_date,
+    "datetime": _is_datetime,
+    "bsn": _identifier(check_bsn),
+    "agb": _identifier(check_agb),
+    "uzovi": _identifier(check_uzovi),
+}
+
+
+def validate(schema: Schema, value: Any, path: str = "") -> None:
+    """Raise ValidationError naming the first field that does not fit ``schema``."""
+    if not isinstance(value, dict):
+        raise ValidationError(f"{path or 'record'} must be an object")
+    names = {k.rstrip("?"): k.endswith("?") for k in schema}
+    unknown = set(value) - set(names)
+    if unknown:
+        raise ValidationError(f"{path or 'record'} has unknown field(s): {', '.join(sorted(unknown))}")
+    for key, spec in schema.items():
+        name, optional = key.rstrip("?"), key.endswith("?")
+        field_path = f"{path}.{name}" if path else name
+        if value.get(name) is None:
+            if optional:
+                continue
+            raise ValidationError(f"{field_path} is required")
+        _validate_value(spec, value[name], field_path)
+
+
+def _validate_value(spec: Any, value: Any, path: str) -> None:
+    if isinstance(spec, dict):
+        validate(spec, value, path)
+    elif isinstance(spec, list):
+        if not isinstance(value, list) or len(value) > 1000:
+            raise ValidationError(f"{path} must be a list")
+        for i, item in enumerate(value):
+            _validate_value(spec[0], item, f"{path}[{i}]")
+    elif not SCALARS[spec](value):
+        raise ValidationError(f"{path} is not a valid {spec}")
+
+
+def validate_record(kind: str, data: Any) -> RecordType:
+    record_type = RECORD_TYPES.get(kind)
+    if record_type is None:
+        raise ValidationError(f"unknown record type {kind!r}; known: {', '.join(RECORD_TYPES)}")
+    validate(record_type.schema, data)
+    if kind == "WlzIndicatie" and data["client"]["bsn"] != data["bsn"]:
+        raise ValidationError("client.bsn must equal bsn")
+    return record_type
+
+
+def strip_nulls(value: Any) -> Any:
+    """Drop absent optional fields so that equal records have equal bytes."""
+    if isinstance(value, dict):
+        return {k: strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [strip_nulls(v) for v in value]
+    return value
+
+
+__all__ = ["RecordType", "RECORD_TYPES", "validate_record", "validate", "registers_for", "kinds_for", "strip_nulls"]

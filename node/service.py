@@ -1,0 +1,424 @@
+"""The node: its components put together, and the handlers for what peers send.
+
+Per request the path is: size limit → Endpoint.receive (all protocol checks,
+no database work) → the handler for the message type (policy decision,
+register read) → audit entries and replay ids go to the store in the group
+commit of this loop turn → the signed reply leaves after that commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from keys import KeysError, Member
+from node.audit import Actor, AuditLog
+from node.client import ANNOUNCEMENT_PATH, MESSAGES_PATH, PeerClient
+from node.errors import ConfigError, NetworkError, NodeError, PeerRefused
+from node.home import NodeHome
+from node.metrics import Metrics
+from node.peers import PeerTable
+from node.policy import Denied, PolicyDecisionPoint, View
+from node.records import RECORD_TYPES, registers_for
+from node.registers import Registers
+from node.store import Statement, Store
+from protocol import (
+    MEDIA_TYPE,
+    AccessLogRequest,
+    AccessLogResult,
+    Ack,
+    Announcement,
+    Endpoint,
+    Error,
+    ErrorCode,
+    Incoming,
+    Melding,
+    Message,
+    Query,
+    QueryResult,
+    RemoteProtocolError,
+    ReplayGuard,
+    RevocationNews,
+)
+from protocol.records import RecordVersion, sign_record, verify_record
+
+log = logging.getLogger(__name__)
+
+ANNOUNCEMENT_LIFETIME = 24 * 3600
+Handler = Callable[[Incoming, int], Awaitable[tuple[Message, list[Statement]]]]
+
+
+class Node:
+    def __init__(self, home: NodeHome, *, host: str | None = None, port: int | None = None,
+                 admin_port: int | None = None, public_url: str | None = None, bootstrap: list[str] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.home = home
+        self.config = home.config()
+        self.host = host or self.config.host
+        self.port = self.config.port if port is None else port
+        self.admin_port = 0 if admin_port is None else admin_port
+        self.public_url = public_url or self.config.public_url
+        self.bootstrap = list(bootstrap if bootstrap is not None else self.config.bootstrap)
+        self.clock = clock
+        self.metrics = Metrics()
+        self.ready = False
+        self.url = ""
+        self.admin_url = ""
+        self._runners: list[web.AppRunner] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._handlers: dict[type[Message], Handler] = {
+            Query: self._on_query,
+            AccessLogRequest: self._on_access_log,
+            Melding: self._on_melding,
+            RevocationNews: self._on_revocation_news,
+            Announcement: self._on_announcement,
+        }
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    # Lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.identity = self.home.identity()
+        self.certificate = self.home.certificate()
+        self.trust = self.home.trust_store()
+        try:
+            self.member = self.trust.verify_certificate(self.certificate, self.now())
+        except KeysError as exc:
+            raise ConfigError(f"this node's own certificate is not valid ({exc.code}): {exc.reason}") from exc
+        self.store = Store(self.home.database_path, synchronous=self.config.synchronous)
+        await self.store.open()
+        replay = ReplayGuard()
+        replay.load((s, bytes(m), int(f)) for s, m, f in await self.store.fetchall(
+            "SELECT sender, message_id, forget_after FROM replay WHERE forget_after >= ?", (self.now(),)))
+        self.endpoint = Endpoint(self.identity, self.certificate, self.trust, replay)
+        self.audit = AuditLog(self.store, self.identity)
+        await self.audit.load()
+        self.registers = Registers(self.store, self.identity, self.certificate, self.member.role, self.audit)
+        self.pdp = PolicyDecisionPoint(self.registers, self.trust, freshness=self.config.evidence_freshness,
+                                       confirm=self._confirm_evidence)
+        self.peers = PeerTable(self.store, self.identity.did)
+        await self.peers.load()
+        self.client = PeerClient(self.endpoint, clock=self.clock)
+        self.actor = Actor(self.identity.did, self.member.role, self.member.organisation)
+        from node.admin import admin_app  # the admin API needs the started node
+
+        peer_runner = await self._serve(self._peer_app(), self.host, self.port)
+        self.url = self.public_url or f"http://{self.host}:{peer_runner.addresses[0][1]}"
+        admin_runner = await self._serve(admin_app(self), self.config.admin_host, self.admin_port)
+        self.admin_url = f"http://{self.config.admin_host}:{admin_runner.addresses[0][1]}"
+        self.announcement = self._sign_announcement()
+        for url in self.bootstrap:
+            await self.learn_from(url, source="bootstrap")
+        self._write_run_file()
+        self.ready = True
+        log.info("node %s (%s) ready at %s, admin at %s", self.identity.did, self.member.role, self.url, self.admin_url)
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        self._runners.append(runner)
+        return runner
+
+    async def stop(self) -> None:
+        self.ready = False
+        for task in self._tasks:
+            task.cancel()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        await self.client.close()
+        await self.store.close()
+        try:
+            (self.home.path / "run.json").unlink()
+        except FileNotFoundError:
+            pass
+
+    def _write_run_file(self) -> None:
+        info = {"pid": os.getpid(), "did": self.identity.did, "url": self.url, "admin_url": self.admin_url}
+        tmp = self.home.path / ".run.json.tmp"
+        tmp.write_text(json.dumps(info) + "\n")
+        tmp.replace(self.home.path / "run.json")
+
+    # Announcement and peers ------------------------------------------------
+
+    def _sign_announcement(self) -> bytes:
+        now = self.now()
+        message = Announcement(
+            seq=now, endpoints=(self.url,), registers=tuple(registers_for(self.member.role)),
+            templates=tuple(self.pdp.templates()), events=(),
+        )
+        return self.endpoint.send(message, to="*", now=now, lifetime=ANNOUNCEMENT_LIFETIME).data
+
+    async def learn_from(self, url: str, *, source: str) -> str | None:
+        """Fetch and verify a node's announcement at ``url``; returns its did."""
+        try:
+            incoming = await self.client.fetch_announcement(url)
+        except NetworkError as exc:
+            log.warning("no announcement from %s: %s", url, exc)
+            return None
+        statement = self.peers.accept(incoming, source=source, now=self.now())
+        if statement is not None:
+            await self.store.write([statement])
+        return incoming.envelope.sender
+
+    async def peer_for(self, target: str) -> tuple[str, str]:
+        """(url, did) of a peer named by did or by URL."""
+        if target.startswith("did:"):
+            peer = self.peers.get(target)
+            if peer is None:
+                raise NetworkError(f"no peer {target} in the peer table")
+            return peer.url, peer.did
+        did = await self.learn_from(target, source="manual")
+        if did is None:
+            raise NetworkError(f"{target} did not give a valid announcement")
+        return target, did
+
+    # The peer API ----------------------------------------------------------
+
+    def _peer_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.endpoint_max_size())
+        app.router.add_post(MESSAGES_PATH, self._http_message)
+        app.router.add_get(ANNOUNCEMENT_PATH, self._http_announcement)
+        app.router.add_get("/iwlz/v1/policy", self._http_policy)
+        app.router.add_get("/health", self._http_health)
+        app.router.add_get("/metrics", self._http_metrics)
+        return app
+
+    def endpoint_max_size(self) -> int:
+        return 1024 * 1024
+
+    async def _http_announcement(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.announcement, content_type="application/cose")
+
+    async def _http_policy(self, request: web.Request) -> web.Response:
+        return web.json_response(self.pdp.matrix, dumps=lambda v: json.dumps(v, indent=2, ensure_ascii=False))
+
+    async def _http_health(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ready", "did": self.identity.did, "role": self.member.role})
+
+    async def _http_metrics(self, request: web.Request) -> web.Response:
+        self.metrics.records.set(await self.registers.count())
+        row = await self.store.fetchone("SELECT count(*) FROM audit")
+        self.metrics.audit_entries.set(row[0] if row else 0)
+        self.metrics.peers.set(len(self.peers))
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
+
+    async def _http_message(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        limit = self.endpoint.max_size
+        now = self.now()
+        if request.content_length is not None and request.content_length > limit:
+            data = b""
+        else:
+            data = await request.content.read(limit + 1)
+        kind = "unknown"
+        try:
+            if len(data) > limit or (request.content_length or 0) > limit:
+                raise RemoteProtocolError(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes")
+            incoming = self.endpoint.receive(data, now=now)
+        except RemoteProtocolError as exc:
+            self.metrics.requests.labels(kind, exc.code.value).inc()
+            log.info("refused a message (%s): %s", exc.code.value, exc.reason)
+            reply = self.endpoint.error_reply(data, exc, now=now)
+            return self._cose(reply.data, exc.status_hint)
+        kind = incoming.envelope.type
+        status, body = await self._dispatch(incoming, now)
+        self.metrics.latency.labels(kind).observe(time.perf_counter() - started)
+        return self._cose(body, status)
+
+    @staticmethod
+    def _cose(body: bytes, status: int) -> web.Response:
+        return web.Response(body=body, status=status, headers={"Content-Type": MEDIA_TYPE})
+
+    async def _dispatch(self, incoming: Incoming, now: int) -> tuple[int, bytes]:
+        kind = incoming.envelope.type
+        handler = self._handlers.get(type(incoming.message))
+        statements: list[Statement] = []
+        try:
+            if handler is None:
+                raise RemoteProtocolError(ErrorCode.UNSUPPORTED, f"this node does not handle {kind} messages")
+            reply, statements = await handler(incoming, now)
+            status, outcome = 200, "ok"
+        except RemoteProtocolError as exc:
+            reply, status, outcome = Error(code=exc.code.value, reason=exc.reason, rule=exc.rule), exc.status_hint, exc.code.value
+            if isinstance(exc, Denied):
+                statements = self._audit_denied(incoming, exc, now)
+        except NodeError as exc:
+            log.error("handling %s failed: %s", kind, exc.__class__.__name__)
+            reply, status, outcome = Error(code="unavailable", reason="the node could not handle this now", rule=None), 503, "unavailable"
+        statements.extend(("INSERT OR IGNORE INTO replay (sender, message_id, forget_after) VALUES (?, ?, ?)", entry, False)
+                          for entry in self.endpoint.replay.drain_new())
+        try:
+            if statements:
+                await self.store.write(statements)
+        except NodeError:
+            reply, status, outcome = Error(code="unavailable", reason="the store could not commit", rule=None), 503, "unavailable"
+        self.metrics.requests.labels(kind, outcome).inc()
+        return status, self.endpoint.reply(incoming, reply, now=now).data
+
+    def _audit_denied(self, incoming: Incoming, exc: Denied, now: int) -> list[Statement]:
+        message = incoming.message
+        subject = message.params.get("bsn") if isinstance(message, Query) else None
+        self.metrics.decisions.labels(exc.rule or "", "denied").inc()
+        event = f"query {message.template}" if isinstance(message, Query) else incoming.envelope.type
+        return [self.audit.entry(now=now, event=event, action="R", result="denied", actor=self._actor(incoming.sender),
+                                 subject=subject, trace_id=incoming.envelope.trace_id, rule=exc.rule, request=incoming.data),
+                self.audit.head()]
+
+    @staticmethod
+    def _actor(member: Member) -> Actor:
+        return Actor(member.did, member.role, member.organisation)
+
+    # Message handlers -------------------------------------------------------
+
+    async def _on_query(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        query = incoming.message
+        assert isinstance(query, Query)
+        decision = await self.pdp.decide(incoming.sender, query, now)
+        records = tuple(self._signed_view(view, now) for view in decision.views)
+        actor, trace = self._actor(incoming.sender), incoming.envelope.trace_id
+        event = f"query {query.template}"
+        statements = [self.audit.entry(now=now, event=event, action="R", result="allowed", actor=actor, subject=view.bsn,
+                                       record=view.path, trace_id=trace, rule=decision.rule, request=incoming.data)
+                      for view in decision.views]
+        if not decision.views:
+            statements.append(self.audit.entry(now=now, event=event, action="R", result="empty", actor=actor,
+                                               subject=query.params.get("bsn"), trace_id=trace, rule=decision.rule,
+                                               request=incoming.data))
+        statements.append(self.audit.head())
+        self.metrics.decisions.labels(decision.rule, "allowed" if decision.views else "empty").inc()
+        return QueryResult(records=records), statements
+
+    def _signed_view(self, view: View, now: int) -> bytes:
+        if view.unchanged:
+            return view.source.signed
+        record = RecordVersion(view.kind, view.record_id, view.version, self.identity.did, now, view.deleted, view.data)
+        return sign_record(self.identity, self.certificate, record)
+
+    async def _on_access_log(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        request = incoming.message
+        assert isinstance(request, AccessLogRequest)
+        rule = self.pdp.matrix["access_log"]["rule"]
+        if incoming.sender.role != "client" or not self.pdp._is_client(incoming.sender, request.bsn):
+            raise Denied(rule, "only the client himself may read the access log about his BSN")
+        entries = await self.audit.entries(subject=request.bsn, limit=10_000)
+        since = [e.public(with_subject=False) for e in entries if e.at >= _iso(request.since)]
+        statements = [self.audit.entry(now=now, event="access-log", action="R", result="allowed",
+                                       actor=self._actor(incoming.sender), subject=request.bsn,
+                                       trace_id=incoming.envelope.trace_id, rule=rule, request=incoming.data),
+                      self.audit.head()]
+        return AccessLogResult(entries=tuple(since)), statements
+
+    async def _on_melding(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        melding = incoming.message
+        assert isinstance(melding, Melding)
+        kind, _, record_id = melding.record.partition("/")
+        if kind not in RECORD_TYPES and kind != "Bemiddelingspecificatie":
+            raise RemoteProtocolError(ErrorCode.NOT_FOUND, "no such record type here")
+        existing = await self.store.fetchone("SELECT 1 FROM meldingen WHERE melding_id = ?", (melding.melding_id,))
+        if existing:
+            return Ack(ref=melding.melding_id, status="duplicate"), []
+        statements: list[Statement] = [
+            ("INSERT OR IGNORE INTO meldingen (melding_id, received_at, sender_did, sender_org, rule, record, description, status) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
+             (melding.melding_id, now, incoming.sender.did, incoming.sender.organisation, melding.rule, melding.record,
+              melding.description), False),
+            self.audit.entry(now=now, event="melding", action="C", result="received", actor=self._actor(incoming.sender),
+                             record=melding.record, trace_id=incoming.envelope.trace_id, rule=melding.rule,
+                             request=incoming.data),
+            self.audit.head(),
+        ]
+        return Ack(ref=melding.melding_id, status="accepted"), statements
+
+    async def _on_revocation_news(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        news = incoming.message
+        assert isinstance(news, RevocationNews)
+        adopted = 0
+        for data in news.lists[:8]:
+            if self.adopt_revocation_list(data):
+                adopted += 1
+        return Ack(ref=f"{adopted} adopted", status="accepted"), self.peers.prune(now=now, trust=self.trust)
+
+    def adopt_revocation_list(self, data: bytes) -> bool:
+        try:
+            newer = self.trust.apply_revocation_list(data)
+        except KeysError as exc:
+            log.info("ignored a revocation list (%s)", exc.code)
+            return False
+        if newer:
+            self.home.store_revocation_list(data)
+        return newer
+
+    async def _on_announcement(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        statement = self.peers.accept(incoming, source="push", now=now)
+        return Ack(ref=incoming.envelope.sender, status="accepted" if statement else "duplicate"), [statement] if statement else []
+
+    # Evidence confirmation ----------------------------------------------------
+
+    async def _confirm_evidence(self, record: RecordVersion, signer: Member) -> bool:
+        """Ask the evidence's source whether this version is still current."""
+        peer = self.peers.get(signer.did)
+        if peer is None:
+            log.info("cannot confirm evidence: its source is not in the peer table")
+            return False
+        query = Query(template="RECORD-STATUS", params={"kind": record.kind, "id": record.record_id}, evidence=(), history=False)
+        try:
+            reply = await self.client.request(peer.url, query, to=peer.did)
+        except NodeError as exc:
+            log.info("cannot confirm evidence with its source: %s", exc.__class__.__name__)
+            return False
+        result = reply.message
+        if not isinstance(result, QueryResult) or len(result.records) != 1:
+            return False
+        try:
+            status, source = verify_record(result.records[0], self.trust, self.now())
+        except RemoteProtocolError:
+            return False
+        data = status.data or {}
+        return source.did == signer.did and data.get("version") == record.version and data.get("deleted") is False
+
+    # Used by the admin API and the CLI ----------------------------------------
+
+    async def query_peer(self, target: str, template: str, params: dict[str, str], evidence: list[bytes],
+                         history: bool = False) -> list[tuple[RecordVersion, Member, bytes]]:
+        url, did = await self.peer_for(target)
+        query = Query(template=template, params=params, evidence=tuple(evidence), history=history)
+        reply = await self.client.request(url, query, to=did)
+        assert isinstance(reply.message, QueryResult)
+        out = []
+        for data in reply.message.records:
+            try:
+                record, source = verify_record(data, self.trust, self.now())
+            except RemoteProtocolError as exc:
+                raise NetworkError(f"a record from {did} does not verify ({exc.code})") from exc
+            if source.did != did:
+                raise NetworkError("a record in the reply was not signed by the node asked")
+            out.append((record, source, data))
+        return out
+
+
+def _iso(ts: int) -> str:
+    from node.audit import utc
+
+    return utc(ts)
+
+
+__all__ = ["Node", "PeerRefused"]

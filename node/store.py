@@ -1,0 +1,241 @@
+"""The node's SQLite store (aiosqlite): records, audit log, replay guard, and the tables later layers add.
+
+Discipline: one aiosqlite connection (its own thread, so the event loop never
+blocks on SQLite); every write goes through ``write`` which groups the writes
+of one event-loop turn into one transaction (group commit); each caller's
+future resolves only after that commit. WAL with synchronous=NORMAL survives a
+killed process; FULL is configurable for power-loss durability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from node.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+Statement = tuple[str, Sequence[Any] | Iterable[Sequence[Any]], bool]  # sql, params, many
+
+MIGRATIONS: Final[list[str]] = [
+    # 1: records, their lookup keys, audit, replay guard
+    """
+    CREATE TABLE records (
+        kind TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        signed BLOB NOT NULL,
+        data BLOB,
+        deleted INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        retain_until TEXT,
+        current INTEGER NOT NULL,
+        PRIMARY KEY (kind, record_id, version)
+    ) WITHOUT ROWID;
+    CREATE INDEX records_current ON records(kind, record_id) WHERE current = 1;
+    CREATE TABLE record_keys (
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        PRIMARY KEY (name, value, kind, record_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX record_keys_by_record ON record_keys(kind, record_id);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        event TEXT NOT NULL,
+        action TEXT NOT NULL,
+        result TEXT NOT NULL,
+        actor_did TEXT NOT NULL,
+        actor_role TEXT NOT NULL,
+        actor_org TEXT NOT NULL,
+        subject TEXT,
+        record TEXT,
+        trace_id TEXT,
+        rule TEXT,
+        request BLOB,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE INDEX audit_subject ON audit(subject);
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        signature BLOB NOT NULL
+    );
+    CREATE TABLE replay (
+        sender TEXT NOT NULL,
+        message_id BLOB NOT NULL,
+        forget_after INTEGER NOT NULL,
+        PRIMARY KEY (sender, message_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE meldingen (
+        melding_id TEXT PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        sender_did TEXT NOT NULL,
+        sender_org TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        record TEXT NOT NULL,
+        description TEXT NOT NULL,
+        status TEXT NOT NULL
+    );
+    """,
+    # 2: the peer table (discovery)
+    """
+    CREATE TABLE peers (
+        did TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        organisation TEXT NOT NULL,
+        identifiers TEXT NOT NULL,
+        region TEXT,
+        endpoints TEXT NOT NULL,
+        registers TEXT NOT NULL,
+        templates TEXT NOT NULL,
+        events TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        cert_id BLOB NOT NULL,
+        last_seen INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        announcement BLOB NOT NULL
+    );
+    """,
+]
+
+
+class Store:
+    """An async context manager around one SQLite file."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._pending: list[tuple[list[Statement], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self._synchronous not in ("NORMAL", "FULL"):
+            raise StorageError("synchronous must be NORMAL or FULL")
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            await self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the store at {self.path}: {exc}") from exc
+        self._flusher = asyncio.create_task(self._flush_loop(), name="store-group-commit")
+
+    async def _migrate(self) -> None:
+        (version,) = await (await self.db.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self.db.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+            log.info("store migrated to schema version %d", number)
+
+    async def close(self) -> None:
+        """Flush pending writes and close; calling it twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flusher is not None:
+            self._wakeup.set()
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except asyncio.CancelledError:
+                pass
+        if self._pending:
+            await self._flush(self._pending)
+            self._pending = []
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    # Reads ----------------------------------------------------------------
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row | tuple[Any, ...]]:
+        try:
+            return list(await self.db.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StorageError(f"store read failed: {exc.__class__.__name__}") from exc
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        rows = await self.fetchall(sql, params)
+        return tuple(rows[0]) if rows else None
+
+    # Writes (group commit) -----------------------------------------------
+
+    def write(self, statements: list[Statement]) -> asyncio.Future[None]:
+        """Queue statements for the next group commit; the future resolves after COMMIT."""
+        if self._closed:
+            raise StorageError("store is closed")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((statements, future))
+        self._wakeup.set()
+        return future
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            # Let every request handled in this loop turn add its writes first.
+            await asyncio.sleep(0)
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[list[Statement], asyncio.Future[None]]]) -> None:
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            for statements, _ in batch:
+                for sql, params, many in statements:
+                    if many:
+                        await self.db.executemany(sql, params)  # type: ignore[arg-type]
+                    else:
+                        await self.db.execute(sql, params)  # type: ignore[arg-type]
+            await self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("group commit of %d writes failed: %s", len(batch), exc.__class__.__name__)
+            try:
+                await self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            # Retry one by one so that one bad write does not fail the others.
+            if len(batch) > 1:
+                for item in batch:
+                    await self._flush([item])
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StorageError(f"store write failed: {exc.__class__.__name__}"))
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+
+__all__ = ["Store", "Statement", "MIGRATIONS"]

@@ -1,0 +1,76 @@
+"""Real nodes on 127.0.0.1, port 0, each with its own home and SQLite file."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from node.home import NetworkDir, NodeHome
+from node.service import Node
+
+FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "iwlz-sample.json"
+# CI runs on a clone with shared/ beside it; fall back to the copy in tests/ otherwise.
+if not FIXTURE.exists():
+    FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "iwlz-sample.json"
+SAMPLE: dict[str, Any] = json.loads(FIXTURE.read_text())
+
+PARTIES = {
+    "ciz": ("ciz", "CIZ", {"kvk": "62253778"}, None),
+    "cak": ("cak", "CAK", {"kvk": "27364237"}, None),
+    "zk5151": ("zorgkantoor", "Zorgkantoor Noord", {"uzovi": "5151"}, None),
+    "zk5050": ("zorgkantoor", "Zorgkantoor Zuid", {"uzovi": "5050"}, None),
+    "za_a": ("zorgaanbieder", "Zorggroep De Linde", {"agb": "12345678"}, "5151"),
+    "za_b": ("zorgaanbieder", "Thuiszorg Het Anker", {"agb": "87654321"}, "5151"),
+    "client": ("client", "Client Jansen", {"bsn": "106658037"}, "5151"),
+}
+
+
+def sample(section: str, index: int) -> dict[str, Any]:
+    return copy.deepcopy(SAMPLE[section][index])
+
+
+class Network:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.net = NetworkDir.create(root / "network", "test")
+        self.nodes: dict[str, Node] = {}
+
+    def home(self, name: str) -> NodeHome:
+        role, org, ids, region = PARTIES[name]
+        home = NodeHome.create(self.root / name, role=role, name=org, identifiers=ids, region=region)
+        self.net.issue(home, now=_now(), days=30)
+        return home
+
+    async def start(self, *names: str, freshness: int | None = None) -> list[Node]:
+        started = []
+        for name in names:
+            home = self.home(name)
+            if freshness is not None:
+                config = home.config()
+                config.evidence_freshness = freshness
+                home.save_config(config)
+            node = Node(home, bootstrap=[n.url for n in self.nodes.values()])
+            await node.start()
+            self.nodes[name] = node
+            started.append(node)
+        # Everybody learns everybody (discovery proper is tested elsewhere).
+        for node in self.nodes.values():
+            for other in self.nodes.values():
+                if other is not node and node.peers.get(other.identity.did) is None:
+                    await node.learn_from(other.url, source="bootstrap")
+        return started
+
+    async def stop(self) -> None:
+        for node in self.nodes.values():
+            await node.stop()
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time())
