@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 MAX_BODY = 4 * 1024 * 1024
 
 
-def _error(status: int, code: str, reason: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": code, "reason": reason, **extra}, status=status)
+def _error(status: int, error: str, reason: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": error, "reason": reason, **extra}, status=status)
 
 
 def admin_app(node: Node) -> web.Application:
@@ -56,6 +56,7 @@ def admin_app(node: Node) -> web.Application:
     app.router.add_get("/admin/v1/records/{kind}/{id}", routes.get_record)
     app.router.add_delete("/admin/v1/records/{kind}/{id}", routes.delete_record)
     app.router.add_post("/admin/v1/query", routes.query)
+    app.router.add_post("/admin/v1/access-log", routes.access_log)
     app.router.add_get("/admin/v1/audit", routes.audit)
     app.router.add_get("/admin/v1/audit/verify", routes.audit_verify)
     app.router.add_get("/admin/v1/peers", routes.peers)
@@ -122,6 +123,14 @@ class AdminRoutes:
             {"kind": r.kind, "id": r.record_id, "version": r.version, "source": r.source, "source_organisation": s.organisation,
              "signed_at": r.signed_at, "deleted": r.deleted, "data": r.data, "signed": base64.b64encode(raw).decode()}
             for r, s, raw in results]})
+
+    async def access_log(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        bsn = body.get("bsn") or self.node.config.identifiers.get("bsn")
+        if not isinstance(bsn, str):
+            raise ValidationError("bsn is required (a client node uses its own)")
+        entries = await self.node.access_log(str(body["peer"]), bsn, int(body.get("since", 0)))
+        return web.json_response({"entries": entries})
 
     async def audit(self, request: web.Request) -> web.Response:
         entries = await self.node.audit.entries(subject=request.query.get("subject"), since_seq=int(request.query.get("since", "0")),

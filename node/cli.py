@@ -164,6 +164,8 @@ _EXTENSIONS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import node.cli_node  # noqa: F401  (registers the node commands)
+
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "json"):

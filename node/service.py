@@ -415,6 +415,13 @@ class Node:
         return out
 
 
+    async def access_log(self, target: str, bsn: str, since: int = 0) -> list[dict[str, Any]]:
+        url, did = await self.peer_for(target)
+        reply = await self.client.request(url, AccessLogRequest(bsn=bsn, since=since), to=did)
+        assert isinstance(reply.message, AccessLogResult)
+        return [dict(e) for e in reply.message.entries]
+
+
 def _iso(ts: int) -> str:
     from node.audit import utc
 

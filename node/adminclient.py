@@ -1,0 +1,58 @@
+"""A small synchronous client of a running node's admin API, for the CLI."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from node.errors import ConfigError, NetworkError, UsageError
+from node.home import NodeHome
+
+
+class AdminClient:
+    def __init__(self, home: NodeHome, timeout: float = 30.0) -> None:
+        run_file = home.require().path / "run.json"
+        try:
+            info = json.loads(run_file.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"the node in {home.path} is not running: start it with iwlz run {home.path}") from exc
+        self.base = info["admin_url"].rstrip("/")
+        self.info = info
+        self.token = home.admin_token()
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read())
+            except ValueError:
+                detail = {"reason": exc.reason}
+            extra = f" (code {detail['code']}, rule {detail.get('rule')})" if detail.get("code") else ""
+            raise UsageError(f"{detail.get('reason', exc.reason)}{extra}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise NetworkError(f"cannot reach the node's admin API at {self.base}: {exc.__class__.__name__}") from exc
+
+
+def read_json_arg(value: str) -> Any:
+    """A JSON document from a file path, or from stdin for '-'."""
+    import sys
+
+    try:
+        text = sys.stdin.read() if value == "-" else Path(value).read_text(encoding="utf-8")
+        return json.loads(text)
+    except OSError as exc:
+        raise UsageError(f"cannot read {value}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise UsageError(f"{value} is not valid JSON") from exc
+
+
+__all__ = ["AdminClient", "read_json_arg"]
