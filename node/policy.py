@@ -46,6 +46,7 @@ class View:
     data: dict[str, Any] | None
     source: StoredVersion
     bsn: str | None
+    auth_data: dict[str, Any] | None  # what the rules look at: a tombstone is judged by its last content
 
     @property
     def path(self) -> str:
@@ -98,8 +99,11 @@ class PolicyDecisionPoint:
             if not self._evidence_met(rule["require_evidence"], evidence, requester, params, None):
                 raise Denied(rule["id"], f"no valid {rule['require_evidence']['kind']} evidence names you for this record")
         decision = Decision(rule["id"])
+        last_content: dict[tuple[str, str], dict[str, Any]] = {}
         for stored in await self._lookup(template, params, query.history):
-            for view in self._views(template, stored, params):
+            if stored.data is not None:
+                last_content[(stored.kind, stored.record_id)] = stored.data
+            for view in self._views(template, stored, params, last_content.get((stored.kind, stored.record_id))):
                 matched = self._shown(rule, view, evidence, requester, params)
                 if matched is not None:
                     decision.views.append(self._project(rule, view))
@@ -132,8 +136,8 @@ class PolicyDecisionPoint:
             return requester.identifiers.get(name)
         if kind == "param":
             return params.get(name)
-        if kind == "record" and view is not None and view.data is not None:
-            return [str(v) for v in values_at(view.data, name)]
+        if kind == "record" and view is not None and view.auth_data is not None:
+            return [str(v) for v in values_at(view.auth_data, name)]
         return None
 
     def _is_client(self, requester: Member, bsn: str) -> bool:
@@ -200,20 +204,23 @@ class PolicyDecisionPoint:
             return await self.registers.list(kind, limit=MAX_RESULTS)
         return (await self.registers.find(by, params[lookup["param"]], kinds=kinds, history=history))[:MAX_RESULTS]
 
-    def _views(self, template: dict[str, Any], stored: StoredVersion, params: dict[str, str]) -> list[View]:
-        bsn = RECORD_TYPES[stored.kind].bsn(stored.data or {})
+    def _views(self, template: dict[str, Any], stored: StoredVersion, params: dict[str, str],
+               content: dict[str, Any] | None) -> list[View]:
+        bsn = RECORD_TYPES[stored.kind].bsn(content or {})
         view_name = template.get("view")
         if view_name == "status":
             status = {"version": stored.version, "deleted": stored.deleted}
-            return [View(params.get("kind", stored.kind), params["id"], stored.version, False, status, stored, None)]
+            return [View(params.get("kind", stored.kind), params["id"], stored.version, False, status, stored, None, status)]
         if view_name == "bemiddelingspecificatie":
-            return [View("Bemiddelingspecificatie", spec["bemiddelingspecificatieID"], stored.version, False,
-                         {**spec, "bemiddelingID": stored.data["bemiddelingID"], "wlzIndicatieID": stored.data["wlzIndicatieID"],
-                          "verantwoordelijkZorgkantoor": stored.data["verantwoordelijkZorgkantoor"],
-                          "client": stored.data["client"]}, stored, bsn)
-                    for spec in (stored.data or {}).get("bemiddelingspecificatie", [])
-                    if spec["bemiddelingspecificatieID"] == params["bemiddelingspecificatieID"]]
-        return [View(stored.kind, stored.record_id, stored.version, stored.deleted, stored.data, stored, bsn)]
+            views = []
+            for spec in (stored.data or {}).get("bemiddelingspecificatie", []):
+                if spec["bemiddelingspecificatieID"] != params["bemiddelingspecificatieID"]:
+                    continue
+                data = {**spec, **{k: stored.data[k] for k in ("bemiddelingID", "wlzIndicatieID", "verantwoordelijkZorgkantoor", "client")}}  # type: ignore[index]
+                views.append(View("Bemiddelingspecificatie", spec["bemiddelingspecificatieID"], stored.version, False,
+                                  data, stored, bsn, data))
+            return views
+        return [View(stored.kind, stored.record_id, stored.version, stored.deleted, stored.data, stored, bsn, content)]
 
     def _shown(self, rule: dict[str, Any], view: View, evidence: list[Evidence], requester: Member,
                params: dict[str, str]) -> str | None:
@@ -225,7 +232,7 @@ class PolicyDecisionPoint:
             if "evidence" in condition:
                 if self._evidence_met(condition["evidence"], evidence, requester, params, view):
                     return condition.get("rule", rule["id"])  # type: ignore[no-any-return]
-            elif view.data is not None and self._matches(values_at(view.data, condition["record"]),
+            elif view.auth_data is not None and self._matches(values_at(view.auth_data, condition["record"]),
                                                          self._resolve(condition["equals"], requester, params, view)):
                 return condition.get("rule", rule["id"])  # type: ignore[no-any-return]
         return None
@@ -239,7 +246,7 @@ class PolicyDecisionPoint:
             data = {k: v for k, v in data.items() if k in rule["only"]}
         if "hide" in rule:
             data = _without(data, set(rule["hide"]))
-        return View(view.kind, view.record_id, view.version, view.deleted, data, view.source, view.bsn)
+        return View(view.kind, view.record_id, view.version, view.deleted, data, view.source, view.bsn, view.auth_data)
 
 
 def _without(value: Any, hidden: set[str]) -> Any:
