@@ -1,0 +1,143 @@
+"""End to end: nodes as separate processes, driven through the iwlz CLI only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.node.kit import sample
+
+IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
+SPEC0 = "d9cf7a0c-449a-4166-8186-68568c529b48"
+
+
+def iwlz(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "node", *args], capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"iwlz {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+
+    def start(self, home: Path, *extra: str) -> str:
+        with open(home / "node.log", "a") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "node", "run", str(home), "--quiet", "--no-mdns", *extra],
+                                    stdout=subprocess.PIPE, stderr=log, text=True)
+        self.procs[str(home)] = proc
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("ready "), (home / "node.log").read_text()
+        return line.split()[1]
+
+    @staticmethod
+    def _reap(proc: subprocess.Popen[str]) -> None:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+    def kill(self, home: Path, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(str(home))
+        os.kill(proc.pid, sig)
+        self._reap(proc)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            self._reap(proc)
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    procs = Processes()
+    yield procs
+    procs.stop_all()
+
+
+def make_node(tmp: Path, name: str, *init_args: str) -> Path:
+    home = tmp / name
+    iwlz("init", str(home), *init_args)
+    iwlz("cert", "issue", "--network", str(tmp / "net"), str(home))
+    return home
+
+
+def write_json(path: Path, value: object) -> str:
+    path.write_text(json.dumps(value))
+    return str(path)
+
+
+def test_three_nodes_as_processes_through_the_cli(tmp_path: Path, processes: Processes) -> None:
+    iwlz("network", "init", str(tmp_path / "net"))
+    ciz = make_node(tmp_path, "ciz", "--role", "ciz", "--name", "CIZ", "--kvk", "62253778")
+    zk = make_node(tmp_path, "zk", "--role", "zorgkantoor", "--name", "Zorgkantoor Noord", "--uzovi", "5151")
+    za = make_node(tmp_path, "za", "--role", "zorgaanbieder", "--name", "De Linde", "--agb", "12345678", "--region", "5151")
+    ciz_url = processes.start(ciz)
+    zk_url = processes.start(zk, "--bootstrap", ciz_url)
+    processes.start(za, "--bootstrap", ciz_url)
+
+    out = iwlz("record", "put", str(ciz), "WlzIndicatie", write_json(tmp_path / "ind.json", sample("wlzIndicaties", 0))).stdout
+    assert f"WlzIndicatie/{IND0} version 1" in out
+    iwlz("record", "put", str(zk), "Bemiddeling", write_json(tmp_path / "bem.json", sample("bemiddelingen", 0)))
+
+    result = json.loads(iwlz("--json", "query", str(zk), "--peer", ciz_url, "QIR-0001-ZKi",
+                             f"wlzIndicatieID={IND0}", "uzovi=5151").stdout)
+    assert [r["data"]["wlzIndicatieID"] for r in result["records"]] == [IND0]
+
+    refused = iwlz("query", str(za), "--peer", ciz_url, "QIR-0002-ZA", f"wlzIndicatieID={IND0}", "agb=12345678", check=False)
+    assert refused.returncode == 2 and "UCIR-0002" in refused.stderr and "Traceback" not in refused.stderr
+
+    spec = iwlz("--json", "query", str(za), "--peer", zk_url, "QBR-0001-ZA", f"bemiddelingspecificatieID={SPEC0}",
+                "instelling=12345678").stdout
+    evidence = write_json(tmp_path / "spec.json", json.loads(spec))
+    allowed = json.loads(iwlz("--json", "query", str(za), "--peer", ciz_url, "--evidence", evidence, "QIR-0002-ZA",
+                              f"wlzIndicatieID={IND0}", "agb=12345678").stdout)
+    assert allowed["records"][0]["source_organisation"] == "CIZ"
+
+    peers = json.loads(iwlz("--json", "peers", str(za)).stdout)["peers"]
+    assert {p["organisation"] for p in peers} >= {"CIZ"}
+    audit = iwlz("audit", str(ciz)).stdout
+    assert "UCIR-0002" in audit and "106658037" not in audit
+    verify = iwlz("audit", str(ciz), "--verify")
+    assert "intact" in verify.stdout
+
+
+def test_acknowledged_write_survives_sigkill(tmp_path: Path, processes: Processes) -> None:
+    iwlz("network", "init", str(tmp_path / "net"))
+    ciz = make_node(tmp_path, "ciz", "--role", "ciz", "--name", "CIZ", "--kvk", "62253778")
+    processes.start(ciz)
+    for i in range(3):
+        iwlz("record", "put", str(ciz), "WlzIndicatie", write_json(tmp_path / f"i{i}.json", sample("wlzIndicaties", i)))
+    processes.kill(ciz, signal.SIGKILL)
+    (ciz / "run.json").unlink()
+    processes.start(ciz)
+    listed = json.loads(iwlz("--json", "record", "list", str(ciz), "WlzIndicatie").stdout)["records"]
+    assert len(listed) == 3
+    assert "audit chain intact: 3 entries checked" in iwlz("audit", str(ciz), "--verify").stdout
+
+
+def test_demo_walks_through_the_scenarios(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "node", "demo", "--dir", str(tmp_path / "demo"), "--once"],
+                            capture_output=True, text=True, timeout=180)
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "zorgkantoor-5151 -> ciz QIR-0001-ZKi: 1 record(s)" in out
+    assert "zorgkantoor-5050 -> ciz QIR-0001-ZKi: REFUSED parameter uzovi must be your own uzovi (code denied, rule UCIR-0001)" in out
+    assert "zorgaanbieder-12345678 -> ciz QIR-0002-ZA: 1 record(s)" in out
+    assert "zorgaanbieder-87654321 -> ciz QIR-0002-ZA: REFUSED" in out and "rule UCIR-0002" in out
+    assert "zorgkantoor-5050 -> zorgkantoor-5151 QBR-0007-ZK: 1 record(s)" in out
+    assert out.count("intact") == 7 and "BROKEN" not in out
+    assert not list((tmp_path / "demo").glob("*/run.json"))  # every node stopped
