@@ -81,13 +81,56 @@ _MAPS: Final = (dict, cbor2.frozendict)
 _ARRAYS: Final = (list, tuple)
 
 
-def _walk(value: Any, depth: int, max_depth: int, allowed_tags: frozenset[int] | None, sort: bool) -> Any:
-    """Check the data model; return a plain copy (dict/list).
+def _validate(value: Any, depth: int, max_depth: int, allowed_tags: frozenset[int]) -> None:
+    """Check a decoded value: our data model only, map keys in deterministic order."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise MalformedData("integer out of range")
+        return
+    if depth >= max_depth:
+        raise MalformedData("CBOR nesting is too deep")
+    if kind in _ARRAYS:
+        for item in value:
+            if type(item) not in _SCALARS:
+                _validate(item, depth + 1, max_depth, allowed_tags)
+        return
+    if kind in _MAPS:
+        previous = b""
+        for key, item in value.items():
+            if type(key) is not str and type(key) is not int:
+                raise MalformedData("map keys must be integers or text")
+            encoded = _key_bytes(key)
+            if encoded <= previous:
+                raise MalformedData("input is not in deterministic CBOR encoding (map key order)")
+            previous = encoded
+            if type(item) not in _SCALARS:
+                _validate(item, depth + 1, max_depth, allowed_tags)
+        return
+    if kind is cbor2.CBORTag:
+        if value.tag not in allowed_tags:
+            raise MalformedData(f"CBOR tag {value.tag} is not allowed")
+        _validate(value.value, depth + 1, max_depth, allowed_tags)
+        return
+    raise MalformedData(f"CBOR type {kind.__name__} is not allowed")
 
-    With ``sort`` map keys are put in deterministic order (for encoding);
-    without it they must already be in that order (for decoding), which is
-    what a deterministic encoder would have written.
-    """
+
+def _thaw(value: Any) -> Any:
+    """cbor2 decodes inside tags to tuples and frozendicts; hand out lists and dicts."""
+    kind = type(value)
+    if kind in _ARRAYS:
+        return [_thaw(v) for v in value]
+    if kind in _MAPS:
+        return {k: _thaw(v) for k, v in value.items()}
+    if kind is cbor2.CBORTag:
+        return cbor2.CBORTag(value.tag, _thaw(value.value))
+    return value
+
+
+def _prepare(value: Any, depth: int) -> Any:
+    """A copy of ``value`` ready for cbor2: maps in deterministic key order, checked types."""
     kind = type(value)
     if kind in _SCALARS:
         return value
@@ -95,34 +138,27 @@ def _walk(value: Any, depth: int, max_depth: int, allowed_tags: frozenset[int] |
         if not _INT_MIN <= value <= _INT_MAX:
             raise MalformedData("integer out of range")
         return value
-    if depth >= max_depth:
+    if depth > DEFAULT_MAX_DEPTH * 4:
         raise MalformedData("CBOR nesting is too deep")
     if kind in _ARRAYS:
-        return [_walk(v, depth + 1, max_depth, allowed_tags, sort) for v in value]
-    if kind in _MAPS or (sort and isinstance(value, Mapping)):
-        return _walk_map(value, depth, max_depth, allowed_tags, sort)
+        return [v if type(v) in _SCALARS else _prepare(v, depth + 1) for v in value]
+    if isinstance(value, Mapping):
+        items = []
+        for key, item in value.items():
+            if isinstance(key, bool) or not isinstance(key, (int, str)):
+                raise MalformedData("map keys must be integers or text")
+            items.append((_key_bytes(key), key, item if type(item) in _SCALARS else _prepare(item, depth + 1)))
+        items.sort(key=_first)
+        return {key: item for _, key, item in items}
     if kind is cbor2.CBORTag:
-        if allowed_tags is not None and value.tag not in allowed_tags:
-            raise MalformedData(f"CBOR tag {value.tag} is not allowed")
-        return cbor2.CBORTag(value.tag, _walk(value.value, depth + 1, max_depth, allowed_tags, sort))
-    if sort and isinstance(value, (int, str, bytes)):  # subclasses such as IntEnum or StrEnum
+        return cbor2.CBORTag(value.tag, _prepare(value.value, depth + 1))
+    if isinstance(value, (int, str, bytes)):  # subclasses such as IntEnum or StrEnum
         return value
     raise MalformedData(f"CBOR type {kind.__name__} is not allowed")
 
 
-def _walk_map(value: Mapping[Any, Any], depth: int, max_depth: int, allowed_tags: frozenset[int] | None, sort: bool) -> dict[Any, Any]:
-    keyed = []
-    for k, v in value.items():
-        if type(k) is not str and type(k) is not int:
-            raise MalformedData("map keys must be integers or text")
-        keyed.append((_key_bytes(k), k, _walk(v, depth + 1, max_depth, allowed_tags, sort)))
-    if sort:
-        keyed.sort(key=lambda item: item[0])
-    else:
-        for before, after in zip(keyed, keyed[1:]):
-            if before[0] >= after[0]:
-                raise MalformedData("input is not in deterministic CBOR encoding (map key order)")
-    return {k: v for _, k, v in keyed}
+def _first(item: tuple[bytes, Any, Any]) -> bytes:
+    return item[0]
 
 
 def encode(value: Any) -> bytes:
@@ -131,11 +167,19 @@ def encode(value: Any) -> bytes:
     Raises:
         MalformedData: the value holds something CBOR (or we) cannot encode.
     """
-    prepared = _walk(value, 0, DEFAULT_MAX_DEPTH * 4, None, True)
+    prepared = _prepare(value, 0)
     try:
         return cbor2.dumps(prepared)
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
         raise MalformedData("value cannot be encoded as CBOR") from exc
+
+
+def decode_trusted(data: bytes) -> Any:
+    """Decode CBOR this node wrote itself (its own store): no strictness checks."""
+    try:
+        return cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError) as exc:
+        raise MalformedData("stored CBOR is damaged") from exc
 
 
 def _reason(exc: BaseException) -> str:
@@ -187,10 +231,10 @@ def decode(
         if cause is not None:
             raise cause from exc
         raise MalformedData(_reason(exc)) from exc
-    value = _walk(raw, 0, max_depth, allowed_tags, False)
-    if cbor2.dumps(value) != data:
+    _validate(raw, 0, max_depth, allowed_tags)
+    if cbor2.dumps(raw) != data:
         raise MalformedData("input is not in deterministic CBOR encoding")
-    return value
+    return _thaw(raw) if type(raw) is cbor2.CBORTag else raw
 
 
-__all__ = ["encode", "decode", "Tag", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_DEPTH"]
+__all__ = ["encode", "decode", "decode_trusted", "Tag", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_DEPTH"]

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import cbor2
+
 from keys import cbor
 from keys.errors import MalformedData
 from keys.identity import Identity, Verifier
@@ -45,7 +47,8 @@ class Sign1:
 
 
 def sig_structure(protected_bytes: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
-    return cbor.encode(["Signature1", protected_bytes, external_aad, payload])
+    # Only byte and text strings: already deterministic, no key sorting needed.
+    return cbor2.dumps(["Signature1", bytes(protected_bytes), bytes(external_aad), bytes(payload)])
 
 
 def sign1(
@@ -56,11 +59,27 @@ def sign1(
     external_aad: bytes = b"",
 ) -> bytes:
     """Sign ``payload``; ``protected`` gets alg EdDSA added."""
+    return sign1_with_header(identity, payload, protected_header(protected), unprotected, external_aad)
+
+
+def protected_header(protected: Mapping[int | str, Any]) -> bytes:
+    """The encoded protected header with alg EdDSA: a sender with a fixed header encodes it once."""
     header = dict(protected)
     header[ALG] = EDDSA
-    protected_bytes = cbor.encode(header)
+    return cbor.encode(header)
+
+
+def sign1_with_header(
+    identity: Identity,
+    payload: bytes,
+    protected_bytes: bytes,
+    unprotected: Mapping[int | str, Any] | None = None,
+    external_aad: bytes = b"",
+) -> bytes:
     signature = identity.sign(sig_structure(protected_bytes, payload, external_aad))
-    return cbor.encode(cbor.Tag(COSE_SIGN1_TAG, [protected_bytes, dict(unprotected or {}), payload, signature]))
+    if not unprotected:
+        return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected_bytes, {}, payload, signature]))
+    return cbor.encode(cbor.Tag(COSE_SIGN1_TAG, [protected_bytes, dict(unprotected), payload, signature]))
 
 
 def parse_sign1(data: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE) -> Sign1:
@@ -90,4 +109,4 @@ def parse_sign1(data: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE) -> Sign1:
     return Sign1(protected, protected_bytes, unprotected, payload, signature)
 
 
-__all__ = ["Sign1", "sign1", "parse_sign1", "sig_structure", "COSE_SIGN1_TAG", "ALG", "KID", "EDDSA"]
+__all__ = ["Sign1", "sign1", "sign1_with_header", "protected_header", "parse_sign1", "sig_structure", "COSE_SIGN1_TAG", "ALG", "KID", "EDDSA"]

@@ -66,8 +66,15 @@ def _fields(seq: int, at: str, event: str, action: str, result: str, actor: Acto
             rule, hashlib.sha256(request).digest() if request else None]
 
 
+_SECOND: list[Any] = [None, ""]
+
+
 def utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 UTC with microseconds; the seconds part is formatted once per second."""
+    second = int(ts)
+    if _SECOND[0] != second:
+        _SECOND[:] = [second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_SECOND[1]}.{int((ts - second) * 1_000_000):06d}Z"
 
 
 def _head_message(seq: int, head: bytes) -> bytes:
@@ -83,6 +90,8 @@ class AuditLog:
         self.identity = identity
         self._seq = 0
         self._head = GENESIS
+        self._head_signature: tuple[int, bytes] = (0, b"")
+        store.add_commit_hook(self._head_statements)
 
     async def load(self) -> None:
         row = await self.store.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
@@ -104,11 +113,14 @@ class AuditLog:
         self._head = digest
         return (f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", row, False)
 
-    def head(self) -> Statement:
-        """The UPSERT of the signed chain head; append it after a write's entries."""
-        signature = self.identity.sign(_head_message(self._seq, self._head))
-        return ("INSERT OR REPLACE INTO audit_head (id, seq, hash, signature) VALUES (1, ?, ?, ?)",
-                (self._seq, self._head, signature), False)
+    def _head_statements(self) -> list[Statement]:
+        """The signed chain head, written with every group commit; signed once per new head."""
+        if self._seq == 0:
+            return []
+        if self._head_signature[0] != self._seq:
+            self._head_signature = (self._seq, self.identity.sign(_head_message(self._seq, self._head)))
+        return [("INSERT OR REPLACE INTO audit_head (id, seq, hash, signature) VALUES (1, ?, ?, ?)",
+                 (self._seq, self._head, self._head_signature[1]), False)]
 
     async def entries(self, *, subject: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
         where, params = "seq > ?", [since_seq]

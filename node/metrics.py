@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -20,7 +22,28 @@ class Metrics:
                                  ["rule", "result"], registry=self.registry)
         self.records = Gauge("iwlz_store_records", "Current (not deleted) records in the registers", registry=self.registry)
         self.audit_entries = Gauge("iwlz_audit_entries", "Entries in the audit log", registry=self.registry)
+        self._request_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+        self._decision_children: dict[tuple[str, str], Any] = {}
         self.peers = Gauge("iwlz_peers", "Peers in the peer table", registry=self.registry)
+
+    def count_request(self, kind: str, outcome: str) -> None:
+        child = self._request_children.get((kind, outcome))
+        if child is None:
+            child = self._request_children[(kind, outcome)] = self.requests.labels(kind, outcome)
+        child.inc()
+
+    def observe_latency(self, kind: str, seconds: float) -> None:
+        child = self._latency_children.get(kind)
+        if child is None:
+            child = self._latency_children[kind] = self.latency.labels(kind)
+        child.observe(seconds)
+
+    def count_decision(self, rule: str, result: str) -> None:
+        child = self._decision_children.get((rule, result))
+        if child is None:
+            child = self._decision_children[(rule, result)] = self.decisions.labels(rule, result)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

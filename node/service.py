@@ -235,13 +235,13 @@ class Node:
                 raise RemoteProtocolError(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes")
             incoming = self.endpoint.receive(data, now=now)
         except RemoteProtocolError as exc:
-            self.metrics.requests.labels(kind, exc.code.value).inc()
+            self.metrics.count_request(kind, exc.code.value)
             log.info("refused a message (%s): %s", exc.code.value, exc.reason)
             reply = self.endpoint.error_reply(data, exc, now=now)
             return self._cose(reply.data, exc.status_hint)
         kind = incoming.envelope.type
         status, body = await self._dispatch(incoming, now)
-        self.metrics.latency.labels(kind).observe(time.perf_counter() - started)
+        self.metrics.observe_latency(kind, time.perf_counter() - started)
         return self._cose(body, status)
 
     @staticmethod
@@ -271,17 +271,16 @@ class Node:
                 await self.store.write(statements)
         except NodeError:
             reply, status, outcome = Error(code="unavailable", reason="the store could not commit", rule=None), 503, "unavailable"
-        self.metrics.requests.labels(kind, outcome).inc()
+        self.metrics.count_request(kind, outcome)
         return status, self.endpoint.reply(incoming, reply, now=now).data
 
     def _audit_denied(self, incoming: Incoming, exc: Denied, now: int) -> list[Statement]:
         message = incoming.message
         subject = message.params.get("bsn") if isinstance(message, Query) else None
-        self.metrics.decisions.labels(exc.rule or "", "denied").inc()
+        self.metrics.count_decision(exc.rule or "", "denied")
         event = f"query {message.template}" if isinstance(message, Query) else incoming.envelope.type
         return [self.audit.entry(now=now, event=event, action="R", result="denied", actor=self._actor(incoming.sender),
-                                 subject=subject, trace_id=incoming.envelope.trace_id, rule=exc.rule, request=incoming.data),
-                self.audit.head()]
+                                 subject=subject, trace_id=incoming.envelope.trace_id, rule=exc.rule, request=incoming.data)]
 
     @staticmethod
     def _actor(member: Member) -> Actor:
@@ -303,8 +302,7 @@ class Node:
             statements.append(self.audit.entry(now=now, event=event, action="R", result="empty", actor=actor,
                                                subject=query.params.get("bsn"), trace_id=trace, rule=decision.rule,
                                                request=incoming.data))
-        statements.append(self.audit.head())
-        self.metrics.decisions.labels(decision.rule, "allowed" if decision.views else "empty").inc()
+        self.metrics.count_decision(decision.rule, "allowed" if decision.views else "empty")
         return QueryResult(records=records), statements
 
     def _signed_view(self, view: View, now: int) -> bytes:
@@ -323,8 +321,7 @@ class Node:
         since = [e.public(with_subject=False) for e in entries if e.at >= _iso(request.since)]
         statements = [self.audit.entry(now=now, event="access-log", action="R", result="allowed",
                                        actor=self._actor(incoming.sender), subject=request.bsn,
-                                       trace_id=incoming.envelope.trace_id, rule=rule, request=incoming.data),
-                      self.audit.head()]
+                                       trace_id=incoming.envelope.trace_id, rule=rule, request=incoming.data)]
         return AccessLogResult(entries=tuple(since)), statements
 
     async def _on_melding(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
@@ -344,7 +341,6 @@ class Node:
             self.audit.entry(now=now, event="melding", action="C", result="received", actor=self._actor(incoming.sender),
                              record=melding.record, trace_id=incoming.envelope.trace_id, rule=melding.rule,
                              request=incoming.data),
-            self.audit.head(),
         ]
         return Ack(ref=melding.melding_id, status="accepted"), statements
 

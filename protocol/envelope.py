@@ -176,7 +176,7 @@ class Endpoint:
         self.skew = skew
         self.boxes = BoxCache(identity)
         self._verifiers: dict[str, Verifier] = {}
-        self._protected: dict[int | str, Any] = {cose.KID: identity.did.encode("ascii"), CERT_LABEL: certificate}
+        self._protected = cose.protected_header({cose.KID: identity.did.encode("ascii"), CERT_LABEL: certificate})
 
     @property
     def did(self) -> str:
@@ -229,7 +229,7 @@ class Endpoint:
             "re": None if reply_to is None else {"id": reply_to.message_id, "h": reply_to.request_hash},
             "body": body,
         }
-        data = cose.sign1(self.identity, codec.encode(payload), self._protected)
+        data = cose.sign1_with_header(self.identity, codec.encode(payload), self._protected)
         return Outgoing(data, envelope, message)
 
     def reply(self, request: Incoming, message: Message, *, now: int, nonce: bytes | None = None) -> Outgoing:

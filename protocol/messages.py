@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -95,44 +95,65 @@ def _bad(path: str, what: str) -> RemoteProtocolError:
     return RemoteProtocolError(ErrorCode.MALFORMED, f"{path}: {what}")
 
 
+Loader = Callable[[Any, str], Any]
+_LOADERS: dict[type, list[tuple[str, Loader]]] = {}
+
+
+def _loaders(cls: type) -> list[tuple[str, Loader]]:
+    """Per class, one loader per field, built once from the type hints."""
+    loaders = _LOADERS.get(cls)
+    if loaders is None:
+        hints = _hints(cls)
+        loaders = _LOADERS[cls] = [(f.name, _compile(hints[f.name])) for f in dataclasses.fields(cls)]
+    return loaders
+
+
 def _load_part(cls: type[M], value: Any, path: str) -> M:
     if not isinstance(value, dict):
         raise _bad(path, "expected a map")
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    if set(value) != set(names):
-        missing, extra = set(names) - set(value), set(value) - set(names)
+    loaders = _loaders(cls)
+    if len(value) != len(loaders) or any(name not in value for name, _ in loaders):
+        names = {name for name, _ in loaders}
+        missing, extra = names - set(value), set(value) - names
         detail = f"missing {sorted(missing)}" if missing else f"unknown keys {sorted(map(str, extra))}"
         raise _bad(path, detail)
-    hints = _hints(cls)
-    kwargs = {n: _load(hints[n], value[n], f"{path}.{n}") for n in names}
+    kwargs = {name: load(value[name], f"{path}.{name}") for name, load in loaders}
     try:
         return cls(**kwargs)
     except LocalProtocolError as exc:
         raise RemoteProtocolError(exc.code, exc.reason) from exc
 
 
-def _load(tp: Any, value: Any, path: str) -> Any:
+def _compile(tp: Any) -> Loader:
     origin = get_origin(tp)
     if tp is Any:
-        return value
+        return lambda value, path: value
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in get_args(tp):
-            return None
-        (inner,) = [a for a in get_args(tp) if a is not type(None)]
-        return _load(inner, value, path)
+        (inner_type,) = [a for a in get_args(tp) if a is not type(None)]
+        inner = _compile(inner_type)
+        return lambda value, path: None if value is None else inner(value, path)
     if origin is tuple:
-        if not isinstance(value, list) or len(value) > MAX_ITEMS:
-            raise _bad(path, "expected an array")
-        item_type = get_args(tp)[0]
-        return tuple(_load(item_type, v, f"{path}[]") for v in value)
+        item = _compile(get_args(tp)[0])
+
+        def load_tuple(value: Any, path: str) -> Any:
+            if not isinstance(value, list) or len(value) > MAX_ITEMS:
+                raise _bad(path, "expected an array")
+            return tuple(item(v, f"{path}[]") for v in value)
+
+        return load_tuple
     if origin is dict:
         key_type, value_type = get_args(tp)
-        if not isinstance(value, dict) or not all(isinstance(k, key_type) for k in value):
-            raise _bad(path, "expected a map with text keys")
-        return {k: _load(value_type, v, f"{path}.{k}") for k, v in value.items()}
+        item = _compile(value_type)
+
+        def load_dict(value: Any, path: str) -> Any:
+            if not isinstance(value, dict) or not all(isinstance(k, key_type) for k in value):
+                raise _bad(path, "expected a map with text keys")
+            return {k: item(v, f"{path}.{k}") for k, v in value.items()}
+
+        return load_dict
     if isinstance(tp, type) and issubclass(tp, Part):
-        return _load_part(tp, value, path)
-    return _load_scalar(tp, value, path)
+        return lambda value, path: _load_part(tp, value, path)
+    return lambda value, path: _load_scalar(tp, value, path)
 
 
 def _load_scalar(tp: Any, value: Any, path: str) -> Any:

@@ -1,0 +1,276 @@
+"""Query throughput of a real node against a bare signing server, and the store at scale.
+
+    python -m bench.query http  [--seconds 10] [--inflight 64]
+    python -m bench.query store [--records 1000000]
+
+``http`` runs, in one process tree and one run, (a) a bare aiohttp handler
+that only verifies one Ed25519 signature and signs its reply, and (b) a real
+CIZ node answering QIR-0001-ZKi (indicatie by id) with policy, audit and
+group commit; each server is pinned to core 0 and loaded by the same load
+generator pinned to core 1 with N requests in flight. It prints both rates,
+p50/p99 latency and the ratio b/a.
+
+``store`` bulk-loads signed record versions into a fresh store (records/s),
+then measures query-by-BSN at the store (awaited one by one) on that register.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+SERVER_CORE, LOAD_CORE = 0, 1
+IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
+
+
+def _pin(core: int) -> None:
+    try:
+        os.sched_setaffinity(0, {core % os.cpu_count()})  # type: ignore[operator]
+    except (AttributeError, OSError):
+        pass
+
+
+# -- (a) the bare server ----------------------------------------------------
+
+
+def _bare_server(port_queue: Any) -> None:
+    _pin(SERVER_CORE)
+    import nacl.signing
+    from aiohttp import web
+
+    signing_key = nacl.signing.SigningKey(b"\x02" * 32)
+    peer_key = nacl.signing.SigningKey(b"\x03" * 32).verify_key
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        peer_key.verify(body)
+        return web.Response(body=signing_key.sign(hashlib.sha256(body).digest()))
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port_queue.put(runner.addresses[0][1])
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# -- the load generator -------------------------------------------------------
+
+
+async def _load(url: str, bodies: list[bytes], inflight: int, seconds: float, headers: dict[str, str]) -> dict[str, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    index = 0
+    deadline = 0.0
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        nonlocal index, errors
+        while time.perf_counter() < deadline and index < len(bodies):
+            body = bodies[index]
+            index += 1
+            start = time.perf_counter()
+            async with http.post(url, data=body, headers=headers) as response:
+                await response.read()
+                if response.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - start)
+
+    connector = aiohttp.TCPConnector(limit=inflight)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        deadline = time.perf_counter() + min(1.0, seconds / 5)  # warm up: connections, caches
+        await asyncio.gather(*(worker(http) for _ in range(inflight)))
+        latencies.clear()
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(*(worker(http) for _ in range(inflight)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"rate": len(latencies) / elapsed, "p50": latencies[len(latencies) // 2] * 1000,
+            "p99": latencies[int(len(latencies) * 0.99)] * 1000, "errors": errors, "n": len(latencies)}
+
+
+def _load_process(kind: str, target: str, setup: dict[str, Any], inflight: int, seconds: float, out: Any) -> None:
+    _pin(LOAD_CORE)
+    count = int(setup["expected_rate"] * (seconds + 2) * 1.5) + 2000
+    if kind == "bare":
+        import nacl.signing
+
+        key = nacl.signing.SigningKey(b"\x03" * 32)
+        bodies = [key.sign(os.urandom(16) + b"x" * 820) for _ in range(count)]
+        headers: dict[str, str] = {}
+    else:
+        from node.home import NodeHome
+        from protocol import MEDIA_TYPE, Endpoint, Query
+
+        home = NodeHome(Path(setup["requester"]))
+        endpoint = Endpoint(home.identity(), home.certificate(), home.trust_store())
+        query = Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": IND0, "uzovi": "5151"}, evidence=(), history=False)
+        now = int(time.time())
+        bodies = [endpoint.send(query, to=setup["did"], now=now, lifetime=300).data for _ in range(count)]
+        headers = {"Content-Type": MEDIA_TYPE}
+    out.put(asyncio.run(_load(target, bodies, inflight, seconds, headers)))
+
+
+def _measure(kind: str, target: str, setup: dict[str, Any], inflight: int, seconds: float) -> dict[str, float]:
+    queue: Any = mp.Queue()
+    proc = mp.Process(target=_load_process, args=(kind, target, setup, inflight, seconds, queue))
+    proc.start()
+    result = queue.get(timeout=600)
+    proc.join()
+    return result  # type: ignore[no-any-return]
+
+
+def _network(tmp: Path) -> tuple[Path, Path]:
+    from node.home import NetworkDir, NodeHome
+
+    net = NetworkDir.create(tmp / "net", "bench")
+    ciz = NodeHome.create(tmp / "ciz", role="ciz", name="CIZ", identifiers={"kvk": "62253778"}, region=None)
+    zk = NodeHome.create(tmp / "zk", role="zorgkantoor", name="Zorgkantoor Noord", identifiers={"uzovi": "5151"}, region=None)
+    for home in (ciz, zk):
+        net.issue(home, now=int(time.time()), days=2)
+    return ciz.path, zk.path
+
+
+def bench_http(seconds: float, inflight: int) -> None:
+    port_queue: Any = mp.Queue()
+    bare = mp.Process(target=_bare_server, args=(port_queue,), daemon=True)
+    bare.start()
+    bare_url = f"http://127.0.0.1:{port_queue.get(timeout=30)}/"
+    a = _measure("bare", bare_url, {"expected_rate": 8000}, inflight, seconds)
+    bare.terminate()
+    bare.join()
+
+    tmp = Path(tempfile.mkdtemp(prefix="iwlz-bench-"))
+    node = None
+    try:
+        ciz, zk = _network(tmp)
+        node = subprocess.Popen(["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "node", "run", str(ciz),
+                                 "--quiet", "--no-mdns"], stdout=subprocess.PIPE, text=True)
+        ready = node.stdout.readline().split() if node.stdout else []
+        url = ready[1]
+        sample = json.loads((Path(__file__).resolve().parents[1] / "node" / "sample.json").read_text())
+        subprocess.run([sys.executable, "-m", "node", "record", "put", str(ciz), "WlzIndicatie", "-"],
+                       input=json.dumps(sample["wlzIndicaties"][0]), text=True, check=True, capture_output=True)
+        did = json.loads((ciz / "run.json").read_text())["did"]
+        b = _measure("node", url + "/iwlz/v1/messages", {"expected_rate": 8000, "requester": str(zk), "did": did},
+                     inflight, seconds)
+        audit = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz), "--verify"], capture_output=True, text=True)
+    finally:
+        if node is not None:
+            node.terminate()
+            node.wait(timeout=30)
+            if node.stdout:
+                node.stdout.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{inflight} requests in flight, {seconds:.0f} s each, server on core {SERVER_CORE}, load on core {LOAD_CORE}")
+    print(f"{'server':58} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    for name, r in (("(a) bare aiohttp: verify one signature, sign the reply", a),
+                    ("(b) iwlz node: QIR-0001-ZKi with policy + audit", b)):
+        print(f"{name:58} {r['rate']:8,.0f} {r['p50']:7.2f} {r['p99']:7.2f} {r['errors']:6.0f}")
+    print(f"ratio b/a: {b['rate'] / a['rate']:.2f}   (target >= 0.6 with p99 <= 25 ms)")
+    print(f"audit after the run: {audit.stdout.strip()}")
+
+
+# -- the store ----------------------------------------------------------------
+
+
+def _bsn(rng: random.Random) -> str:
+    while True:
+        digits = [rng.randrange(10) for _ in range(8)]
+        total = sum(d * w for d, w in zip(digits, (9, 8, 7, 6, 5, 4, 3, 2)))
+        last = total % 11
+        if last < 10 and digits[0] != 0:
+            return "".join(map(str, digits)) + str(last)
+
+
+def _indicatie(rng: random.Random, template: dict[str, Any]) -> dict[str, Any]:
+    record = json.loads(json.dumps(template))
+    bsn = _bsn(rng)
+    record["wlzIndicatieID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    record["bsn"] = bsn
+    record["client"]["bsn"] = bsn
+    record["client"]["clientID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return record
+
+
+async def _bench_store(records: int) -> None:
+    from keys import Identity, issue_certificate
+    from node.audit import Actor, AuditLog
+    from node.registers import Registers
+    from node.store import Store
+
+    rng = random.Random(7)
+    template = json.loads((Path(__file__).resolve().parents[1] / "node" / "sample.json").read_text())["wlzIndicaties"][0]
+    root, me = Identity.generate(), Identity.generate()
+    cert = issue_certificate(root, subject=me.did, organisation="CIZ", role="ciz", identifiers={"kvk": "62253778"},
+                             not_before=0, expires=2**40, issued_at=0)
+    tmp = Path(tempfile.mkdtemp(prefix="iwlz-store-"))
+    try:
+        async with Store(tmp / "bench.sqlite3") as store:
+            audit = AuditLog(store, me)
+            registers = Registers(store, me, cert, "ciz", audit)
+            actor = Actor(me.did, "ciz", "CIZ")
+            batch, loaded, bsns = 5000, 0, []
+            started = time.perf_counter()
+            while loaded < records:
+                chunk = [_indicatie(rng, template) for _ in range(min(batch, records - loaded))]
+                bsns.extend(r["bsn"] for r in chunk[:2])
+                await registers.load_many("WlzIndicatie", chunk, actor=actor, now=int(time.time()))
+                loaded += len(chunk)
+            load_rate = loaded / (time.perf_counter() - started)
+            sample = rng.sample(bsns, min(2000, len(bsns)))
+            timings = []
+            for bsn in sample:
+                t = time.perf_counter()
+                found = await registers.find("bsn", bsn, kinds=("WlzIndicatie",))
+                timings.append(time.perf_counter() - t)
+                assert found and found[0].data and found[0].data["bsn"] == bsn
+            timings.sort()
+            size = (tmp / "bench.sqlite3").stat().st_size + (tmp / "bench.sqlite3-wal").stat().st_size
+        print(f"bulk load of {loaded:,} signed WlzIndicatie versions: {load_rate:,.0f} records/s  (target >= 20,000)")
+        print(f"query by BSN at the store on {loaded:,} records, {len(sample)} queries awaited one by one: "
+              f"p50 {timings[len(timings) // 2] * 1000:.3f} ms, p99 {timings[int(len(timings) * 0.99)] * 1000:.3f} ms"
+              f"  (target p50 <= 0.5 ms)")
+        print(f"store size: {size / 1e6:,.0f} MB")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("http")
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--inflight", type=int, default=64)
+    p = sub.add_parser("store")
+    p.add_argument("--records", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    if args.what == "http":
+        bench_http(args.seconds, args.inflight)
+    else:
+        asyncio.run(_bench_store(args.records))
+
+
+if __name__ == "__main__":
+    main()
