@@ -235,7 +235,7 @@ async def _bench_store(records: int) -> None:
             started = time.perf_counter()
             while loaded < records:
                 chunk = [_indicatie(rng, template) for _ in range(min(batch, records - loaded))]
-                bsns.extend(r["bsn"] for r in chunk[:2])
+                bsns.extend(r["bsn"] for r in chunk[::50])
                 await registers.load_many("WlzIndicatie", chunk, actor=actor, now=int(time.time()))
                 loaded += len(chunk)
             load_rate = loaded / (time.perf_counter() - started)

@@ -139,34 +139,56 @@ SCALARS: Final[dict[str, Callable[[Any], bool]]] = {
 }
 
 
+Checker = Callable[[Any, str], None]
+_COMPILED: dict[int, Checker] = {}
+
+
+def _compile(spec: Any) -> Checker:
+    """A checker for one schema node, built once; raises ValidationError naming the field."""
+    if isinstance(spec, dict):
+        fields = [(key.rstrip("?"), key.endswith("?"), _compile(sub)) for key, sub in spec.items()]
+        names = frozenset(name for name, _, _ in fields)
+
+        def check_object(value: Any, path: str) -> None:
+            if type(value) is not dict:
+                raise ValidationError(f"{path or 'record'} must be an object")
+            if not names.issuperset(value):
+                unknown = sorted(set(value) - names)
+                raise ValidationError(f"{path or 'record'} has unknown field(s): {', '.join(unknown)}")
+            for name, optional, check in fields:
+                item = value.get(name)
+                if item is None:
+                    if not optional:
+                        raise ValidationError(f"{path + '.' if path else ''}{name} is required")
+                    continue
+                check(item, f"{path}.{name}" if path else name)
+
+        return check_object
+    if isinstance(spec, list):
+        check_item = _compile(spec[0])
+
+        def check_list(value: Any, path: str) -> None:
+            if type(value) is not list or len(value) > 1000:
+                raise ValidationError(f"{path} must be a list")
+            for i, item in enumerate(value):
+                check_item(item, f"{path}[{i}]")
+
+        return check_list
+    test = SCALARS[spec]
+
+    def check_scalar(value: Any, path: str) -> None:
+        if not test(value):
+            raise ValidationError(f"{path} is not a valid {spec}")
+
+    return check_scalar
+
+
 def validate(schema: Schema, value: Any, path: str = "") -> None:
     """Raise ValidationError naming the first field that does not fit ``schema``."""
-    if not isinstance(value, dict):
-        raise ValidationError(f"{path or 'record'} must be an object")
-    names = {k.rstrip("?"): k.endswith("?") for k in schema}
-    unknown = set(value) - set(names)
-    if unknown:
-        raise ValidationError(f"{path or 'record'} has unknown field(s): {', '.join(sorted(unknown))}")
-    for key, spec in schema.items():
-        name, optional = key.rstrip("?"), key.endswith("?")
-        field_path = f"{path}.{name}" if path else name
-        if value.get(name) is None:
-            if optional:
-                continue
-            raise ValidationError(f"{field_path} is required")
-        _validate_value(spec, value[name], field_path)
-
-
-def _validate_value(spec: Any, value: Any, path: str) -> None:
-    if isinstance(spec, dict):
-        validate(spec, value, path)
-    elif isinstance(spec, list):
-        if not isinstance(value, list) or len(value) > 1000:
-            raise ValidationError(f"{path} must be a list")
-        for i, item in enumerate(value):
-            _validate_value(spec[0], item, f"{path}[{i}]")
-    elif not SCALARS[spec](value):
-        raise ValidationError(f"{path} is not a valid {spec}")
+    check = _COMPILED.get(id(schema))
+    if check is None:
+        check = _COMPILED[id(schema)] = _compile(schema)
+    check(value, path)
 
 
 def validate_record(kind: str, data: Any) -> RecordType:

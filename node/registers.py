@@ -18,7 +18,7 @@ from node.audit import Actor, AuditLog
 from node.errors import ValidationError
 from node.records import RECORD_TYPES, RecordType, strip_nulls, validate_record
 from node.store import Statement, Store
-from protocol.records import RecordVersion, sign_record
+from protocol.records import RecordSigner, RecordVersion
 
 _PATHS_OF_KEYS: dict[str, list[tuple[str, str]]] = {
     # record kind -> (lookup key name, dotted path; [] walks a list)
@@ -70,6 +70,9 @@ class StoredVersion:
 
 
 CACHE_SIZE = 10_000
+_INSERT_RECORD = ("INSERT INTO records (kind, record_id, version, signed, data, deleted, created_at, retain_until, current) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)")
+_INSERT_KEY = "INSERT OR IGNORE INTO record_keys (name, value, kind, record_id) VALUES (?, ?, ?, ?)"
 _SELECT = "SELECT kind, record_id, version, signed, data, deleted, created_at FROM records"
 
 
@@ -87,6 +90,7 @@ class Registers:
         self.role = role
         self.audit = audit
         self._lock = asyncio.Lock()
+        self.signer = RecordSigner(identity, certificate)
         # Current versions by (kind, id): this object is the only writer, so it can keep the
         # hot path of a query (one record by id) free of SQLite round trips.
         self._current: OrderedDict[tuple[str, str], StoredVersion | None] = OrderedDict()
@@ -140,22 +144,28 @@ class Registers:
 
     # Writes -----------------------------------------------------------
 
-    def _version_statements(self, record_type: RecordType, record_id: str, version: int, data: dict[str, Any] | None,
-                            now: int) -> tuple[list[Statement], bytes]:
+    def _version(self, record_type: RecordType, record_id: str, version: int, data: dict[str, Any] | None,
+                 now: int) -> tuple[tuple[Any, ...], list[tuple[str, str, str, str]], bytes]:
+        """The records row, the lookup keys and the signed bytes of one new version."""
         record = RecordVersion(record_type.kind, record_id, version, self.identity.did, now, data is None, data)
-        signed = sign_record(self.identity, self.certificate, record)
+        encoded = cbor.encode(data) if data is not None else None
+        signed = self.signer.sign(record, encoded)
         retain = record_type.retain_until(data) if data else None
         keys = [(name, str(v), record_type.kind, record_id)
                 for name, path in _PATHS_OF_KEYS[record_type.kind] for v in values_at(data or {}, path)]
+        row = (record_type.kind, record_id, version, signed, encoded, data is None, now, retain)
+        return row, keys, signed
+
+    def _version_statements(self, record_type: RecordType, record_id: str, version: int, data: dict[str, Any] | None,
+                            now: int) -> tuple[list[Statement], bytes]:
+        row, keys, signed = self._version(record_type, record_id, version, data, now)
         statements: list[Statement] = [
             ("UPDATE records SET current = 0 WHERE kind = ? AND record_id = ? AND current = 1", (record_type.kind, record_id), False),
-            ("INSERT INTO records (kind, record_id, version, signed, data, deleted, created_at, retain_until, current) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
-             (record_type.kind, record_id, version, signed, cbor.encode(data) if data else None, data is None, now, retain), False),
+            (_INSERT_RECORD, row, False),
         ]
         if data is not None:  # a tombstone keeps the keys, so history stays findable
             statements.append(("DELETE FROM record_keys WHERE kind = ? AND record_id = ?", (record_type.kind, record_id), False))
-            statements.append(("INSERT OR IGNORE INTO record_keys (name, value, kind, record_id) VALUES (?, ?, ?, ?)", keys, True))
+            statements.append((_INSERT_KEY, keys, True))
         return statements, signed
 
     async def put(self, kind: str, data: Any, *, actor: Actor, now: int, trace_id: str | None = None,
@@ -198,15 +208,20 @@ class Registers:
     async def load_many(self, kind: str, records: list[dict[str, Any]], *, actor: Actor, now: int) -> int:
         """Bulk load new records (first versions) in one transaction, one audit entry for the batch."""
         record_type = self._holds(kind)
-        statements: list[Statement] = []
+        rows, keys = [], []
         for data in records:
             validate_record(kind, data)
             data = strip_nulls(data)
-            statements.extend(self._version_statements(record_type, record_type.record_id(data), 1, data, now)[0][1:])
+            row, record_keys, _ = self._version(record_type, record_type.record_id(data), 1, data, now)
+            rows.append(row)
+            keys.extend(record_keys)
         async with self._lock:
-            statements.append(self.audit.entry(now=now, event="record.bulk-load", action="C", result=f"{len(records)} records",
-                                               actor=actor, record=kind))
-            await self.store.write(statements)
+            await self.store.write([
+                (_INSERT_RECORD, rows, True),
+                (_INSERT_KEY, keys, True),
+                self.audit.entry(now=now, event="record.bulk-load", action="C", result=f"{len(records)} records",
+                                 actor=actor, record=kind),
+            ])
             self._current.clear()
         return len(records)
 

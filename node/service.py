@@ -48,7 +48,7 @@ from protocol import (
     ReplayGuard,
     RevocationNews,
 )
-from protocol.records import RecordVersion, sign_record, verify_record
+from protocol.records import RecordVersion, verify_record
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ class Node:
         if view.unchanged:
             return view.source.signed
         record = RecordVersion(view.kind, view.record_id, view.version, self.identity.did, now, view.deleted, view.data)
-        return sign_record(self.identity, self.certificate, record)
+        return self.registers.signer.sign(record)
 
     async def _on_access_log(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         request = incoming.message

@@ -37,8 +37,8 @@ MIGRATIONS: Final[list[str]] = [
         created_at INTEGER NOT NULL,
         retain_until TEXT,
         current INTEGER NOT NULL,
-        PRIMARY KEY (kind, record_id, version)
-    ) WITHOUT ROWID;
+        UNIQUE (kind, record_id, version)
+    );
     CREATE INDEX records_current ON records(kind, record_id) WHERE current = 1;
     CREATE TABLE record_keys (
         name TEXT NOT NULL,

@@ -4,7 +4,10 @@ A signed record is a COSE_Sign1 made by the source node (kid = its did, its
 certificate at label -65537, as in envelopes) whose payload is
 
     {"typ": "record", "kind": text, "id": uuid, "version": uint,
-     "source": did, "signed_at": uint, "deleted": bool, "data": map / null}
+     "source": did, "signed_at": uint, "deleted": bool, "data": bstr .cbor map / null}
+
+``data`` is embedded CBOR (as a COSE payload is), so a source encodes a
+record's content once and stores the very bytes it signed.
 
 so that a record that travels (as a query result or as evidence) can always
 be traced to, and proven to come from, its source.
@@ -44,15 +47,29 @@ class RecordVersion:
         return f"{self.kind}/{self.record_id}"
 
 
+class RecordSigner:
+    """Signs record versions for one source; the protected header is encoded once."""
+
+    def __init__(self, identity: Identity, certificate: bytes) -> None:
+        self.identity = identity
+        self._header = cose.protected_header({cose.KID: identity.did.encode("ascii"), CERT_LABEL: certificate})
+
+    def sign(self, record: RecordVersion, encoded_data: bytes | None = None) -> bytes:
+        """Sign ``record``; pass ``encoded_data`` when the content is already encoded."""
+        check_name(record.kind, "kind")
+        check_uuid(record.record_id, "id")
+        if record.data is not None and encoded_data is None:
+            encoded_data = codec.encode(record.data)
+        payload = {
+            "typ": TYPE, "kind": record.kind, "id": record.record_id, "version": record.version,
+            "source": record.source, "signed_at": record.signed_at, "deleted": record.deleted,
+            "data": None if record.data is None else encoded_data,
+        }
+        return cose.sign1_with_header(self.identity, codec.encode(payload), self._header)
+
+
 def sign_record(identity: Identity, certificate: bytes, record: RecordVersion) -> bytes:
-    check_name(record.kind, "kind")
-    check_uuid(record.record_id, "id")
-    payload = {
-        "typ": TYPE, "kind": record.kind, "id": record.record_id, "version": record.version,
-        "source": record.source, "signed_at": record.signed_at, "deleted": record.deleted, "data": record.data,
-    }
-    header: dict[int | str, Any] = {cose.KID: identity.did.encode("ascii"), CERT_LABEL: certificate}
-    return cose.sign1(identity, codec.encode(payload), header)
+    return RecordSigner(identity, certificate).sign(record)
 
 
 def _bad(reason: str) -> RemoteProtocolError:
@@ -66,8 +83,12 @@ def _parse_payload(payload: Any, signer: str) -> RecordVersion:
     source, signed_at, deleted, data = payload["source"], payload["signed_at"], payload["deleted"], payload["data"]
     if not (isinstance(kind, str) and isinstance(record_id, str) and isinstance(version, int) and version >= 1):
         raise _bad("kind, id or version is malformed")
-    if not (isinstance(signed_at, int) and isinstance(deleted, bool) and (data is None or isinstance(data, dict))):
+    if not (isinstance(signed_at, int) and isinstance(deleted, bool) and (data is None or isinstance(data, bytes))):
         raise _bad("signed_at, deleted or data is malformed")
+    if data is not None:
+        data = codec.decode(data)
+        if not isinstance(data, dict):
+            raise _bad("data must be a map")
     if source != signer:
         raise _bad("source is not the signer")
     try:
@@ -98,4 +119,4 @@ def verify_record(data: bytes, trust: TrustStore, now: int) -> tuple[RecordVersi
     return _parse_payload(codec.decode(sign1.payload), signer), member
 
 
-__all__ = ["RecordVersion", "sign_record", "verify_record"]
+__all__ = ["RecordVersion", "RecordSigner", "sign_record", "verify_record"]
