@@ -25,6 +25,7 @@ from protocol.messages import (
     Message,
     Notification,
     PeerExchange,
+    PeerExchangeResult,
     Query,
     QueryResult,
     RevocationNews,
@@ -32,6 +33,7 @@ from protocol.messages import (
     Subscribe,
     Unsubscribe,
 )
+from protocol.gossip import GossipTable, Known
 from protocol.replay import ReplayGuard
 
 __all__ = [
@@ -39,6 +41,6 @@ __all__ = [
     "ErrorCode", "LocalProtocolError", "ProtocolError", "RemoteProtocolError",
     "EVENT_RULES", "MELDING_EVENT", "EventRule",
     "MESSAGE_TYPES", "AccessLogRequest", "AccessLogResult", "Ack", "Announcement", "DigestEntry", "Error",
-    "Melding", "Message", "Notification", "PeerExchange", "Query", "QueryResult", "RevocationNews", "Subject",
-    "Subscribe", "Unsubscribe", "ReplayGuard",
+    "Melding", "Message", "Notification", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult", "RevocationNews", "Subject",
+    "Subscribe", "Unsubscribe", "ReplayGuard", "GossipTable", "Known",
 ]

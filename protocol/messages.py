@@ -21,6 +21,7 @@ from protocol.events import EVENT_RULES, ID_TYPES, MELDING_EVENT
 
 MAX_TEXT: Final = 4096
 MAX_ITEMS: Final = 10_000
+MAX_ANNOUNCEMENTS: Final = 256
 _UUID4: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.:/-]{0,127}$")
 
@@ -228,17 +229,32 @@ class Announcement(Message):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PeerExchange(Message):
-    """Gossip: what I know (digest), what I want, and announcements you lacked."""
+    """Gossip (docs/PROTOCOL.md §4.1): bucket fingerprints, digests of differing buckets,
+    the dids wanted, the signed announcements the other side lacks, and revocation list versions."""
 
     TYPE: ClassVar[str] = "peer-exchange"
 
+    summary: bytes | None
     digest: tuple[DigestEntry, ...]
     want: tuple[str, ...]
     announcements: tuple[bytes, ...]
+    revocations: dict[str, int]
 
     def validate(self) -> None:
         for did in self.want:
             check_did(did, "want")
+        for root in self.revocations:
+            check_did(root, "revocations")
+        if len(self.announcements) > MAX_ANNOUNCEMENTS:
+            raise _fail(f"at most {MAX_ANNOUNCEMENTS} announcements per exchange")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PeerExchangeResult(PeerExchange):
+    """The answer to a PeerExchange, with the same fields."""
+
+    TYPE: ClassVar[str] = "peer-exchange-result"
+    REPLY: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -406,13 +422,13 @@ class Error(Message):
 MESSAGE_TYPES: Final[dict[str, type[Message]]] = {
     cls.TYPE: cls
     for cls in (
-        Announcement, PeerExchange, Query, QueryResult, Subscribe, Unsubscribe, Notification,
+        Announcement, PeerExchange, PeerExchangeResult, Query, QueryResult, Subscribe, Unsubscribe, Notification,
         Ack, Melding, AccessLogRequest, AccessLogResult, RevocationNews, Error,
     )
 }
 
 __all__ = [
-    "Part", "Message", "Subject", "DigestEntry", "Announcement", "PeerExchange", "Query", "QueryResult",
+    "Part", "Message", "Subject", "DigestEntry", "Announcement", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult",
     "Subscribe", "Unsubscribe", "Notification", "Ack", "Melding", "AccessLogRequest", "AccessLogResult",
     "RevocationNews", "Error", "MESSAGE_TYPES", "check_uuid", "check_did", "check_name",
 ]

@@ -10,6 +10,7 @@ from protocol import MESSAGE_TYPES, Endpoint
 from tests.vectors import generate
 
 VECTORS = json.loads(generate.PATH.read_text())
+NUMBER = {name: n for n, (name, _, _) in enumerate(generate.messages(), start=1)}  # ids, traces, nonces
 
 
 def test_generator_reproduces_every_golden_byte() -> None:
@@ -43,7 +44,8 @@ def test_golden_envelope_layout() -> None:
     assert sign1.unprotected == {}
     payload = cbor.decode(sign1.payload)
     assert list(payload) == ["v", "id", "re", "to", "exp", "iat", "typ", "body", "from", "trace"]
-    assert payload["id"] == bytes([8]) * 16 and payload["trace"] == f"{8:032x}"
+    n = NUMBER["ack"]
+    assert payload["id"] == bytes([n]) * 16 and payload["trace"] == f"{n:032x}"
     assert payload["body"] == {"ref": "0b9e1c0e-1d2a-4f5b-9c3d-2e4f6a8b0c1d", "status": "accepted"}
 
 
@@ -51,7 +53,7 @@ def test_golden_sealed_body_opens_with_the_recipient_key() -> None:
     data = bytes.fromhex(VECTORS["envelopes"]["access-log-request"]["hex"])
     assert b"106658037" not in data
     sealed = cbor.decode(cose.parse_sign1(data).payload)["body"]
-    assert sealed[:24] == bytes([10]) * 24  # nonce first
+    assert sealed[:24] == bytes([NUMBER["access-log-request"]]) * 24  # nonce first
     opened = b_endpoint().boxes.open(VECTORS["a_did"], sealed)
     assert cbor.decode(opened) == {"bsn": "106658037", "since": 0}
 

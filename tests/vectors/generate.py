@@ -14,7 +14,7 @@ from typing import Any
 from keys import Identity, TrustStore, issue_certificate, sign_revocation_list
 from protocol import (
     AccessLogRequest, AccessLogResult, Ack, Announcement, DigestEntry, Endpoint, Error, Melding, Message,
-    Notification, PeerExchange, Query, QueryResult, ReplyTo, RevocationNews, Subject, Subscribe, Unsubscribe,
+    Notification, PeerExchange, PeerExchangeResult, Query, QueryResult, ReplyTo, RevocationNews, Subject, Subscribe, Unsubscribe,
 )
 
 NOW = 1_790_000_000
@@ -39,7 +39,10 @@ def messages() -> list[tuple[str, Message, bool]]:
     return [
         ("announcement", Announcement(seq=3, endpoints=("http://127.0.0.1:8701/",), registers=("bemiddeling",),
                                       templates=("bemiddelingspecificatie-by-id",), events=("NIEUWE_OVERDRACHT_ZORGKANTOOR",)), False),
-        ("peer-exchange", PeerExchange(digest=(DigestEntry(did=Identity.from_seed(B_SEED).did, seq=7),), want=(), announcements=()), False),
+        ("peer-exchange", PeerExchange(summary=bytes(512), digest=(DigestEntry(did=Identity.from_seed(B_SEED).did, seq=7),),
+                                       want=(), announcements=(), revocations={Identity.from_seed(ROOT_SEED).did: 1}), False),
+        ("peer-exchange-result", PeerExchangeResult(summary=None, digest=(), want=(Identity.from_seed(B_SEED).did,),
+                                                    announcements=(b"\x01",), revocations={}), True),
         ("query", Query(template="indicatie-by-id", params={"wlzIndicatieID": "31835d1d-3933-4ffe-9f57-8985f41fae4a"},
                         evidence=(), history=False), False),
         ("query-result", QueryResult(records=(b"\x01\x02",)), True),
