@@ -25,7 +25,9 @@ def _run(args: argparse.Namespace) -> int:
     home = NodeHome(Path(args.home)).require()
 
     async def main() -> None:
-        node = Node(home, host=args.host, port=args.port, admin_port=args.admin_port, bootstrap=args.bootstrap)
+        node = Node(home, host=args.host, port=args.port, admin_port=args.admin_port, bootstrap=args.bootstrap,
+                    mdns=False if args.no_mdns else None, mdns_interfaces=args.mdns_interface,
+                    gossip_interval=args.gossip_interval)
         await node.start()
         print(f"ready {node.url} admin {node.admin_url}", flush=True)
         stop = asyncio.Event()
@@ -172,6 +174,8 @@ def extend(sub: Any) -> None:
     p.add_argument("--admin-port", type=int)
     p.add_argument("--bootstrap", action="append", default=None, metavar="URL")
     p.add_argument("--no-mdns", action="store_true", help="do not announce or browse on the LAN")
+    p.add_argument("--mdns-interface", action="append", metavar="IP", help="run mDNS only on this interface address")
+    p.add_argument("--gossip-interval", type=float, help="seconds between gossip rounds (0: no gossip)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler="run")
 

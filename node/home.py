@@ -83,6 +83,11 @@ class NodeConfig:
     bootstrap: list[str] = field(default_factory=list)
     evidence_freshness: int = 3600
     synchronous: str = "NORMAL"
+    gossip_interval: float = 30.0
+    gossip_fanout: int = 3
+    announcement_lifetime: int = 24 * 3600
+    mdns: bool = True
+    mdns_interfaces: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -24,6 +24,7 @@ from node.audit import Actor, AuditLog
 from node.client import ANNOUNCEMENT_PATH, MESSAGES_PATH, PeerClient
 from node.errors import ConfigError, NetworkError, NodeError, PeerRefused
 from node.home import NodeHome
+from node.gossip import Gossiper
 from node.metrics import Metrics
 from node.peers import PeerTable
 from node.policy import Denied, PolicyDecisionPoint, View
@@ -42,24 +43,27 @@ from protocol import (
     Incoming,
     Melding,
     Message,
+    PeerExchange,
     Query,
     QueryResult,
     RemoteProtocolError,
     ReplayGuard,
     RevocationNews,
 )
+from protocol.events import EVENT_RULES
+from protocol.gossip import Known
 from protocol.records import RecordVersion, verify_record
 
 log = logging.getLogger(__name__)
 
-ANNOUNCEMENT_LIFETIME = 24 * 3600
 Handler = Callable[[Incoming, int], Awaitable[tuple[Message, list[Statement]]]]
 
 
 class Node:
     def __init__(self, home: NodeHome, *, host: str | None = None, port: int | None = None,
                  admin_port: int | None = None, public_url: str | None = None, bootstrap: list[str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, gossip_interval: float | None = None,
+                 mdns: bool | None = None, mdns_interfaces: list[str] | None = None) -> None:
         self.home = home
         self.config = home.config()
         self.host = host or self.config.host
@@ -68,6 +72,10 @@ class Node:
         self.public_url = public_url or self.config.public_url
         self.bootstrap = list(bootstrap if bootstrap is not None else self.config.bootstrap)
         self.clock = clock
+        self.gossip_interval = gossip_interval if gossip_interval is not None else self.config.gossip_interval
+        self.mdns_enabled = self.config.mdns if mdns is None else mdns
+        self.mdns_interfaces = mdns_interfaces if mdns_interfaces is not None else self.config.mdns_interfaces
+        self.mdns: Any = None
         self.metrics = Metrics()
         self.ready = False
         self.url = ""
@@ -80,6 +88,7 @@ class Node:
             Melding: self._on_melding,
             RevocationNews: self._on_revocation_news,
             Announcement: self._on_announcement,
+            PeerExchange: self._on_peer_exchange,
         }
 
     def now(self) -> int:
@@ -116,9 +125,21 @@ class Node:
         self.url = self.public_url or f"http://{self.host}:{peer_runner.addresses[0][1]}"
         admin_runner = await self._serve(admin_app(self), self.config.admin_host, self.admin_port)
         self.admin_url = f"http://{self.config.admin_host}:{admin_runner.addresses[0][1]}"
-        self.announcement = self._sign_announcement()
+        self.gossiper = Gossiper(self, interval=self.gossip_interval, fanout=self.config.gossip_fanout)
+        for peer in self.peers.all():
+            self.gossiper.table.offer(Known(peer.did, peer.seq, peer.expires, peer.announcement))
+        self._announce()
         for url in self.bootstrap:
-            await self.learn_from(url, source="bootstrap")
+            did = await self.learn_from(url, source="bootstrap")
+            if did is not None:
+                self.gossiper.bootstrap_dids.add(did)
+        if self.gossip_interval > 0:
+            self.background(asyncio.create_task(self.gossiper.run(), name="gossip"))
+        if self.mdns_enabled:
+            from node.mdns import Mdns
+
+            self.mdns = Mdns(self, interfaces=self.mdns_interfaces)
+            await self.mdns.start()
         self._write_run_file()
         self.ready = True
         log.info("node %s (%s) ready at %s, admin at %s", self.identity.did, self.member.role, self.url, self.admin_url)
@@ -135,10 +156,22 @@ class Node:
         self._runners.append(runner)
         return runner
 
+    def background(self, task: asyncio.Task[Any]) -> None:
+        """Keep a task the node started, so that stop() ends it."""
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(task)
+
     async def stop(self) -> None:
         self.ready = False
+        if self.mdns is not None:
+            await self.mdns.stop()
         for task in self._tasks:
             task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - ending, nothing to report
+                pass
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -157,13 +190,59 @@ class Node:
 
     # Announcement and peers ------------------------------------------------
 
-    def _sign_announcement(self) -> bytes:
+    def _announce(self) -> None:
+        """Sign a fresh announcement (a higher seq replaces the old one everywhere)."""
         now = self.now()
-        message = Announcement(
-            seq=now, endpoints=(self.url,), registers=tuple(registers_for(self.member.role)),
-            templates=tuple(self.pdp.templates()), events=(),
-        )
-        return self.endpoint.send(message, to="*", now=now, lifetime=ANNOUNCEMENT_LIFETIME).data
+        seq = max(now, getattr(self, "_announced_seq", 0) + 1)
+        events = tuple(sorted(e for e, rule in EVENT_RULES.items() if rule.sender_role == self.member.role))
+        message = Announcement(seq=seq, endpoints=(self.url,), registers=tuple(registers_for(self.member.role)),
+                               templates=tuple(self.pdp.templates()), events=events)
+        lifetime = self.config.announcement_lifetime
+        self.announcement = self.endpoint.send(message, to="*", now=now, lifetime=lifetime).data
+        self._announced_seq, self._announced_at = seq, now
+        self.gossiper.own(self.announcement, seq, now + lifetime)
+
+    async def maintain_peers(self) -> None:
+        """Re-announce at half life; drop peers whose announcement expired or who were revoked."""
+        now = self.now()
+        if now - self._announced_at >= self.config.announcement_lifetime // 2:
+            self._announce()
+        statements = self.peers.prune(now=now, trust=self.trust)
+        if statements:
+            self.gossiper.forget([s[1][0] for s in statements])  # type: ignore[index]
+            await self.store.write(statements)
+
+    async def absorb_announcements(self, announcements: tuple[bytes, ...] | list[bytes], *, source: str) -> int:
+        """Verify relayed announcements; the valid, newer ones enter the peer table."""
+        statements = []
+        now = self.now()
+        for data in announcements:
+            known = self._quick_seq(data)
+            if known is not None and not self.gossiper.table.is_news(*known):
+                continue  # not news: spare the signature check
+            try:
+                incoming = self.endpoint.verify_broadcast(data, now=now)
+            except RemoteProtocolError as exc:
+                log.info("dropped a relayed announcement (%s)", exc.code.value)
+                continue
+            statement = self.peers.accept(incoming, source=source, now=now)
+            if statement is not None:
+                statements.append(statement)
+                self.gossiper.learned(incoming)
+        if statements:
+            await self.store.write(statements)
+        return len(statements)
+
+    @staticmethod
+    def _quick_seq(data: bytes) -> tuple[str, int] | None:
+        """(sender, seq) read from an announcement without checking it, to skip what is not news."""
+        try:
+            from keys import cbor, cose
+
+            payload = cbor.decode(cose.parse_sign1(data).payload)
+            return payload["from"], int(payload["body"]["seq"])
+        except Exception:  # noqa: BLE001 - anything odd gets the full check
+            return None
 
     async def learn_from(self, url: str, *, source: str) -> str | None:
         """Fetch and verify a node's announcement at ``url``; returns its did."""
@@ -174,11 +253,24 @@ class Node:
             return None
         statement = self.peers.accept(incoming, source=source, now=self.now())
         if statement is not None:
+            self.gossiper.learned(incoming)
             await self.store.write([statement])
         return incoming.envelope.sender
 
     async def peer_for(self, target: str) -> tuple[str, str]:
-        """(url, did) of a peer named by did or by URL."""
+        """(url, did) of a peer named by did, by URL, by the register it holds (``register:indicatie``)
+        or by an identifier in its certificate (``uzovi:5151``, ``agb:…``, ``kvk:…``)."""
+        kind, _, value = target.partition(":")
+        if kind == "register":
+            holders = self.peers.holding(value)
+            if not holders:
+                raise NetworkError(f"no peer announces the {value} register")
+            return holders[0].url, holders[0].did
+        if kind in ("uzovi", "agb", "kvk"):
+            peer = self.peers.by_identifier(kind, value)
+            if peer is None:
+                raise NetworkError(f"no peer with {kind} {value} in the peer table")
+            return peer.url, peer.did
         if target.startswith("did:"):
             peer = self.peers.get(target)
             if peer is None:
@@ -347,11 +439,10 @@ class Node:
     async def _on_revocation_news(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         news = incoming.message
         assert isinstance(news, RevocationNews)
-        adopted = 0
-        for data in news.lists[:8]:
-            if self.adopt_revocation_list(data):
-                adopted += 1
-        return Ack(ref=f"{adopted} adopted", status="accepted"), self.peers.prune(now=now, trust=self.trust)
+        adopted = sum(1 for data in news.lists[:8] if self.adopt_revocation_list(data))
+        statements = self.peers.prune(now=now, trust=self.trust)
+        self.gossiper.forget([s[1][0] for s in statements])  # type: ignore[index]
+        return Ack(ref=f"{adopted} adopted", status="accepted" if adopted else "duplicate"), statements
 
     def adopt_revocation_list(self, data: bytes) -> bool:
         try:
@@ -365,7 +456,12 @@ class Node:
 
     async def _on_announcement(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         statement = self.peers.accept(incoming, source="push", now=now)
+        if statement is not None:
+            self.gossiper.learned(incoming)
         return Ack(ref=incoming.envelope.sender, status="accepted" if statement else "duplicate"), [statement] if statement else []
+
+    async def _on_peer_exchange(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        return await self.gossiper.answer(incoming), []
 
     # Evidence confirmation ----------------------------------------------------
 

@@ -51,7 +51,7 @@ class Network:
                 config = home.config()
                 config.evidence_freshness = freshness
                 home.save_config(config)
-            node = Node(home, bootstrap=[n.url for n in self.nodes.values()])
+            node = Node(home, bootstrap=[n.url for n in self.nodes.values()], mdns=False, gossip_interval=0)
             await node.start()
             self.nodes[name] = node
             started.append(node)
