@@ -1,0 +1,112 @@
+"""mDNS for real: nodes in separate network namespaces joined by a bridge find each other by
+multicast alone (no bootstrap) and then exchange a signed query.
+
+Needs root and iproute2 (CI runs as root); the namespaces, veths and bridge are made by the
+test and removed afterwards, and all traffic stays inside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.netns
+
+if os.geteuid() != 0 or shutil.which("ip") is None:
+    pytest.skip("needs root and iproute2 to create network namespaces", allow_module_level=True)
+
+SUBNET = "10.254.77"
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def namespaces() -> Iterator[dict[str, str]]:
+    tag = f"{os.getpid() % 100000}"
+    bridge, names = f"iwlzbr{tag}", {"a": f"iwlza{tag}", "b": f"iwlzb{tag}"}
+    made: list[str] = []
+    try:
+        for ns in (bridge, *names.values()):
+            sh("ip", "netns", "add", ns)
+            made.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", bridge, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", bridge, "link", "set", "br0", "up")
+        addresses = {}
+        for i, (key, ns) in enumerate(names.items(), start=1):
+            sh("ip", "link", "add", f"v{key}{tag}", "netns", ns, "type", "veth", "peer", "name", f"p{key}{tag}", "netns", bridge)
+            sh("ip", "-n", bridge, "link", "set", f"p{key}{tag}", "master", "br0")
+            sh("ip", "-n", bridge, "link", "set", f"p{key}{tag}", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{SUBNET}.{i}/24", "dev", f"v{key}{tag}")
+            sh("ip", "-n", ns, "link", "set", f"v{key}{tag}", "up")
+            sh("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", f"v{key}{tag}")
+            addresses[key] = f"{SUBNET}.{i}"
+        yield {"a": names["a"], "b": names["b"], "a_ip": addresses["a"], "b_ip": addresses["b"]}
+    finally:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+def iwlz(ns: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    prefix = ["ip", "netns", "exec", ns] if ns else []
+    return subprocess.run([*prefix, sys.executable, "-m", "node", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_nodes_in_two_namespaces_find_each_other_by_mdns(tmp_path: Path, namespaces: dict[str, str]) -> None:
+    assert iwlz(None, "network", "init", str(tmp_path / "net")).returncode == 0
+    homes = {"a": tmp_path / "cak", "b": tmp_path / "aanbieder"}
+    iwlz(None, "init", str(homes["a"]), "--role", "cak", "--name", "CAK", "--kvk", "27364237")
+    iwlz(None, "init", str(homes["b"]), "--role", "zorgaanbieder", "--name", "De Linde", "--agb", "12345678", "--region", "5151")
+    for home in homes.values():
+        assert iwlz(None, "cert", "issue", "--network", str(tmp_path / "net"), str(home)).returncode == 0
+    procs = []
+    try:
+        for key in ("a", "b"):
+            ns, ip = namespaces[key], namespaces[f"{key}_ip"]
+            log = open(homes[key] / "node.log", "w")
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "node", "run", str(homes[key]),
+                                     "--host", ip, "--mdns-interface", ip, "--gossip-interval", "0"],
+                                    stdout=subprocess.PIPE, stderr=log, text=True)
+            log.close()
+            procs.append(proc)
+            line = proc.stdout.readline() if proc.stdout else ""
+            assert line.startswith("ready "), (homes[key] / "node.log").read_text()
+        deadline = time.monotonic() + 30
+        peers: list[dict] = []
+        while time.monotonic() < deadline:
+            result = iwlz(namespaces["a"], "--json", "peers", str(homes["a"]))
+            peers = json.loads(result.stdout)["peers"] if result.returncode == 0 else []
+            if peers:
+                break
+            time.sleep(0.3)
+        assert [(p["organisation"], p["source"]) for p in peers] == [("De Linde", "mdns")]
+        assert peers[0]["endpoints"] == [f"http://{namespaces['b_ip']}:{peers[0]['endpoints'][0].rsplit(':', 1)[1]}"]
+        offer = {"zorgaanbodID": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d", "instelling": "12345678", "regio": "5151",
+                 "zzpCodes": ["5VV"], "leveringsvormen": ["1"], "vrijeCapaciteit": 2, "peildatum": "2026-11-01"}
+        (tmp_path / "offer.json").write_text(json.dumps(offer))
+        assert iwlz(namespaces["b"], "record", "put", str(homes["b"]), "Zorgaanbod", str(tmp_path / "offer.json")).returncode == 0
+        result = iwlz(namespaces["a"], "--json", "query", str(homes["a"]), "--peer", "agb:12345678", "ZORGAANBOD")
+        assert result.returncode == 0, result.stderr
+        records = json.loads(result.stdout)["records"]
+        assert [(r["kind"], r["data"]["vrijeCapaciteit"], r["source_organisation"]) for r in records] == [("Zorgaanbod", 2, "De Linde")]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
