@@ -102,14 +102,8 @@ _seq_of: dict[bytes, int] = {}
 
 def take(node: SimNode, dids: list[str]) -> tuple[bytes, ...]:
     """Announcements for ``dids``, within the per-exchange cap and the node's round budget."""
-    out = []
-    for did in dids[:PER_EXCHANGE]:
-        data = node.table.entries[did].data
-        if node.budget < len(data):
-            break
-        node.budget -= len(data)
-        out.append(data)
-    return tuple(out)
+    taken, node.budget = node.table.take(dids, limit=PER_EXCHANGE, budget=node.budget)
+    return taken
 
 
 def exchange(a: SimNode, b: SimNode, overhead: int) -> None:

@@ -135,14 +135,8 @@ class Gossiper:
         return PeerExchangeResult(summary=None, digest=(), want=(), announcements=self._take(wanted), revocations={})
 
     def _take(self, dids: list[str]) -> tuple[bytes, ...]:
-        out = []
-        for did in dids[:PER_EXCHANGE]:
-            data = self.table.entries[did].data
-            if self.budget < len(data):
-                break
-            self.budget -= len(data)
-            out.append(data)
-        return tuple(out)
+        taken, self.budget = self.table.take(dids, limit=PER_EXCHANGE, budget=self.budget)
+        return taken
 
     # Revocation lists -----------------------------------------------------
 

@@ -90,6 +90,17 @@ class GossipTable:
         wanted = set(buckets)
         return sorted((e.did, e.seq) for e in self.entries.values() if bucket_of(e.did) in wanted)
 
+    def take(self, dids: list[str], *, limit: int, budget: int) -> tuple[tuple[bytes, ...], int]:
+        """The announcements of ``dids`` (at most ``limit``) that fit in ``budget`` bytes; and the budget left."""
+        out = []
+        for did in dids[:limit]:
+            data = self.entries[did].data
+            if budget < len(data):
+                break
+            budget -= len(data)
+            out.append(data)
+        return tuple(out), budget
+
     def compare(self, theirs: list[tuple[str, int]], buckets: list[int]) -> tuple[list[str], list[str]]:
         """Given the other side's digest of ``buckets``: (dids they lack or hold older, dids I want)."""
         their_seq = dict(theirs)

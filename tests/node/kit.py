@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import subprocess
 import json
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,14 @@ def _now() -> int:
     import time
 
     return int(time.time())
+
+
+def reap(proc: "subprocess.Popen[str]", timeout: float = 10) -> None:
+    """Wait for a node process we stopped (kill it if it hangs) and close its pipe."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout:
+        proc.stdout.close()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.node.kit import reap
+
 pytestmark = pytest.mark.netns
 
 if os.geteuid() != 0 or shutil.which("ip") is None:
@@ -103,10 +105,4 @@ def test_nodes_in_two_namespaces_find_each_other_by_mdns(tmp_path: Path, namespa
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
+            reap(proc, timeout=15)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.kit import sample
+from tests.node.kit import reap, sample
 
 IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
 SPEC0 = "d9cf7a0c-449a-4166-8186-68568c529b48"
@@ -38,27 +38,17 @@ class Processes:
         assert line.startswith("ready "), (home / "node.log").read_text()
         return line.split()[1]
 
-    @staticmethod
-    def _reap(proc: subprocess.Popen[str]) -> None:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-
     def kill(self, home: Path, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(str(home))
         os.kill(proc.pid, sig)
-        self._reap(proc)
+        reap(proc)
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
         for proc in self.procs.values():
-            self._reap(proc)
+            reap(proc)
 
 
 @pytest.fixture
