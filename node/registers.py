@@ -8,6 +8,7 @@ version a query hands out can be traced to, and proven to come from, here.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date
@@ -91,6 +92,9 @@ class Registers:
         self.audit = audit
         self._lock = asyncio.Lock()
         self.signer = RecordSigner(identity, certificate)
+        # The outbox plans notifications inside the record's transaction; it is woken after the commit.
+        self.notifier: Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None, int], Awaitable[list[Statement]]] | None = None
+        self.on_written: Callable[[], None] | None = None
         # Current versions by (kind, id): this object is the only writer, so it can keep the
         # hot path of a query (one record by id) free of SQLite round trips.
         self._current: OrderedDict[tuple[str, str], StoredVersion | None] = OrderedDict()
@@ -168,6 +172,15 @@ class Registers:
             statements.append((_INSERT_KEY, keys, True))
         return statements, signed
 
+    async def _commit(self, statements: list[Statement], kind: str, record_id: str, old: dict[str, Any] | None,
+                      new: dict[str, Any] | None, now: int) -> None:
+        """One transaction: the new version, its audit entry and the notifications it causes."""
+        if self.notifier is not None:
+            statements.extend(await self.notifier(kind, record_id, old, new, now))
+        await self.store.write(statements)
+        if self.on_written is not None:
+            self.on_written()
+
     async def put(self, kind: str, data: Any, *, actor: Actor, now: int, trace_id: str | None = None,
                   request: bytes | None = None) -> tuple[StoredVersion, bool]:
         """Store a new version; returns it and whether anything changed (an identical put is a no-op)."""
@@ -185,7 +198,7 @@ class Registers:
                 now=now, event=f"record.{'update' if current else 'create'}", action="U" if current else "C",
                 result="ok", actor=actor, subject=record_type.bsn(data), record=f"{kind}/{record_id}",
                 trace_id=trace_id, request=request))
-            await self.store.write(statements)
+            await self._commit(statements, kind, record_id, current.data if current else None, data, now)
             stored = StoredVersion(kind, record_id, version, signed, data, False, now)
             self._cache((kind, record_id), stored)
         return stored, True
@@ -200,7 +213,7 @@ class Registers:
             statements.append(self.audit.entry(
                 now=now, event="record.delete", action="D", result="ok", actor=actor,
                 subject=record_type.bsn(current.data or {}), record=f"{kind}/{record_id}", trace_id=trace_id))
-            await self.store.write(statements)
+            await self._commit(statements, kind, record_id, current.data, None, now)
             stored = StoredVersion(kind, record_id, current.version + 1, signed, None, True, now)
             self._cache((kind, record_id), stored)
         return stored

@@ -26,6 +26,7 @@ from node.errors import ConfigError, NetworkError, NodeError, PeerRefused
 from node.home import NodeHome
 from node.gossip import Gossiper
 from node.metrics import Metrics
+from node.notifications import Inbox, Outbox, Subscriptions
 from node.peers import PeerTable
 from node.policy import Denied, PolicyDecisionPoint, View
 from node.records import RECORD_TYPES, registers_for
@@ -43,12 +44,15 @@ from protocol import (
     Incoming,
     Melding,
     Message,
+    Notification,
     PeerExchange,
     Query,
     QueryResult,
     RemoteProtocolError,
     ReplayGuard,
     RevocationNews,
+    Subscribe,
+    Unsubscribe,
 )
 from protocol.events import EVENT_RULES
 from protocol.gossip import Known
@@ -76,6 +80,7 @@ class Node:
         self.mdns_enabled = self.config.mdns if mdns is None else mdns
         self.mdns_interfaces = mdns_interfaces if mdns_interfaces is not None else self.config.mdns_interfaces
         self.mdns: Any = None
+        self.on_notification: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.metrics = Metrics()
         self.ready = False
         self.url = ""
@@ -89,6 +94,9 @@ class Node:
             RevocationNews: self._on_revocation_news,
             Announcement: self._on_announcement,
             PeerExchange: self._on_peer_exchange,
+            Notification: self._on_notification,
+            Subscribe: self._on_subscribe,
+            Unsubscribe: self._on_unsubscribe,
         }
 
     def now(self) -> int:
@@ -125,6 +133,12 @@ class Node:
         self.url = self.public_url or f"http://{self.host}:{peer_runner.addresses[0][1]}"
         admin_runner = await self._serve(admin_app(self), self.config.admin_host, self.admin_port)
         self.admin_url = f"http://{self.config.admin_host}:{admin_runner.addresses[0][1]}"
+        self.outbox = Outbox(self, first_delay=self.config.outbox_first_delay, max_delay=self.config.outbox_max_delay,
+                             dead_after=self.config.outbox_dead_after)
+        self.inbox = Inbox(self, hook=self.on_notification)
+        self.subscriptions = Subscriptions(self)
+        self.registers.notifier = self.outbox.statements_for
+        self.registers.on_written = self.outbox.wake
         self.gossiper = Gossiper(self, interval=self.gossip_interval, fanout=self.config.gossip_fanout)
         for peer in self.peers.all():
             self.gossiper.table.offer(Known(peer.did, peer.seq, peer.expires, peer.announcement))
@@ -135,6 +149,7 @@ class Node:
                 self.gossiper.bootstrap_dids.add(did)
         if self.gossip_interval > 0:
             self.background(asyncio.create_task(self.gossiper.run(), name="gossip"))
+        self.background(asyncio.create_task(self.outbox.run(), name="outbox"))
         if self.mdns_enabled:
             from node.mdns import Mdns
 
@@ -390,6 +405,10 @@ class Node:
         statements = [self.audit.entry(now=now, event=event, action="R", result="allowed", actor=actor, subject=view.bsn,
                                        record=view.path, trace_id=trace, rule=decision.rule, request=incoming.data)
                       for view in decision.views]
+        if query.template == "QIR-0001-ZKi" and decision.views:
+            # CIZ learns who is, was or becomes responsible: they get GEWIJZIGDE/VERWIJDERDE notifications.
+            statements.append(("INSERT OR IGNORE INTO responsible (wlzIndicatieID, uzovi) VALUES (?, ?)",
+                               (query.params["wlzIndicatieID"], query.params["uzovi"]), False))
         if not decision.views:
             statements.append(self.audit.entry(now=now, event=event, action="R", result="empty", actor=actor,
                                                subject=query.params.get("bsn"), trace_id=trace, rule=decision.rule,
@@ -460,6 +479,15 @@ class Node:
             self.gossiper.learned(incoming)
         return Ack(ref=incoming.envelope.sender, status="accepted" if statement else "duplicate"), [statement] if statement else []
 
+    async def _on_notification(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        return await self.inbox.receive(incoming, now), []
+
+    async def _on_subscribe(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        return await self.subscriptions.subscribe(incoming, now)
+
+    async def _on_unsubscribe(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        return await self.subscriptions.unsubscribe(incoming, now)
+
     async def _on_peer_exchange(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         return await self.gossiper.answer(incoming), []
 
@@ -506,6 +534,10 @@ class Node:
             out.append((record, source, data))
         return out
 
+
+    async def send_to_peer(self, target: str, message: Message) -> Incoming:
+        url, did = await self.peer_for(target)
+        return await self.client.request(url, message, to=did)
 
     async def access_log(self, target: str, bsn: str, since: int = 0) -> list[dict[str, Any]]:
         url, did = await self.peer_for(target)

@@ -109,6 +109,50 @@ MIGRATIONS: Final[list[str]] = [
         announcement BLOB NOT NULL
     );
     """,
+    # 3: notifications (outbox, inbox) and voluntary subscriptions
+    """
+    CREATE TABLE outbox (
+        notification_id TEXT PRIMARY KEY,
+        event_type TEXT NOT NULL,
+        receiver_id_type TEXT NOT NULL,
+        receiver_id TEXT NOT NULL,
+        receiver_did TEXT,
+        subscription_id TEXT,
+        subjects TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        status TEXT NOT NULL,
+        last_error TEXT,
+        delivered_at INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE status = 'pending';
+    CREATE TABLE inbox (
+        notification_id TEXT PRIMARY KEY,
+        sender_did TEXT NOT NULL,
+        sender_org TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        subjects TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        fetched_version INTEGER,
+        detail TEXT
+    );
+    CREATE TABLE responsible (
+        wlzIndicatieID TEXT NOT NULL,
+        uzovi TEXT NOT NULL,
+        PRIMARY KEY (wlzIndicatieID, uzovi)
+    ) WITHOUT ROWID;
+    CREATE TABLE subscriptions (
+        subscription_id TEXT PRIMARY KEY,
+        subscriber_did TEXT NOT NULL,
+        subscriber_org TEXT NOT NULL,
+        receiver_id_type TEXT NOT NULL,
+        receiver_id TEXT NOT NULL,
+        events TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    """,
 ]
 
 

@@ -67,6 +67,10 @@ class Network:
         for node in self.nodes.values():
             await node.stop()
 
+    async def settle(self, timeout: float = 15.0) -> None:
+        """Wait until every notification is delivered and acted on (or failed), so state stands still."""
+        await settle(list(self.nodes.values()), timeout)
+
     def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
 
@@ -86,3 +90,23 @@ def reap(proc: "subprocess.Popen[str]", timeout: float = 10) -> None:
         proc.wait()
     if proc.stdout:
         proc.stdout.close()
+
+
+async def settle(nodes: list[Node], timeout: float = 15.0) -> None:
+    import asyncio
+    import time as _time
+
+    deadline = _time.monotonic() + timeout
+    while _time.monotonic() < deadline:
+        busy = False
+        for node in nodes:
+            pending = await node.store.fetchone(
+                "SELECT count(*) FROM outbox WHERE status = 'pending' AND attempts = 0")
+            waiting = await node.store.fetchone("SELECT count(*) FROM inbox WHERE status = 'received'")
+            tasks = [t for t in node._tasks if not t.done() and t.get_name() not in ("gossip", "outbox")]
+            busy = busy or bool(pending and pending[0]) or bool(waiting and waiting[0]) or bool(tasks)
+        if not busy:
+            await asyncio.sleep(0.05)
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"notifications did not settle in time: {[(n.member.organisation, await n.store.fetchall('SELECT status, attempts, event_type FROM outbox'), await n.store.fetchall('SELECT status FROM inbox'), [t.get_name() for t in n._tasks if not t.done()]) for n in nodes]}")

@@ -47,6 +47,7 @@ async def registered(network: Network, *names: str) -> list[Node]:
     bem["bemiddelingspecificatie"][0]["pgbPercentage"] = 20
     await put(zk, "Bemiddeling", bem)
     await put(zk, "Bemiddeling", sample("bemiddelingen", 1))
+    await network.settle()
     return nodes
 
 
@@ -86,6 +87,7 @@ async def test_2_other_zorgkantoor_gets_nothing_and_is_refused_with_anothers_cod
 async def test_3_queries_outside_a_template_are_refused_before_the_register(network: Network, template, params, code) -> None:
     ciz, zk = await registered(network)
     before = await ciz.audit.entries(limit=10_000)
+    assert before
     error = await refused(zk.query_peer(ciz.url, template, params, []))
     assert error.code == code
     assert await ciz.audit.entries(limit=10_000) == before
