@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import uuid
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from node.errors import NetworkError, NodeError, PeerRefused, ValidationError
+from protocol import MELDING_EVENT, LocalProtocolError, Melding, Subscribe, Unsubscribe
 
 if TYPE_CHECKING:
     from node.service import Node
@@ -45,6 +47,8 @@ def admin_app(node: Node) -> web.Application:
             return _error(400, "invalid", str(exc))
         except NodeError as exc:
             return _error(503, "unavailable", str(exc))
+        except LocalProtocolError as exc:
+            return _error(400, "invalid", exc.reason)
         except (ValueError, KeyError, TypeError) as exc:
             return _error(400, "invalid", f"bad request: {exc.__class__.__name__}")
 
@@ -63,6 +67,13 @@ def admin_app(node: Node) -> web.Application:
     app.router.add_post("/admin/v1/peers", routes.add_peer)
     app.router.add_get("/admin/v1/meldingen", routes.meldingen)
     app.router.add_post("/admin/v1/purge", routes.purge)
+    app.router.add_get("/admin/v1/outbox", routes.outbox)
+    app.router.add_post("/admin/v1/outbox/retry", routes.outbox_retry)
+    app.router.add_get("/admin/v1/inbox", routes.inbox)
+    app.router.add_get("/admin/v1/subscriptions", routes.subscriptions)
+    app.router.add_post("/admin/v1/subscribe", routes.subscribe)
+    app.router.add_post("/admin/v1/unsubscribe", routes.unsubscribe)
+    app.router.add_post("/admin/v1/melding", routes.melding)
     return app
 
 
@@ -156,6 +167,38 @@ class AdminRoutes:
             "SELECT melding_id, received_at, sender_did, sender_org, rule, record, description, status FROM meldingen ORDER BY received_at")
         keys = ("melding_id", "received_at", "sender_did", "sender_org", "rule", "record", "description", "status")
         return web.json_response({"meldingen": [dict(zip(keys, row)) for row in rows]})
+
+    async def outbox(self, request: web.Request) -> web.Response:
+        return web.json_response({"outbox": await self.node.outbox.list(request.query.get("status"))})
+
+    async def outbox_retry(self, request: web.Request) -> web.Response:
+        body = await _json(request) if request.can_read_body else {}
+        return web.json_response({"retried": await self.node.outbox.retry(body.get("id"))})
+
+    async def inbox(self, request: web.Request) -> web.Response:
+        return web.json_response({"inbox": await self.node.inbox.list()})
+
+    async def subscriptions(self, request: web.Request) -> web.Response:
+        keys = ("subscription_id", "subscriber_did", "subscriber_org", "receiver_id_type", "receiver_id", "events", "created_at")
+        rows = await self.node.store.fetchall(f"SELECT {', '.join(keys)} FROM subscriptions ORDER BY created_at")
+        return web.json_response({"subscriptions": [dict(zip(keys, r)) | {"events": json.loads(r[5])} for r in rows]})
+
+    async def subscribe(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        reply = await self.node.send_to_peer(str(body["peer"]), Subscribe(events=tuple(body["events"])))
+        return web.json_response({"subscription_id": reply.message.ref})  # type: ignore[attr-defined]
+
+    async def unsubscribe(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        reply = await self.node.send_to_peer(str(body["peer"]), Unsubscribe(subscription_id=str(body["subscription_id"])))
+        return web.json_response({"unsubscribed": reply.message.ref})  # type: ignore[attr-defined]
+
+    async def melding(self, request: web.Request) -> web.Response:
+        body = await _json(request)
+        melding = Melding(melding_id=str(uuid.uuid4()), event_type=MELDING_EVENT, rule=str(body["rule"]),
+                          record=str(body["record"]), description=str(body.get("description", "")))
+        reply = await self.node.send_to_peer(str(body["peer"]), melding)
+        return web.json_response({"melding_id": melding.melding_id, "status": reply.message.status})  # type: ignore[attr-defined]
 
     async def purge(self, request: web.Request) -> web.Response:
         body = await _json(request) if request.can_read_body else {}

@@ -159,6 +159,51 @@ def _purge(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("outbox")
+def _outbox(args: argparse.Namespace) -> int:
+    admin = _admin(args)
+    if args.retry:
+        result = admin.call("POST", "/admin/v1/outbox/retry", {} if args.retry == "all" else {"id": args.retry})
+        emit(args, result, f"{result['retried']} dead letter(s) queued again")
+        return 0
+    rows = admin.call("GET", "/admin/v1/outbox" + ("?status=dead" if args.dead else ""))["outbox"]
+    emit(args, {"outbox": rows}, "\n".join(
+        f"{r['notification_id']} {r['status']:9} {r['event_type']:44} -> {r['receiver_id_type']} {r['receiver_id']}"
+        f" attempts {r['attempts']}{'  ' + r['last_error'] if r['last_error'] else ''}" for r in rows) or "(empty)")
+    return 0
+
+
+@command("inbox")
+def _inbox(args: argparse.Namespace) -> int:
+    rows = _admin(args).call("GET", "/admin/v1/inbox")["inbox"]
+    emit(args, {"inbox": rows}, "\n".join(
+        f"{r['notification_id']} {r['event_type']:44} from {r['sender_org']:20} {r['status']:12} {r['detail'] or ''}"
+        for r in rows) or "(empty)")
+    return 0
+
+
+@command("subscribe")
+def _subscribe(args: argparse.Namespace) -> int:
+    result = _admin(args).call("POST", "/admin/v1/subscribe", {"peer": args.peer, "events": args.events})
+    emit(args, result, f"subscription {result['subscription_id']}")
+    return 0
+
+
+@command("unsubscribe")
+def _unsubscribe(args: argparse.Namespace) -> int:
+    result = _admin(args).call("POST", "/admin/v1/unsubscribe", {"peer": args.peer, "subscription_id": args.subscription_id})
+    emit(args, result, f"subscription {result['unsubscribed']} ended")
+    return 0
+
+
+@command("melding")
+def _melding(args: argparse.Namespace) -> int:
+    result = _admin(args).call("POST", "/admin/v1/melding", {"peer": args.peer, "record": args.record, "rule": args.rule,
+                                                              "description": args.description})
+    emit(args, result, f"melding {result['melding_id']}: {result['status']}")
+    return 0
+
+
 @command("demo")
 def _demo(args: argparse.Namespace) -> int:
     from node.demo import run_demo
@@ -222,6 +267,32 @@ def extend(sub: Any) -> None:
         p = sub.add_parser(name, help=text)
         p.add_argument("home")
         p.set_defaults(handler=name)
+
+    p = sub.add_parser("outbox", help="notifications this node sends: pending, delivered, dead")
+    p.add_argument("home")
+    p.add_argument("--dead", action="store_true", help="only dead letters")
+    p.add_argument("--retry", metavar="ID", help="queue a dead letter again ('all' for every one)")
+    p.set_defaults(handler="outbox")
+    p = sub.add_parser("inbox", help="notifications this node received and what it did with them")
+    p.add_argument("home")
+    p.set_defaults(handler="inbox")
+    p = sub.add_parser("subscribe", help="subscribe at a source to event types")
+    p.add_argument("home")
+    p.add_argument("--peer", required=True)
+    p.add_argument("events", nargs="+", metavar="EVENT")
+    p.set_defaults(handler="subscribe")
+    p = sub.add_parser("unsubscribe", help="end a subscription")
+    p.add_argument("home")
+    p.add_argument("--peer", required=True)
+    p.add_argument("subscription_id")
+    p.set_defaults(handler="unsubscribe")
+    p = sub.add_parser("melding", help="report an error in a record to its source (IWLZFOUTMELDING)")
+    p.add_argument("home")
+    p.add_argument("--peer", required=True)
+    p.add_argument("--record", required=True, help="e.g. WlzIndicatie/<uuid>")
+    p.add_argument("--rule", required=True, help="the rule the record breaks, e.g. IRG0012")
+    p.add_argument("--description", default="")
+    p.set_defaults(handler="melding")
 
     p = sub.add_parser("purge", help="remove records whose retention period has ended")
     p.add_argument("home")

@@ -252,34 +252,61 @@ class Inbox:
                                   trace_id=incoming.envelope.trace_id, rule=note.notification_id, request=incoming.data),
         ])
         _crash_point("after-inbox-commit")
-        task = asyncio.create_task(self._act(note, incoming.sender))
+        task = asyncio.create_task(self._act(note.notification_id, note.event_type, note.subjects, incoming.sender.did))
         self.node.background(task)
         return Ack(ref=note.notification_id, status="accepted")
 
-    async def _act(self, note: Notification, source: Member) -> None:
+    async def _act(self, notification_id: str, event_type: str, subjects: tuple[Subject, ...], source_did: str) -> None:
         ids = {}
-        for subject in note.subjects:
+        for subject in subjects:
             for path in (subject.subject, subject.record_id):
                 kind, _, ident = path.partition("/")
                 ids[kind] = ident
-        family = note.event_type.split("_", 1)[1]
+        family = event_type.split("_", 1)[1]
         fetch = FETCH.get(family)
-        request = fetch(ids, dict(self.node.member.identifiers)) if fetch else None
+        # A subscriber of another role may not read what it is told about: it only notes it.
+        fits = EVENT_RULES[event_type].receiver_role == self.node.member.role
+        request = fetch(ids, dict(self.node.member.identifiers)) if fetch and fits else None
         status, version, detail = "noted", None, "nothing to fetch for this event type"
-        if request is not None and not note.event_type.startswith("VERWIJDERDE"):
+        if request is not None and not event_type.startswith("VERWIJDERDE"):
             try:
-                results = await self.node.query_peer(source.did, request[0], request[1], [])
+                evidence = await self._evidence_for(request[1].get("wlzIndicatieID"))
+                results = await self.node.query_peer(source_did, request[0], request[1], evidence)
                 version = max((r.version for r, _, _ in results), default=None)
                 status, detail = ("fetched", f"{request[0]}: {len(results)} record(s)")
+                await self._keep_evidence(results)
             except NodeError as exc:
                 status, detail = "fetch-failed", str(exc)[:300]
-        elif note.event_type.startswith("VERWIJDERDE"):
+        elif event_type.startswith("VERWIJDERDE"):
             status, detail = "noted", "the record was deleted at its source"
         await self.node.store.write([("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
-                                      (status, version, detail, note.notification_id), False)])
+                                      (status, version, detail, notification_id), False)])
         if self.hook is not None:
-            await self.hook({"notification_id": note.notification_id, "event_type": note.event_type, "status": status,
+            await self.hook({"notification_id": notification_id, "event_type": event_type, "status": status,
                              "version": version})
+
+    async def _evidence_for(self, indicatie_id: str | None) -> list[bytes]:
+        if indicatie_id is None:
+            return []
+        rows = await self.node.store.fetchall("SELECT signed FROM evidence WHERE wlzIndicatieID = ?", (indicatie_id,))
+        return [bytes(r[0]) for r in rows]
+
+    async def _keep_evidence(self, results: list[Any]) -> None:
+        """Signed bemiddelingen and specificaties that name us are our evidence at CIZ later on."""
+        rows = [(record.kind, record.record_id, record.data["wlzIndicatieID"], raw) for record, _, raw in results
+                if record.kind in ("Bemiddeling", "Bemiddelingspecificatie") and record.data and "wlzIndicatieID" in record.data]
+        if rows:
+            await self.node.store.write([("INSERT OR REPLACE INTO evidence (kind, record_id, wlzIndicatieID, signed) "
+                                          "VALUES (?, ?, ?, ?)", rows, True)])
+
+    async def resume(self) -> int:
+        """Act on notifications stored but not yet acted on (the node stopped in between)."""
+        rows = await self.node.store.fetchall(
+            "SELECT notification_id, sender_did, event_type, subjects, received_at FROM inbox WHERE status = 'received'")
+        for notification_id, sender_did, event_type, subjects, _ in rows:
+            parsed = tuple(Subject(**item) for item in json.loads(subjects))
+            self.node.background(asyncio.create_task(self._act(notification_id, event_type, parsed, sender_did)))
+        return len(rows)
 
     async def list(self, limit: int = 1000) -> list[dict[str, Any]]:
         keys = ("notification_id", "sender_did", "sender_org", "event_type", "subjects", "received_at", "status",

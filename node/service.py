@@ -150,6 +150,7 @@ class Node:
         if self.gossip_interval > 0:
             self.background(asyncio.create_task(self.gossiper.run(), name="gossip"))
         self.background(asyncio.create_task(self.outbox.run(), name="outbox"))
+        await self.inbox.resume()
         if self.mdns_enabled:
             from node.mdns import Mdns
 

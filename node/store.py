@@ -138,6 +138,14 @@ MIGRATIONS: Final[list[str]] = [
         fetched_version INTEGER,
         detail TEXT
     );
+    CREATE TABLE evidence (
+        kind TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        wlzIndicatieID TEXT NOT NULL,
+        signed BLOB NOT NULL,
+        PRIMARY KEY (kind, record_id)
+    );
+    CREATE INDEX evidence_by_indicatie ON evidence(wlzIndicatieID);
     CREATE TABLE responsible (
         wlzIndicatieID TEXT NOT NULL,
         uzovi TEXT NOT NULL,
