@@ -130,6 +130,7 @@ class Outbox:
             "ORDER BY next_attempt_at LIMIT 512", (now,))]
         if rows:
             results = await asyncio.gather(*(self._deliver(row) for row in rows))
+            _crash_point("after-delivery-before-commit")
             await self.node.store.write([s for statements in results for s in statements])
             if len(rows) == 512:
                 return 0.0
