@@ -16,6 +16,7 @@ from keys import Identity, KeysError, cbor
 from node.store import Statement, Store
 
 GENESIS: Final = b"\x00" * 32
+_PENDING: Final = "-- audit entry, numbered at commit --"
 ACTIONS: Final = frozenset("CRUDE")
 _COLUMNS: Final = ("seq", "at", "event", "action", "result", "actor_did", "actor_role", "actor_org",
                    "subject", "record", "trace_id", "rule", "request", "prev_hash", "hash")
@@ -77,6 +78,9 @@ def utc(ts: float) -> str:
     return f"{_SECOND[1]}.{int((ts - second) * 1_000_000):06d}Z"
 
 
+_INSERT: Final = f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
 def _head_message(seq: int, head: bytes) -> bytes:
     return cbor.encode(["iwlz-audit-head", seq, head])
 
@@ -91,7 +95,8 @@ class AuditLog:
         self._seq = 0
         self._head = GENESIS
         self._head_signature: tuple[int, bytes] = (0, b"")
-        store.add_commit_hook(self._head_statements)
+        self._before = (0, GENESIS)
+        store.set_journal(self)
 
     async def load(self) -> None:
         row = await self.store.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
@@ -102,16 +107,37 @@ class AuditLog:
         self, *, now: float, event: str, action: str, result: str, actor: Actor, subject: str | None = None,
         record: str | None = None, trace_id: str | None = None, rule: str | None = None, request: bytes | None = None,
     ) -> Statement:
-        """The INSERT for one new entry, chained to the last; hand it to Store.write with its cause."""
+        """A new entry, to hand to Store.write with what caused it.
+
+        Its sequence number and chain hash are given at commit time, in commit order, so an
+        entry that never commits (a crash, a failed write) leaves no gap in the chain.
+        """
         if action not in ACTIONS:
             raise ValueError(f"audit action must be one of {''.join(sorted(ACTIONS))}")
-        self._seq += 1
-        at = utc(now)
-        digest = entry_hash(self._head, _fields(self._seq, at, event, action, result, actor, subject, record, trace_id, rule, request))
-        row = (self._seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-               trace_id, rule, request, self._head, digest)
-        self._head = digest
-        return (f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", row, False)
+        fields = (utc(now), event, action, result, actor, subject, record, trace_id, rule, request)
+        return (_PENDING, fields, False)
+
+    def prepare(self, statements: list[Statement]) -> list[Statement]:
+        """Store.Journal: turn pending entries into chained rows, and add the signed head."""
+        self._before = (self._seq, self._head)
+        out: list[Statement] = []
+        for statement in statements:
+            if statement[0] is not _PENDING:
+                out.append(statement)
+                continue
+            at, event, action, result, actor, subject, record, trace_id, rule, request = statement[1]  # type: ignore[misc]
+            self._seq += 1
+            digest = entry_hash(self._head, _fields(self._seq, at, event, action, result, actor, subject, record,
+                                                    trace_id, rule, request))
+            row = (self._seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
+                   trace_id, rule, request, self._head, digest)
+            self._head = digest
+            out.append((_INSERT, row, False))
+        out.extend(self._head_statements())
+        return out
+
+    def rolled_back(self) -> None:
+        self._seq, self._head = self._before
 
     def _head_statements(self) -> list[Statement]:
         """The signed chain head, written with every group commit; signed once per new head."""

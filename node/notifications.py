@@ -113,13 +113,16 @@ class Outbox:
         while True:
             try:
                 wait = await self.deliver_due()
+                await self.node.inbox.retry_failed()
             except NodeError as exc:
                 log.warning("outbox delivery round failed: %s", exc.__class__.__name__)
                 wait = self.first_delay
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            except asyncio.TimeoutError:
-                pass
+            if wait > 0:
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
             self._wake.clear()
 
     async def deliver_due(self) -> float:
@@ -217,6 +220,7 @@ class Inbox:
     def __init__(self, node: Node, hook: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
         self.node = node
         self.hook = hook
+        self._last_retry = 0.0
 
     def _check(self, incoming: Incoming, note: Notification) -> None:
         rule = EVENT_RULES[note.event_type]
@@ -300,10 +304,18 @@ class Inbox:
             await self.node.store.write([("INSERT OR REPLACE INTO evidence (kind, record_id, wlzIndicatieID, signed) "
                                           "VALUES (?, ?, ?, ?)", rows, True)])
 
-    async def resume(self) -> int:
+    async def retry_failed(self, every: float = 2.0) -> int:
+        """Fetch again what could not be fetched (the source was away), at most every ``every`` seconds."""
+        now = time.monotonic()
+        if now - self._last_retry < every:
+            return 0
+        self._last_retry = now
+        return await self.resume(status="fetch-failed")
+
+    async def resume(self, status: str = "received") -> int:
         """Act on notifications stored but not yet acted on (the node stopped in between)."""
         rows = await self.node.store.fetchall(
-            "SELECT notification_id, sender_did, event_type, subjects, received_at FROM inbox WHERE status = 'received'")
+            "SELECT notification_id, sender_did, event_type, subjects, received_at FROM inbox WHERE status = ?", (status,))
         for notification_id, sender_did, event_type, subjects, _ in rows:
             parsed = tuple(Subject(**item) for item in json.loads(subjects))
             self.node.background(asyncio.create_task(self._act(notification_id, event_type, parsed, sender_did)))

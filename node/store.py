@@ -14,7 +14,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aiosqlite
 
@@ -164,6 +164,12 @@ MIGRATIONS: Final[list[str]] = [
 ]
 
 
+class Journal(Protocol):
+    def prepare(self, statements: list[Statement]) -> list[Statement]: ...
+
+    def rolled_back(self) -> None: ...
+
+
 class Store:
     """An async context manager around one SQLite file."""
 
@@ -175,7 +181,7 @@ class Store:
         self._flusher: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._closed = False
-        self._hooks: list[Callable[[], list[Statement]]] = []
+        self._journal: Journal | None = None
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -259,22 +265,30 @@ class Store:
             await asyncio.sleep(0)
             batch, self._pending = self._pending, []
             if batch:
-                await self._flush(batch)
+                try:
+                    await self._flush(batch)
+                except Exception as exc:  # noqa: BLE001 - a bug must fail the writers, not stop every later commit
+                    log.exception("group commit failed unexpectedly")
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(StorageError(f"store write failed: {exc.__class__.__name__}"))
 
-    def add_commit_hook(self, hook: Callable[[], list[Statement]]) -> None:
-        """``hook`` adds statements at the end of every group commit (the audit log's signed head)."""
-        self._hooks.append(hook)
+    def set_journal(self, journal: Journal) -> None:
+        """The audit log: it turns its entries into rows at commit time, in commit order."""
+        self._journal = journal
 
     async def _flush(self, batch: list[tuple[list[Statement], asyncio.Future[None]]]) -> None:
         statements = [s for item, _ in batch for s in item]
-        for hook in self._hooks:
-            statements.extend(hook())
+        if self._journal is not None:
+            statements = self._journal.prepare(statements)
         try:
             # One hop to the connection's thread for the whole transaction: each awaited
             # aiosqlite call costs a thread hand-off, which would dominate a busy node.
             await self.db._execute(_run_transaction, self.db._conn, statements)  # noqa: SLF001
         except sqlite3.Error as exc:
             log.error("group commit of %d writes failed: %s", len(batch), exc.__class__.__name__)
+            if self._journal is not None:
+                self._journal.rolled_back()
             if len(batch) > 1:  # retry one by one so that one bad write does not fail the others
                 for item in batch:
                     await self._flush([item])
