@@ -57,6 +57,7 @@ def admin_app(node: Node) -> web.Application:
     app.router.add_get("/admin/v1/node", routes.info)
     app.router.add_get("/admin/v1/records/{kind}", routes.list_records)
     app.router.add_post("/admin/v1/records/{kind}", routes.put_record)
+    app.router.add_post("/admin/v1/records/{kind}/bulk", routes.bulk_load)
     app.router.add_get("/admin/v1/records/{kind}/{id}", routes.get_record)
     app.router.add_delete("/admin/v1/records/{kind}/{id}", routes.delete_record)
     app.router.add_post("/admin/v1/query", routes.query)
@@ -68,6 +69,7 @@ def admin_app(node: Node) -> web.Application:
     app.router.add_get("/admin/v1/meldingen", routes.meldingen)
     app.router.add_post("/admin/v1/purge", routes.purge)
     app.router.add_get("/admin/v1/outbox", routes.outbox)
+    app.router.add_get("/admin/v1/outbox/stats", routes.outbox_stats)
     app.router.add_post("/admin/v1/outbox/retry", routes.outbox_retry)
     app.router.add_get("/admin/v1/inbox", routes.inbox)
     app.router.add_get("/admin/v1/subscriptions", routes.subscriptions)
@@ -105,6 +107,15 @@ class AdminRoutes:
                                                         now=self.node.now())
         return web.json_response({"kind": stored.kind, "id": stored.record_id, "version": stored.version, "changed": changed},
                                  status=201 if changed and stored.version == 1 else 200)
+
+    async def bulk_load(self, request: web.Request) -> web.Response:
+        """New records in one transaction (first versions only), with their notifications."""
+        records = await _json(request)
+        if not isinstance(records, list):
+            raise ValidationError("a bulk load is a JSON list of records")
+        loaded = await self.node.registers.load_many(request.match_info["kind"], records, actor=self.node.actor,
+                                                     now=self.node.now())
+        return web.json_response({"loaded": loaded}, status=201)
 
     async def get_record(self, request: web.Request) -> web.Response:
         kind, record_id = request.match_info["kind"], request.match_info["id"]
@@ -170,6 +181,10 @@ class AdminRoutes:
 
     async def outbox(self, request: web.Request) -> web.Response:
         return web.json_response({"outbox": await self.node.outbox.list(request.query.get("status"))})
+
+    async def outbox_stats(self, request: web.Request) -> web.Response:
+        rows = await self.node.store.fetchall("SELECT status, count(*) FROM outbox GROUP BY status")
+        return web.json_response({status: count for status, count in rows})
 
     async def outbox_retry(self, request: web.Request) -> web.Response:
         body = await _json(request) if request.can_read_body else {}

@@ -221,21 +221,27 @@ class Registers:
     async def load_many(self, kind: str, records: list[dict[str, Any]], *, actor: Actor, now: int) -> int:
         """Bulk load new records (first versions) in one transaction, one audit entry for the batch."""
         record_type = self._holds(kind)
-        rows, keys = [], []
+        rows, keys, notifications = [], [], []
         for data in records:
             validate_record(kind, data)
             data = strip_nulls(data)
-            row, record_keys, _ = self._version(record_type, record_type.record_id(data), 1, data, now)
+            record_id = record_type.record_id(data)
+            row, record_keys, _ = self._version(record_type, record_id, 1, data, now)
             rows.append(row)
             keys.extend(record_keys)
+            if self.notifier is not None:
+                notifications.extend(await self.notifier(kind, record_id, None, data, now))
         async with self._lock:
             await self.store.write([
                 (_INSERT_RECORD, rows, True),
                 (_INSERT_KEY, keys, True),
                 self.audit.entry(now=now, event="record.bulk-load", action="C", result=f"{len(records)} records",
                                  actor=actor, record=kind),
+                *notifications,
             ])
             self._current.clear()
+        if self.on_written is not None:
+            self.on_written()
         return len(records)
 
     async def purge(self, *, today: date, actor: Actor, now: int) -> int:

@@ -231,6 +231,7 @@ class Node:
     async def absorb_announcements(self, announcements: tuple[bytes, ...] | list[bytes], *, source: str) -> int:
         """Verify relayed announcements; the valid, newer ones enter the peer table."""
         statements = []
+        returning: list[Member] = []
         now = self.now()
         for data in announcements:
             known = self._quick_seq(data)
@@ -245,8 +246,11 @@ class Node:
             if statement is not None:
                 statements.append(statement)
                 self.gossiper.learned(incoming)
+                returning.append(incoming.sender)
         if statements:
             await self.store.write(statements)
+        for member in returning:
+            await self.outbox.peer_back(member.did, dict(member.identifiers))
         return len(statements)
 
     @staticmethod
@@ -271,6 +275,7 @@ class Node:
         if statement is not None:
             self.gossiper.learned(incoming)
             await self.store.write([statement])
+            await self.outbox.peer_back(incoming.sender.did, dict(incoming.sender.identifiers))
         return incoming.envelope.sender
 
     async def peer_for(self, target: str) -> tuple[str, str]:
@@ -478,6 +483,7 @@ class Node:
         statement = self.peers.accept(incoming, source="push", now=now)
         if statement is not None:
             self.gossiper.learned(incoming)
+            await self.outbox.peer_back(incoming.sender.did, dict(incoming.sender.identifiers))
         return Ack(ref=incoming.envelope.sender, status="accepted" if statement else "duplicate"), [statement] if statement else []
 
     async def _on_notification(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
