@@ -9,7 +9,7 @@ from collections.abc import Callable
 import aiohttp
 
 from node.errors import NetworkError, PeerRefused
-from protocol import MEDIA_TYPE, Endpoint, Error, Incoming, Message, RemoteProtocolError
+from protocol import MEDIA_TYPE, Endpoint, Error, Incoming, Message, RemoteProtocolError, digest
 
 MESSAGES_PATH = "/iwlz/v1/messages"
 ANNOUNCEMENT_PATH = "/iwlz/v1/announcement"
@@ -53,6 +53,24 @@ class PeerClient:
             return self.endpoint.verify_broadcast(data, now=int(self.clock()))
         except RemoteProtocolError as exc:
             raise NetworkError(f"announcement from {base_url} refused ({exc.code}): {exc.reason}") from exc
+
+    async def push(self, base_url: str, data: bytes, *, to: str) -> Incoming:
+        """POST an envelope made earlier (our signed announcement) and verify the reply bound to it."""
+        url = base_url.rstrip("/") + MESSAGES_PATH
+        try:
+            async with self._http().post(url, data=data, headers={"Content-Type": MEDIA_TYPE}) as response:
+                answer = await self._read(response)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise NetworkError(f"cannot reach {base_url}: {exc.__class__.__name__}") from exc
+        try:
+            reply = self.endpoint._verify(answer, now=int(self.clock()), reply=True)  # noqa: SLF001
+        except RemoteProtocolError as exc:
+            raise NetworkError(f"reply from {base_url} refused ({exc.code}): {exc.reason}") from exc
+        if reply.envelope.sender != to or reply.envelope.reply_to is None or reply.envelope.reply_to.request_hash != digest(data):
+            raise NetworkError(f"reply from {base_url} is not bound to what was pushed")
+        if isinstance(reply.message, Error):
+            raise PeerRefused(reply.message.code, reply.message.reason, reply.message.rule)
+        return reply
 
     async def request(self, base_url: str, message: Message, *, to: str, trace_id: str | None = None) -> Incoming:
         """Send ``message`` to the node ``to`` at ``base_url``; return its verified reply.

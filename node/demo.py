@@ -57,7 +57,7 @@ def _start(homes: dict[str, NodeHome], base_port: int) -> dict[str, subprocess.P
     first_url: str | None = None
     for i, (name, home) in enumerate(homes.items()):
         (home.path / "run.json").unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns",
+        cmd = [sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns", "--gossip-interval", "1",
                "--port", str(base_port + i if base_port else 0), "--admin-port", str(base_port + 100 + i if base_port else 0)]
         if first_url:
             cmd += ["--bootstrap", first_url]
@@ -100,6 +100,17 @@ class Demo:
         print(f"   {who} -> {peer} {template}: {len(records)} record(s)"
               + "".join(f"\n      {r['kind']}/{r['id']} v{r['version']}" for r in records))
         return records  # type: ignore[no-any-return]
+
+    def _settle(self, timeout: float = 30) -> None:
+        """Wait until the sources have delivered what they had to say."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = sum(self.admin[n].call("GET", "/admin/v1/outbox/stats").get("pending", 0) for n in ("ciz", "zorgkantoor-5151"))
+            received = sum(1 for n in self.admin for r in self.admin[n].call("GET", "/admin/v1/inbox")["inbox"]
+                           if r["status"] in ("received", "fetch-failed"))
+            if not pending and not received:
+                return
+            time.sleep(0.3)
 
     def run(self) -> None:
         data = sample_data()
@@ -147,6 +158,15 @@ class Demo:
         log = self.admin["client-jansen"].call("POST", "/admin/v1/access-log", {"peer": self.url["ciz"]})
         for entry in log["entries"]:
             print(f"      {entry['at']} {entry['actor_org']:22} {entry['event']:28} {entry['result']:8} {entry['rule'] or ''}")
+
+        self.step("Notifications: each source told the parties that must know, and they fetched the records")
+        self._settle()
+        for name in ("ciz", "zorgkantoor-5151"):
+            stats = self.admin[name].call("GET", "/admin/v1/outbox/stats")
+            print(f"   {name:24} outbox {stats}")
+        for name in ("zorgkantoor-5151", "zorgkantoor-5050", "zorgaanbieder-12345678"):
+            for row in self.admin[name].call("GET", "/admin/v1/inbox")["inbox"]:
+                print(f"   {name:24} got {row['event_type']:46} from {row['sender_org']:18} {row['status']}")
 
         self.step("Every node's audit chain verifies")
         for name, admin in self.admin.items():

@@ -147,6 +147,7 @@ class Node:
             did = await self.learn_from(url, source="bootstrap")
             if did is not None:
                 self.gossiper.bootstrap_dids.add(did)
+                await self._introduce(url, did)
         if self.gossip_interval > 0:
             self.background(asyncio.create_task(self.gossiper.run(), name="gossip"))
         self.background(asyncio.create_task(self.outbox.run(), name="outbox"))
@@ -217,6 +218,13 @@ class Node:
         self.announcement = self.endpoint.send(message, to="*", now=now, lifetime=lifetime).data
         self._announced_seq, self._announced_at = seq, now
         self.gossiper.own(self.announcement, seq, now + lifetime)
+
+    async def _introduce(self, url: str, did: str) -> None:
+        """Hand our announcement to a bootstrap peer, so that it knows us before the first gossip round."""
+        try:
+            await self.client.push(url, self.announcement, to=did)
+        except NodeError as exc:
+            log.info("could not introduce ourselves to %s: %s", url, exc)
 
     async def maintain_peers(self) -> None:
         """Re-announce at half life; drop peers whose announcement expired or who were revoked."""

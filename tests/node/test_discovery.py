@@ -66,7 +66,7 @@ async def test_a_chain_of_bootstraps_converges(chain: Chain) -> None:
     for i in range(8):
         node = await chain.add(f"n{i}", bootstrap=previous)
         previous = [node.url]
-    assert len(chain.nodes[0].peers) <= 1  # A knew nobody, B only A, ...
+    # Each node was told only of its predecessor (and introduced itself to it); the rest is gossip.
     await until(lambda: knows_everyone(chain.nodes))
     dids = {n.identity.did for n in chain.nodes}
     for node in chain.nodes:

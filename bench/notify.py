@@ -1,0 +1,142 @@
+"""Notification throughput and backlog drain, one source and 10 receivers as separate processes on 127.0.0.1.
+
+    python -m bench.notify [--records 2000] [--backlog 10000] [--receivers 10]
+
+(1) With every receiver up, the source (CIZ) bulk-loads ``--records``
+indicaties spread over the receivers (zorgkantoren); it prints the
+notifications delivered and acknowledged per second (target >= 1,000/s).
+(2) With every receiver down, it loads ``--backlog`` more, then starts the
+receivers again and prints the time from their return until the whole
+backlog is acknowledged (target <= 20 s). Each receiver acts on every
+notification as a node does by default: it fetches the indicatie back from
+the source with QIR-0001-ZKi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from node.adminclient import AdminClient
+from node.home import NetworkDir, NodeHome
+
+
+class Proc:
+    def __init__(self, home: NodeHome, port: int, *extra: str) -> None:
+        self.home, self.port, self.extra = home, port, extra
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        (self.home.path / "run.json").unlink(missing_ok=True)
+        with open(self.home.path / "node.log", "a") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "node", "run", str(self.home.path), "--quiet", "--no-mdns",
+                                          "--port", str(self.port), "--gossip-interval", "0.5", *self.extra],
+                                         stdout=subprocess.PIPE, stderr=log, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().startswith("ready")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            if self.proc.stdout:
+                self.proc.stdout.close()
+            self.proc = None
+
+
+def indicaties(n: int, receivers: int, template: dict) -> list[dict]:
+    rng = random.Random(n)
+    out = []
+    for i in range(n):
+        record = json.loads(json.dumps(template))
+        record["wlzIndicatieID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        record["initieelVerantwoordelijkZorgkantoor"] = f"{5100 + i % receivers}"
+        out.append(record)
+    return out
+
+
+def load(admin: AdminClient, records: list[dict]) -> None:
+    for start in range(0, len(records), 1000):
+        admin.call("POST", "/admin/v1/records/WlzIndicatie/bulk", records[start:start + 1000])
+
+
+def wait_delivered(admin: AdminClient, total: int, timeout: float = 600) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        stats = admin.call("GET", "/admin/v1/outbox/stats")
+        if stats.get("delivered", 0) >= total:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"not delivered in time: {stats}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--backlog", type=int, default=10000)
+    parser.add_argument("--receivers", type=int, default=10)
+    args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="iwlz-notify-"))
+    procs: list[Proc] = []
+    try:
+        net = NetworkDir.create(tmp / "net", "bench")
+        ciz = NodeHome.create(tmp / "ciz", role="ciz", name="CIZ", identifiers={"kvk": "62253778"}, region=None)
+        net.issue(ciz, now=int(time.time()), days=1)
+        source = Proc(ciz, 18700)
+        source.start()
+        procs.append(source)
+        receivers = []
+        for i in range(args.receivers):
+            home = NodeHome.create(tmp / f"zk{i}", role="zorgkantoor", name=f"Zorgkantoor {i}",
+                                   identifiers={"uzovi": f"{5100 + i}"}, region=None)
+            net.issue(home, now=int(time.time()), days=1)
+            receivers.append(Proc(home, 18710 + i, "--bootstrap", f"http://127.0.0.1:{source.port}"))
+        for r in receivers:
+            r.start()
+            procs.append(r)
+        admin = AdminClient(ciz)
+        while len(admin.call("GET", "/admin/v1/peers")["peers"]) < args.receivers:
+            time.sleep(0.1)
+        template = json.loads((Path(__file__).resolve().parents[1] / "node" / "sample.json").read_text())["wlzIndicaties"][0]
+
+        records = indicaties(args.records, args.receivers, template)
+        started = time.monotonic()
+        load(admin, records)
+        loaded = time.monotonic() - started
+        elapsed = wait_delivered(admin, args.records) + loaded
+        print(f"1 source, {args.receivers} receivers (separate processes on 2 cores), receivers fetch each record back")
+        print(f"{args.records} notifications delivered and acknowledged in {elapsed:.1f} s "
+              f"(bulk load of the records {loaded:.1f} s included): {args.records / elapsed:,.0f}/s  (target >= 1,000/s)")
+
+        for r in receivers:
+            r.stop()
+        backlog = indicaties(args.backlog, args.receivers, template)
+        for record in backlog:
+            record["besluitnummer"] = "9" + record["besluitnummer"][1:]
+        load(admin, backlog)
+        time.sleep(2)
+        stats = admin.call("GET", "/admin/v1/outbox/stats")
+        back = time.monotonic()
+        for r in receivers:
+            r.start()
+        drain = wait_delivered(admin, args.records + args.backlog) - 0
+        drain = time.monotonic() - back
+        print(f"backlog of {args.backlog} (outbox before the receivers returned: {stats}) drained {drain:.1f} s after "
+              f"they were started again  (target <= 20 s)")
+        verify = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz.path), "--verify"], capture_output=True, text=True)
+        print(f"source audit: {verify.stdout.strip()}")
+    finally:
+        for p in procs:
+            p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
