@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--backlog", type=int, default=10000)
     parser.add_argument("--receivers", type=int, default=10)
+    parser.add_argument("--no-fetch", action="store_true", help="receivers only store and acknowledge")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-notify-"))
     procs: list[Proc] = []
@@ -97,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
             home = NodeHome.create(tmp / f"zk{i}", role="zorgkantoor", name=f"Zorgkantoor {i}",
                                    identifiers={"uzovi": f"{5100 + i}"}, region=None)
             net.issue(home, now=int(time.time()), days=1)
+            if args.no_fetch:
+                config = home.config()
+                config.inbox_fetch = False
+                home.save_config(config)
             receivers.append(Proc(home, 18710 + i, "--bootstrap", f"http://127.0.0.1:{source.port}"))
         for r in receivers:
             r.start()
@@ -111,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         load(admin, records)
         loaded = time.monotonic() - started
         elapsed = wait_delivered(admin, args.records) + loaded
-        print(f"1 source, {args.receivers} receivers (separate processes on 2 cores), receivers fetch each record back")
+        print(f"1 source, {args.receivers} receivers (separate processes on 2 cores), "
+              f"{'receivers only store and acknowledge' if args.no_fetch else 'receivers fetch each record back'}")
         print(f"{args.records} notifications delivered and acknowledged in {elapsed:.1f} s "
               f"(bulk load of the records {loaded:.1f} s included): {args.records / elapsed:,.0f}/s  (target >= 1,000/s)")
 
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         back = time.monotonic()
         for r in receivers:
             r.start()
-        drain = wait_delivered(admin, args.records + args.backlog) - 0
+        wait_delivered(admin, args.records + args.backlog)
         drain = time.monotonic() - back
         print(f"backlog of {args.backlog} (outbox before the receivers returned: {stats}) drained {drain:.1f} s after "
               f"they were started again  (target <= 20 s)")

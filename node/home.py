@@ -88,6 +88,7 @@ class NodeConfig:
     announcement_lifetime: int = 24 * 3600
     mdns: bool = True
     mdns_interfaces: list[str] | None = None
+    inbox_fetch: bool = True
     outbox_first_delay: float = 1.0
     outbox_max_delay: float = 300.0
     outbox_dead_after: float = 7 * 24 * 3600

@@ -279,7 +279,8 @@ class Inbox:
         fetch = FETCH.get(family)
         # A subscriber of another role may not read what it is told about: it only notes it.
         fits = EVENT_RULES[event_type].receiver_role == self.node.member.role
-        request = fetch(ids, dict(self.node.member.identifiers)) if fetch and fits else None
+        wanted = fetch is not None and fits and self.node.config.inbox_fetch
+        request = fetch(ids, dict(self.node.member.identifiers)) if wanted and fetch else None
         status, version, detail = "noted", None, "nothing to fetch for this event type"
         if request is not None and not event_type.startswith("VERWIJDERDE"):
             try:
