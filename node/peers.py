@@ -111,12 +111,12 @@ class PeerTable:
                   peer.announcement)
         return (f"INSERT OR REPLACE INTO peers ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values, False)
 
-    def prune(self, *, now: int, trust: TrustStore) -> list[Statement]:
-        """Drop peers whose announcement expired or whose certificate was revoked."""
+    def prune(self, *, now: int, trust: TrustStore) -> tuple[list[str], list[Statement]]:
+        """Drop peers whose announcement expired or whose certificate was revoked: (their dids, the deletes)."""
         gone = [p.did for p in self._peers.values() if p.expires < now or trust.is_revoked(p.cert_id)]
         for did in gone:
             del self._peers[did]
-        return [("DELETE FROM peers WHERE did = ?", (did,), False) for did in gone]
+        return gone, [("DELETE FROM peers WHERE did = ?", (did,), False) for did in gone]
 
 
 def _replace_seen(peer: Peer, now: int) -> Peer:

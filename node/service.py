@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from keys import KeysError, Member
+from keys import KeysError, Member, cbor, cose
 from node.audit import Actor, AuditLog
 from node.client import ANNOUNCEMENT_PATH, MESSAGES_PATH, PeerClient
 from node.errors import ConfigError, NetworkError, NodeError, PeerRefused
@@ -231,9 +231,9 @@ class Node:
         now = self.now()
         if now - self._announced_at >= self.config.announcement_lifetime // 2:
             self._announce()
-        statements = self.peers.prune(now=now, trust=self.trust)
+        gone, statements = self.peers.prune(now=now, trust=self.trust)
         if statements:
-            self.gossiper.forget([s[1][0] for s in statements])  # type: ignore[index]
+            self.gossiper.forget(gone)
             await self.store.write(statements)
 
     async def absorb_announcements(self, announcements: tuple[bytes, ...] | list[bytes], *, source: str) -> int:
@@ -265,12 +265,10 @@ class Node:
     def _quick_seq(data: bytes) -> tuple[str, int] | None:
         """(sender, seq) read from an announcement without checking it, to skip what is not news."""
         try:
-            from keys import cbor, cose
-
             payload = cbor.decode(cose.parse_sign1(data).payload)
-            return payload["from"], int(payload["body"]["seq"])
-        except Exception:  # noqa: BLE001 - anything odd gets the full check
-            return None
+            return str(payload["from"]), int(payload["body"]["seq"])
+        except (KeysError, KeyError, TypeError, ValueError):
+            return None  # anything odd gets the full check
 
     async def learn_from(self, url: str, *, source: str) -> str | None:
         """Fetch and verify a node's announcement at ``url``; returns its did."""
@@ -473,8 +471,8 @@ class Node:
         news = incoming.message
         assert isinstance(news, RevocationNews)
         adopted = sum(1 for data in news.lists[:8] if self.adopt_revocation_list(data))
-        statements = self.peers.prune(now=now, trust=self.trust)
-        self.gossiper.forget([s[1][0] for s in statements])  # type: ignore[index]
+        gone, statements = self.peers.prune(now=now, trust=self.trust)
+        self.gossiper.forget(gone)
         return Ack(ref=f"{adopted} adopted", status="accepted" if adopted else "duplicate"), statements
 
     def adopt_revocation_list(self, data: bytes) -> bool:

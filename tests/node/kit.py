@@ -17,6 +17,14 @@ if not FIXTURE.exists():
     FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "iwlz-sample.json"
 SAMPLE: dict[str, Any] = json.loads(FIXTURE.read_text())
 
+# Ids in the sample data.
+IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
+IND1 = "6054aa24-dbc0-4b3d-aea2-038c24e166c7"
+BEM0 = "ca6cd66c-78e8-45bc-afb7-3578f78e1ffa"
+BEM1 = "e164f982-15c0-40b7-babb-1e8530a037ef"
+SPEC0 = "d9cf7a0c-449a-4166-8186-68568c529b48"
+BSN0 = "106658037"
+
 PARTIES = {
     "ciz": ("ciz", "CIZ", {"kvk": "62253778"}, None),
     "cak": ("cak", "CAK", {"kvk": "27364237"}, None),
@@ -110,3 +118,8 @@ async def settle(nodes: list[Node], timeout: float = 15.0) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"notifications did not settle in time: {[(n.member.organisation, await n.store.fetchall('SELECT status, attempts, event_type FROM outbox'), await n.store.fetchall('SELECT status FROM inbox'), [t.get_name() for t in n._tasks if not t.done()]) for n in nodes]}")
+
+
+async def put(node: Node, kind: str, data: dict[str, Any]) -> None:
+    """Store a record at ``node`` as its own organisation would."""
+    await node.registers.put(kind, data, actor=node.actor, now=node.now())

@@ -11,18 +11,9 @@ import pytest
 from node.errors import PeerRefused
 from node.service import Node
 from protocol import Notification, Subject
-from tests.node.kit import Network, sample
+from tests.node.kit import BEM0, BEM1, IND0, IND1, SPEC0, Network, put, sample
 
 pytestmark = pytest.mark.asyncio
-IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
-IND1 = "6054aa24-dbc0-4b3d-aea2-038c24e166c7"
-BEM0 = "ca6cd66c-78e8-45bc-afb7-3578f78e1ffa"
-BEM1 = "e164f982-15c0-40b7-babb-1e8530a037ef"
-SPEC0 = "d9cf7a0c-449a-4166-8186-68568c529b48"
-
-
-async def put(node: Node, kind: str, data: dict) -> None:
-    await node.registers.put(kind, data, actor=node.actor, now=node.now())
 
 
 def events(rows: list[dict]) -> list[tuple[str, str, str, str]]:

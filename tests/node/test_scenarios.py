@@ -14,18 +14,10 @@ import pytest
 from keys import sign_revocation_list
 from node.errors import NetworkError, PeerRefused
 from node.service import Node
-from tests.node.kit import Network, sample
+from tests.node.kit import BSN0, IND0, IND1, SPEC0, Network, put, sample
 
 pytestmark = pytest.mark.asyncio
 
-IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
-IND1 = "6054aa24-dbc0-4b3d-aea2-038c24e166c7"
-SPEC0 = "d9cf7a0c-449a-4166-8186-68568c529b48"
-BSN0 = "106658037"
-
-
-async def put(node: Node, kind: str, data: dict) -> None:
-    await node.registers.put(kind, data, actor=node.actor, now=node.now())
 
 
 async def refused(coro) -> PeerRefused:
