@@ -33,8 +33,8 @@ NOW = 1_790_000_000
 PER_EXCHANGE = 64  # announcements in one message
 PER_ROUND_BYTES = 160_000  # what a node hands out per round (digests and announcements), over all exchanges
 DIGEST_BUCKETS = 8  # differing buckets described in one reply
-RUMOR_ROUNDS = 2  # a new announcement is pushed along for this many rounds
-RUMORS = 8  # rumors pushed in one message
+RUMOR_ROUNDS = 1  # a new announcement is pushed along for this many rounds
+RUMORS = 64  # rumors pushed in one message
 
 
 @dataclass
@@ -132,14 +132,13 @@ def exchange(a: SimNode, b: SimNode, overhead: int) -> None:
 
 
 def choose(node: SimNode, fanout: int, bootstrap: set[str], rng: random.Random) -> list[str]:
-    """As the node does: random known peers, at most one of them a bootstrap peer."""
+    """As the node does: random known peers; a bootstrap peer only while too few others are known."""
     known = [d for d in node.table.entries if d != node.did and d not in bootstrap]
-    chosen = rng.sample(known, min(fanout - 1, len(known)))
+    chosen = rng.sample(known, min(fanout, len(known)))
     boot = [d for d in bootstrap if d != node.did]
     if len(chosen) < fanout and boot:
         chosen.append(rng.choice(boot))
-    others = [d for d in known if d not in chosen]
-    return chosen + rng.sample(others, min(fanout - len(chosen), len(others)))
+    return chosen
 
 
 def run_round(nodes: dict[str, SimNode], fanout: int, overhead: int, rng: random.Random, bootstrap: set[str]) -> None:

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 PER_EXCHANGE = 64
 PER_ROUND_BYTES = 256_000
 DIGEST_BUCKETS = 8
-RUMOR_ROUNDS = 2
-RUMORS = 8
+RUMOR_ROUNDS = 1
+RUMORS = 64
 
 
 class Gossiper:
@@ -79,15 +79,15 @@ class Gossiper:
         await asyncio.gather(*(self._exchange(did, pushes) for did in peers), return_exceptions=False)
 
     def _choose(self) -> list[str]:
+        """Random known peers; a bootstrap peer only while too few others are known (it would be asked by all)."""
         me = self.node.identity.did
         known = [p.did for p in self.node.peers.all() if p.did != me]
         others = [d for d in known if d not in self.bootstrap_dids]
-        chosen = random.sample(others, min(self.fanout - 1 if self.bootstrap_dids else self.fanout, len(others)))
+        chosen = random.sample(others, min(self.fanout, len(others)))
         boot = [d for d in self.bootstrap_dids if d in known and d != me]
         if boot and len(chosen) < self.fanout:
             chosen.append(random.choice(boot))
-        rest = [d for d in known if d not in chosen]
-        return chosen + random.sample(rest, min(self.fanout - len(chosen), len(rest)))
+        return chosen
 
     async def _exchange(self, did: str, pushes: list[bytes]) -> None:
         peer = self.node.peers.get(did)
