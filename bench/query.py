@@ -249,7 +249,8 @@ async def _bench_store(records: int) -> None:
             timings.sort()
             size = (tmp / "bench.sqlite3").stat().st_size + (tmp / "bench.sqlite3-wal").stat().st_size
         print(f"bulk load of {loaded:,} signed WlzIndicatie versions: {load_rate:,.0f} records/s  (target >= 20,000)")
-        print(f"query by BSN at the store on {loaded:,} records, {len(sample)} queries awaited one by one: "
+        label = "query by BSN at the store"
+        print(f"{label} on {loaded:,} records, {len(sample)} queries awaited one by one: "
               f"p50 {timings[len(timings) // 2] * 1000:.3f} ms, p99 {timings[int(len(timings) * 0.99)] * 1000:.3f} ms"
               f"  (target p50 <= 0.5 ms)")
         print(f"store size: {size / 1e6:,.0f} MB")
