@@ -26,6 +26,7 @@ def _run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         node = Node(home, host=args.host, port=args.port, admin_port=args.admin_port, bootstrap=args.bootstrap,
+                    public_url=args.public_url,
                     mdns=False if args.no_mdns else None, mdns_interfaces=args.mdns_interface,
                     gossip_interval=args.gossip_interval)
         await node.start()
@@ -217,6 +218,7 @@ def extend(sub: Any) -> None:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--admin-port", type=int)
+    p.add_argument("--public-url", help="the URL peers reach this node at (behind NAT, in containers)")
     p.add_argument("--bootstrap", action="append", default=None, metavar="URL")
     p.add_argument("--no-mdns", action="store_true", help="do not announce or browse on the LAN")
     p.add_argument("--mdns-interface", action="append", metavar="IP", help="run mDNS only on this interface address")

@@ -143,11 +143,8 @@ class Node:
         for peer in self.peers.all():
             self.gossiper.table.offer(Known(peer.did, peer.seq, peer.expires, peer.announcement))
         self._announce()
-        for url in self.bootstrap:
-            did = await self.learn_from(url, source="bootstrap")
-            if did is not None:
-                self.gossiper.bootstrap_dids.add(did)
-                await self._introduce(url, did)
+        self._unreached = list(self.bootstrap)
+        await self._bootstrap()
         if self.gossip_interval > 0:
             self.background(asyncio.create_task(self.gossiper.run(), name="gossip"))
         self.background(asyncio.create_task(self.outbox.run(), name="outbox"))
@@ -219,6 +216,15 @@ class Node:
         self._announced_seq, self._announced_at = seq, now
         self.gossiper.own(self.announcement, seq, now + lifetime)
 
+    async def _bootstrap(self) -> None:
+        """Learn the bootstrap peers not reached yet (at start they may not be up), and introduce ourselves."""
+        for url in list(self._unreached):
+            did = await self.learn_from(url, source="bootstrap")
+            if did is not None:
+                self._unreached.remove(url)
+                self.gossiper.bootstrap_dids.add(did)
+                await self._introduce(url, did)
+
     async def _introduce(self, url: str, did: str) -> None:
         """Hand our announcement to a bootstrap peer, so that it knows us before the first gossip round."""
         try:
@@ -227,7 +233,10 @@ class Node:
             log.info("could not introduce ourselves to %s: %s", url, exc)
 
     async def maintain_peers(self) -> None:
-        """Re-announce at half life; drop peers whose announcement expired or who were revoked."""
+        """Re-announce at half life; drop peers whose announcement expired or who were revoked;
+        try the bootstrap peers that were not reachable yet."""
+        if self._unreached:
+            await self._bootstrap()
         now = self.now()
         if now - self._announced_at >= self.config.announcement_lifetime // 2:
             self._announce()
