@@ -148,6 +148,7 @@ class Node:
         if self.gossip_interval > 0:
             self.background(asyncio.create_task(self.gossiper.run(), name="gossip"))
         self.background(asyncio.create_task(self.outbox.run(), name="outbox"))
+        self.background(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         await self.inbox.resume()
         if self.mdns_enabled:
             from node.mdns import Mdns
@@ -224,6 +225,17 @@ class Node:
                 self._unreached.remove(url)
                 self.gossiper.bootstrap_dids.add(did)
                 await self._introduce(url, did)
+
+    async def _housekeeping(self, every: float = 60.0) -> None:
+        """Forget replay ids that the time window refuses anyway, in memory and in the store."""
+        while True:
+            await asyncio.sleep(every)
+            now = self.now()
+            self.endpoint.replay.prune(now)
+            try:
+                await self.store.write([("DELETE FROM replay WHERE forget_after < ?", (now,), False)])
+            except NodeError as exc:
+                log.warning("housekeeping failed: %s", exc.__class__.__name__)
 
     async def _introduce(self, url: str, did: str) -> None:
         """Hand our announcement to a bootstrap peer, so that it knows us before the first gossip round."""

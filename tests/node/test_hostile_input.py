@@ -3,7 +3,9 @@ error code in a signed reply, and leaves the database byte-for-byte unchanged.""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 import sqlite3
 
 import aiohttp
@@ -99,3 +101,19 @@ async def test_http_level_junk_is_refused_without_a_500(network: Network) -> Non
         async with http.post(ciz.url + "/iwlz/v1/messages", data=io.BytesIO(b"x" * (2 * 1024 * 1024))) as r:
             assert r.status == 413
     assert dump(ciz) == before
+
+
+async def test_housekeeping_forgets_replay_ids_only_after_their_window(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    sent = zk.endpoint.send(query(), to=ciz.identity.did, now=ciz.now(), lifetime=60)
+    assert (await post(ciz, sent.data))[0] == 200
+    rows = await ciz.store.fetchall("SELECT forget_after FROM replay")
+    assert len(rows) == 1 and rows[0][0] >= ciz.now() + 60
+    task = asyncio.create_task(ciz._housekeeping(every=0.01))
+    await asyncio.sleep(0.1)
+    assert len(await ciz.store.fetchall("SELECT 1 FROM replay")) == 1  # still inside its window
+    ciz.clock = lambda: time.time() + 3600
+    await asyncio.sleep(0.1)
+    task.cancel()
+    assert await ciz.store.fetchall("SELECT 1 FROM replay") == []
+    assert len(ciz.endpoint.replay) == 0
