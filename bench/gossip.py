@@ -31,7 +31,7 @@ from protocol.gossip import GossipTable, Known
 
 NOW = 1_790_000_000
 PER_EXCHANGE = 64  # announcements in one message
-PER_ROUND_BYTES = 160_000  # what a node hands out per round (digests and announcements), over all exchanges
+PER_ROUND_BYTES = 400_000  # what a node hands out per round (digests and announcements), over all exchanges
 DIGEST_BUCKETS = 8  # differing buckets described in one reply
 RUMOR_ROUNDS = 1  # a new announcement is pushed along for this many rounds
 RUMORS = 64  # rumors pushed in one message
