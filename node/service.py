@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from keys import KeysError, Member, cbor, cose
-from node.audit import Actor, AuditLog
+from node.audit import Actor, AuditLog, utc
 from node.client import ANNOUNCEMENT_PATH, MESSAGES_PATH, PeerClient
 from node.errors import ConfigError, NetworkError, NodeError, PeerRefused
 from node.home import NodeHome
@@ -332,16 +332,13 @@ class Node:
     # The peer API ----------------------------------------------------------
 
     def _peer_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.endpoint_max_size())
+        app = web.Application(client_max_size=self.endpoint.max_size)
         app.router.add_post(MESSAGES_PATH, self._http_message)
         app.router.add_get(ANNOUNCEMENT_PATH, self._http_announcement)
         app.router.add_get("/iwlz/v1/policy", self._http_policy)
         app.router.add_get("/health", self._http_health)
         app.router.add_get("/metrics", self._http_metrics)
         return app
-
-    def endpoint_max_size(self) -> int:
-        return 1024 * 1024
 
     async def _http_announcement(self, request: web.Request) -> web.Response:
         return web.Response(body=self.announcement, content_type="application/cose")
@@ -462,7 +459,7 @@ class Node:
         if incoming.sender.role != "client" or not self.pdp._is_client(incoming.sender, request.bsn):
             raise Denied(rule, "only the client himself may read the access log about his BSN")
         entries = await self.audit.entries(subject=request.bsn, limit=10_000)
-        since = [e.public(with_subject=False) for e in entries if e.at >= _iso(request.since)]
+        since = [e.public(with_subject=False) for e in entries if e.at >= utc(request.since)]
         statements = [self.audit.entry(now=now, event="access-log", action="R", result="allowed",
                                        actor=self._actor(incoming.sender), subject=request.bsn,
                                        trace_id=incoming.envelope.trace_id, rule=rule, request=incoming.data)]
@@ -578,12 +575,6 @@ class Node:
         reply = await self.client.request(url, AccessLogRequest(bsn=bsn, since=since), to=did)
         assert isinstance(reply.message, AccessLogResult)
         return [dict(e) for e in reply.message.entries]
-
-
-def _iso(ts: int) -> str:
-    from node.audit import utc
-
-    return utc(ts)
 
 
 __all__ = ["Node", "PeerRefused"]
