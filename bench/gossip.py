@@ -32,7 +32,7 @@ from protocol.gossip import GossipTable, Known
 NOW = 1_790_000_000
 PER_EXCHANGE = 64  # announcements in one message
 PER_ROUND_BYTES = 400_000  # what a node hands out per round (digests and announcements), over all exchanges
-DIGEST_BUCKETS = 8  # differing buckets described in one reply
+DIGEST_BUCKETS = 16  # differing buckets described in one reply
 RUMOR_ROUNDS = 1  # a new announcement is pushed along for this many rounds
 RUMORS = 64  # rumors pushed in one message
 
@@ -115,19 +115,19 @@ def exchange(a: SimNode, b: SimNode, overhead: int) -> None:
     digest: tuple[DigestEntry, ...] = ()
     if buckets and b.budget > 0:
         buckets = buckets[:DIGEST_BUCKETS]
-        digest = tuple(DigestEntry(did=d, seq=s) for d, s in b.table.digest(buckets))
+        digest = tuple(DigestEntry(id=d, seq=s) for d, s in b.table.digest(buckets))
         b.budget -= len(codec.encode([e.to_cbor() for e in digest]))
     reply = PeerExchangeResult(summary=b.table.summary(), digest=digest, want=(), announcements=(), revocations={})
     transfer(b, a, reply, overhead)
     if not digest:
         return
-    they_lack, i_want = a.table.compare([(e.did, e.seq) for e in reply.digest], buckets)
+    they_lack, i_want = a.table.compare([(e.id, e.seq) for e in reply.digest], buckets)
     random.shuffle(they_lack)
     random.shuffle(i_want)
     second = PeerExchange(summary=None, digest=(), want=tuple(i_want[:PER_EXCHANGE]), announcements=take(a, they_lack),
                           revocations={})
     transfer(a, b, second, overhead)
-    answer = PeerExchangeResult(summary=None, digest=(), want=(), announcements=take(b, list(second.want)), revocations={})
+    answer = PeerExchangeResult(summary=None, digest=(), want=(), announcements=take(b, b.table.resolve(second.want)), revocations={})
     transfer(b, a, answer, overhead)
 
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 PER_EXCHANGE = 64
 PER_ROUND_BYTES = 400_000
-DIGEST_BUCKETS = 8
+DIGEST_BUCKETS = 16
 RUMOR_ROUNDS = 1
 RUMORS = 64
 
@@ -103,7 +103,7 @@ class Gossiper:
             if not reply.digest or reply.summary is None:
                 return
             buckets = self.table.differing(reply.summary)
-            they_lack, i_want = self.table.compare([(e.did, e.seq) for e in reply.digest], buckets)
+            they_lack, i_want = self.table.compare([(e.id, e.seq) for e in reply.digest], buckets)
             if not they_lack and not i_want:
                 return
             random.shuffle(they_lack)
@@ -127,11 +127,11 @@ class Gossiper:
             random.shuffle(buckets)
             digest: tuple[DigestEntry, ...] = ()
             if buckets and self.budget > 0:
-                digest = tuple(DigestEntry(did=d, seq=s) for d, s in self.table.digest(buckets[:DIGEST_BUCKETS]))
-                self.budget -= 64 * len(digest)
+                digest = tuple(DigestEntry(id=d, seq=s) for d, s in self.table.digest(buckets[:DIGEST_BUCKETS]))
+                self.budget -= 16 * len(digest)
             return PeerExchangeResult(summary=self.table.summary(), digest=digest, want=(), announcements=(),
                                       revocations=self._versions())
-        wanted = [d for d in request.want if d in self.table]
+        wanted = self.table.resolve(request.want)
         return PeerExchangeResult(summary=None, digest=(), want=(), announcements=self._take(wanted), revocations={})
 
     def _take(self, dids: list[str]) -> tuple[bytes, ...]:

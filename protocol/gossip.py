@@ -24,8 +24,16 @@ def _h(did: str, seq: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{did}\x00{seq}".encode()).digest()[:FINGERPRINT_SIZE], "big")
 
 
+SHORT_ID_SIZE: Final = 8
+
+
+def short_id(did: str) -> bytes:
+    """What digests and wants name a node by: the first 8 bytes of SHA-256(did)."""
+    return hashlib.sha256(did.encode()).digest()[:SHORT_ID_SIZE]
+
+
 def bucket_of(did: str) -> int:
-    return hashlib.sha256(did.encode()).digest()[0] % BUCKETS
+    return short_id(did)[0] % BUCKETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +50,7 @@ class GossipTable:
     def __init__(self) -> None:
         self.entries: dict[str, Known] = {}
         self._fingerprints = [0] * BUCKETS
+        self._dids: dict[bytes, str] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -62,11 +71,13 @@ class GossipTable:
             return False
         self.remove(entry.did)
         self.entries[entry.did] = entry
+        self._dids[short_id(entry.did)] = entry.did
         self._fingerprints[bucket_of(entry.did)] ^= _h(entry.did, entry.seq)
         return True
 
     def remove(self, did: str) -> None:
         old = self.entries.pop(did, None)
+        self._dids.pop(short_id(did), None)
         if old is not None:
             self._fingerprints[bucket_of(did)] ^= _h(did, old.seq)
 
@@ -86,9 +97,14 @@ class GossipTable:
         return [b for b in range(BUCKETS)
                 if int.from_bytes(summary[b * FINGERPRINT_SIZE:(b + 1) * FINGERPRINT_SIZE], "big") != self._fingerprints[b]]
 
-    def digest(self, buckets: list[int]) -> list[tuple[str, int]]:
+    def digest(self, buckets: list[int]) -> list[tuple[bytes, int]]:
+        """(short id, seq) of every entry in ``buckets``."""
         wanted = set(buckets)
-        return sorted((e.did, e.seq) for e in self.entries.values() if bucket_of(e.did) in wanted)
+        return sorted((short_id(e.did), e.seq) for e in self.entries.values() if bucket_of(e.did) in wanted)
+
+    def resolve(self, ids: tuple[bytes, ...] | list[bytes]) -> list[str]:
+        """The dids of the short ids this table holds."""
+        return [self._dids[i] for i in ids if i in self._dids]
 
     def take(self, dids: list[str], *, limit: int, budget: int) -> tuple[tuple[bytes, ...], int]:
         """The announcements of ``dids`` (at most ``limit``) that fit in ``budget`` bytes; and the budget left."""
@@ -101,13 +117,13 @@ class GossipTable:
             out.append(data)
         return tuple(out), budget
 
-    def compare(self, theirs: list[tuple[str, int]], buckets: list[int]) -> tuple[list[str], list[str]]:
-        """Given the other side's digest of ``buckets``: (dids they lack or hold older, dids I want)."""
+    def compare(self, theirs: list[tuple[bytes, int]], buckets: list[int]) -> tuple[list[str], list[bytes]]:
+        """Given the other side's digest of ``buckets``: (dids they lack or hold older, short ids I want)."""
         their_seq = dict(theirs)
-        mine = {did: seq for did, seq in self.digest(buckets)}
-        they_lack = [did for did, seq in mine.items() if their_seq.get(did, -1) < seq]
-        i_want = [did for did, seq in their_seq.items() if mine.get(did, -1) < seq]
+        mine = dict(self.digest(buckets))
+        they_lack = [self._dids[i] for i, seq in mine.items() if their_seq.get(i, -1) < seq]
+        i_want = [i for i, seq in their_seq.items() if mine.get(i, -1) < seq]
         return they_lack, i_want
 
 
-__all__ = ["GossipTable", "Known", "BUCKETS", "SUMMARY_SIZE", "bucket_of"]
+__all__ = ["GossipTable", "Known", "BUCKETS", "SUMMARY_SIZE", "bucket_of", "short_id"]

@@ -193,11 +193,14 @@ class Subject(Part):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DigestEntry(Part):
-    did: str
+    """One node in a gossip digest: the first 8 bytes of SHA-256(did), and its announcement's seq."""
+
+    id: bytes
     seq: int
 
     def validate(self) -> None:
-        check_did(self.did, "did")
+        if len(self.id) != 8:
+            raise _fail("digest ids are 8 bytes")
         if self.seq < 0:
             raise _fail("seq must not be negative")
 
@@ -236,13 +239,13 @@ class PeerExchange(Message):
 
     summary: bytes | None
     digest: tuple[DigestEntry, ...]
-    want: tuple[str, ...]
+    want: tuple[bytes, ...]
     announcements: tuple[bytes, ...]
     revocations: dict[str, int]
 
     def validate(self) -> None:
-        for did in self.want:
-            check_did(did, "want")
+        if any(len(i) != 8 for i in self.want):
+            raise _fail("wanted ids are 8 bytes")
         for root in self.revocations:
             check_did(root, "revocations")
         if len(self.announcements) > MAX_ANNOUNCEMENTS:

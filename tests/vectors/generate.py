@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from keys import Identity, TrustStore, issue_certificate, sign_revocation_list
+from protocol.gossip import short_id
 from protocol import (
     AccessLogRequest, AccessLogResult, Ack, Announcement, DigestEntry, Endpoint, Error, Melding, Message,
     Notification, PeerExchange, PeerExchangeResult, Query, QueryResult, ReplyTo, RevocationNews, Subject, Subscribe, Unsubscribe,
@@ -39,9 +40,9 @@ def messages() -> list[tuple[str, Message, bool]]:
     return [
         ("announcement", Announcement(seq=3, endpoints=("http://127.0.0.1:8701/",), registers=("bemiddeling",),
                                       templates=("bemiddelingspecificatie-by-id",), events=("NIEUWE_OVERDRACHT_ZORGKANTOOR",)), False),
-        ("peer-exchange", PeerExchange(summary=bytes(512), digest=(DigestEntry(did=Identity.from_seed(B_SEED).did, seq=7),),
+        ("peer-exchange", PeerExchange(summary=bytes(512), digest=(DigestEntry(id=short_id(Identity.from_seed(B_SEED).did), seq=7),),
                                        want=(), announcements=(), revocations={Identity.from_seed(ROOT_SEED).did: 1}), False),
-        ("peer-exchange-result", PeerExchangeResult(summary=None, digest=(), want=(Identity.from_seed(B_SEED).did,),
+        ("peer-exchange-result", PeerExchangeResult(summary=None, digest=(), want=(short_id(Identity.from_seed(B_SEED).did),),
                                                     announcements=(b"\x01",), revocations={}), True),
         ("query", Query(template="indicatie-by-id", params={"wlzIndicatieID": "31835d1d-3933-4ffe-9f57-8985f41fae4a"},
                         evidence=(), history=False), False),
