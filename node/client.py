@@ -9,7 +9,7 @@ from collections.abc import Callable
 import aiohttp
 
 from node.errors import NetworkError, PeerRefused
-from protocol import MEDIA_TYPE, Endpoint, Error, Incoming, Message, RemoteProtocolError, digest
+from protocol import MEDIA_TYPE, Endpoint, Error, Incoming, Message, RemoteProtocolError
 
 MESSAGES_PATH = "/iwlz/v1/messages"
 ANNOUNCEMENT_PATH = "/iwlz/v1/announcement"
@@ -54,23 +54,28 @@ class PeerClient:
         except RemoteProtocolError as exc:
             raise NetworkError(f"announcement from {base_url} refused ({exc.code}): {exc.reason}") from exc
 
-    async def push(self, base_url: str, data: bytes, *, to: str) -> Incoming:
-        """POST an envelope made earlier (our signed announcement) and verify the reply bound to it."""
-        url = base_url.rstrip("/") + MESSAGES_PATH
+    async def _post(self, base_url: str, data: bytes) -> bytes:
         try:
-            async with self._http().post(url, data=data, headers={"Content-Type": MEDIA_TYPE}) as response:
-                answer = await self._read(response)
+            async with self._http().post(base_url.rstrip("/") + MESSAGES_PATH, data=data,
+                                         headers={"Content-Type": MEDIA_TYPE}) as response:
+                return await self._read(response)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise NetworkError(f"cannot reach {base_url}: {exc.__class__.__name__}") from exc
+
+    async def _exchange(self, base_url: str, data: bytes, *, to: str, request_id: bytes | None) -> Incoming:
+        """POST an envelope; return the verified reply bound to it, or raise PeerRefused / NetworkError."""
+        answer = await self._post(base_url, data)
         try:
-            reply = self.endpoint._verify(answer, now=int(self.clock()), reply=True)  # noqa: SLF001
+            reply = self.endpoint.receive_reply_to(answer, data, recipient=to, request_id=request_id, now=int(self.clock()))
         except RemoteProtocolError as exc:
             raise NetworkError(f"reply from {base_url} refused ({exc.code}): {exc.reason}") from exc
-        if reply.envelope.sender != to or reply.envelope.reply_to is None or reply.envelope.reply_to.request_hash != digest(data):
-            raise NetworkError(f"reply from {base_url} is not bound to what was pushed")
         if isinstance(reply.message, Error):
             raise PeerRefused(reply.message.code, reply.message.reason, reply.message.rule)
         return reply
+
+    async def push(self, base_url: str, data: bytes, *, to: str) -> Incoming:
+        """POST an envelope made earlier (our signed announcement) and verify the reply bound to it."""
+        return await self._exchange(base_url, data, to=to, request_id=None)
 
     async def request(self, base_url: str, message: Message, *, to: str, trace_id: str | None = None) -> Incoming:
         """Send ``message`` to the node ``to`` at ``base_url``; return its verified reply.
@@ -80,19 +85,7 @@ class PeerClient:
             NetworkError: no usable answer.
         """
         outgoing = self.endpoint.send(message, to=to, now=int(self.clock()), trace_id=trace_id)
-        url = base_url.rstrip("/") + MESSAGES_PATH
-        try:
-            async with self._http().post(url, data=outgoing.data, headers={"Content-Type": MEDIA_TYPE}) as response:
-                data = await self._read(response)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise NetworkError(f"cannot reach {base_url}: {exc.__class__.__name__}") from exc
-        try:
-            reply = self.endpoint.receive_reply(data, outgoing, now=int(self.clock()))
-        except RemoteProtocolError as exc:
-            raise NetworkError(f"reply from {base_url} refused ({exc.code}): {exc.reason}") from exc
-        if isinstance(reply.message, Error):
-            raise PeerRefused(reply.message.code, reply.message.reason, reply.message.rule)
-        return reply
+        return await self._exchange(base_url, outgoing.data, to=to, request_id=outgoing.envelope.message_id)
 
 
 __all__ = ["PeerClient", "MESSAGES_PATH", "ANNOUNCEMENT_PATH"]

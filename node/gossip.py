@@ -17,7 +17,7 @@ import random
 from typing import TYPE_CHECKING
 
 from node.errors import NodeError
-from protocol import DigestEntry, Incoming, PeerExchange, PeerExchangeResult, RemoteProtocolError, RevocationNews
+from protocol import DigestEntry, Incoming, PeerExchange, PeerExchangeResult, RevocationNews
 from protocol.gossip import GossipTable, Known
 
 if TYPE_CHECKING:
@@ -161,4 +161,4 @@ class Gossiper:
             self.node.background(task)
 
 
-__all__ = ["Gossiper", "RemoteProtocolError"]
+__all__ = ["Gossiper"]

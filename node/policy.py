@@ -92,7 +92,7 @@ class PolicyDecisionPoint:
         for param, source in rule.get("bind", {}).items():
             if params[param] != self._resolve(source, requester, params, None):
                 raise Denied(rule["id"], f"parameter {param} must be your own {source.split(':')[1]}")
-        if "bind_bsn" in rule and not self._is_client(requester, params["bsn"]):
+        if "bind_bsn" in rule and not self.is_client(requester, params["bsn"]):
             raise Denied(rule["id"], "a client may only ask about his own BSN")
         evidence = await self._evidence(query.evidence, now)
         if "require_evidence" in rule:
@@ -140,7 +140,7 @@ class PolicyDecisionPoint:
             return [str(v) for v in values_at(view.auth_data, name)]
         return None
 
-    def _is_client(self, requester: Member, bsn: str) -> bool:
+    def is_client(self, requester: Member, bsn: str) -> bool:
         key = (requester.cert_hash, bsn)
         result = self._bsn_checks.get(key)
         if result is None:

@@ -87,7 +87,6 @@ class Registers:
     def __init__(self, store: Store, identity: Identity, certificate: bytes, role: str, audit: AuditLog) -> None:
         self.store = store
         self.identity = identity
-        self.certificate = certificate
         self.role = role
         self.audit = audit
         self._lock = asyncio.Lock()

@@ -456,7 +456,7 @@ class Node:
         request = incoming.message
         assert isinstance(request, AccessLogRequest)
         rule = self.pdp.matrix["access_log"]["rule"]
-        if incoming.sender.role != "client" or not self.pdp._is_client(incoming.sender, request.bsn):
+        if incoming.sender.role != "client" or not self.pdp.is_client(incoming.sender, request.bsn):
             raise Denied(rule, "only the client himself may read the access log about his BSN")
         entries = await self.audit.entries(subject=request.bsn, limit=10_000)
         since = [e.public(with_subject=False) for e in entries if e.at >= utc(request.since)]

@@ -265,13 +265,19 @@ class Endpoint:
 
     def receive_reply(self, data: bytes, request: Outgoing, *, now: int) -> Incoming:
         """Verify a reply to ``request``: signed by its recipient and bound to it."""
+        return self.receive_reply_to(data, request.data, recipient=request.envelope.recipient,
+                                     request_id=request.envelope.message_id, now=now)
+
+    def receive_reply_to(self, data: bytes, request_data: bytes, *, recipient: str, request_id: bytes | None,
+                         now: int) -> Incoming:
+        """Verify a reply to the envelope ``request_data`` (sent to ``recipient``): signed by it and bound to it."""
         incoming = self._verify(data, now=now, reply=True)
         env = incoming.envelope
-        if env.reply_to is None or env.reply_to.request_hash != request.digest:
+        if env.reply_to is None or env.reply_to.request_hash != digest(request_data):
             raise _remote(ErrorCode.MALFORMED, "reply is not bound to the request")
-        if env.reply_to.message_id not in (None, request.envelope.message_id):
+        if env.reply_to.message_id not in (None, request_id):
             raise _remote(ErrorCode.MALFORMED, "reply names another request id")
-        if request.envelope.recipient != BROADCAST and env.sender != request.envelope.recipient:
+        if recipient != BROADCAST and env.sender != recipient:
             raise _remote(ErrorCode.WRONG_RECIPIENT, "reply comes from another node than was asked")
         return incoming
 
