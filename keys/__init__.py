@@ -16,6 +16,7 @@ from keys.errors import (
     MalformedData,
     MalformedKey,
     TooLarge,
+    UnknownCertificate,
     UnknownIssuer,
 )
 from keys.identifiers import check_agb, check_bsn, check_identifier, check_kvk, check_uzovi
@@ -30,7 +31,7 @@ __all__ = [
     "did_to_public_key", "is_did", "public_key_to_did",
     "CertificateError", "CertificateExpired", "CertificateNotYetValid", "CertificateRevoked",
     "InsecureKeyFile", "InvalidIdentifier", "InvalidSignature", "KeysError", "MalformedCertificate",
-    "MalformedData", "MalformedKey", "TooLarge", "UnknownIssuer",
+    "MalformedData", "MalformedKey", "TooLarge", "UnknownCertificate", "UnknownIssuer",
     "check_agb", "check_bsn", "check_identifier", "check_kvk", "check_uzovi",
     "Identity", "Verifier", "read_identity", "write_identity",
     "RevocationList", "parse_revocation_list", "sign_revocation_list", "TrustStore",

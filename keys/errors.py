@@ -78,11 +78,18 @@ class MalformedCertificate(CertificateError):
     code = "malformed"
 
 
+class UnknownCertificate(CertificateError):
+    """A certificate named only by its hash, which this store has not verified (or no longer holds)."""
+
+    code = "unknown-certificate"
+
+
 __all__ = [
     "KeysError",
     "MalformedData",
     "TooLarge",
     "MalformedKey",
+    "UnknownCertificate",
     "InsecureKeyFile",
     "InvalidSignature",
     "InvalidIdentifier",

@@ -18,6 +18,7 @@ from keys.errors import (
     CertificateRevoked,
     InvalidSignature,
     MalformedCertificate,
+    UnknownCertificate,
     UnknownIssuer,
 )
 from keys.identity import Verifier
@@ -62,6 +63,25 @@ class TrustStore:
         member = self._verified.get(hashlib.sha256(data).digest())
         if member is None:
             member = self._verify_signature(data)
+        return self._current(member, now)
+
+    def holds(self, cert_hash: bytes) -> bool:
+        """Whether a certificate with this SHA-256 has been verified and is still cached."""
+        return cert_hash in self._verified
+
+    def member_by_hash(self, cert_hash: bytes, now: int) -> Member:
+        """The member of a certificate verified earlier, named by its SHA-256.
+
+        Raises:
+            UnknownCertificate (not verified here, or fallen out of the cache),
+            CertificateExpired, CertificateNotYetValid, CertificateRevoked
+        """
+        member = self._verified.get(cert_hash)
+        if member is None:
+            raise UnknownCertificate("certificate hash names no certificate this node holds")
+        return self._current(member, now)
+
+    def _current(self, member: Member, now: int) -> Member:
         if now > member.expires:
             raise CertificateExpired("membership certificate has expired")
         if now + CLOCK_SKEW < member.not_before:

@@ -9,10 +9,14 @@ from collections.abc import Callable
 import aiohttp
 
 from node.errors import NetworkError, PeerRefused
-from protocol import MEDIA_TYPE, Endpoint, Error, Incoming, Message, RemoteProtocolError
+from protocol import MEDIA_TYPE, Endpoint, Error, ErrorCode, Incoming, Message, RemoteProtocolError
 
 MESSAGES_PATH = "/iwlz/v1/messages"
 ANNOUNCEMENT_PATH = "/iwlz/v1/announcement"
+
+
+class _CertificateNotHeld(NetworkError):
+    """One side named a certificate by hash that the other does not hold: send it whole."""
 
 
 class PeerClient:
@@ -68,8 +72,12 @@ class PeerClient:
         try:
             reply = self.endpoint.receive_reply_to(answer, data, recipient=to, request_id=request_id, now=int(self.clock()))
         except RemoteProtocolError as exc:
+            if exc.code is ErrorCode.UNKNOWN_CERTIFICATE:
+                raise _CertificateNotHeld(f"reply from {base_url} names a certificate we do not hold") from exc
             raise NetworkError(f"reply from {base_url} refused ({exc.code}): {exc.reason}") from exc
         if isinstance(reply.message, Error):
+            if reply.message.code == ErrorCode.UNKNOWN_CERTIFICATE:
+                raise _CertificateNotHeld(f"{base_url} does not hold our certificate")
             raise PeerRefused(reply.message.code, reply.message.reason, reply.message.rule)
         return reply
 
@@ -85,7 +93,13 @@ class PeerClient:
             NetworkError: no usable answer.
         """
         outgoing = self.endpoint.send(message, to=to, now=int(self.clock()), trace_id=trace_id)
-        return await self._exchange(base_url, outgoing.data, to=to, request_id=outgoing.envelope.message_id)
+        try:
+            return await self._exchange(base_url, outgoing.data, to=to, request_id=outgoing.envelope.message_id)
+        except _CertificateNotHeld:
+            # It restarted, or its cache (or ours) turned over: once more with the certificates whole.
+            self.endpoint.forget_holder(to)
+            outgoing = self.endpoint.send(message, to=to, now=int(self.clock()), trace_id=trace_id, cert_by_hash=False)
+            return await self._exchange(base_url, outgoing.data, to=to, request_id=outgoing.envelope.message_id)
 
 
 __all__ = ["PeerClient", "MESSAGES_PATH", "ANNOUNCEMENT_PATH"]

@@ -1,12 +1,12 @@
 """Gossip between nodes: signed announcements and revocation lists spread without a directory.
 
-Every ``interval`` a node runs an exchange (docs/PROTOCOL.md §4.1) with
-``fanout`` random peers it knows, at most one of them a bootstrap peer:
-bucket fingerprints first, then digests of the buckets that differ, then
-only the announcements one side lacks. New announcements are also pushed
-along as rumors for a few rounds. Everything that arrives is verified before
-it enters the peer table; revocation lists go the same way, and a node that
-adopts a newer list drops the revoked members at once.
+Every ``interval`` the node asks protocol.gossip.Schedule whom to talk to and
+runs those exchanges one after another (protocol.gossip.Exchange; the steps
+are in docs/PROTOCOL.md §4.1). While fewer than ``fanout`` other peers are
+known, one of them is a bootstrap peer, which gets our announcement and
+answers with a small random sample. Everything that arrives is verified
+before it enters the peer table; revocation lists go the same way, and a node
+that adopts a newer list drops the revoked members at once.
 """
 
 from __future__ import annotations
@@ -17,53 +17,47 @@ import random
 from typing import TYPE_CHECKING
 
 from node.errors import NodeError
-from protocol import DigestEntry, Incoming, PeerExchange, PeerExchangeResult, RevocationNews
-from protocol.gossip import GossipTable, Known
+from protocol import Incoming, PeerExchange, PeerExchangeResult, RevocationNews
+from protocol.gossip import Budget, Exchange, GossipTable, Known, Planned, Schedule, answer
 
 if TYPE_CHECKING:
     from node.service import Node
 
 log = logging.getLogger(__name__)
 
-PER_EXCHANGE = 64
-PER_ROUND_BYTES = 400_000
-DIGEST_BUCKETS = 16
-RUMOR_ROUNDS = 1
-RUMORS = 64
-
 
 class Gossiper:
     def __init__(self, node: Node, *, interval: float, fanout: int = 3) -> None:
         self.node = node
         self.interval = interval
-        self.fanout = fanout
+        self.rng = random.SystemRandom()
         self.table = GossipTable()
-        self.rumors: dict[str, int] = {}
-        self.budget = PER_ROUND_BYTES
+        self.schedule = Schedule(fanout, self.rng)
+        self.budget = Budget()
         self.bootstrap_dids: set[str] = set()
         self.rounds = 0
 
     def own(self, data: bytes, seq: int, expires: int) -> None:
-        """Our own (re-signed) announcement: in the table, and pushed as a rumor."""
-        self.table.offer(Known(self.node.identity.did, seq, expires, data))
-        self.rumors[self.node.identity.did] = RUMOR_ROUNDS
+        """Our own (re-signed) announcement: in the table, and offered as a rumor."""
+        if self.table.offer(Known(self.node.identity.did, seq, expires, data)):
+            self.schedule.heard(self.node.identity.did)
 
     def learned(self, incoming: Incoming) -> None:
-        """A verified announcement entered the peer table: gossip it on."""
+        """A verified announcement entered the peer table: offer it on."""
         env = incoming.envelope
         if self.table.offer(Known(env.sender, incoming.message.seq, env.expires, incoming.data)):  # type: ignore[attr-defined]
-            self.rumors[env.sender] = RUMOR_ROUNDS
+            self.schedule.heard(env.sender)
 
     def forget(self, dids: list[str]) -> None:
         for did in dids:
             self.table.remove(did)
-            self.rumors.pop(did, None)
+            self.schedule.rumors.pop(did, None)
 
     # Rounds -------------------------------------------------------------
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval * random.uniform(0.8, 1.2))
+            await asyncio.sleep(self.interval * self.rng.uniform(0.8, 1.2))
             try:
                 await self.round()
             except NodeError as exc:
@@ -71,72 +65,43 @@ class Gossiper:
 
     async def round(self) -> None:
         self.rounds += 1
-        self.budget = PER_ROUND_BYTES
+        self.budget = Budget()
         await self.node.maintain_peers()
-        peers = self._choose()
-        pushes = [self.table.entries[d].data for d in list(self.rumors)[:RUMORS] if d in self.table]
-        self.rumors = {d: left - 1 for d, left in self.rumors.items() if left > 1}
-        await asyncio.gather(*(self._exchange(did, pushes) for did in peers), return_exceptions=False)
+        plan, rumors = self.schedule.plan(self.table, self.node.identity.did, self.bootstrap_dids)
+        # One after another, so each exchange starts from what the previous one brought.
+        for planned in plan:
+            await self.exchange(planned, rumors)
 
-    def _choose(self) -> list[str]:
-        """Random known peers; a bootstrap peer only while too few others are known (it would be asked by all)."""
-        me = self.node.identity.did
-        known = [p.did for p in self.node.peers.all() if p.did != me]
-        others = [d for d in known if d not in self.bootstrap_dids]
-        chosen = random.sample(others, min(self.fanout, len(others)))
-        boot = [d for d in self.bootstrap_dids if d in known and d != me]
-        if boot and len(chosen) < self.fanout:
-            chosen.append(random.choice(boot))
-        return chosen
-
-    async def _exchange(self, did: str, pushes: list[bytes]) -> None:
-        peer = self.node.peers.get(did)
+    async def exchange(self, planned: Planned, rumors: list[str]) -> None:
+        peer = self.node.peers.get(planned.did)
         if peer is None:
             return
-        client = self.node.client
-        versions = self._versions()
+        exchange = Exchange(self.table, self.budget, self.rng, rumors=[] if planned.introduce else rumors,
+                            introduce=self.node.announcement if planned.introduce else None,
+                            revocations=self._versions())
+        request: PeerExchange | None = exchange.first()
         try:
-            first = PeerExchange(summary=self.table.summary(), digest=(), want=(), announcements=tuple(pushes), revocations=versions)
-            reply = (await client.request(peer.url, first, to=did)).message
-            assert isinstance(reply, PeerExchangeResult)
-            await self._after_versions(did, peer.url, reply.revocations)
-            if not reply.digest or reply.summary is None:
-                return
-            buckets = self.table.differing(reply.summary)
-            they_lack, i_want = self.table.compare([(e.id, e.seq) for e in reply.digest], buckets)
-            if not they_lack and not i_want:
-                return
-            random.shuffle(they_lack)
-            second = PeerExchange(summary=None, digest=(), want=tuple(i_want[:PER_EXCHANGE]),
-                                  announcements=self._take(they_lack), revocations={})
-            answer = (await client.request(peer.url, second, to=did)).message
-            assert isinstance(answer, PeerExchangeResult)
-            await self.node.absorb_announcements(answer.announcements, source="gossip")
+            while request is not None:
+                reply = (await self.node.client.request(peer.url, request, to=peer.did)).message
+                assert isinstance(reply, PeerExchangeResult)
+                await self.node.absorb_announcements(reply.announcements, source="gossip")
+                if exchange.steps == 1:
+                    await self._after_versions(peer.did, peer.url, reply.revocations)
+                request = exchange.next(reply)
         except NodeError as exc:
-            log.info("gossip with %s failed: %s", did[-8:], exc)
+            log.info("gossip with %s failed: %s", peer.did[-8:], exc)
+        self.schedule.wanted(exchange.useful)
 
     # Answering ----------------------------------------------------------
 
     async def answer(self, incoming: Incoming) -> PeerExchangeResult:
         request = incoming.message
         assert isinstance(request, PeerExchange)
-        await self.node.absorb_announcements(request.announcements, source="gossip")
-        self._push_newer_lists(incoming.envelope.sender, request.revocations)
-        if request.summary is not None:
-            buckets = self.table.differing(request.summary)
-            random.shuffle(buckets)
-            digest: tuple[DigestEntry, ...] = ()
-            if buckets and self.budget > 0:
-                digest = tuple(DigestEntry(id=d, seq=s) for d, s in self.table.digest(buckets[:DIGEST_BUCKETS]))
-                self.budget -= 16 * len(digest)
-            return PeerExchangeResult(summary=self.table.summary(), digest=digest, want=(), announcements=(),
-                                      revocations=self._versions())
-        wanted = self.table.resolve(request.want)
-        return PeerExchangeResult(summary=None, digest=(), want=(), announcements=self._take(wanted), revocations={})
-
-    def _take(self, dids: list[str]) -> tuple[bytes, ...]:
-        taken, self.budget = self.table.take(dids, limit=PER_EXCHANGE, budget=self.budget)
-        return taken
+        await self.node.absorb_announcements(request.announcements, source="push" if request.sample else "gossip")
+        if request.hash is not None:
+            self._push_newer_lists(incoming.envelope.sender, request.revocations)
+        return answer(self.table, request, asker=incoming.envelope.sender, me=self.node.identity.did,
+                      budget=self.budget, rng=self.rng, revocations=self._versions())
 
     # Revocation lists -----------------------------------------------------
 

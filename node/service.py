@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -55,7 +56,7 @@ from protocol import (
     Unsubscribe,
 )
 from protocol.events import EVENT_RULES
-from protocol.gossip import Known
+from protocol.gossip import Known, Planned
 from protocol.records import RecordVersion, verify_record
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Node:
         for peer in self.peers.all():
             self.gossiper.table.offer(Known(peer.did, peer.seq, peer.expires, peer.announcement))
         self._announce()
-        self._unreached = list(self.bootstrap)
+        self._unreached = random.sample(self.bootstrap, len(self.bootstrap))
         await self._bootstrap()
         if self.gossip_interval > 0:
             self.background(asyncio.create_task(self.gossiper.run(), name="gossip"))
@@ -218,13 +219,19 @@ class Node:
         self.gossiper.own(self.announcement, seq, now + lifetime)
 
     async def _bootstrap(self) -> None:
-        """Learn the bootstrap peers not reached yet (at start they may not be up), and introduce ourselves."""
+        """Introduce ourselves to one bootstrap peer that answers (at start they may not be up yet).
+
+        One is enough: it hands us a sample of peers and gossip does the rest,
+        and a bootstrap peer asked by fewer newcomers has more to give each.
+        """
         for url in list(self._unreached):
             did = await self.learn_from(url, source="bootstrap")
-            if did is not None:
-                self._unreached.remove(url)
-                self.gossiper.bootstrap_dids.add(did)
-                await self._introduce(url, did)
+            if did is None:
+                continue
+            self._unreached.remove(url)
+            self.gossiper.bootstrap_dids.add(did)
+            await self.gossiper.exchange(Planned(did, introduce=True), [])
+            return
 
     async def _housekeeping(self, every: float = 60.0) -> None:
         """Forget replay ids that the time window refuses anyway, in memory and in the store."""
@@ -237,17 +244,10 @@ class Node:
             except NodeError as exc:
                 log.warning("housekeeping failed: %s", exc.__class__.__name__)
 
-    async def _introduce(self, url: str, did: str) -> None:
-        """Hand our announcement to a bootstrap peer, so that it knows us before the first gossip round."""
-        try:
-            await self.client.push(url, self.announcement, to=did)
-        except NodeError as exc:
-            log.info("could not introduce ourselves to %s: %s", url, exc)
-
     async def maintain_peers(self) -> None:
         """Re-announce at half life; drop peers whose announcement expired or who were revoked;
         try the bootstrap peers that were not reachable yet."""
-        if self._unreached:
+        if self._unreached and not self.gossiper.bootstrap_dids:
             await self._bootstrap()
         now = self.now()
         if now - self._announced_at >= self.config.announcement_lifetime // 2:

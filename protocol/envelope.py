@@ -2,7 +2,10 @@
 
 Wire form (docs/PROTOCOL.md §3): a COSE_Sign1 whose protected header holds
 alg EdDSA, the sender's did as kid, and the sender's membership certificate
-(label -65537); whose payload is a deterministic CBOR map
+(label -65537) or, to a peer known to hold it already, the certificate's
+SHA-256 (label -65538), and the first 8 bytes of the SHA-256 of the
+recipient's certificate when the sender holds it (label -65539, so that the
+recipient knows it may name its own by hash); whose payload is a deterministic CBOR map
 
     {"v": 1, "typ": text, "id": bstr .size 16, "from": did, "to": did / "*",
      "iat": uint, "exp": uint, "trace": 32 lowercase hex, "re": null / {"id", "h"},
@@ -36,6 +39,10 @@ from protocol.sealing import BoxCache
 
 VERSION: Final = 1
 CERT_LABEL: Final = -65537
+CERT_HASH_LABEL: Final = -65538
+HELD_LABEL: Final = -65539
+HELD_SIZE: Final = 8
+_HOLDERS_LIMIT: Final = 10_000
 BROADCAST: Final = "*"
 MESSAGE_ID_SIZE: Final = 16
 DEFAULT_LIFETIME: Final = 60
@@ -96,6 +103,7 @@ class Incoming:
     envelope: Envelope
     sender: Member
     message: Message
+    cert_by_hash: bool = False  # the sender named its certificate by its hash
 
     @property
     def digest(self) -> bytes:
@@ -176,7 +184,41 @@ class Endpoint:
         self.skew = skew
         self.boxes = BoxCache(identity)
         self._verifiers: dict[str, Verifier] = {}
-        self._protected = cose.protected_header({cose.KID: identity.did.encode("ascii"), CERT_LABEL: certificate})
+        self._cert_hash = hashlib.sha256(certificate).digest()
+        kid = identity.did.encode("ascii")
+        self._headers: dict[bool, dict[int | str, Any]] = {
+            False: {cose.KID: kid, CERT_LABEL: certificate},
+            True: {cose.KID: kid, CERT_HASH_LABEL: self._cert_hash},
+        }
+        self._plain = {by_hash: cose.protected_header(h) for by_hash, h in self._headers.items()}
+        self._holders: set[str] = set()  # peers whose last message said they hold our certificate
+        self._held: dict[str, bytes] = {}  # did -> hash of the certificate we verified for it
+
+    def holds_our_certificate(self, did: str) -> bool:
+        return did in self._holders
+
+    def forget_holder(self, did: str) -> None:
+        """The peer answered ``unknown-certificate`` (its cache turned over since it last told us)."""
+        self._holders.discard(did)
+
+    def _protected(self, to: str, by_hash: bool) -> bytes:
+        held = self._held.get(to)
+        if held is None or not self.trust.holds(held):
+            return self._plain[by_hash]
+        return cose.protected_header({**self._headers[by_hash], HELD_LABEL: held[:HELD_SIZE]})
+
+    def _note_peer(self, sign1: cose.Sign1, member: Member, *, broadcast: bool) -> None:
+        """Remember which certificate we hold for the sender, and whether it says it holds ours."""
+        if len(self._held) >= _HOLDERS_LIMIT:
+            self._held.clear()
+            self._holders.clear()
+        self._held[member.did] = member.cert_hash
+        if broadcast:
+            return  # relayed to anyone: it says nothing about what its signer holds
+        if sign1.protected.get(HELD_LABEL) == self._cert_hash[:HELD_SIZE]:
+            self._holders.add(member.did)
+        else:
+            self._holders.discard(member.did)
 
     @property
     def did(self) -> str:
@@ -195,8 +237,14 @@ class Endpoint:
         message_id: bytes | None = None,
         reply_to: ReplyTo | None = None,
         nonce: bytes | None = None,
+        cert_by_hash: bool | None = None,
     ) -> Outgoing:
-        """Sign (and, for sealed types, encrypt) ``message`` for ``to``."""
+        """Sign (and, for sealed types, encrypt) ``message`` for ``to``.
+
+        The certificate goes by hash when ``cert_by_hash`` says so, or, when it
+        is None, when the last message from ``to`` said it holds it; broadcasts
+        always carry it whole.
+        """
         if message.REPLY and reply_to is None:
             raise LocalProtocolError(ErrorCode.MALFORMED, f"{message.TYPE} is only sent as a reply")
         if to == BROADCAST and not (message.BROADCAST or isinstance(message, Error)):
@@ -229,7 +277,10 @@ class Endpoint:
             "re": None if reply_to is None else {"id": reply_to.message_id, "h": reply_to.request_hash},
             "body": body,
         }
-        data = cose.sign1_with_header(self.identity, codec.encode(payload), self._protected)
+        if cert_by_hash is None:
+            cert_by_hash = to in self._holders
+        protected = self._plain[False] if to == BROADCAST else self._protected(to, cert_by_hash)
+        data = cose.sign1_with_header(self.identity, codec.encode(payload), protected)
         return Outgoing(data, envelope, message)
 
     def reply(self, request: Incoming, message: Message, *, now: int, nonce: bytes | None = None) -> Outgoing:
@@ -251,6 +302,7 @@ class Endpoint:
             now=now,
             trace_id=trace_id,
             reply_to=ReplyTo(error.message_id, digest(request_data)),
+            cert_by_hash=False,
         )
 
     # Receiving ------------------------------------------------------------
@@ -292,7 +344,7 @@ class Endpoint:
         if len(data) > self.max_size:
             raise _remote(ErrorCode.TOO_LARGE, f"message exceeds {self.max_size} bytes")
         sign1, sender = self._check_signature(data)
-        member = self._check_certificate(sign1, sender, now)
+        member, by_hash = self._check_certificate(sign1, sender, now)
         try:
             payload = codec.decode(sign1.payload, max_size=self.max_size)
         except RemoteProtocolError as exc:
@@ -316,7 +368,8 @@ class Endpoint:
         # Only a fully valid message is remembered, so a refused one changes no state.
         if guarded:
             self.replay.remember(sender, mid, envelope.expires)
-        return Incoming(data, envelope, member, message)
+        self._note_peer(sign1, member, broadcast=envelope.recipient == BROADCAST)
+        return Incoming(data, envelope, member, message, by_hash)
 
     def _check_signature(self, data: bytes) -> tuple[cose.Sign1, str]:
         try:
@@ -340,17 +393,24 @@ class Endpoint:
             verifier = self._verifiers[did] = Verifier(did_to_public_key(did))
         return verifier
 
-    def _check_certificate(self, sign1: cose.Sign1, sender: str, now: int) -> Member:
+    def _check_certificate(self, sign1: cose.Sign1, sender: str, now: int) -> tuple[Member, bool]:
+        """The sender's member claims, and whether its certificate came by hash."""
         cert = sign1.protected.get(CERT_LABEL)
-        if not isinstance(cert, bytes):
-            raise _remote(ErrorCode.BAD_CERTIFICATE, "envelope carries no membership certificate", sender)
+        cert_hash = sign1.protected.get(CERT_HASH_LABEL)
+        hashed = isinstance(cert_hash, bytes) and len(cert_hash) == 32
+        if isinstance(cert, bytes) == hashed or (cert_hash is not None and not hashed):
+            raise _remote(ErrorCode.BAD_CERTIFICATE, "envelope must carry its certificate or its 32-byte hash", sender)
         try:
-            member = self.trust.verify_certificate(cert, now)
+            if isinstance(cert, bytes):
+                member = self.trust.verify_certificate(cert, now)
+            else:
+                assert isinstance(cert_hash, bytes)
+                member = self.trust.member_by_hash(cert_hash, now)
         except KeysError as exc:
             raise _remote(ErrorCode(exc.code), exc.reason, sender) from exc
         if member.did != sender:
             raise _remote(ErrorCode.BAD_CERTIFICATE, "certificate belongs to another node", sender)
-        return member
+        return member, hashed
 
     def _check_recipient(self, env: Envelope, cls: type[Message], *, reply: bool, relayed: bool) -> None:
         if relayed and env.recipient == BROADCAST:
@@ -383,5 +443,5 @@ class Endpoint:
 
 __all__ = [
     "Endpoint", "Envelope", "Incoming", "Outgoing", "ReplyTo", "parse_envelope", "digest", "new_trace_id",
-    "VERSION", "CERT_LABEL", "BROADCAST", "MEDIA_TYPE", "MAX_LIFETIME", "DEFAULT_LIFETIME", "CLOCK_SKEW",
+    "VERSION", "CERT_LABEL", "CERT_HASH_LABEL", "HELD_LABEL", "BROADCAST", "MEDIA_TYPE", "MAX_LIFETIME", "DEFAULT_LIFETIME", "CLOCK_SKEW",
 ]

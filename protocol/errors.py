@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     BAD_SIGNATURE = "bad-signature"
     BAD_CERTIFICATE = "bad-certificate"
     UNKNOWN_ISSUER = "unknown-issuer"
+    UNKNOWN_CERTIFICATE = "unknown-certificate"
     REVOKED = "revoked"
     EXPIRED = "expired"
     NOT_YET_VALID = "not-yet-valid"
@@ -37,6 +38,7 @@ STATUS_HINTS: Final[dict[ErrorCode, int]] = {
     ErrorCode.BAD_SIGNATURE: 401,
     ErrorCode.BAD_CERTIFICATE: 401,
     ErrorCode.UNKNOWN_ISSUER: 401,
+    ErrorCode.UNKNOWN_CERTIFICATE: 401,
     ErrorCode.REVOKED: 401,
     ErrorCode.EXPIRED: 401,
     ErrorCode.NOT_YET_VALID: 401,

@@ -1,30 +1,68 @@
-"""Anti-entropy for signed announcements, sans-IO: what a node knows, and how two nodes find what differs.
+"""Gossip of signed announcements, sans-IO: the table, one exchange step by step, and who to talk to.
 
-Strategy: the table is split into 64 buckets by a hash of the did. Each
-bucket has a fingerprint, the XOR of the 8-byte hashes of its (did, seq)
-entries, so it is updated in O(1) when an entry changes. Two nodes compare
-the 64 fingerprints (512 bytes) first, then exchange (did, seq) digests of
-the buckets that differ only, and finally only the announcements one side
-lacks or holds in an older version. When nothing differs an exchange costs
-one summary each way.
+The node (node/gossip.py) and the national-size simulation (bench/gossip.py)
+drive these same objects; only the transport differs.
+
+Table: split into 64 buckets by the first byte of SHA-256(did). A bucket's
+fingerprint is the XOR of the 8-byte hashes of its (did, seq) entries, so it
+changes in O(1); the 16-byte table hash is SHA-256 over all fingerprints.
+
+Exchange (docs/PROTOCOL.md §4.1), A asks B:
+
+1. A sends its table hash and its rumors (ids and seqs it learned last round).
+   B answers with its own hash, its 64 fingerprints when the hashes differ,
+   and the rumor ids it wants.
+2. A sends the wanted announcements and its digest of the buckets whose
+   fingerprints differ. B answers with the announcements of those buckets A
+   lacks or holds older, and the ids it wants in turn.
+3. A sends those. Nothing is sent twice, and two equal tables cost one small
+   message each way.
+
+A node that knows too few peers introduces itself to a bootstrap peer instead:
+its own announcement in, a small random sample of announcements out. Bootstrap
+peers are asked by everyone, so they hand out samples, never whole tables;
+the spreading is done by everyone else.
+
+Every node hands out at most ``Budget`` bytes of announcements and digests per
+round, whoever asks: a node that is asked too often answers with less, and
+the askers find what is missing elsewhere.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Final
 
-BUCKETS: Final = 64
-FINGERPRINT_SIZE: Final = 8
-SUMMARY_SIZE: Final = BUCKETS * FINGERPRINT_SIZE
+from protocol.messages import (
+    BUCKETS,
+    FINGERPRINT_SIZE,
+    MAX_ANNOUNCEMENTS,
+    MAX_SAMPLE,
+    SUMMARY_SIZE,
+    TABLE_HASH_SIZE,
+    DigestEntry,
+    PeerExchange,
+    PeerExchangeResult,
+)
+
+SHORT_ID_SIZE: Final = 8
+PER_EXCHANGE: Final = MAX_ANNOUNCEMENTS  # announcements in one message
+DIGEST_ENTRIES: Final = 1024  # entries described in one digest (whole buckets)
+ROUND_BUDGET: Final = 400_000  # bytes of announcements and digests a node hands out per round
+SAMPLE: Final = 2  # announcements a newcomer asks a bootstrap peer for (random 2-out graphs are connected)
+MAX_STEPS: Final = 5  # requests in one exchange
+RUMOR_ROUNDS: Final = 3  # a new entry is offered as a rumor for at most this many rounds, while someone wants it
+RUMORS: Final = 64  # rumors offered in one message
+IDLE_WAIT_MAX: Final = 8  # rounds between exchanges when nothing changes
+SMALL_TABLE: Final = 16  # a quiet node that knows fewer other peers asks a bootstrap peer for a new sample
+MAX_ANNOUNCEMENT_SIZE: Final = 4096
+_DIGEST_ENTRY_SIZE: Final = 22  # encoded DigestEntry
 
 
 def _h(did: str, seq: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{did}\x00{seq}".encode()).digest()[:FINGERPRINT_SIZE], "big")
-
-
-SHORT_ID_SIZE: Final = 8
 
 
 def short_id(did: str) -> bytes:
@@ -44,13 +82,29 @@ class Known:
     data: bytes
 
 
+@dataclass(slots=True)
+class Budget:
+    """Bytes a node still hands out this round."""
+
+    left: int = ROUND_BUDGET
+
+    def spend(self, size: int) -> bool:
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
+
+
 class GossipTable:
     """Signed announcements by did, newest sequence number wins; a pure object."""
 
     def __init__(self) -> None:
         self.entries: dict[str, Known] = {}
+        self.changes = 0  # grows with every change, so a caller can tell whether a round changed anything
         self._fingerprints = [0] * BUCKETS
         self._dids: dict[bytes, str] = {}
+        self._buckets: list[dict[bytes, int]] = [{} for _ in range(BUCKETS)]
+        self._summary: bytes | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -70,16 +124,27 @@ class GossipTable:
         if not self.is_news(entry.did, entry.seq):
             return False
         self.remove(entry.did)
+        sid = short_id(entry.did)
         self.entries[entry.did] = entry
-        self._dids[short_id(entry.did)] = entry.did
-        self._fingerprints[bucket_of(entry.did)] ^= _h(entry.did, entry.seq)
+        self._dids[sid] = entry.did
+        self._buckets[sid[0] % BUCKETS][sid] = entry.seq
+        self._fingerprints[sid[0] % BUCKETS] ^= _h(entry.did, entry.seq)
+        self._changed()
         return True
 
     def remove(self, did: str) -> None:
         old = self.entries.pop(did, None)
-        self._dids.pop(short_id(did), None)
-        if old is not None:
-            self._fingerprints[bucket_of(did)] ^= _h(did, old.seq)
+        if old is None:
+            return
+        sid = short_id(did)
+        self._dids.pop(sid, None)
+        self._buckets[sid[0] % BUCKETS].pop(sid, None)
+        self._fingerprints[sid[0] % BUCKETS] ^= _h(did, old.seq)
+        self._changed()
+
+    def _changed(self) -> None:
+        self.changes += 1
+        self._summary = None
 
     def expire(self, now: int) -> list[str]:
         gone = [did for did, entry in self.entries.items() if entry.expires < now]
@@ -87,43 +152,236 @@ class GossipTable:
             self.remove(did)
         return gone
 
+    # Comparing ------------------------------------------------------------
+
     def summary(self) -> bytes:
-        return b"".join(f.to_bytes(FINGERPRINT_SIZE, "big") for f in self._fingerprints)
+        if self._summary is None:
+            self._summary = b"".join(f.to_bytes(FINGERPRINT_SIZE, "big") for f in self._fingerprints)
+        return self._summary
+
+    def table_hash(self) -> bytes:
+        return hashlib.sha256(self.summary()).digest()[:TABLE_HASH_SIZE]
 
     def differing(self, summary: bytes) -> list[int]:
         """Buckets whose fingerprint differs from ``summary`` (all of them if it is malformed)."""
         if len(summary) != SUMMARY_SIZE:
             return list(range(BUCKETS))
+        mine = self.summary()
         return [b for b in range(BUCKETS)
-                if int.from_bytes(summary[b * FINGERPRINT_SIZE:(b + 1) * FINGERPRINT_SIZE], "big") != self._fingerprints[b]]
+                if summary[b * FINGERPRINT_SIZE:(b + 1) * FINGERPRINT_SIZE] != mine[b * FINGERPRINT_SIZE:(b + 1) * FINGERPRINT_SIZE]]
 
-    def digest(self, buckets: list[int]) -> list[tuple[bytes, int]]:
-        """(short id, seq) of every entry in ``buckets``."""
-        wanted = set(buckets)
-        return sorted((short_id(e.did), e.seq) for e in self.entries.values() if bucket_of(e.did) in wanted)
+    def digest(self, buckets: list[int], *, limit: int = DIGEST_ENTRIES) -> tuple[tuple[DigestEntry, ...], tuple[int, ...]]:
+        """(short id, seq) of every entry in whole buckets, in the given order, up to ``limit`` entries;
+        and the buckets described."""
+        entries: list[DigestEntry] = []
+        described: list[int] = []
+        for b in buckets:
+            bucket = self._buckets[b]
+            if described and len(entries) + len(bucket) > limit:
+                break
+            entries.extend(DigestEntry(id=sid, seq=seq) for sid, seq in bucket.items())
+            described.append(b)
+        return tuple(entries), tuple(described)
+
+    def compare(self, theirs: tuple[DigestEntry, ...], buckets: tuple[int, ...]) -> tuple[list[str], list[bytes]]:
+        """Given the other side's digest of whole ``buckets``: (dids they lack or hold older, ids I want)."""
+        their_seq = {e.id: e.seq for e in theirs}
+        they_lack = [self._dids[sid] for b in buckets for sid, seq in self._buckets[b].items()
+                     if their_seq.get(sid, -1) < seq]
+        return they_lack, self.wanted(theirs)
+
+    def wanted(self, theirs: tuple[DigestEntry, ...]) -> list[bytes]:
+        """The ids in ``theirs`` this table lacks or holds older."""
+        out = []
+        for e in theirs:
+            did = self._dids.get(e.id)
+            if did is None or self.entries[did].seq < e.seq:
+                out.append(e.id)
+        return out
+
+    def rumors(self, dids: list[str]) -> tuple[DigestEntry, ...]:
+        return tuple(DigestEntry(id=short_id(d), seq=self.entries[d].seq) for d in dids if d in self.entries)
 
     def resolve(self, ids: tuple[bytes, ...] | list[bytes]) -> list[str]:
         """The dids of the short ids this table holds."""
         return [self._dids[i] for i in ids if i in self._dids]
 
-    def take(self, dids: list[str], *, limit: int, budget: int) -> tuple[tuple[bytes, ...], int]:
-        """The announcements of ``dids`` (at most ``limit``) that fit in ``budget`` bytes; and the budget left."""
+    def sample(self, k: int, *, exclude: set[str], rng: random.Random) -> list[str]:
+        pool = [d for d in rng.sample(list(self.entries), min(len(self.entries), k + len(exclude))) if d not in exclude]
+        return pool[:k]
+
+    def take(self, dids: list[str], budget: Budget, *, limit: int = PER_EXCHANGE) -> tuple[bytes, ...]:
+        """The announcements of ``dids`` (at most ``limit``) that the round's budget still allows."""
         out = []
         for did in dids[:limit]:
             data = self.entries[did].data
-            if budget < len(data):
+            if not budget.spend(len(data)):
                 break
-            budget -= len(data)
             out.append(data)
-        return tuple(out), budget
+        return tuple(out)
 
-    def compare(self, theirs: list[tuple[bytes, int]], buckets: list[int]) -> tuple[list[str], list[bytes]]:
-        """Given the other side's digest of ``buckets``: (dids they lack or hold older, short ids I want)."""
-        their_seq = dict(theirs)
-        mine = dict(self.digest(buckets))
-        they_lack = [self._dids[i] for i, seq in mine.items() if their_seq.get(i, -1) < seq]
-        i_want = [i for i, seq in their_seq.items() if mine.get(i, -1) < seq]
-        return they_lack, i_want
+    def digest_within(self, buckets: list[int], budget: Budget) -> tuple[tuple[DigestEntry, ...], tuple[int, ...]]:
+        limit = min(DIGEST_ENTRIES, budget.left // _DIGEST_ENTRY_SIZE)
+        if limit <= 0:
+            return (), ()
+        digest, described = self.digest(buckets, limit=limit)
+        budget.spend(len(digest) * _DIGEST_ENTRY_SIZE)
+        return digest, described
 
 
-__all__ = ["GossipTable", "Known", "BUCKETS", "SUMMARY_SIZE", "bucket_of", "short_id"]
+# Exchanging -----------------------------------------------------------------
+
+
+def answer(table: GossipTable, request: PeerExchange, *, asker: str, me: str, budget: Budget,
+           rng: random.Random, revocations: dict[str, int]) -> PeerExchangeResult:
+    """B's side of every step. ``request.announcements`` must already be verified and offered to ``table``."""
+    announcements: list[bytes] = []
+    want: list[bytes] = []
+    if request.sample:
+        picks = table.sample(min(request.sample, SAMPLE), exclude={asker, me}, rng=rng)
+        # Not from the round's budget: a newcomer asks once, and asking again would cost more than this.
+        announcements += table.take(picks, Budget(SAMPLE * MAX_ANNOUNCEMENT_SIZE))
+    if request.want:
+        announcements += table.take(table.resolve(request.want), budget)
+    if request.digest and request.buckets:
+        they_lack, want = table.compare(request.digest, request.buckets)
+        rng.shuffle(they_lack)
+        announcements += table.take(they_lack, budget, limit=PER_EXCHANGE - len(announcements))
+    elif request.digest:
+        want = table.wanted(request.digest)
+    mine = table.table_hash()
+    # Wanted rumors likely explain the difference; A sends them with its hash again, and we compare then.
+    differs = request.hash is not None and request.hash != mine and not request.sample and not want
+    return PeerExchangeResult(
+        hash=mine if request.hash is not None else None,
+        summary=table.summary() if differs else None,
+        digest=(), buckets=(), want=tuple(want[:PER_EXCHANGE]),
+        announcements=tuple(announcements[:MAX_ANNOUNCEMENTS]), sample=0,
+        revocations=revocations if request.hash is not None else {},
+    )
+
+
+@dataclass
+class Exchange:
+    """A's side: ``first()``, then ``next(reply)`` until it returns None.
+
+    The caller verifies and offers each reply's announcements to the table
+    before calling ``next`` with it.
+    """
+
+    table: GossipTable
+    budget: Budget
+    rng: random.Random
+    rumors: list[str] = field(default_factory=list)
+    introduce: bytes | None = None  # our own announcement, for a bootstrap peer
+    revocations: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    useful: list[str] = field(default_factory=list)  # our rumors the other side wanted
+
+    def first(self) -> PeerExchange:
+        self.steps = 1
+        return PeerExchange(
+            hash=self.table.table_hash(), summary=None, digest=self.table.rumors(self.rumors[:RUMORS]), buckets=(),
+            want=(), announcements=(self.introduce,) if self.introduce else (),
+            sample=SAMPLE if self.introduce else 0, revocations=self.revocations,
+        )
+
+    def next(self, reply: PeerExchangeResult) -> PeerExchange | None:
+        if self.introduce is not None or self.steps >= MAX_STEPS:
+            return None
+        wanted = self.table.resolve(reply.want)
+        if self.steps == 1:
+            self.useful = [d for d in wanted if d in self.rumors]
+        announcements = list(self.table.take(wanted, self.budget))
+        digest: tuple[DigestEntry, ...] = ()
+        buckets: tuple[int, ...] = ()
+        if reply.summary is not None:
+            # Buckets of the rumors just handed over will match once B has them.
+            handed = {short_id(d)[0] % BUCKETS for d in wanted}
+            differing = [b for b in self.table.differing(reply.summary) if b not in handed]
+            self.rng.shuffle(differing)
+            digest, buckets = self.table.digest_within(differing, self.budget)
+        if not (announcements or digest):
+            return None
+        self.steps += 1
+        recheck = reply.hash is not None and reply.summary is None  # B held back its summary for our rumors
+        return PeerExchange(hash=self.table.table_hash() if recheck else None, summary=None, digest=digest,
+                            buckets=buckets, want=(), announcements=tuple(announcements), sample=0,
+                            revocations=self.revocations if recheck else {})
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    did: str
+    introduce: bool  # a bootstrap peer: introduce ourselves and ask for a sample
+
+
+@dataclass
+class Schedule:
+    """Who a node talks to each round.
+
+    In a round in which its table changed (or it has rumors), a node runs
+    ``fanout`` exchanges with random known peers; when nothing changes it
+    waits twice as long each time, up to IDLE_WAIT_MAX rounds, for a single
+    exchange. A bootstrap peer is asked
+    for a sample while fewer than SAMPLE other peers are known, or when a
+    quiet node still knows fewer than SMALL_TABLE; it is one choice among the
+    rest only for quiet exchanges, since while the network is busy every
+    newcomer would pick it. Bootstrap peers run no busy exchanges of their
+    own (they are asked enough), only one a round among themselves, so that
+    each holds the whole network to draw samples from.
+    """
+
+    fanout: int
+    rng: random.Random
+    wait: int = 1
+    idle: int = 0
+    seen_changes: int = -1
+    rumors: dict[str, int] = field(default_factory=dict)  # did -> rounds it has been offered
+    offered: dict[str, int] = field(default_factory=dict)  # this round's rumors
+
+    def heard(self, did: str) -> None:
+        self.rumors[did] = 0
+
+    def wanted(self, dids: list[str]) -> None:
+        """Rumors someone still lacked are offered again next round (rumor mongering with feedback:
+        a rumor most peers know stops costing anything after one round)."""
+        for did in dids:
+            age = self.offered.get(did)
+            if age is not None and age + 1 < RUMOR_ROUNDS:
+                self.rumors.setdefault(did, age + 1)
+
+    def plan(self, table: GossipTable, me: str, bootstrap: set[str]) -> tuple[list[Planned], list[str]]:
+        """This round's exchanges, and the rumors to offer in them."""
+        self.offered, self.rumors = self.rumors, {}
+        rumors = list(self.offered)
+        others = [d for d in table.entries if d != me and d not in bootstrap]
+        boot = [d for d in table.entries if d in bootstrap and d != me]
+        plan: list[Planned] = []
+        if len(others) < SAMPLE and boot:
+            plan.append(Planned(self.rng.choice(boot), introduce=True))
+        if me in bootstrap and boot:
+            # Bootstrap peers keep each other complete, so that every sample is drawn from the whole network.
+            plan.append(Planned(self.rng.choice(boot), introduce=False))
+        if table.changes != self.seen_changes or rumors:
+            self.seen_changes, self.idle = table.changes, 0
+            # While the network is busy, bootstrap peers only introduce and the others do the spreading.
+            count = 0 if me in bootstrap else self.fanout
+        else:
+            self.idle += 1
+            count = 0
+            if self.idle >= self.wait:
+                self.idle, self.wait, count = 0, min(self.wait * 2, IDLE_WAIT_MAX), 1
+                if len(others) < SMALL_TABLE and boot and not plan:
+                    # Quiet with a small table: we may sit in a corner of early newcomers; a new sample gets us out.
+                    plan.append(Planned(self.rng.choice(boot), introduce=True))
+                    count = 0
+                others += boot  # when all is quiet a bootstrap peer is one of many
+        plan += [Planned(d, introduce=False) for d in self.rng.sample(others, min(count, len(others)))]
+        return plan, rumors
+
+
+__all__ = [
+    "GossipTable", "Known", "Budget", "Exchange", "Schedule", "Planned", "answer", "bucket_of", "short_id",
+    "BUCKETS", "SUMMARY_SIZE", "PER_EXCHANGE", "ROUND_BUDGET", "SAMPLE", "RUMOR_ROUNDS", "IDLE_WAIT_MAX",
+]

@@ -22,6 +22,12 @@ from protocol.events import EVENT_RULES, ID_TYPES, MELDING_EVENT
 MAX_TEXT: Final = 4096
 MAX_ITEMS: Final = 10_000
 MAX_ANNOUNCEMENTS: Final = 256
+MAX_SAMPLE: Final = 16
+# Gossip table geometry (protocol/gossip.py): 64 buckets, an 8-byte fingerprint each, a 16-byte hash of them all.
+BUCKETS: Final = 64
+FINGERPRINT_SIZE: Final = 8
+SUMMARY_SIZE: Final = BUCKETS * FINGERPRINT_SIZE
+TABLE_HASH_SIZE: Final = 16
 _UUID4: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.:/-]{0,127}$")
 
@@ -232,24 +238,36 @@ class Announcement(Message):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PeerExchange(Message):
-    """Gossip (docs/PROTOCOL.md §4.1): bucket fingerprints, digests of differing buckets,
-    the dids wanted, the signed announcements the other side lacks, and revocation list versions."""
+    """Gossip (docs/PROTOCOL.md §4.1), one step of an exchange: the table hash, bucket fingerprints,
+    a digest (of whole ``buckets``, or rumors when ``buckets`` is empty), the ids wanted, signed
+    announcements, how many random announcements are asked for, and revocation list versions."""
 
     TYPE: ClassVar[str] = "peer-exchange"
 
+    hash: bytes | None
     summary: bytes | None
     digest: tuple[DigestEntry, ...]
+    buckets: tuple[int, ...]
     want: tuple[bytes, ...]
     announcements: tuple[bytes, ...]
+    sample: int
     revocations: dict[str, int]
 
     def validate(self) -> None:
+        if self.hash is not None and len(self.hash) != TABLE_HASH_SIZE:
+            raise _fail(f"hash is {TABLE_HASH_SIZE} bytes")
+        if self.summary is not None and len(self.summary) != SUMMARY_SIZE:
+            raise _fail(f"summary is {SUMMARY_SIZE} bytes")
+        if len(set(self.buckets)) != len(self.buckets) or not all(0 <= b < BUCKETS for b in self.buckets):
+            raise _fail(f"buckets are distinct numbers below {BUCKETS}")
         if any(len(i) != 8 for i in self.want):
             raise _fail("wanted ids are 8 bytes")
         for root in self.revocations:
             check_did(root, "revocations")
         if len(self.announcements) > MAX_ANNOUNCEMENTS:
             raise _fail(f"at most {MAX_ANNOUNCEMENTS} announcements per exchange")
+        if not 0 <= self.sample <= MAX_SAMPLE:
+            raise _fail(f"sample is 0..{MAX_SAMPLE}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

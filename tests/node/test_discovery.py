@@ -126,7 +126,8 @@ async def test_forged_announcements_never_enter_the_peer_table(chain: Chain) -> 
     forgeries = [forge(genuine, endpoints=["http://127.0.0.1:1/"]), relay_signed, foreign, revoked_ann]
     # Straight in, and through a gossip exchange relayed by c.
     assert await a.absorb_announcements(forgeries, source="gossip") == 0
-    exchange = PeerExchange(summary=None, digest=(), want=(), announcements=tuple(forgeries), revocations={})
+    exchange = PeerExchange(hash=None, summary=None, digest=(), buckets=(), want=(), announcements=tuple(forgeries), sample=0,
+                            revocations={})
     await c.client.request(a.url, exchange, to=a.identity.did)
     assert [p.did for p in a.peers.all()] == []
     # The genuine one is accepted.
@@ -160,3 +161,27 @@ async def test_an_announcement_that_is_not_renewed_ages_out(chain: Chain) -> Non
     assert b.peers.get(a.identity.did) is None
     rows = await b.store.fetchall("SELECT did FROM peers")
     assert [r[0] for r in rows] == []
+
+
+async def test_a_newcomer_gets_a_sample_from_its_bootstrap_peer(chain: Chain) -> None:
+    hub = await chain.add("hub", bootstrap=[], interval=0)
+    early = [await chain.add(f"e{i}", bootstrap=[hub.url], interval=0) for i in range(3)]
+    late = await chain.add("late", bootstrap=[hub.url], interval=0)
+    # No gossip round ran: the hub learned everyone from their introductions...
+    assert {p.did for p in hub.peers.all()} == {n.identity.did for n in early + [late]}
+    # ...and the latecomer learned two of the others from the hub's sample, verified.
+    others = {p.did for p in late.peers.all()} - {hub.identity.did}
+    assert len(others) == 2 and others <= {n.identity.did for n in early}
+    assert {late.peers.get(d).source for d in others} == {"gossip"}
+
+
+async def test_a_peer_that_lost_our_certificate_asks_for_it_and_the_request_succeeds(chain: Chain) -> None:
+    a = await chain.add("a", bootstrap=[], interval=0)
+    b = await chain.add("b", bootstrap=[a.url], interval=0)
+    assert b.endpoint.holds_our_certificate(a.identity.did)  # after the introduction
+    a.trust._verified.clear()  # a's cache turned over
+    probe = PeerExchange(hash=bytes(16), summary=None, digest=(), buckets=(), want=(), announcements=(), sample=0,
+                         revocations={})
+    reply = await b.client.request(a.url, probe, to=a.identity.did)
+    assert reply.sender.did == a.identity.did
+    assert b.endpoint.holds_our_certificate(a.identity.did)

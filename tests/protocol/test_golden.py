@@ -65,3 +65,25 @@ def test_golden_certificate_and_revocation_list_verify() -> None:
     assert trust.apply_revocation_list(bytes.fromhex(VECTORS["revocation_list"]))
     assert trust.is_revoked(member.cert_id)
     assert Identity.from_seed(bytes.fromhex(VECTORS["a_seed"])).did == VECTORS["a_did"]
+
+
+def test_golden_certificate_by_hash_and_held_hint() -> None:
+    """Labels -65538 (our certificate's SHA-256) and -65539 (8 bytes of the recipient's we hold)."""
+    import hashlib
+
+    from protocol import ErrorCode, RemoteProtocolError
+
+    data = bytes.fromhex(VECTORS["by_hash"])
+    sign1 = cose.parse_sign1(data)
+    cert_a, cert_b = bytes.fromhex(VECTORS["a_certificate"]), bytes.fromhex(VECTORS["b_certificate"])
+    assert list(sign1.protected) == [1, 4, -65538, -65539]
+    assert sign1.protected[-65538] == hashlib.sha256(cert_a).digest()
+    assert sign1.protected[-65539] == hashlib.sha256(cert_b).digest()[:8]
+    bob = b_endpoint()
+    with pytest.raises(RemoteProtocolError) as refused:
+        bob.receive(data, now=VECTORS["now"])
+    assert refused.value.code is ErrorCode.UNKNOWN_CERTIFICATE
+    bob.trust.verify_certificate(cert_a, VECTORS["now"])  # as when alice's announcement reached him
+    incoming = bob.receive(data, now=VECTORS["now"])
+    assert incoming.cert_by_hash and incoming.sender.did == VECTORS["a_did"]
+    assert bob.holds_our_certificate(VECTORS["a_did"])

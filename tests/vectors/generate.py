@@ -40,10 +40,12 @@ def messages() -> list[tuple[str, Message, bool]]:
     return [
         ("announcement", Announcement(seq=3, endpoints=("http://127.0.0.1:8701/",), registers=("bemiddeling",),
                                       templates=("bemiddelingspecificatie-by-id",), events=("NIEUWE_OVERDRACHT_ZORGKANTOOR",)), False),
-        ("peer-exchange", PeerExchange(summary=bytes(512), digest=(DigestEntry(id=short_id(Identity.from_seed(B_SEED).did), seq=7),),
-                                       want=(), announcements=(), revocations={Identity.from_seed(ROOT_SEED).did: 1}), False),
-        ("peer-exchange-result", PeerExchangeResult(summary=None, digest=(), want=(short_id(Identity.from_seed(B_SEED).did),),
-                                                    announcements=(b"\x01",), revocations={}), True),
+        ("peer-exchange", PeerExchange(hash=bytes(range(16)), summary=None,
+                                       digest=(DigestEntry(id=short_id(Identity.from_seed(B_SEED).did), seq=7),), buckets=(),
+                                       want=(), announcements=(), sample=0, revocations={Identity.from_seed(ROOT_SEED).did: 1}), False),
+        ("peer-exchange-result", PeerExchangeResult(hash=None, summary=bytes(512), digest=(), buckets=(3, 17),
+                                                    want=(short_id(Identity.from_seed(B_SEED).did),),
+                                                    announcements=(b"\x01",), sample=0, revocations={}), True),
         ("query", Query(template="indicatie-by-id", params={"wlzIndicatieID": "31835d1d-3933-4ffe-9f57-8985f41fae4a"},
                         evidence=(), history=False), False),
         ("query-result", QueryResult(records=(b"\x01\x02",)), True),
@@ -82,6 +84,14 @@ def build() -> dict[str, Any]:
             nonce=bytes([n]) * 24 if message.SEALED else None,
         )
         out["envelopes"][name] = {"hex": sent.data.hex(), "body": _plain(message.to_cbor())}
+    # Once alice holds bob's certificate (from his announcement) she says so, and names her own by hash.
+    bob = Endpoint(b, cert_b, TrustStore([root.did]))
+    announcement = Announcement(seq=1, endpoints=("http://127.0.0.1:8702/",), registers=("indicatie",), templates=(), events=())
+    alice.verify_broadcast(bob.send(announcement, to="*", now=NOW, lifetime=3600, trace_id=f"{98:032x}",
+                                    message_id=bytes([98]) * 16).data, now=NOW)
+    by_hash = alice.send(Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",)), to=b.did, now=NOW, trace_id=f"{99:032x}",
+                         message_id=bytes([99]) * 16, cert_by_hash=True)
+    out["by_hash"] = by_hash.data.hex()
     return out
 
 

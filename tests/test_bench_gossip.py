@@ -1,0 +1,28 @@
+"""The gossip simulation counts what the wire would carry."""
+
+import random
+
+from bench.gossip import body_size, build
+from protocol import DigestEntry, PeerExchange, codec
+
+
+def test_body_size_matches_the_encoding() -> None:
+    rng = random.Random(3)
+    for _ in range(50):
+        message = PeerExchange(
+            hash=bytes(16) if rng.random() < 0.5 else None, summary=bytes(512) if rng.random() < 0.5 else None,
+            digest=tuple(DigestEntry(id=rng.randbytes(8), seq=rng.choice([0, 23, 24, 255, 256, 2**31, 2**40]))
+                         for _ in range(rng.choice([0, 1, 23, 24, 300]))),
+            buckets=tuple(rng.sample(range(64), rng.randrange(5))), want=(), sample=rng.randrange(9),
+            announcements=tuple(rng.randbytes(rng.choice([10, 23, 24, 300, 70_000])) for _ in range(rng.choice([0, 3, 30]))),
+            revocations={})
+        assert body_size(message) == len(codec.encode(message.to_cbor()))
+
+
+def test_a_small_network_converges_and_a_change_reaches_everyone() -> None:
+    net = build(20, 3, random.Random(1))
+    for _ in range(12):
+        net.round()
+    assert net.converged()
+    sizes = {len(n.table) for n in net.nodes.values()}
+    assert sizes == {len(net.nodes)}
