@@ -35,6 +35,7 @@ class Gossiper:
         self.schedule = Schedule(fanout, self.rng)
         self.budget = Budget()
         self.bootstrap_dids: set[str] = set()
+        self.is_bootstrap = False
         self.rounds = 0
 
     def own(self, data: bytes, seq: int, expires: int) -> None:
@@ -67,10 +68,16 @@ class Gossiper:
         self.rounds += 1
         self.budget = Budget()
         await self.node.maintain_peers()
-        plan, rumors = self.schedule.plan(self.table, self.node.identity.did, self.bootstrap_dids)
+        me = self.node.identity.did
+        plan, rumors = self.schedule.plan(self.table, me, self._bootstrap_peers() | ({me} if self.is_bootstrap else set()))
         # One after another, so each exchange starts from what the previous one brought.
         for planned in plan:
             await self.exchange(planned, rumors)
+
+    def _bootstrap_peers(self) -> set[str]:
+        """The bootstrap peers we reached, and those we learned of whose URL is in our bootstrap list."""
+        urls = {u.rstrip("/") for u in self.node.bootstrap}
+        return self.bootstrap_dids | {p.did for p in self.node.peers.all() if p.url.rstrip("/") in urls}
 
     async def exchange(self, planned: Planned, rumors: list[str]) -> None:
         peer = self.node.peers.get(planned.did)

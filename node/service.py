@@ -144,7 +144,10 @@ class Node:
         for peer in self.peers.all():
             self.gossiper.table.offer(Known(peer.did, peer.seq, peer.expires, peer.announcement))
         self._announce()
-        self._unreached = random.sample(self.bootstrap, len(self.bootstrap))
+        own = self.url.rstrip("/")
+        self._unreached = [u for u in random.sample(self.bootstrap, len(self.bootstrap)) if u.rstrip("/") != own]
+        # Our own URL in the bootstrap list makes us a bootstrap peer (docs/PROTOCOL.md §4.1).
+        self.gossiper.is_bootstrap = len(self._unreached) < len(self.bootstrap)
         await self._bootstrap()
         if self.gossip_interval > 0:
             self.background(asyncio.create_task(self.gossiper.run(), name="gossip"))
@@ -219,10 +222,11 @@ class Node:
         self.gossiper.own(self.announcement, seq, now + lifetime)
 
     async def _bootstrap(self) -> None:
-        """Introduce ourselves to one bootstrap peer that answers (at start they may not be up yet).
+        """Introduce ourselves to one bootstrap peer that answers (at start they may not be up yet);
+        a bootstrap peer learns all the others.
 
-        One is enough: it hands us a sample of peers and gossip does the rest,
-        and a bootstrap peer asked by fewer newcomers has more to give each.
+        One is enough for anyone else: it hands us a sample of peers and gossip
+        does the rest, and a bootstrap peer asked by fewer newcomers has more to give each.
         """
         for url in list(self._unreached):
             did = await self.learn_from(url, source="bootstrap")
@@ -231,7 +235,8 @@ class Node:
             self._unreached.remove(url)
             self.gossiper.bootstrap_dids.add(did)
             await self.gossiper.exchange(Planned(did, introduce=True), [])
-            return
+            if not self.gossiper.is_bootstrap:
+                return
 
     async def _housekeeping(self, every: float = 60.0) -> None:
         """Forget replay ids that the time window refuses anyway, in memory and in the store."""
@@ -247,7 +252,7 @@ class Node:
     async def maintain_peers(self) -> None:
         """Re-announce at half life; drop peers whose announcement expired or who were revoked;
         try the bootstrap peers that were not reachable yet."""
-        if self._unreached and not self.gossiper.bootstrap_dids:
+        if self._unreached and (self.gossiper.is_bootstrap or not self.gossiper.bootstrap_dids):
             await self._bootstrap()
         now = self.now()
         if now - self._announced_at >= self.config.announcement_lifetime // 2:

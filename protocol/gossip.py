@@ -243,7 +243,7 @@ def answer(table: GossipTable, request: PeerExchange, *, asker: str, me: str, bu
         announcements += table.take(picks, Budget(SAMPLE * MAX_ANNOUNCEMENT_SIZE))
     if request.want:
         announcements += table.take(table.resolve(request.want), budget)
-    if request.digest and request.buckets:
+    if request.buckets:  # a digest of whole buckets, possibly empty: "I hold nothing in these"
         they_lack, want = table.compare(request.digest, request.buckets)
         rng.shuffle(they_lack)
         announcements += table.take(they_lack, budget, limit=PER_EXCHANGE - len(announcements))
@@ -301,7 +301,7 @@ class Exchange:
             differing = [b for b in self.table.differing(reply.summary) if b not in handed]
             self.rng.shuffle(differing)
             digest, buckets = self.table.digest_within(differing, self.budget)
-        if not (announcements or digest):
+        if not (announcements or buckets):
             return None
         self.steps += 1
         recheck = reply.hash is not None and reply.summary is None  # B held back its summary for our rumors
@@ -358,8 +358,6 @@ class Schedule:
         others = [d for d in table.entries if d != me and d not in bootstrap]
         boot = [d for d in table.entries if d in bootstrap and d != me]
         plan: list[Planned] = []
-        if len(others) < SAMPLE and boot:
-            plan.append(Planned(self.rng.choice(boot), introduce=True))
         if me in bootstrap and boot:
             # Bootstrap peers keep each other complete, so that every sample is drawn from the whole network.
             plan.append(Planned(self.rng.choice(boot), introduce=False))
@@ -367,16 +365,19 @@ class Schedule:
             self.seen_changes, self.idle = table.changes, 0
             # While the network is busy, bootstrap peers only introduce and the others do the spreading.
             count = 0 if me in bootstrap else self.fanout
+            lonely = len(others) < SAMPLE
         else:
             self.idle += 1
             count = 0
+            lonely = False
             if self.idle >= self.wait:
                 self.idle, self.wait, count = 0, min(self.wait * 2, IDLE_WAIT_MAX), 1
-                if len(others) < SMALL_TABLE and boot and not plan:
-                    # Quiet with a small table: we may sit in a corner of early newcomers; a new sample gets us out.
-                    plan.append(Planned(self.rng.choice(boot), introduce=True))
-                    count = 0
+                # Quiet with a small table: we may sit in a corner of early newcomers; a new sample gets us out.
+                lonely = len(others) < SMALL_TABLE and bool(boot) and me not in bootstrap
+                count = 0 if lonely else 1
                 others += boot  # when all is quiet a bootstrap peer is one of many
+        if lonely and boot and me not in bootstrap:
+            plan.append(Planned(self.rng.choice(boot), introduce=True))
         plan += [Planned(d, introduce=False) for d in self.rng.sample(others, min(count, len(others)))]
         return plan, rumors
 

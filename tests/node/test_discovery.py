@@ -185,3 +185,40 @@ async def test_a_peer_that_lost_our_certificate_asks_for_it_and_the_request_succ
     reply = await b.client.request(a.url, probe, to=a.identity.did)
     assert reply.sender.did == a.identity.did
     assert b.endpoint.holds_our_certificate(a.identity.did)
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+async def test_bootstrap_peers_find_each_other_and_others_ask_only_one(chain: Chain) -> None:
+    ports = free_ports(3)
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    boots = []
+    for i, port in enumerate(ports):
+        home = NodeHome.create(chain.root / f"b{i}", role="zorgaanbieder", name=f"Bootstrap {i}",
+                               identifiers={"agb": f"{20_000_000 + i:08d}"}, region="5151")
+        chain.net.issue(home, now=int(time.time()), days=2)
+        node = Node(home, bootstrap=urls, port=port, gossip_interval=0, mdns=False)
+        await node.start()
+        chain.nodes.append(node)
+        boots.append(node)
+    # Each saw its own URL in the list: it is a bootstrap peer and reached every other one that was up.
+    assert all(b.gossiper.is_bootstrap for b in boots)
+    assert {p.did for p in boots[2].peers.all()} == {boots[0].identity.did, boots[1].identity.did}
+    for b in boots[:2]:
+        await b.maintain_peers()  # the ones that started first retry those that were not up yet
+        assert len(b.peers) == 2
+    newcomer = await chain.add("newcomer", bootstrap=urls, interval=0)
+    assert not newcomer.gossiper.is_bootstrap and len(newcomer.gossiper.bootstrap_dids) == 1
+    introduced = [b for b in boots if b.peers.get(newcomer.identity.did) is not None]
+    assert len(introduced) == 1  # one introduction, not three
+    assert newcomer.gossiper._bootstrap_peers() == {b.identity.did for b in boots}  # all known by URL

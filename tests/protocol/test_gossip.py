@@ -1,0 +1,181 @@
+"""The sans-IO gossip parts the node and the simulation share: tables reconcile exactly,
+quiet tables cost one small message each way, budgets hold, and the schedule is as documented."""
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import PeerExchange, codec
+from protocol.gossip import (
+    IDLE_WAIT_MAX,
+    RUMOR_ROUNDS,
+    SAMPLE,
+    SMALL_TABLE,
+    Budget,
+    Exchange,
+    GossipTable,
+    Known,
+    Schedule,
+    answer,
+    short_id,
+)
+
+
+def entry(i: int, seq: int = 1) -> Known:
+    did = f"did:key:test{i}"
+    return Known(did, seq, 10**10, f"{did}|{seq}|".encode() + bytes(100))
+
+
+def offer_all(table: GossipTable, announcements: tuple[bytes, ...]) -> None:
+    """What the node does after verifying them."""
+    for data in announcements:
+        did, seq, _ = data.split(b"|", 2)
+        table.offer(Known(did.decode(), int(seq), 10**10, data))
+
+
+def table(*entries: Known) -> GossipTable:
+    t = GossipTable()
+    for e in entries:
+        t.offer(e)
+    return t
+
+
+def run(a: GossipTable, b: GossipTable, *, rumors: list[str] | None = None,
+        budget_b: Budget | None = None) -> tuple[Exchange, list[PeerExchange]]:
+    rng = random.Random(7)
+    ex = Exchange(a, Budget(), rng, rumors=rumors or [])
+    sent: list[PeerExchange] = []
+    request = ex.first()
+    while request is not None:
+        sent.append(request)
+        offer_all(b, request.announcements)
+        reply = answer(b, request, asker="did:key:a", me="did:key:b", budget=budget_b or Budget(), rng=rng,
+                       revocations={})
+        sent.append(reply)
+        offer_all(a, reply.announcements)
+        request = ex.next(reply)
+    return ex, sent
+
+
+def test_two_tables_end_equal_and_hold_the_newest_of_each() -> None:
+    a = table(*(entry(i) for i in range(100)), entry(100, seq=5))
+    b = table(*(entry(i) for i in range(50, 150)), entry(100, seq=3))
+    run(a, b)
+    assert set(a.entries) == set(b.entries) == {f"did:key:test{i}" for i in range(150)}
+    assert a.get("did:key:test100").seq == b.get("did:key:test100").seq == 5
+    assert a.table_hash() == b.table_hash()
+
+
+def test_equal_tables_cost_one_small_message_each_way() -> None:
+    a = table(*(entry(i) for i in range(500)))
+    b = table(*(entry(i) for i in range(500)))
+    _, sent = run(a, b)
+    assert len(sent) == 2
+    assert sent[1].summary is None and not sent[1].announcements
+    assert all(len(codec.encode(m.to_cbor())) < 120 for m in sent)
+
+
+def test_a_rumor_arrives_without_fingerprints_and_is_reported_useful() -> None:
+    a = table(*(entry(i) for i in range(300)), entry(300, seq=2))
+    b = table(*(entry(i) for i in range(300)), entry(300, seq=1))
+    ex, sent = run(a, b, rumors=["did:key:test300"])
+    first_reply = sent[1]
+    assert first_reply.summary is None and first_reply.want == (short_id("did:key:test300"),)
+    assert sent[2].announcements == (a.get("did:key:test300").data,) and sent[2].hash == a.table_hash()
+    assert len(sent) == 4 and b.get("did:key:test300").seq == 2
+    assert ex.useful == ["did:key:test300"]
+
+
+def test_a_known_rumor_is_not_useful_and_costs_one_round_trip() -> None:
+    a = table(*(entry(i) for i in range(10)))
+    b = table(*(entry(i) for i in range(10)))
+    ex, sent = run(a, b, rumors=["did:key:test3"])
+    assert len(sent) == 2 and ex.useful == []
+
+
+def test_an_answer_stays_within_the_round_budget() -> None:
+    a = table(entry(0))
+    b = table(*(entry(i) for i in range(200)))
+    size = len(entry(1).data)
+    budget = Budget(3 * size + size // 2)
+    run(a, b, budget_b=budget)
+    assert len(a) == 1 + 3  # three fitted, the fourth did not
+    assert 0 <= budget.left < size
+
+
+def test_a_sample_is_small_random_and_names_neither_side() -> None:
+    b = table(*(entry(i) for i in range(50)))
+    request = PeerExchange(hash=bytes(16), summary=None, digest=(), buckets=(), want=(), announcements=(), sample=SAMPLE,
+                           revocations={})
+    reply = answer(b, request, asker="did:key:test0", me="did:key:test1", budget=Budget(0), rng=random.Random(1),
+                   revocations={})
+    dids = {d.split(b"|")[0].decode() for d in reply.announcements}
+    assert len(dids) == SAMPLE and not dids & {"did:key:test0", "did:key:test1"}
+    assert reply.summary is None  # a newcomer gets a sample, not a reconciliation
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.integers(0, 300), st.integers(1, 4), max_size=200),
+       st.dictionaries(st.integers(0, 300), st.integers(1, 4), max_size=200))
+def test_any_two_tables_reconcile_to_their_union(left: dict[int, int], right: dict[int, int]) -> None:
+    a = table(*(entry(i, s) for i, s in left.items()))
+    b = table(*(entry(i, s) for i, s in right.items()))
+    run(a, b)
+    union = {f"did:key:test{i}": max(left.get(i, 0), right.get(i, 0)) for i in set(left) | set(right)}
+    assert {d: e.seq for d, e in a.entries.items()} == union
+    assert {d: e.seq for d, e in b.entries.items()} == union
+
+
+# The schedule --------------------------------------------------------------------
+
+BOOT = {"did:key:test0"}
+
+
+def test_a_newcomer_asks_a_bootstrap_peer_for_a_sample() -> None:
+    plan, _ = Schedule(3, random.Random(1)).plan(table(entry(0), entry(9)), "did:key:test9", BOOT)
+    assert [(p.did, p.introduce) for p in plan] == [("did:key:test0", True)]
+
+
+def test_a_busy_node_runs_fanout_exchanges_and_leaves_bootstrap_peers_alone() -> None:
+    t = table(*(entry(i) for i in range(40)))
+    plan, _ = Schedule(3, random.Random(1)).plan(t, "did:key:test9", BOOT)
+    assert len(plan) == 3 and not any(p.introduce or p.did in BOOT or p.did == "did:key:test9" for p in plan)
+
+
+def test_a_quiet_node_waits_twice_as_long_each_time() -> None:
+    t = table(*(entry(i) for i in range(40)))
+    schedule = Schedule(3, random.Random(1))
+    rounds = [r for r in range(40) if schedule.plan(t, "did:key:test9", BOOT)[0]]
+    assert rounds[:6] == [0, 1, 3, 7, 15, 23]  # busy at first, then 1, 2, 4, 8, 8 rounds apart
+    assert all(b - a == IDLE_WAIT_MAX for a, b in zip(rounds[4:], rounds[5:]))
+
+
+def test_a_quiet_node_in_a_small_corner_asks_for_a_new_sample() -> None:
+    t = table(*(entry(i) for i in range(SMALL_TABLE // 2)))
+    schedule = Schedule(3, random.Random(1))
+    schedule.plan(t, "did:key:test5", BOOT)
+    plan, _ = schedule.plan(t, "did:key:test5", BOOT)
+    assert [(p.did, p.introduce) for p in plan] == [("did:key:test0", True)]
+
+
+def test_a_bootstrap_peer_only_keeps_up_with_the_other_bootstrap_peers_while_busy() -> None:
+    t = table(*(entry(i) for i in range(40)))
+    plan, _ = Schedule(3, random.Random(1)).plan(t, "did:key:test0", {"did:key:test0", "did:key:test1"})
+    assert [(p.did, p.introduce) for p in plan] == [("did:key:test1", False)]
+
+
+def test_a_rumor_is_offered_again_only_while_someone_wants_it() -> None:
+    t = table(*(entry(i) for i in range(40)))
+    schedule = Schedule(3, random.Random(1))
+    schedule.heard("did:key:test5")
+    offered = []
+    for _ in range(RUMOR_ROUNDS + 2):
+        _, rumors = schedule.plan(t, "did:key:test9", BOOT)
+        offered.append(rumors)
+        schedule.wanted(rumors)  # always wanted: offered for RUMOR_ROUNDS rounds, then dropped
+    assert offered == [["did:key:test5"]] * RUMOR_ROUNDS + [[]] * 2
+    schedule.heard("did:key:test6")
+    _, rumors = schedule.plan(t, "did:key:test9", BOOT)
+    schedule.wanted([])  # nobody wanted it
+    assert rumors == ["did:key:test6"] and schedule.plan(t, "did:key:test9", BOOT)[1] == []
