@@ -53,7 +53,7 @@ DIGEST_ENTRIES: Final = 1024  # entries described in one digest (whole buckets)
 ROUND_BUDGET: Final = 400_000  # bytes of announcements and digests a node hands out per round
 SAMPLE: Final = 2  # announcements a newcomer asks a bootstrap peer for (random 2-out graphs are connected)
 MAX_STEPS: Final = 5  # requests in one exchange
-RUMOR_ROUNDS: Final = 3  # a new entry is offered as a rumor for at most this many rounds, while someone wants it
+RUMOR_ROUNDS: Final = 4  # a new entry is offered as a rumor for at most this many rounds, while someone wants it
 RUMORS: Final = 64  # rumors offered in one message
 IDLE_WAIT_MAX: Final = 8  # rounds between exchanges when nothing changes
 SMALL_TABLE: Final = 16  # a quiet node that knows fewer other peers asks a bootstrap peer for a new sample
@@ -339,20 +339,31 @@ class Schedule:
     seen_changes: int = -1
     rumors: dict[str, int] = field(default_factory=dict)  # did -> rounds it has been offered
     offered: dict[str, int] = field(default_factory=dict)  # this round's rumors
+    spared: set[str] = field(default_factory=set)  # rumors given their one round after nobody wanted them
 
     def heard(self, did: str) -> None:
         self.rumors[did] = 0
+        self.spared.discard(did)
 
     def wanted(self, dids: list[str]) -> None:
-        """Rumors someone still lacked are offered again next round (rumor mongering with feedback:
-        a rumor most peers know stops costing anything after one round)."""
+        """Rumors someone still lacked are offered again next round (rumor mongering with feedback
+        and a counter: a rumor is dropped after one more round in which nobody wanted it, so one
+        most peers know soon stops costing anything)."""
         for did in dids:
             age = self.offered.get(did)
             if age is not None and age + 1 < RUMOR_ROUNDS:
                 self.rumors.setdefault(did, age + 1)
 
+    def _spare(self) -> None:
+        for did, age in self.offered.items():
+            if did not in self.rumors and did not in self.spared and age + 1 < RUMOR_ROUNDS:
+                self.rumors[did] = age + 1
+                self.spared.add(did)
+        self.spared &= set(self.rumors)
+
     def plan(self, table: GossipTable, me: str, bootstrap: set[str]) -> tuple[list[Planned], list[str]]:
         """This round's exchanges, and the rumors to offer in them."""
+        self._spare()
         self.offered, self.rumors = self.rumors, {}
         rumors = list(self.offered)
         others = [d for d in table.entries if d != me and d not in bootstrap]
@@ -362,15 +373,18 @@ class Schedule:
             # Bootstrap peers keep each other complete, so that every sample is drawn from the whole network.
             plan.append(Planned(self.rng.choice(boot), introduce=False))
         if table.changes != self.seen_changes or rumors:
+            # Only rumors on their last, spare round: one peer is enough to sweep up a straggler.
+            spare_only = table.changes == self.seen_changes and all(d in self.spared for d in rumors)
             self.seen_changes, self.idle = table.changes, 0
             # While the network is busy, bootstrap peers only introduce and the others do the spreading.
-            count = 0 if me in bootstrap else self.fanout
+            count = 0 if me in bootstrap else 1 if spare_only else self.fanout
             lonely = len(others) < SAMPLE
         else:
             self.idle += 1
             count = 0
             lonely = False
-            if self.idle >= self.wait:
+            if self.idle >= self.wait or me in bootstrap:
+                # A bootstrap peer is left out of busy exchanges, so it asks someone every quiet round.
                 self.idle, self.wait, count = 0, min(self.wait * 2, IDLE_WAIT_MAX), 1
                 # Quiet with a small table: we may sit in a corner of early newcomers; a new sample gets us out.
                 lonely = len(others) < SMALL_TABLE and bool(boot) and me not in bootstrap

@@ -165,9 +165,10 @@ def test_a_bootstrap_peer_only_keeps_up_with_the_other_bootstrap_peers_while_bus
     assert [(p.did, p.introduce) for p in plan] == [("did:key:test1", False)]
 
 
-def test_a_rumor_is_offered_again_only_while_someone_wants_it() -> None:
+def test_a_rumor_is_offered_while_wanted_and_one_spare_round_to_one_peer() -> None:
     t = table(*(entry(i) for i in range(40)))
     schedule = Schedule(3, random.Random(1))
+    schedule.plan(t, "did:key:test9", BOOT)  # the table's own first change
     schedule.heard("did:key:test5")
     offered = []
     for _ in range(RUMOR_ROUNDS + 2):
@@ -176,6 +177,21 @@ def test_a_rumor_is_offered_again_only_while_someone_wants_it() -> None:
         schedule.wanted(rumors)  # always wanted: offered for RUMOR_ROUNDS rounds, then dropped
     assert offered == [["did:key:test5"]] * RUMOR_ROUNDS + [[]] * 2
     schedule.heard("did:key:test6")
-    _, rumors = schedule.plan(t, "did:key:test9", BOOT)
-    schedule.wanted([])  # nobody wanted it
-    assert rumors == ["did:key:test6"] and schedule.plan(t, "did:key:test9", BOOT)[1] == []
+    plan, rumors = schedule.plan(t, "did:key:test9", BOOT)
+    assert rumors == ["did:key:test6"] and len(plan) == 3
+    schedule.wanted([])  # nobody wanted it: one spare round, with a single peer
+    plan, rumors = schedule.plan(t, "did:key:test9", BOOT)
+    assert rumors == ["did:key:test6"] and len(plan) == 1
+    schedule.wanted([])
+    assert schedule.plan(t, "did:key:test9", BOOT)[1] == []
+
+
+def test_a_quiet_bootstrap_peer_asks_someone_every_round() -> None:
+    """It is left out of busy exchanges, so it must not miss what spread meanwhile."""
+    t = table(*(entry(i) for i in range(40)))
+    boot = {"did:key:test0", "did:key:test1"}
+    schedule = Schedule(3, random.Random(1))
+    schedule.plan(t, "did:key:test0", boot)
+    for _ in range(10):
+        plan, _ = schedule.plan(t, "did:key:test0", boot)
+        assert plan[0].did == "did:key:test1" and len(plan) == 2 and not any(p.introduce for p in plan)
