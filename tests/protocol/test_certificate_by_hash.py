@@ -15,21 +15,6 @@ def query() -> Query:
                  evidence=(), history=False)
 
 
-@pytest.fixture
-def net() -> Network:
-    return Network()
-
-
-@pytest.fixture
-def alice(net: Network) -> Endpoint:
-    return net.endpoint(seeded(2), "zorgkantoor")
-
-
-@pytest.fixture
-def bob(net: Network) -> Endpoint:
-    return net.endpoint(seeded(3), "ciz")
-
-
 def labels(data: bytes) -> list[int | str]:
     return list(cose.parse_sign1(data).protected)
 

@@ -29,21 +29,6 @@ def query() -> Query:
     return Query(template="indicatie-by-id", params={"wlzIndicatieID": INDICATIE_ID}, evidence=(), history=False)
 
 
-@pytest.fixture
-def net() -> Network:
-    return Network()
-
-
-@pytest.fixture
-def alice(net: Network) -> Endpoint:
-    return net.endpoint(seeded(2), "zorgkantoor")
-
-
-@pytest.fixture
-def bob(net: Network) -> Endpoint:
-    return net.endpoint(seeded(3), "ciz")
-
-
 def refused(endpoint: Endpoint, data: bytes, now: int = NOW) -> RemoteProtocolError:
     with pytest.raises(RemoteProtocolError) as info:
         endpoint.receive(data, now=now)
