@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from bench.discovery import free_ports
 from keys import cbor, cose
 from node.home import NetworkDir, NodeHome
 from node.service import Node
@@ -185,18 +186,6 @@ async def test_a_peer_that_lost_our_certificate_asks_for_it_and_the_request_succ
     reply = await b.client.request(a.url, probe, to=a.identity.did)
     assert reply.sender.did == a.identity.did
     assert b.endpoint.holds_our_certificate(a.identity.did)
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 async def test_bootstrap_peers_find_each_other_and_others_ask_only_one(chain: Chain) -> None:
