@@ -31,6 +31,7 @@ import argparse
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from keys import Identity, TrustStore, issue_certificate
@@ -132,7 +133,8 @@ class Network:
 
 def build(providers: int, fanout: int, rng: random.Random) -> Network:
     root = Identity.generate()
-    parties = [("ciz", {"kvk": "62253778"}, None), ("cak", {"kvk": "27364237"}, None)]
+    parties: list[tuple[str, dict[str, str], str | None]] = [("ciz", {"kvk": "62253778"}, None),
+                                                             ("cak", {"kvk": "27364237"}, None)]
     parties += [("zorgkantoor", {"uzovi": f"{5000 + i:04d}"}, None) for i in range(31)]
     parties += [("zorgaanbieder", {"agb": f"{10_000_000 + i:08d}"}, "5000") for i in range(providers)]
     nodes, announcements = {}, {}
@@ -184,7 +186,7 @@ def _overheads(endpoint: Endpoint, me: str, announcement: bytes) -> dict[tuple[b
     return out
 
 
-def run_until(net: Network, done: callable, max_rounds: int) -> int:  # type: ignore[valid-type]
+def run_until(net: Network, done: Callable[[], bool], max_rounds: int) -> int:
     rounds = 0
     while not done() and rounds < max_rounds:
         net.round()

@@ -2,7 +2,8 @@
 
 import random
 
-from bench.gossip import body_size, build
+from bench.gossip import NOW, body_size, build, run_until
+from protocol.gossip import Known
 from protocol import DigestEntry, PeerExchange, codec
 
 
@@ -20,9 +21,18 @@ def test_body_size_matches_the_encoding() -> None:
 
 
 def test_a_small_network_converges_and_a_change_reaches_everyone() -> None:
-    net = build(20, 3, random.Random(1))
-    for _ in range(12):
-        net.round()
-    assert net.converged()
-    sizes = {len(n.table) for n in net.nodes.values()}
-    assert sizes == {len(net.nodes)}
+    net = build(60, 3, random.Random(1))
+    rounds = run_until(net, net.converged, 12)
+    assert net.converged() and rounds <= 12
+    assert {len(n.table) for n in net.nodes.values()} == {len(net.nodes)}
+    # Bootstrap peers answered newcomers with samples, never whole tables.
+    total = sum(len(a) for a in net.announcements.values())
+    assert all(net.nodes[d].sent < 3 * total for d in net.bootstrap)
+    changer = net.nodes[list(net.nodes)[-1]]
+    old = net.announcements[changer.did]
+    new = old[:-1] + bytes([old[-1] ^ 1])
+    net.origin[new] = (changer.did, 2)
+    changer.table.offer(Known(changer.did, 2, NOW + 86400, new))
+    changer.schedule.heard(changer.did)
+    assert run_until(net, lambda: net.converged(changer.did, 2), 12) <= 12
+    assert all(n.table.get(changer.did).data == new for n in net.nodes.values())
