@@ -211,3 +211,19 @@ async def test_bootstrap_peers_find_each_other_and_others_ask_only_one(chain: Ch
     introduced = [b for b in boots if b.peers.get(newcomer.identity.did) is not None]
     assert len(introduced) == 1  # one introduction, not three
     assert newcomer.gossiper._bootstrap_peers() == {b.identity.did for b in boots}  # all known by URL
+
+
+async def test_a_changed_announcement_reaches_every_node_as_a_rumor(chain: Chain) -> None:
+    first = await chain.add("c0", bootstrap=[])
+    for i in range(1, 8):
+        await chain.add(f"c{i}", bootstrap=[first.url])
+    await until(lambda: knows_everyone(chain.nodes))
+    changer = chain.nodes[-1]
+    before = changer._announced_seq
+    changer._announce()  # as at half-life: a new seq, signed again
+    assert changer._announced_seq > before
+    did, seq = changer.identity.did, changer._announced_seq
+    others = [n for n in chain.nodes if n is not changer]
+    await until(lambda: all(n.peers.get(did).seq == seq for n in others))
+    stored = await others[0].store.fetchall("SELECT seq FROM peers WHERE did = ?", (did,))
+    assert stored == [(seq,)]
