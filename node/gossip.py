@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import TYPE_CHECKING
 
 from node.errors import NodeError
@@ -33,10 +34,18 @@ class Gossiper:
         self.rng = random.SystemRandom()
         self.table = GossipTable()
         self.schedule = Schedule(fanout, self.rng)
-        self.budget = Budget()
+        self._budget = Budget()
+        self._budget_since = time.monotonic()
         self.bootstrap_dids: set[str] = set()
         self.is_bootstrap = False
         self.rounds = 0
+
+    @property
+    def budget(self) -> Budget:
+        """This round's budget; renewed by time too, so a node that runs no rounds of its own still answers."""
+        if time.monotonic() - self._budget_since > max(self.interval, 1.0):
+            self._budget, self._budget_since = Budget(), time.monotonic()
+        return self._budget
 
     def own(self, data: bytes, seq: int, expires: int) -> None:
         """Our own (re-signed) announcement: in the table, and offered as a rumor."""
@@ -66,7 +75,7 @@ class Gossiper:
 
     async def round(self) -> None:
         self.rounds += 1
-        self.budget = Budget()
+        self._budget, self._budget_since = Budget(), time.monotonic()
         await self.node.maintain_peers()
         me = self.node.identity.did
         plan, rumors = self.schedule.plan(self.table, me, self._bootstrap_peers() | ({me} if self.is_bootstrap else set()))

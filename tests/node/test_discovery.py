@@ -227,3 +227,11 @@ async def test_a_changed_announcement_reaches_every_node_as_a_rumor(chain: Chain
     await until(lambda: all(n.peers.get(did).seq == seq for n in others))
     stored = await others[0].store.fetchall("SELECT seq FROM peers WHERE did = ?", (did,))
     assert stored == [(seq,)]
+
+
+async def test_the_round_budget_renews_with_time_when_no_rounds_run(chain: Chain) -> None:
+    node = await chain.add("quiet", bootstrap=[], interval=0)
+    node.gossiper.budget.spend(node.gossiper.budget.left)  # all handed out
+    assert node.gossiper.budget.left == 0
+    node.gossiper._budget_since -= 2.0  # a second and more later
+    assert node.gossiper.budget.left > 0
