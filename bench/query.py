@@ -24,7 +24,6 @@ import multiprocessing as mp
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from keys import ROLES
-from node.errors import NodeError, UsageError
+from node.errors import NodeError
 from node.home import NetworkDir, NodeHome
 
 Handler = Callable[[argparse.Namespace], int]

@@ -5,13 +5,15 @@ drive these same objects; only the transport differs.
 
 Table: split into 64 buckets by the first byte of SHA-256(did). A bucket's
 fingerprint is the XOR of the 8-byte hashes of its (did, seq) entries, so it
-changes in O(1); the 16-byte table hash is SHA-256 over all fingerprints.
+changes in O(1); the table hash is the first 16 bytes of SHA-256 over all
+fingerprints.
 
 Exchange (docs/PROTOCOL.md §4.1), A asks B:
 
 1. A sends its table hash and its rumors (ids and seqs it learned last round).
-   B answers with its own hash, its 64 fingerprints when the hashes differ,
-   and the rumor ids it wants.
+   B answers with its own hash, the rumor ids it wants, and its 64
+   fingerprints when the hashes differ and it wants no rumor (a wanted rumor
+   usually is the difference; A then sends its hash again with it).
 2. A sends the wanted announcements and its digest of the buckets whose
    fingerprints differ. B answers with the announcements of those buckets A
    lacks or holds older, and the ids it wants in turn.
@@ -39,7 +41,6 @@ from protocol.messages import (
     BUCKETS,
     FINGERPRINT_SIZE,
     MAX_ANNOUNCEMENTS,
-    MAX_SAMPLE,
     SUMMARY_SIZE,
     TABLE_HASH_SIZE,
     DigestEntry,

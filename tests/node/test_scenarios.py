@@ -7,11 +7,9 @@ written at the source.
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 
-from keys import sign_revocation_list
 from node.errors import NetworkError, PeerRefused
 from node.service import Node
 from tests.node.kit import BSN0, IND0, IND1, SPEC0, Network, put, sample

@@ -1,7 +1,6 @@
 """Golden bytes: the code produces, and accepts, exactly the vectors in tests/vectors/protocol.json."""
 
 import json
-from pathlib import Path
 
 import pytest
 
