@@ -51,7 +51,7 @@ from protocol.messages import (
 SHORT_ID_SIZE: Final = 8
 PER_EXCHANGE: Final = MAX_ANNOUNCEMENTS  # announcements in one message
 DIGEST_ENTRIES: Final = 1024  # entries described in one digest (whole buckets)
-ROUND_BUDGET: Final = 400_000  # bytes of announcements and digests a node hands out per round
+ROUND_BUDGET: Final = 800_000  # bytes of announcements and digests a node hands out per round
 SAMPLE: Final = 2  # announcements a newcomer asks a bootstrap peer for (random 2-out graphs are connected)
 MAX_STEPS: Final = 5  # requests in one exchange
 RUMOR_ROUNDS: Final = 4  # a new entry is offered as a rumor for at most this many rounds, while someone wants it
