@@ -193,6 +193,7 @@ class Endpoint:
         self._plain = {by_hash: cose.protected_header(h) for by_hash, h in self._headers.items()}
         self._holders: set[str] = set()  # peers whose last message said they hold our certificate
         self._held: dict[str, bytes] = {}  # did -> hash of the certificate we verified for it
+        self._hinted: dict[tuple[bool, bytes], bytes] = {}  # encoded headers with a held hint, per hint
 
     def holds_our_certificate(self, did: str) -> bool:
         return did in self._holders
@@ -205,7 +206,13 @@ class Endpoint:
         held = self._held.get(to)
         if held is None or not self.trust.holds(held):
             return self._plain[by_hash]
-        return cose.protected_header({**self._headers[by_hash], HELD_LABEL: held[:HELD_SIZE]})
+        header = self._hinted.get((by_hash, held))
+        if header is None:
+            if len(self._hinted) >= _HOLDERS_LIMIT:
+                self._hinted.clear()
+            header = self._hinted[by_hash, held] = cose.protected_header(
+                {**self._headers[by_hash], HELD_LABEL: held[:HELD_SIZE]})
+        return header
 
     def _note_peer(self, sign1: cose.Sign1, member: Member, *, broadcast: bool) -> None:
         """Remember which certificate we hold for the sender, and whether it says it holds ours."""
@@ -397,20 +404,18 @@ class Endpoint:
         """The sender's member claims, and whether its certificate came by hash."""
         cert = sign1.protected.get(CERT_LABEL)
         cert_hash = sign1.protected.get(CERT_HASH_LABEL)
-        hashed = isinstance(cert_hash, bytes) and len(cert_hash) == 32
-        if isinstance(cert, bytes) == hashed or (cert_hash is not None and not hashed):
-            raise _remote(ErrorCode.BAD_CERTIFICATE, "envelope must carry its certificate or its 32-byte hash", sender)
         try:
-            if isinstance(cert, bytes):
+            if isinstance(cert, bytes) and cert_hash is None:
                 member = self.trust.verify_certificate(cert, now)
-            else:
-                assert isinstance(cert_hash, bytes)
+            elif cert is None and isinstance(cert_hash, bytes) and len(cert_hash) == 32:
                 member = self.trust.member_by_hash(cert_hash, now)
+            else:
+                raise _remote(ErrorCode.BAD_CERTIFICATE, "envelope must carry its certificate or its 32-byte hash", sender)
         except KeysError as exc:
             raise _remote(ErrorCode(exc.code), exc.reason, sender) from exc
         if member.did != sender:
             raise _remote(ErrorCode.BAD_CERTIFICATE, "certificate belongs to another node", sender)
-        return member, hashed
+        return member, cert is None
 
     def _check_recipient(self, env: Envelope, cls: type[Message], *, reply: bool, relayed: bool) -> None:
         if relayed and env.recipient == BROADCAST:
