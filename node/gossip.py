@@ -37,7 +37,6 @@ class Gossiper:
         self._budget = Budget()
         self._budget_since = time.monotonic()
         self.bootstrap_dids: set[str] = set()
-        self.is_bootstrap = False
         self.rounds = 0
 
     @property
@@ -83,9 +82,17 @@ class Gossiper:
         for planned in plan:
             await self.exchange(planned, rumors)
 
+    def _bootstrap_urls(self) -> set[str]:
+        return {u.rstrip("/") for u in self.node.bootstrap}
+
+    @property
+    def is_bootstrap(self) -> bool:
+        """Our own URL in the bootstrap list makes us a bootstrap peer (docs/PROTOCOL.md §4.1)."""
+        return self.node.url.rstrip("/") in self._bootstrap_urls()
+
     def _bootstrap_peers(self) -> set[str]:
         """The bootstrap peers we reached, and those we learned of whose URL is in our bootstrap list."""
-        urls = {u.rstrip("/") for u in self.node.bootstrap}
+        urls = self._bootstrap_urls()
         return self.bootstrap_dids | {p.did for p in self.node.peers.all() if p.url.rstrip("/") in urls}
 
     async def exchange(self, planned: Planned, rumors: list[str]) -> None:

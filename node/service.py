@@ -145,8 +145,6 @@ class Node:
         self._announce()
         own = self.url.rstrip("/")
         self._unreached = [u for u in random.sample(self.bootstrap, len(self.bootstrap)) if u.rstrip("/") != own]
-        # Our own URL in the bootstrap list makes us a bootstrap peer (docs/PROTOCOL.md §4.1).
-        self.gossiper.is_bootstrap = len(self._unreached) < len(self.bootstrap)
         await self._bootstrap()
         if self.gossip_interval > 0:
             self.background(asyncio.create_task(self.gossiper.run(), name="gossip"))

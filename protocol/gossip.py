@@ -147,12 +147,6 @@ class GossipTable:
         self.changes += 1
         self._summary = None
 
-    def expire(self, now: int) -> list[str]:
-        gone = [did for did, entry in self.entries.items() if entry.expires < now]
-        for did in gone:
-            self.remove(did)
-        return gone
-
     # Comparing ------------------------------------------------------------
 
     def summary(self) -> bytes:
@@ -298,7 +292,7 @@ class Exchange:
         buckets: tuple[int, ...] = ()
         if reply.summary is not None:
             # Buckets of the rumors just handed over will match once B has them.
-            handed = {short_id(d)[0] % BUCKETS for d in wanted}
+            handed = {bucket_of(d) for d in wanted}
             differing = [b for b in self.table.differing(reply.summary) if b not in handed]
             self.rng.shuffle(differing)
             digest, buckets = self.table.digest_within(differing, self.budget)
