@@ -28,14 +28,22 @@ class Chain:
         self.net = NetworkDir.create(root / "net", "discovery")
         self.nodes: list[Node] = []
 
-    async def add(self, name: str, *, bootstrap: list[str], interval: float = 0.1) -> Node:
+    async def add(self, name: str, *, bootstrap: list[str], interval: float = 0.1, port: int | None = None) -> Node:
         home = NodeHome.create(self.root / name, role="zorgaanbieder", name=f"Aanbieder {name}",
                                identifiers={"agb": f"{10_000_000 + len(self.nodes):08d}"}, region="5151")
         self.net.issue(home, now=int(time.time()), days=2)
-        node = Node(home, bootstrap=bootstrap, gossip_interval=interval, mdns=False)
+        node = Node(home, bootstrap=bootstrap, gossip_interval=interval, mdns=False, port=port)
         await node.start()
         self.nodes.append(node)
         return node
+
+    async def star(self, prefix: str, count: int) -> list[Node]:
+        """``count`` nodes that all bootstrap from the first, once every one knows every other."""
+        first = await self.add(f"{prefix}0", bootstrap=[])
+        for i in range(1, count):
+            await self.add(f"{prefix}{i}", bootstrap=[first.url])
+        await until(lambda: knows_everyone(self.nodes))
+        return self.nodes
 
     async def stop(self) -> None:
         for node in self.nodes:
@@ -137,11 +145,7 @@ async def test_forged_announcements_never_enter_the_peer_table(chain: Chain) -> 
 
 
 async def test_a_revoked_member_disappears_from_every_peer_table(chain: Chain) -> None:
-    first = await chain.add("m0", bootstrap=[])
-    for i in range(1, 5):
-        await chain.add(f"m{i}", bootstrap=[first.url])
-    await until(lambda: knows_everyone(chain.nodes))
-    victim = chain.nodes[-1]
+    first, *_, victim = await chain.star("m", 5)
     _, rlist = chain.net.revoke([victim.member.cert_id_hex], now=int(time.time()))
     assert first.adopt_revocation_list(rlist)  # one node hears of it; gossip does the rest
     others = chain.nodes[:-1]
@@ -191,15 +195,7 @@ async def test_a_peer_that_lost_our_certificate_asks_for_it_and_the_request_succ
 async def test_bootstrap_peers_find_each_other_and_others_ask_only_one(chain: Chain) -> None:
     ports = free_ports(3)
     urls = [f"http://127.0.0.1:{p}" for p in ports]
-    boots = []
-    for i, port in enumerate(ports):
-        home = NodeHome.create(chain.root / f"b{i}", role="zorgaanbieder", name=f"Bootstrap {i}",
-                               identifiers={"agb": f"{20_000_000 + i:08d}"}, region="5151")
-        chain.net.issue(home, now=int(time.time()), days=2)
-        node = Node(home, bootstrap=urls, port=port, gossip_interval=0, mdns=False)
-        await node.start()
-        chain.nodes.append(node)
-        boots.append(node)
+    boots = [await chain.add(f"b{i}", bootstrap=urls, interval=0, port=port) for i, port in enumerate(ports)]
     # Each saw its own URL in the list: it is a bootstrap peer and reached every other one that was up.
     assert all(b.gossiper.is_bootstrap for b in boots)
     assert {p.did for p in boots[2].peers.all()} == {boots[0].identity.did, boots[1].identity.did}
@@ -214,11 +210,7 @@ async def test_bootstrap_peers_find_each_other_and_others_ask_only_one(chain: Ch
 
 
 async def test_a_changed_announcement_reaches_every_node_as_a_rumor(chain: Chain) -> None:
-    first = await chain.add("c0", bootstrap=[])
-    for i in range(1, 8):
-        await chain.add(f"c{i}", bootstrap=[first.url])
-    await until(lambda: knows_everyone(chain.nodes))
-    changer = chain.nodes[-1]
+    *_, changer = await chain.star("c", 8)
     before = changer._announced_seq
     changer._announce()  # as at half-life: a new seq, signed again
     assert changer._announced_seq > before
