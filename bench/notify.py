@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
-from node.adminclient import AdminClient
+from node.admin.client import AdminClient
 from node.home import NetworkDir, NodeHome
 
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         admin = AdminClient(ciz)
         while len(admin.call("GET", "/admin/v1/peers")["peers"]) < args.receivers:
             time.sleep(0.1)
-        template = json.loads((Path(__file__).resolve().parents[1] / "node" / "sample.json").read_text())["wlzIndicaties"][0]
+        template = json.loads((Path(__file__).resolve().parents[1] / "node" / "cli" / "sample.json").read_text())["wlzIndicaties"][0]
 
         records = indicaties(args.records, args.receivers, template)
         started = time.monotonic()

@@ -168,7 +168,7 @@ def bench_http(seconds: float, inflight: int) -> None:
                                  "--quiet", "--no-mdns"], stdout=subprocess.PIPE, text=True)
         ready = node.stdout.readline().split() if node.stdout else []
         url = ready[1]
-        sample = json.loads((Path(__file__).resolve().parents[1] / "node" / "sample.json").read_text())
+        sample = json.loads((Path(__file__).resolve().parents[1] / "node" / "cli" / "sample.json").read_text())
         subprocess.run([sys.executable, "-m", "node", "record", "put", str(ciz), "WlzIndicatie", "-"],
                        input=json.dumps(sample["wlzIndicaties"][0]), text=True, check=True, capture_output=True)
         did = json.loads((ciz / "run.json").read_text())["did"]
@@ -215,12 +215,10 @@ def _indicatie(rng: random.Random, template: dict[str, Any]) -> dict[str, Any]:
 
 async def _bench_store(records: int) -> None:
     from keys import Identity, issue_certificate
-    from node.audit import Actor, AuditLog
-    from node.registers import Registers
-    from node.store import Store
+    from node.store import Actor, AuditLog, Registers, Store
 
     rng = random.Random(7)
-    template = json.loads((Path(__file__).resolve().parents[1] / "node" / "sample.json").read_text())["wlzIndicaties"][0]
+    template = json.loads((Path(__file__).resolve().parents[1] / "node" / "cli" / "sample.json").read_text())["wlzIndicaties"][0]
     root, me = Identity.generate(), Identity.generate()
     cert = issue_certificate(root, subject=me.did, organisation="CIZ", role="ciz", identifiers={"kvk": "62253778"},
                              not_before=0, expires=2**40, issued_at=0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from node.home import NetworkDir, NodeHome
 from node.service import Node
 
-SAMPLE = json.loads((Path(__file__).resolve().parents[1] / "node" / "sample.json").read_text())
+SAMPLE = json.loads((Path(__file__).resolve().parents[1] / "node" / "cli" / "sample.json").read_text())
 
 
 async def main() -> None:

@@ -1,0 +1,195 @@
+"""``iwlz demo``: a local network of separate node processes on 127.0.0.1, with the sample data and scenarios.
+
+The parties follow shared/fixtures/iwlz-sample.json: CIZ, CAK, zorgkantoren
+5151 and 5050, zorgaanbieders 12345678 and 87654321, and a client.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from node.admin.client import AdminClient
+from node.errors import NodeError, UsageError
+from node.home import NetworkDir, NodeHome
+
+PARTIES: dict[str, tuple[str, str, dict[str, str], str | None]] = {
+    "ciz": ("ciz", "CIZ", {"kvk": "62253778"}, None),
+    "cak": ("cak", "CAK", {"kvk": "27364237"}, None),
+    "zorgkantoor-5151": ("zorgkantoor", "Zorgkantoor Noord", {"uzovi": "5151"}, None),
+    "zorgkantoor-5050": ("zorgkantoor", "Zorgkantoor Zuid", {"uzovi": "5050"}, None),
+    "zorgaanbieder-12345678": ("zorgaanbieder", "Zorggroep De Linde", {"agb": "12345678"}, "5151"),
+    "zorgaanbieder-87654321": ("zorgaanbieder", "Thuiszorg Het Anker", {"agb": "87654321"}, "5151"),
+    "client-jansen": ("client", "Client Jansen", {"bsn": "106658037"}, "5151"),
+}
+
+
+def sample_data() -> dict[str, Any]:
+    here = Path(__file__).resolve().parent / "sample.json"
+    return json.loads(here.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def _prepare(root: Path) -> dict[str, NodeHome]:
+    root.mkdir(parents=True, exist_ok=True)
+    net = NetworkDir(root / "network")
+    if not net.info_path.exists():
+        net = NetworkDir.create(root / "network", "iwlz-demo")
+    homes = {}
+    for name, (role, org, ids, region) in PARTIES.items():
+        home = NodeHome(root / name)
+        if not home.config_path.exists():
+            home = NodeHome.create(root / name, role=role, name=org, identifiers=ids, region=region)
+        if not home.certificate_path.exists():
+            net.issue(home, now=int(time.time()), days=365)
+        homes[name] = home
+    return homes
+
+
+def _start(homes: dict[str, NodeHome], base_port: int) -> dict[str, subprocess.Popen[str]]:
+    procs: dict[str, subprocess.Popen[str]] = {}
+    first_url: str | None = None
+    for i, (name, home) in enumerate(homes.items()):
+        (home.path / "run.json").unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns", "--gossip-interval", "1",
+               "--port", str(base_port + i if base_port else 0), "--admin-port", str(base_port + 100 + i if base_port else 0)]
+        if first_url:
+            cmd += ["--bootstrap", first_url]
+        log = open(home.path / "node.log", "a", encoding="utf-8")
+        proc = procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("ready "):
+            raise NodeError(f"{name} did not start; see {home.path / 'node.log'}")
+        first_url = first_url or line.split()[1]
+    return procs
+
+
+def _stop(procs: dict[str, subprocess.Popen[str]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class Demo:
+    def __init__(self, homes: dict[str, NodeHome]) -> None:
+        self.admin = {name: AdminClient(home) for name, home in homes.items()}
+        self.url = {name: client.info["url"] for name, client in self.admin.items()}
+
+    def step(self, title: str) -> None:
+        print(f"\n== {title}")
+
+    def query(self, who: str, peer: str, template: str, params: dict[str, str], evidence: list[str] | None = None) -> list[dict[str, Any]]:
+        try:
+            result = self.admin[who].call("POST", "/admin/v1/query", {"peer": self.url[peer], "template": template,
+                                                                        "params": params, "evidence": evidence or []})
+        except UsageError as exc:
+            print(f"   {who} -> {peer} {template}: REFUSED {exc}")
+            return []
+        records = result["records"]
+        print(f"   {who} -> {peer} {template}: {len(records)} record(s)"
+              + "".join(f"\n      {r['kind']}/{r['id']} v{r['version']}" for r in records))
+        return records  # type: ignore[no-any-return]
+
+    def _settle(self, timeout: float = 30) -> None:
+        """Wait until the sources have delivered what they had to say."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pending = sum(self.admin[n].call("GET", "/admin/v1/outbox/stats").get("pending", 0) for n in ("ciz", "zorgkantoor-5151"))
+            received = sum(1 for n in self.admin for r in self.admin[n].call("GET", "/admin/v1/inbox")["inbox"]
+                           if r["status"] in ("received", "fetch-failed"))
+            if not pending and not received:
+                return
+            time.sleep(0.3)
+
+    def run(self) -> None:
+        data = sample_data()
+        ind, bem = data["wlzIndicaties"], data["bemiddelingen"]
+        self.step("CIZ registers the indicaties; zorgkantoor 5151 registers its bemiddelingen; providers publish their zorgaanbod")
+        for record in ind:
+            self.admin["ciz"].call("POST", "/admin/v1/records/WlzIndicatie", record)
+        for record in bem:
+            self.admin["zorgkantoor-5151"].call("POST", "/admin/v1/records/Bemiddeling", record)
+        for name, offer in data["zorgaanbod"].items():
+            self.admin[name].call("POST", "/admin/v1/records/Zorgaanbod", offer)
+        print(f"   {len(ind)} indicaties at CIZ, {len(bem)} bemiddelingen at 5151")
+
+        i0 = ind[0]["wlzIndicatieID"]
+        self.step("Scenario 1-2: the responsible zorgkantoor reads the indicatie; another one cannot")
+        self.query("zorgkantoor-5151", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": i0, "uzovi": "5151"})
+        self.query("zorgkantoor-5050", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": i0, "uzovi": "5050"})
+        self.query("zorgkantoor-5050", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": i0, "uzovi": "5151"})
+
+        spec = bem[0]["bemiddelingspecificatie"][0]["bemiddelingspecificatieID"]
+        self.step("Scenario 4-6: the provider reads its Bemiddelingspecificatie and shows it to CIZ as evidence")
+        found = self.query("zorgaanbieder-12345678", "zorgkantoor-5151", "QBR-0001-ZA",
+                           {"bemiddelingspecificatieID": spec, "instelling": "12345678"})
+        evidence = [r["signed"] for r in found]
+        self.query("zorgaanbieder-12345678", "ciz", "QIR-0002-ZA", {"wlzIndicatieID": i0, "agb": "12345678"}, evidence)
+        self.query("zorgaanbieder-87654321", "ciz", "QIR-0002-ZA", {"wlzIndicatieID": i0, "agb": "87654321"}, evidence)
+        self.query("zorgaanbieder-87654321", "zorgkantoor-5151", "QBR-0001-ZA",
+                   {"bemiddelingspecificatieID": spec, "instelling": "12345678"})
+
+        self.step("Scenario 8: the client moves; an Overdracht to 5050 lets 5050 read the indicatie")
+        moved = copy.deepcopy(bem[1])
+        moved["overdracht"] = data["overdracht"]
+        self.admin["zorgkantoor-5151"].call("POST", "/admin/v1/records/Bemiddeling", moved)
+        found = self.query("zorgkantoor-5050", "zorgkantoor-5151", "QBR-0007-ZK",
+                           {"bemiddelingID": moved["bemiddelingID"], "uzovi": "5050"})
+        self.query("zorgkantoor-5050", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": moved["wlzIndicatieID"], "uzovi": "5050"},
+                   [r["signed"] for r in found])
+
+        self.step("Zorgaanbod: any member reads a provider's care offer")
+        self.query("cak", "zorgaanbieder-12345678", "ZORGAANBOD", {})
+
+        self.step("The client sees his own data and who looked at it")
+        self.query("client-jansen", "ciz", "CLIENT-EIGEN-GEGEVENS", {"bsn": "106658037"})
+        self.query("client-jansen", "zorgkantoor-5151", "CLIENT-EIGEN-GEGEVENS", {"bsn": "106658037"})
+        log = self.admin["client-jansen"].call("POST", "/admin/v1/access-log", {"peer": self.url["ciz"]})
+        for entry in log["entries"]:
+            print(f"      {entry['at']} {entry['actor_org']:22} {entry['event']:28} {entry['result']:8} {entry['rule'] or ''}")
+
+        self.step("Notifications: each source told the parties that must know, and they fetched the records")
+        self._settle()
+        for name in ("ciz", "zorgkantoor-5151"):
+            stats = self.admin[name].call("GET", "/admin/v1/outbox/stats")
+            print(f"   {name:24} outbox {stats}")
+        for name in ("zorgkantoor-5151", "zorgkantoor-5050", "zorgaanbieder-12345678"):
+            for row in self.admin[name].call("GET", "/admin/v1/inbox")["inbox"]:
+                print(f"   {name:24} got {row['event_type']:46} from {row['sender_org']:18} {row['status']}")
+
+        self.step("Every node's audit chain verifies")
+        for name, admin in self.admin.items():
+            result = admin.call("GET", "/admin/v1/audit/verify")
+            print(f"   {name:24} {'intact' if result['intact'] else 'BROKEN'} ({result['entries']} entries)")
+
+
+def run_demo(root: Path, *, keep_running: bool, base_port: int = 0) -> int:
+    homes = _prepare(root)
+    procs = _start(homes, base_port)
+    try:
+        demo = Demo(homes)
+        print("iwlz demo network: " + ", ".join(f"{n} {demo.url[n]}" for n in homes))
+        demo.run()
+        if keep_running:
+            print(f"\nThe network keeps running (homes in {root}); try: iwlz peers {root / 'ciz'}\nPress Ctrl-C to stop.")
+            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            while all(p.poll() is None for p in procs.values()):
+                time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(procs)
+    return 0
+
+
+__all__ = ["run_demo", "PARTIES"]

@@ -1,0 +1,77 @@
+"""Commands for notifications and meldingen: outbox, inbox, subscribe, unsubscribe, melding, meldingen."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from node.cli.common import admin, command, emit
+
+
+def outbox(args: argparse.Namespace) -> int:
+    client = admin(args)
+    if args.retry:
+        result = client.call("POST", "/admin/v1/outbox/retry", {} if args.retry == "all" else {"id": args.retry})
+        emit(args, result, f"{result['retried']} dead letter(s) queued again")
+        return 0
+    rows = client.call("GET", "/admin/v1/outbox" + ("?status=dead" if args.dead else ""))["outbox"]
+    emit(args, {"outbox": rows}, "\n".join(
+        f"{r['notification_id']} {r['status']:9} {r['event_type']:44} -> {r['receiver_id_type']} {r['receiver_id']}"
+        f" attempts {r['attempts']}{'  ' + r['last_error'] if r['last_error'] else ''}" for r in rows) or "(empty)")
+    return 0
+
+
+def inbox(args: argparse.Namespace) -> int:
+    rows = admin(args).call("GET", "/admin/v1/inbox")["inbox"]
+    emit(args, {"inbox": rows}, "\n".join(
+        f"{r['notification_id']} {r['event_type']:44} from {r['sender_org']:20} {r['status']:12} {r['detail'] or ''}"
+        for r in rows) or "(empty)")
+    return 0
+
+
+def subscribe(args: argparse.Namespace) -> int:
+    result = admin(args).call("POST", "/admin/v1/subscribe", {"peer": args.peer, "events": args.events})
+    emit(args, result, f"subscription {result['subscription_id']}")
+    return 0
+
+
+def unsubscribe(args: argparse.Namespace) -> int:
+    result = admin(args).call("POST", "/admin/v1/unsubscribe", {"peer": args.peer, "subscription_id": args.subscription_id})
+    emit(args, result, f"subscription {result['unsubscribed']} ended")
+    return 0
+
+
+def melding(args: argparse.Namespace) -> int:
+    result = admin(args).call("POST", "/admin/v1/melding", {"peer": args.peer, "record": args.record, "rule": args.rule,
+                                                             "description": args.description})
+    emit(args, result, f"melding {result['melding_id']}: {result['status']}")
+    return 0
+
+
+def meldingen(args: argparse.Namespace) -> int:
+    result = admin(args).call("GET", "/admin/v1/meldingen")
+    emit(args, result, "\n".join(f"{m['melding_id']} {m['rule']} {m['record']} from {m['sender_org']}: {m['status']}"
+                                 for m in result["meldingen"]) or "(no meldingen)")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = command(sub, "outbox", outbox, "notifications this node sends: pending, delivered, dead")
+    p.add_argument("--dead", action="store_true", help="only dead letters")
+    p.add_argument("--retry", metavar="ID", help="queue a dead letter again ('all' for every one)")
+    command(sub, "inbox", inbox, "notifications this node received and what it did with them")
+    p = command(sub, "subscribe", subscribe, "subscribe at a source to event types")
+    p.add_argument("--peer", required=True)
+    p.add_argument("events", nargs="+", metavar="EVENT")
+    p = command(sub, "unsubscribe", unsubscribe, "end a subscription")
+    p.add_argument("--peer", required=True)
+    p.add_argument("subscription_id")
+    p = command(sub, "melding", melding, "report an error in a record to its source (IWLZFOUTMELDING)")
+    p.add_argument("--peer", required=True)
+    p.add_argument("--record", required=True, help="e.g. WlzIndicatie/<uuid>")
+    p.add_argument("--rule", required=True, help="the rule the record breaks, e.g. IRG0012")
+    p.add_argument("--description", default="")
+    command(sub, "meldingen", meldingen, "show the meldingen received")
+
+
+__all__ = ["register"]

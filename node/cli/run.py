@@ -1,0 +1,65 @@
+"""Commands that run nodes: run (one node until SIGTERM) and demo (a local network of processes)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from node.cli.common import command
+from node.home import NodeHome
+
+
+def run(args: argparse.Namespace) -> int:
+    from node.service import Node
+
+    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    home = NodeHome(Path(args.home)).require()
+
+    async def main() -> None:
+        node = Node(home, host=args.host, port=args.port, admin_port=args.admin_port, bootstrap=args.bootstrap,
+                    public_url=args.public_url,
+                    mdns=False if args.no_mdns else None, mdns_interfaces=args.mdns_interface,
+                    gossip_interval=args.gossip_interval)
+        await node.start()
+        print(f"ready {node.url} admin {node.admin_url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await node.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from node.cli.demo import run_demo
+
+    return run_demo(Path(args.dir), keep_running=not args.once, base_port=args.base_port)
+
+
+def register(sub: Any) -> None:
+    p = command(sub, "run", run, "run a node until interrupted")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--admin-port", type=int)
+    p.add_argument("--public-url", help="the URL peers reach this node at (behind NAT, in containers)")
+    p.add_argument("--bootstrap", action="append", default=None, metavar="URL")
+    p.add_argument("--no-mdns", action="store_true", help="do not announce or browse on the LAN")
+    p.add_argument("--mdns-interface", action="append", metavar="IP", help="run mDNS only on this interface address")
+    p.add_argument("--gossip-interval", type=float, help="seconds between gossip rounds (0: no gossip)")
+    p.add_argument("--quiet", action="store_true")
+
+    p = command(sub, "demo", demo, "run a local multi-party network on 127.0.0.1", home=False)
+    p.add_argument("--dir", default="demo-network")
+    p.add_argument("--once", action="store_true", help="walk through the scenarios, then stop")
+    p.add_argument("--base-port", type=int, default=0)
+
+
+__all__ = ["register"]

@@ -1,0 +1,208 @@
+"""Our place in the network: our signed announcement, bootstrap, the announcements and revocation lists
+that arrive, and the peer table they fill.
+
+Whatever arrives (a bootstrap URL, an mDNS hint, a gossiped announcement) is
+verified before it enters the peer table; a newer revocation list drops the
+members it revokes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from keys import KeysError, Member, TrustStore, cbor, cose
+from node.client import PeerClient
+from node.discovery.gossip import Gossiper
+from node.discovery.peers import PeerTable
+from node.errors import NetworkError
+from node.interfaces import Handlers
+from node.store import Statement, Store
+from protocol import Ack, Announcement, Endpoint, Incoming, Message, PeerExchange, RemoteProtocolError, RevocationNews
+from protocol.gossip import Known, Planned
+
+log = logging.getLogger(__name__)
+
+PeerBack = Callable[[str, dict[str, str]], Awaitable[None]]
+
+
+class Discovery:
+    def __init__(self, *, endpoint: Endpoint, client: PeerClient, peers: PeerTable, store: Store, trust: TrustStore,
+                 member: Member, gossiper_settings: dict[str, Any], bootstrap: list[str], lifetime: int,
+                 templates: list[str], registers: list[str], events: tuple[str, ...],
+                 keep_revocation_list: Callable[[bytes], None], clock: Callable[[], float]) -> None:
+        self.endpoint = endpoint
+        self.client = client
+        self.peers = peers
+        self.store = store
+        self.trust = trust
+        self.member = member
+        self.bootstrap = bootstrap
+        self.lifetime = lifetime
+        self.templates = templates
+        self.registers = registers
+        self.events = events
+        self.keep_revocation_list = keep_revocation_list
+        self.clock = clock
+        self.url = ""
+        self.announcement = b""
+        self.peer_back: PeerBack | None = None  # the outbox: what waits for a returning peer is due now
+        self._announced_seq = 0
+        self._announced_at = 0
+        self._unreached: list[str] = []
+        self.gossiper = Gossiper(did=endpoint.did, peers=peers, client=client, trust=trust, bootstrap=bootstrap,
+                                 absorb=lambda items, source: self.absorb_announcements(items, source=source),
+                                 maintain=self.maintain_peers,
+                                 own_announcement=lambda: self.announcement, **gossiper_settings)
+        for peer in peers.all():
+            self.gossiper.table.offer(Known(peer.did, peer.seq, peer.expires, peer.announcement))
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def handlers(self) -> Handlers:
+        return {Announcement: self._on_announcement, PeerExchange: self._on_peer_exchange,
+                RevocationNews: self._on_revocation_news}
+
+    async def start(self, url: str) -> None:
+        """Announce ourselves at ``url`` and introduce ourselves to a bootstrap peer."""
+        self.url = self.gossiper.url = url
+        self.announce()
+        own = url.rstrip("/")
+        self._unreached = [u for u in random.sample(self.bootstrap, len(self.bootstrap)) if u.rstrip("/") != own]
+        await self._bootstrap()
+
+    # Our announcement ------------------------------------------------------
+
+    @property
+    def announced_seq(self) -> int:
+        return self._announced_seq
+
+    def announce(self) -> None:
+        """Sign a fresh announcement (a higher seq replaces the old one everywhere)."""
+        now = self.now()
+        seq = max(now, self._announced_seq + 1)
+        message = Announcement(seq=seq, endpoints=(self.url,), registers=tuple(self.registers),
+                               templates=tuple(self.templates), events=self.events)
+        self.announcement = self.endpoint.send(message, to="*", now=now, lifetime=self.lifetime).data
+        self._announced_seq, self._announced_at = seq, now
+        self.gossiper.own(self.announcement, seq, now + self.lifetime)
+
+    async def _bootstrap(self) -> None:
+        """Introduce ourselves to one bootstrap peer that answers (at start they may not be up yet);
+        a bootstrap peer learns all the others.
+
+        One is enough for anyone else: it hands us a sample of peers and gossip
+        does the rest, and a bootstrap peer asked by fewer newcomers has more to give each.
+        """
+        for url in list(self._unreached):
+            did = await self.learn_from(url, source="bootstrap")
+            if did is None:
+                continue
+            self._unreached.remove(url)
+            self.gossiper.bootstrap_dids.add(did)
+            await self.gossiper.exchange(Planned(did, introduce=True), [])
+            if not self.gossiper.is_bootstrap:
+                return
+
+    async def maintain_peers(self) -> None:
+        """Re-announce at half life; drop peers whose announcement expired or who were revoked;
+        try the bootstrap peers that were not reachable yet."""
+        if self._unreached and (self.gossiper.is_bootstrap or not self.gossiper.bootstrap_dids):
+            await self._bootstrap()
+        now = self.now()
+        if now - self._announced_at >= self.lifetime // 2:
+            self.announce()
+        gone, statements = self.peers.prune(now=now, trust=self.trust)
+        if statements:
+            self.gossiper.forget(gone)
+            await self.store.write(statements)
+
+    # Announcements that arrive ---------------------------------------------
+
+    async def absorb_announcements(self, announcements: tuple[bytes, ...] | list[bytes], *, source: str) -> int:
+        """Verify relayed announcements; the valid, newer ones enter the peer table."""
+        statements = []
+        returning: list[Member] = []
+        now = self.now()
+        for data in announcements:
+            known = _quick_seq(data)
+            if known is not None and not self.gossiper.table.is_news(*known):
+                continue  # not news: spare the signature check
+            try:
+                incoming = self.endpoint.verify_broadcast(data, now=now)
+            except RemoteProtocolError as exc:
+                log.info("dropped a relayed announcement (%s)", exc.code.value)
+                continue
+            statement = self.peers.accept(incoming, source=source, now=now)
+            if statement is not None:
+                statements.append(statement)
+                self.gossiper.learned(incoming)
+                returning.append(incoming.sender)
+        if statements:
+            await self.store.write(statements)
+        for member in returning:
+            await self._peer_back(member)
+        return len(statements)
+
+    async def _peer_back(self, member: Member) -> None:
+        if self.peer_back is not None:
+            await self.peer_back(member.did, dict(member.identifiers))
+
+    async def learn_from(self, url: str, *, source: str) -> str | None:
+        """Fetch and verify a node's announcement at ``url``; returns its did."""
+        try:
+            incoming = await self.client.fetch_announcement(url)
+        except NetworkError as exc:
+            log.warning("no announcement from %s: %s", url, exc)
+            return None
+        statement = self.peers.accept(incoming, source=source, now=self.now())
+        if statement is not None:
+            self.gossiper.learned(incoming)
+            await self.store.write([statement])
+            await self._peer_back(incoming.sender)
+        return incoming.envelope.sender
+
+    def adopt_revocation_list(self, data: bytes) -> bool:
+        try:
+            newer = self.trust.apply_revocation_list(data)
+        except KeysError as exc:
+            log.info("ignored a revocation list (%s)", exc.code)
+            return False
+        if newer:
+            self.keep_revocation_list(data)
+        return newer
+
+    # Handlers ----------------------------------------------------------------
+
+    async def _on_announcement(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        statement = self.peers.accept(incoming, source="push", now=now)
+        if statement is not None:
+            self.gossiper.learned(incoming)
+            await self._peer_back(incoming.sender)
+        return Ack(ref=incoming.envelope.sender, status="accepted" if statement else "duplicate"), [statement] if statement else []
+
+    async def _on_peer_exchange(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        return await self.gossiper.answer(incoming), []
+
+    async def _on_revocation_news(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        news = incoming.message
+        assert isinstance(news, RevocationNews)
+        adopted = sum(1 for data in news.lists[:8] if self.adopt_revocation_list(data))
+        gone, statements = self.peers.prune(now=now, trust=self.trust)
+        self.gossiper.forget(gone)
+        return Ack(ref=f"{adopted} adopted", status="accepted" if adopted else "duplicate"), statements
+
+
+def _quick_seq(data: bytes) -> tuple[str, int] | None:
+    """(sender, seq) read from an announcement without checking it, to skip what is not news."""
+    try:
+        payload = cbor.decode(cose.parse_sign1(data).payload)
+        return str(payload["from"]), int(payload["body"]["seq"])
+    except (KeysError, KeyError, TypeError, ValueError):
+        return None  # anything odd gets the full check
+
+
+__all__ = ["Discovery"]

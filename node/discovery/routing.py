@@ -1,0 +1,107 @@
+"""Asking peers: find the peer a request is for (by did, URL, register or identifier), send it,
+and verify what comes back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from keys import Member, TrustStore
+from node.client import PeerClient
+from node.discovery.peers import PeerTable
+from node.errors import NetworkError, NodeError
+from protocol import AccessLogRequest, AccessLogResult, Incoming, Message, Query, QueryResult, RemoteProtocolError
+from protocol.records import RecordVersion, verify_record
+
+log = logging.getLogger(__name__)
+
+LearnFrom = Callable[[str], Awaitable[str | None]]
+Verified = list[tuple[RecordVersion, Member, bytes]]
+
+
+class Router:
+    def __init__(self, *, peers: PeerTable, client: PeerClient, trust: TrustStore, learn_from: LearnFrom,
+                 clock: Callable[[], float]) -> None:
+        self.peers = peers
+        self.client = client
+        self.trust = trust
+        self.learn_from = learn_from
+        self.clock = clock
+
+    async def peer_for(self, target: str) -> tuple[str, str]:
+        """(url, did) of a peer named by did, by URL, by the register it holds (``register:indicatie``)
+        or by an identifier in its certificate (``uzovi:5151``, ``agb:…``, ``kvk:…``)."""
+        kind, _, value = target.partition(":")
+        if kind == "register":
+            holders = self.peers.holding(value)
+            if not holders:
+                raise NetworkError(f"no peer announces the {value} register")
+            return holders[0].url, holders[0].did
+        if kind in ("uzovi", "agb", "kvk"):
+            peer = self.peers.by_identifier(kind, value)
+            if peer is None:
+                raise NetworkError(f"no peer with {kind} {value} in the peer table")
+            return peer.url, peer.did
+        if target.startswith("did:"):
+            known = self.peers.get(target)
+            if known is None:
+                raise NetworkError(f"no peer {target} in the peer table")
+            return known.url, known.did
+        did = await self.learn_from(target)
+        if did is None:
+            raise NetworkError(f"{target} did not give a valid announcement")
+        return target, did
+
+    async def send(self, target: str, message: Message) -> Incoming:
+        url, did = await self.peer_for(target)
+        return await self.client.request(url, message, to=did)
+
+    async def query(self, target: str, template: str, params: dict[str, str], evidence: list[bytes],
+                    history: bool = False) -> Verified:
+        """Ask a source with a query template; every record in the reply must verify and come from it."""
+        url, did = await self.peer_for(target)
+        query = Query(template=template, params=params, evidence=tuple(evidence), history=history)
+        reply = await self.client.request(url, query, to=did)
+        assert isinstance(reply.message, QueryResult)
+        out = []
+        for data in reply.message.records:
+            try:
+                record, source = verify_record(data, self.trust, int(self.clock()))
+            except RemoteProtocolError as exc:
+                raise NetworkError(f"a record from {did} does not verify ({exc.code})") from exc
+            if source.did != did:
+                raise NetworkError("a record in the reply was not signed by the node asked")
+            out.append((record, source, data))
+        return out
+
+    async def access_log(self, target: str, bsn: str, since: int = 0) -> list[dict[str, Any]]:
+        url, did = await self.peer_for(target)
+        reply = await self.client.request(url, AccessLogRequest(bsn=bsn, since=since), to=did)
+        assert isinstance(reply.message, AccessLogResult)
+        return [dict(e) for e in reply.message.entries]
+
+    async def confirm_evidence(self, record: RecordVersion, signer: Member) -> bool:
+        """Ask the evidence's source whether this version is still current."""
+        peer = self.peers.get(signer.did)
+        if peer is None:
+            log.info("cannot confirm evidence: its source is not in the peer table")
+            return False
+        query = Query(template="RECORD-STATUS", params={"kind": record.kind, "id": record.record_id}, evidence=(), history=False)
+        try:
+            reply = await self.client.request(peer.url, query, to=peer.did)
+        except NodeError as exc:
+            log.info("cannot confirm evidence with its source: %s", exc.__class__.__name__)
+            return False
+        result = reply.message
+        if not isinstance(result, QueryResult) or len(result.records) != 1:
+            return False
+        try:
+            status, source = verify_record(result.records[0], self.trust, int(self.clock()))
+        except RemoteProtocolError:
+            return False
+        data = status.data or {}
+        return source.did == signer.did and data.get("version") == record.version and data.get("deleted") is False
+
+
+__all__ = ["Router"]

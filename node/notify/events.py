@@ -1,0 +1,107 @@
+"""Which notifications a record change causes, and to whom (reference/iwlz.md §1). Pure functions.
+
+A notification names the parent object (``subject``) and the changed record
+(``record_id``), ids only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.events import EVENT_RULES
+
+# The identifier type and certificate identifier a party of each role is addressed by.
+ID_TYPE_OF_ROLE: dict[str, tuple[str, str]] = {"ciz": ("KVK", "kvk"), "cak": ("KVK", "kvk"), "zorgkantoor": ("UZOVI", "uzovi"),
+                                               "zorgaanbieder": ("AGB", "agb")}
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    event_type: str
+    receiver_id_type: str
+    receiver_id: str
+    subject: str
+    record_id: str
+    subscription_id: str | None = None  # set for a subscriber, who is then addressed by did
+    receiver_did: str | None = None
+
+
+def _change(old: Any, new: Any) -> str | None:
+    if old is None and new is not None:
+        return "NIEUWE"
+    if old is not None and new is None:
+        return "VERWIJDERDE"
+    if old != new:
+        return "GEWIJZIGDE"
+    return None
+
+
+def _event(change: str, suffix: str, receiver: str, subject: str, record: str) -> Planned:
+    event = f"{change}_{suffix}"
+    return Planned(event, EVENT_RULES[event].receiver_id_type, receiver, subject, record)
+
+
+def indicatie_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
+                     responsible: set[str]) -> list[Planned]:
+    """NIEUWE to the zorgkantoor of the client's region; GEWIJZIGDE and VERWIJDERDE to every
+    zorgkantoor known to be, have been or become responsible."""
+    change = _change(old, new)
+    if change is None:
+        return []
+    path = f"WlzIndicatie/{record_id}"
+    current = (new or old or {}).get("initieelVerantwoordelijkZorgkantoor")
+    receivers = {current} if change == "NIEUWE" else ({current} | responsible)
+    events = [_event(change, "INDICATIE_ZORGKANTOOR", uzovi, path, path) for uzovi in sorted(r for r in receivers if r)]
+    expiry = _change((old or {}).get("vervaldatum"), (new or {}).get("vervaldatum"))
+    if expiry is not None and change == "GEWIJZIGDE":
+        events += [_event(expiry, "VERVALLENGELDIGHEID_ZORGKANTOOR", uzovi, path, path) for uzovi in sorted(r for r in receivers if r)]
+    return events
+
+
+def _by_id(items: list[dict[str, Any]] | None, key: str) -> dict[str, dict[str, Any]]:
+    return {item[key]: item for item in items or []}
+
+
+def bemiddeling_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None, own_uzovi: str) -> list[Planned]:
+    """Per specificatie, regiehouder and overdracht that appeared, changed or went."""
+    subject = f"Bemiddeling/{record_id}"
+    events: list[Planned] = []
+    old_specs = _by_id((old or {}).get("bemiddelingspecificatie"), "bemiddelingspecificatieID")
+    new_specs = _by_id((new or {}).get("bemiddelingspecificatie"), "bemiddelingspecificatieID")
+    for spec_id in sorted(set(old_specs) | set(new_specs)):
+        before, after = old_specs.get(spec_id), new_specs.get(spec_id)
+        change = _change(before, after)
+        if change is None:
+            continue
+        spec = after or before or {}
+        path = f"Bemiddelingspecificatie/{spec_id}"
+        events.append(_event(change, "BEMIDDELINGSPECIFICATIE_ZORGAANBIEDER", spec["instelling"], subject, path))
+        if spec.get("uitvoerendZorgkantoor") and spec["uitvoerendZorgkantoor"] != own_uzovi:
+            events.append(_event(change, "BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", spec["uitvoerendZorgkantoor"], subject, path))
+    old_regie = _by_id((old or {}).get("regiehouder"), "regiehouderID")
+    new_regie = _by_id((new or {}).get("regiehouder"), "regiehouderID")
+    for regie_id in sorted(set(old_regie) | set(new_regie)):
+        change = _change(old_regie.get(regie_id), new_regie.get(regie_id))
+        if change is not None:
+            regie = new_regie.get(regie_id) or old_regie[regie_id]
+            events.append(_event(change, "REGIEHOUDER_ZORGAANBIEDER", regie["instelling"], subject, f"Regiehouder/{regie_id}"))
+    before, after = (old or {}).get("overdracht"), (new or {}).get("overdracht")
+    change = _change(before, after)
+    if change is not None:
+        overdracht = after or before or {}
+        events.append(_event(change, "OVERDRACHT_ZORGKANTOOR", overdracht["verantwoordelijkZorgkantoor"], subject,
+                             f"Overdracht/{overdracht['overdrachtID']}"))
+    return events
+
+
+def plan(kind: str, record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None, *,
+         own_uzovi: str | None, responsible: set[str]) -> list[Planned]:
+    if kind == "WlzIndicatie":
+        return indicatie_events(record_id, old, new, responsible)
+    if kind == "Bemiddeling":
+        return bemiddeling_events(record_id, old, new, own_uzovi or "")
+    return []
+
+
+__all__ = ["Planned", "plan", "ID_TYPE_OF_ROLE"]

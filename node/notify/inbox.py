@@ -1,0 +1,164 @@
+"""The inbox: the receiving side of notifications.
+
+A notification is checked against the event table (sender role, receiver type
+and identity), stored once (a duplicate id is acknowledged and ignored),
+acknowledged, and then acted on: by default the node fetches the record from
+its source with the matching query template, and keeps what it learned
+(version, status), not a copy of the record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from keys import Member
+from node.errors import NodeError
+from node.faults import crash_point
+from node.interfaces import Handlers
+from node.notify.events import ID_TYPE_OF_ROLE
+from node.store import Actor, AuditLog, Statement, Store
+from node.tasks import Spawn
+from protocol import Ack, ErrorCode, Incoming, Message, Notification, RemoteProtocolError, Subject
+from protocol.events import EVENT_RULES
+from protocol.records import RecordVersion
+
+# How a receiver fetches what a notification is about: template and parameters.
+FETCH: dict[str, Callable[[dict[str, str], dict[str, str]], tuple[str, dict[str, str]] | None]] = {
+    "INDICATIE_ZORGKANTOOR": lambda ids, mine: ("QIR-0001-ZKi", {"wlzIndicatieID": ids["WlzIndicatie"], "uzovi": mine["uzovi"]}),
+    "BEMIDDELINGSPECIFICATIE_ZORGAANBIEDER": lambda ids, mine: (
+        "QBR-0001-ZA", {"bemiddelingspecificatieID": ids["Bemiddelingspecificatie"], "instelling": mine["agb"]}),
+    "BEMIDDELINGSPECIFICATIE_ZORGKANTOOR": lambda ids, mine: ("QBR-0007-ZK", {"bemiddelingID": ids["Bemiddeling"], "uzovi": mine["uzovi"]}),
+    "OVERDRACHT_ZORGKANTOOR": lambda ids, mine: ("QBR-0007-ZK", {"bemiddelingID": ids["Bemiddeling"], "uzovi": mine["uzovi"]}),
+}
+# Asks a source with a template: (source did, template, params, evidence) -> verified records.
+Fetch = Callable[[str, str, dict[str, str], list[bytes]], Awaitable[list[tuple[RecordVersion, Member, bytes]]]]
+
+
+class Inbox:
+    """The receiving side: check, store once, acknowledge, then act on it."""
+
+    def __init__(self, *, store: Store, audit: AuditLog, member: Member, fetch: Fetch, spawn: Spawn,
+                 fetch_back: bool = True) -> None:
+        self.store = store
+        self.audit = audit
+        self.member = member
+        self.fetch = fetch
+        self.spawn = spawn
+        self.fetch_back = fetch_back
+        self._acting: set[str] = set()  # notification ids being acted on, so a retry does not start a second
+
+    def handlers(self) -> Handlers:
+        return {Notification: self._on_notification}
+
+    async def _on_notification(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        return await self.receive(incoming, now), []
+
+    def _check(self, incoming: Incoming, note: Notification) -> None:
+        rule = EVENT_RULES[note.event_type]
+        sender = incoming.sender
+        if rule.sender_role != sender.role:
+            raise RemoteProtocolError(ErrorCode.DENIED, f"a {sender.role} node may not send {note.event_type}",
+                                      rule="NOTIFICATION-SENDER-ROLE")
+        sender_type, key = ID_TYPE_OF_ROLE.get(sender.role, ("", ""))
+        if (note.sender_id_type, note.sender_id) != (sender_type, sender.identifiers.get(key)):
+            raise RemoteProtocolError(ErrorCode.DENIED, "afzender does not match the sender's certificate",
+                                      rule="NOTIFICATION-SENDER-ID")
+        if note.subscription_id is None and note.receiver_id_type != rule.receiver_id_type:
+            raise RemoteProtocolError(ErrorCode.DENIED, f"{note.event_type} is not sent to a {note.receiver_id_type}",
+                                      rule="NOTIFICATION-RECEIVER-TYPE")
+        mine = self.member.identifiers.get(note.receiver_id_type.lower())
+        if mine != note.receiver_id:
+            raise RemoteProtocolError(ErrorCode.WRONG_RECIPIENT, "the notification names another receiver",
+                                      rule="NOTIFICATION-RECEIVER-ID")
+
+    async def receive(self, incoming: Incoming, now: int) -> Ack:
+        note = incoming.message
+        assert isinstance(note, Notification)
+        self._check(incoming, note)
+        known = await self.store.fetchone("SELECT 1 FROM inbox WHERE notification_id = ?", (note.notification_id,))
+        if known:
+            return Ack(ref=note.notification_id, status="duplicate")
+        subjects = json.dumps([{"subject": s.subject, "record_id": s.record_id} for s in note.subjects])
+        await self.store.write([
+            ("INSERT OR IGNORE INTO inbox (notification_id, sender_did, sender_org, event_type, subjects, received_at, status) "
+             "VALUES (?, ?, ?, ?, ?, ?, 'received')",
+             (note.notification_id, incoming.sender.did, incoming.sender.organisation, note.event_type, subjects, now), False),
+            self.audit.entry(now=now, event=f"notification.received {note.event_type}", action="C", result="stored",
+                                  actor=Actor.of(incoming.sender), record=note.subjects[0].record_id,
+                                  trace_id=incoming.envelope.trace_id, rule=note.notification_id, request=incoming.data),
+        ])
+        crash_point("after-inbox-commit")
+        self._start(note.notification_id, note.event_type, note.subjects, incoming.sender.did)
+        return Ack(ref=note.notification_id, status="accepted")
+
+    def _start(self, notification_id: str, event_type: str, subjects: tuple[Subject, ...], source_did: str) -> None:
+        if notification_id in self._acting:
+            return
+        self._acting.add(notification_id)
+        task = self.spawn(self._act(notification_id, event_type, subjects, source_did), "inbox-act")
+        task.add_done_callback(lambda _: self._acting.discard(notification_id))
+
+    async def _act(self, notification_id: str, event_type: str, subjects: tuple[Subject, ...], source_did: str) -> None:
+        ids = {}
+        for subject in subjects:
+            for path in (subject.subject, subject.record_id):
+                kind, _, ident = path.partition("/")
+                ids[kind] = ident
+        family = event_type.split("_", 1)[1]
+        fetch = FETCH.get(family)
+        # A subscriber of another role may not read what it is told about: it only notes it.
+        fits = EVENT_RULES[event_type].receiver_role == self.member.role
+        wanted = fetch is not None and fits and self.fetch_back
+        request = fetch(ids, dict(self.member.identifiers)) if wanted and fetch else None
+        status, version, detail = "noted", None, "nothing to fetch for this event type"
+        if request is not None and not event_type.startswith("VERWIJDERDE"):
+            try:
+                evidence = await self._evidence_for(request[1].get("wlzIndicatieID"))
+                results = await self.fetch(source_did, request[0], request[1], evidence)
+                version = max((r.version for r, _, _ in results), default=None)
+                status, detail = ("fetched", f"{request[0]}: {len(results)} record(s)")
+                await self._keep_evidence(results)
+            except NodeError as exc:
+                status, detail = "fetch-failed", str(exc)[:300]
+        elif event_type.startswith("VERWIJDERDE"):
+            status, detail = "noted", "the record was deleted at its source"
+        await self.store.write([("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
+                                      (status, version, detail, notification_id), False)])
+
+    async def _evidence_for(self, indicatie_id: str | None) -> list[bytes]:
+        if indicatie_id is None:
+            return []
+        rows = await self.store.fetchall("SELECT signed FROM evidence WHERE wlzIndicatieID = ?", (indicatie_id,))
+        return [bytes(r[0]) for r in rows]
+
+    async def _keep_evidence(self, results: list[Any]) -> None:
+        """Signed bemiddelingen and specificaties that name us are our evidence at CIZ later on."""
+        rows = [(record.kind, record.record_id, record.data["wlzIndicatieID"], raw) for record, _, raw in results
+                if record.kind in ("Bemiddeling", "Bemiddelingspecificatie") and record.data and "wlzIndicatieID" in record.data]
+        if rows:
+            await self.store.write([("INSERT OR REPLACE INTO evidence (kind, record_id, wlzIndicatieID, signed) "
+                                          "VALUES (?, ?, ?, ?)", rows, True)])
+
+    async def retry_failed(self) -> int:
+        """Fetch again what could not be fetched (the source was away)."""
+        return await self.resume(status="fetch-failed")
+
+    async def resume(self, status: str = "received") -> int:
+        """Act on notifications stored but not yet acted on (the node stopped in between)."""
+        rows = await self.store.fetchall(
+            "SELECT notification_id, sender_did, event_type, subjects, received_at FROM inbox WHERE status = ?", (status,))
+        for notification_id, sender_did, event_type, subjects, _ in rows:
+            parsed = tuple(Subject(**item) for item in json.loads(subjects))
+            self._start(notification_id, event_type, parsed, sender_did)
+        return len(rows)
+
+    async def list(self, limit: int = 1000) -> list[dict[str, Any]]:
+        keys = ("notification_id", "sender_did", "sender_org", "event_type", "subjects", "received_at", "status",
+                "fetched_version", "detail")
+        rows = await self.store.fetchall(f"SELECT {', '.join(keys)} FROM inbox ORDER BY received_at LIMIT ?", (limit,))
+        return [dict(zip(keys, row)) | {"subjects": json.loads(row[4])} for row in rows]
+
+
+__all__ = ["Inbox", "FETCH"]

@@ -1,0 +1,207 @@
+"""The outbox: notifications that are never lost.
+
+Rows are written in the same transaction as the record change that caused
+them; a delivery worker sends each one until the receiver answers with a
+signed ``ack`` naming it, backing off exponentially (1 s, doubling, capped)
+and keeping its state in SQLite across restarts; after a bounded time a row
+becomes a dead letter with the reason, which an operator can retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from keys import Member
+from node.discovery import Peer, PeerTable
+from node.errors import NodeError, PeerRefused
+from node.faults import crash_point
+from node.interfaces import Requester
+from node.metrics import Metrics
+from node.notify.events import ID_TYPE_OF_ROLE, Planned, plan
+from node.store import Actor, AuditLog, Statement, Store, related
+from protocol import Ack, Notification, RemoteProtocolError, Subject
+
+log = logging.getLogger(__name__)
+
+_OUTBOX_COLUMNS = ("notification_id", "event_type", "receiver_id_type", "receiver_id", "receiver_did", "subscription_id",
+                   "subjects", "created_at", "attempts", "next_attempt_at", "status", "last_error", "delivered_at")
+
+
+def _row(row: Any) -> dict[str, Any]:
+    out = dict(zip(_OUTBOX_COLUMNS, row))
+    out["subjects"] = json.loads(out["subjects"])
+    return out
+
+
+class Outbox:
+    def __init__(self, *, store: Store, audit: AuditLog, member: Member, peers: PeerTable, client: Requester,
+                 metrics: Metrics, first_delay: float = 1.0, max_delay: float = 300.0,
+                 dead_after: float = 7 * 24 * 3600, concurrency: int = 64) -> None:
+        self.store = store
+        self.audit = audit
+        self.member = member
+        self.peers = peers
+        self.client = client
+        self.metrics = metrics
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.dead_after = dead_after
+        self._limit = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+
+    # Planning, inside the record's transaction --------------------------------
+
+    async def statements_for(self, kind: str, record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
+                             now: int) -> list[Statement]:
+        responsible = await related(self.store, "responsible", record_id) if kind == "WlzIndicatie" else set()
+        own_uzovi = self.member.identifiers.get("uzovi")
+        planned = plan(kind, record_id, old, new, own_uzovi=own_uzovi, responsible=responsible)
+        planned += await self._for_subscribers(planned)
+        return [self._insert(p, now) for p in planned]
+
+    async def _for_subscribers(self, planned: list[Planned]) -> list[Planned]:
+        if not planned:
+            return []
+        rows = await self.store.fetchall(
+            "SELECT subscription_id, subscriber_did, receiver_id_type, receiver_id, events FROM subscriptions")
+        extra = []
+        for subscription_id, did, id_type, receiver_id, events in rows:
+            wanted = set(json.loads(events))
+            for p in planned:
+                if p.event_type in wanted and (p.receiver_id_type, p.receiver_id) != (id_type, receiver_id):
+                    extra.append(replace(p, receiver_id_type=id_type, receiver_id=receiver_id,
+                                         subscription_id=subscription_id, receiver_did=did))
+        return extra
+
+    def _insert(self, planned: Planned, now: int) -> Statement:
+        subscription_id, receiver_did = planned.subscription_id, planned.receiver_did
+        subjects = json.dumps([{"subject": planned.subject, "record_id": planned.record_id}])
+        return ("INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subscription_id, "
+                "subjects, created_at, attempts, next_attempt_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending')",
+                (str(uuid.uuid4()), planned.event_type, planned.receiver_id_type, planned.receiver_id, receiver_did,
+                 subscription_id, subjects, now, 0.0), False)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def peer_back(self, did: str, identifiers: dict[str, str]) -> None:
+        """A peer (re)announced itself: what waits for it is due now, whatever its backoff."""
+        conditions = ["receiver_did = ?"] + ["(receiver_id_type = ? AND receiver_id = ?)"] * len(identifiers)
+        params: list[Any] = [did] + [v for k, value in identifiers.items() for v in (k.upper(), value)]
+        await self.store.write([(
+            f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND ({' OR '.join(conditions)})", params, False)])
+        self.wake()
+
+    # Delivery -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                wait = await self.deliver_due()
+            except NodeError as exc:
+                log.warning("outbox delivery round failed: %s", exc.__class__.__name__)
+                wait = self.first_delay
+            if wait > 0:
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+
+    async def deliver_due(self) -> float:
+        """Deliver what is due; returns the seconds until the next row falls due."""
+        now = time.time()
+        rows = [_row(r) for r in await self.store.fetchall(
+            f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at LIMIT 512", (now,))]
+        if rows:
+            results = await asyncio.gather(*(self._deliver(row) for row in rows))
+            crash_point("after-delivery-before-commit")
+            await self.store.write([s for statements in results for s in statements])
+            if len(rows) == 512:
+                return 0.0
+        nxt = await self.store.fetchone("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
+        if nxt is None or nxt[0] is None:
+            return 5.0
+        return max(0.0, min(5.0, float(nxt[0]) - time.time()))
+
+    def _sender_id(self) -> tuple[str, str]:
+        id_type, key = ID_TYPE_OF_ROLE[self.member.role]
+        return id_type, self.member.identifiers[key]
+
+    async def _deliver(self, row: dict[str, Any]) -> list[Statement]:
+        async with self._limit:
+            now = int(time.time())
+            sender_type, sender_id = self._sender_id()
+            note = Notification(
+                notification_id=row["notification_id"], event_type=row["event_type"], timestamp=row["created_at"],
+                sender_id_type=sender_type, sender_id=sender_id, receiver_id_type=row["receiver_id_type"],
+                receiver_id=row["receiver_id"], subscription_id=row["subscription_id"],
+                subjects=tuple(Subject(**s) for s in row["subjects"]),
+            )
+            try:
+                peer = self._receiver(row)
+                reply = await self.client.request(peer.url, note, to=peer.did)
+                ack = reply.message
+                if not isinstance(ack, Ack) or ack.ref != row["notification_id"]:
+                    raise PeerRefused("malformed", "the acknowledgement does not name this notification")
+            except (NodeError, RemoteProtocolError) as exc:
+                return self._failed(row, str(exc), now)
+            self.metrics.count_request("notification-sent", "delivered")
+            return [
+                ("UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, last_error = NULL "
+                 "WHERE notification_id = ?", (now, row["notification_id"]), False),
+                self.audit.entry(now=now, event=f"notification.sent {row['event_type']}", action="E",
+                                      result=ack.status, actor=Actor.of(reply.sender), record=row["subjects"][0]["record_id"],
+                                      trace_id=reply.envelope.trace_id, rule=row["notification_id"]),
+            ]
+
+    def _receiver(self, row: dict[str, Any]) -> Peer:
+        peers = self.peers
+        peer = peers.get(row["receiver_did"]) if row["receiver_did"] else \
+            peers.by_identifier(row["receiver_id_type"].lower(), row["receiver_id"])
+        if peer is None:
+            raise PeerRefused("unavailable", f"no peer with {row['receiver_id_type']} {row['receiver_id']} is known")
+        return peer
+
+    def _failed(self, row: dict[str, Any], reason: str, now: int) -> list[Statement]:
+        attempts = row["attempts"] + 1
+        dead = now - row["created_at"] >= self.dead_after
+        delay = min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
+        self.metrics.count_request("notification-sent", "dead" if dead else "retry")
+        log.info("notification %s not delivered (attempt %d): %s", row["notification_id"], attempts, reason)
+        return [("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? WHERE notification_id = ?",
+                 (attempts, time.time() + delay, "dead" if dead else "pending", reason[:500], row["notification_id"]), False)]
+
+    # Operator commands ------------------------------------------------------------
+
+    async def list(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        rows = await self.store.fetchall(
+            f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox {where} ORDER BY created_at LIMIT ?", (*params, limit))
+        return [_row(r) for r in rows]
+
+    async def stats(self) -> dict[str, int]:
+        rows = await self.store.fetchall("SELECT status, count(*) FROM outbox GROUP BY status")
+        return {str(status): int(count) for status, count in rows}
+
+    async def retry(self, notification_id: str | None) -> int:
+        """Put dead letters (one, or all) back in the queue, due now."""
+        where, params = ("AND notification_id = ?", (notification_id,)) if notification_id else ("", ())
+        rows = await self.store.fetchall(f"SELECT notification_id FROM outbox WHERE status = 'dead' {where}", params)
+        if rows:
+            await self.store.write([(
+                f"UPDATE outbox SET status = 'pending', next_attempt_at = 0, created_at = ? WHERE status = 'dead' {where}",
+                (int(time.time()), *params), False)])
+            self.wake()
+        return len(rows)
+
+
+__all__ = ["Outbox"]

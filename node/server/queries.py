@@ -1,0 +1,65 @@
+"""Answering queries and access-log requests: policy decision, register read, audit, signed views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.interfaces import Handlers
+from node.metrics import Metrics
+from node.policy import Denied, PolicyDecisionPoint, View
+from node.store import Actor, AuditLog, Registers, Statement, remember, utc
+from protocol import AccessLogRequest, AccessLogResult, Incoming, Message, Query, QueryResult
+from protocol.records import RecordVersion
+
+
+class QueryHandlers:
+    def __init__(self, *, pdp: PolicyDecisionPoint, registers: Registers, audit: AuditLog, metrics: Metrics,
+                 did: str) -> None:
+        self.pdp = pdp
+        self.registers = registers
+        self.audit = audit
+        self.metrics = metrics
+        self.did = did
+
+    def handlers(self) -> Handlers:
+        return {Query: self.on_query, AccessLogRequest: self.on_access_log}
+
+    async def on_query(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        query = incoming.message
+        assert isinstance(query, Query)
+        decision = await self.pdp.decide(incoming.sender, query, now)
+        records = tuple(self._signed_view(view, now) for view in decision.views)
+        actor, trace = Actor.of(incoming.sender), incoming.envelope.trace_id
+        event = f"query {query.template}"
+        statements = [self.audit.entry(now=now, event=event, action="R", result="allowed", actor=actor, subject=view.bsn,
+                                       record=view.path, trace_id=trace, rule=decision.rule, request=incoming.data)
+                      for view in decision.views]
+        statements.extend(remember(relation, values) for relation, values in decision.remember)
+        if not decision.views:
+            statements.append(self.audit.entry(now=now, event=event, action="R", result="empty", actor=actor,
+                                               subject=query.params.get("bsn"), trace_id=trace, rule=decision.rule,
+                                               request=incoming.data))
+        self.metrics.count_decision(decision.rule, "allowed" if decision.views else "empty")
+        return QueryResult(records=records), statements
+
+    def _signed_view(self, view: View, now: int) -> bytes:
+        if view.unchanged:
+            return view.source.signed
+        record = RecordVersion(view.kind, view.record_id, view.version, self.did, now, view.deleted, view.data)
+        return self.registers.signer.sign(record)
+
+    async def on_access_log(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        request = incoming.message
+        assert isinstance(request, AccessLogRequest)
+        rule = self.pdp.matrix["access_log"]["rule"]
+        if incoming.sender.role != "client" or not self.pdp.is_client(incoming.sender, request.bsn):
+            raise Denied(rule, "only the client himself may read the access log about his BSN")
+        entries = await self.audit.entries(subject=request.bsn, limit=10_000)
+        since: list[dict[str, Any]] = [e.public(with_subject=False) for e in entries if e.at >= utc(request.since)]
+        statements = [self.audit.entry(now=now, event="access-log", action="R", result="allowed",
+                                       actor=Actor.of(incoming.sender), subject=request.bsn,
+                                       trace_id=incoming.envelope.trace_id, rule=rule, request=incoming.data)]
+        return AccessLogResult(entries=tuple(since)), statements
+
+
+__all__ = ["QueryHandlers"]

@@ -1,0 +1,194 @@
+"""The audit log: NEN 7513 fields, hash-chained, with the signed request kept for non-repudiation.
+
+Each entry's hash is SHA-256 over the previous hash and the deterministic CBOR
+of its fields (the request by its SHA-256), so changing, removing or
+reordering any entry breaks the chain from that point on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Final
+
+from keys import Identity, KeysError, Member, cbor
+from node.store.database import Statement, Store
+
+GENESIS: Final = b"\x00" * 32
+_PENDING: Final = "-- audit entry, numbered at commit --"
+ACTIONS: Final = frozenset("CRUDE")
+_COLUMNS: Final = ("seq", "at", "event", "action", "result", "actor_did", "actor_role", "actor_org",
+                   "subject", "record", "trace_id", "rule", "request", "prev_hash", "hash")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    did: str
+    role: str
+    organisation: str
+
+    @classmethod
+    def of(cls, member: Member) -> Actor:
+        """The actor a verified certificate names."""
+        return cls(member.did, member.role, member.organisation)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    at: str
+    event: str
+    action: str
+    result: str
+    actor_did: str
+    actor_role: str
+    actor_org: str
+    subject: str | None
+    record: str | None
+    trace_id: str | None
+    rule: str | None
+    request: bytes | None
+    prev_hash: bytes
+    hash: bytes
+
+    def public(self, *, with_subject: bool = True) -> dict[str, Any]:
+        """The entry as shown to a reader (the request bytes by hash only)."""
+        out = {k: getattr(self, k) for k in _COLUMNS if k not in ("request", "prev_hash", "hash")}
+        out["request_sha256"] = hashlib.sha256(self.request).hexdigest() if self.request else None
+        out["hash"] = self.hash.hex()
+        if not with_subject:
+            out.pop("subject")
+        return out
+
+
+def entry_hash(prev_hash: bytes, fields: list[Any]) -> bytes:
+    return hashlib.sha256(prev_hash + cbor.encode(fields)).digest()
+
+
+def _fields(seq: int, at: str, event: str, action: str, result: str, actor: Actor, subject: str | None,
+            record: str | None, trace_id: str | None, rule: str | None, request: bytes | None) -> list[Any]:
+    return [seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record, trace_id,
+            rule, hashlib.sha256(request).digest() if request else None]
+
+
+_SECOND: list[Any] = [None, ""]
+
+
+def utc(ts: float) -> str:
+    """ISO 8601 UTC with microseconds; the seconds part is formatted once per second."""
+    second = int(ts)
+    if _SECOND[0] != second:
+        _SECOND[:] = [second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_SECOND[1]}.{int((ts - second) * 1_000_000):06d}Z"
+
+
+_INSERT: Final = f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+def _head_message(seq: int, head: bytes) -> bytes:
+    return cbor.encode(["iwlz-audit-head", seq, head])
+
+
+class AuditLog:
+    """Appends chained entries; the head (last seq and hash) is signed by the node,
+    so that cutting entries off the end is detected too."""
+
+    def __init__(self, store: Store, identity: Identity) -> None:
+        self.store = store
+        self.identity = identity
+        self._seq = 0
+        self._head = GENESIS
+        self._head_signature: tuple[int, bytes] = (0, b"")
+        self._before = (0, GENESIS)
+        store.set_journal(self)
+
+    async def load(self) -> None:
+        row = await self.store.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        if row:
+            self._seq, self._head = int(row[0]), bytes(row[1])
+
+    def entry(
+        self, *, now: float, event: str, action: str, result: str, actor: Actor, subject: str | None = None,
+        record: str | None = None, trace_id: str | None = None, rule: str | None = None, request: bytes | None = None,
+    ) -> Statement:
+        """A new entry, to hand to Store.write with what caused it.
+
+        Its sequence number and chain hash are given at commit time, in commit order, so an
+        entry that never commits (a crash, a failed write) leaves no gap in the chain.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"audit action must be one of {''.join(sorted(ACTIONS))}")
+        fields = (utc(now), event, action, result, actor, subject, record, trace_id, rule, request)
+        return (_PENDING, fields, False)
+
+    def prepare(self, statements: list[Statement]) -> list[Statement]:
+        """Store.Journal: turn pending entries into chained rows, and add the signed head."""
+        self._before = (self._seq, self._head)
+        out: list[Statement] = []
+        for statement in statements:
+            if statement[0] is not _PENDING:
+                out.append(statement)
+                continue
+            fields: Any = statement[1]
+            at, event, action, result, actor, subject, record, trace_id, rule, request = fields
+            self._seq += 1
+            digest = entry_hash(self._head, _fields(self._seq, at, event, action, result, actor, subject, record,
+                                                    trace_id, rule, request))
+            row = (self._seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
+                   trace_id, rule, request, self._head, digest)
+            self._head = digest
+            out.append((_INSERT, row, False))
+        out.extend(self._head_statements())
+        return out
+
+    def rolled_back(self) -> None:
+        self._seq, self._head = self._before
+
+    def _head_statements(self) -> list[Statement]:
+        """The signed chain head, written with every group commit; signed once per new head."""
+        if self._seq == 0:
+            return []
+        if self._head_signature[0] != self._seq:
+            self._head_signature = (self._seq, self.identity.sign(_head_message(self._seq, self._head)))
+        return [("INSERT OR REPLACE INTO audit_head (id, seq, hash, signature) VALUES (1, ?, ?, ?)",
+                 (self._seq, self._head, self._head_signature[1]), False)]
+
+    async def entries(self, *, subject: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        where, params = "seq > ?", [since_seq]
+        if subject is not None:
+            where += " AND subject = ?"
+            params.append(subject)  # type: ignore[arg-type]
+        rows = await self.store.fetchall(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE {where} ORDER BY seq LIMIT ?",
+                                         (*params, limit))
+        return [AuditEntry(*row) for row in rows]
+
+    async def verify(self) -> tuple[bool, int, str]:
+        """Walk the whole chain: (intact, entries checked, what is wrong where)."""
+        prev, expected_seq, count = GENESIS, 1, 0
+        async with self.store.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit ORDER BY seq") as cursor:
+            async for row in cursor:
+                e = AuditEntry(*row)
+                if e.seq != expected_seq:
+                    return False, count, f"entry {expected_seq} is missing (next is {e.seq})"
+                if e.prev_hash != prev:
+                    return False, count, f"entry {e.seq} does not follow entry {e.seq - 1}"
+                actor = Actor(e.actor_did, e.actor_role, e.actor_org)
+                fields = _fields(e.seq, e.at, e.event, e.action, e.result, actor, e.subject, e.record, e.trace_id, e.rule, e.request)
+                if entry_hash(prev, fields) != e.hash:
+                    return False, count, f"entry {e.seq} was changed"
+                prev, expected_seq, count = e.hash, expected_seq + 1, count + 1
+        head = await self.store.fetchone("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+        if head is None:
+            return (count == 0), count, "chain intact" if count == 0 else "signed chain head is missing"
+        seq, head_hash, signature = int(head[0]), bytes(head[1]), bytes(head[2])
+        try:
+            self.identity.verifier().verify(_head_message(seq, head_hash), signature)
+        except KeysError:
+            return False, count, "signed chain head does not verify"
+        if seq != count or head_hash != prev:
+            return False, count, f"chain ends at entry {count} but the signed head names entry {seq}"
+        return True, count, "chain intact"
+
+
+__all__ = ["AuditLog", "AuditEntry", "Actor", "utc"]

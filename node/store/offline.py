@@ -1,0 +1,33 @@
+"""Reading and verifying a node's audit log straight from its store (the node may or may not run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from keys import Identity
+from node.store.audit import AuditLog
+from node.store.database import Store
+
+
+class Home(Protocol):
+    """A node home (node.home.NodeHome): where the store is, and the key that signs the audit head."""
+
+    @property
+    def database_path(self) -> Path: ...
+
+    def identity(self) -> Identity: ...
+
+
+async def read_audit(home: Home, *, verify: bool, limit: int) -> tuple[bool, int, str, list[dict[str, Any]]]:
+    async with Store(home.database_path) as store:
+        audit = AuditLog(store, home.identity())
+        if verify:
+            intact, count, detail = await audit.verify()
+            return intact, count, detail, []
+        entries = await audit.entries(limit=limit)
+        # The text view leaves the subject (a BSN) out.
+        return True, len(entries), "", [e.public(with_subject=False) for e in entries]
+
+
+__all__ = ["read_audit"]

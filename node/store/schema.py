@@ -1,0 +1,147 @@
+"""The store's schema: one SQL script per version (PRAGMA user_version counts how many have run)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[list[str]] = [
+    # 1: records, their lookup keys, audit, replay guard
+    """
+    CREATE TABLE records (
+        kind TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        signed BLOB NOT NULL,
+        data BLOB,
+        deleted INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        retain_until TEXT,
+        current INTEGER NOT NULL,
+        UNIQUE (kind, record_id, version)
+    );
+    CREATE INDEX records_current ON records(kind, record_id) WHERE current = 1;
+    CREATE TABLE record_keys (
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        PRIMARY KEY (name, value, kind, record_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX record_keys_by_record ON record_keys(kind, record_id);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        event TEXT NOT NULL,
+        action TEXT NOT NULL,
+        result TEXT NOT NULL,
+        actor_did TEXT NOT NULL,
+        actor_role TEXT NOT NULL,
+        actor_org TEXT NOT NULL,
+        subject TEXT,
+        record TEXT,
+        trace_id TEXT,
+        rule TEXT,
+        request BLOB,
+        prev_hash BLOB NOT NULL,
+        hash BLOB NOT NULL
+    );
+    CREATE INDEX audit_subject ON audit(subject);
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        signature BLOB NOT NULL
+    );
+    CREATE TABLE replay (
+        sender TEXT NOT NULL,
+        message_id BLOB NOT NULL,
+        forget_after INTEGER NOT NULL,
+        PRIMARY KEY (sender, message_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE meldingen (
+        melding_id TEXT PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        sender_did TEXT NOT NULL,
+        sender_org TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        record TEXT NOT NULL,
+        description TEXT NOT NULL,
+        status TEXT NOT NULL
+    );
+    """,
+    # 2: the peer table (discovery)
+    """
+    CREATE TABLE peers (
+        did TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        organisation TEXT NOT NULL,
+        identifiers TEXT NOT NULL,
+        region TEXT,
+        endpoints TEXT NOT NULL,
+        registers TEXT NOT NULL,
+        templates TEXT NOT NULL,
+        events TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        cert_id BLOB NOT NULL,
+        last_seen INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        announcement BLOB NOT NULL
+    );
+    """,
+    # 3: notifications (outbox, inbox) and voluntary subscriptions
+    """
+    CREATE TABLE outbox (
+        notification_id TEXT PRIMARY KEY,
+        event_type TEXT NOT NULL,
+        receiver_id_type TEXT NOT NULL,
+        receiver_id TEXT NOT NULL,
+        receiver_did TEXT,
+        subscription_id TEXT,
+        subjects TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        status TEXT NOT NULL,
+        last_error TEXT,
+        delivered_at INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE status = 'pending';
+    CREATE TABLE inbox (
+        notification_id TEXT PRIMARY KEY,
+        sender_did TEXT NOT NULL,
+        sender_org TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        subjects TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        fetched_version INTEGER,
+        detail TEXT
+    );
+    CREATE TABLE evidence (
+        kind TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        wlzIndicatieID TEXT NOT NULL,
+        signed BLOB NOT NULL,
+        PRIMARY KEY (kind, record_id)
+    );
+    CREATE INDEX evidence_by_indicatie ON evidence(wlzIndicatieID);
+    CREATE TABLE responsible (
+        wlzIndicatieID TEXT NOT NULL,
+        uzovi TEXT NOT NULL,
+        PRIMARY KEY (wlzIndicatieID, uzovi)
+    ) WITHOUT ROWID;
+    CREATE TABLE subscriptions (
+        subscription_id TEXT PRIMARY KEY,
+        subscriber_did TEXT NOT NULL,
+        subscriber_org TEXT NOT NULL,
+        receiver_id_type TEXT NOT NULL,
+        receiver_id TEXT NOT NULL,
+        events TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    """,
+]
+
+
+__all__ = ["MIGRATIONS"]

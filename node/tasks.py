@@ -1,0 +1,68 @@
+"""Background tasks of a node: started by its parts, all ended when the node stops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from node.errors import NodeError
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+
+
+class Background:
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start ``coro`` as a task that stop() will end."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(task)
+        return task
+
+    @property
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        return list(self._tasks)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - ending, nothing to report
+                pass
+        self._tasks.clear()
+
+
+class Housekeeping:
+    """Periodic jobs in one task: each runs every ``every`` seconds; a failure is logged, not fatal."""
+
+    def __init__(self) -> None:
+        self._jobs: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
+        self._due: dict[str, float] = {}
+
+    def add(self, name: str, every: float, job: Callable[[], Awaitable[Any]]) -> None:
+        self._jobs.append((name, every, job))
+        self._due[name] = time.monotonic() + every
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, min(self._due.values(), default=time.monotonic() + 60) - time.monotonic()))
+            for name, every, job in self._jobs:
+                if self._due[name] > time.monotonic():
+                    continue
+                try:
+                    await job()
+                except NodeError as exc:
+                    log.warning("housekeeping job %s failed: %s", name, exc.__class__.__name__)
+                self._due[name] = time.monotonic() + every
+
+
+__all__ = ["Background", "Housekeeping", "Spawn"]
