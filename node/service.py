@@ -104,15 +104,16 @@ class Node:
         self.pdp = PolicyDecisionPoint(self.registers, self.trust, freshness=config.evidence_freshness,
                                        confirm=self.router.confirm_evidence)
         self.discovery.templates = self.pdp.templates()
+        self.subscriptions = Subscriptions(store=self.store, audit=self.audit, role=self.member.role,
+                                           matrix=self.pdp.matrix["subscriptions"], parties=self.pdp.parties)
         self.outbox = Outbox(store=self.store, audit=self.audit, member=self.member, peers=self.peers, client=self.client,
-                             metrics=self.metrics, first_delay=config.outbox_first_delay, max_delay=config.outbox_max_delay,
+                             metrics=self.metrics, parties=self.pdp.all_parties, subscribers=self.subscriptions.planned_for,
+                             first_delay=config.outbox_first_delay, max_delay=config.outbox_max_delay,
                              dead_after=config.outbox_dead_after)
         self.discovery.peer_back = self.outbox.peer_back
         self.registers.notifier, self.registers.on_written = self.outbox.statements_for, self.outbox.wake
         self.inbox = Inbox(store=self.store, audit=self.audit, member=self.member, spawn=spawn,
                            fetch=self.router.query, fetch_back=config.inbox_fetch)
-        self.subscriptions = Subscriptions(store=self.store, audit=self.audit, role=self.member.role,
-                                           matrix=self.pdp.matrix["subscriptions"])
         self.meldingen = Meldingen(store=self.store, audit=self.audit)
         self.dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
         queries = QueryHandlers(pdp=self.pdp, registers=self.registers, audit=self.audit, metrics=self.metrics,

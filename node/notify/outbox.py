@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keys import Member
@@ -24,10 +24,15 @@ from node.faults import crash_point
 from node.interfaces import Requester
 from node.metrics import Metrics
 from node.notify.events import ID_TYPE_OF_ROLE, Planned, plan
-from node.store import Actor, AuditLog, Statement, Store, related
+from node.store import Actor, AuditLog, Statement, Store
 from protocol import Ack, Notification, RemoteProtocolError, Subject
 
 log = logging.getLogger(__name__)
+
+# (record kind, record data) -> every party that holds, held or was handed authority over the record
+Parties = Callable[[str, dict[str, Any]], Awaitable[set[str]]]
+# (record kind, record data, the planned notifications) -> what subscribers get on top
+Subscribers = Callable[[str, dict[str, Any], list[Planned]], Awaitable[list[Planned]]]
 
 _OUTBOX_COLUMNS = ("notification_id", "event_type", "receiver_id_type", "receiver_id", "receiver_did", "subscription_id",
                    "subjects", "created_at", "attempts", "next_attempt_at", "status", "last_error", "delivered_at")
@@ -41,7 +46,7 @@ def _row(row: Any) -> dict[str, Any]:
 
 class Outbox:
     def __init__(self, *, store: Store, audit: AuditLog, member: Member, peers: PeerTable, client: Requester,
-                 metrics: Metrics, first_delay: float = 1.0, max_delay: float = 300.0,
+                 metrics: Metrics, parties: Parties, subscribers: Subscribers, first_delay: float = 1.0, max_delay: float = 300.0,
                  dead_after: float = 7 * 24 * 3600, concurrency: int = 64) -> None:
         self.store = store
         self.audit = audit
@@ -49,6 +54,8 @@ class Outbox:
         self.peers = peers
         self.client = client
         self.metrics = metrics
+        self.parties = parties
+        self.subscribers = subscribers
         self.first_delay = first_delay
         self.max_delay = max_delay
         self.dead_after = dead_after
@@ -59,25 +66,12 @@ class Outbox:
 
     async def statements_for(self, kind: str, record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
                              now: int) -> list[Statement]:
-        responsible = await related(self.store, "responsible", record_id) if kind == "WlzIndicatie" else set()
+        data = new or old or {}
+        responsible = await self.parties(kind, data)
         own_uzovi = self.member.identifiers.get("uzovi")
         planned = plan(kind, record_id, old, new, own_uzovi=own_uzovi, responsible=responsible)
-        planned += await self._for_subscribers(planned)
+        planned += await self.subscribers(kind, data, planned)
         return [self._insert(p, now) for p in planned]
-
-    async def _for_subscribers(self, planned: list[Planned]) -> list[Planned]:
-        if not planned:
-            return []
-        rows = await self.store.fetchall(
-            "SELECT subscription_id, subscriber_did, receiver_id_type, receiver_id, events FROM subscriptions")
-        extra = []
-        for subscription_id, did, id_type, receiver_id, events in rows:
-            wanted = set(json.loads(events))
-            for p in planned:
-                if p.event_type in wanted and (p.receiver_id_type, p.receiver_id) != (id_type, receiver_id):
-                    extra.append(replace(p, receiver_id_type=id_type, receiver_id=receiver_id,
-                                         subscription_id=subscription_id, receiver_did=did))
-        return extra
 
     def _insert(self, planned: Planned, now: int) -> Statement:
         subscription_id, receiver_did = planned.subscription_id, planned.receiver_did

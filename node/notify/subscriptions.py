@@ -1,28 +1,36 @@
-"""Voluntary subscriptions at a source (never built in the real network), checked against the matrix."""
+"""Voluntary subscriptions at a source (never built in the real network), checked against the matrix.
+
+A subscriber is told only of changes to records it has a relation with (the
+matrix names the relation per event type and role), so a subscription never
+tells a party about a client it has no relation with.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from node.interfaces import Handlers
-from node.notify.events import ID_TYPE_OF_ROLE
-from node.store import Actor, AuditLog, Statement, Store
+from node.notify.events import ID_TYPE_OF_ROLE, Planned
+from node.store import Actor, AuditLog, Statement, Store, values_at
 from protocol import Ack, ErrorCode, Incoming, RemoteProtocolError, Subscribe, Unsubscribe
 from protocol.events import EVENT_RULES
 
 _COLUMNS = ("subscription_id", "subscriber_did", "subscriber_org", "receiver_id_type", "receiver_id", "events", "created_at")
+# (authority name, record kind, record data) -> the parties that hold, held or were handed it
+Parties = Callable[[str, str, dict[str, Any]], Awaitable[set[str]]]
 
 
 class Subscriptions:
-    """Voluntary subscriptions at a source, checked against the matrix (policy.json "subscriptions")."""
-
-    def __init__(self, *, store: Store, audit: AuditLog, role: str, matrix: dict[str, Any]) -> None:
+    def __init__(self, *, store: Store, audit: AuditLog, role: str, matrix: dict[str, Any], parties: Parties) -> None:
         self.store = store
         self.audit = audit
         self.role = role
         self.matrix = matrix  # policy.json "subscriptions"
+        self.parties = parties
 
     def handlers(self) -> Handlers:
         return {Subscribe: self.subscribe, Unsubscribe: self.unsubscribe}
@@ -31,12 +39,46 @@ class Subscriptions:
         rows = await self.store.fetchall(f"SELECT {', '.join(_COLUMNS)} FROM subscriptions ORDER BY created_at")
         return [dict(zip(_COLUMNS, r)) | {"events": json.loads(r[5])} for r in rows]
 
+    # Planning, inside the record's transaction ---------------------------------
+
+    async def planned_for(self, kind: str, data: dict[str, Any], planned: list[Planned]) -> list[Planned]:
+        """The notifications subscribers get for a change: those of their event types, about a record they have a
+        relation with, and not already going to them."""
+        if not planned:
+            return []
+        rows = await self.store.fetchall(
+            "SELECT subscription_id, subscriber_did, receiver_id_type, receiver_id, events FROM subscriptions")
+        extra = []
+        for subscription_id, did, id_type, receiver_id, events in rows:
+            wanted = set(json.loads(events))
+            for p in planned:
+                if p.event_type not in wanted or (p.receiver_id_type, p.receiver_id) == (id_type, receiver_id):
+                    continue
+                if await self._related(p.event_type, id_type, receiver_id, kind, data):
+                    extra.append(replace(p, receiver_id_type=id_type, receiver_id=receiver_id,
+                                         subscription_id=subscription_id, receiver_did=did))
+        return extra
+
+    async def _related(self, event_type: str, id_type: str, receiver_id: str, kind: str, data: dict[str, Any]) -> bool:
+        role = next((r for r, (t, _) in ID_TYPE_OF_ROLE.items() if t == id_type), None)
+        relation = self.matrix["allowed"].get(event_type, {}).get(role or "")
+        if relation is None:
+            return False  # the matrix no longer allows it
+        how, _, what = relation.partition(":")
+        if how == "authority":
+            return receiver_id in await self.parties(what, kind, data)
+        if how == "record":
+            return any(receiver_id == str(v) for path in what.split("|") for v in values_at(data, path))
+        return False
+
+    # Handlers ----------------------------------------------------------------------
+
     async def subscribe(self, incoming: Incoming, now: int) -> tuple[Ack, list[Statement]]:
         request = incoming.message
         assert isinstance(request, Subscribe)
         matrix = self.matrix
         member = incoming.sender
-        refused = [e for e in request.events if member.role not in matrix["allowed"].get(e, [])]
+        refused = [e for e in request.events if member.role not in matrix["allowed"].get(e, {})]
         if refused or EVENT_RULES[request.events[0]].sender_role != self.role:
             raise RemoteProtocolError(ErrorCode.DENIED, f"a {member.role} may not subscribe to {', '.join(refused or request.events)} here",
                                       rule=matrix["rule"])
@@ -48,7 +90,7 @@ class Subscriptions:
              (subscription_id, member.did, member.organisation, id_type, member.identifiers[key], json.dumps(list(request.events)),
               now), False),
             self.audit.entry(now=now, event="subscription.create", action="C", result="accepted", actor=Actor.of(member),
-                                  rule=matrix["rule"], trace_id=incoming.envelope.trace_id, request=incoming.data),
+                             rule=matrix["rule"], trace_id=incoming.envelope.trace_id, request=incoming.data),
         ]
 
     async def unsubscribe(self, incoming: Incoming, now: int) -> tuple[Ack, list[Statement]]:
@@ -61,8 +103,12 @@ class Subscriptions:
         return Ack(ref=request.subscription_id, status="accepted"), [
             ("DELETE FROM subscriptions WHERE subscription_id = ?", (request.subscription_id,), False),
             self.audit.entry(now=now, event="subscription.delete", action="D", result="ok",
-                                  actor=Actor.of(incoming.sender), trace_id=incoming.envelope.trace_id),
+                             actor=Actor.of(incoming.sender), trace_id=incoming.envelope.trace_id),
         ]
+
+    def forget_member(self, did: str) -> Statement:
+        """A revoked member's subscriptions end."""
+        return ("DELETE FROM subscriptions WHERE subscriber_did = ?", (did,), False)
 
 
 __all__ = ["Subscriptions"]

@@ -5,6 +5,12 @@ module only interprets it: template and parameters first (before the register
 is touched), then the rule for the requester's role, its bindings to the
 requester's certificate, the evidence the requester presents, and finally
 which records and fields the requester sees. Deny by default.
+
+Evidence is judged by authority, not by role alone: a step of responsibility
+counts only when signed by the party that held it (policy/authority.py), and
+evidence names the same record and the same client as the record it opens.
+Evidence that is presented but does not hold is a denial with its rule named,
+never an empty answer; what a denied request presented is never kept.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keys import Member, TrustStore
+from node.policy.authority import Holder, holder_of, steps_in
 from node.policy.evidence import Confirm, Evidence, verified_evidence
 from node.policy.matrix import load_matrix
-from node.store import RECORD_TYPES, Registers, StoredVersion, values_at
+from node.store import RECORD_TYPES, AuthorityLinks, Registers, Statement, StoredVersion, values_at
 from protocol import ErrorCode, Query, RemoteProtocolError
 
 MAX_RESULTS = 1000
@@ -54,15 +61,29 @@ class View:
 class Decision:
     rule: str
     views: list[View] = field(default_factory=list)
-    # Relations the source keeps because this rule allowed the read ("remember" in the matrix).
-    remember: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    # What the source keeps because this decision allowed the read: the verified steps of authority.
+    remember: list[Statement] = field(default_factory=list)
+    # Subjects (BSNs) of the records the decision was about, shown or not: a denial is tied to them too.
+    subjects: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Asking:
+    """One request being decided: who asks, with which parameters and which verified evidence."""
+
+    requester: Member
+    params: dict[str, str]
+    evidence: list[Evidence]
+    presented: bool  # evidence was presented, valid or not: when it opens nothing, that is a denial
+    holders: dict[tuple[str, str], Holder] = field(default_factory=dict)  # (authority, subject) -> holder
 
 
 class PolicyDecisionPoint:
-    def __init__(self, registers: Registers, trust: TrustStore, *, matrix: dict[str, Any] | None = None,
-                 freshness: int = 3600, confirm: Confirm | None = None) -> None:
+    def __init__(self, registers: Registers, trust: TrustStore, *, authority: AuthorityLinks | None = None,
+                 matrix: dict[str, Any] | None = None, freshness: int = 3600, confirm: Confirm | None = None) -> None:
         self.registers = registers
         self.trust = trust
+        self.authority = authority or AuthorityLinks(registers.store)
         self.matrix = matrix or load_matrix()
         self.freshness = freshness
         self.confirm = confirm
@@ -82,25 +103,27 @@ class PolicyDecisionPoint:
                 raise Denied(rule["id"], f"parameter {param} must be your own {source.split(':')[1]}")
         if "bind_bsn" in rule and not self.is_client(requester, params["bsn"]):
             raise Denied(rule["id"], "a client may only ask about his own BSN")
-        evidence = await self._evidence(query.evidence, now)
-        if "require_evidence" in rule:
-            if not self._evidence_met(rule["require_evidence"], evidence, requester, params, None):
-                raise Denied(rule["id"], f"no valid {rule['require_evidence']['kind']} evidence names you for this record")
+        evidence = await verified_evidence(query.evidence, self.trust, now, freshness=self.freshness, confirm=self.confirm)
+        asking = Asking(requester, params, evidence, presented=bool(query.evidence))
+        if "require_evidence" in rule and not self._evidence_met(rule["require_evidence"], asking, None):
+            raise Denied(rule["id"], f"no valid {rule['require_evidence']['kind']} evidence names you for this record")
         decision = Decision(rule["id"])
         last_content: dict[tuple[str, str], dict[str, Any]] = {}
         for stored in await self._lookup(template, params, query.history):
             if stored.data is not None:
                 last_content[(stored.kind, stored.record_id)] = stored.data
             for view in self._views(template, stored, params, last_content.get((stored.kind, stored.record_id))):
-                matched = self._shown(rule, view, evidence, requester, params)
-                if matched is not None:
-                    decision.views.append(self._project(rule, view))
-                    if matched != rule["id"]:
-                        decision.rule = matched
-        if decision.views and "remember" in rule:
-            spec = rule["remember"]
-            values = {name: str(self._resolve(source, requester, params, None)) for name, source in spec["values"].items()}
-            decision.remember.append((spec["relation"], values))
+                if view.bsn:
+                    decision.subjects.add(view.bsn)
+                await self._load_authority(rule, view, asking)
+                matched = self._shown(rule, view, asking)
+                if matched is None:
+                    continue
+                decision.views.append(self._project(rule, view))
+                if matched != rule["id"]:
+                    decision.rule = matched
+        if decision.views:
+            decision.remember = self._steps_to_remember(asking)
         return decision
 
     # Template, rule, bindings ---------------------------------------------
@@ -142,18 +165,68 @@ class PolicyDecisionPoint:
                 self._bsn_checks.popitem(last=False)
         return result
 
+    # Authority ----------------------------------------------------------------
+
+    def _authorities_in(self, rule: dict[str, Any]) -> set[str]:
+        names = {c["authority"] for c in rule.get("show_if", []) if "authority" in c}
+        for spec in [rule.get("require_evidence")] + [c.get("evidence") for c in rule.get("show_if", [])]:
+            if spec and spec.get("signer", "").startswith("authority:"):
+                names.add(spec["signer"].split(":", 1)[1])
+        return names
+
+    async def _load_authority(self, rule: dict[str, Any], view: View, asking: Asking) -> None:
+        """Who holds each authority the rule names over ``view``'s record: what this source knows plus the evidence."""
+        for name in self._authorities_in(rule):
+            spec = self.matrix["authority"][name]
+            if view.kind != spec["record_kind"] or view.auth_data is None:
+                continue
+            subject = str(view.auth_data[spec["subject"]])
+            if (name, subject) in asking.holders:
+                continue
+            links = await self.authority.known(name, subject) + steps_in(spec, subject, view.auth_data, asking.evidence)
+            asking.holders[(name, subject)] = holder_of(spec, view.auth_data, links)
+
+    def _holder(self, name: str, view: View, asking: Asking) -> Holder | None:
+        spec = self.matrix["authority"][name]
+        if view.kind != spec["record_kind"] or view.auth_data is None:
+            return None
+        return asking.holders.get((name, str(view.auth_data[spec["subject"]])))
+
+    def _steps_to_remember(self, asking: Asking) -> list[Statement]:
+        return [statement for (name, _), holder in asking.holders.items()
+                for statement in self.authority.remember(name, list(holder.steps))]
+
+    async def parties(self, name: str, kind: str, data: dict[str, Any]) -> set[str]:
+        """Every party that holds, held or was handed authority ``name`` over a record, as this source knows it."""
+        spec = self.matrix["authority"][name]
+        if kind != spec["record_kind"] or spec["subject"] not in data:
+            return set()
+        start = {str(v) for v in values_at(data, spec["start"].split(":", 1)[1])}
+        return start | await self.authority.parties(name, str(data[spec["subject"]]))
+
+    async def all_parties(self, kind: str, data: dict[str, Any]) -> set[str]:
+        """The parties of every authority over a record of ``kind`` (they are notified when it changes)."""
+        out: set[str] = set()
+        for name, spec in self.matrix["authority"].items():
+            if isinstance(spec, dict):
+                out |= await self.parties(name, kind, data)
+        return out
+
     # Evidence -------------------------------------------------------------
 
-    async def _evidence(self, presented: tuple[bytes, ...], now: int) -> list[Evidence]:
-        return await verified_evidence(presented, self.trust, now, freshness=self.freshness, confirm=self.confirm)
-
-    def _evidence_met(self, spec: dict[str, Any], evidence: list[Evidence], requester: Member,
-                      params: dict[str, str], view: View | None) -> bool:
-        for item in evidence:
+    def _evidence_met(self, spec: dict[str, Any], asking: Asking, view: View | None) -> bool:
+        """Whether an evidence item fits ``spec``; without a view, only what the parameters can tell."""
+        signer = spec.get("signer", "")
+        holder = self._holder(signer.split(":", 1)[1], view, asking) if view and signer.startswith("authority:") else None
+        for item in asking.evidence:
             if item.record.kind != spec["kind"] or item.signer.role != spec["signer_role"]:
                 continue
-            if all(self._matches(values_at(item.record.data, path), self._resolve(source, requester, params, view))
-                   for path, source in spec["match"].items()):
+            if view is not None and signer.startswith("authority:"):
+                key = self.matrix["authority"][signer.split(":", 1)[1]]["step"]["signer_identifier"]
+                if holder is None or holder.party is None or item.signer.identifiers.get(key) != holder.party:
+                    continue
+            if all(self._matches(values_at(item.record.data, path), self._resolve(source, asking.requester, asking.params, view))
+                   for path, source in spec["match"].items() if view is not None or not source.startswith("record:")):
                 return True
         return False
 
@@ -202,20 +275,51 @@ class PolicyDecisionPoint:
             return views
         return [View(stored.kind, stored.record_id, stored.version, stored.deleted, stored.data, stored, bsn, content)]
 
-    def _shown(self, rule: dict[str, Any], view: View, evidence: list[Evidence], requester: Member,
-               params: dict[str, str]) -> str | None:
-        """The rule that lets the requester see ``view``, or None."""
+    def _shown(self, rule: dict[str, Any], view: View, asking: Asking) -> str | None:
+        """The rule that lets the requester see ``view``, None when it is simply not his, or Denied when the
+        evidence he presented for it does not hold."""
+        if "require_evidence" in rule and not self._evidence_met(rule["require_evidence"], asking, view):
+            raise Denied(rule["id"], f"the {rule['require_evidence']['kind']} you present is not signed by the party "
+                                     "responsible for this record, or is about another record or client")
         conditions = rule.get("show_if")
         if not conditions:
             return rule["id"]  # type: ignore[no-any-return]
         for condition in conditions:
-            if "evidence" in condition:
-                if self._evidence_met(condition["evidence"], evidence, requester, params, view):
-                    return condition.get("rule", rule["id"])  # type: ignore[no-any-return]
-            elif view.auth_data is not None and self._matches(values_at(view.auth_data, condition["record"]),
-                                                         self._resolve(condition["equals"], requester, params, view)):
-                return condition.get("rule", rule["id"])  # type: ignore[no-any-return]
+            matched = self._condition(condition, rule, view, asking)
+            if matched is not None:
+                return matched
+        self._deny_unmet_evidence(conditions, rule, asking)
         return None
+
+    def _condition(self, condition: dict[str, Any], rule: dict[str, Any], view: View, asking: Asking) -> str | None:
+        name: str = condition.get("rule", rule["id"])
+        if "evidence" in condition:
+            return name if self._evidence_met(condition["evidence"], asking, view) else None
+        if "authority" in condition:
+            holder = self._holder(condition["authority"], view, asking)
+            expected = self._resolve(condition["equals"], asking.requester, asking.params, view)
+            if holder is None or holder.party is None or holder.party != expected:
+                return None
+            return condition["moved_rule"] if holder.steps and "moved_rule" in condition else name
+        if view.auth_data is not None and self._matches(values_at(view.auth_data, condition["record"]),
+                                                        self._resolve(condition["equals"], asking.requester, asking.params, view)):
+            return name
+        return None
+
+    def _deny_unmet_evidence(self, conditions: list[dict[str, Any]], rule: dict[str, Any], asking: Asking) -> None:
+        """Evidence was presented for a condition that relies on it and did not open the record: a denial."""
+        if not asking.presented:
+            return
+        for condition in conditions:
+            if "authority" in condition:
+                kind = self.matrix["authority"][condition["authority"]]["step"]["kind"]
+                name = condition.get("moved_rule", condition.get("rule", rule["id"]))
+            elif "evidence" in condition:
+                kind, name = condition["evidence"]["kind"], condition.get("rule", rule["id"])
+            else:
+                continue
+            raise Denied(name, f"the {kind} evidence you present does not give you authority over this record: it must "
+                               "verify, be signed by the party responsible at that point, and be about the same record and client")
 
     @staticmethod
     def _project(rule: dict[str, Any], view: View) -> View:

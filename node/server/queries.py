@@ -7,7 +7,7 @@ from typing import Any
 from node.interfaces import Handlers
 from node.metrics import Metrics
 from node.policy import Denied, PolicyDecisionPoint, View
-from node.store import Actor, AuditLog, Registers, Statement, remember, utc
+from node.store import Actor, AuditLog, Registers, Statement, utc
 from protocol import AccessLogRequest, AccessLogResult, Incoming, Message, Query, QueryResult
 from protocol.records import RecordVersion
 
@@ -34,7 +34,7 @@ class QueryHandlers:
         statements = [self.audit.entry(now=now, event=event, action="R", result="allowed", actor=actor, subject=view.bsn,
                                        record=view.path, trace_id=trace, rule=decision.rule, request=incoming.data)
                       for view in decision.views]
-        statements.extend(remember(relation, values) for relation, values in decision.remember)
+        statements.extend(decision.remember)
         if not decision.views:
             statements.append(self.audit.entry(now=now, event=event, action="R", result="empty", actor=actor,
                                                subject=query.params.get("bsn"), trace_id=trace, rule=decision.rule,

@@ -4,9 +4,9 @@ from node.store.audit import Actor, AuditEntry, AuditLog, utc
 from node.store.database import Statement, Store
 from node.store.records import RECORD_TYPES, RecordType, kinds_for, registers_for, validate_record
 from node.store.registers import Registers, StoredVersion, values_at
-from node.store.relations import related, remember
+from node.store.authority import AuthorityLinks, Link
 
 __all__ = [
     "Actor", "AuditEntry", "AuditLog", "utc", "Statement", "Store", "RECORD_TYPES", "RecordType", "kinds_for",
-    "registers_for", "validate_record", "Registers", "StoredVersion", "values_at", "related", "remember",
+    "registers_for", "validate_record", "Registers", "StoredVersion", "values_at", "AuthorityLinks", "Link",
 ]

@@ -141,6 +141,21 @@ MIGRATIONS: Final[list[str]] = [
         created_at INTEGER NOT NULL
     );
     """,
+    # 4: authority learned from verified evidence replaces the responsible list that any allowed read added to
+    """
+    DROP TABLE responsible;
+    CREATE TABLE authority_links (
+        authority TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        record TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        target TEXT,
+        version INTEGER NOT NULL,
+        ord TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        PRIMARY KEY (authority, subject, record)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

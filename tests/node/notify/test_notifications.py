@@ -81,9 +81,11 @@ async def test_7_and_8_changes_reach_every_responsible_zorgkantoor(network: Netw
     gewijzigd = [r for r in await ciz.outbox.list() if r["event_type"] == "GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]
     assert sorted(r["receiver_id"] for r in gewijzigd) == ["5050", "5151"]
     assert all(r["status"] == "delivered" and r["subjects"][0]["record_id"] == path for r in gewijzigd)
-    for node in (zk, zk5050):
-        [row] = [r for r in await node.inbox.list() if r["event_type"] == "GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]
-        assert (row["status"], row["fetched_version"]) == ("fetched", 2)  # the source's current version
+    [row] = [r for r in await zk5050.inbox.list() if r["event_type"] == "GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]
+    assert (row["status"], row["fetched_version"]) == ("fetched", 2)  # the source's current version
+    # 5151 is told (it was responsible), but the Overdracht away from it ended its access.
+    [row] = [r for r in await zk.inbox.list() if r["event_type"] == "GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]
+    assert (row["status"], row["fetched_version"], row["detail"]) == ("fetched", None, "QIR-0001-ZKi: 0 record(s)")
 
 
 async def test_9_receiver_down_then_back_gets_it_once(network: Network) -> None:
@@ -159,25 +161,39 @@ async def test_11_melding_reaches_the_source(network: Network) -> None:
     assert any(e.event == "melding" and e.rule == "IRG0012" for e in await ciz.audit.entries(limit=100))
 
 
-async def test_voluntary_subscription_is_checked_and_can_end(network: Network) -> None:
-    ciz, cak, za = await network.start("ciz", "cak", "za_a")
-    with pytest.raises(PeerRefused) as info:
-        await za.send_to_peer(ciz.url, __import__("protocol").Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",)))
-    assert (info.value.code, info.value.rule) == ("denied", "SUBSCRIPTION-MATRIX")
+async def test_voluntary_subscription_tells_only_of_records_the_subscriber_has_a_relation_with(network: Network) -> None:
     from protocol import Subscribe, Unsubscribe
 
-    reply = await cak.send_to_peer(ciz.url, Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",)))
+    ciz, zk, zk5050, cak, za = await network.start("ciz", "zk5151", "zk5050", "cak", "za_a")
+    for outsider in (za, cak):  # no template lets them read an indicatie: refused, with the rule named
+        with pytest.raises(PeerRefused) as info:
+            await outsider.send_to_peer(ciz.url, Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",)))
+        assert (info.value.code, info.value.rule) == ("denied", "SUBSCRIPTION-MATRIX")
+    # 5050 may subscribe to indicatie changes, but hears only of clients it is or was responsible for.
+    reply = await zk5050.send_to_peer(ciz.url, Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",)))
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))  # region 5151
+    await network.settle()
+    assert [r["receiver_id"] for r in await ciz.outbox.list()] == ["5151"]
+    assert await zk5050.inbox.list() == []
+    await zk5050.send_to_peer(ciz.url, Unsubscribe(subscription_id=reply.message.ref))
+    # At 5151: a subscription to specificatie changes reaches 5050 once a Bemiddeling names it.
+    reply = await zk5050.send_to_peer(zk.url, Subscribe(events=("NIEUWE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR",)))
     subscription_id = reply.message.ref
-    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))  # names 5151 only
     await network.settle()
-    [row] = await cak.inbox.list()
-    assert (row["event_type"], row["status"]) == ("NIEUWE_INDICATIE_ZORGKANTOOR", "noted")  # told, not allowed to read
-    tagged = [r for r in await ciz.outbox.list() if r["subscription_id"] == subscription_id]
-    assert [(r["receiver_id_type"], r["receiver_id"], r["status"]) for r in tagged] == [("KVK", "27364237", "delivered")]
-    await cak.send_to_peer(ciz.url, Unsubscribe(subscription_id=subscription_id))
-    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 1))
+    assert not [r for r in await zk.outbox.list() if r["subscription_id"] == subscription_id]
+    moved = sample("bemiddelingen", 1)
+    moved["overdracht"] = {"overdrachtID": "4b8e2f6a-9c1d-4e3f-8a5b-7c9d1e2f3a4b", "verantwoordelijkZorgkantoor": "5050",
+                           "overdrachtDatum": "2026-10-01", "verhuisDatum": "2026-09-15",
+                           "overdrachtspecificatie": [{"leveringsstatus": "1"}]}
+    moved["bemiddelingspecificatie"][0]["uitvoerendZorgkantoor"] = "5252"  # the planned notification goes to 5252
+    await put(zk, "Bemiddeling", moved)
     await network.settle()
-    assert len(await cak.inbox.list()) == 1
+    tagged = [r for r in await zk.outbox.list() if r["subscription_id"] == subscription_id]
+    assert [(r["event_type"], r["receiver_id"], r["status"]) for r in tagged] == [
+        ("NIEUWE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", "5050", "delivered")]
+    await zk5050.send_to_peer(zk.url, Unsubscribe(subscription_id=subscription_id))
+    assert await zk.store.fetchall("SELECT 1 FROM subscriptions") == []
 
 
 async def test_dead_letter_after_the_bound_and_retry(network: Network) -> None:

@@ -153,8 +153,9 @@ async def test_8_overdracht_lets_the_new_zorgkantoor_read(network: Network) -> N
     assert record.data["wlzIndicatieID"] == IND1
     entry = await last_audit(ciz)
     assert (entry.result, entry.rule) == ("allowed", "UCIR-0003")
-    # The same Overdracht does not open another indicatie.
-    assert await zk5050.query_peer(ciz.url, "QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5050"}, [evidence]) == []
+    # The same Overdracht does not open another indicatie: presented for it, it is a denial with the rule named.
+    error = await refused(zk5050.query_peer(ciz.url, "QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5050"}, [evidence]))
+    assert (error.code, error.rule) == ("denied", "UCIR-0003")
 
 
 async def test_12_revoked_member_is_refused(network: Network) -> None:
