@@ -113,7 +113,7 @@ class Node:
         self.discovery.peer_back = self.outbox.peer_back
         self.registers.notifier, self.registers.on_written = self.outbox.statements_for, self.outbox.wake
         self.inbox = Inbox(store=self.store, audit=self.audit, member=self.member, spawn=spawn,
-                           fetch=self.router.query, fetch_back=config.inbox_fetch)
+                           fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch)
         self.meldingen = Meldingen(store=self.store, audit=self.audit)
         self.dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
         queries = QueryHandlers(pdp=self.pdp, registers=self.registers, audit=self.audit, metrics=self.metrics,

@@ -298,13 +298,16 @@ class Query(Message):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class QueryResult(Message):
-    """The records a query may see, each a record version signed by its source."""
+    """The records a query may see, each a record version signed by its source, and ``evidence``: signed
+    records from other sources that back them (the earlier steps of an Overdracht chain the answering node
+    holds), for the requester to present in turn."""
 
     TYPE: ClassVar[str] = "query-result"
     SEALED: ClassVar[bool] = True
     REPLY: ClassVar[bool] = True
 
     records: tuple[bytes, ...]
+    evidence: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -60,20 +60,33 @@ class Router:
     async def query(self, target: str, template: str, params: dict[str, str], evidence: list[bytes],
                     history: bool = False) -> Verified:
         """Ask a source with a query template; every record in the reply must verify and come from it."""
+        records, _ = await self.query_with_evidence(target, template, params, evidence, history)
+        return records
+
+    async def query_with_evidence(self, target: str, template: str, params: dict[str, str], evidence: list[bytes],
+                                  history: bool = False) -> tuple[Verified, Verified]:
+        """As ``query``, with the evidence the source handed along (from other sources; what does not verify is dropped)."""
         url, did = await self.peer_for(target)
         query = Query(template=template, params=params, evidence=tuple(evidence), history=history)
         reply = await self.client.request(url, query, to=did)
         assert isinstance(reply.message, QueryResult)
-        out = []
+        now = int(self.clock())
+        records = []
         for data in reply.message.records:
             try:
-                record, source = verify_record(data, self.trust, int(self.clock()))
+                record, source = verify_record(data, self.trust, now)
             except RemoteProtocolError as exc:
                 raise NetworkError(f"a record from {did} does not verify ({exc.code})") from exc
             if source.did != did:
                 raise NetworkError("a record in the reply was not signed by the node asked")
-            out.append((record, source, data))
-        return out
+            records.append((record, source, data))
+        backing = []
+        for data in reply.message.evidence[:64]:
+            try:
+                backing.append((*verify_record(data, self.trust, now), data))
+            except RemoteProtocolError as exc:
+                log.info("dropped evidence handed along by %s (%s)", did[-8:], exc.code.value)
+        return records, backing
 
     async def access_log(self, target: str, bsn: str, since: int = 0) -> list[dict[str, Any]]:
         url, did = await self.peer_for(target)

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keys import Member
-from node.errors import NodeError
+from node.errors import NodeError, PeerRefused
 from node.faults import crash_point
 from node.interfaces import Handlers
 from node.notify.events import ID_TYPE_OF_ROLE
-from node.store import Actor, AuditLog, Statement, Store
+from node.store import Actor, AuditLog, HeldEvidence, Statement, Store
 from node.tasks import Spawn
 from protocol import Ack, ErrorCode, Incoming, Message, Notification, RemoteProtocolError, Subject
 from protocol.events import EVENT_RULES
@@ -32,8 +32,9 @@ FETCH: dict[str, Callable[[dict[str, str], dict[str, str]], tuple[str, dict[str,
     "BEMIDDELINGSPECIFICATIE_ZORGKANTOOR": lambda ids, mine: ("QBR-0007-ZK", {"bemiddelingID": ids["Bemiddeling"], "uzovi": mine["uzovi"]}),
     "OVERDRACHT_ZORGKANTOOR": lambda ids, mine: ("QBR-0007-ZK", {"bemiddelingID": ids["Bemiddeling"], "uzovi": mine["uzovi"]}),
 }
-# Asks a source with a template: (source did, template, params, evidence) -> verified records.
-Fetch = Callable[[str, str, dict[str, str], list[bytes]], Awaitable[list[tuple[RecordVersion, Member, bytes]]]]
+Verified = list[tuple[RecordVersion, Member, bytes]]
+# Asks a source with a template: (source did, template, params, evidence) -> (verified records, the evidence backing them).
+Fetch = Callable[[str, str, dict[str, str], list[bytes]], Awaitable[tuple[Verified, Verified]]]
 
 
 class Inbox:
@@ -47,6 +48,7 @@ class Inbox:
         self.fetch = fetch
         self.spawn = spawn
         self.fetch_back = fetch_back
+        self.held = HeldEvidence(store)
         self._acting: set[str] = set()  # notification ids being acted on, so a retry does not start a second
 
     def handlers(self) -> Handlers:
@@ -115,31 +117,23 @@ class Inbox:
         status, version, detail = "noted", None, "nothing to fetch for this event type"
         if request is not None and not event_type.startswith("VERWIJDERDE"):
             try:
-                evidence = await self._evidence_for(request[1].get("wlzIndicatieID"))
-                results = await self.fetch(source_did, request[0], request[1], evidence)
+                indicatie = request[1].get("wlzIndicatieID")
+                evidence = await self.held.about(indicatie) if indicatie else []
+                results, backing = await self.fetch(source_did, request[0], request[1], evidence)
                 version = max((r.version for r, _, _ in results), default=None)
                 status, detail = ("fetched", f"{request[0]}: {len(results)} record(s)")
-                await self._keep_evidence(results)
+                kept = self.held.keep(results + backing)
+                if kept:
+                    await self.store.write(kept)
+            except PeerRefused as exc:
+                # The source answered and said no: asking again will not change that.
+                status, detail = "refused", str(exc)[:300]
             except NodeError as exc:
                 status, detail = "fetch-failed", str(exc)[:300]
         elif event_type.startswith("VERWIJDERDE"):
             status, detail = "noted", "the record was deleted at its source"
         await self.store.write([("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
                                       (status, version, detail, notification_id), False)])
-
-    async def _evidence_for(self, indicatie_id: str | None) -> list[bytes]:
-        if indicatie_id is None:
-            return []
-        rows = await self.store.fetchall("SELECT signed FROM evidence WHERE wlzIndicatieID = ?", (indicatie_id,))
-        return [bytes(r[0]) for r in rows]
-
-    async def _keep_evidence(self, results: list[Any]) -> None:
-        """Signed bemiddelingen and specificaties that name us are our evidence at CIZ later on."""
-        rows = [(record.kind, record.record_id, record.data["wlzIndicatieID"], raw) for record, _, raw in results
-                if record.kind in ("Bemiddeling", "Bemiddelingspecificatie") and record.data and "wlzIndicatieID" in record.data]
-        if rows:
-            await self.store.write([("INSERT OR REPLACE INTO evidence (kind, record_id, wlzIndicatieID, signed) "
-                                          "VALUES (?, ?, ?, ?)", rows, True)])
 
     async def retry_failed(self) -> int:
         """Fetch again what could not be fetched (the source was away)."""

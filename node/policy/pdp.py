@@ -65,6 +65,8 @@ class Decision:
     remember: list[Statement] = field(default_factory=list)
     # Subjects (BSNs) of the records the decision was about, shown or not: a denial is tied to them too.
     subjects: set[str] = field(default_factory=set)
+    # Held evidence to hand along with the records ("attach_evidence"): (kinds, value of the 'about' field).
+    attach: set[tuple[tuple[str, ...], str]] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -120,6 +122,9 @@ class PolicyDecisionPoint:
                 if matched is None:
                     continue
                 decision.views.append(self._project(rule, view))
+                attach = rule.get("attach_evidence")
+                if attach and view.auth_data and attach["about"] in view.auth_data:
+                    decision.attach.add((tuple(attach["kinds"]), str(view.auth_data[attach["about"]])))
                 if matched != rule["id"]:
                     decision.rule = matched
         if decision.views:

@@ -7,7 +7,7 @@ from typing import Any
 from node.interfaces import Handlers
 from node.metrics import Metrics
 from node.policy import Denied, PolicyDecisionPoint, View
-from node.store import Actor, AuditLog, Registers, Statement, utc
+from node.store import Actor, AuditLog, HeldEvidence, Registers, Statement, utc
 from protocol import AccessLogRequest, AccessLogResult, Incoming, Message, Query, QueryResult
 from protocol.records import RecordVersion
 
@@ -20,6 +20,7 @@ class QueryHandlers:
         self.audit = audit
         self.metrics = metrics
         self.did = did
+        self.held = HeldEvidence(registers.store)
 
     def handlers(self) -> Handlers:
         return {Query: self.on_query, AccessLogRequest: self.on_access_log}
@@ -40,7 +41,8 @@ class QueryHandlers:
                                                subject=query.params.get("bsn"), trace_id=trace, rule=decision.rule,
                                                request=incoming.data))
         self.metrics.count_decision(decision.rule, "allowed" if decision.views else "empty")
-        return QueryResult(records=records), statements
+        backing = [data for kinds, about in sorted(decision.attach) for data in await self.held.about(about, kinds)]
+        return QueryResult(records=records, evidence=tuple(backing)), statements
 
     def _signed_view(self, view: View, now: int) -> bytes:
         if view.unchanged:

@@ -2,11 +2,12 @@
 
 from node.store.audit import Actor, AuditEntry, AuditLog, utc
 from node.store.database import Statement, Store
+from node.store.evidence import HeldEvidence
 from node.store.records import RECORD_TYPES, RecordType, kinds_for, registers_for, validate_record
 from node.store.registers import Registers, StoredVersion, values_at
 from node.store.authority import AuthorityLinks, Link
 
 __all__ = [
-    "Actor", "AuditEntry", "AuditLog", "utc", "Statement", "Store", "RECORD_TYPES", "RecordType", "kinds_for",
+    "Actor", "AuditEntry", "AuditLog", "utc", "Statement", "Store", "HeldEvidence", "RECORD_TYPES", "RecordType", "kinds_for",
     "registers_for", "validate_record", "Registers", "StoredVersion", "values_at", "AuthorityLinks", "Link",
 ]

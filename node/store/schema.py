@@ -144,6 +144,9 @@ MIGRATIONS: Final[list[str]] = [
     # 4: authority learned from verified evidence replaces the responsible list that any allowed read added to
     """
     DROP TABLE responsible;
+    ALTER TABLE evidence ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE evidence ADD COLUMN source TEXT;
+    ALTER TABLE evidence ADD COLUMN source_org TEXT;
     CREATE TABLE authority_links (
         authority TEXT NOT NULL,
         subject TEXT NOT NULL,

@@ -30,6 +30,7 @@ PARTIES = {
     "cak": ("cak", "CAK", {"kvk": "27364237"}, None),
     "zk5151": ("zorgkantoor", "Zorgkantoor Noord", {"uzovi": "5151"}, None),
     "zk5050": ("zorgkantoor", "Zorgkantoor Zuid", {"uzovi": "5050"}, None),
+    "zk5252": ("zorgkantoor", "Zorgkantoor West", {"uzovi": "5252"}, None),
     "za_a": ("zorgaanbieder", "Zorggroep De Linde", {"agb": "12345678"}, "5151"),
     "za_b": ("zorgaanbieder", "Thuiszorg Het Anker", {"agb": "87654321"}, "5151"),
     "client": ("client", "Client Jansen", {"bsn": "106658037"}, "5151"),

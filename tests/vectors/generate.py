@@ -48,7 +48,7 @@ def messages() -> list[tuple[str, Message, bool]]:
                                                     announcements=(b"\x01",), sample=0, revocations={}), True),
         ("query", Query(template="indicatie-by-id", params={"wlzIndicatieID": "31835d1d-3933-4ffe-9f57-8985f41fae4a"},
                         evidence=(), history=False), False),
-        ("query-result", QueryResult(records=(b"\x01\x02",)), True),
+        ("query-result", QueryResult(records=(b"\x01\x02",), evidence=(b"\x03",)), True),
         ("subscribe", Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",)), False),
         ("unsubscribe", Unsubscribe(subscription_id="6a1f8a4e-2c59-4d0b-8f3e-5b7c9d1e2f30"), False),
         ("notification", note, False),

@@ -1,0 +1,48 @@
+"""Evidence this node holds: signed records from other sources that name it, to present when it asks a source.
+
+A provider keeps the Bemiddelingspecificatie that assigns it, a zorgkantoor
+the Bemiddelingen whose Overdracht made it responsible (and the earlier
+steps of that chain it was handed). A newer version of a record replaces an
+older one, never the other way round.
+"""
+
+from __future__ import annotations
+
+from keys import Member
+from node.store.database import Statement, Store
+from protocol.records import RecordVersion
+
+_UPSERT = ("INSERT INTO evidence (kind, record_id, wlzIndicatieID, signed, version, source, source_org) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, record_id) DO UPDATE SET wlzIndicatieID = excluded.wlzIndicatieID, "
+           "signed = excluded.signed, version = excluded.version, source = excluded.source, source_org = excluded.source_org "
+           "WHERE excluded.version >= evidence.version")
+
+
+class HeldEvidence:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def about(self, indicatie_id: str, kinds: tuple[str, ...] | None = None) -> list[bytes]:
+        rows = await self.store.fetchall("SELECT kind, signed FROM evidence WHERE wlzIndicatieID = ? ORDER BY kind, record_id",
+                                         (indicatie_id,))
+        return [bytes(signed) for kind, signed in rows if kinds is None or kind in kinds]
+
+    @staticmethod
+    def keep(items: list[tuple[RecordVersion, Member, bytes]]) -> list[Statement]:
+        """Statements that keep the items about an indicatie (Bemiddelingen and specificaties)."""
+        rows = [(record.kind, record.record_id, record.data["wlzIndicatieID"], raw, record.version, source.did,
+                 _organisation_id(source))
+                for record, source, raw in items
+                if record.kind in ("Bemiddeling", "Bemiddelingspecificatie") and record.data and "wlzIndicatieID" in record.data]
+        return [(_UPSERT, rows, True)] if rows else []
+
+
+def _organisation_id(member: Member) -> str:
+    """How to reach the source again when its key changes: by its identifier, e.g. ``uzovi:5151``."""
+    for name in ("uzovi", "agb", "kvk"):
+        if name in member.identifiers:
+            return f"{name}:{member.identifiers[name]}"
+    return member.did
+
+
+__all__ = ["HeldEvidence"]
