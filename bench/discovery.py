@@ -1,4 +1,5 @@
-"""Time from start to a full peer table for N real nodes on 127.0.0.1 (one process, one event loop).
+"""Time from start to a full peer table for N real nodes on 127.0.0.1 (one process, one event loop), and
+time from pushing a revocation list into one node until every other node refuses the revoked member.
 
     python -m bench.discovery [--nodes 20] [--interval 1.0] [--runs 3]
 
@@ -20,6 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
+
+from node.errors import NetworkError
 from node.home import NetworkDir, NodeHome
 from node.service import Node
 
@@ -35,7 +39,31 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-async def run(count: int, interval: float) -> tuple[float, float, int]:
+async def refuses(node: Node, revoked: Node) -> bool:
+    """Whether ``node`` refuses a signed request from ``revoked`` (the answer says revoked)."""
+    try:
+        await revoked.query_peer(node.url, "RECORD-STATUS", {"kind": "Zorgaanbod", "id": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d"}, [])
+    except NetworkError as exc:
+        return "revoked" in str(exc)
+    return False
+
+
+async def time_to_refusal(net: NetworkDir, nodes: list[Node]) -> float:
+    """Revoke the last node, push the list into the first one, and wait until all others refuse it."""
+    revoked, others = nodes[-1], nodes[:-1]
+    _, data = net.revoke([revoked.member.cert_id.hex()], now=int(time.time()))
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(others[0].url + "/iwlz/v1/revocations", data=data) as response:
+            assert (await response.json())["adopted"]
+    waiting = set(range(len(others)))
+    while waiting and time.monotonic() - started < 120:
+        done = await asyncio.gather(*(refuses(others[i], revoked) for i in waiting))
+        waiting = {i for i, ok in zip(list(waiting), done) if not ok}
+    return time.monotonic() - started
+
+
+async def run(count: int, interval: float) -> tuple[float, float, int, float]:
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-discovery-"))
     nodes: list[Node] = []
     try:
@@ -59,7 +87,8 @@ async def run(count: int, interval: float) -> tuple[float, float, int]:
             if time.monotonic() - started > 600:
                 break
         full = time.monotonic() - started
-        return all_started, full, max(n.gossiper.rounds for n in nodes)
+        rounds = max(n.gossiper.rounds for n in nodes)
+        return all_started, full, rounds, await time_to_refusal(net, nodes)
     finally:
         for node in nodes:
             await node.stop()
@@ -74,13 +103,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # bootstrap peers not up yet are expected here
     print(f"{args.nodes} nodes on 127.0.0.1, 3 bootstrap peers, gossip every {args.interval:g} s (fanout 3)")
-    fulls = []
+    fulls, refusals = [], []
     for _ in range(args.runs):
-        all_started, full, rounds = asyncio.run(run(args.nodes, args.interval))
+        all_started, full, rounds, refused = asyncio.run(run(args.nodes, args.interval))
         fulls.append(full)
+        refusals.append(refused)
         print(f"all nodes started after {all_started:.2f} s; every peer table full after {full:.2f} s "
-              f"(at most {rounds} gossip rounds per node)")
+              f"(at most {rounds} gossip rounds per node); a revocation pushed into one node refused by all "
+              f"{args.nodes - 1} others after {refused:.3f} s")
     print(f"median time to full peer tables over {args.runs} runs: {statistics.median(fulls):.2f} s")
+    print(f"median time from push until every node refuses the revoked member: {statistics.median(refusals):.3f} s")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,7 @@ class Node:
                              first_delay=config.outbox_first_delay, max_delay=config.outbox_max_delay,
                              dead_after=config.outbox_dead_after)
         self.discovery.peer_back = self.outbox.peer_back
+        self.discovery.on_revoked = self._revoked
         self.registers.notifier, self.registers.on_written = self.outbox.statements_for, self.outbox.wake
         self.inbox = Inbox(store=self.store, audit=self.audit, member=self.member, spawn=spawn,
                            fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch)
@@ -133,6 +134,7 @@ class Node:
     async def _listen(self) -> None:
         peer_app = PeerApp(endpoint=self.endpoint, dispatcher=self.dispatcher, metrics=self.metrics, matrix=self.pdp.matrix,
                            announcement=lambda: self.discovery.announcement, health=self._health,
+                           adopt_revocation_list=self.discovery.adopt_revocation_list,
                            refresh_gauges=self._refresh_gauges, clock=self._follow_clock)
         runner = await self._serve(peer_app.app(), self.host, self.port)
         self.url = self.public_url or f"http://{self.host}:{runner.addresses[0][1]}"
@@ -144,7 +146,8 @@ class Node:
             token=self.home.admin_token(), describe=self._describe, own_bsn=self.config.identifiers.get("bsn"),
             actor=self.actor, clock=self._follow_clock, registers=self.registers, audit=self.audit, router=self.router,
             peers=self.peers, learn_from=lambda url: self.discovery.learn_from(url, source="manual"),
-            outbox=self.outbox, inbox=self.inbox, subscriptions=self.subscriptions, meldingen=self.meldingen)
+            outbox=self.outbox, inbox=self.inbox, subscriptions=self.subscriptions, meldingen=self.meldingen,
+            adopt_revocation_list=self.discovery.adopt_revocation_list)
 
     def _run_in_background(self) -> None:
         if self.gossip_interval > 0:
@@ -173,6 +176,9 @@ class Node:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         self._runners.append(runner)
         return runner
+
+    async def _revoked(self, dids: list[str]) -> None:
+        await self.store.write([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)])
 
     # What the listeners show -----------------------------------------------------
 

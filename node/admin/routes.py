@@ -37,6 +37,7 @@ class AdminParts:
     inbox: Inbox
     subscriptions: Subscriptions
     meldingen: Meldingen
+    adopt_revocation_list: Callable[[bytes], bool]
 
 
 def error(status: int, name: str, reason: str, **extra: Any) -> web.Response:
@@ -87,6 +88,7 @@ class AdminRoutes:
         add_post("/admin/v1/subscribe", self.subscribe)
         add_post("/admin/v1/unsubscribe", self.unsubscribe)
         add_post("/admin/v1/melding", self.melding)
+        add_post("/admin/v1/revocations", self.revocations)
 
     # The own registers ----------------------------------------------------
 
@@ -195,6 +197,11 @@ class AdminRoutes:
         if did is None:
             return error(502, "peer-unreachable", "no valid announcement at that URL")
         return web.json_response({"did": did})
+
+    async def revocations(self, request: web.Request) -> web.Response:
+        """A revocation list handed to the running node (iwlz cert revoke --install)."""
+        body = await read_json(request)
+        return web.json_response({"adopted": self.p.adopt_revocation_list(base64.b64decode(str(body["list"])))})
 
     async def meldingen(self, request: web.Request) -> web.Response:
         return web.json_response({"meldingen": await self.p.meldingen.all()})

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from keys import ROLES
+from node.admin.client import AdminClient
 from node.cli.common import command, emit, now, utc
+from node.errors import NetworkError
 from node.home import NetworkDir, NodeHome
 
 
@@ -65,11 +71,35 @@ def cert_show(args: argparse.Namespace) -> int:
 def cert_revoke(args: argparse.Namespace) -> int:
     net = NetworkDir(Path(args.network))
     version, data = net.revoke(args.cert_id, now=now())
-    for home_path in args.install or ():
-        NodeHome(Path(home_path)).store_revocation_list(data)
-    emit(args, {"version": version, "revoked": args.cert_id, "list": str(net.revocation_path)},
-         f"revocation list version {version} written to {net.revocation_path}")
+    handed = [hand_to_home(Path(home_path), data) for home_path in args.install or ()]
+    pushed = [push_revocation_list(url, data) for url in args.push or ()]
+    emit(args, {"version": version, "revoked": args.cert_id, "list": str(net.revocation_path), "installed": handed,
+                "pushed": pushed},
+         "\n".join([f"revocation list version {version} written to {net.revocation_path}"]
+                   + [f"installed in {h['home']}{' (the running node adopted it)' if h['running'] else ''}" for h in handed]
+                   + [f"pushed to {p['url']}: {'adopted' if p['adopted'] else 'already known there'}" for p in pushed]))
     return 0
+
+
+def hand_to_home(path: Path, data: bytes) -> dict[str, Any]:
+    """Keep the list in a node home and, when that node runs, hand it over through its admin API."""
+    home = NodeHome(path)
+    home.store_revocation_list(data)
+    if not (home.path / "run.json").exists():
+        return {"home": str(path), "running": False}
+    result = AdminClient(home).call("POST", "/admin/v1/revocations", {"list": base64.b64encode(data).decode()})
+    return {"home": str(path), "running": True, "adopted": bool(result["adopted"])}
+
+
+def push_revocation_list(url: str, data: bytes) -> dict[str, Any]:
+    """Send the signed list to a running node's peer endpoint; it adopts it and hands it on to the network."""
+    target = url.rstrip("/") + "/iwlz/v1/revocations"
+    request = urllib.request.Request(target, data=data, method="POST", headers={"Content-Type": "application/cose"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return {"url": url, "adopted": bool(json.loads(response.read())["adopted"])}
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+        raise NetworkError(f"cannot push the revocation list to {url}: {exc.__class__.__name__}") from exc
 
 
 def register(sub: Any) -> None:
@@ -97,7 +127,10 @@ def register(sub: Any) -> None:
     command(cert, "show", cert_show, "show a node's certificate")
     p = command(cert, "revoke", cert_revoke, "sign a new revocation list version", home=False)
     p.add_argument("--network", required=True)
-    p.add_argument("--install", action="append", metavar="HOME", help="also hand the list to this node home")
+    p.add_argument("--install", action="append", metavar="HOME",
+                   help="also hand the list to this node home (and to its node, if it runs)")
+    p.add_argument("--push", action="append", metavar="URL",
+                   help="send the list to the running node at this peer URL, which hands it on to the network")
     p.add_argument("cert_id", nargs="+")
 
 

@@ -8,6 +8,7 @@ members it revokes at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from keys import KeysError, Member, TrustStore, cbor, cose
 from node.client import PeerClient
 from node.discovery.gossip import Gossiper
 from node.discovery.peers import PeerTable
-from node.errors import NetworkError
+from node.errors import NetworkError, NodeError
 from node.interfaces import Handlers
 from node.store import Statement, Store
 from protocol import Ack, Announcement, Endpoint, Incoming, Message, PeerExchange, RemoteProtocolError, RevocationNews
@@ -26,6 +27,8 @@ from protocol.gossip import Known, Planned
 log = logging.getLogger(__name__)
 
 PeerBack = Callable[[str, dict[str, str]], Awaitable[None]]
+Revoked = Callable[[list[str]], Awaitable[None]]
+SPREAD = 3  # peers a node hands a newer revocation list to at once, besides gossip
 
 
 class Discovery:
@@ -49,6 +52,8 @@ class Discovery:
         self.url = ""
         self.announcement = b""
         self.peer_back: PeerBack | None = None  # the outbox: what waits for a returning peer is due now
+        self.on_revoked: Revoked | None = None  # the outbox and subscriptions: what was meant for a revoked member ends
+        self.spawn = gossiper_settings["spawn"]
         self._announced_seq = 0
         self._announced_at = 0
         self._unreached: list[str] = []
@@ -165,7 +170,9 @@ class Discovery:
             await self._peer_back(incoming.sender)
         return incoming.envelope.sender
 
-    def adopt_revocation_list(self, data: bytes) -> bool:
+    def adopt_revocation_list(self, data: bytes, *, came_from: str | None = None) -> bool:
+        """Take a root-signed revocation list if it is newer: from this moment the revoked members' requests are
+        refused and they leave the peer table; then what waits for them ends and the list is handed on at once."""
         try:
             newer = self.trust.apply_revocation_list(data)
         except KeysError as exc:
@@ -173,7 +180,26 @@ class Discovery:
             return False
         if newer:
             self.keep_revocation_list(data)
+            gone, statements = self.peers.prune(now=self.now(), trust=self.trust)
+            self.gossiper.forget(gone)
+            log.info("adopted a newer revocation list: %d peer(s) dropped", len(gone))
+            self.spawn(self._after_revocation(data, gone, statements, came_from), "revocation")
         return newer
+
+    async def _after_revocation(self, data: bytes, gone: list[str], statements: list[Statement], came_from: str | None) -> None:
+        if statements:
+            await self.store.write(statements)
+        if gone and self.on_revoked is not None:
+            await self.on_revoked(gone)
+        others = [p for p in self.peers.all() if p.did != came_from]
+        targets = self.gossiper.rng.sample(others, min(SPREAD, len(others)))
+        await asyncio.gather(*(self._hand_on(p.url, p.did, data) for p in targets))
+
+    async def _hand_on(self, url: str, did: str, data: bytes) -> None:
+        try:
+            await self.client.request(url, RevocationNews(lists=(data,)), to=did)
+        except NodeError as exc:
+            log.info("could not hand a revocation list to %s: %s", did[-8:], exc.__class__.__name__)
 
     # Handlers ----------------------------------------------------------------
 
@@ -190,10 +216,8 @@ class Discovery:
     async def _on_revocation_news(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         news = incoming.message
         assert isinstance(news, RevocationNews)
-        adopted = sum(1 for data in news.lists[:8] if self.adopt_revocation_list(data))
-        gone, statements = self.peers.prune(now=now, trust=self.trust)
-        self.gossiper.forget(gone)
-        return Ack(ref=f"{adopted} adopted", status="accepted" if adopted else "duplicate"), statements
+        adopted = sum(1 for data in news.lists[:8] if self.adopt_revocation_list(data, came_from=incoming.envelope.sender))
+        return Ack(ref=f"{adopted} adopted", status="accepted" if adopted else "duplicate"), []
 
 
 def _quick_seq(data: bytes) -> tuple[str, int] | None:

@@ -10,6 +10,7 @@ becomes a dead letter with the reason, which an operator can retry.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import time
@@ -181,6 +182,14 @@ class Outbox:
         rows = await self.store.fetchall(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox {where} ORDER BY created_at LIMIT ?", (*params, limit))
         return [_row(r) for r in rows]
+
+    @staticmethod
+    def stop_for(dids: "builtins.list[str]") -> Statement:
+        """Revoked members: what is pending for them by did ends as a dead letter (rows addressed by identifier
+        wait for a valid member with that identifier)."""
+        marks = ", ".join("?" * len(dids))
+        return (f"UPDATE outbox SET status = 'dead', last_error = 'the receiver was revoked' "
+                f"WHERE status = 'pending' AND receiver_did IN ({marks})", tuple(dids), False)
 
     async def stats(self) -> dict[str, int]:
         rows = await self.store.fetchall("SELECT status, count(*) FROM outbox GROUP BY status")

@@ -106,9 +106,10 @@ class Subscriptions:
                              actor=Actor.of(incoming.sender), trace_id=incoming.envelope.trace_id),
         ]
 
-    def forget_member(self, did: str) -> Statement:
-        """A revoked member's subscriptions end."""
-        return ("DELETE FROM subscriptions WHERE subscriber_did = ?", (did,), False)
+    @staticmethod
+    def forget_members(dids: list[str]) -> Statement:
+        """Revoked members' subscriptions end."""
+        return (f"DELETE FROM subscriptions WHERE subscriber_did IN ({', '.join('?' * len(dids))})", tuple(dids), False)
 
 
 __all__ = ["Subscriptions"]

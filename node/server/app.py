@@ -23,11 +23,14 @@ from protocol import MEDIA_TYPE, Endpoint, ErrorCode, RemoteProtocolError
 
 log = logging.getLogger(__name__)
 POLICY_PATH = "/iwlz/v1/policy"
+REVOCATIONS_PATH = "/iwlz/v1/revocations"
+MAX_REVOCATION_LIST = 512 * 1024
 
 
 class PeerApp:
     def __init__(self, *, endpoint: Endpoint, dispatcher: Dispatcher, metrics: Metrics, matrix: dict[str, Any],
                  announcement: Callable[[], bytes], health: Callable[[], dict[str, Any] | None],
+                 adopt_revocation_list: Callable[[bytes], bool],
                  refresh_gauges: Callable[[], Awaitable[None]], clock: Callable[[], float]) -> None:
         self.endpoint = endpoint
         self.dispatcher = dispatcher
@@ -35,6 +38,7 @@ class PeerApp:
         self.matrix = matrix
         self.announcement = announcement
         self.health = health  # None while the node is not ready
+        self.adopt_revocation_list = adopt_revocation_list
         self.refresh_gauges = refresh_gauges
         self.clock = clock
 
@@ -43,6 +47,7 @@ class PeerApp:
         app.router.add_post(MESSAGES_PATH, self._message)
         app.router.add_get(ANNOUNCEMENT_PATH, self._announcement)
         app.router.add_get(POLICY_PATH, self._policy)
+        app.router.add_post(REVOCATIONS_PATH, self._revocation_list)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
         return app
@@ -52,6 +57,14 @@ class PeerApp:
 
     async def _policy(self, request: web.Request) -> web.Response:
         return web.json_response(self.matrix, dumps=lambda v: json.dumps(v, indent=2, ensure_ascii=False))
+
+    async def _revocation_list(self, request: web.Request) -> web.Response:
+        """A root-signed revocation list, from anyone: it proves itself, and only a newer one changes anything."""
+        data = await request.content.read(MAX_REVOCATION_LIST + 1)
+        if len(data) > MAX_REVOCATION_LIST:
+            return web.json_response({"error": "too-large", "reason": "a revocation list is at most 512 KiB"}, status=413)
+        adopted = self.adopt_revocation_list(data)
+        return web.json_response({"adopted": adopted})
 
     async def _health(self, request: web.Request) -> web.Response:
         details = self.health()

@@ -1,0 +1,104 @@
+"""Live revocation: a revocation list reaches running nodes, and the revoked member is shut out at once.
+
+No node restarts here. The list enters one node (pushed by the network root's
+operator, or installed in a running node's home) and spreads; every node then
+refuses the member's requests, drops it from its peer table, ends what was
+waiting for it by did, and ends its subscriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from node.cli import main
+from node.errors import NetworkError
+from tests.node.kit import IND0, Network, put, sample
+
+pytestmark = pytest.mark.asyncio
+
+
+async def until(check, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_pushed_list_shuts_the_member_out_of_every_running_node(network: Network) -> None:
+    ciz, zk, zk5050, za = await network.start("ciz", "zk5151", "zk5050", "za_a")
+    from protocol import Subscribe
+
+    await zk.send_to_peer(ciz.url, Subscribe(events=("GEWIJZIGDE_INDICATIE_ZORGKANTOOR",)))
+    assert len(await ciz.store.fetchall("SELECT 1 FROM subscriptions")) == 1
+    assert await zk.query_peer(ciz.url, "RECORD-STATUS", {"kind": "WlzIndicatie", "id": IND0}, []) == []
+    cert_id, did = zk.member.cert_id, zk.identity.did
+    _, data = network.net.revoke([cert_id.hex()], now=ciz.now())
+
+    async with aiohttp.ClientSession() as http:  # what `iwlz cert revoke --push URL` sends
+        async with http.post(ciz.url + "/iwlz/v1/revocations", data=data) as response:
+            assert response.status == 200 and (await response.json()) == {"adopted": True}
+        async with http.post(ciz.url + "/iwlz/v1/revocations", data=data) as response:
+            assert (await response.json()) == {"adopted": False}  # not newer: nothing changes
+        async with http.post(ciz.url + "/iwlz/v1/revocations", data=b"\xd2\x84garbage") as response:
+            assert response.status == 200 and (await response.json()) == {"adopted": False}
+
+    with pytest.raises(NetworkError, match="revoked"):
+        await zk.query_peer(ciz.url, "RECORD-STATUS", {"kind": "WlzIndicatie", "id": IND0}, [])
+    others = (ciz, zk5050, za)
+    await until(lambda: all(n.trust.is_revoked(cert_id) and n.peers.get(did) is None for n in others))
+    for node in (zk5050, za):  # handed on at once, no gossip round ran (gossip is off in these tests)
+        with pytest.raises(NetworkError, match="revoked"):
+            await zk.send_to_peer(node.url, Subscribe(events=("NIEUWE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR",)))
+    await ciz.store.write([])  # the revocation's follow-up commit has run by now
+    await asyncio.sleep(0.1)
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+    assert await ciz.store.fetchall("SELECT 1 FROM peers WHERE did = ?", (did,)) == []
+    # A change for region 5151 is not delivered to the revoked node: no valid member with UZOVI 5151 is known.
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await asyncio.sleep(0.5)
+    assert [r["status"] for r in await ciz.outbox.list()] == ["pending"]
+    assert await zk.inbox.list() == []
+
+
+async def test_pending_notifications_to_a_revoked_member_stop(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    await ciz.store.write([ciz.outbox._insert(  # a notification addressed to zk by did, as to a subscriber
+        __import__("node.notify.events", fromlist=["Planned"]).Planned(
+            "NIEUWE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{IND0}", f"WlzIndicatie/{IND0}",
+            subscription_id="6a1f8a4e-2c59-4d0b-8f3e-5b7c9d1e2f30", receiver_did=zk.identity.did), ciz.now())])
+    await zk.stop()
+    network.nodes.pop("zk5151")
+    _, data = network.net.revoke([zk.member.cert_id.hex()], now=ciz.now())
+    assert ciz.adopt_revocation_list(data)
+    for _ in range(100):
+        rows = await ciz.outbox.list()
+        if rows[0]["status"] == "dead":
+            break
+        await asyncio.sleep(0.02)
+    assert (rows[0]["status"], rows[0]["last_error"]) == ("dead", "the receiver was revoked")
+
+
+async def test_cert_revoke_install_hands_the_list_to_the_running_node(network: Network, capsys) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    args = ["--json", "cert", "revoke", "--network", str(network.net.path), zk.member.cert_id.hex(),
+            "--install", str(ciz.home.path)]
+    assert await asyncio.to_thread(main, args) == 0
+    assert ciz.trust.is_revoked(zk.member.cert_id)
+    assert ciz.peers.get(zk.identity.did) is None
+    assert '"running": true' in capsys.readouterr().out
+    with pytest.raises(NetworkError, match="revoked"):
+        await zk.query_peer(ciz.url, "RECORD-STATUS", {"kind": "WlzIndicatie", "id": IND0}, [])
+
+
+async def test_cert_revoke_push_sends_the_list_into_the_network(network: Network, capsys) -> None:
+    ciz, zk, zk5050 = await network.start("ciz", "zk5151", "zk5050")
+    args = ["cert", "revoke", "--network", str(network.net.path), zk5050.member.cert_id.hex(), "--push", zk.url]
+    assert await asyncio.to_thread(main, args) == 0
+    assert "adopted" in capsys.readouterr().out
+    await until(lambda: ciz.trust.is_revoked(zk5050.member.cert_id))  # zk handed it on
+    assert await asyncio.to_thread(main, ["cert", "revoke", "--network", str(network.net.path), "00" * 16,
+                                          "--push", "http://127.0.0.1:9"]) == 1
