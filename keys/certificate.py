@@ -9,6 +9,8 @@ Claims (integer keys are registered CWT claims, text keys are ours):
     "org"     organisation name                "ids"     {"kvk"|"uzovi"|"agb": digits}
     "role"    ciz|zorgkantoor|zorgaanbieder|cak|client
     "region"  UZOVI of the zorgkantoor region (providers and clients), optional
+    "sup"     the certificate id this one supersedes (a renewal or a new key of the same
+              member), optional: peers drop the superseded one's announcement at once
     "bsn"     for clients only: a commitment {"alg","ops","mem","salt","hash"} to the
               BSN (argon2id), so that the certificate, which travels in clear in every
               envelope, never carries the BSN itself.
@@ -107,6 +109,7 @@ class Member:
     issuer: str
     cert_hash: bytes
     bsn_commitment: BsnCommitment | None = field(default=None, repr=False)
+    supersedes: bytes | None = None
 
     def matches_bsn(self, bsn: str) -> bool:
         """True when this member is the client with ``bsn``."""
@@ -145,6 +148,7 @@ def issue_certificate(
     issued_at: int,
     region: str | None = None,
     cert_id: bytes | None = None,
+    supersedes: bytes | None = None,
 ) -> bytes:
     """Sign a membership certificate for ``subject`` (a did:key)."""
     if role not in ROLES:
@@ -173,6 +177,10 @@ def issue_certificate(
     claims["ids"] = ids
     if region is not None:
         claims["region"] = check_uzovi(region)
+    if supersedes is not None:
+        if len(supersedes) != CERT_ID_SIZE:
+            raise MalformedCertificate("a superseded certificate id is 16 bytes")
+        claims["sup"] = supersedes
     return cose.sign1(root, cbor.encode(claims), {cose.KID: root.did.encode("ascii")})
 
 
@@ -233,6 +241,9 @@ def parse_certificate(data: bytes) -> tuple[cose.Sign1, Member]:
     region = claims.get("region")
     if region is not None and not (isinstance(region, str) and len(region) == 4 and region.isdigit()):
         raise MalformedCertificate("certificate region is malformed")
+    supersedes = claims.get("sup")
+    if supersedes is not None and not (isinstance(supersedes, bytes) and len(supersedes) == CERT_ID_SIZE):
+        raise MalformedCertificate("certificate sup is malformed")
     member = Member(
         did=subject,
         organisation=_text(claims, "org", "org"),
@@ -245,6 +256,7 @@ def parse_certificate(data: bytes) -> tuple[cose.Sign1, Member]:
         issuer=issuer,
         cert_hash=hashlib.sha256(data).digest(),
         bsn_commitment=commitment,
+        supersedes=supersedes,
     )
     return sign1, member
 

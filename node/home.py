@@ -2,8 +2,10 @@
 
 HOME/
     node.key            Ed25519 seed, 0600
+    node.next.key       a new key made by `iwlz key rotate`, until its certificate arrives and the node switches
     config.json         role, organisation, identifiers, listen address, trusted roots (0600)
     certificate.cwt     membership certificate issued by the network root
+    certificate.next.cwt the certificate of node.next.key
     revocations/        root-signed revocation lists this node has seen
     admin.token         bearer token of the local admin API (0600)
     node.sqlite3        the store
@@ -41,6 +43,19 @@ from keys.revocation import parse_revocation_list
 from node.errors import ConfigError, UsageError
 
 DAY = 24 * 3600
+MAX_VALIDITY = 10 * 365 * DAY
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "y": 365 * DAY}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``30s``, ``15m``, ``12h``, ``90d`` or ``5y``; more than nothing, at most ten years."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit():
+        raise UsageError(f"{text!r} is not a duration such as 30s, 15m, 12h, 90d or 5y")
+    seconds = int(number) * _UNITS[unit]
+    if not 0 < seconds <= MAX_VALIDITY:
+        raise UsageError("a certificate is valid for more than 0 seconds and at most 10 years")
+    return seconds
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -82,6 +97,9 @@ class NodeConfig:
     roots: list[str] = field(default_factory=list)
     bootstrap: list[str] = field(default_factory=list)
     evidence_freshness: int = 3600
+    evidence_refresh_interval: float = 3600.0
+    evidence_refresh_margin: int = 7 * 24 * 3600
+    certificate_check_interval: float = 10.0
     synchronous: str = "NORMAL"
     gossip_interval: float = 30.0
     gossip_fanout: int = 3
@@ -113,8 +131,10 @@ class NodeHome:
         self.path = Path(path)
 
     key_path = property(lambda self: self.path / "node.key")
+    next_key_path = property(lambda self: self.path / "node.next.key")
     config_path = property(lambda self: self.path / "config.json")
     certificate_path = property(lambda self: self.path / "certificate.cwt")
+    next_certificate_path = property(lambda self: self.path / "certificate.next.cwt")
     revocations_path = property(lambda self: self.path / "revocations")
     token_path = property(lambda self: self.path / "admin.token")
     database_path = property(lambda self: self.path / "node.sqlite3")
@@ -141,6 +161,34 @@ class NodeHome:
 
     def identity(self) -> Identity:
         return _identity(self.key_path)
+
+    # Renewal and rotation ------------------------------------------------------
+
+    def rotate_key(self) -> Identity:
+        """Make the key this node moves to once the network root certifies it (node.next.key)."""
+        self.require()
+        identity = Identity.generate()
+        self.next_key_path.unlink(missing_ok=True)
+        self.next_certificate_path.unlink(missing_ok=True)
+        write_identity(self.next_key_path, identity)
+        return identity
+
+    def next_identity(self) -> Identity | None:
+        return _identity(self.next_key_path) if self.next_key_path.exists() else None
+
+    def finish_switch(self) -> bool:
+        """Move a certified new key into place: node.next.key becomes node.key (the old key is gone), and
+        certificate.next.cwt becomes certificate.cwt. Safe to repeat after a crash halfway."""
+        if not self.next_certificate_path.exists():
+            return False
+        subject = parse_certificate(self.next_certificate_path.read_bytes())[1].did
+        candidate = self.next_identity() or self.identity()
+        if candidate.did != subject:
+            return False
+        if self.next_key_path.exists():
+            self.next_key_path.replace(self.key_path)
+        self.next_certificate_path.replace(self.certificate_path)
+        return True
 
     def config(self) -> NodeConfig:
         self.require()
@@ -239,22 +287,32 @@ class NetworkDir:
             raise ConfigError(f"{self.info_path} names no root")
         return did
 
-    def issue(self, home: NodeHome, *, now: int, days: int) -> Member:
-        """Sign ``home``'s membership certificate and make ``home`` trust this root."""
+    def issue(self, home: NodeHome, *, now: int, days: int | None = None, valid_for: int | None = None) -> Member:
+        """Sign ``home``'s membership certificate and make ``home`` trust this root.
+
+        For a node that made a new key (iwlz key rotate) the certificate is for that key (certificate.next.cwt);
+        otherwise it is a renewal for the current key. Either way it supersedes the node's current certificate.
+        """
+        seconds = valid_for if valid_for is not None else (days if days is not None else 365) * DAY
+        if not 0 < seconds <= MAX_VALIDITY:
+            raise UsageError("a certificate is valid for more than 0 seconds and at most 10 years")
         root = self.root()
-        config, identity = home.config(), home.identity()
+        config = home.config()
+        identity = home.next_identity() or home.identity()
+        current = home.member().cert_id if home.certificate_path.exists() else None
         try:
             cert = issue_certificate(
                 root, subject=identity.did, organisation=config.name, role=config.role,
                 identifiers=config.identifiers, region=config.region,
-                not_before=now - 300, expires=now + days * DAY, issued_at=now,
+                not_before=now - 300, expires=now + seconds, issued_at=now, supersedes=current,
             )
         except KeysError as exc:
             raise UsageError(exc.reason) from exc
         member = parse_certificate(cert)[1]
+        target = home.next_certificate_path if home.next_key_path.exists() else home.certificate_path
         tmp = home.path / ".certificate.tmp"
         tmp.write_bytes(cert)
-        tmp.replace(home.certificate_path)
+        tmp.replace(target)
         if root.did not in config.roots:
             config.roots.append(root.did)
             home.save_config(config)

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from keys import KeysError
+from keys import Identity, KeysError, Member
 from node.admin.api import admin_app
 from node.admin.routes import AdminParts
 from node.client import PeerClient
@@ -76,6 +76,7 @@ class Node:
     async def start(self) -> None:
         config, spawn = self.config, self.tasks.spawn
         clock = self._follow_clock
+        self.home.finish_switch()  # a new key certified while the node was down (or a switch cut short)
         self.identity, self.certificate, self.trust = self.home.identity(), self.home.certificate(), self.home.trust_store()
         try:
             self.member = self.trust.verify_certificate(self.certificate, self.now())
@@ -112,18 +113,21 @@ class Node:
                              dead_after=config.outbox_dead_after)
         self.discovery.peer_back = self.outbox.peer_back
         self.discovery.on_revoked = self._revoked
+        self.discovery.on_superseded = self._superseded
         self.registers.notifier, self.registers.on_written = self.outbox.statements_for, self.outbox.wake
         self.inbox = Inbox(store=self.store, audit=self.audit, member=self.member, spawn=spawn,
-                           fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch)
+                           fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch, trust=self.trust,
+                           current_member=self._current_member)
         self.meldingen = Meldingen(store=self.store, audit=self.audit)
         self.dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
-        queries = QueryHandlers(pdp=self.pdp, registers=self.registers, audit=self.audit, metrics=self.metrics,
-                                did=self.identity.did)
+        self.queries = queries = QueryHandlers(pdp=self.pdp, registers=self.registers, audit=self.audit,
+                                               metrics=self.metrics, did=self.identity.did)
         for part in (queries, self.discovery, self.inbox, self.subscriptions, self.meldingen):
             self.dispatcher.register(part.handlers())
         await self._listen()
         await self.discovery.start(self.url)
         self._run_in_background()
+        self.tasks.spawn(self.registers.resign_stale(), "re-sign")
         await self.inbox.resume()
         if self.mdns_enabled:
             await self._start_mdns()
@@ -144,10 +148,10 @@ class Node:
     def _admin_parts(self) -> AdminParts:
         return AdminParts(
             token=self.home.admin_token(), describe=self._describe, own_bsn=self.config.identifiers.get("bsn"),
-            actor=self.actor, clock=self._follow_clock, registers=self.registers, audit=self.audit, router=self.router,
+            actor=lambda: self.actor, clock=self._follow_clock, registers=self.registers, audit=self.audit, router=self.router,
             peers=self.peers, learn_from=lambda url: self.discovery.learn_from(url, source="manual"),
             outbox=self.outbox, inbox=self.inbox, subscriptions=self.subscriptions, meldingen=self.meldingen,
-            adopt_revocation_list=self.discovery.adopt_revocation_list)
+            adopt_revocation_list=self.discovery.adopt_revocation_list, reload_certificate=self.reload_certificate)
 
     def _run_in_background(self) -> None:
         if self.gossip_interval > 0:
@@ -156,6 +160,9 @@ class Node:
         housekeeping = Housekeeping()
         housekeeping.add("replay ids", 60.0, lambda: self.dispatcher.forget_old_ids(self.now()))
         housekeeping.add("inbox fetch retry", 2.0, self.inbox.retry_failed)
+        housekeeping.add("held evidence", self.config.evidence_refresh_interval,
+                         lambda: self.inbox.refresh_evidence(now=self.now(), margin=self.config.evidence_refresh_margin))
+        housekeeping.add("certificate files", self.config.certificate_check_interval, self._check_certificate_files)
         self.tasks.spawn(housekeeping.run(), "housekeeping")
 
     async def _start_mdns(self) -> None:
@@ -179,6 +186,65 @@ class Node:
 
     async def _revoked(self, dids: list[str]) -> None:
         await self.store.write([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)])
+
+    async def _superseded(self, pairs: list[tuple[str, str]]) -> None:
+        await self.store.write(self.outbox.move_to(pairs) + self.subscriptions.move_to(pairs))
+
+    # Renewal and key rotation, without a restart ------------------------------------
+
+    async def reload_certificate(self) -> bool:
+        """Take up a renewed certificate, or a new key (iwlz key rotate) once its certificate is in the home.
+
+        Returns whether anything changed. The old key's file is replaced; stored versions are signed again
+        under the new certificate in the background; peers hear the new announcement at once.
+        """
+        identity, certificate = self.home.next_identity(), None
+        if identity is not None and self.home.next_certificate_path.exists():
+            certificate = self.home.next_certificate_path.read_bytes()
+        elif self.home.certificate() != self.certificate:
+            identity, certificate = self.identity, self.home.certificate()
+        if identity is None or certificate is None:
+            return False
+        try:
+            member = self.trust.verify_certificate(certificate, self.now())
+        except KeysError as exc:
+            raise ConfigError(f"the new certificate is not valid ({exc.code}): {exc.reason}") from exc
+        if member.did != identity.did:
+            raise ConfigError("the new certificate is for another key")
+        self.home.finish_switch()
+        old = self.identity.did
+        self._take_identity(identity, certificate, member)
+        await self.store.write([self.audit.entry(now=self.now(), event="certificate.switch", action="U", result="ok",
+                                                 actor=self.actor, rule=member.cert_id_hex)])
+        self.discovery.announce()
+        self.tasks.spawn(self.discovery.tell_peers(), "announce-new-key")
+        self.tasks.spawn(self.registers.resign_stale(), "re-sign")
+        if self.mdns is not None:
+            await self.mdns.stop()
+            await self._start_mdns()
+        self._write_run_file()
+        log.info("switched to certificate %s%s", member.cert_id_hex, "" if old == identity.did else f" and key {identity.did}")
+        return True
+
+    async def _check_certificate_files(self) -> None:
+        try:
+            await self.reload_certificate()
+        except ConfigError as exc:
+            log.warning("a new certificate in %s was not taken up: %s", self.home.path, exc)
+
+    def _current_member(self, identifier: str) -> tuple[str, bytes] | None:
+        name, _, value = identifier.partition(":")
+        peer = self.peers.by_identifier(name, value)
+        return (peer.did, peer.cert_id) if peer is not None else None
+
+    def _take_identity(self, identity: Identity, certificate: bytes, member: Member) -> None:
+        self.identity, self.certificate, self.member = identity, certificate, member
+        self.actor = Actor.of(member)
+        self.endpoint.switch_identity(identity, certificate)
+        self.registers.switch_identity(identity, certificate)
+        self.audit.switch_identity(identity)
+        self.peers.own_did = self.queries.did = identity.did
+        self.gossiper.switch_identity(identity.did)
 
     # What the listeners show -----------------------------------------------------
 

@@ -176,14 +176,19 @@ class Endpoint:
         max_size: int = codec.MAX_MESSAGE_SIZE,
         skew: int = CLOCK_SKEW,
     ) -> None:
-        self.identity = identity
-        self.certificate = certificate
         self.trust = trust
         self.replay = replay if replay is not None else ReplayGuard(skew=skew)
         self.max_size = max_size
         self.skew = skew
-        self.boxes = BoxCache(identity)
         self._verifiers: dict[str, Verifier] = {}
+        self._held: dict[str, bytes] = {}  # did -> hash of the certificate we verified for it
+        self.switch_identity(identity, certificate)
+
+    def switch_identity(self, identity: Identity, certificate: bytes) -> None:
+        """Sign and open with a new key or certificate from now on (a renewal or a key rotation)."""
+        self.identity = identity
+        self.certificate = certificate
+        self.boxes = BoxCache(identity)
         self._cert_hash = hashlib.sha256(certificate).digest()
         kid = identity.did.encode("ascii")
         self._headers: dict[bool, dict[int | str, Any]] = {
@@ -192,7 +197,6 @@ class Endpoint:
         }
         self._plain = {by_hash: cose.protected_header(h) for by_hash, h in self._headers.items()}
         self._holders: set[str] = set()  # peers whose last message said they hold our certificate
-        self._held: dict[str, bytes] = {}  # did -> hash of the certificate we verified for it
         self._hinted: dict[tuple[bool, bytes], bytes] = {}  # encoded headers with a held hint, per hint
 
     def holds_our_certificate(self, did: str) -> bool:

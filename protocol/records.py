@@ -68,6 +68,15 @@ class RecordSigner:
         return cose.sign1_with_header(self.identity, codec.encode(payload), self._header)
 
 
+def signing_certificate(data: bytes) -> bytes | None:
+    """The certificate a signed record carries (not checked: verify_record does that)."""
+    try:
+        cert = cose.parse_sign1(data).protected.get(CERT_LABEL)
+    except KeysError:
+        return None
+    return cert if isinstance(cert, bytes) else None
+
+
 def sign_record(identity: Identity, certificate: bytes, record: RecordVersion) -> bytes:
     return RecordSigner(identity, certificate).sign(record)
 
@@ -119,4 +128,4 @@ def verify_record(data: bytes, trust: TrustStore, now: int) -> tuple[RecordVersi
     return _parse_payload(codec.decode(sign1.payload), signer), member
 
 
-__all__ = ["RecordVersion", "RecordSigner", "sign_record", "verify_record"]
+__all__ = ["RecordVersion", "RecordSigner", "sign_record", "verify_record", "signing_certificate"]

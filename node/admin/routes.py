@@ -26,7 +26,7 @@ class AdminParts:
     token: str
     describe: Callable[[], dict[str, Any]]  # did, role, organisation, url, templates
     own_bsn: str | None  # a client node's own BSN, the default for its access-log requests
-    actor: Actor
+    actor: Callable[[], Actor]  # this node's own actor (its did changes when its key does)
     clock: Callable[[], float]
     registers: Registers
     audit: AuditLog
@@ -38,6 +38,7 @@ class AdminParts:
     subscriptions: Subscriptions
     meldingen: Meldingen
     adopt_revocation_list: Callable[[bytes], bool]
+    reload_certificate: Callable[[], Awaitable[bool]]
 
 
 def error(status: int, name: str, reason: str, **extra: Any) -> web.Response:
@@ -89,6 +90,7 @@ class AdminRoutes:
         add_post("/admin/v1/unsubscribe", self.unsubscribe)
         add_post("/admin/v1/melding", self.melding)
         add_post("/admin/v1/revocations", self.revocations)
+        add_post("/admin/v1/certificate/reload", self.reload_certificate)
 
     # The own registers ----------------------------------------------------
 
@@ -103,7 +105,7 @@ class AdminRoutes:
 
     async def put_record(self, request: web.Request) -> web.Response:
         data = await read_json(request)
-        stored, changed = await self.p.registers.put(request.match_info["kind"], data, actor=self.p.actor, now=self.now())
+        stored, changed = await self.p.registers.put(request.match_info["kind"], data, actor=self.p.actor(), now=self.now())
         return web.json_response({"kind": stored.kind, "id": stored.record_id, "version": stored.version, "changed": changed},
                                  status=201 if changed and stored.version == 1 else 200)
 
@@ -112,7 +114,7 @@ class AdminRoutes:
         records = await read_json(request)
         if not isinstance(records, list):
             raise ValidationError("a bulk load is a JSON list of records")
-        loaded = await self.p.registers.load_many(request.match_info["kind"], records, actor=self.p.actor, now=self.now())
+        loaded = await self.p.registers.load_many(request.match_info["kind"], records, actor=self.p.actor(), now=self.now())
         return web.json_response({"loaded": loaded}, status=201)
 
     async def get_record(self, request: web.Request) -> web.Response:
@@ -127,14 +129,14 @@ class AdminRoutes:
         return web.json_response({"versions": [v.summary() for v in versions]})
 
     async def delete_record(self, request: web.Request) -> web.Response:
-        stored = await self.p.registers.delete(request.match_info["kind"], request.match_info["id"], actor=self.p.actor,
+        stored = await self.p.registers.delete(request.match_info["kind"], request.match_info["id"], actor=self.p.actor(),
                                                now=self.now())
         return web.json_response({"kind": stored.kind, "id": stored.record_id, "version": stored.version, "deleted": True})
 
     async def purge(self, request: web.Request) -> web.Response:
         body = await read_json(request) if request.can_read_body else {}
         today = date.fromisoformat(body["today"]) if body.get("today") else date.today()
-        removed = await self.p.registers.purge(today=today, actor=self.p.actor, now=self.now())
+        removed = await self.p.registers.purge(today=today, actor=self.p.actor(), now=self.now())
         return web.json_response({"purged": removed})
 
     # Asking peers -----------------------------------------------------------
@@ -202,6 +204,10 @@ class AdminRoutes:
         """A revocation list handed to the running node (iwlz cert revoke --install)."""
         body = await read_json(request)
         return web.json_response({"adopted": self.p.adopt_revocation_list(base64.b64decode(str(body["list"])))})
+
+    async def reload_certificate(self, request: web.Request) -> web.Response:
+        """A renewed certificate or a certified new key is in the home (iwlz cert issue): switch to it now."""
+        return web.json_response({"switched": await self.p.reload_certificate()})
 
     async def meldingen(self, request: web.Request) -> web.Response:
         return web.json_response({"meldingen": await self.p.meldingen.all()})

@@ -13,8 +13,8 @@ from typing import Any
 from keys import ROLES
 from node.admin.client import AdminClient
 from node.cli.common import command, emit, now, utc
-from node.errors import NetworkError
-from node.home import NetworkDir, NodeHome
+from node.errors import NetworkError, UsageError
+from node.home import NetworkDir, NodeHome, parse_duration
 
 
 def network_init(args: argparse.Namespace) -> int:
@@ -38,9 +38,31 @@ def init(args: argparse.Namespace) -> int:
 
 
 def cert_issue(args: argparse.Namespace) -> int:
-    member = NetworkDir(Path(args.network)).issue(NodeHome(Path(args.home)), now=now(), days=args.days)
-    emit(args, {"cert_id": member.cert_id_hex, "did": member.did, "expires": member.expires},
-         f"issued certificate {member.cert_id_hex} for {member.organisation} ({member.role}), valid until {utc(member.expires)}")
+    home = NodeHome(Path(args.home))
+    if args.days is not None and args.valid_for is not None:
+        raise UsageError("give --valid-for or --days, not both")
+    valid_for = parse_duration(args.valid_for) if args.valid_for else None
+    if args.days is not None and args.days <= 0:
+        raise UsageError("--days must be at least 1 (use --valid-for for shorter certificates)")
+    member = NetworkDir(Path(args.network)).issue(home, now=now(), days=args.days, valid_for=valid_for)
+    switched = _reload_if_running(home)
+    emit(args, {"cert_id": member.cert_id_hex, "did": member.did, "expires": member.expires, "running_node_switched": switched},
+         f"issued certificate {member.cert_id_hex} for {member.organisation} ({member.role}), valid until {utc(member.expires)}"
+         + ("; the running node switched to it" if switched else ""))
+    return 0
+
+
+def _reload_if_running(home: NodeHome) -> bool:
+    if not (home.path / "run.json").exists():
+        return False
+    return bool(AdminClient(home).call("POST", "/admin/v1/certificate/reload", {})["switched"])
+
+
+def key_rotate(args: argparse.Namespace) -> int:
+    identity = NodeHome(Path(args.home)).rotate_key()
+    emit(args, {"next_did": identity.did},
+         f"new key {identity.did}\nthe network root now issues its certificate: iwlz cert issue --network DIR {args.home}\n"
+         "a running node switches to it without a restart; the old key is then removed")
     return 0
 
 
@@ -123,7 +145,8 @@ def register(sub: Any) -> None:
     cert = sub.add_parser("cert", help="membership certificates").add_subparsers(dest="cert_command", required=True)
     p = command(cert, "issue", cert_issue, "the network root signs a node's certificate")
     p.add_argument("--network", required=True)
-    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--valid-for", metavar="DURATION", help="e.g. 30s, 12h, 90d, 5y (default 365d)")
+    p.add_argument("--days", type=int, help="whole days (older form of --valid-for)")
     command(cert, "show", cert_show, "show a node's certificate")
     p = command(cert, "revoke", cert_revoke, "sign a new revocation list version", home=False)
     p.add_argument("--network", required=True)
@@ -132,6 +155,9 @@ def register(sub: Any) -> None:
     p.add_argument("--push", action="append", metavar="URL",
                    help="send the list to the running node at this peer URL, which hands it on to the network")
     p.add_argument("cert_id", nargs="+")
+
+    key = sub.add_parser("key", help="the node's key").add_subparsers(dest="key_command", required=True)
+    command(key, "rotate", key_rotate, "make a new key; the node switches once the root certifies it")
 
 
 __all__ = ["register", "member_summary"]

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PeerBack = Callable[[str, dict[str, str]], Awaitable[None]]
 Revoked = Callable[[list[str]], Awaitable[None]]
+Superseded = Callable[[list[tuple[str, str]]], Awaitable[None]]
 SPREAD = 3  # peers a node hands a newer revocation list to at once, besides gossip
 
 
@@ -53,6 +54,7 @@ class Discovery:
         self.announcement = b""
         self.peer_back: PeerBack | None = None  # the outbox: what waits for a returning peer is due now
         self.on_revoked: Revoked | None = None  # the outbox and subscriptions: what was meant for a revoked member ends
+        self.on_superseded: Superseded | None = None  # ... and what was meant for a member's old key moves to its new one
         self.spawn = gossiper_settings["spawn"]
         self._announced_seq = 0
         self._announced_at = 0
@@ -94,6 +96,20 @@ class Discovery:
         self.announcement = self.endpoint.send(message, to="*", now=now, lifetime=self.lifetime).data
         self._announced_seq, self._announced_at = seq, now
         self.gossiper.own(self.announcement, seq, now + self.lifetime)
+
+    async def tell_peers(self, limit: int = 64) -> int:
+        """Push our announcement to up to ``limit`` peers at once (after a key change); gossip tells the rest."""
+        peers = self.gossiper.rng.sample(self.peers.all(), min(limit, len(self.peers)))
+        results = await asyncio.gather(*(self._push(p.url, p.did) for p in peers))
+        return sum(results)
+
+    async def _push(self, url: str, did: str) -> bool:
+        try:
+            await self.client.push(url, self.announcement, to=did)
+        except NodeError as exc:
+            log.info("could not tell %s of our new announcement: %s", did[-8:], exc.__class__.__name__)
+            return False
+        return True
 
     async def _bootstrap(self) -> None:
         """Introduce ourselves to one bootstrap peer that answers (at start they may not be up yet);
@@ -148,9 +164,20 @@ class Discovery:
                 returning.append(incoming.sender)
         if statements:
             await self.store.write(statements)
+        await self._moved_keys()
         for member in returning:
             await self._peer_back(member)
         return len(statements)
+
+    async def _moved_keys(self) -> None:
+        """Members that moved to a new key: forget the old did, and move what waited for it."""
+        pairs, statements = self.peers.take_superseded()
+        if not pairs:
+            return
+        self.gossiper.forget([old for old, _ in pairs])
+        await self.store.write(statements)
+        if self.on_superseded is not None:
+            await self.on_superseded(pairs)
 
     async def _peer_back(self, member: Member) -> None:
         if self.peer_back is not None:
@@ -167,6 +194,7 @@ class Discovery:
         if statement is not None:
             self.gossiper.learned(incoming)
             await self.store.write([statement])
+            await self._moved_keys()
             await self._peer_back(incoming.sender)
         return incoming.envelope.sender
 
@@ -207,6 +235,7 @@ class Discovery:
         statement = self.peers.accept(incoming, source="push", now=now)
         if statement is not None:
             self.gossiper.learned(incoming)
+            await self._moved_keys()
             await self._peer_back(incoming.sender)
         return Ack(ref=incoming.envelope.sender, status="accepted" if statement else "duplicate"), [statement] if statement else []
 

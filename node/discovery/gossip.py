@@ -67,6 +67,12 @@ class Gossiper:
         if self.table.offer(Known(self.did, seq, expires, data)):
             self.schedule.heard(self.did)
 
+    def switch_identity(self, did: str) -> None:
+        """We moved to a new key: our old entry goes, the new announcement comes through own()."""
+        self.table.remove(self.did)
+        self.schedule.rumors.pop(self.did, None)
+        self.did = did
+
     def learned(self, incoming: Incoming) -> None:
         """A verified announcement entered the peer table: offer it on."""
         env = incoming.envelope

@@ -54,6 +54,7 @@ class PeerTable:
         self.store = store
         self.own_did = own_did
         self._peers: dict[str, Peer] = {}
+        self._superseded: list[tuple[str, str]] = []  # (old did, new did) since the last take_superseded()
 
     async def load(self) -> None:
         for row in await self.store.fetchall(f"SELECT {', '.join(_COLUMNS)} FROM peers"):
@@ -102,7 +103,17 @@ class PeerTable:
                     message.endpoints, message.registers, message.templates, message.events, message.seq,
                     incoming.envelope.expires, member.cert_id, now, source, incoming.data)
         self._peers[peer.did] = peer
+        if member.supersedes is not None:
+            for old in [p for p in self._peers.values() if p.cert_id == member.supersedes and p.did != member.did]:
+                del self._peers[old.did]
+                self._superseded.append((old.did, member.did))
         return self._upsert(peer)
+
+    def take_superseded(self) -> tuple[list[tuple[str, str]], list[Statement]]:
+        """Peers whose certificate a newer one of the same member superseded under a new key: (old did, new did)
+        pairs, and the deletes of their rows."""
+        pairs, self._superseded = self._superseded, []
+        return pairs, [("DELETE FROM peers WHERE did = ?", (old,), False) for old, _ in pairs]
 
     def _upsert(self, peer: Peer) -> Statement:
         values = (peer.did, peer.role, peer.organisation, json.dumps(peer.identifiers), peer.region,

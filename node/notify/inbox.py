@@ -10,10 +10,11 @@ its source with the matching query template, and keeps what it learned
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from keys import Member
+from keys import Member, TrustStore
 from node.errors import NodeError, PeerRefused
 from node.faults import crash_point
 from node.interfaces import Handlers
@@ -22,7 +23,9 @@ from node.store import Actor, AuditLog, HeldEvidence, Statement, Store
 from node.tasks import Spawn
 from protocol import Ack, ErrorCode, Incoming, Message, Notification, RemoteProtocolError, Subject
 from protocol.events import EVENT_RULES
-from protocol.records import RecordVersion
+from protocol.records import RecordVersion, verify_record
+
+log = logging.getLogger(__name__)
 
 # How a receiver fetches what a notification is about: template and parameters.
 FETCH: dict[str, Callable[[dict[str, str], dict[str, str]], tuple[str, dict[str, str]] | None]] = {
@@ -32,7 +35,16 @@ FETCH: dict[str, Callable[[dict[str, str], dict[str, str]], tuple[str, dict[str,
     "BEMIDDELINGSPECIFICATIE_ZORGKANTOOR": lambda ids, mine: ("QBR-0007-ZK", {"bemiddelingID": ids["Bemiddeling"], "uzovi": mine["uzovi"]}),
     "OVERDRACHT_ZORGKANTOOR": lambda ids, mine: ("QBR-0007-ZK", {"bemiddelingID": ids["Bemiddeling"], "uzovi": mine["uzovi"]}),
 }
+# How a holder fetches a piece of evidence again from its source: template and parameters.
+REFETCH: dict[str, Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | None]] = {
+    "Bemiddelingspecificatie": lambda record_id, mine: (
+        ("QBR-0001-ZA", {"bemiddelingspecificatieID": record_id, "instelling": mine["agb"]}) if "agb" in mine else None),
+    "Bemiddeling": lambda record_id, mine: (
+        ("QBR-0007-ZK", {"bemiddelingID": record_id, "uzovi": mine["uzovi"]}) if "uzovi" in mine else None),
+}
 Verified = list[tuple[RecordVersion, Member, bytes]]
+# The member a source is now, by its organisation identifier (e.g. uzovi:5151), as the peer table knows it.
+CurrentMember = Callable[[str], tuple[str, bytes] | None]
 # Asks a source with a template: (source did, template, params, evidence) -> (verified records, the evidence backing them).
 Fetch = Callable[[str, str, dict[str, str], list[bytes]], Awaitable[tuple[Verified, Verified]]]
 
@@ -41,7 +53,7 @@ class Inbox:
     """The receiving side: check, store once, acknowledge, then act on it."""
 
     def __init__(self, *, store: Store, audit: AuditLog, member: Member, fetch: Fetch, spawn: Spawn,
-                 fetch_back: bool = True) -> None:
+                 trust: TrustStore, current_member: CurrentMember, fetch_back: bool = True) -> None:
         self.store = store
         self.audit = audit
         self.member = member
@@ -49,6 +61,8 @@ class Inbox:
         self.spawn = spawn
         self.fetch_back = fetch_back
         self.held = HeldEvidence(store)
+        self.trust = trust
+        self.current_member = current_member
         self._acting: set[str] = set()  # notification ids being acted on, so a retry does not start a second
 
     def handlers(self) -> Handlers:
@@ -134,6 +148,39 @@ class Inbox:
             status, detail = "noted", "the record was deleted at its source"
         await self.store.write([("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
                                       (status, version, detail, notification_id), False)])
+
+    # Evidence that must outlive its signer's certificate -------------------------------
+
+    async def refresh_evidence(self, *, now: int, margin: int) -> int:
+        """Fetch again, from its source, held evidence whose signer's certificate ends within ``margin`` seconds,
+        or that its source now signs under another certificate or key (renewed, rotated, revoked)."""
+        rows = await self.store.fetchall("SELECT kind, record_id, wlzIndicatieID, signed, source, source_org FROM evidence")
+        refreshed = 0
+        for kind, record_id, indicatie, signed, source, source_org in rows:
+            if not self._stale(bytes(signed), source_org, now + margin):
+                continue
+            refetch = REFETCH.get(kind)
+            request = refetch(record_id, dict(self.member.identifiers)) if refetch else None
+            if request is None or not source_org:
+                continue
+            try:
+                results, backing = await self.fetch(source_org, request[0], request[1], await self.held.about(indicatie))
+            except NodeError as exc:
+                log.info("could not refresh held evidence from %s: %s", source_org, exc.__class__.__name__)
+                continue
+            kept = self.held.keep(results + backing)
+            if kept:
+                await self.store.write(kept)
+                refreshed += 1
+        return refreshed
+
+    def _stale(self, signed: bytes, source_org: str | None, then: int) -> bool:
+        try:
+            _, signer = verify_record(signed, self.trust, then)
+        except RemoteProtocolError:
+            return True
+        current = self.current_member(source_org) if source_org else None
+        return current is not None and current != (signer.did, signer.cert_id)
 
     async def retry_failed(self) -> int:
         """Fetch again what could not be fetched (the source was away)."""

@@ -191,6 +191,12 @@ class Outbox:
         return (f"UPDATE outbox SET status = 'dead', last_error = 'the receiver was revoked' "
                 f"WHERE status = 'pending' AND receiver_did IN ({marks})", tuple(dids), False)
 
+    @staticmethod
+    def move_to(pairs: "builtins.list[tuple[str, str]]") -> "builtins.list[Statement]":
+        """Members that moved to a new key: what waits for the old did goes to the new one."""
+        return [("UPDATE outbox SET receiver_did = ?, next_attempt_at = 0 WHERE status = 'pending' AND receiver_did = ?",
+                 (new, old), False) for old, new in pairs]
+
     async def stats(self) -> dict[str, int]:
         rows = await self.store.fetchall("SELECT status, count(*) FROM outbox GROUP BY status")
         return {str(status): int(count) for status, count in rows}

@@ -107,6 +107,11 @@ class Subscriptions:
         ]
 
     @staticmethod
+    def move_to(pairs: list[tuple[str, str]]) -> list[Statement]:
+        """Members that moved to a new key keep their subscriptions."""
+        return [("UPDATE subscriptions SET subscriber_did = ? WHERE subscriber_did = ?", (new, old), False) for old, new in pairs]
+
+    @staticmethod
     def forget_members(dids: list[str]) -> Statement:
         """Revoked members' subscriptions end."""
         return (f"DELETE FROM subscriptions WHERE subscriber_did IN ({', '.join('?' * len(dids))})", tuple(dids), False)

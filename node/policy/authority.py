@@ -44,7 +44,7 @@ def steps_in(spec: dict[str, Any], subject: str, record: dict[str, Any], evidenc
                    for path, source in step["match"].items()):
             continue
         out.append(Link(subject, item.record.path, holder, _first(values_at(data, step["to"])), item.record.version,
-                        _first(values_at(data, step["order"])) or "", item.signer.did))
+                        _first(values_at(data, step["order"])) or "", item.signer.did, item.signer.cert_id))
     return out
 
 

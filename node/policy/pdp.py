@@ -189,7 +189,9 @@ class PolicyDecisionPoint:
             if (name, subject) in asking.holders:
                 continue
             links = await self.authority.known(name, subject) + steps_in(spec, subject, view.auth_data, asking.evidence)
-            asking.holders[(name, subject)] = holder_of(spec, view.auth_data, links)
+            # A step signed under a certificate revoked since is void, also when this source kept it earlier.
+            valid = [link for link in links if not self.trust.is_revoked(link.signer_cert)]
+            asking.holders[(name, subject)] = holder_of(spec, view.auth_data, valid)
 
     def _holder(self, name: str, view: View, asking: Asking) -> Holder | None:
         spec = self.matrix["authority"][name]

@@ -103,6 +103,11 @@ class AuditLog:
         self._before = (0, GENESIS)
         store.set_journal(self)
 
+    def switch_identity(self, identity: Identity) -> None:
+        """Sign the chain head with this key from the next commit on."""
+        self.identity = identity
+        self._head_signature = (0, b"")
+
     async def load(self) -> None:
         row = await self.store.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         if row:

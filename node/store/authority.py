@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from node.store.database import Statement, Store
 
-_COLUMNS = ("subject", "record", "holder", "target", "version", "ord", "signer")
+_COLUMNS = ("subject", "record", "holder", "target", "version", "ord", "signer", "signer_cert")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class Link:
     version: int
     order: str
     signer: str
+    signer_cert: bytes  # the certificate id it was signed under: a revoked one makes the step void
 
 
 class AuthorityLinks:
@@ -40,7 +41,7 @@ class AuthorityLinks:
     async def known(self, authority: str, subject: str) -> list[Link]:
         rows = await self.store.fetchall(
             f"SELECT {', '.join(_COLUMNS)} FROM authority_links WHERE authority = ? AND subject = ?", (authority, subject))
-        return [Link(str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), str(r[5]), str(r[6])) for r in rows]
+        return [Link(str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), str(r[5]), str(r[6]), bytes(r[7])) for r in rows]
 
     async def parties(self, authority: str, subject: str) -> set[str]:
         """Every party that held or was handed authority over ``subject``."""
@@ -52,12 +53,13 @@ class AuthorityLinks:
         """Statements that keep ``links``; a stored link is replaced only by a newer version of its record."""
         if not links:
             return []
-        sql = (f"INSERT INTO authority_links (authority, {', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        sql = (f"INSERT INTO authority_links (authority, {', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                "ON CONFLICT (authority, subject, record) DO UPDATE SET holder = excluded.holder, target = excluded.target, "
-               "version = excluded.version, ord = excluded.ord, signer = excluded.signer "
-               "WHERE excluded.version > authority_links.version")
-        rows = [(authority, link.subject, link.record, link.holder, link.target, link.version, link.order, link.signer)
-                for link in links]
+               "version = excluded.version, ord = excluded.ord, signer = excluded.signer, signer_cert = excluded.signer_cert "
+               "WHERE excluded.version > authority_links.version "
+               "OR (excluded.version = authority_links.version AND excluded.signer_cert != authority_links.signer_cert)")
+        rows = [(authority, link.subject, link.record, link.holder, link.target, link.version, link.order, link.signer,
+                 link.signer_cert) for link in links]
         return [(sql, rows, True)]
 
 

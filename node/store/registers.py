@@ -8,6 +8,7 @@ version a query hands out can be traced to, and proven to come from, here.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from node.store.audit import Actor, AuditLog
 from node.errors import ValidationError
 from node.store.records import RECORD_TYPES, RecordType, strip_nulls, validate_record
 from node.store.database import Statement, Store
-from protocol.records import RecordSigner, RecordVersion
+from protocol.records import RecordSigner, RecordVersion, signing_certificate
 
 _PATHS_OF_KEYS: dict[str, list[tuple[str, str]]] = {
     # record kind -> (lookup key name, dotted path; [] walks a list)
@@ -71,8 +72,8 @@ class StoredVersion:
 
 
 CACHE_SIZE = 10_000
-_INSERT_RECORD = ("INSERT INTO records (kind, record_id, version, signed, data, deleted, created_at, retain_until, current) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)")
+_INSERT_RECORD = ("INSERT INTO records (kind, record_id, version, signed, data, deleted, created_at, retain_until, cert_hash, "
+                  "current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)")
 _INSERT_KEY = "INSERT OR IGNORE INTO record_keys (name, value, kind, record_id) VALUES (?, ?, ?, ?)"
 _SELECT = "SELECT kind, record_id, version, signed, data, deleted, created_at FROM records"
 
@@ -90,13 +91,47 @@ class Registers:
         self.role = role
         self.audit = audit
         self._lock = asyncio.Lock()
-        self.signer = RecordSigner(identity, certificate)
+        self.switch_identity(identity, certificate)
         # The outbox plans notifications inside the record's transaction; it is woken after the commit.
         self.notifier: Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None, int], Awaitable[list[Statement]]] | None = None
         self.on_written: Callable[[], None] | None = None
         # Current versions by (kind, id): this object is the only writer, so it can keep the
         # hot path of a query (one record by id) free of SQLite round trips.
         self._current: OrderedDict[tuple[str, str], StoredVersion | None] = OrderedDict()
+
+    def switch_identity(self, identity: Identity, certificate: bytes) -> None:
+        """Sign from now on with this key and certificate; resign_stale() brings the stored versions along."""
+        self.identity = identity
+        self.certificate = certificate
+        self.cert_hash = hashlib.sha256(certificate).digest()
+        self.signer = RecordSigner(identity, certificate)
+
+    async def resign_stale(self, batch: int = 256) -> int:
+        """Sign again, under the current certificate, every stored version signed under an earlier one.
+
+        A version keeps its content, number and signing time; only the signature and the certificate it
+        carries change, so it stays verifiable after the earlier certificate expires or is superseded.
+        """
+        done = 0
+        while True:
+            rows = await self.store.fetchall(
+                "SELECT kind, record_id, version, signed, data, deleted, created_at FROM records WHERE cert_hash IS NOT ? LIMIT ?",
+                (self.cert_hash, batch))
+            if not rows:
+                return done
+            updates = []
+            for kind, record_id, version, signed, data, deleted, created_at in rows:
+                encoded = bytes(data) if data is not None else None
+                if signing_certificate(bytes(signed)) != self.certificate:
+                    content = cbor.decode_trusted(encoded) if encoded is not None else None
+                    record = RecordVersion(kind, record_id, int(version), self.identity.did, int(created_at), bool(deleted), content)
+                    signed = self.signer.sign(record, encoded)
+                updates.append((bytes(signed), self.cert_hash, kind, record_id, version))
+            await self.store.write([("UPDATE records SET signed = ?, cert_hash = ? WHERE kind = ? AND record_id = ? AND version = ?",
+                                     updates, True)])
+            self._current.clear()
+            done += len(rows)
+            await asyncio.sleep(0)  # let requests through between batches
 
     def _holds(self, kind: str) -> RecordType:
         record_type = RECORD_TYPES.get(kind)
@@ -156,7 +191,7 @@ class Registers:
         retain = record_type.retain_until(data) if data else None
         keys = [(name, str(v), record_type.kind, record_id)
                 for name, path in _PATHS_OF_KEYS[record_type.kind] for v in values_at(data or {}, path)]
-        row = (record_type.kind, record_id, version, signed, encoded, data is None, now, retain)
+        row = (record_type.kind, record_id, version, signed, encoded, data is None, now, retain, self.cert_hash)
         return row, keys, signed
 
     def _version_statements(self, record_type: RecordType, record_id: str, version: int, data: dict[str, Any] | None,

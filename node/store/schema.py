@@ -144,6 +144,7 @@ MIGRATIONS: Final[list[str]] = [
     # 4: authority learned from verified evidence replaces the responsible list that any allowed read added to
     """
     DROP TABLE responsible;
+    ALTER TABLE records ADD COLUMN cert_hash BLOB;
     ALTER TABLE evidence ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE evidence ADD COLUMN source TEXT;
     ALTER TABLE evidence ADD COLUMN source_org TEXT;
@@ -156,6 +157,7 @@ MIGRATIONS: Final[list[str]] = [
         version INTEGER NOT NULL,
         ord TEXT NOT NULL,
         signer TEXT NOT NULL,
+        signer_cert BLOB NOT NULL,
         PRIMARY KEY (authority, subject, record)
     ) WITHOUT ROWID;
     """,

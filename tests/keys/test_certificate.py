@@ -158,3 +158,16 @@ def test_identity_is_not_a_root_just_because_it_signs() -> None:
                              identifiers={"kvk": "62253778"}, not_before=NOW, expires=NOW + 10, issued_at=NOW)
     with pytest.raises(UnknownIssuer):
         TrustStore([seeded(1).did]).verify_certificate(cert, NOW)
+
+
+def test_a_certificate_names_the_one_it_supersedes() -> None:
+    from keys import Identity, MalformedCertificate, issue_certificate, parse_certificate
+
+    root, node = Identity.from_seed(b"\x01" * 32), Identity.from_seed(b"\x02" * 32)
+    common = dict(subject=node.did, organisation="Noord", role="zorgkantoor", identifiers={"uzovi": "5151"},
+                  not_before=0, expires=100, issued_at=0)
+    assert parse_certificate(issue_certificate(root, **common))[1].supersedes is None
+    cert = issue_certificate(root, **common, supersedes=b"\x07" * 16)
+    assert parse_certificate(cert)[1].supersedes == b"\x07" * 16
+    with pytest.raises(MalformedCertificate):
+        issue_certificate(root, **common, supersedes=b"\x07" * 3)

@@ -101,3 +101,38 @@ def test_existing_home_is_not_overwritten(tmp_path: Path, capsys: pytest.Capture
     code, _, err = run(capsys, "init", str(home), "--role", "ciz", "--name", "CIZ", "--kvk", "62253778")
     assert code == 2 and "already holds a node" in err
     assert (home / "node.key").read_bytes() == key
+
+
+def test_valid_for_takes_seconds_to_years_and_refuses_nothing_or_too_much(tmp_path: Path, network: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "za"
+    assert run(capsys, "init", str(home), "--role", "zorgaanbieder", "--name", "De Linde", "--agb", "12345678")[0] == 0
+    code, out, _ = run(capsys, "--json", "cert", "issue", "--network", str(network), "--valid-for", "30s", str(home))
+    assert code == 0
+    first = json.loads(out)
+    assert 20 <= first["expires"] - NodeHome(home).member().not_before - 300 <= 40
+    for bad in ("0s", "11y", "5w", "d", "3"):
+        code, _, err = run(capsys, "cert", "issue", "--network", str(network), "--valid-for", bad, str(home))
+        assert code == 2 and "error" in err, bad
+    code, _, err = run(capsys, "cert", "issue", "--network", str(network), "--days", "0", str(home))
+    assert code == 2 and "--days" in err  # used to make an already expired certificate, silently
+    code, out, _ = run(capsys, "--json", "cert", "issue", "--network", str(network), "--valid-for", "5y", str(home))
+    renewed = NodeHome(home).member()
+    assert code == 0 and renewed.supersedes == bytes.fromhex(first["cert_id"])  # a renewal supersedes
+
+
+def test_key_rotate_then_issue_makes_a_certificate_for_the_new_key(tmp_path: Path, network: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "zk"
+    assert run(capsys, "init", str(home), "--role", "zorgkantoor", "--name", "Noord", "--uzovi", "5151")[0] == 0
+    assert run(capsys, "cert", "issue", "--network", str(network), str(home))[0] == 0
+    old = NodeHome(home).member()
+    code, out, _ = run(capsys, "--json", "key", "rotate", str(home))
+    next_did = json.loads(out)["next_did"]
+    assert code == 0 and next_did != old.did
+    assert stat.S_IMODE(os.stat(home / "node.next.key").st_mode) == 0o600
+    code, out, _ = run(capsys, "--json", "cert", "issue", "--network", str(network), str(home))
+    assert code == 0 and json.loads(out)["did"] == next_did and json.loads(out)["running_node_switched"] is False
+    assert NodeHome(home).member().did == old.did  # the node has not switched yet: it does at (re)start
+    assert NodeHome(home).finish_switch()
+    assert NodeHome(home).identity().did == next_did and NodeHome(home).member().supersedes == old.cert_id
