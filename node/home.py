@@ -100,6 +100,7 @@ class NodeConfig:
     evidence_refresh_interval: float = 3600.0
     evidence_refresh_margin: int = 7 * 24 * 3600
     certificate_check_interval: float = 10.0
+    witness_interval: float = 60.0
     synchronous: str = "NORMAL"
     gossip_interval: float = 30.0
     gossip_fanout: int = 3

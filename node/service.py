@@ -31,6 +31,7 @@ from node.policy import PolicyDecisionPoint
 from node.server import Dispatcher, PeerApp, QueryHandlers, load_replay_guard
 from node.store import Actor, AuditLog, Registers, Store, registers_for
 from node.tasks import Background, Housekeeping
+from node.witness import Witnessing
 from protocol import Endpoint, Message
 from protocol.events import EVENT_RULES
 
@@ -119,10 +120,12 @@ class Node:
                            fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch, trust=self.trust,
                            current_member=self._current_member)
         self.meldingen = Meldingen(store=self.store, audit=self.audit)
+        self.witnessing = Witnessing(store=self.store, audit=self.audit, peers=self.peers, client=self.client,
+                                     me=lambda: self.member, clock=clock)
         self.dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
         self.queries = queries = QueryHandlers(pdp=self.pdp, registers=self.registers, audit=self.audit,
                                                metrics=self.metrics, did=self.identity.did)
-        for part in (queries, self.discovery, self.inbox, self.subscriptions, self.meldingen):
+        for part in (queries, self.discovery, self.inbox, self.subscriptions, self.meldingen, self.witnessing):
             self.dispatcher.register(part.handlers())
         await self._listen()
         await self.discovery.start(self.url)
@@ -151,7 +154,8 @@ class Node:
             actor=lambda: self.actor, clock=self._follow_clock, registers=self.registers, audit=self.audit, router=self.router,
             peers=self.peers, learn_from=lambda url: self.discovery.learn_from(url, source="manual"),
             outbox=self.outbox, inbox=self.inbox, subscriptions=self.subscriptions, meldingen=self.meldingen,
-            adopt_revocation_list=self.discovery.adopt_revocation_list, reload_certificate=self.reload_certificate)
+            adopt_revocation_list=self.discovery.adopt_revocation_list, reload_certificate=self.reload_certificate,
+            check_witnesses=self.witnessing.check_against_witnesses)
 
     def _run_in_background(self) -> None:
         if self.gossip_interval > 0:
@@ -162,6 +166,7 @@ class Node:
         housekeeping.add("inbox fetch retry", 2.0, self.inbox.retry_failed)
         housekeeping.add("held evidence", self.config.evidence_refresh_interval,
                          lambda: self.inbox.refresh_evidence(now=self.now(), margin=self.config.evidence_refresh_margin))
+        housekeeping.add("audit witnesses", self.config.witness_interval, self.witnessing.hand_head)
         housekeeping.add("certificate files", self.config.certificate_check_interval, self._check_certificate_files)
         self.tasks.spawn(housekeeping.run(), "housekeeping")
 
@@ -211,11 +216,13 @@ class Node:
             raise ConfigError(f"the new certificate is not valid ({exc.code}): {exc.reason}") from exc
         if member.did != identity.did:
             raise ConfigError("the new certificate is for another key")
-        self.home.finish_switch()
         old = self.identity.did
         self._take_identity(identity, certificate, member)
+        # The chain head is signed with the new key before the key files change, so that a crash in between
+        # leaves a home whose head matches the key the node starts with (start finishes the switch).
         await self.store.write([self.audit.entry(now=self.now(), event="certificate.switch", action="U", result="ok",
                                                  actor=self.actor, rule=member.cert_id_hex)])
+        self.home.finish_switch()
         self.discovery.announce()
         self.tasks.spawn(self.discovery.tell_peers(), "announce-new-key")
         self.tasks.spawn(self.registers.resign_stale(), "re-sign")

@@ -18,6 +18,7 @@ from protocol.messages import (
     AccessLogRequest,
     AccessLogResult,
     Ack,
+    AuditHead,
     Announcement,
     DigestEntry,
     Error,
@@ -32,6 +33,9 @@ from protocol.messages import (
     Subject,
     Subscribe,
     Unsubscribe,
+    Witness,
+    WitnessQuery,
+    WitnessReceipt,
 )
 from protocol.gossip import GossipTable, Known
 from protocol.replay import ReplayGuard
@@ -42,5 +46,5 @@ __all__ = [
     "EVENT_RULES", "MELDING_EVENT", "EventRule",
     "MESSAGE_TYPES", "AccessLogRequest", "AccessLogResult", "Ack", "Announcement", "DigestEntry", "Error",
     "Melding", "Message", "Notification", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult", "RevocationNews", "Subject",
-    "Subscribe", "Unsubscribe", "ReplayGuard", "GossipTable", "Known",
+    "Subscribe", "Unsubscribe", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "ReplayGuard", "GossipTable", "Known",
 ]

@@ -410,12 +410,65 @@ class AccessLogRequest(Message):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AuditHead(Part):
+    """A node's signed audit chain head: the last entry's number and hash, signed with the node's key over
+    the deterministic CBOR of ["iwlz-audit-head", seq, hash]."""
+
+    seq: int
+    hash: bytes
+    signature: bytes
+
+    def validate(self) -> None:
+        if self.seq < 0 or len(self.hash) != 32 or len(self.signature) != 64:
+            raise _fail("an audit head is a uint, a 32-byte hash and a 64-byte signature")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AccessLogResult(Message):
+    """The entries about the client, and the source's current audit head, so that he can hold it to them."""
+
     TYPE: ClassVar[str] = "access-log-result"
     SEALED: ClassVar[bool] = True
     REPLY: ClassVar[bool] = True
 
     entries: tuple[dict[str, Any], ...]
+    head: AuditHead | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Witness(Message):
+    """A node hands its audit head to a peer, which keeps the latest one it saw and signs a receipt."""
+
+    TYPE: ClassVar[str] = "witness"
+
+    head: AuditHead
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WitnessQuery(Message):
+    """Which audit head does the witness hold for ``node`` (a member key, e.g. ``uzovi:5151``)?"""
+
+    TYPE: ClassVar[str] = "witness-query"
+
+    node: str
+
+    def validate(self) -> None:
+        check_name(self.node, "node")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WitnessReceipt(Message):
+    """The witness's signed statement: at ``at`` (its clock) it held ``head`` for ``node``."""
+
+    TYPE: ClassVar[str] = "witness-receipt"
+    REPLY: ClassVar[bool] = True
+
+    node: str
+    head: AuditHead
+    at: int
+
+    def validate(self) -> None:
+        check_name(self.node, "node")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -447,12 +500,12 @@ MESSAGE_TYPES: Final[dict[str, type[Message]]] = {
     cls.TYPE: cls
     for cls in (
         Announcement, PeerExchange, PeerExchangeResult, Query, QueryResult, Subscribe, Unsubscribe, Notification,
-        Ack, Melding, AccessLogRequest, AccessLogResult, RevocationNews, Error,
+        Ack, Melding, AccessLogRequest, AccessLogResult, RevocationNews, Witness, WitnessQuery, WitnessReceipt, Error,
     )
 }
 
 __all__ = [
     "Part", "Message", "Subject", "DigestEntry", "Announcement", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult",
     "Subscribe", "Unsubscribe", "Notification", "Ack", "Melding", "AccessLogRequest", "AccessLogResult",
-    "RevocationNews", "Error", "MESSAGE_TYPES", "check_uuid", "check_did", "check_name",
+    "RevocationNews", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "Error", "MESSAGE_TYPES", "check_uuid", "check_did", "check_name",
 ]

@@ -30,9 +30,10 @@ NODE_PARTS: dict[str, set[str]] = {
     "discovery": {"errors", "store", "client", "interfaces", "tasks"},
     "notify": {"errors", "faults", "metrics", "store", "interfaces", "tasks", "discovery"},
     "server": {"errors", "metrics", "store", "interfaces", "client", "policy"},
+    "witness": {"errors", "store", "interfaces", "discovery"},
     "admin": {"errors", "home", "store", "discovery", "notify"},
     "service": {"errors", "metrics", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
-                "server", "admin"},
+                "server", "admin", "witness"},
     "cli": {"errors", "home", "store", "policy", "admin", "service"},
     "__main__": {"cli"},
 }

@@ -39,6 +39,7 @@ class AdminParts:
     meldingen: Meldingen
     adopt_revocation_list: Callable[[bytes], bool]
     reload_certificate: Callable[[], Awaitable[bool]]
+    check_witnesses: Callable[[], Awaitable[tuple[bool, str]]]
 
 
 def error(status: int, name: str, reason: str, **extra: Any) -> web.Response:
@@ -187,8 +188,14 @@ class AdminRoutes:
         return web.json_response({"entries": [e.public() for e in entries]})
 
     async def audit_verify(self, request: web.Request) -> web.Response:
-        intact, count, detail = await self.p.audit.verify()
-        return web.json_response({"intact": intact, "entries": count, "detail": detail})
+        """The chain against its signed head (from the last checkpoint, or ?full=1), and ?witnesses=1 against the
+        heads the witnesses hold."""
+        intact, count, detail = await self.p.audit.verify(full=request.query.get("full") in ("1", "true"))
+        result: dict[str, Any] = {"intact": intact, "entries": count, "detail": detail}
+        if request.query.get("witnesses") in ("1", "true"):
+            witnessed, said = await self.p.check_witnesses()
+            result |= {"intact": intact and witnessed, "witnesses": said}
+        return web.json_response(result)
 
     async def peers(self, request: web.Request) -> web.Response:
         return web.json_response({"peers": [p.public() for p in self.p.peers.all()]})

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from node.admin.client import AdminClient
 from node.cli.common import admin, command, emit
 from node.home import NodeHome
 
@@ -16,7 +17,10 @@ def audit(args: argparse.Namespace) -> int:
     from node.store.offline import read_audit  # the store is loaded only by the commands that open it
 
     home = NodeHome(Path(args.home)).require()
-    intact, count, detail, entries = asyncio.run(read_audit(home, verify=args.verify, limit=args.limit))
+    if args.witnesses:
+        return _verify_with_witnesses(args, home)
+    intact, count, detail, entries = asyncio.run(read_audit(home, verify=args.verify, limit=args.limit,
+                                                            full=not args.incremental))
     if args.verify:
         emit(args, {"intact": intact, "entries": count, "detail": detail},
              f"audit chain {'intact' if intact else 'BROKEN'}: {count} entries checked; {detail}")
@@ -28,6 +32,15 @@ def audit(args: argparse.Namespace) -> int:
             print(f"{e['seq']:6} {e['at']} {e['action']} {e['result']:8} {e['event']:32} {e['actor_org']} ({e['actor_role']})"
                   f" {e['record'] or ''} {('rule ' + e['rule']) if e['rule'] else ''}")
     return 0
+
+
+def _verify_with_witnesses(args: argparse.Namespace, home: NodeHome) -> int:
+    """Through the running node: it signs the questions to its witnesses."""
+    query = "?witnesses=1" + ("" if args.incremental else "&full=1")
+    result = AdminClient(home).call("GET", "/admin/v1/audit/verify" + query)
+    emit(args, result, f"audit chain {'intact' if result['intact'] else 'BROKEN'}: {result['entries']} entries; "
+                       f"{result['detail']}; witnesses: {result['witnesses']}")
+    return 0 if result["intact"] else 3
 
 
 def policy(args: argparse.Namespace) -> int:
@@ -48,7 +61,11 @@ def peers(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = command(sub, "audit", audit, "show or verify the audit log")
-    p.add_argument("--verify", action="store_true")
+    p.add_argument("--verify", action="store_true", help="check the chain against its signed head")
+    p.add_argument("--incremental", action="store_true",
+                   help="hash only the entries after the last signed checkpoint (what the dashboard does)")
+    p.add_argument("--witnesses", action="store_true",
+                   help="also ask the witnesses which head they hold (the node must run)")
     p.add_argument("--limit", type=int, default=200)
     command(sub, "policy", policy, "print the authorization matrix this node applies")
     command(sub, "peers", peers, "show the peer table")

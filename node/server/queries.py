@@ -61,7 +61,7 @@ class QueryHandlers:
         statements = [self.audit.entry(now=now, event="access-log", action="R", result="allowed",
                                        actor=Actor.of(incoming.sender), subject=request.bsn,
                                        trace_id=incoming.envelope.trace_id, rule=rule, request=incoming.data)]
-        return AccessLogResult(entries=tuple(since)), statements
+        return AccessLogResult(entries=tuple(since), head=self.audit.head()), statements
 
 
 __all__ = ["QueryHandlers"]

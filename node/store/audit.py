@@ -7,19 +7,22 @@ reordering any entry breaks the chain from that point on.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from keys import Identity, KeysError, Member, cbor
+from keys import Identity, Member
+from node.errors import StorageError
+from node.store.audit_check import COLUMNS, GENESIS, ChainCheck, check_chain, checkpoint_bytes, entry_fields, entry_hash
 from node.store.database import Statement, Store
+from protocol import AuditHead
+from protocol.witness import head_bytes
 
-GENESIS: Final = b"\x00" * 32
 _PENDING: Final = "-- audit entry, numbered at commit --"
 ACTIONS: Final = frozenset("CRUDE")
-_COLUMNS: Final = ("seq", "at", "event", "action", "result", "actor_did", "actor_role", "actor_org",
-                   "subject", "record", "trace_id", "rule", "request", "prev_hash", "hash")
+_COLUMNS: Final = COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +65,10 @@ class AuditEntry:
         return out
 
 
-def entry_hash(prev_hash: bytes, fields: list[Any]) -> bytes:
-    return hashlib.sha256(prev_hash + cbor.encode(fields)).digest()
-
-
 def _fields(seq: int, at: str, event: str, action: str, result: str, actor: Actor, subject: str | None,
             record: str | None, trace_id: str | None, rule: str | None, request: bytes | None) -> list[Any]:
-    return [seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record, trace_id,
-            rule, hashlib.sha256(request).digest() if request else None]
+    return entry_fields((seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
+                         trace_id, rule, request))
 
 
 _SECOND: list[Any] = [None, ""]
@@ -84,10 +83,6 @@ def utc(ts: float) -> str:
 
 
 _INSERT: Final = f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-
-
-def _head_message(seq: int, head: bytes) -> bytes:
-    return cbor.encode(["iwlz-audit-head", seq, head])
 
 
 class AuditLog:
@@ -109,9 +104,30 @@ class AuditLog:
         self._head_signature = (0, b"")
 
     async def load(self) -> None:
+        """Continue the chain where it ends, after checking it ends where its signed head says: a node does not
+        extend a chain that was cut or whose last entries were changed."""
         row = await self.store.fetchone("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        if row:
-            self._seq, self._head = int(row[0]), bytes(row[1])
+        head = await self.store.fetchone("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+        last = (int(row[0]), bytes(row[1])) if row else (0, GENESIS)
+        if head is None and row is not None:
+            raise StorageError("the audit log has entries but no signed head: it was tampered with; the node will not "
+                               "extend it (restore it from a backup, or investigate with iwlz audit --verify)")
+        if head is not None:
+            seq, digest, signature = int(head[0]), bytes(head[1]), bytes(head[2])
+            if (seq, digest) != last:
+                where = ("was cut: entries after entry {} are missing".format(last[0]) if seq > last[0]
+                         else "does not end where its signed head says")
+                raise StorageError(f"the audit chain {where} (the signed head names entry {seq}, the log ends at entry "
+                                   f"{last[0]}); the node will not extend it: restore the log from a backup, or "
+                                   "investigate with iwlz audit --verify")
+            self._head_signature = (seq, signature)
+        self._seq, self._head = last
+
+    def head(self) -> AuditHead:
+        """The current signed head, as handed to witnesses and to a client with his access log."""
+        if self._head_signature[0] != self._seq:
+            self._head_signature = (self._seq, self.identity.sign(head_bytes(self._seq, self._head)))
+        return AuditHead(seq=self._seq, hash=self._head, signature=self._head_signature[1])
 
     def entry(
         self, *, now: float, event: str, action: str, result: str, actor: Actor, subject: str | None = None,
@@ -155,7 +171,7 @@ class AuditLog:
         if self._seq == 0:
             return []
         if self._head_signature[0] != self._seq:
-            self._head_signature = (self._seq, self.identity.sign(_head_message(self._seq, self._head)))
+            self._head_signature = (self._seq, self.identity.sign(head_bytes(self._seq, self._head)))
         return [("INSERT OR REPLACE INTO audit_head (id, seq, hash, signature) VALUES (1, ?, ?, ?)",
                  (self._seq, self._head, self._head_signature[1]), False)]
 
@@ -168,32 +184,26 @@ class AuditLog:
                                          (*params, limit))
         return [AuditEntry(*row) for row in rows]
 
-    async def verify(self) -> tuple[bool, int, str]:
-        """Walk the whole chain: (intact, entries checked, what is wrong where)."""
-        prev, expected_seq, count = GENESIS, 1, 0
-        async with self.store.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit ORDER BY seq") as cursor:
-            async for row in cursor:
-                e = AuditEntry(*row)
-                if e.seq != expected_seq:
-                    return False, count, f"entry {expected_seq} is missing (next is {e.seq})"
-                if e.prev_hash != prev:
-                    return False, count, f"entry {e.seq} does not follow entry {e.seq - 1}"
-                actor = Actor(e.actor_did, e.actor_role, e.actor_org)
-                fields = _fields(e.seq, e.at, e.event, e.action, e.result, actor, e.subject, e.record, e.trace_id, e.rule, e.request)
-                if entry_hash(prev, fields) != e.hash:
-                    return False, count, f"entry {e.seq} was changed"
-                prev, expected_seq, count = e.hash, expected_seq + 1, count + 1
-        head = await self.store.fetchone("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
-        if head is None:
-            return (count == 0), count, "chain intact" if count == 0 else "signed chain head is missing"
-        seq, head_hash, signature = int(head[0]), bytes(head[1]), bytes(head[2])
-        try:
-            self.identity.verifier().verify(_head_message(seq, head_hash), signature)
-        except KeysError:
-            return False, count, "signed chain head does not verify"
-        if seq != count or head_hash != prev:
-            return False, count, f"chain ends at entry {count} but the signed head names entry {seq}"
-        return True, count, "chain intact"
+    async def verify(self, *, full: bool = False) -> tuple[bool, int, str]:
+        """Check the chain against its signed head: (intact, entries, what is wrong where).
+
+        From the newest signed checkpoint on, unless ``full``; a check that passes leaves a new checkpoint.
+        """
+        check = await asyncio.to_thread(check_chain, self.store.path, self.identity.verifier(), full=full)
+        if check.intact and check.head is not None and check.checked:
+            await self._checkpoint(*check.head)
+        return check.intact, check.entries, check.detail
+
+    async def check(self, *, full: bool = False) -> ChainCheck:
+        return await asyncio.to_thread(check_chain, self.store.path, self.identity.verifier(), full=full)
+
+    async def _checkpoint(self, seq: int, digest: bytes) -> None:
+        signature = self.identity.sign(checkpoint_bytes(seq, digest))
+        await self.store.write([
+            ("INSERT OR REPLACE INTO audit_checkpoint (seq, hash, signature) VALUES (?, ?, ?)", (seq, digest, signature), False),
+            ("DELETE FROM audit_checkpoint WHERE seq < (SELECT min(seq) FROM "
+             "(SELECT seq FROM audit_checkpoint ORDER BY seq DESC LIMIT 3))", (), False),
+        ])
 
 
 __all__ = ["AuditLog", "AuditEntry", "Actor", "utc"]

@@ -160,6 +160,27 @@ MIGRATIONS: Final[list[str]] = [
         signer_cert BLOB NOT NULL,
         PRIMARY KEY (authority, subject, record)
     ) WITHOUT ROWID;
+    CREATE TABLE audit_checkpoint (
+        seq INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL,
+        signature BLOB NOT NULL
+    );
+    CREATE TABLE witnessed (
+        member TEXT PRIMARY KEY,
+        did TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE TABLE witness_receipts (
+        witness TEXT PRIMARY KEY,
+        organisation TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        receipt BLOB NOT NULL
+    );
     """,
 ]
 

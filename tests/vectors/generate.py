@@ -16,6 +16,7 @@ from protocol.gossip import short_id
 from protocol import (
     AccessLogRequest, AccessLogResult, Ack, Announcement, DigestEntry, Endpoint, Error, Melding, Message,
     Notification, PeerExchange, PeerExchangeResult, Query, QueryResult, ReplyTo, RevocationNews, Subject, Subscribe, Unsubscribe,
+    AuditHead, Witness, WitnessQuery, WitnessReceipt,
 )
 
 NOW = 1_790_000_000
@@ -30,6 +31,9 @@ def certificate(root: Identity, node: Identity, role: str, ids: dict[str, str], 
     return issue_certificate(root, subject=node.did, organisation=f"Golden {role}", role=role, identifiers=ids,
                              not_before=NOW - 86400, expires=NOW + 365 * 86400, issued_at=NOW - 86400,
                              cert_id=bytes([n]) * 16)
+
+
+HEAD = AuditHead(seq=42, hash=bytes(range(32)), signature=bytes(64))
 
 
 def messages() -> list[tuple[str, Message, bool]]:
@@ -56,7 +60,11 @@ def messages() -> list[tuple[str, Message, bool]]:
         ("melding", Melding(melding_id="7c2d9e4f-3a5b-4c6d-8e7f-9a0b1c2d3e4f", event_type="IWLZFOUTMELDING", rule="IRG0012",
                             record=INDICATIE, description="ingangsdatum ligt na einddatum"), False),
         ("access-log-request", AccessLogRequest(bsn="106658037", since=0), False),
-        ("access-log-result", AccessLogResult(entries=({"event": "query", "action": "R", "result": "allowed"},)), True),
+        ("access-log-result", AccessLogResult(entries=({"event": "query", "action": "R", "result": "allowed"},),
+                                              head=HEAD), True),
+        ("witness", Witness(head=HEAD), False),
+        ("witness-query", WitnessQuery(node="uzovi:5151"), False),
+        ("witness-receipt", WitnessReceipt(node="kvk:62253778", head=HEAD, at=NOW), True),
         ("revocation-list", RevocationNews(lists=()), False),
         ("error", Error(code="denied", reason="no bemiddelingspecificatie names this AGB", rule="UCIR-0002"), True),
     ]
