@@ -1,0 +1,177 @@
+"""An audit log its owner cannot rewrite unseen: heads witnessed by peers, a cut chain refused at start,
+and a check that never reports a broken chain that is not."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from keys import Identity
+from node.errors import PeerRefused, StorageError
+from node.service import Node
+from node.store.audit_check import GENESIS, entry_fields, entry_hash
+from node.store.offline import read_audit
+from protocol import AccessLogRequest
+from protocol.witness import head_bytes
+from tests.node.kit import BSN0, IND0, Network, put, sample
+
+pytestmark = pytest.mark.asyncio
+
+
+async def busy_ciz(network: Network) -> tuple[Node, Node, Node, Node]:
+    ciz, zk, za, cak = await network.start("ciz", "zk5151", "za_a", "cak")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    for _ in range(4):
+        await zk.query_peer(ciz.url, "QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])
+    await network.settle()
+    return ciz, zk, za, cak
+
+
+def rechain_without(path: Path, identity: Identity, seqs: set[int]) -> None:
+    """What an operator holding node.key could do: drop entries, number and chain the rest again, sign a new head."""
+    with sqlite3.connect(path) as db:
+        rows = [r for r in db.execute("SELECT * FROM audit ORDER BY seq") if r[0] not in seqs]
+        db.execute("DELETE FROM audit")
+        db.execute("DELETE FROM audit_checkpoint")
+        prev = GENESIS
+        for n, row in enumerate(rows, start=1):
+            fields = (n, *row[1:13])
+            digest = entry_hash(prev, entry_fields(fields))
+            db.execute(f"INSERT INTO audit VALUES ({', '.join('?' * 15)})", (*fields, prev, digest))
+            prev = digest
+        db.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1",
+                   (len(rows), prev, identity.sign(head_bytes(len(rows), prev))))
+
+
+async def test_deleting_and_re_signing_with_the_node_key_is_caught_by_the_witnesses(network: Network) -> None:
+    ciz, zk, za, cak = await busy_ciz(network)
+    assert await ciz.witnessing.hand_head() == 3
+    held = {row[0] for row in await zk.store.fetchall("SELECT member FROM witnessed")}
+    assert held == {"kvk:62253778"}
+    assert (await ciz.witnessing.check_against_witnesses())[0]
+
+    await ciz.stop()
+    network.nodes.pop("ciz")
+    rechain_without(ciz.home.database_path, ciz.home.identity(), {2, 3})
+    intact, _, detail, _ = await read_audit(ciz.home, verify=True, limit=0)
+    assert intact, detail  # on its own, the rewritten chain looks whole: the key signed it
+
+    again = Node(ciz.home, mdns=False, gossip_interval=0)
+    await again.start()
+    network.nodes["ciz"] = again
+    for node in (zk, za, cak):
+        await node.learn_from(again.url, source="bootstrap")
+    intact, said = await again.witnessing.check_against_witnesses()
+    assert not intact and "no longer has" in said
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {again.home.admin_token()}"}
+        async with http.get(f"{again.admin_url}/admin/v1/audit/verify?witnesses=1", headers=headers) as r:
+            result = await r.json()
+    assert result["intact"] is False and "cut" in result["witnesses"]
+    # The witnesses refuse the shorter head it now hands them.
+    assert await again.witnessing.hand_head() == 0
+    assert (await zk.store.fetchone("SELECT seq FROM witnessed"))[0] > (await again.audit.check()).entries
+
+
+async def test_a_rewritten_entry_at_the_witnessed_number_is_caught_too(network: Network) -> None:
+    ciz, zk, za, cak = await busy_ciz(network)
+    await ciz.witnessing.hand_head()
+    last = ciz.audit.head().seq
+    await ciz.stop()
+    network.nodes.pop("ciz")
+    with sqlite3.connect(ciz.home.database_path) as db:  # change an entry, keep the length: the hashes change
+        db.execute("UPDATE audit SET result = 'denied' WHERE seq = 2")
+    rechain_without(ciz.home.database_path, ciz.home.identity(), set())
+    again = Node(ciz.home, mdns=False, gossip_interval=0)
+    await again.start()
+    network.nodes["ciz"] = again
+    assert again.audit.head().seq == last
+    intact, said = await again.witnessing.check_against_witnesses()
+    assert not intact and "another hash" in said
+
+
+async def test_a_node_refuses_to_extend_a_chain_that_was_cut(network: Network) -> None:
+    ciz, zk, za, cak = await busy_ciz(network)
+    await ciz.stop()
+    network.nodes.pop("ciz")
+    with sqlite3.connect(ciz.home.database_path) as db:
+        db.execute("DELETE FROM audit WHERE seq > (SELECT max(seq) - 2 FROM audit)")
+        before = db.execute("SELECT count(*) FROM audit").fetchone()[0]
+    again = Node(ciz.home, mdns=False, gossip_interval=0)
+    with pytest.raises(StorageError, match="was cut"):
+        await again.start()
+    await again.store.close()
+    with sqlite3.connect(ciz.home.database_path) as db:
+        assert db.execute("SELECT count(*) FROM audit").fetchone()[0] == before  # nothing was written
+
+
+async def test_a_witness_refuses_a_head_that_goes_back_or_forks(network: Network) -> None:
+    ciz, zk, za, cak = await busy_ciz(network)
+    from protocol import AuditHead, Witness
+
+    head = ciz.audit.head()
+    await ciz.witnessing.hand_head()
+    back = AuditHead(seq=head.seq - 1, hash=b"\x01" * 32, signature=ciz.identity.sign(head_bytes(head.seq - 1, b"\x01" * 32)))
+    fork = AuditHead(seq=head.seq, hash=b"\x02" * 32, signature=ciz.identity.sign(head_bytes(head.seq, b"\x02" * 32)))
+    forged = AuditHead(seq=head.seq + 5, hash=b"\x03" * 32, signature=zk.identity.sign(head_bytes(head.seq + 5, b"\x03" * 32)))
+    assert zk.identity.did in {p.did for p in ciz.witnessing.witnesses()}
+    for bad, code in ((back, "conflict"), (fork, "conflict"), (forged, "bad-signature")):
+        with pytest.raises(PeerRefused, match=code):
+            await ciz.send_to_peer(zk.url, Witness(head=bad))
+    stored = await zk.store.fetchone("SELECT seq, hash FROM witnessed")
+    assert stored == (head.seq, head.hash)
+
+
+async def test_a_client_gets_the_sources_head_with_his_access_log(network: Network) -> None:
+    ciz, zk, za, cak = await busy_ciz(network)
+    client = (await network.start("client"))[0]
+    reply = await client.send_to_peer(ciz.url, AccessLogRequest(bsn=BSN0, since=0))
+    head = reply.message.head
+    assert head is not None and head.seq >= 5
+    from protocol.witness import head_is_signed_by
+
+    assert head_is_signed_by(head, ciz.identity.did)
+
+
+async def test_checks_during_concurrent_writes_never_report_a_broken_chain(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    records = [sample("wlzIndicaties", i % 3) for i in range(3)]
+
+    async def writer(n: int) -> None:
+        for i in range(30):
+            data = dict(records[(n + i) % 3])
+            data["besluitnummer"] = f"B-{n}-{i}"
+            await ciz.registers.put("WlzIndicatie", data, actor=ciz.actor, now=ciz.now())
+
+    async def checker() -> list[tuple[bool, int, str]]:
+        results = []
+        for _ in range(20):
+            results.append(await ciz.audit.verify())
+            await asyncio.sleep(0)
+        return results
+
+    *_, checks = await asyncio.gather(*(writer(n) for n in range(4)), checker())
+    assert all(intact for intact, _, _ in checks), [d for ok, _, d in checks if not ok]
+    await network.settle()  # the notifications the writes caused are delivered and audited too
+    final = await ciz.audit.verify(full=True)
+    assert final[0] and final[1] == ciz.audit.head().seq
+
+
+async def test_an_incremental_check_hashes_only_the_new_entries(network: Network) -> None:
+    ciz, zk, za, cak = await busy_ciz(network)
+    first = await ciz.audit.check()
+    assert first.intact and first.checked == first.entries  # no checkpoint yet: everything
+    await ciz.audit.verify()  # leaves a checkpoint
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 1))
+    later = await ciz.audit.check()
+    assert later.intact and later.checked == later.entries - first.entries
+    assert "new since the checkpoint" in later.detail
+    digest = hashlib.sha256(b"x").digest()
+    with sqlite3.connect(ciz.home.database_path) as db:  # a forged checkpoint is ignored: full walk again
+        db.execute("UPDATE audit_checkpoint SET hash = ?", (digest,))
+    assert (await ciz.audit.check()).checked == later.entries
