@@ -14,7 +14,7 @@ from typing import Any, Final
 import cbor2
 
 from keys import cbor
-from keys.errors import MalformedData
+from keys.errors import MalformedData, TooLarge
 from keys.identity import Identity, Verifier
 
 COSE_SIGN1_TAG: Final = 18
@@ -82,31 +82,74 @@ def sign1_with_header(
     return cbor.encode(cbor.Tag(COSE_SIGN1_TAG, [protected_bytes, dict(unprotected), payload, signature]))
 
 
+MAX_PROTECTED: Final = 16 * 1024
+SIGNATURE_SIZE: Final = 64
+
+
+def _head(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(major type, argument, next position) of the CBOR item head at ``pos``, in its shortest form only."""
+    if pos >= len(data):
+        raise MalformedData("COSE_Sign1 is cut short")
+    first = data[pos]
+    major, info = first >> 5, first & 0x1F
+    if info < 24:
+        return major, info, pos + 1
+    if info > 27:
+        raise MalformedData("indefinite-length items are not allowed")
+    size = 1 << (info - 24)
+    if pos + 1 + size > len(data):
+        raise MalformedData("COSE_Sign1 is cut short")
+    value = int.from_bytes(data[pos + 1:pos + 1 + size], "big")
+    if value < (24 if size == 1 else 1 << (4 * size)):
+        raise MalformedData("input is not in deterministic CBOR encoding")
+    return major, value, pos + 1 + size
+
+
+def _bstr(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
+    major, length, start = _head(data, pos)
+    if major != 2 or start + length > len(data):
+        raise MalformedData(f"COSE_Sign1 {what} must be a byte string")
+    return data[start:start + length], start + length
+
+
 def parse_sign1(data: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE) -> Sign1:
     """Decode the structure of a COSE_Sign1; the signature is not checked here.
+
+    The frame — tag 18, an array of four, the protected header as a byte
+    string, an empty unprotected map, the payload and a 64-byte signature —
+    is read from its item heads, without decoding anything in it, so that
+    whatever a sender packs into a message costs nothing before its
+    signature is checked. Only the protected header (at most 16 KiB) is
+    decoded here.
 
     Raises:
         TooLarge, MalformedData
     """
-    item = cbor.decode(data, max_size=max_size, allowed_tags=_SIGN1_TAGS)
-    if not isinstance(item, cbor.Tag) or item.tag != COSE_SIGN1_TAG:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MalformedData("expected bytes")
+    data = bytes(data)
+    if len(data) > max_size:
+        raise TooLarge(f"input of {len(data)} bytes exceeds the limit of {max_size}")
+    if _head(data, 0)[:2] != (6, COSE_SIGN1_TAG):
         raise MalformedData("not a tagged COSE_Sign1")
-    parts = item.value
-    if not isinstance(parts, list) or len(parts) != 4:
+    major, count, pos = _head(data, _head(data, 0)[2])
+    if (major, count) != (4, 4):
         raise MalformedData("COSE_Sign1 must be an array of four items")
-    protected_bytes, unprotected, payload, signature = parts
-    if not isinstance(protected_bytes, bytes) or not isinstance(unprotected, dict):
-        raise MalformedData("COSE_Sign1 headers are malformed")
-    if not isinstance(payload, bytes) or not isinstance(signature, bytes):
-        raise MalformedData("COSE_Sign1 payload must be attached and the signature a byte string")
-    protected = cbor.decode(protected_bytes, max_size=max_size) if protected_bytes else {}
+    protected_bytes, pos = _bstr(data, pos, "protected header")
+    if _head(data, pos)[:2] != (5, 0):
+        raise MalformedData("COSE_Sign1 unprotected header must be an empty map")
+    payload, pos = _bstr(data, pos + 1, "payload")
+    signature, pos = _bstr(data, pos, "signature")
+    if len(signature) != SIGNATURE_SIZE or pos != len(data):
+        raise MalformedData("COSE_Sign1 must end with a 64-byte signature")
+    if len(protected_bytes) > MAX_PROTECTED:
+        raise MalformedData("protected header is too large")
+    protected = cbor.decode(protected_bytes, max_size=MAX_PROTECTED) if protected_bytes else {}
     if not isinstance(protected, dict):
         raise MalformedData("protected header must be a map")
     if protected.get(ALG) != EDDSA:
         raise MalformedData("only alg EdDSA (-8) is accepted")
-    if set(protected) & set(unprotected):
-        raise MalformedData("a header label appears in both buckets")
-    return Sign1(protected, protected_bytes, unprotected, payload, signature)
+    return Sign1(protected, protected_bytes, {}, payload, signature)
 
 
 __all__ = ["Sign1", "sign1", "sign1_with_header", "protected_header", "parse_sign1", "sig_structure", "COSE_SIGN1_TAG", "ALG", "KID", "EDDSA"]

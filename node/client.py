@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from node.clock import ClockWatch
 from node.errors import NetworkError, PeerRefused
 from protocol import MEDIA_TYPE, Endpoint, Error, ErrorCode, Incoming, Message, RemoteProtocolError
 
@@ -20,15 +21,19 @@ class _CertificateNotHeld(NetworkError):
 
 
 class PeerClient:
-    def __init__(self, endpoint: Endpoint, *, timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, endpoint: Endpoint, *, timeout: float = 10.0, clock: Callable[[], float] = time.time,
+                 watch: ClockWatch | None = None) -> None:
         self.endpoint = endpoint
         self.clock = clock
+        self.watch = watch or ClockWatch(clock)
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
+            # Kept shorter than a node's idle timeout for connections, so that a pooled connection is not one the
+            # peer is about to close.
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=10)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
@@ -54,9 +59,10 @@ class PeerClient:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise NetworkError(f"cannot reach {base_url}: {exc.__class__.__name__}") from exc
         try:
-            return self.endpoint.verify_broadcast(data, now=int(self.clock()))
+            incoming = self.endpoint.verify_broadcast(data, now=int(self.clock()))
         except RemoteProtocolError as exc:
-            raise NetworkError(f"announcement from {base_url} refused ({exc.code}): {exc.reason}") from exc
+            raise NetworkError(f"announcement from {base_url} refused ({exc.code}): {exc.reason}{self._hint(exc)}") from exc
+        return incoming
 
     async def _post(self, base_url: str, data: bytes) -> bytes:
         try:
@@ -74,12 +80,20 @@ class PeerClient:
         except RemoteProtocolError as exc:
             if exc.code is ErrorCode.UNKNOWN_CERTIFICATE:
                 raise _CertificateNotHeld(f"reply from {base_url} names a certificate we do not hold") from exc
-            raise NetworkError(f"reply from {base_url} refused ({exc.code}): {exc.reason}") from exc
+            raise NetworkError(f"reply from {base_url} refused ({exc.code}): {exc.reason}{self._hint(exc)}") from exc
+        offset = self.watch.saw(reply.envelope.issued_at)
         if isinstance(reply.message, Error):
             if reply.message.code == ErrorCode.UNKNOWN_CERTIFICATE:
                 raise _CertificateNotHeld(f"{base_url} does not hold our certificate")
-            raise PeerRefused(reply.message.code, reply.message.reason, reply.message.rule)
+            hint = self.watch.hint(offset) if reply.message.code in (ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) else ""
+            raise PeerRefused(reply.message.code, reply.message.reason + hint, reply.message.rule)
         return reply
+
+    def _hint(self, exc: RemoteProtocolError) -> str:
+        """A refusal for time: note the peer's time, and say how far the clocks differ."""
+        if exc.code not in (ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) or exc.issued_at is None:
+            return ""
+        return self.watch.hint(self.watch.saw(exc.issued_at))
 
     async def push(self, base_url: str, data: bytes, *, to: str) -> Incoming:
         """POST an envelope made earlier (our signed announcement) and verify the reply bound to it."""

@@ -101,6 +101,8 @@ class NodeConfig:
     evidence_refresh_margin: int = 7 * 24 * 3600
     certificate_check_interval: float = 10.0
     witness_interval: float = 60.0
+    max_connections: int = 1024
+    header_timeout: float = 15.0
     synchronous: str = "NORMAL"
     gossip_interval: float = 30.0
     gossip_fanout: int = 3

@@ -26,6 +26,9 @@ class Metrics:
         self._latency_children: dict[str, Any] = {}
         self._decision_children: dict[tuple[str, str], Any] = {}
         self.peers = Gauge("iwlz_peers", "Peers in the peer table", registry=self.registry)
+        self.clock_offset = Gauge("iwlz_clock_offset_seconds",
+                                  "Median of peers' signed times minus this node's clock (positive: peers are ahead)",
+                                  registry=self.registry)
 
     def count_request(self, kind: str, outcome: str) -> None:
         child = self._request_children.get((kind, outcome))

@@ -22,6 +22,7 @@ from keys import Identity, KeysError, Member
 from node.admin.api import admin_app
 from node.admin.routes import AdminParts
 from node.client import PeerClient
+from node.clock import ClockWatch
 from node.discovery import Discovery, PeerTable, Router
 from node.errors import ConfigError
 from node.home import NodeHome
@@ -29,6 +30,7 @@ from node.metrics import Metrics
 from node.notify import Inbox, Meldingen, Outbox, Subscriptions
 from node.policy import PolicyDecisionPoint
 from node.server import Dispatcher, PeerApp, QueryHandlers, load_replay_guard
+from node.server.connections import Listener
 from node.store import Actor, AuditLog, Registers, Store, registers_for
 from node.tasks import Background, Housekeeping
 from node.witness import Witnessing
@@ -59,7 +61,7 @@ class Node:
         self.ready = False
         self.url = self.admin_url = ""
         self.tasks = Background()
-        self._runners: list[web.AppRunner] = []
+        self._listeners: list[Listener] = []
 
     def now(self) -> int:
         return int(self.clock())
@@ -92,7 +94,8 @@ class Node:
         self.registers = Registers(self.store, self.identity, self.certificate, self.member.role, self.audit)
         self.peers = PeerTable(self.store, self.identity.did)
         await self.peers.load()
-        self.client = PeerClient(self.endpoint, clock=clock)
+        self.clock_watch = ClockWatch(clock)
+        self.client = PeerClient(self.endpoint, clock=clock, watch=self.clock_watch)
         self.discovery = Discovery(
             endpoint=self.endpoint, client=self.client, peers=self.peers, store=self.store, trust=self.trust,
             member=self.member, bootstrap=self.bootstrap, lifetime=config.announcement_lifetime,
@@ -102,7 +105,7 @@ class Node:
             keep_revocation_list=self.home.store_revocation_list, clock=clock)
         self.gossiper = self.discovery.gossiper
         self.router = Router(peers=self.peers, client=self.client, trust=self.trust, clock=clock,
-                             learn_from=lambda url: self.discovery.learn_from(url, source="manual"))
+                             learn=lambda url: self.discovery.learn(url, source="manual"))
         self.pdp = PolicyDecisionPoint(self.registers, self.trust, freshness=config.evidence_freshness,
                                        confirm=self.router.confirm_evidence)
         self.discovery.templates = self.pdp.templates()
@@ -110,7 +113,7 @@ class Node:
                                            matrix=self.pdp.matrix["subscriptions"], parties=self.pdp.parties)
         self.outbox = Outbox(store=self.store, audit=self.audit, member=self.member, peers=self.peers, client=self.client,
                              metrics=self.metrics, parties=self.pdp.all_parties, subscribers=self.subscriptions.planned_for,
-                             first_delay=config.outbox_first_delay, max_delay=config.outbox_max_delay,
+                             spawn=spawn, first_delay=config.outbox_first_delay, max_delay=config.outbox_max_delay,
                              dead_after=config.outbox_dead_after)
         self.discovery.peer_back = self.outbox.peer_back
         self.discovery.on_revoked = self._revoked
@@ -142,11 +145,11 @@ class Node:
         peer_app = PeerApp(endpoint=self.endpoint, dispatcher=self.dispatcher, metrics=self.metrics, matrix=self.pdp.matrix,
                            announcement=lambda: self.discovery.announcement, health=self._health,
                            adopt_revocation_list=self.discovery.adopt_revocation_list,
-                           refresh_gauges=self._refresh_gauges, clock=self._follow_clock)
-        runner = await self._serve(peer_app.app(), self.host, self.port)
-        self.url = self.public_url or f"http://{self.host}:{runner.addresses[0][1]}"
-        runner = await self._serve(admin_app(self._admin_parts()), self.config.admin_host, self.admin_port)
-        self.admin_url = f"http://{self.config.admin_host}:{runner.addresses[0][1]}"
+                           refresh_gauges=self._refresh_gauges, clock=self._follow_clock, watch=self.clock_watch)
+        port = await self._serve(peer_app.app(), self.host, self.port, "peer")
+        self.url = self.public_url or f"http://{self.host}:{port}"
+        port = await self._serve(admin_app(self._admin_parts()), self.config.admin_host, self.admin_port, "admin")
+        self.admin_url = f"http://{self.config.admin_host}:{port}"
 
     def _admin_parts(self) -> AdminParts:
         return AdminParts(
@@ -177,17 +180,15 @@ class Node:
                          learn_from=lambda url: self.discovery.learn_from(url, source="mdns"))
         await self.mdns.start()
 
-    async def _serve(self, app: web.Application, host: str, port: int) -> web.AppRunner:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+    async def _serve(self, app: web.Application, host: str, port: int, name: str) -> int:
+        listener = Listener(app, max_connections=self.config.max_connections, header_timeout=self.config.header_timeout,
+                            logger_name=f"node.http.{name}")
         try:
-            await site.start()
+            bound = await listener.start(host, port)
         except OSError as exc:
-            await runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-        self._runners.append(runner)
-        return runner
+        self._listeners.append(listener)
+        return bound
 
     async def _revoked(self, dids: list[str]) -> None:
         await self.store.write([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)])
@@ -260,13 +261,18 @@ class Node:
                 "url": self.url, "templates": self.pdp.templates()}
 
     def _health(self) -> dict[str, Any] | None:
-        return {"did": self.identity.did, "role": self.member.role} if self.ready else None
+        if not self.ready:
+            return None
+        offset = self.clock_watch.offset()
+        return {"did": self.identity.did, "role": self.member.role,
+                "clock_offset_seconds": None if offset is None else round(offset, 1)}
 
     async def _refresh_gauges(self) -> None:
         self.metrics.records.set(await self.registers.count())
         row = await self.store.fetchone("SELECT count(*) FROM audit")
         self.metrics.audit_entries.set(row[0] if row else 0)
         self.metrics.peers.set(len(self.peers))
+        self.metrics.clock_offset.set(self.clock_watch.offset() or 0.0)
 
     def _write_run_file(self) -> None:
         info = {"pid": os.getpid(), "did": self.identity.did, "url": self.url, "admin_url": self.admin_url}
@@ -281,9 +287,9 @@ class Node:
         if self.mdns is not None:
             await self.mdns.stop()
         await self.tasks.stop()
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        self._runners.clear()
+        for listener in reversed(self._listeners):
+            await listener.stop()
+        self._listeners.clear()
         await self.client.close()
         await self.store.close()
         (self.home.path / "run.json").unlink(missing_ok=True)

@@ -33,7 +33,7 @@ from keys.identity import Identity, Verifier
 from keys.truststore import TrustStore
 from protocol import codec
 from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from protocol.messages import MESSAGE_TYPES, Error, Message
+from protocol.messages import MAX_UINT, MESSAGE_TYPES, Error, Message
 from protocol.replay import ReplayGuard
 from protocol.sealing import BoxCache
 
@@ -110,15 +110,22 @@ class Incoming:
         return digest(self.data)
 
 
-def _remote(code: ErrorCode, reason: str, sender: str | None = None, message_id: bytes | None = None) -> RemoteProtocolError:
-    return RemoteProtocolError(code, reason, sender=sender, message_id=message_id)
+def _remote(code: ErrorCode, reason: str, sender: str | None = None, message_id: bytes | None = None,
+            envelope: Envelope | None = None) -> RemoteProtocolError:
+    return RemoteProtocolError(code, reason, sender=sender, message_id=message_id,
+                               trace_id=envelope.trace_id if envelope else None,
+                               issued_at=envelope.issued_at if envelope else None)
 
 
 def _field(payload: dict[str, Any], key: str, kind: type) -> Any:
-    value = payload.get(key)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    value: Any = payload.get(key)
+    if not isinstance(value, kind) or (kind is int and not _uint(value)):
         raise _remote(ErrorCode.MALFORMED, f"envelope field {key} is missing or of the wrong type")
     return value
+
+
+def _uint(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_UINT
 
 
 def _parse_reply_to(value: Any) -> ReplyTo | None:
@@ -305,13 +312,14 @@ class Endpoint:
             nonce=nonce,
         )
 
-    def error_reply(self, request_data: bytes, error: RemoteProtocolError, *, now: int, trace_id: str | None = None) -> Outgoing:
-        """A signed error for bytes that failed ``receive``; addressed as far as the sender is known."""
+    def error_reply(self, request_data: bytes, error: RemoteProtocolError, *, now: int) -> Outgoing:
+        """A signed error for bytes that failed ``receive``: to the sender once its signature verified (else "*"),
+        with the request's trace once its envelope was read (else a new one)."""
         return self.send(
             Error(code=error.code.value, reason=error.reason, rule=error.rule),
             to=error.sender or BROADCAST,
             now=now,
-            trace_id=trace_id,
+            trace_id=error.trace_id,
             reply_to=ReplyTo(error.message_id, digest(request_data)),
             cert_by_hash=False,
         )
@@ -366,16 +374,19 @@ class Endpoint:
             raise _remote(exc.code, exc.reason, sender) from exc
         mid = envelope.message_id
         if envelope.sender != sender:
-            raise _remote(ErrorCode.BAD_SIGNATURE, "envelope sender is not the signer", sender, mid)
+            raise _remote(ErrorCode.BAD_SIGNATURE, "envelope sender is not the signer", sender, mid, envelope)
         cls = MESSAGE_TYPES.get(envelope.type)
         if cls is None:
-            raise _remote(ErrorCode.UNSUPPORTED, "unknown message type", sender, mid)
+            raise _remote(ErrorCode.UNSUPPORTED, "unknown message type", sender, mid, envelope)
         self._check_recipient(envelope, cls, reply=reply, relayed=relayed)
         self._check_time(envelope, cls, now)
         guarded = not (cls.BROADCAST or reply)
-        if guarded:
-            self.replay.check(sender, mid, now)
-        message = self._open_body(cls, envelope, body)
+        try:
+            if guarded:
+                self.replay.check(sender, mid, now)
+            message = self._open_body(cls, envelope, body)
+        except RemoteProtocolError as exc:
+            raise _remote(exc.code, exc.reason, sender, mid, envelope) from exc
         # Only a fully valid message is remembered, so a refused one changes no state.
         if guarded:
             self.replay.remember(sender, mid, envelope.expires)
@@ -428,16 +439,17 @@ class Endpoint:
             return
         if env.recipient == BROADCAST and (cls.BROADCAST or (reply and cls is Error)):
             return
-        raise _remote(ErrorCode.WRONG_RECIPIENT, "message is addressed to another node", env.sender, env.message_id)
+        raise _remote(ErrorCode.WRONG_RECIPIENT, "message is addressed to another node", env.sender, env.message_id, env)
 
     def _check_time(self, env: Envelope, cls: type[Message], now: int) -> None:
         limit = MAX_BROADCAST_LIFETIME if cls.BROADCAST else MAX_LIFETIME
         if env.expires <= env.issued_at or env.expires - env.issued_at > limit:
-            raise _remote(ErrorCode.MALFORMED, f"message lifetime must be 1..{limit} seconds", env.sender, env.message_id)
+            raise _remote(ErrorCode.MALFORMED, f"message lifetime must be 1..{limit} seconds", env.sender, env.message_id, env)
         if env.issued_at > now + self.skew:
-            raise _remote(ErrorCode.NOT_YET_VALID, "message is issued in the future", env.sender, env.message_id)
+            raise _remote(ErrorCode.NOT_YET_VALID, f"message is issued {env.issued_at - now} s in the future",
+                          env.sender, env.message_id, env)
         if now > env.expires + self.skew:
-            raise _remote(ErrorCode.EXPIRED, "message has expired", env.sender, env.message_id)
+            raise _remote(ErrorCode.EXPIRED, f"message expired {now - env.expires} s ago", env.sender, env.message_id, env)
 
     def _open_body(self, cls: type[Message], env: Envelope, body: Any) -> Message:
         try:

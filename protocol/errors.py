@@ -75,8 +75,10 @@ class LocalProtocolError(ProtocolError):
 class RemoteProtocolError(ProtocolError):
     """A peer sent something the protocol does not allow.
 
-    ``sender`` and ``message_id`` are filled in once known, so that the node
-    can still address a signed error reply.
+    ``sender``, ``message_id`` and ``trace_id`` are filled in once known, so
+    that the node can still address a signed error reply and keep the trace;
+    ``issued_at`` is the peer's ``iat`` when the time check failed, so that
+    the node can tell its operator how far the two clocks differ.
     """
 
     def __init__(
@@ -87,10 +89,14 @@ class RemoteProtocolError(ProtocolError):
         rule: str | None = None,
         sender: str | None = None,
         message_id: bytes | None = None,
+        trace_id: str | None = None,
+        issued_at: int | None = None,
     ) -> None:
         super().__init__(code, reason, rule=rule)
         self.sender = sender
         self.message_id = message_id
+        self.trace_id = trace_id
+        self.issued_at = issued_at
 
 
 __all__ = ["ErrorCode", "STATUS_HINTS", "ProtocolError", "LocalProtocolError", "RemoteProtocolError"]

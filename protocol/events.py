@@ -16,6 +16,8 @@ class EventRule:
     register: str
     receiver_role: str
     receiver_id_type: str
+    subject_kind: str  # what a notification's subject names: the parent object the receiver is authorised by
+    record_kinds: tuple[str, ...]  # what its record_id may name: the changed record
 
 
 def _family(prefixes: tuple[str, ...], suffix: str, rule: EventRule) -> dict[str, EventRule]:
@@ -23,18 +25,20 @@ def _family(prefixes: tuple[str, ...], suffix: str, rule: EventRule) -> dict[str
 
 
 _CHANGES: Final = ("NIEUWE", "GEWIJZIGDE", "VERWIJDERDE")
-_INDICATIE: Final = EventRule("ciz", "indicatie", "zorgkantoor", "UZOVI")
-_BEMIDDELING_ZA: Final = EventRule("zorgkantoor", "bemiddeling", "zorgaanbieder", "AGB")
-_BEMIDDELING_ZK: Final = EventRule("zorgkantoor", "bemiddeling", "zorgkantoor", "UZOVI")
+_INDICATIE: Final = EventRule("ciz", "indicatie", "zorgkantoor", "UZOVI", "WlzIndicatie", ("WlzIndicatie",))
+
+
+def _bemiddeling(receiver_role: str, receiver_id_type: str, record: str) -> EventRule:
+    return EventRule("zorgkantoor", "bemiddeling", receiver_role, receiver_id_type, "Bemiddeling", (record,))
 
 EVENT_RULES: Final[dict[str, EventRule]] = {
     **_family(_CHANGES, "INDICATIE_ZORGKANTOOR", _INDICATIE),
     **_family(_CHANGES, "VERVALLENGELDIGHEID_ZORGKANTOOR", _INDICATIE),
-    **_family(_CHANGES, "BEMIDDELINGSPECIFICATIE_ZORGAANBIEDER", _BEMIDDELING_ZA),
-    **_family(_CHANGES, "BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", _BEMIDDELING_ZK),
-    **_family(_CHANGES, "REGIEHOUDER_ZORGAANBIEDER", _BEMIDDELING_ZA),
-    **_family(_CHANGES, "OVERDRACHT_ZORGKANTOOR", _BEMIDDELING_ZK),
-    "NIEUW_VERZOEKAANBIEDER_AANBIEDER": EventRule("zorgaanbieder", "levering", "zorgaanbieder", "AGB"),
+    **_family(_CHANGES, "BEMIDDELINGSPECIFICATIE_ZORGAANBIEDER", _bemiddeling("zorgaanbieder", "AGB", "Bemiddelingspecificatie")),
+    **_family(_CHANGES, "BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", _bemiddeling("zorgkantoor", "UZOVI", "Bemiddelingspecificatie")),
+    **_family(_CHANGES, "REGIEHOUDER_ZORGAANBIEDER", _bemiddeling("zorgaanbieder", "AGB", "Regiehouder")),
+    **_family(_CHANGES, "OVERDRACHT_ZORGKANTOOR", _bemiddeling("zorgkantoor", "UZOVI", "Overdracht")),
+    "NIEUW_VERZOEKAANBIEDER_AANBIEDER": EventRule("zorgaanbieder", "levering", "zorgaanbieder", "AGB", "Levering", ("Levering",)),
 }
 
 MELDING_EVENT: Final = "IWLZFOUTMELDING"

@@ -20,6 +20,8 @@ from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from protocol.events import EVENT_RULES, ID_TYPES, MELDING_EVENT
 
 MAX_TEXT: Final = 4096
+MAX_UINT: Final = 2**63 - 1  # every integer in a body is 0..MAX_UINT: what a store keeps as a signed 64-bit integer
+MAX_TIME: Final = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a calendar date can name
 MAX_ITEMS: Final = 10_000
 MAX_ANNOUNCEMENTS: Final = 256
 MAX_SAMPLE: Final = 16
@@ -53,10 +55,24 @@ def check_name(value: str, name: str) -> None:
         raise _fail(f"{name} is not a valid name")
 
 
+_INT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _int_fields(cls: type) -> tuple[str, ...]:
+    names = _INT_FIELDS.get(cls)
+    if names is None:
+        names = _INT_FIELDS[cls] = tuple(name for name, hint in _hints(cls).items() if hint is int)
+    return names
+
+
 class Part:
     """A frozen dataclass that (de)serialises itself by its type hints."""
 
     def __post_init__(self) -> None:
+        for name in _int_fields(type(self)):
+            value = getattr(self, name)
+            if type(value) is int and not 0 <= value <= MAX_UINT:
+                raise _fail(f"{name} must be 0..2**63-1")
         self.validate()
 
     def validate(self) -> None:
@@ -167,7 +183,7 @@ def _load_scalar(tp: Any, value: Any, path: str) -> Any:
     if tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_UINT
     elif tp is str:
         ok = isinstance(value, str) and len(value) <= MAX_TEXT
     elif tp is bytes:
@@ -360,6 +376,12 @@ class Notification(Message):
             check_uuid(self.subscription_id, "subscription_id")
         if not self.subjects:
             raise _fail("a notification names at least one subject")
+        rule = EVENT_RULES[self.event_type]
+        for subject in self.subjects:
+            if subject.subject.partition("/")[0] != rule.subject_kind:
+                raise _fail(f"{self.event_type} is about a {rule.subject_kind}")
+            if subject.record_id.partition("/")[0] not in rule.record_kinds:
+                raise _fail(f"{self.event_type} names a changed {' or '.join(rule.record_kinds)}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -407,6 +429,10 @@ class AccessLogRequest(Message):
 
     bsn: str
     since: int
+
+    def validate(self) -> None:
+        if self.since > MAX_TIME:
+            raise _fail("since is after the year 9999")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -15,24 +15,25 @@ FORBIDDEN_IN_KEYS = FORBIDDEN_IN_PURE | {"protocol"}
 # The parts of node/ and which other parts each may import (docs/ARCHITECTURE.md). A part is a
 # sub-package (node/store/) or a top-level module (node/home.py); the composition root, service,
 # builds them all, and only the CLI runs it.
-LEAVES = {"errors", "faults", "metrics"}
+LEAVES = {"errors", "faults", "metrics", "clock"}
 NODE_PARTS: dict[str, set[str]] = {
     "__init__": set(),
     "errors": set(),
     "faults": set(),
     "metrics": set(),
+    "clock": set(),
     "home": {"errors"},
     "tasks": {"errors"},
-    "client": {"errors"},
+    "client": {"errors", "clock"},
     "store": {"errors", "faults"},
     "interfaces": {"store"},
     "policy": {"errors", "store"},
     "discovery": {"errors", "store", "client", "interfaces", "tasks"},
     "notify": {"errors", "faults", "metrics", "store", "interfaces", "tasks", "discovery"},
-    "server": {"errors", "metrics", "store", "interfaces", "client", "policy"},
+    "server": {"errors", "metrics", "store", "interfaces", "client", "policy", "clock"},
     "witness": {"errors", "store", "interfaces", "discovery"},
     "admin": {"errors", "home", "store", "discovery", "notify"},
-    "service": {"errors", "metrics", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
+    "service": {"errors", "metrics", "clock", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
                 "server", "admin", "witness"},
     "cli": {"errors", "home", "store", "policy", "admin", "service"},
     "__main__": {"cli"},

@@ -8,6 +8,7 @@ and changes nothing.
 from __future__ import annotations
 
 import hmac
+import logging
 from importlib import resources
 from typing import Any
 
@@ -18,6 +19,7 @@ from node.errors import NetworkError, NodeError, PeerRefused, ValidationError
 from protocol import LocalProtocolError
 
 MAX_BODY = 4 * 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def admin_app(parts: AdminParts) -> web.Application:
@@ -28,7 +30,8 @@ def admin_app(parts: AdminParts) -> web.Application:
         if request.method == "GET" and request.path == "/dashboard":
             return await handler(request)  # type: ignore[no-any-return]  # static page; its data needs the token
         offered = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(offered.encode(), expected):
+        # Header bytes that are not UTF-8 arrive as surrogates: compare them as the bytes they were.
+        if not hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), expected):
             return error(401, "unauthorized", "a valid bearer token is required")
         try:
             return await handler(request)  # type: ignore[no-any-return]
@@ -44,6 +47,11 @@ def admin_app(parts: AdminParts) -> web.Application:
             return error(400, "invalid", exc.reason)
         except (ValueError, KeyError, TypeError) as exc:
             return error(400, "invalid", f"bad request: {exc.__class__.__name__}")
+        except web.HTTPException:
+            raise
+        except Exception:  # noqa: BLE001 - a bug: logged for its developers, never a 500 for the caller
+            log.exception("the admin API failed on %s %s", request.method, request.path)
+            return error(503, "unavailable", "the node could not handle this request")
 
     app = web.Application(middlewares=[authenticate], client_max_size=MAX_BODY)
     app.router.add_get("/dashboard", dashboard)

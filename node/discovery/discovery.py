@@ -184,12 +184,16 @@ class Discovery:
             await self.peer_back(member.did, dict(member.identifiers))
 
     async def learn_from(self, url: str, *, source: str) -> str | None:
-        """Fetch and verify a node's announcement at ``url``; returns its did."""
+        """Fetch and verify a node's announcement at ``url``; returns its did, or None (the reason is logged)."""
         try:
-            incoming = await self.client.fetch_announcement(url)
+            return await self.learn(url, source=source)
         except NetworkError as exc:
             log.warning("no announcement from %s: %s", url, exc)
             return None
+
+    async def learn(self, url: str, *, source: str) -> str:
+        """As learn_from, raising NetworkError with the reason."""
+        incoming = await self.client.fetch_announcement(url)
         statement = self.peers.accept(incoming, source=source, now=self.now())
         if statement is not None:
             self.gossiper.learned(incoming)

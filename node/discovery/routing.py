@@ -16,17 +16,17 @@ from protocol.records import RecordVersion, verify_record
 
 log = logging.getLogger(__name__)
 
-LearnFrom = Callable[[str], Awaitable[str | None]]
+Learn = Callable[[str], Awaitable[str]]  # fetch and verify the announcement at a URL: its did, or NetworkError
 Verified = list[tuple[RecordVersion, Member, bytes]]
 
 
 class Router:
-    def __init__(self, *, peers: PeerTable, client: PeerClient, trust: TrustStore, learn_from: LearnFrom,
+    def __init__(self, *, peers: PeerTable, client: PeerClient, trust: TrustStore, learn: Learn,
                  clock: Callable[[], float]) -> None:
         self.peers = peers
         self.client = client
         self.trust = trust
-        self.learn_from = learn_from
+        self.learn = learn
         self.clock = clock
 
     async def peer_for(self, target: str) -> tuple[str, str]:
@@ -48,10 +48,10 @@ class Router:
             if known is None:
                 raise NetworkError(f"no peer {target} in the peer table")
             return known.url, known.did
-        did = await self.learn_from(target)
-        if did is None:
-            raise NetworkError(f"{target} did not give a valid announcement")
-        return target, did
+        try:
+            return target, await self.learn(target)
+        except NetworkError as exc:
+            raise NetworkError(f"{target} did not give a valid announcement: {exc}") from exc
 
     async def send(self, target: str, message: Message) -> Incoming:
         url, did = await self.peer_for(target)

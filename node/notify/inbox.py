@@ -113,8 +113,20 @@ class Inbox:
         if notification_id in self._acting:
             return
         self._acting.add(notification_id)
-        task = self.spawn(self._act(notification_id, event_type, subjects, source_did), "inbox-act")
+        task = self.spawn(self._act_or_reject(notification_id, event_type, subjects, source_did), "inbox-act")
         task.add_done_callback(lambda _: self._acting.discard(notification_id))
+
+    async def _act_or_reject(self, notification_id: str, event_type: str, subjects: tuple[Subject, ...],
+                             source_did: str) -> None:
+        """Act on a notification; one that cannot be acted on ends as ``rejected`` with the reason, never stuck."""
+        try:
+            await self._act(notification_id, event_type, subjects, source_did)
+        except NodeError as exc:  # the store failed: the row stays as it was, and is acted on again later
+            log.warning("a notification could not be acted on now: %s", exc.__class__.__name__)
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the row gets a final, visible state
+            log.error("a notification could not be acted on (%s); it is marked rejected", exc.__class__.__name__)
+            await self.store.write([("UPDATE inbox SET status = 'rejected', detail = ? WHERE notification_id = ?",
+                                     (f"could not be acted on: {exc.__class__.__name__}", notification_id), False)])
 
     async def _act(self, notification_id: str, event_type: str, subjects: tuple[Subject, ...], source_did: str) -> None:
         ids = {}
@@ -183,8 +195,9 @@ class Inbox:
         return current is not None and current != (signer.did, signer.cert_id)
 
     async def retry_failed(self) -> int:
-        """Fetch again what could not be fetched (the source was away)."""
-        return await self.resume(status="fetch-failed")
+        """Fetch again what could not be fetched (the source was away), and act on what was stored but not acted
+        on (those being acted on right now are skipped)."""
+        return await self.resume(status="fetch-failed") + await self.resume(status="received")
 
     async def resume(self, status: str = "received") -> int:
         """Act on notifications stored but not yet acted on (the node stopped in between)."""

@@ -26,9 +26,11 @@ from node.interfaces import Requester
 from node.metrics import Metrics
 from node.notify.events import ID_TYPE_OF_ROLE, Planned, plan
 from node.store import Actor, AuditLog, Statement, Store
+from node.tasks import Spawn
 from protocol import Ack, Notification, RemoteProtocolError, Subject
 
 log = logging.getLogger(__name__)
+BATCH = 512  # deliveries started at once; the concurrency limit bounds how many talk at the same moment
 
 # (record kind, record data) -> every party that holds, held or was handed authority over the record
 Parties = Callable[[str, dict[str, Any]], Awaitable[set[str]]]
@@ -47,7 +49,7 @@ def _row(row: Any) -> dict[str, Any]:
 
 class Outbox:
     def __init__(self, *, store: Store, audit: AuditLog, member: Member, peers: PeerTable, client: Requester,
-                 metrics: Metrics, parties: Parties, subscribers: Subscribers, first_delay: float = 1.0, max_delay: float = 300.0,
+                 metrics: Metrics, parties: Parties, subscribers: Subscribers, spawn: Spawn, first_delay: float = 1.0, max_delay: float = 300.0,
                  dead_after: float = 7 * 24 * 3600, concurrency: int = 64) -> None:
         self.store = store
         self.audit = audit
@@ -57,6 +59,8 @@ class Outbox:
         self.metrics = metrics
         self.parties = parties
         self.subscribers = subscribers
+        self.spawn = spawn
+        self._in_flight: set[str] = set()
         self.first_delay = first_delay
         self.max_delay = max_delay
         self.dead_after = dead_after
@@ -111,21 +115,44 @@ class Outbox:
             self._wake.clear()
 
     async def deliver_due(self) -> float:
-        """Deliver what is due; returns the seconds until the next row falls due."""
+        """Start delivering what is due; returns the seconds until the next row falls due.
+
+        Each delivery runs and records its outcome on its own, so a receiver that does not answer holds up
+        only what is meant for it, never the notifications to everyone else.
+        """
         now = time.time()
         rows = [_row(r) for r in await self.store.fetchall(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at LIMIT 512", (now,))]
-        if rows:
-            results = await asyncio.gather(*(self._deliver(row) for row in rows))
-            crash_point("after-delivery-before-commit")
-            await self.store.write([s for statements in results for s in statements])
-            if len(rows) == 512:
-                return 0.0
+            "ORDER BY next_attempt_at LIMIT ?", (now, BATCH + len(self._in_flight)))]
+        started = 0
+        for row in rows:
+            if row["notification_id"] in self._in_flight or started == BATCH:
+                continue
+            self._in_flight.add(row["notification_id"])
+            self.spawn(self._deliver_and_record(row), "delivery")
+            started += 1
+        if started == BATCH:
+            return 0.0
         nxt = await self.store.fetchone("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
         if nxt is None or nxt[0] is None:
             return 5.0
         return max(0.0, min(5.0, float(nxt[0]) - time.time()))
+
+    async def _deliver_and_record(self, row: dict[str, Any]) -> None:
+        try:
+            statements = await self._deliver(row)
+            crash_point("after-delivery-before-commit")
+            await self.store.write(statements)
+        except NodeError as exc:
+            log.warning("could not record a delivery: %s", exc.__class__.__name__)
+        finally:
+            self._in_flight.discard(row["notification_id"])
+            self.wake()
+
+    async def settled(self) -> None:
+        """Wait until no delivery is under way (for tests and an orderly stop)."""
+        while self._in_flight:
+            await asyncio.sleep(0.01)
 
     def _sender_id(self) -> tuple[str, str]:
         id_type, key = ID_TYPE_OF_ROLE[self.member.role]

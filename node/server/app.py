@@ -8,15 +8,18 @@ the signed reply leaves after that commit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
+import aiohttp
 from aiohttp import web
 
 from node.client import ANNOUNCEMENT_PATH, MESSAGES_PATH
+from node.clock import ClockWatch
 from node.metrics import Metrics
 from node.server.dispatch import Dispatcher
 from protocol import MEDIA_TYPE, Endpoint, ErrorCode, RemoteProtocolError
@@ -24,6 +27,7 @@ from protocol import MEDIA_TYPE, Endpoint, ErrorCode, RemoteProtocolError
 log = logging.getLogger(__name__)
 POLICY_PATH = "/iwlz/v1/policy"
 REVOCATIONS_PATH = "/iwlz/v1/revocations"
+DRAIN: Final = 4  # a too-large body up to this many times the limit is still read, to bind the error to it
 MAX_REVOCATION_LIST = 512 * 1024
 
 
@@ -31,7 +35,7 @@ class PeerApp:
     def __init__(self, *, endpoint: Endpoint, dispatcher: Dispatcher, metrics: Metrics, matrix: dict[str, Any],
                  announcement: Callable[[], bytes], health: Callable[[], dict[str, Any] | None],
                  adopt_revocation_list: Callable[[bytes], bool],
-                 refresh_gauges: Callable[[], Awaitable[None]], clock: Callable[[], float]) -> None:
+                 refresh_gauges: Callable[[], Awaitable[None]], clock: Callable[[], float], watch: ClockWatch) -> None:
         self.endpoint = endpoint
         self.dispatcher = dispatcher
         self.metrics = metrics
@@ -41,9 +45,10 @@ class PeerApp:
         self.adopt_revocation_list = adopt_revocation_list
         self.refresh_gauges = refresh_gauges
         self.clock = clock
+        self.watch = watch
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.endpoint.max_size)
+        app = web.Application(client_max_size=self.endpoint.max_size, middlewares=[self._never_500])
         app.router.add_post(MESSAGES_PATH, self._message)
         app.router.add_get(ANNOUNCEMENT_PATH, self._announcement)
         app.router.add_get(POLICY_PATH, self._policy)
@@ -51,6 +56,18 @@ class PeerApp:
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
         return app
+
+    @web.middleware
+    async def _never_500(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """A bug is logged for its developers; the peer gets a signed ``unavailable``, never a 500."""
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except web.HTTPException:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("the peer listener failed on %s %s", request.method, request.path)
+            error = RemoteProtocolError(ErrorCode.UNAVAILABLE, "the node could not handle this message")
+            return _cose(self.endpoint.error_reply(b"", error, now=int(self.clock())).data, 503)
 
     async def _announcement(self, request: web.Request) -> web.Response:
         return web.Response(body=self.announcement(), content_type="application/cose")
@@ -78,24 +95,58 @@ class PeerApp:
 
     async def _message(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        limit = self.endpoint.max_size
         now = int(self.clock())
-        if request.content_length is not None and request.content_length > limit:
-            data = b""
-        else:
-            data = await request.content.read(limit + 1)
+        data = b""
         try:
-            if len(data) > limit or (request.content_length or 0) > limit:
-                raise RemoteProtocolError(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes")
+            data = await read_message(request, self.endpoint.max_size)
             incoming = self.endpoint.receive(data, now=now)
         except RemoteProtocolError as exc:
             self.metrics.count_request("unknown", exc.code.value)
-            log.info("refused a message (%s): %s", exc.code.value, exc.reason)
-            reply = self.endpoint.error_reply(data, exc, now=now)
+            hint = self.watch.hint(self.watch.saw(exc.issued_at)) if exc.issued_at is not None and exc.code in (
+                ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) else ""
+            log.info("refused a message (%s): %s%s", exc.code.value, exc.reason, hint)
+            bound_to = exc.body if isinstance(exc, _Unreadable) else data
+            reply = self.endpoint.error_reply(bound_to, exc, now=now)
             return _cose(reply.data, exc.status_hint)
+        self.watch.saw(incoming.envelope.issued_at)
         status, body = await self.dispatcher.dispatch(incoming, now)
         self.metrics.observe_latency(incoming.envelope.type, time.perf_counter() - started)
         return _cose(body, status)
+
+
+class _Unreadable(RemoteProtocolError):
+    """A message that cannot be taken whole; ``body`` is what the error reply is bound to."""
+
+    def __init__(self, code: ErrorCode, reason: str, body: bytes) -> None:
+        super().__init__(code, reason)
+        self.body = body
+
+
+async def read_message(request: web.Request, limit: int) -> bytes:
+    """The whole body, however many reads it takes to arrive; at most ``limit`` bytes.
+
+    A body up to DRAIN times the limit is read to its end even when too large, so that the error is bound to
+    the request's exact bytes (its SHA-256); beyond that the node stops reading and the error cannot be bound.
+    """
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    declared = request.content_length
+    if declared is not None and declared > limit * DRAIN:
+        raise _Unreadable(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes", b"")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit * DRAIN:
+                raise _Unreadable(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes", b"")
+            chunks.append(chunk)
+    except (aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ConnectionError) as exc:
+        raise _Unreadable(ErrorCode.MALFORMED, "the message body was cut short", b"") from exc
+    body = b"".join(chunks)
+    if encoding not in ("identity", ""):
+        raise _Unreadable(ErrorCode.UNSUPPORTED, f"Content-Encoding {encoding[:40]} is not supported", body)
+    if size > limit:
+        raise _Unreadable(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes", body)
+    return body
 
 
 def _cose(body: bytes, status: int) -> web.Response:

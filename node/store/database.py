@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -61,6 +62,7 @@ class Store:
     async def open(self) -> None:
         if self._synchronous not in ("NORMAL", "FULL"):
             raise StorageError("synchronous must be NORMAL or FULL")
+        _private(self.path)
         try:
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
             await self._db.execute("PRAGMA journal_mode=WAL")
@@ -68,7 +70,9 @@ class Store:
             await self._db.execute("PRAGMA foreign_keys=ON")
             await self._migrate()
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the store at {self.path}: {exc}") from exc
+            raise StorageError(f"cannot open the store at {self.path}: {describe(exc)}") from exc
+        for suffix in ("-wal", "-shm"):  # SQLite creates them with the database's mode; older ones may not have it
+            _private(self.path.with_name(self.path.name + suffix), create=False)
         self._flusher = asyncio.create_task(self._flush_loop(), name="store-group-commit")
 
     async def _migrate(self) -> None:
@@ -102,7 +106,7 @@ class Store:
         try:
             return list(await self.db.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
-            raise StorageError(f"store read failed: {exc.__class__.__name__}") from exc
+            raise StorageError(f"store read failed: {describe(exc)}") from exc
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self.fetchall(sql, params)
@@ -131,6 +135,8 @@ class Store:
                     await self._flush(batch)
                 except Exception as exc:  # noqa: BLE001 - a bug must fail the writers, not stop every later commit
                     log.exception("group commit failed unexpectedly")
+                    if self._journal is not None:
+                        self._journal.rolled_back()  # the chain in memory goes back to what is committed
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(StorageError(f"store write failed: {exc.__class__.__name__}"))
@@ -147,8 +153,9 @@ class Store:
             # One hop to the connection's thread for the whole transaction: each awaited
             # aiosqlite call costs a thread hand-off, which would dominate a busy node.
             await self.db._execute(_run_transaction, self.db._conn, statements)  # noqa: SLF001
-        except sqlite3.Error as exc:
-            log.error("group commit of %d writes failed: %s", len(batch), exc.__class__.__name__)
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+            # A value SQLite cannot take (an integer beyond 64 bits) fails its own writes, not the batch.
+            log.error("group commit of %d writes failed: %s", len(batch), describe(exc))
             if self._journal is not None:
                 self._journal.rolled_back()
             if len(batch) > 1:  # retry one by one so that one bad write does not fail the others
@@ -157,11 +164,36 @@ class Store:
                 return
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(StorageError(f"store write failed: {exc.__class__.__name__}"))
+                    future.set_exception(StorageError(f"store write failed: {describe(exc)}"))
             return
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, in words an operator acts on (never a value from the data)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return "the disk is full"
+    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+        return f"the disk cannot be written ({getattr(exc, 'sqlite_errorname', exc.__class__.__name__)})"
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return "the database file is damaged"
+    if isinstance(exc, OverflowError):
+        return "a number is too large to store"
+    return exc.__class__.__name__
+
+
+def _private(path: Path, *, create: bool = True) -> None:
+    """The database holds personal data: only the node's user may read it (0600, like the keys)."""
+    try:
+        if create and not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if path.exists():
+            os.chmod(path, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot create the store at {path}: {exc.strerror}") from exc
 
 
 def _run_transaction(conn: sqlite3.Connection, statements: list[Statement]) -> None:

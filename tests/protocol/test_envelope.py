@@ -118,7 +118,9 @@ def test_undecodable_input_is_malformed(bob: Endpoint, data: bytes) -> None:
 
 
 def test_deep_nesting_is_malformed(bob: Endpoint) -> None:
-    error = refused(bob, b"\x81" * 100 + b"\x01")
+    assert refused(bob, b"\x81" * 100 + b"\x01").code == ErrorCode.MALFORMED  # not even a COSE_Sign1 frame
+    deep_header = b"\xa1\x01" + b"\x81" * 100 + b"\x01"  # the only part decoded before the signature check
+    error = refused(bob, b"\xd2\x84" + cbor.encode(deep_header) + b"\xa0\x40" + cbor.encode(b"s" * 64))
     assert error.code == ErrorCode.MALFORMED
     assert "deep" in error.reason
 
@@ -126,15 +128,25 @@ def test_deep_nesting_is_malformed(bob: Endpoint) -> None:
 def test_unknown_tag_is_malformed(bob: Endpoint) -> None:
     error = refused(bob, bytes.fromhex("d904d2") + cbor.encode([b"", {}, b"", b""]))
     assert error.code == ErrorCode.MALFORMED
-    assert "tag 1234" in error.reason
+    assert "COSE_Sign1" in error.reason
+    error = refused(bob, b"\xd2\x84" + cbor.encode(cbor.encode(cbor.Tag(1234, 1))) + b"\xa0\x40" + cbor.encode(b"s" * 64))
+    assert error.code == ErrorCode.MALFORMED and "tag 1234" in error.reason
+
+
+def test_anything_in_the_unprotected_header_is_refused_before_it_is_decoded(alice: Endpoint, bob: Endpoint) -> None:
+    sign1 = cose.parse_sign1(alice.send(query(), to=bob.did, now=NOW).data)
+    for unprotected in (cbor.encode({4: b"x"}), cbor.encode({1: list(range(100_000))})):
+        data = b"\xd2\x84" + cbor.encode(sign1.protected_bytes) + unprotected + cbor.encode(sign1.payload) + cbor.encode(sign1.signature)
+        error = refused(bob, data)
+        assert error.code == ErrorCode.MALFORMED and "empty map" in error.reason
 
 
 def test_duplicate_map_key_is_malformed(alice: Endpoint, bob: Endpoint) -> None:
     out = alice.send(query(), to=bob.did, now=NOW)
     sign1 = cose.parse_sign1(out.data)
-    # Unprotected header {4: x, 4: y}: hand-built, since no encoder writes duplicate keys.
-    dup = bytes.fromhex("a2044178044179")
-    data = b"\xd2\x84" + cbor.encode(sign1.protected_bytes) + dup + cbor.encode(sign1.payload) + cbor.encode(sign1.signature)
+    # Protected header {1: -8, 4: x, 4: y}: hand-built, since no encoder writes duplicate keys.
+    dup = bytes.fromhex("a301270441780441") + b"y"
+    data = b"\xd2\x84" + cbor.encode(dup) + b"\xa0" + cbor.encode(sign1.payload) + cbor.encode(sign1.signature)
     error = refused(bob, data)
     assert error.code == ErrorCode.MALFORMED and "duplicate" in error.reason
 

@@ -1,0 +1,200 @@
+"""Connections a listener accepts, bounded: no client can hold the node by connecting slowly or often.
+
+aiohttp has no deadline for a request's headers and no connection limit, so
+1,500 connections that trickle their headers filled the node's file
+descriptors and it stopped answering anyone. The guard sits between the
+socket and aiohttp's protocol: a connection that has not started a request
+within ``header_timeout`` seconds of opening (or of its last request) is
+closed; at ``max_connections`` a new connection pushes out the oldest idle
+one, and the limit stays below the process's file limit, so accept() never
+fails. A listener logs what clients get wrong at most once a minute, without
+tracebacks: a client cannot flood the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+RESERVED_FILES = 128  # for the store, the peer client's connections and the process itself
+
+
+def connection_limit(wanted: int) -> int:
+    """``wanted``, but below the soft file limit of this process."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(16, min(wanted, soft - RESERVED_FILES))
+
+
+@dataclass(slots=True)
+class _Connection:
+    idle_since: float
+    busy: int = 0
+
+
+class ConnectionGuard:
+    def __init__(self, *, max_connections: int, header_timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_connections = connection_limit(max_connections)
+        self.header_timeout = header_timeout
+        self.clock = clock
+        self._open: OrderedDict[asyncio.Transport, _Connection] = OrderedDict()
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def protocol(self, inner: asyncio.Protocol) -> asyncio.Protocol:
+        return _Guarded(inner, self)
+
+    def opened(self, transport: asyncio.Transport) -> None:
+        if len(self._open) >= self.max_connections and not self._evict_one():
+            transport.abort()  # every connection is in the middle of a request: this one waits its turn
+            return
+        self._open[transport] = _Connection(self.clock())
+
+    def closed(self, transport: asyncio.Transport) -> None:
+        self._open.pop(transport, None)
+
+    def _evict_one(self) -> bool:
+        for transport, conn in self._open.items():
+            if not conn.busy:
+                self._drop(transport)
+                return True
+        return False
+
+    def _drop(self, transport: asyncio.Transport) -> None:
+        self._open.pop(transport, None)
+        self.evicted += 1
+        transport.abort()
+
+    def sweep(self) -> int:
+        """Close connections that started no request within the header timeout."""
+        deadline = self.clock() - self.header_timeout
+        stale = [t for t, c in self._open.items() if not c.busy and c.idle_since < deadline]
+        for transport in stale:
+            self._drop(transport)
+        return len(stale)
+
+    async def run(self, every: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.sweep()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        conn = self._open.get(request.transport) if request.transport is not None else None
+        if conn is not None:
+            conn.busy += 1
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            if conn is not None:
+                conn.busy -= 1
+                conn.idle_since = self.clock()
+
+
+class _Guarded(asyncio.Protocol):
+    """aiohttp's protocol, with the guard told when a connection opens and closes."""
+
+    def __init__(self, inner: asyncio.Protocol, guard: ConnectionGuard) -> None:
+        self.inner = inner
+        self.guard = guard
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.guard.opened(transport)
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.guard.closed(self.transport)
+        self.inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class QuietClientErrors(logging.Filter):
+    """What aiohttp logs about a client's bad HTTP: one line a minute with a count, never a traceback."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        super().__init__()
+        self.every = every
+        self._since = 0.0
+        self._count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._since < self.every:
+            return False
+        record.msg, record.args = "refused %d malformed or broken client connection(s) in the last minute (%s)", (
+            self._count, record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else "no detail")
+        record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        self._since, self._count = now, 0
+        return True
+
+
+def quiet_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, QuietClientErrors) for f in logger.filters):
+        logger.addFilter(QuietClientErrors())
+    return logger
+
+
+class Listener:
+    """One guarded listening socket serving an aiohttp application."""
+
+    def __init__(self, app: web.Application, *, max_connections: int, header_timeout: float, logger_name: str) -> None:
+        self.guard = ConnectionGuard(max_connections=max_connections, header_timeout=header_timeout)
+        app.middlewares.insert(0, self.guard.middleware)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=header_timeout,
+                                    auto_decompress=False, logger=quiet_logger(logger_name))
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the port (useful when ``port`` is 0). Raises OSError."""
+        await self.runner.setup()
+        factory = self.runner.server
+        assert factory is not None
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(lambda: self.guard.protocol(factory()), host, port,
+                                                    reuse_address=True, backlog=1024)
+        except OSError:
+            await self.runner.cleanup()
+            raise
+        self._sweeper = asyncio.create_task(self.guard.run(), name="connection-sweeper")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        await self.runner.cleanup()
+
+
+__all__ = ["ConnectionGuard", "Listener", "connection_limit", "quiet_logger", "QuietClientErrors"]
