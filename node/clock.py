@@ -30,7 +30,7 @@ class ClockWatch:
 
     def saw(self, peer_time: int) -> float:
         """A peer signed ``peer_time`` just now; returns that peer's offset (positive: it is ahead of us)."""
-        offset = peer_time - self.clock()
+        offset = peer_time - int(self.clock())  # both in whole seconds, as signed
         self._samples.append(offset)
         estimate = self.offset()
         now = time.monotonic()

@@ -125,7 +125,7 @@ class AuditLog:
 
     def head(self) -> AuditHead:
         """The current signed head, as handed to witnesses and to a client with his access log."""
-        if self._head_signature[0] != self._seq:
+        if self._head_signature[0] != self._seq or not self._head_signature[1]:
             self._head_signature = (self._seq, self.identity.sign(head_bytes(self._seq, self._head)))
         return AuditHead(seq=self._seq, hash=self._head, signature=self._head_signature[1])
 

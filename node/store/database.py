@@ -174,7 +174,8 @@ class Store:
 def describe(exc: BaseException) -> str:
     """What went wrong, in words an operator acts on (never a value from the data)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_FULL:
+    code = code & 0xFF if isinstance(code, int) else None  # the primary code of an extended one
+    if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
         return "the disk is full"
     if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
         return f"the disk cannot be written ({getattr(exc, 'sqlite_errorname', exc.__class__.__name__)})"
@@ -207,7 +208,11 @@ def _run_transaction(conn: sqlite3.Connection, statements: list[Statement]) -> N
                 conn.execute(sql, params)  # type: ignore[arg-type]
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (a full disk does): keep the first error
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
         raise
 
 
