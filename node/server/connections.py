@@ -28,18 +28,29 @@ log = logging.getLogger(__name__)
 RESERVED_FILES = 128  # for the store, the peer client's connections and the process itself
 
 
-def connection_limit(wanted: int) -> int:
-    """``wanted``, but below the soft file limit of this process."""
+def _soft_file_limit() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return wanted
-    return max(16, min(wanted, soft - RESERVED_FILES))
+    return 1 << 20 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def accept_backlog() -> int:
+    """How many connections the kernel queues, and asyncio accepts in one go: a sixteenth of the file limit,
+    32..1024."""
+    return max(32, min(1024, _soft_file_limit() // 16))
+
+
+def connection_limit(wanted: int) -> int:
+    """``wanted``, but so low that accept() never fails for want of files (asyncio then stops accepting for a
+    second): asyncio accepts a burst of up to the backlog before the connections it makes room by closing give
+    their files back, two loop turns later, so a few bursts' worth stays free."""
+    return max(16, min(wanted, _soft_file_limit() - RESERVED_FILES - 4 * accept_backlog()))
 
 
 @dataclass(slots=True)
 class _Connection:
     idle_since: float
     busy: int = 0
+    served: int = 0  # requests it completed: a client that has shown it speaks HTTP is evicted last
 
 
 class ConnectionGuard:
@@ -66,11 +77,19 @@ class ConnectionGuard:
         self._open.pop(transport, None)
 
     def _evict_one(self) -> bool:
+        """Make room: the oldest connection that never completed a request, else the oldest idle one."""
+        idle = None
         for transport, conn in self._open.items():
-            if not conn.busy:
+            if conn.busy:
+                continue
+            if not conn.served:
                 self._drop(transport)
                 return True
-        return False
+            idle = idle or transport
+        if idle is None:
+            return False
+        self._drop(idle)
+        return True
 
     def _drop(self, transport: asyncio.Transport) -> None:
         self._open.pop(transport, None)
@@ -100,6 +119,7 @@ class ConnectionGuard:
         finally:
             if conn is not None:
                 conn.busy -= 1
+                conn.served += 1
                 conn.idle_since = self.clock()
 
 
@@ -182,7 +202,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(lambda: self.guard.protocol(factory()), host, port,
-                                                    reuse_address=True, backlog=1024)
+                                                    reuse_address=True, backlog=accept_backlog())
         except OSError:
             await self.runner.cleanup()
             raise
