@@ -33,12 +33,27 @@ def admin(args: argparse.Namespace) -> AdminClient:
 
 
 def command(sub: Any, name: str, handler: Handler, help: str | None = None, *, home: bool = True) -> argparse.ArgumentParser:
-    """A subcommand that runs ``handler``; most take the node home first."""
+    """A subcommand that runs ``handler``; most take the node home first. ``--json`` works before or after it."""
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help)
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON")
     if home:
         parser.add_argument("home")
     parser.set_defaults(handler=handler)
     return parser
 
 
-__all__ = ["Handler", "now", "emit", "utc", "admin", "command"]
+def personal_data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--show-personal-data", action="store_true",
+                        help="show BSNs, names and birth dates (masked otherwise)")
+
+
+def shown(args: argparse.Namespace, record: Any) -> Any:
+    """A record as this command may print it: personal data masked unless asked for."""
+    if getattr(args, "show_personal_data", False):
+        return record
+    from node.store.records import masked  # loaded only by the commands that print records
+
+    return masked(record)
+
+
+__all__ = ["Handler", "now", "emit", "utc", "admin", "command", "personal_data_option", "shown"]

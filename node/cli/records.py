@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from node.admin.client import read_json_arg
-from node.cli.common import admin, command, emit
+from node.cli.common import admin, command, emit, personal_data_option, shown
 from node.errors import UsageError
 
 
@@ -20,7 +20,7 @@ def record_put(args: argparse.Namespace) -> int:
 def record_get(args: argparse.Namespace) -> int:
     suffix = "?history=1" if args.history else ""
     result = admin(args).call("GET", f"/admin/v1/records/{args.kind}/{args.id}{suffix}")
-    print(json.dumps(result if args.history else result["versions"][-1], indent=2, ensure_ascii=False))
+    print(json.dumps(shown(args, result if args.history else result["versions"][-1]), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -58,12 +58,13 @@ def query(args: argparse.Namespace) -> int:
     body = {"peer": args.peer, "template": args.template, "params": params, "evidence": _evidence(args.evidence or []),
             "history": args.history}
     result = admin(args).call("POST", "/admin/v1/query", body)
-    if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+    if args.json:  # the signed records stay whole (they are evidence); their readable data follows the option
+        print(json.dumps({"records": [r | {"data": shown(args, r["data"])} for r in result["records"]]}, indent=2,
+                         ensure_ascii=False))
     else:
         for record in result["records"]:
             print(f"# {record['kind']}/{record['id']} v{record['version']} from {record['source_organisation']}")
-            print(json.dumps(record["data"], indent=2, ensure_ascii=False))
+            print(json.dumps(shown(args, record["data"]), indent=2, ensure_ascii=False))
         if not result["records"]:
             print("(no records)")
     return 0
@@ -84,6 +85,7 @@ def register(sub: Any) -> None:
     p.add_argument("kind")
     p.add_argument("id")
     p.add_argument("--history", action="store_true")
+    personal_data_option(p)
     p = command(record, "list", record_list)
     p.add_argument("kind")
     p.add_argument("--limit", type=int, default=100)
@@ -95,6 +97,7 @@ def register(sub: Any) -> None:
     p.add_argument("--peer", required=True, help="the peer's URL or did")
     p.add_argument("--evidence", action="append", metavar="FILE", help="JSON output of an earlier query to present as evidence")
     p.add_argument("--history", action="store_true")
+    personal_data_option(p)
     p.add_argument("template")
     p.add_argument("params", nargs="*", metavar="KEY=VALUE")
 

@@ -59,6 +59,13 @@ def peers(args: argparse.Namespace) -> int:
     return 0
 
 
+def schema(args: argparse.Namespace) -> int:
+    from node.store.records import json_schema
+
+    print(json.dumps(json_schema(args.kind), indent=2, ensure_ascii=False))
+    return 0
+
+
 def register(sub: Any) -> None:
     p = command(sub, "audit", audit, "show or verify the audit log")
     p.add_argument("--verify", action="store_true", help="check the chain against its signed head")
@@ -69,6 +76,8 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=200)
     command(sub, "policy", policy, "print the authorization matrix this node applies")
     command(sub, "peers", peers, "show the peer table")
+    p = command(sub, "schema", schema, "print the JSON Schema of a record type (what iwlz record put takes)", home=False)
+    p.add_argument("kind", help="WlzIndicatie, Bemiddeling, Levering or Zorgaanbod")
 
 
 __all__ = ["register"]

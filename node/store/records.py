@@ -201,6 +201,57 @@ def validate_record(kind: str, data: Any) -> RecordType:
     return record_type
 
 
+_JSON_SCALARS: Final[dict[str, dict[str, Any]]] = {
+    "text": {"type": "string", "minLength": 1, "maxLength": 1000},
+    "int": {"type": "integer", "minimum": -(2**53) + 1, "maximum": 2**53 - 1},
+    "bool": {"type": "boolean"},
+    "uuid": {"type": "string", "pattern": _UUID4.pattern, "description": "a lowercase UUID v4"},
+    "date": {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+    "datetime": {"type": "string", "format": "date-time", "description": "with a time zone"},
+    "bsn": {"type": "string", "pattern": r"^\d{9}$", "description": "9 digits that pass the 11-proef"},
+    "agb": {"type": "string", "pattern": r"^\d{8}$", "description": "an AGB code: 8 digits"},
+    "uzovi": {"type": "string", "pattern": r"^\d{4}$", "description": "a UZOVI code: 4 digits"},
+}
+
+
+def _json_schema(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, dict):
+        return {"type": "object", "additionalProperties": False,
+                "properties": {key.rstrip("?"): _json_schema(sub) if not key.endswith("?")
+                               else {"anyOf": [_json_schema(sub), {"type": "null"}]} for key, sub in spec.items()},
+                "required": [key for key in spec if not key.endswith("?")]}
+    if isinstance(spec, list):
+        return {"type": "array", "maxItems": 1000, "items": _json_schema(spec[0])}
+    return dict(_JSON_SCALARS[spec])
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a record type, made from the same schema the node validates with (optional fields
+    may also be null; checks beyond the schema are in its description)."""
+    record_type = RECORD_TYPES.get(kind)
+    if record_type is None:
+        raise ValidationError(f"unknown record type {kind!r}; known: {', '.join(RECORD_TYPES)}")
+    schema = _json_schema(record_type.schema)
+    extra = " client.bsn must equal bsn." if kind == "WlzIndicatie" else ""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": kind,
+            "description": f"A {kind} record as `iwlz record put HOME {kind} FILE` takes it, held in the "
+                           f"{record_type.register} register of a {record_type.source_role} node; its id is "
+                           f"{record_type.id_field}.{extra}", **schema}
+
+
+# Fields that identify or describe a person: shown to people only when they ask (iwlz --show-personal-data).
+PERSONAL_FIELDS: Final = frozenset({"bsn", "geboorteDatum", "geslachtsnaam", "geslacht", "contactPersoon", "clientID"})
+
+
+def masked(value: Any) -> Any:
+    """``value`` with every personal field's value replaced by a mask."""
+    if isinstance(value, dict):
+        return {k: ("***" if k in PERSONAL_FIELDS and v is not None else masked(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
 def strip_nulls(value: Any) -> Any:
     """Drop absent optional fields so that equal records have equal bytes."""
     if isinstance(value, dict):
@@ -210,4 +261,5 @@ def strip_nulls(value: Any) -> Any:
     return value
 
 
-__all__ = ["RecordType", "RECORD_TYPES", "validate_record", "validate", "registers_for", "kinds_for", "strip_nulls"]
+__all__ = ["RecordType", "RECORD_TYPES", "validate_record", "validate", "registers_for", "kinds_for", "strip_nulls",
+           "json_schema", "PERSONAL_FIELDS", "masked"]

@@ -1,0 +1,72 @@
+"""The CLI shows personal data only when asked, takes --json anywhere, stops quietly in a pipe, and prints a
+JSON Schema of each record type that says what the node's own validators say."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from node.cli import main
+from node.errors import ValidationError
+from node.store.records import RECORD_TYPES, json_schema, validate_record
+from tests.node.kit import BSN0, IND0, Network, put, sample
+
+
+@pytest.mark.asyncio
+async def test_record_get_and_query_mask_personal_data_unless_asked(network: Network, capsys) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    home = str(ciz.home.path)
+    assert await asyncio.to_thread(main, ["record", "get", home, "WlzIndicatie", IND0]) == 0
+    masked = capsys.readouterr().out
+    assert BSN0 not in masked and "Jansen" not in masked and '"bsn": "***"' in masked
+    assert await asyncio.to_thread(main, ["record", "get", home, "WlzIndicatie", IND0, "--show-personal-data"]) == 0
+    assert BSN0 in capsys.readouterr().out
+    args = ["query", str(zk.home.path), "--peer", ciz.url, "QIR-0001-ZKi", f"wlzIndicatieID={IND0}", "uzovi=5151"]
+    assert await asyncio.to_thread(main, args) == 0
+    assert BSN0 not in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*args, "--json"]) == 0  # --json after the subcommand
+    out = json.loads(capsys.readouterr().out)
+    assert out["records"][0]["data"]["bsn"] == "***" and out["records"][0]["signed"]
+    assert await asyncio.to_thread(main, ["--json", *args, "--show-personal-data"]) == 0  # ... and before it
+    assert json.loads(capsys.readouterr().out)["records"][0]["data"]["bsn"] == BSN0
+
+
+def test_json_works_before_and_after_the_subcommand(capsys) -> None:
+    assert main(["--json", "schema", "Zorgaanbod"]) == 0
+    before = capsys.readouterr().out
+    assert main(["schema", "Zorgaanbod", "--json"]) == 0
+    assert capsys.readouterr().out == before
+
+
+def test_a_pipe_that_closes_early_ends_the_command_quietly() -> None:
+    result = subprocess.run(f"{sys.executable} -m node schema WlzIndicatie | head -1", shell=True, capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout == "{\n" and result.stderr == ""
+
+
+@pytest.mark.parametrize("kind", list(RECORD_TYPES))
+def test_the_json_schema_agrees_with_the_validators(kind: str) -> None:
+    schema = json_schema(kind)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    section = {"WlzIndicatie": "wlzIndicaties", "Bemiddeling": "bemiddelingen", "Levering": None, "Zorgaanbod": None}[kind]
+    good = sample(section, 0) if section else {
+        "Levering": {"leveringID": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d", "bemiddelingspecificatieID":
+                     "d9cf7a0c-449a-4166-8186-68568c529b48", "bsn": BSN0, "zorgkantoor": "5151",
+                     "leveringperiodes": [{"ingangsdatum": "2026-10-01"}], "verzoeken": []},
+        "Zorgaanbod": {"zorgaanbodID": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d", "instelling": "12345678", "regio": "5151",
+                       "zzpCodes": ["5VV"], "leveringsvormen": ["1"], "vrijeCapaciteit": 3, "peildatum": "2026-11-01"},
+    }[kind]
+    validate_record(kind, good)
+    jsonschema.validate(good, schema)
+    id_field = RECORD_TYPES[kind].id_field
+    for bad in ({**good, "unknown": 1}, {**good, id_field: "not-a-uuid"}, {k: v for k, v in good.items() if k != id_field}):
+        with pytest.raises(ValidationError):
+            validate_record(kind, bad)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
