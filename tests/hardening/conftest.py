@@ -15,6 +15,13 @@ from tests.node.kit import Network
 LONG = os.environ.get("IWLZ_LONG") == "1"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.hardening)
+
+
 def long_only() -> pytest.MarkDecorator:
     return pytest.mark.skipif(not LONG, reason="long form: run with IWLZ_LONG=1")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -23,42 +22,20 @@ import pytest
 
 from node.home import NetworkDir, NodeHome
 from tests.hardening.conftest import LONG
+from tests.netns import available, bridged_pair, sh
 from tests.node.kit import SAMPLE, reap
 
-if os.geteuid() != 0 or shutil.which("ip") is None:
+if not available():
     pytest.skip("needs root and iproute2 to create network namespaces", allow_module_level=True)
 
 SUBNET = "10.254.78"
 PARTITION = 60.0 if LONG else 5.0
 
 
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture
 def link() -> Iterator[dict[str, str]]:
-    tag = f"{os.getpid() % 100000}"
-    bridge, names = f"iwlzpb{tag}", {"a": f"iwlzpa{tag}", "b": f"iwlzpz{tag}"}
-    made: list[str] = []
-    try:
-        for ns in (bridge, *names.values()):
-            sh("ip", "netns", "add", ns)
-            made.append(ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", bridge, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", bridge, "link", "set", "br0", "up")
-        for i, (key, ns) in enumerate(names.items(), start=1):
-            sh("ip", "link", "add", f"w{key}{tag}", "netns", ns, "type", "veth", "peer", "name", f"q{key}{tag}", "netns", bridge)
-            sh("ip", "-n", bridge, "link", "set", f"q{key}{tag}", "master", "br0")
-            sh("ip", "-n", bridge, "link", "set", f"q{key}{tag}", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{SUBNET}.{i}/24", "dev", f"w{key}{tag}")
-            sh("ip", "-n", ns, "link", "set", f"w{key}{tag}", "up")
-        yield {"a": names["a"], "b": names["b"], "bridge": bridge, "b_port": f"qb{tag}",
-               "a_ip": f"{SUBNET}.1", "b_ip": f"{SUBNET}.2"}
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    with bridged_pair("ip", SUBNET) as names:
+        yield names
 
 
 def iwlz(ns: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -105,6 +105,7 @@ def test_three_nodes_as_processes_through_the_cli(tmp_path: Path, processes: Pro
     assert "intact" in verify.stdout
 
 
+@pytest.mark.hardening
 def test_acknowledged_write_survives_sigkill(tmp_path: Path, processes: Processes) -> None:
     iwlz("network", "init", str(tmp_path / "net"))
     ciz = make_node(tmp_path, "ciz", "--role", "ciz", "--name", "CIZ", "--kvk", "62253778")

@@ -8,8 +8,6 @@ test and removed afterwards, and all traffic stays inside them.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,45 +16,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.netns import available, bridged_pair
 from tests.node.kit import reap
 
 pytestmark = pytest.mark.netns
 
-if os.geteuid() != 0 or shutil.which("ip") is None:
+if not available():
     pytest.skip("needs root and iproute2 to create network namespaces", allow_module_level=True)
 
 SUBNET = "10.254.77"
 
 
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture
 def namespaces() -> Iterator[dict[str, str]]:
-    tag = f"{os.getpid() % 100000}"
-    bridge, names = f"iwlzbr{tag}", {"a": f"iwlza{tag}", "b": f"iwlzb{tag}"}
-    made: list[str] = []
-    try:
-        for ns in (bridge, *names.values()):
-            sh("ip", "netns", "add", ns)
-            made.append(ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", bridge, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", bridge, "link", "set", "br0", "up")
-        addresses = {}
-        for i, (key, ns) in enumerate(names.items(), start=1):
-            sh("ip", "link", "add", f"v{key}{tag}", "netns", ns, "type", "veth", "peer", "name", f"p{key}{tag}", "netns", bridge)
-            sh("ip", "-n", bridge, "link", "set", f"p{key}{tag}", "master", "br0")
-            sh("ip", "-n", bridge, "link", "set", f"p{key}{tag}", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{SUBNET}.{i}/24", "dev", f"v{key}{tag}")
-            sh("ip", "-n", ns, "link", "set", f"v{key}{tag}", "up")
-            sh("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", f"v{key}{tag}")
-            addresses[key] = f"{SUBNET}.{i}"
-        yield {"a": names["a"], "b": names["b"], "a_ip": addresses["a"], "b_ip": addresses["b"]}
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    with bridged_pair("iwlz", SUBNET, multicast=True) as names:
+        yield names
 
 
 def iwlz(ns: str | None, *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,6 +13,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from node.admin.client import AdminClient
 from node.home import NodeHome
 from tests.node.kit import reap, sample
@@ -126,6 +128,7 @@ def check_outcome(ciz: Party, zk: Party, n: int) -> None:
         assert verify.returncode == 0 and "intact" in verify.stdout, verify.stdout
 
 
+@pytest.mark.hardening
 def test_receiver_down_while_100_records_change(tmp_path: Path) -> None:
     ciz, zk = pair(tmp_path)
     try:
@@ -144,6 +147,7 @@ def test_receiver_down_while_100_records_change(tmp_path: Path) -> None:
         zk.stop()
 
 
+@pytest.mark.hardening
 def test_source_killed_while_delivering(tmp_path: Path) -> None:
     ciz, zk = pair(tmp_path)
     flag = tmp_path / "crash-ciz"
@@ -174,6 +178,7 @@ def test_source_killed_while_delivering(tmp_path: Path) -> None:
         zk.stop()
 
 
+@pytest.mark.hardening
 def test_receiver_killed_after_storing_before_acknowledging(tmp_path: Path) -> None:
     ciz, zk = pair(tmp_path)
     flag = tmp_path / "crash-zk"

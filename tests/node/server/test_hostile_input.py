@@ -36,6 +36,7 @@ async def post(node: Node, data: bytes, headers: dict[str, str] | None = None) -
             return r.status, await r.read()
 
 
+@pytest.mark.hardening
 async def test_hostile_messages_get_their_code_and_change_nothing(network: Network) -> None:
     ciz, zk, zk5050 = await network.start("ciz", "zk5151", "zk5050")
     await ciz.registers.put("WlzIndicatie", sample("wlzIndicaties", 0), actor=ciz.actor, now=ciz.now())
@@ -89,6 +90,7 @@ def resign_with(node: Node, data: bytes, **changes: object) -> bytes:
 
 
 
+@pytest.mark.hardening
 async def test_http_level_junk_is_refused_without_a_500(network: Network) -> None:
     (ciz,) = await network.start("ciz")
     before = dump(ciz)
