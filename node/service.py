@@ -99,7 +99,8 @@ class Node:
         self.discovery = Discovery(
             endpoint=self.endpoint, client=self.client, peers=self.peers, store=self.store, trust=self.trust,
             member=self.member, bootstrap=self.bootstrap, lifetime=config.announcement_lifetime,
-            gossiper_settings={"interval": self.gossip_interval, "fanout": config.gossip_fanout, "spawn": spawn},
+            gossiper_settings={"interval": self.gossip_interval, "fanout": config.gossip_fanout, "spawn": spawn,
+                               "private": self.member.role == "client"},
             templates=[], registers=registers_for(self.member.role),
             events=tuple(sorted(e for e, rule in EVENT_RULES.items() if rule.sender_role == self.member.role)),
             keep_revocation_list=self.home.store_revocation_list, clock=clock)
@@ -177,6 +178,7 @@ class Node:
         from node.discovery.mdns import Mdns  # zeroconf is only loaded when mDNS is on
 
         self.mdns = Mdns(url=self.url, did=self.identity.did, interfaces=self.mdns_interfaces,
+                         announce=self.member.role != "client",
                          learn_from=lambda url: self.discovery.learn_from(url, source="mdns"))
         await self.mdns.start()
 

@@ -269,6 +269,7 @@ class Exchange:
     rng: random.Random
     rumors: list[str] = field(default_factory=list)
     introduce: bytes | None = None  # our own announcement, for a bootstrap peer
+    ask_sample: bool = False  # a private node (a client's) asks for a sample without introducing itself
     revocations: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     useful: list[str] = field(default_factory=list)  # our rumors the other side wanted
@@ -278,11 +279,11 @@ class Exchange:
         return PeerExchange(
             hash=self.table.table_hash(), summary=None, digest=self.table.rumors(self.rumors[:RUMORS]), buckets=(),
             want=(), announcements=(self.introduce,) if self.introduce else (),
-            sample=SAMPLE if self.introduce else 0, revocations=self.revocations,
+            sample=SAMPLE if self.introduce or self.ask_sample else 0, revocations=self.revocations,
         )
 
     def next(self, reply: PeerExchangeResult) -> PeerExchange | None:
-        if self.introduce is not None or self.steps >= MAX_STEPS:
+        if self.introduce is not None or self.ask_sample or self.steps >= MAX_STEPS:
             return None
         wanted = self.table.resolve(reply.want)
         if self.steps == 1:

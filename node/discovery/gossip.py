@@ -35,7 +35,7 @@ class Gossiper:
 
     def __init__(self, *, did: str, peers: PeerTable, client: Requester, trust: TrustStore, bootstrap: list[str],
                  absorb: Absorb, maintain: Callable[[], Awaitable[None]], own_announcement: Callable[[], bytes],
-                 spawn: Spawn, interval: float, fanout: int = 3) -> None:
+                 spawn: Spawn, interval: float, fanout: int = 3, private: bool = False) -> None:
         self.did = did
         self.url = ""  # ours, once the listener is up
         self.peers = peers
@@ -46,6 +46,7 @@ class Gossiper:
         self.maintain = maintain
         self.own_announcement = own_announcement
         self.spawn = spawn
+        self.private = private  # a client's node: it learns the network, the network does not learn it
         self.interval = interval
         self.rng = random.SystemRandom()
         self.table = GossipTable()
@@ -63,7 +64,9 @@ class Gossiper:
         return self._budget
 
     def own(self, data: bytes, seq: int, expires: int) -> None:
-        """Our own (re-signed) announcement: in the table, and offered as a rumor."""
+        """Our own (re-signed) announcement: in the table, and offered as a rumor (not a private node's)."""
+        if self.private:
+            return
         if self.table.offer(Known(self.did, seq, expires, data)):
             self.schedule.heard(self.did)
 
@@ -122,7 +125,8 @@ class Gossiper:
         if peer is None:
             return
         exchange = Exchange(self.table, self.budget, self.rng, rumors=[] if planned.introduce else rumors,
-                            introduce=self.own_announcement() if planned.introduce else None,
+                            introduce=self.own_announcement() if planned.introduce and not self.private else None,
+                            ask_sample=planned.introduce and self.private,
                             revocations=self._versions())
         request: PeerExchange | None = exchange.first()
         try:

@@ -28,8 +28,10 @@ LearnFrom = Callable[[str], Awaitable[str | None]]
 class Mdns:
     """Announces our did and announcement path; hands what it finds to ``learn_from`` (which verifies)."""
 
-    def __init__(self, *, url: str, did: str, learn_from: LearnFrom, interfaces: list[str] | None = None) -> None:
+    def __init__(self, *, url: str, did: str, learn_from: LearnFrom, interfaces: list[str] | None = None,
+                 announce: bool = True) -> None:
         self.url = url
+        self.announce = announce  # a client's node browses, but does not tell the LAN it is there
         self.did = did
         self.learn_from = learn_from
         self.interfaces = interfaces
@@ -48,8 +50,9 @@ class Mdns:
 
     async def start(self) -> None:
         self._zc = AsyncZeroconf(interfaces=self.interfaces or InterfaceChoice.All, ip_version=IPVersion.V4Only)
-        self._info = self._service_info()
-        await self._zc.async_register_service(self._info)
+        if self.announce:
+            self._info = self._service_info()
+            await self._zc.async_register_service(self._info)
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
         log.info("mDNS: announcing %s and browsing", SERVICE_TYPE)
 

@@ -93,6 +93,8 @@ class PeerTable:
         message = incoming.message
         if not isinstance(message, Announcement) or incoming.envelope.sender == self.own_did:
             return None
+        if incoming.sender.role == "client":
+            return None  # a client's node stays private: no peer table names him
         known = self._peers.get(incoming.envelope.sender)
         if known is not None and known.seq >= message.seq:
             if known.seq == message.seq and now > known.last_seen:

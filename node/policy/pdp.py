@@ -32,6 +32,7 @@ MAX_RESULTS = 1000
 class Denied(RemoteProtocolError):
     def __init__(self, rule: str, reason: str) -> None:
         super().__init__(ErrorCode.DENIED, reason, rule=rule)
+        self.subjects: set[str] = set()  # the clients whose records the refused request was about
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,17 @@ class PolicyDecisionPoint:
         if decision.views:
             decision.remember = self._steps_to_remember(asking)
         return decision
+
+    async def subjects_of(self, query: Query) -> set[str]:
+        """The clients (BSNs) whose records a query is about, whatever the rules say: a refusal is audited for them."""
+        try:
+            template = self._template(query)
+            stored = await self._lookup(template, query.params, False)
+        except RemoteProtocolError:
+            stored = []
+        subjects = {bsn for s in stored if s.data and (bsn := RECORD_TYPES[s.kind].bsn(s.data))}
+        bsn = query.params.get("bsn")
+        return subjects | ({bsn} if bsn else set())
 
     # Template, rule, bindings ---------------------------------------------
 

@@ -71,12 +71,14 @@ class Dispatcher:
         return status, self.endpoint.reply(incoming, reply, now=now).data
 
     def _audit_denied(self, incoming: Incoming, exc: Denied, now: int) -> list[Statement]:
+        """One entry per client the refused request was about (one without a subject when none is known)."""
         message = incoming.message
-        subject = message.params.get("bsn") if isinstance(message, Query) else None
+        subjects: list[str | None] = [*sorted(exc.subjects)] or [message.params.get("bsn") if isinstance(message, Query) else None]
         self.metrics.count_decision(exc.rule or "", "denied")
         event = f"query {message.template}" if isinstance(message, Query) else incoming.envelope.type
         return [self.audit.entry(now=now, event=event, action="R", result="denied", actor=Actor.of(incoming.sender),
-                                 subject=subject, trace_id=incoming.envelope.trace_id, rule=exc.rule, request=incoming.data)]
+                                 subject=subject, trace_id=incoming.envelope.trace_id, rule=exc.rule, request=incoming.data)
+                for subject in subjects]
 
     async def forget_old_ids(self, now: int) -> None:
         """Replay ids whose time window has passed are refused anyway: drop them, in memory and in the store."""

@@ -12,6 +12,9 @@ from protocol import AccessLogRequest, AccessLogResult, Incoming, Message, Query
 from protocol.records import RecordVersion
 
 
+ACCESS_LOG_LIMIT = 10_000  # the newest entries about the client since the time he asks from
+
+
 class QueryHandlers:
     def __init__(self, *, pdp: PolicyDecisionPoint, registers: Registers, audit: AuditLog, metrics: Metrics,
                  did: str) -> None:
@@ -28,7 +31,12 @@ class QueryHandlers:
     async def on_query(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         query = incoming.message
         assert isinstance(query, Query)
-        decision = await self.pdp.decide(incoming.sender, query, now)
+        try:
+            decision = await self.pdp.decide(incoming.sender, query, now)
+        except Denied as exc:
+            # The client whose record was asked for sees the refusal too, whatever the query named.
+            exc.subjects = await self.pdp.subjects_of(query)
+            raise
         records = tuple(self._signed_view(view, now) for view in decision.views)
         actor, trace = Actor.of(incoming.sender), incoming.envelope.trace_id
         event = f"query {query.template}"
@@ -37,9 +45,10 @@ class QueryHandlers:
                       for view in decision.views]
         statements.extend(decision.remember)
         if not decision.views:
-            statements.append(self.audit.entry(now=now, event=event, action="R", result="empty", actor=actor,
-                                               subject=query.params.get("bsn"), trace_id=trace, rule=decision.rule,
-                                               request=incoming.data))
+            subjects: list[str | None] = [*sorted(decision.subjects)] or [query.params.get("bsn")]
+            statements.extend(self.audit.entry(now=now, event=event, action="R", result="empty", actor=actor,
+                                               subject=subject, trace_id=trace, rule=decision.rule, request=incoming.data)
+                              for subject in subjects)
         self.metrics.count_decision(decision.rule, "allowed" if decision.views else "empty")
         backing = [data for kinds, about in sorted(decision.attach) for data in await self.held.about(about, kinds)]
         return QueryResult(records=records, evidence=tuple(backing)), statements
@@ -56,8 +65,9 @@ class QueryHandlers:
         rule = self.pdp.matrix["access_log"]["rule"]
         if incoming.sender.role != "client" or not self.pdp.is_client(incoming.sender, request.bsn):
             raise Denied(rule, "only the client himself may read the access log about his BSN")
-        entries = await self.audit.entries(subject=request.bsn, limit=10_000)
-        since: list[dict[str, Any]] = [e.public(with_subject=False) for e in entries if e.at >= utc(request.since)]
+        entries = await self.audit.entries(subject=request.bsn, since_at=utc(request.since), limit=ACCESS_LOG_LIMIT,
+                                           newest_first=True)
+        since: list[dict[str, Any]] = [e.public(with_subject=False) for e in entries]
         statements = [self.audit.entry(now=now, event="access-log", action="R", result="allowed",
                                        actor=Actor.of(incoming.sender), subject=request.bsn,
                                        trace_id=incoming.envelope.trace_id, rule=rule, request=incoming.data)]

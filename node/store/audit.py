@@ -175,13 +175,19 @@ class AuditLog:
         return [("INSERT OR REPLACE INTO audit_head (id, seq, hash, signature) VALUES (1, ?, ?, ?)",
                  (self._seq, self._head, self._head_signature[1]), False)]
 
-    async def entries(self, *, subject: str | None = None, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+    async def entries(self, *, subject: str | None = None, since_seq: int = 0, since_at: str | None = None,
+                      limit: int = 1000, newest_first: bool = False) -> list[AuditEntry]:
+        """Entries that pass every filter, then at most ``limit`` of them (the newest, when ``newest_first``)."""
         where, params = "seq > ?", [since_seq]
         if subject is not None:
             where += " AND subject = ?"
             params.append(subject)  # type: ignore[arg-type]
-        rows = await self.store.fetchall(f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE {where} ORDER BY seq LIMIT ?",
-                                         (*params, limit))
+        if since_at is not None:
+            where += " AND at >= ?"  # ISO 8601 UTC text of one format: text order is time order
+            params.append(since_at)  # type: ignore[arg-type]
+        order = "DESC" if newest_first else ""
+        rows = await self.store.fetchall(
+            f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE {where} ORDER BY seq {order} LIMIT ?", (*params, limit))
         return [AuditEntry(*row) for row in rows]
 
     async def verify(self, *, full: bool = False) -> tuple[bool, int, str]:
