@@ -28,6 +28,7 @@ from node.errors import ConfigError
 from node.home import NodeHome
 from node.metrics import Metrics
 from node.notify import Inbox, Meldingen, Outbox, Subscriptions
+from node.overview import ClientView
 from node.policy import PolicyDecisionPoint
 from node.server import Dispatcher, PeerApp, QueryHandlers, load_replay_guard
 from node.server.connections import Listener
@@ -124,6 +125,8 @@ class Node:
                            fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch, trust=self.trust,
                            current_member=self._current_member)
         self.meldingen = Meldingen(store=self.store, audit=self.audit)
+        self.client_view = ClientView(store=self.store, peers=self.peers, router=self.router, me=lambda: self.member,
+                                      bsn=config.identifiers.get("bsn"), clock=clock)
         self.witnessing = Witnessing(store=self.store, audit=self.audit, peers=self.peers, client=self.client,
                                      me=lambda: self.member, clock=clock)
         self.dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
@@ -159,7 +162,7 @@ class Node:
             peers=self.peers, learn_from=lambda url: self.discovery.learn_from(url, source="manual"),
             outbox=self.outbox, inbox=self.inbox, subscriptions=self.subscriptions, meldingen=self.meldingen,
             adopt_revocation_list=self.discovery.adopt_revocation_list, reload_certificate=self.reload_certificate,
-            check_witnesses=self.witnessing.check_against_witnesses)
+            check_witnesses=self.witnessing.check_against_witnesses, client_view=self.client_view)
 
     def _run_in_background(self) -> None:
         if self.gossip_interval > 0:

@@ -32,9 +32,10 @@ NODE_PARTS: dict[str, set[str]] = {
     "notify": {"errors", "faults", "metrics", "store", "interfaces", "tasks", "discovery"},
     "server": {"errors", "metrics", "store", "interfaces", "client", "policy", "clock"},
     "witness": {"errors", "store", "interfaces", "discovery"},
-    "admin": {"errors", "home", "store", "discovery", "notify"},
+    "overview": {"errors", "store", "discovery"},
+    "admin": {"errors", "home", "store", "discovery", "notify", "overview"},
     "service": {"errors", "metrics", "clock", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
-                "server", "admin", "witness"},
+                "server", "admin", "witness", "overview"},
     "cli": {"errors", "home", "store", "policy", "admin", "service"},
     "__main__": {"cli"},
 }

@@ -15,6 +15,7 @@ from aiohttp import web
 from node.discovery import PeerTable, Router
 from node.errors import ValidationError
 from node.notify import Inbox, Meldingen, Outbox, Subscriptions
+from node.overview import ClientView
 from node.store import Actor, AuditLog, Registers
 from protocol import MELDING_EVENT, Ack, Melding, Subscribe, Unsubscribe
 
@@ -40,6 +41,7 @@ class AdminParts:
     adopt_revocation_list: Callable[[bytes], bool]
     reload_certificate: Callable[[], Awaitable[bool]]
     check_witnesses: Callable[[], Awaitable[tuple[bool, str]]]
+    client_view: ClientView
 
 
 def error(status: int, name: str, reason: str, **extra: Any) -> web.Response:
@@ -92,6 +94,8 @@ class AdminRoutes:
         add_post("/admin/v1/melding", self.melding)
         add_post("/admin/v1/revocations", self.revocations)
         add_post("/admin/v1/certificate/reload", self.reload_certificate)
+        add_get("/admin/v1/client/overview", self.client_overview)
+        add_get("/admin/v1/client/access-log", self.client_access_log)
 
     # The own registers ----------------------------------------------------
 
@@ -211,6 +215,15 @@ class AdminRoutes:
         """A revocation list handed to the running node (iwlz cert revoke --install)."""
         body = await read_json(request)
         return web.json_response({"adopted": self.p.adopt_revocation_list(base64.b64decode(str(body["list"])))})
+
+    # A client's own view ----------------------------------------------------------------
+
+    async def client_overview(self, request: web.Request) -> web.Response:
+        """His data from every source; ?seen=1 marks the changes shown as seen."""
+        return web.json_response(await self.p.client_view.overview(mark_seen=request.query.get("seen") in ("1", "true")))
+
+    async def client_access_log(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.p.client_view.access_log(since=int(request.query.get("since", "0"))))
 
     async def reload_certificate(self, request: web.Request) -> web.Response:
         """A renewed certificate or a certified new key is in the home (iwlz cert issue): switch to it now."""

@@ -11,10 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from node.cli import network, notify, records, run, show
+from node.cli import client, network, notify, records, run, show
 from node.errors import NodeError
 
-GROUPS = (network, run, records, show, notify)
+GROUPS = (network, run, records, show, notify, client)
 
 
 def parser() -> argparse.ArgumentParser:

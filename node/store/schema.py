@@ -160,6 +160,10 @@ MIGRATIONS: Final[list[str]] = [
         signer_cert BLOB NOT NULL,
         PRIMARY KEY (authority, subject, record)
     ) WITHOUT ROWID;
+    CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
     CREATE TABLE audit_checkpoint (
         seq INTEGER PRIMARY KEY,
         hash BLOB NOT NULL,

@@ -1,0 +1,182 @@
+"""A client's node asks every source about him and puts the answers together.
+
+Sources are found in the peer table (the nodes that hold an indicatie,
+bemiddeling or levering register); each is asked with CLIENT-EIGEN-GEGEVENS
+for his own BSN, and the providers in his region for their care offer. The
+access log comes from every source too, each answer signed by its source,
+with the source's audit head: a head that goes back or forks since the last
+time is reported, because a source that rewrote its log would show it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from keys import Member
+from node.discovery import Peer, PeerTable, Router
+from node.errors import NodeError, PeerRefused
+from node.store import Statement, Store
+from protocol import AccessLogRequest, AccessLogResult, AuditHead
+from protocol.records import RecordVersion
+from protocol.witness import conflict
+
+SOURCE_REGISTERS = {"indicatie", "bemiddeling", "levering", "eigenbijdrage"}
+
+
+class ClientView:
+    def __init__(self, *, store: Store, peers: PeerTable, router: Router, me: Callable[[], Member], bsn: str | None,
+                 clock: Callable[[], float]) -> None:
+        self.store = store
+        self.peers = peers
+        self.router = router
+        self.me = me
+        self.bsn = bsn
+        self.clock = clock
+
+    def _bsn(self) -> str:
+        if self.bsn is None or self.me().role != "client":
+            raise NodeError("only a client's node has an overview of its own data")
+        return self.bsn
+
+    def sources(self) -> list[Peer]:
+        return [p for p in self.peers.all() if p.role != "client" and SOURCE_REGISTERS & set(p.registers)]
+
+    # The overview ----------------------------------------------------------------
+
+    async def overview(self, *, mark_seen: bool = False) -> dict[str, Any]:
+        bsn = self._bsn()
+        sources = self.sources()
+        answers = await asyncio.gather(*(self._ask(p, "CLIENT-EIGEN-GEGEVENS", {"bsn": bsn}) for p in sources))
+        region = self.me().region
+        providers = [p for p in self.peers.all() if "zorgaanbod" in p.registers and (region is None or p.region == region)]
+        offers = await asyncio.gather(*(self._ask(p, "ZORGAANBOD", {}) for p in providers))
+        records = [(r, p) for p, (rs, _) in zip(sources, answers) for r in rs]
+        today = date.fromtimestamp(self.clock()).isoformat()
+        seen = await self._last_seen()
+        view = {
+            "asked": [{"organisation": p.organisation, "role": p.role, "answered": error is None, "error": error,
+                       "records": len(rs)} for p, (rs, error) in zip(sources, answers)],
+            "indicaties": [_indicatie(r, p, today) for r, p in records if r.kind == "WlzIndicatie"],
+            "zorgkantoren": [_zorgkantoor(r, p) for r, p in records if r.kind == "Bemiddeling"],
+            "zorgaanbieders": [self._toewijzing(spec, r, p, today) for r, p in records if r.kind == "Bemiddeling"
+                               for spec in (r.data or {}).get("bemiddelingspecificatie", [])],
+            "zorg": [_levering(r, p, today) for r, p in records if r.kind == "Levering"],
+            "eigen_bijdrage": [dict(r.data or {}, bron=p.organisation) for r, p in records if r.kind == "EigenBijdrage"],
+            "zorgaanbod": [dict(r.data or {}, aanbieder=p.organisation) for p, (rs, _) in zip(providers, offers) for r in rs],
+            "wijzigingen": await self._changes_since(seen),
+            "laatst_bekeken": seen,
+        }
+        if mark_seen:
+            await self.store.write([_setting("client.last_seen", str(int(self.clock())))])
+        return view
+
+    async def _ask(self, peer: Peer, template: str, params: dict[str, str]) -> tuple[list[RecordVersion], str | None]:
+        try:
+            return [r for r, _, _ in await self.router.query(peer.did, template, params, [])], None
+        except PeerRefused as exc:
+            return [], f"{exc.code}{' (' + exc.rule + ')' if exc.rule else ''}"
+        except NodeError as exc:
+            return [], f"unreachable: {exc.__class__.__name__}"
+
+    def _toewijzing(self, spec: dict[str, Any], record: RecordVersion, peer: Peer, today: str) -> dict[str, Any]:
+        provider = self.peers.by_identifier("agb", spec["instelling"])
+        until = spec.get("toewijzingEinddatum")
+        return {"aanbieder": provider.organisation if provider else f"AGB {spec['instelling']}", "agb": spec["instelling"],
+                "sinds": spec["toewijzingIngangsdatum"], "tot": until, "zzp": spec["zzpCode"],
+                "leveringsvorm": spec["leveringsvorm"], "actueel": spec["toewijzingIngangsdatum"] <= today
+                and (until is None or until >= today), "via": peer.organisation}
+
+    async def _last_seen(self) -> int:
+        row = await self.store.fetchone("SELECT value FROM settings WHERE name = 'client.last_seen'")
+        return int(row[0]) if row else 0
+
+    async def _changes_since(self, seen: int) -> list[dict[str, Any]]:
+        rows = await self.store.fetchall(
+            "SELECT received_at, sender_org, event_type, subjects FROM inbox WHERE received_at > ? ORDER BY received_at DESC",
+            (seen,))
+        return [{"at": at, "bron": org, "gebeurtenis": event, "records": [s["record_id"] for s in json.loads(subjects)]}
+                for at, org, event, subjects in rows]
+
+    # Who looked at my data --------------------------------------------------------------
+
+    async def access_log(self, *, since: int = 0) -> dict[str, Any]:
+        bsn = self._bsn()
+        sources = self.sources()
+        answers = await asyncio.gather(*(self._log(p, bsn, since) for p in sources))
+        entries = sorted((dict(e, bron=p.organisation) for p, (es, _, _) in zip(sources, answers) for e in es),
+                         key=lambda e: (e["at"], e["seq"]), reverse=True)
+        statements = [s for _, (_, _, s) in zip(sources, answers) if s is not None]
+        if statements:
+            await self.store.write(statements)
+        return {"entries": entries, "asked": [{"organisation": p.organisation, "answered": error is None, "error": error}
+                                              for p, (_, error, _) in zip(sources, answers)]}
+
+    async def _log(self, peer: Peer, bsn: str, since: int) -> tuple[list[dict[str, Any]], str | None, Statement | None]:
+        try:
+            reply = await self.router.send(peer.did, AccessLogRequest(bsn=bsn, since=since))
+        except PeerRefused as exc:
+            return [], f"{exc.code}{' (' + exc.rule + ')' if exc.rule else ''}", None
+        except NodeError as exc:
+            return [], f"unreachable: {exc.__class__.__name__}", None
+        result = reply.message
+        if not isinstance(result, AccessLogResult):
+            return [], "no access log in the answer", None
+        warning, statement = await self._check_head(peer, result.head)
+        return [dict(e) for e in result.entries], warning, statement
+
+    async def _check_head(self, peer: Peer, head: AuditHead | None) -> tuple[str | None, Statement | None]:
+        """Hold the source to the audit head it gave last time: its log may only have grown."""
+        if head is None:
+            return None, None
+        key = f"head:{_member_key(peer)}"
+        row = await self.store.fetchone("SELECT value FROM settings WHERE name = ?", (key,))
+        held = AuditHead(seq=int(json.loads(row[0])["seq"]), hash=bytes.fromhex(json.loads(row[0])["hash"]),
+                         signature=bytes(64)) if row else None
+        why = conflict(held, head)
+        if why is not None:
+            return f"its audit log does not continue what it showed before: {why}", None
+        return None, _setting(key, json.dumps({"seq": head.seq, "hash": head.hash.hex()}))
+
+
+def _member_key(peer: Peer) -> str:
+    for name in ("uzovi", "agb", "kvk"):
+        if name in peer.identifiers:
+            return f"{name}:{peer.identifiers[name]}"
+    return peer.did
+
+
+def _setting(name: str, value: str) -> Statement:
+    return ("INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", (name, value), False)
+
+
+def _indicatie(record: RecordVersion, peer: Peer, today: str) -> dict[str, Any]:
+    data = record.data or {}
+    end = data.get("einddatum")
+    return {"id": record.record_id, "soort": data.get("soortWlzindicatie"), "afgegeven": data.get("afgiftedatum"),
+            "geldig_vanaf": data.get("ingangsdatum"), "geldig_tot": end,
+            "geldig": data.get("ingangsdatum", "9999") <= today and (end is None or end >= today),
+            "zorgzwaartepakketten": [z.get("zzpCode") for z in data.get("geindiceerdZorgzwaartepakket", [])],
+            "zorgkantoor_bij_afgifte": data.get("initieelVerantwoordelijkZorgkantoor"), "bron": peer.organisation}
+
+
+def _zorgkantoor(record: RecordVersion, peer: Peer) -> dict[str, Any]:
+    data = record.data or {}
+    moved = (data.get("overdracht") or {}).get("verantwoordelijkZorgkantoor")
+    return {"zorgkantoor": peer.organisation, "uzovi": data.get("verantwoordelijkZorgkantoor"),
+            "sinds": data.get("verantwoordelijkheidIngangsdatum"), "tot": data.get("verantwoordelijkheidEinddatum"),
+            "overgedragen_aan": moved, "indicatie": data.get("wlzIndicatieID")}
+
+
+def _levering(record: RecordVersion, peer: Peer, today: str) -> dict[str, Any]:
+    data = record.data or {}
+    periods = data.get("leveringperiodes", [])
+    running = any(p["ingangsdatum"] <= today and (p.get("einddatum") is None or p["einddatum"] >= today) for p in periods)
+    return {"aanbieder": peer.organisation, "status": "zorg loopt" if running else "geen zorg op dit moment",
+            "periodes": periods}
+
+
+__all__ = ["ClientView", "SOURCE_REGISTERS"]

@@ -1,0 +1,76 @@
+"""The client at the centre, with real nodes: his data from every source, and who looked at it, everywhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.cli.client import render_access_log, render_overview
+from node.errors import PeerRefused
+from tests.node.kit import BSN0, IND0, IND1, SPEC0, Network, put, sample
+
+pytestmark = pytest.mark.asyncio
+LEVERING = {"leveringID": "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "bemiddelingspecificatieID": SPEC0, "bsn": BSN0,
+            "zorgkantoor": "5151", "leveringperiodes": [{"ingangsdatum": "2026-10-01"}], "verzoeken": []}
+OFFER = {"zorgaanbodID": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d", "instelling": "12345678", "regio": "5151",
+         "zzpCodes": ["5VV"], "leveringsvormen": ["1"], "vrijeCapaciteit": 3, "peildatum": "2026-11-01"}
+
+
+async def care_network(network: Network):
+    ciz, zk, za, za_b, client = await network.start("ciz", "zk5151", "za_a", "za_b", "client")
+    await ciz.registers.load_many("WlzIndicatie", [sample("wlzIndicaties", i) for i in range(3)], actor=ciz.actor,
+                                  now=ciz.now())  # a bulk load: his creation must show all the same
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 1))  # someone else's
+    await put(za, "Levering", LEVERING)
+    await put(za, "Zorgaanbod", OFFER)
+    await network.settle()
+    return ciz, zk, za, za_b, client
+
+
+async def test_the_client_sees_exactly_his_own_data_from_every_source(network: Network) -> None:
+    ciz, zk, za, za_b, client = await care_network(network)
+    view = await client.client_view.overview()
+    assert {a["organisation"]: a["records"] for a in view["asked"]} == {
+        "CIZ": 1, "Zorgkantoor Noord": 1, "Zorggroep De Linde": 1, "Thuiszorg Het Anker": 0}
+    [ind] = view["indicaties"]
+    assert ind["id"] == IND0 and ind["bron"] == "CIZ"
+    assert [z["uzovi"] for z in view["zorgkantoren"]] == ["5151"]
+    assert [(a["aanbieder"], a["sinds"]) for a in view["zorgaanbieders"]] == [("Zorggroep De Linde", "2026-01-15")]
+    assert [c["status"] for c in view["zorg"]] == ["zorg loopt"]
+    assert [o["aanbieder"] for o in view["zorgaanbod"]] == ["Zorggroep De Linde"]
+    text = render_overview(view)
+    assert "Zorggroep De Linde sinds 2026-01-15" in text and "geldig" in text
+    everything = repr(view)
+    assert IND1 not in everything and "737459086" not in everything  # nobody else's data
+
+
+async def test_his_access_log_lists_every_access_everywhere_newest_first(network: Network) -> None:
+    ciz, zk, za, za_b, client = await care_network(network)
+    await zk.query_peer(ciz.url, "QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])
+    with pytest.raises(PeerRefused):  # a refusal by indicatie id: no BSN in the query, his all the same
+        await za_b.query_peer(ciz.url, "QIR-0002-ZA", {"wlzIndicatieID": IND0, "agb": "87654321"}, [])
+    log = await client.client_view.access_log()
+    seen = [(e["bron"], e["actor_org"], e["event"], e["result"], e["rule"]) for e in log["entries"]]
+    assert ("CIZ", "CIZ", "record.bulk-load", "ok", None) in seen
+    assert ("CIZ", "Zorgkantoor Noord", "query QIR-0001-ZKi", "allowed", "UCIR-0001") in seen
+    assert ("CIZ", "Thuiszorg Het Anker", "query QIR-0002-ZA", "denied", "UCIR-0002") in seen
+    assert ("Zorggroep De Linde", "Zorggroep De Linde", "record.create", "ok", None) in seen
+    times = [e["at"] for e in log["entries"]]
+    assert times == sorted(times, reverse=True)
+    assert "737459086" not in repr(log)
+    assert "geweigerd, regel UCIR-0002" in render_access_log(log)
+    # Nobody else may ask for his log.
+    with pytest.raises(PeerRefused) as info:
+        await zk.access_log(ciz.url, BSN0)
+    assert info.value.rule == "CLIENT-ACCESS-LOG"
+
+
+async def test_his_node_holds_each_source_to_the_audit_head_it_showed_before(network: Network) -> None:
+    ciz, zk, za, za_b, client = await care_network(network)
+    first = await client.client_view.access_log()
+    assert all(a["answered"] for a in first["asked"])
+    await client.store.write([("UPDATE settings SET value = ? WHERE name = 'head:kvk:62253778'",
+                               ('{"seq": 100000, "hash": "' + "00" * 32 + '"}',), False)])
+    later = await client.client_view.access_log()
+    [warning] = [a["error"] for a in later["asked"] if a["organisation"] == "CIZ"]
+    assert "does not continue" in warning and "cut" in warning
