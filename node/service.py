@@ -112,7 +112,8 @@ class Node:
                                        confirm=self.router.confirm_evidence)
         self.discovery.templates = self.pdp.templates()
         self.subscriptions = Subscriptions(store=self.store, audit=self.audit, role=self.member.role,
-                                           matrix=self.pdp.matrix["subscriptions"], parties=self.pdp.parties)
+                                           matrix=self.pdp.matrix["subscriptions"], parties=self.pdp.parties,
+                                           is_client=self.pdp.is_client)
         self.outbox = Outbox(store=self.store, audit=self.audit, member=self.member, peers=self.peers, client=self.client,
                              metrics=self.metrics, parties=self.pdp.all_parties, subscribers=self.subscriptions.planned_for,
                              spawn=spawn, first_delay=config.outbox_first_delay, max_delay=config.outbox_max_delay,
@@ -257,6 +258,7 @@ class Node:
         self.registers.switch_identity(identity, certificate)
         self.audit.switch_identity(identity)
         self.peers.own_did = self.queries.did = identity.did
+        self.inbox.member = self.outbox.member = member
         self.gossiper.switch_identity(identity.did)
 
     # What the listeners show -----------------------------------------------------

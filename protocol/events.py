@@ -42,6 +42,7 @@ EVENT_RULES: Final[dict[str, EventRule]] = {
 }
 
 MELDING_EVENT: Final = "IWLZFOUTMELDING"
-ID_TYPES: Final = ("AGB", "BSN", "KVK", "OIN", "UZOVI")
+# The iWlz IDTypeEnum, and DID: a subscriber that is no organisation (a client's node) is addressed by its did.
+ID_TYPES: Final = ("AGB", "BSN", "KVK", "OIN", "UZOVI", "DID")
 
 __all__ = ["EventRule", "EVENT_RULES", "MELDING_EVENT", "ID_TYPES"]

@@ -328,9 +328,16 @@ class QueryResult(Message):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Subscribe(Message):
+    """A voluntary subscription. A client subscribes to changes of his own records: ``bsn`` names him (the
+    source checks it against his certificate), ``endpoint`` is where his node, which no peer table holds,
+    receives the notifications."""
+
     TYPE: ClassVar[str] = "subscribe"
+    SEALED: ClassVar[bool] = True
 
     events: tuple[str, ...]
+    bsn: str | None = None
+    endpoint: str | None = None
 
     def validate(self) -> None:
         if not self.events:
@@ -338,6 +345,10 @@ class Subscribe(Message):
         for event in self.events:
             if event not in EVENT_RULES:
                 raise _fail(f"unknown event type {event}")
+        if self.bsn is not None and not (len(self.bsn) == 9 and self.bsn.isdigit()):
+            raise _fail("bsn must be 9 digits")
+        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
+            raise _fail("endpoint must be an http(s) URL")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

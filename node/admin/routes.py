@@ -96,6 +96,7 @@ class AdminRoutes:
         add_post("/admin/v1/certificate/reload", self.reload_certificate)
         add_get("/admin/v1/client/overview", self.client_overview)
         add_get("/admin/v1/client/access-log", self.client_access_log)
+        add_post("/admin/v1/client/follow", self.client_follow)
 
     # The own registers ----------------------------------------------------
 
@@ -221,6 +222,12 @@ class AdminRoutes:
     async def client_overview(self, request: web.Request) -> web.Response:
         """His data from every source; ?seen=1 marks the changes shown as seen."""
         return web.json_response(await self.p.client_view.overview(mark_seen=request.query.get("seen") in ("1", "true")))
+
+    async def client_follow(self, request: web.Request) -> web.Response:
+        """Subscribe at every source to the changes of his own records."""
+        describe = self.p.describe()
+        allowed = self.p.subscriptions.matrix["allowed"]
+        return web.json_response({"sources": await self.p.client_view.follow(endpoint=describe["url"], allowed=allowed)})
 
     async def client_access_log(self, request: web.Request) -> web.Response:
         return web.json_response(await self.p.client_view.access_log(since=int(request.query.get("since", "0"))))

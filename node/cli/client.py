@@ -88,11 +88,20 @@ def render_access_log(log: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def follow(args: argparse.Namespace) -> int:
+    result = admin(args).call("POST", "/admin/v1/client/follow", {})
+    emit(args, result, "\n".join(f"{s['organisation']}: " + (f"volgt {len(s['events'])} soort(en) wijzigingen"
+                                                             if "error" not in s else f"niet gelukt: {s['error']}")
+                                 for s in result["sources"]) or "geen bronnen gevonden")
+    return 0
+
+
 def register(sub: Any) -> None:
     client = sub.add_parser("client", help="a client's own node: his data everywhere, who looked at it")
     group = client.add_subparsers(dest="client_command", required=True)
     p = command(group, "overview", overview, "his data from every source, in one view")
     personal_data_option(p)
+    command(group, "follow", follow, "subscribe at every source to changes of his own records")
     p = command(group, "access-log", access_log, "who looked at his data, at every source")
     p.add_argument("--since", metavar="YYYY-MM-DD")
 

@@ -25,6 +25,7 @@ class Planned:
     record_id: str
     subscription_id: str | None = None  # set for a subscriber, who is then addressed by did
     receiver_did: str | None = None
+    receiver_url: str | None = None  # for a subscriber no peer table holds (a client's node)
 
 
 def _change(old: Any, new: Any) -> str | None:

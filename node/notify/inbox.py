@@ -84,7 +84,7 @@ class Inbox:
         if note.subscription_id is None and note.receiver_id_type != rule.receiver_id_type:
             raise RemoteProtocolError(ErrorCode.DENIED, f"{note.event_type} is not sent to a {note.receiver_id_type}",
                                       rule="NOTIFICATION-RECEIVER-TYPE")
-        mine = self.member.identifiers.get(note.receiver_id_type.lower())
+        mine = self.member.did if note.receiver_id_type == "DID" else self.member.identifiers.get(note.receiver_id_type.lower())
         if mine != note.receiver_id:
             raise RemoteProtocolError(ErrorCode.WRONG_RECIPIENT, "the notification names another receiver",
                                       rule="NOTIFICATION-RECEIVER-ID")

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keys import Member
-from node.discovery import Peer, PeerTable
+from node.discovery import PeerTable
 from node.errors import NodeError, PeerRefused
 from node.faults import crash_point
 from node.interfaces import Requester
@@ -38,7 +38,8 @@ Parties = Callable[[str, dict[str, Any]], Awaitable[set[str]]]
 Subscribers = Callable[[str, dict[str, Any], list[Planned]], Awaitable[list[Planned]]]
 
 _OUTBOX_COLUMNS = ("notification_id", "event_type", "receiver_id_type", "receiver_id", "receiver_did", "subscription_id",
-                   "subjects", "created_at", "attempts", "next_attempt_at", "status", "last_error", "delivered_at")
+                   "subjects", "created_at", "attempts", "next_attempt_at", "status", "last_error", "delivered_at",
+                   "receiver_url")
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -82,9 +83,10 @@ class Outbox:
         subscription_id, receiver_did = planned.subscription_id, planned.receiver_did
         subjects = json.dumps([{"subject": planned.subject, "record_id": planned.record_id}])
         return ("INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subscription_id, "
-                "subjects, created_at, attempts, next_attempt_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending')",
+                "subjects, created_at, attempts, next_attempt_at, status, receiver_url) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending', ?)",
                 (str(uuid.uuid4()), planned.event_type, planned.receiver_id_type, planned.receiver_id, receiver_did,
-                 subscription_id, subjects, now, 0.0), False)
+                 subscription_id, subjects, now, 0.0, planned.receiver_url), False)
 
     def wake(self) -> None:
         self._wake.set()
@@ -169,8 +171,8 @@ class Outbox:
                 subjects=tuple(Subject(**s) for s in row["subjects"]),
             )
             try:
-                peer = self._receiver(row)
-                reply = await self.client.request(peer.url, note, to=peer.did)
+                url, did = self._receiver(row)
+                reply = await self.client.request(url, note, to=did)
                 ack = reply.message
                 if not isinstance(ack, Ack) or ack.ref != row["notification_id"]:
                     raise PeerRefused("malformed", "the acknowledgement does not name this notification")
@@ -185,13 +187,16 @@ class Outbox:
                                       trace_id=reply.envelope.trace_id, rule=row["notification_id"]),
             ]
 
-    def _receiver(self, row: dict[str, Any]) -> Peer:
+    def _receiver(self, row: dict[str, Any]) -> tuple[str, str]:
+        """(url, did) of the receiver: from the peer table, or for a client's node the endpoint it subscribed with."""
         peers = self.peers
         peer = peers.get(row["receiver_did"]) if row["receiver_did"] else \
             peers.by_identifier(row["receiver_id_type"].lower(), row["receiver_id"])
-        if peer is None:
-            raise PeerRefused("unavailable", f"no peer with {row['receiver_id_type']} {row['receiver_id']} is known")
-        return peer
+        if peer is not None:
+            return peer.url, peer.did
+        if row["receiver_did"] and row["receiver_url"]:
+            return row["receiver_url"], row["receiver_did"]
+        raise PeerRefused("unavailable", f"no peer with {row['receiver_id_type']} {row['receiver_id']} is known")
 
     def _failed(self, row: dict[str, Any], reason: str, now: int) -> list[Statement]:
         attempts = row["attempts"] + 1

@@ -15,29 +15,33 @@ from typing import Any
 
 from node.interfaces import Handlers
 from node.notify.events import ID_TYPE_OF_ROLE, Planned
-from node.store import Actor, AuditLog, Statement, Store, values_at
+from keys import Member
+from node.store import RECORD_TYPES, Actor, AuditLog, Statement, Store, values_at
 from protocol import Ack, ErrorCode, Incoming, RemoteProtocolError, Subscribe, Unsubscribe
 from protocol.events import EVENT_RULES
 
 _COLUMNS = ("subscription_id", "subscriber_did", "subscriber_org", "receiver_id_type", "receiver_id", "events", "created_at")
 # (authority name, record kind, record data) -> the parties that hold, held or were handed it
 Parties = Callable[[str, str, dict[str, Any]], Awaitable[set[str]]]
+IsClient = Callable[[Member, str], bool]  # whether a member is the client with this BSN (his certificate's commitment)
 
 
 class Subscriptions:
-    def __init__(self, *, store: Store, audit: AuditLog, role: str, matrix: dict[str, Any], parties: Parties) -> None:
+    def __init__(self, *, store: Store, audit: AuditLog, role: str, matrix: dict[str, Any], parties: Parties,
+                 is_client: IsClient) -> None:
         self.store = store
         self.audit = audit
         self.role = role
         self.matrix = matrix  # policy.json "subscriptions"
         self.parties = parties
+        self.is_client = is_client
 
     def handlers(self) -> Handlers:
         return {Subscribe: self.subscribe, Unsubscribe: self.unsubscribe}
 
     async def all(self) -> list[dict[str, Any]]:
         rows = await self.store.fetchall(f"SELECT {', '.join(_COLUMNS)} FROM subscriptions ORDER BY created_at")
-        return [dict(zip(_COLUMNS, r)) | {"events": json.loads(r[5])} for r in rows]
+        return [dict(zip(_COLUMNS, r)) | {"events": json.loads(r[5])} for r in rows]  # never the bsn
 
     # Planning, inside the record's transaction ---------------------------------
 
@@ -46,21 +50,24 @@ class Subscriptions:
         relation with, and not already going to them."""
         if not planned:
             return []
+        bsn = RECORD_TYPES[kind].bsn(data) if kind in RECORD_TYPES else None
         rows = await self.store.fetchall(
-            "SELECT subscription_id, subscriber_did, receiver_id_type, receiver_id, events FROM subscriptions")
+            "SELECT subscription_id, subscriber_did, receiver_id_type, receiver_id, events, bsn, endpoint FROM subscriptions "
+            "WHERE bsn IS NULL OR bsn = ?", (bsn or "",))  # a client hears only of his own records: the index says which
         extra = []
-        for subscription_id, did, id_type, receiver_id, events in rows:
+        for subscription_id, did, id_type, receiver_id, events, client_bsn, endpoint in rows:
             wanted = set(json.loads(events))
             for p in planned:
                 if p.event_type not in wanted or (p.receiver_id_type, p.receiver_id) == (id_type, receiver_id):
                     continue
-                if await self._related(p.event_type, id_type, receiver_id, kind, data):
+                if await self._related(p.event_type, id_type, receiver_id, client_bsn, kind, data):
                     extra.append(replace(p, receiver_id_type=id_type, receiver_id=receiver_id,
-                                         subscription_id=subscription_id, receiver_did=did))
+                                         subscription_id=subscription_id, receiver_did=did, receiver_url=endpoint))
         return extra
 
-    async def _related(self, event_type: str, id_type: str, receiver_id: str, kind: str, data: dict[str, Any]) -> bool:
-        role = next((r for r, (t, _) in ID_TYPE_OF_ROLE.items() if t == id_type), None)
+    async def _related(self, event_type: str, id_type: str, receiver_id: str, client_bsn: str | None, kind: str,
+                       data: dict[str, Any]) -> bool:
+        role = "client" if id_type == "DID" else next((r for r, (t, _) in ID_TYPE_OF_ROLE.items() if t == id_type), None)
         relation = self.matrix["allowed"].get(event_type, {}).get(role or "")
         if relation is None:
             return False  # the matrix no longer allows it
@@ -69,6 +76,8 @@ class Subscriptions:
             return receiver_id in await self.parties(what, kind, data)
         if how == "record":
             return any(receiver_id == str(v) for path in what.split("|") for v in values_at(data, path))
+        if how == "client":
+            return client_bsn is not None and client_bsn == (RECORD_TYPES[kind].bsn(data) if kind in RECORD_TYPES else None)
         return False
 
     # Handlers ----------------------------------------------------------------------
@@ -82,13 +91,22 @@ class Subscriptions:
         if refused or EVENT_RULES[request.events[0]].sender_role != self.role:
             raise RemoteProtocolError(ErrorCode.DENIED, f"a {member.role} may not subscribe to {', '.join(refused or request.events)} here",
                                       rule=matrix["rule"])
-        id_type, key = ID_TYPE_OF_ROLE[member.role]
+        if member.role == "client":
+            if request.bsn is None or request.endpoint is None or not self.is_client(member, request.bsn):
+                raise RemoteProtocolError(ErrorCode.DENIED, "a client subscribes to his own records only, with his BSN "
+                                          "and the endpoint of his node", rule=matrix["rule"])
+            id_type, receiver_id = "DID", member.did
+        elif request.bsn is not None:
+            raise RemoteProtocolError(ErrorCode.DENIED, "only a client names a BSN", rule=matrix["rule"])
+        else:
+            id_type, key = ID_TYPE_OF_ROLE[member.role]
+            receiver_id = member.identifiers[key]
         subscription_id = str(uuid.uuid4())
         return Ack(ref=subscription_id, status="accepted"), [
             ("INSERT INTO subscriptions (subscription_id, subscriber_did, subscriber_org, receiver_id_type, receiver_id, events, "
-             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-             (subscription_id, member.did, member.organisation, id_type, member.identifiers[key], json.dumps(list(request.events)),
-              now), False),
+             "created_at, bsn, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             (subscription_id, member.did, member.organisation, id_type, receiver_id, json.dumps(list(request.events)),
+              now, request.bsn, request.endpoint), False),
             self.audit.entry(now=now, event="subscription.create", action="C", result="accepted", actor=Actor.of(member),
                              rule=matrix["rule"], trace_id=incoming.envelope.trace_id, request=incoming.data),
         ]

@@ -20,7 +20,7 @@ from keys import Member
 from node.discovery import Peer, PeerTable, Router
 from node.errors import NodeError, PeerRefused
 from node.store import Statement, Store
-from protocol import AccessLogRequest, AccessLogResult, AuditHead
+from protocol import AccessLogRequest, AccessLogResult, AuditHead, Subscribe
 from protocol.records import RecordVersion
 from protocol.witness import conflict
 
@@ -45,6 +45,25 @@ class ClientView:
     def sources(self) -> list[Peer]:
         return [p for p in self.peers.all() if p.role != "client" and SOURCE_REGISTERS & set(p.registers)]
 
+    # Following his own records -----------------------------------------------------
+
+    async def follow(self, *, endpoint: str, allowed: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+        """Subscribe at every source to the changes of his own records that it sends and the matrix lets a client
+        follow; returns what each source said."""
+        bsn = self._bsn()
+        results = []
+        for peer in self.sources():
+            events = tuple(sorted(e for e in peer.events if "client" in allowed.get(e, {})))
+            if not events:
+                continue
+            try:
+                reply = await self.router.send(peer.did, Subscribe(events=events, bsn=bsn, endpoint=endpoint))
+                results.append({"organisation": peer.organisation, "events": list(events),
+                                "subscription_id": getattr(reply.message, "ref", None)})
+            except NodeError as exc:
+                results.append({"organisation": peer.organisation, "events": list(events), "error": str(exc)})
+        return results
+
     # The overview ----------------------------------------------------------------
 
     async def overview(self, *, mark_seen: bool = False) -> dict[str, Any]:
@@ -68,10 +87,10 @@ class ClientView:
             "eigen_bijdrage": [dict(r.data or {}, bron=p.organisation) for r, p in records if r.kind == "EigenBijdrage"],
             "zorgaanbod": [dict(r.data or {}, aanbieder=p.organisation) for p, (rs, _) in zip(providers, offers) for r in rs],
             "wijzigingen": await self._changes_since(seen),
-            "laatst_bekeken": seen,
         }
         if mark_seen:
-            await self.store.write([_setting("client.last_seen", str(int(self.clock())))])
+            newest = await self.store.fetchone("SELECT coalesce(max(rowid), 0) FROM inbox")
+            await self.store.write([_setting("client.last_seen", str(newest[0] if newest else 0))])
         return view
 
     async def _ask(self, peer: Peer, template: str, params: dict[str, str]) -> tuple[list[RecordVersion], str | None]:
@@ -91,13 +110,13 @@ class ClientView:
                 and (until is None or until >= today), "via": peer.organisation}
 
     async def _last_seen(self) -> int:
+        """The last notification he saw in his overview (inbox row number)."""
         row = await self.store.fetchone("SELECT value FROM settings WHERE name = 'client.last_seen'")
         return int(row[0]) if row else 0
 
     async def _changes_since(self, seen: int) -> list[dict[str, Any]]:
         rows = await self.store.fetchall(
-            "SELECT received_at, sender_org, event_type, subjects FROM inbox WHERE received_at > ? ORDER BY received_at DESC",
-            (seen,))
+            "SELECT received_at, sender_org, event_type, subjects FROM inbox WHERE rowid > ? ORDER BY rowid DESC", (seen,))
         return [{"at": at, "bron": org, "gebeurtenis": event, "records": [s["record_id"] for s in json.loads(subjects)]}
                 for at, org, event, subjects in rows]
 

@@ -148,6 +148,10 @@ MIGRATIONS: Final[list[str]] = [
     ALTER TABLE evidence ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE evidence ADD COLUMN source TEXT;
     ALTER TABLE evidence ADD COLUMN source_org TEXT;
+    ALTER TABLE subscriptions ADD COLUMN bsn TEXT;
+    ALTER TABLE subscriptions ADD COLUMN endpoint TEXT;
+    CREATE INDEX subscriptions_by_bsn ON subscriptions(bsn) WHERE bsn IS NOT NULL;
+    ALTER TABLE outbox ADD COLUMN receiver_url TEXT;
     CREATE TABLE authority_links (
         authority TEXT NOT NULL,
         subject TEXT NOT NULL,

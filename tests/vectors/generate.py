@@ -98,7 +98,7 @@ def build() -> dict[str, Any]:
     alice.verify_broadcast(bob.send(announcement, to="*", now=NOW, lifetime=3600, trace_id=f"{98:032x}",
                                     message_id=bytes([98]) * 16).data, now=NOW)
     by_hash = alice.send(Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",)), to=b.did, now=NOW, trace_id=f"{99:032x}",
-                         message_id=bytes([99]) * 16, cert_by_hash=True)
+                         message_id=bytes([99]) * 16, cert_by_hash=True, nonce=bytes([99]) * 24)
     out["by_hash"] = by_hash.data.hex()
     return out
 

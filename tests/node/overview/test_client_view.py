@@ -74,3 +74,37 @@ async def test_his_node_holds_each_source_to_the_audit_head_it_showed_before(net
     later = await client.client_view.access_log()
     [warning] = [a["error"] for a in later["asked"] if a["organisation"] == "CIZ"]
     assert "does not continue" in warning and "cut" in warning
+
+
+async def test_his_view_stays_current_with_changes_to_his_own_records_only(network: Network) -> None:
+    ciz, zk, za, za_b, client = await care_network(network)
+    await client.client_view.overview(mark_seen=True)
+    followed = await client.client_view.follow(endpoint=client.url, allowed=client.subscriptions.matrix["allowed"])
+    assert {s["organisation"] for s in followed if "subscription_id" in s} == {"CIZ", "Zorgkantoor Noord"}
+    rows = await ciz.store.fetchall("SELECT receiver_id_type, receiver_id, endpoint FROM subscriptions")
+    assert rows == [("DID", client.identity.did, client.url)]
+    mine, other = sample("wlzIndicaties", 0), sample("wlzIndicaties", 1)
+    mine["einddatum"], other["einddatum"] = "2027-06-30", "2027-06-30"
+    await put(ciz, "WlzIndicatie", mine)
+    await put(ciz, "WlzIndicatie", other)  # someone else's: not a word to him
+    await network.settle()
+    [row] = await client.inbox.list()
+    assert (row["event_type"], row["sender_org"]) == ("GEWIJZIGDE_INDICATIE_ZORGKANTOOR", "CIZ")
+    assert row["subjects"][0]["record_id"] == f"WlzIndicatie/{IND0}"
+    view = await client.client_view.overview(mark_seen=True)
+    assert [c["gebeurtenis"] for c in view["wijzigingen"]] == ["GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]
+    assert view["indicaties"][0]["geldig_tot"] == "2027-06-30"
+    assert (await client.client_view.overview())["wijzigingen"] == []  # seen now
+    assert client.peers.get(ciz.identity.did) and ciz.peers.get(client.identity.did) is None  # still private
+
+
+async def test_a_subscription_for_another_bsn_or_by_a_non_client_naming_one_is_refused(network: Network) -> None:
+    from protocol import Subscribe
+
+    ciz, zk, za, za_b, client = await care_network(network)
+    for node, bsn in ((client, "737459086"), (zk, BSN0)):
+        with pytest.raises(PeerRefused) as info:
+            await node.send_to_peer(ciz.url, Subscribe(events=("GEWIJZIGDE_INDICATIE_ZORGKANTOOR",), bsn=bsn,
+                                                       endpoint=node.url))
+        assert info.value.rule == "SUBSCRIPTION-MATRIX"
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
