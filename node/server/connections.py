@@ -60,6 +60,7 @@ class ConnectionGuard:
         self.clock = clock
         self._open: OrderedDict[asyncio.Transport, _Connection] = OrderedDict()
         self.evicted = 0
+        self.closing = False  # the listener is stopping: a connection accepted just now is closed at once
 
     def __len__(self) -> int:
         return len(self._open)
@@ -68,7 +69,7 @@ class ConnectionGuard:
         return _Guarded(inner, self)
 
     def opened(self, transport: asyncio.Transport) -> None:
-        if len(self._open) >= self.max_connections and not self._evict_one():
+        if self.closing or (len(self._open) >= self.max_connections and not self._evict_one()):
             transport.abort()  # every connection is in the middle of a request: this one waits its turn
             return
         self._open[transport] = _Connection(self.clock())
@@ -95,6 +96,10 @@ class ConnectionGuard:
         self._open.pop(transport, None)
         self.evicted += 1
         transport.abort()
+
+    def close_all(self) -> None:
+        for transport in list(self._open):
+            self._drop(transport)
 
     def sweep(self) -> int:
         """Close connections that started no request within the header timeout."""
@@ -210,11 +215,13 @@ class Listener:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
+        self.guard.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
         await self.runner.cleanup()
+        self.guard.close_all()
 
 
 __all__ = ["ConnectionGuard", "Listener", "connection_limit", "quiet_logger", "QuietClientErrors"]
