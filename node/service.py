@@ -28,11 +28,12 @@ from node.errors import ConfigError
 from node.home import NodeHome
 from node.metrics import Metrics
 from node.notify import Inbox, Meldingen, Outbox, Subscriptions
+from node.notify.consents import ConsentsReceived
 from node.overview import ClientView
 from node.policy import PolicyDecisionPoint
 from node.server import Dispatcher, PeerApp, QueryHandlers, load_replay_guard
 from node.server.connections import Listener
-from node.store import Actor, AuditLog, Registers, Store, registers_for
+from node.store import Actor, AuditLog, HeldEvidence, Registers, Store, registers_for
 from node.tasks import Background, Housekeeping
 from node.witness import Witnessing
 from protocol import Endpoint, Message
@@ -109,7 +110,7 @@ class Node:
         self.router = Router(peers=self.peers, client=self.client, trust=self.trust, clock=clock,
                              learn=lambda url: self.discovery.learn(url, source="manual"))
         self.pdp = PolicyDecisionPoint(self.registers, self.trust, freshness=config.evidence_freshness,
-                                       confirm=self.router.confirm_evidence)
+                                       confirm=self.router.confirm_evidence, source_ids=self._source_ids)
         self.discovery.templates = self.pdp.templates()
         self.subscriptions = Subscriptions(store=self.store, audit=self.audit, role=self.member.role,
                                            matrix=self.pdp.matrix["subscriptions"], parties=self.pdp.parties,
@@ -124,16 +125,20 @@ class Node:
         self.registers.notifier, self.registers.on_written = self.outbox.statements_for, self.outbox.wake
         self.inbox = Inbox(store=self.store, audit=self.audit, member=self.member, spawn=spawn,
                            fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch, trust=self.trust,
-                           current_member=self._current_member)
+                           current_member=self._current_member,
+                           effects={"VERWIJDERDE_TOESTEMMING_BRON": ConsentsReceived.withdrawn})
         self.meldingen = Meldingen(store=self.store, audit=self.audit)
         self.client_view = ClientView(store=self.store, peers=self.peers, router=self.router, me=lambda: self.member,
-                                      bsn=config.identifiers.get("bsn"), clock=clock)
+                                      bsn=config.identifiers.get("bsn"), clock=clock, registers=self.registers,
+                                      actor=lambda: self.actor)
+        self.consents_received = ConsentsReceived(store=self.store, trust=self.trust, me=lambda: self.member)
         self.witnessing = Witnessing(store=self.store, audit=self.audit, peers=self.peers, client=self.client,
                                      me=lambda: self.member, clock=clock)
         self.dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
         self.queries = queries = QueryHandlers(pdp=self.pdp, registers=self.registers, audit=self.audit,
                                                metrics=self.metrics, did=self.identity.did)
-        for part in (queries, self.discovery, self.inbox, self.subscriptions, self.meldingen, self.witnessing):
+        for part in (queries, self.discovery, self.inbox, self.subscriptions, self.meldingen, self.witnessing,
+                     self.consents_received):
             self.dispatcher.register(part.handlers())
         await self._listen()
         await self.discovery.start(self.url)
@@ -163,7 +168,8 @@ class Node:
             peers=self.peers, learn_from=lambda url: self.discovery.learn_from(url, source="manual"),
             outbox=self.outbox, inbox=self.inbox, subscriptions=self.subscriptions, meldingen=self.meldingen,
             adopt_revocation_list=self.discovery.adopt_revocation_list, reload_certificate=self.reload_certificate,
-            check_witnesses=self.witnessing.check_against_witnesses, client_view=self.client_view)
+            check_witnesses=self.witnessing.check_against_witnesses, client_view=self.client_view,
+            held=HeldEvidence(self.store))
 
     def _run_in_background(self) -> None:
         if self.gossip_interval > 0:
@@ -245,6 +251,10 @@ class Node:
             await self.reload_certificate()
         except ConfigError as exc:
             log.warning("a new certificate in %s was not taken up: %s", self.home.path, exc)
+
+    def _source_ids(self) -> set[str]:
+        """How a consent names this node as a source."""
+        return {f"{k}:{v}" for k, v in self.member.identifiers.items()} | {self.identity.did}
 
     def _current_member(self, identifier: str) -> tuple[str, bytes] | None:
         name, _, value = identifier.partition(":")

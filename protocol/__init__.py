@@ -19,6 +19,7 @@ from protocol.messages import (
     AccessLogResult,
     Ack,
     AuditHead,
+    Consent,
     Announcement,
     DigestEntry,
     Error,
@@ -46,5 +47,5 @@ __all__ = [
     "EVENT_RULES", "MELDING_EVENT", "EventRule",
     "MESSAGE_TYPES", "AccessLogRequest", "AccessLogResult", "Ack", "Announcement", "DigestEntry", "Error",
     "Melding", "Message", "Notification", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult", "RevocationNews", "Subject",
-    "Subscribe", "Unsubscribe", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "ReplayGuard", "GossipTable", "Known",
+    "Subscribe", "Unsubscribe", "AuditHead", "Consent", "Witness", "WitnessQuery", "WitnessReceipt", "ReplayGuard", "GossipTable", "Known",
 ]

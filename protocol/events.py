@@ -38,6 +38,8 @@ EVENT_RULES: Final[dict[str, EventRule]] = {
     **_family(_CHANGES, "BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", _bemiddeling("zorgkantoor", "UZOVI", "Bemiddelingspecificatie")),
     **_family(_CHANGES, "REGIEHOUDER_ZORGAANBIEDER", _bemiddeling("zorgaanbieder", "AGB", "Regiehouder")),
     **_family(_CHANGES, "OVERDRACHT_ZORGKANTOOR", _bemiddeling("zorgkantoor", "UZOVI", "Overdracht")),
+    # Ours, beyond iWlz: a client withdrew a consent; every source he named hears of it ("*": any role, any id type).
+    "VERWIJDERDE_TOESTEMMING_BRON": EventRule("client", "toestemming", "*", "*", "Toestemming", ("Toestemming",)),
     "NIEUW_VERZOEKAANBIEDER_AANBIEDER": EventRule("zorgaanbieder", "levering", "zorgaanbieder", "AGB", "Levering", ("Levering",)),
 }
 

@@ -352,6 +352,21 @@ class Subscribe(Message):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Consent(Message):
+    """A client hands the party he consents to the consents he signed (signed Toestemming records), to present
+    as evidence at the sources he named."""
+
+    TYPE: ClassVar[str] = "consent"
+    SEALED: ClassVar[bool] = True
+
+    consents: tuple[bytes, ...]
+
+    def validate(self) -> None:
+        if not 0 < len(self.consents) <= 16:
+            raise _fail("a consent message carries 1 to 16 consents")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Unsubscribe(Message):
     TYPE: ClassVar[str] = "unsubscribe"
 
@@ -537,12 +552,12 @@ MESSAGE_TYPES: Final[dict[str, type[Message]]] = {
     cls.TYPE: cls
     for cls in (
         Announcement, PeerExchange, PeerExchangeResult, Query, QueryResult, Subscribe, Unsubscribe, Notification,
-        Ack, Melding, AccessLogRequest, AccessLogResult, RevocationNews, Witness, WitnessQuery, WitnessReceipt, Error,
+        Ack, Melding, AccessLogRequest, AccessLogResult, RevocationNews, Consent, Witness, WitnessQuery, WitnessReceipt, Error,
     )
 }
 
 __all__ = [
     "Part", "Message", "Subject", "DigestEntry", "Announcement", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult",
     "Subscribe", "Unsubscribe", "Notification", "Ack", "Melding", "AccessLogRequest", "AccessLogResult",
-    "RevocationNews", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "Error", "MESSAGE_TYPES", "check_uuid", "check_did", "check_name",
+    "RevocationNews", "Consent", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "Error", "MESSAGE_TYPES", "check_uuid", "check_did", "check_name",
 ]

@@ -16,7 +16,7 @@ from node.discovery import PeerTable, Router
 from node.errors import ValidationError
 from node.notify import Inbox, Meldingen, Outbox, Subscriptions
 from node.overview import ClientView
-from node.store import Actor, AuditLog, Registers
+from node.store import Actor, AuditLog, HeldEvidence, Registers
 from protocol import MELDING_EVENT, Ack, Melding, Subscribe, Unsubscribe
 
 
@@ -42,6 +42,7 @@ class AdminParts:
     reload_certificate: Callable[[], Awaitable[bool]]
     check_witnesses: Callable[[], Awaitable[tuple[bool, str]]]
     client_view: ClientView
+    held: HeldEvidence
 
 
 def error(status: int, name: str, reason: str, **extra: Any) -> web.Response:
@@ -97,6 +98,10 @@ class AdminRoutes:
         add_get("/admin/v1/client/overview", self.client_overview)
         add_get("/admin/v1/client/access-log", self.client_access_log)
         add_post("/admin/v1/client/follow", self.client_follow)
+        add_get("/admin/v1/client/consents", self.consents)
+        add_post("/admin/v1/client/consents", self.grant_consent)
+        add_post("/admin/v1/client/consents/{id}/revoke", self.revoke_consent)
+        add_post("/admin/v1/client/consents/{id}/hand-over", self.hand_over_consent)
 
     # The own registers ----------------------------------------------------
 
@@ -153,6 +158,9 @@ class AdminRoutes:
         if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
             raise ValidationError("params must map names to text")
         evidence = [base64.b64decode(e) for e in body.get("evidence", [])]
+        if body.get("held_evidence"):  # what this node holds about the record or client asked for
+            about = params.get("wlzIndicatieID") or (f"bsn:{params['bsn']}" if "bsn" in params else None)
+            evidence += await self.p.held.about(about) if about else []
         results = await self.p.router.query(str(body["peer"]), str(body["template"]), params, evidence,
                                             bool(body.get("history", False)))
         return web.json_response({"records": [
@@ -228,6 +236,22 @@ class AdminRoutes:
         describe = self.p.describe()
         allowed = self.p.subscriptions.matrix["allowed"]
         return web.json_response({"sources": await self.p.client_view.follow(endpoint=describe["url"], allowed=allowed)})
+
+    async def consents(self, request: web.Request) -> web.Response:
+        return web.json_response({"consents": await self.p.client_view.consents()})
+
+    async def grant_consent(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        result = await self.p.client_view.grant(
+            to=str(body["to"]), templates=[str(t) for t in body["templates"]], purpose=str(body["purpose"]),
+            until=str(body["until"]), sources=[str(s) for s in body["sources"]])
+        return web.json_response(result, status=201)
+
+    async def revoke_consent(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.p.client_view.revoke(request.match_info["id"]))
+
+    async def hand_over_consent(self, request: web.Request) -> web.Response:
+        return web.json_response({"handed_over": await self.p.client_view.hand_over(request.match_info["id"])})
 
     async def client_access_log(self, request: web.Request) -> web.Response:
         return web.json_response(await self.p.client_view.access_log(since=int(request.query.get("since", "0"))))

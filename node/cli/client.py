@@ -96,6 +96,30 @@ def follow(args: argparse.Namespace) -> int:
     return 0
 
 
+def consent_grant(args: argparse.Namespace) -> int:
+    body = {"to": args.to, "templates": args.templates, "purpose": args.purpose, "until": args.until,
+            "sources": args.source}
+    result = admin(args).call("POST", "/admin/v1/client/consents", body)
+    emit(args, result, f"toestemming {result['id']} gegeven aan {args.to}"
+                       + ("" if result["handed_over"] else f"; nog niet afgegeven: {result['error']}"))
+    return 0
+
+
+def consent_revoke(args: argparse.Namespace) -> int:
+    result = admin(args).call("POST", f"/admin/v1/client/consents/{args.id}/revoke", {})
+    emit(args, result, f"toestemming {result['id']} ingetrokken; elke genoemde bron krijgt bericht")
+    return 0
+
+
+def consent_list(args: argparse.Namespace) -> int:
+    result = admin(args).call("GET", "/admin/v1/client/consents")
+    emit(args, result, "\n".join(
+        f"{c['id']} aan {', '.join(f'{k} {v}' for k, v in c['aan'].items())}: {', '.join(c['templates'])} "
+        f"bij {', '.join(c['bronnen'])} voor '{c['doel']}' tot {c['geldig_tot']}"
+        + (" (ingetrokken)" if c["ingetrokken"] else "") for c in result["consents"]) or "(geen toestemmingen)")
+    return 0
+
+
 def register(sub: Any) -> None:
     client = sub.add_parser("client", help="a client's own node: his data everywhere, who looked at it")
     group = client.add_subparsers(dest="client_command", required=True)
@@ -104,6 +128,18 @@ def register(sub: Any) -> None:
     command(group, "follow", follow, "subscribe at every source to changes of his own records")
     p = command(group, "access-log", access_log, "who looked at his data, at every source")
     p.add_argument("--since", metavar="YYYY-MM-DD")
+
+    consent = sub.add_parser("consent", help="a client's consents: give, withdraw, list")
+    group = consent.add_subparsers(dest="consent_command", required=True)
+    p = command(group, "grant", consent_grant, "consent to a party reading named data at named sources")
+    p.add_argument("--to", required=True, help="agb:…, uzovi:…, kvk:… or a did")
+    p.add_argument("--templates", required=True, nargs="+", metavar="TEMPLATE")
+    p.add_argument("--purpose", required=True)
+    p.add_argument("--until", required=True, metavar="YYYY-MM-DD")
+    p.add_argument("--source", required=True, action="append", metavar="ID", help="kvk:…, uzovi:…, agb:… (repeat)")
+    p = command(group, "revoke", consent_revoke, "withdraw a consent at every source it names")
+    p.add_argument("id")
+    command(group, "list", consent_list, "the consents given and withdrawn")
 
 
 __all__ = ["register", "render_overview", "render_access_log"]

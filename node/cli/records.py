@@ -56,7 +56,7 @@ def query(args: argparse.Namespace) -> int:
             raise UsageError(f"parameter {pair!r} is not key=value")
         params[key] = value
     body = {"peer": args.peer, "template": args.template, "params": params, "evidence": _evidence(args.evidence or []),
-            "history": args.history}
+            "history": args.history, "held_evidence": args.held_evidence}
     result = admin(args).call("POST", "/admin/v1/query", body)
     if args.json:  # the signed records stay whole (they are evidence); their readable data follows the option
         print(json.dumps({"records": [r | {"data": shown(args, r["data"])} for r in result["records"]]}, indent=2,
@@ -96,6 +96,8 @@ def register(sub: Any) -> None:
     p = command(sub, "query", query, "ask a peer, with a query template")
     p.add_argument("--peer", required=True, help="the peer's URL or did")
     p.add_argument("--evidence", action="append", metavar="FILE", help="JSON output of an earlier query to present as evidence")
+    p.add_argument("--held-evidence", action="store_true",
+                   help="also present the evidence this node holds about the indicatie or client (e.g. a consent)")
     p.add_argument("--history", action="store_true")
     personal_data_option(p)
     p.add_argument("template")

@@ -96,8 +96,23 @@ def bemiddeling_events(record_id: str, old: dict[str, Any] | None, new: dict[str
     return events
 
 
+def consent_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Planned]:
+    """A withdrawn consent (a tombstone) goes to every source it named."""
+    if old is None or new is not None:
+        return []
+    path = f"Toestemming/{record_id}"
+    out = []
+    for source in sorted(old.get("bronnen", [])):
+        id_type, _, value = source.partition(":")
+        if id_type.upper() in ("KVK", "UZOVI", "AGB") and value:
+            out.append(Planned("VERWIJDERDE_TOESTEMMING_BRON", id_type.upper(), value, path, path))
+    return out
+
+
 def plan(kind: str, record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None, *,
          own_uzovi: str | None, responsible: set[str]) -> list[Planned]:
+    if kind == "Toestemming":
+        return consent_events(record_id, old, new)
     if kind == "WlzIndicatie":
         return indicatie_events(record_id, old, new, responsible)
     if kind == "Bemiddeling":

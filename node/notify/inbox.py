@@ -43,6 +43,7 @@ REFETCH: dict[str, Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | 
         ("QBR-0007-ZK", {"bemiddelingID": record_id, "uzovi": mine["uzovi"]}) if "uzovi" in mine else None),
 }
 Verified = list[tuple[RecordVersion, Member, bytes]]
+Effect = Callable[[Notification, Member, int], list[Statement]]
 # The member a source is now, by its organisation identifier (e.g. uzovi:5151), as the peer table knows it.
 CurrentMember = Callable[[str], tuple[str, bytes] | None]
 # Asks a source with a template: (source did, template, params, evidence) -> (verified records, the evidence backing them).
@@ -53,7 +54,8 @@ class Inbox:
     """The receiving side: check, store once, acknowledge, then act on it."""
 
     def __init__(self, *, store: Store, audit: AuditLog, member: Member, fetch: Fetch, spawn: Spawn,
-                 trust: TrustStore, current_member: CurrentMember, fetch_back: bool = True) -> None:
+                 trust: TrustStore, current_member: CurrentMember, fetch_back: bool = True,
+                 effects: dict[str, Effect] | None = None) -> None:
         self.store = store
         self.audit = audit
         self.member = member
@@ -63,6 +65,7 @@ class Inbox:
         self.held = HeldEvidence(store)
         self.trust = trust
         self.current_member = current_member
+        self.effects = effects or {}  # event type -> what receiving it changes, in the same transaction
         self._acting: set[str] = set()  # notification ids being acted on, so a retry does not start a second
 
     def handlers(self) -> Handlers:
@@ -78,10 +81,11 @@ class Inbox:
             raise RemoteProtocolError(ErrorCode.DENIED, f"a {sender.role} node may not send {note.event_type}",
                                       rule="NOTIFICATION-SENDER-ROLE")
         sender_type, key = ID_TYPE_OF_ROLE.get(sender.role, ("", ""))
-        if (note.sender_id_type, note.sender_id) != (sender_type, sender.identifiers.get(key)):
+        expected = ("DID", sender.did) if sender.role == "client" else (sender_type, sender.identifiers.get(key))
+        if (note.sender_id_type, note.sender_id) != expected:
             raise RemoteProtocolError(ErrorCode.DENIED, "afzender does not match the sender's certificate",
                                       rule="NOTIFICATION-SENDER-ID")
-        if note.subscription_id is None and note.receiver_id_type != rule.receiver_id_type:
+        if note.subscription_id is None and rule.receiver_id_type != "*" and note.receiver_id_type != rule.receiver_id_type:
             raise RemoteProtocolError(ErrorCode.DENIED, f"{note.event_type} is not sent to a {note.receiver_id_type}",
                                       rule="NOTIFICATION-RECEIVER-TYPE")
         mine = self.member.did if note.receiver_id_type == "DID" else self.member.identifiers.get(note.receiver_id_type.lower())
@@ -97,7 +101,9 @@ class Inbox:
         if known:
             return Ack(ref=note.notification_id, status="duplicate")
         subjects = json.dumps([{"subject": s.subject, "record_id": s.record_id} for s in note.subjects])
+        effect = self.effects.get(note.event_type)
         await self.store.write([
+            *(effect(note, incoming.sender, now) if effect is not None else []),
             ("INSERT OR IGNORE INTO inbox (notification_id, sender_did, sender_org, event_type, subjects, received_at, status) "
              "VALUES (?, ?, ?, ?, ?, ?, 'received')",
              (note.notification_id, incoming.sender.did, incoming.sender.organisation, note.event_type, subjects, now), False),

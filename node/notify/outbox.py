@@ -157,6 +157,8 @@ class Outbox:
             await asyncio.sleep(0.01)
 
     def _sender_id(self) -> tuple[str, str]:
+        if self.member.role == "client":
+            return "DID", self.member.did  # a client has no organisation identifier
         id_type, key = ID_TYPE_OF_ROLE[self.member.role]
         return id_type, self.member.identifiers[key]
 

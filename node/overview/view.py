@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -19,8 +20,8 @@ from typing import Any
 from keys import Member
 from node.discovery import Peer, PeerTable, Router
 from node.errors import NodeError, PeerRefused
-from node.store import Statement, Store
-from protocol import AccessLogRequest, AccessLogResult, AuditHead, Subscribe
+from node.store import Actor, Registers, Statement, Store
+from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, Subscribe
 from protocol.records import RecordVersion
 from protocol.witness import conflict
 
@@ -29,8 +30,10 @@ SOURCE_REGISTERS = {"indicatie", "bemiddeling", "levering", "eigenbijdrage"}
 
 class ClientView:
     def __init__(self, *, store: Store, peers: PeerTable, router: Router, me: Callable[[], Member], bsn: str | None,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], registers: Registers, actor: Callable[[], Actor]) -> None:
         self.store = store
+        self.registers = registers
+        self.actor = actor
         self.peers = peers
         self.router = router
         self.me = me
@@ -44,6 +47,49 @@ class ClientView:
 
     def sources(self) -> list[Peer]:
         return [p for p in self.peers.all() if p.role != "client" and SOURCE_REGISTERS & set(p.registers)]
+
+    # Consents ---------------------------------------------------------------------------
+
+    async def grant(self, *, to: str, templates: list[str], purpose: str, until: str, sources: list[str]) -> dict[str, Any]:
+        """Sign a consent and hand it to the party it is for (``to``: ``agb:…``, ``uzovi:…``, ``kvk:…`` or a did)."""
+        kind, _, value = to.partition(":")
+        grantee = {"did": to} if to.startswith("did:") else {kind: value}
+        data = {"toestemmingID": str(uuid.uuid4()), "bsn": self._bsn(), "ontvanger": grantee, "bronnen": sources,
+                "templates": templates, "doel": purpose, "geldigTot": until}
+        stored, _ = await self.registers.put("Toestemming", data, actor=self.actor(), now=int(self.clock()))
+        try:
+            await self.router.send(to, Consent(consents=(stored.signed,)))
+            handed, error = True, None
+        except NodeError as exc:
+            handed, error = False, str(exc)
+        return {"id": stored.record_id, "handed_over": handed, "error": error}
+
+    async def hand_over(self, consent_id: str) -> bool:
+        """Hand a consent to its party again (when it could not be reached at the grant)."""
+        stored = await self.registers.current("Toestemming", consent_id)
+        if stored is None or stored.deleted or stored.data is None:
+            raise NodeError("no such consent")
+        grantee = stored.data["ontvanger"]
+        target = grantee.get("did") or next(f"{k}:{v}" for k, v in grantee.items())
+        await self.router.send(target, Consent(consents=(stored.signed,)))
+        return True
+
+    async def revoke(self, consent_id: str) -> dict[str, Any]:
+        """Withdraw a consent: a tombstone version, and a notification to every source it named, retried until
+        each one acknowledges it."""
+        stored = await self.registers.delete("Toestemming", consent_id, actor=self.actor(), now=int(self.clock()))
+        return {"id": stored.record_id, "withdrawn": True}
+
+    async def consents(self) -> list[dict[str, Any]]:
+        rows = await self.store.fetchall(
+            "SELECT record_id FROM records WHERE kind = 'Toestemming' AND current = 1 ORDER BY created_at DESC")
+        out = []
+        for (record_id,) in rows:
+            versions = await self.registers.history("Toestemming", record_id)
+            data = next(v.data for v in reversed(versions) if v.data is not None)
+            out.append({"id": record_id, "aan": data["ontvanger"], "bronnen": data["bronnen"], "templates": data["templates"],
+                        "doel": data["doel"], "geldig_tot": data["geldigTot"], "ingetrokken": versions[-1].deleted})
+        return out
 
     # Following his own records -----------------------------------------------------
 
@@ -87,6 +133,7 @@ class ClientView:
             "eigen_bijdrage": [dict(r.data or {}, bron=p.organisation) for r, p in records if r.kind == "EigenBijdrage"],
             "zorgaanbod": [dict(r.data or {}, aanbieder=p.organisation) for p, (rs, _) in zip(providers, offers) for r in rs],
             "wijzigingen": await self._changes_since(seen),
+            "toestemmingen": await self.consents(),
         }
         if mark_seen:
             newest = await self.store.fetchone("SELECT coalesce(max(rowid), 0) FROM inbox")

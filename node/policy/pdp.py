@@ -16,14 +16,17 @@ never an empty answer; what a denied request presented is never kept.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from keys import Member, TrustStore
 from node.policy.authority import Holder, holder_of, steps_in
+from node.policy.consent import consent_fault
 from node.policy.evidence import Confirm, Evidence, verified_evidence
 from node.policy.matrix import load_matrix
-from node.store import RECORD_TYPES, AuthorityLinks, Registers, Statement, StoredVersion, values_at
+from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
 from protocol import ErrorCode, Query, RemoteProtocolError
 
 MAX_RESULTS = 1000
@@ -83,10 +86,13 @@ class Asking:
 
 class PolicyDecisionPoint:
     def __init__(self, registers: Registers, trust: TrustStore, *, authority: AuthorityLinks | None = None,
-                 matrix: dict[str, Any] | None = None, freshness: int = 3600, confirm: Confirm | None = None) -> None:
+                 matrix: dict[str, Any] | None = None, freshness: int = 3600, confirm: Confirm | None = None,
+                 source_ids: Callable[[], set[str]] | None = None) -> None:
         self.registers = registers
         self.trust = trust
         self.authority = authority or AuthorityLinks(registers.store)
+        self.revoked_consents = RevokedConsents(registers.store)
+        self.source_ids = source_ids or (lambda: set())  # how consents name this source: "kvk:…", did
         self.matrix = matrix or load_matrix()
         self.freshness = freshness
         self.confirm = confirm
@@ -110,6 +116,8 @@ class PolicyDecisionPoint:
         asking = Asking(requester, params, evidence, presented=bool(query.evidence))
         if "require_evidence" in rule and not self._evidence_met(rule["require_evidence"], asking, None):
             raise Denied(rule["id"], f"no valid {rule['require_evidence']['kind']} evidence names you for this record")
+        if rule.get("consent"):
+            await self._require_consent(rule, query.template, asking, now)
         decision = Decision(rule["id"])
         last_content: dict[tuple[str, str], dict[str, Any]] = {}
         for stored in await self._lookup(template, params, query.history):
@@ -181,6 +189,24 @@ class PolicyDecisionPoint:
             if len(self._bsn_checks) > 10_000:
                 self._bsn_checks.popitem(last=False)
         return result
+
+    # Consent --------------------------------------------------------------------
+
+    async def _require_consent(self, rule: dict[str, Any], template: str, asking: Asking, now: int) -> None:
+        """The client's consent, presented as evidence, must hold (policy/consent.py)."""
+        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+        faults = []
+        for item in asking.evidence:
+            fault = consent_fault(item, requester=asking.requester, bsn=asking.params["bsn"], template=template,
+                                  purpose=asking.params.get("doel", ""), today=today, source=self.source_ids(),
+                                  is_client=self.is_client)
+            if fault is None and await self.revoked_consents.revoked(item.record.record_id, item.signer.did):
+                fault = "the client has withdrawn it"
+            if fault is None:
+                return
+            faults.append(fault)
+        reason = f"no consent of the client for this: {faults[0]}" if faults else "no consent of the client was presented"
+        raise Denied(rule["id"], reason)
 
     # Authority ----------------------------------------------------------------
 

@@ -6,8 +6,9 @@ from node.store.evidence import HeldEvidence
 from node.store.records import RECORD_TYPES, RecordType, kinds_for, registers_for, validate_record
 from node.store.registers import Registers, StoredVersion, values_at
 from node.store.authority import AuthorityLinks, Link
+from node.store.consents import RevokedConsents
 
 __all__ = [
     "Actor", "AuditEntry", "AuditLog", "utc", "Statement", "Store", "HeldEvidence", "RECORD_TYPES", "RecordType", "kinds_for",
-    "registers_for", "validate_record", "Registers", "StoredVersion", "values_at", "AuthorityLinks", "Link",
+    "registers_for", "validate_record", "Registers", "StoredVersion", "values_at", "AuthorityLinks", "Link", "RevokedConsents",
 ]

@@ -29,12 +29,20 @@ class HeldEvidence:
 
     @staticmethod
     def keep(items: list[tuple[RecordVersion, Member, bytes]]) -> list[Statement]:
-        """Statements that keep the items about an indicatie (Bemiddelingen and specificaties)."""
-        rows = [(record.kind, record.record_id, record.data["wlzIndicatieID"], raw, record.version, source.did,
-                 _organisation_id(source))
-                for record, source, raw in items
-                if record.kind in ("Bemiddeling", "Bemiddelingspecificatie") and record.data and "wlzIndicatieID" in record.data]
+        """Statements that keep the items about an indicatie (Bemiddelingen and specificaties), and consents
+        (kept by the client's BSN: ``about("bsn:…")``)."""
+        rows = [(record.kind, record.record_id, _about(record), raw, record.version, source.did, _organisation_id(source))
+                for record, source, raw in items if _about(record) is not None]
         return [(_UPSERT, rows, True)] if rows else []
+
+
+def _about(record: RecordVersion) -> str | None:
+    data = record.data or {}
+    if record.kind in ("Bemiddeling", "Bemiddelingspecificatie") and "wlzIndicatieID" in data:
+        return str(data["wlzIndicatieID"])
+    if record.kind == "Toestemming" and "bsn" in data:
+        return f"bsn:{data['bsn']}"
+    return None
 
 
 def _organisation_id(member: Member) -> str:

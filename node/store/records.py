@@ -48,6 +48,13 @@ LEVERING: Final[Schema] = {
     "leveringID": "uuid", "bemiddelingspecificatieID": "uuid", "bsn": "bsn", "zorgkantoor": "uzovi",
     "leveringperiodes": [{"ingangsdatum": "date", "einddatum?": "date"}], "verzoeken": [{"soort": "text", "datum": "date"}],
 }
+TOESTEMMING: Final[Schema] = {
+    # A client's consent: who (ontvanger, by identifier or did) may use which templates at which sources
+    # (bronnen: "kvk:…", "uzovi:…", "agb:…" or a did), for what (doel), until when (geldigTot).
+    "toestemmingID": "uuid", "bsn": "bsn",
+    "ontvanger": {"agb?": "agb", "uzovi?": "uzovi", "kvk?": "text", "did?": "text"},
+    "bronnen": ["text"], "templates": ["text"], "doel": "text", "geldigTot": "date",
+}
 ZORGAANBOD: Final[Schema] = {
     "zorgaanbodID": "uuid", "instelling": "agb", "regio": "uzovi", "zzpCodes": ["text"], "leveringsvormen": ["text"],
     "vrijeCapaciteit": "int", "peildatum": "date",
@@ -89,6 +96,7 @@ RECORD_TYPES: Final[dict[str, RecordType]] = {
         RecordType("Bemiddeling", "bemiddeling", "zorgkantoor", BEMIDDELING, "bemiddelingID", 7, "verantwoordelijkheidEinddatum"),
         RecordType("Levering", "levering", "zorgaanbieder", LEVERING, "leveringID", 7, None),
         RecordType("Zorgaanbod", "zorgaanbod", "zorgaanbieder", ZORGAANBOD, "zorgaanbodID", None, None),
+        RecordType("Toestemming", "toestemming", "client", TOESTEMMING, "toestemmingID", 7, "geldigTot"),
     )
 }
 
@@ -198,6 +206,8 @@ def validate_record(kind: str, data: Any) -> RecordType:
     validate(record_type.schema, data)
     if kind == "WlzIndicatie" and data["client"]["bsn"] != data["bsn"]:
         raise ValidationError("client.bsn must equal bsn")
+    if kind == "Toestemming" and not data["ontvanger"]:
+        raise ValidationError("ontvanger must name the party (agb, uzovi, kvk or did)")
     return record_type
 
 

@@ -33,6 +33,7 @@ _PATHS_OF_KEYS: dict[str, list[tuple[str, str]]] = {
     ],
     "Levering": [("bsn", "bsn"), ("bemiddelingspecificatieID", "bemiddelingspecificatieID"), ("zorgkantoor", "zorgkantoor")],
     "Zorgaanbod": [("instelling", "instelling"), ("regio", "regio")],
+    "Toestemming": [("bsn", "bsn")],
 }
 
 

@@ -164,6 +164,12 @@ MIGRATIONS: Final[list[str]] = [
         signer_cert BLOB NOT NULL,
         PRIMARY KEY (authority, subject, record)
     ) WITHOUT ROWID;
+    CREATE TABLE revoked_consents (
+        consent_id TEXT NOT NULL,
+        client_did TEXT NOT NULL,
+        revoked_at INTEGER NOT NULL,
+        PRIMARY KEY (consent_id, client_did)
+    ) WITHOUT ROWID;
     CREATE TABLE settings (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL

@@ -34,6 +34,7 @@ PARTIES = {
     "za_a": ("zorgaanbieder", "Zorggroep De Linde", {"agb": "12345678"}, "5151"),
     "za_b": ("zorgaanbieder", "Thuiszorg Het Anker", {"agb": "87654321"}, "5151"),
     "client": ("client", "Client Jansen", {"bsn": "106658037"}, "5151"),
+    "client2": ("client", "Client Visser", {"bsn": "737459086"}, "5151"),
 }
 
 

@@ -1,0 +1,46 @@
+"""A client's consent as evidence: it opens what the matrix lets consent open, for the party it names.
+
+A consent is a Toestemming record signed by the client's own node. It holds
+when it verifies, its signer is the client whose BSN the query is about (the
+BSN commitment in his certificate), it names the requester, the template
+asked, the purpose given and this source, it has not ended, and the client
+has not withdrawn it here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from keys import Member
+from node.policy.evidence import Evidence
+
+IsClient = Callable[[Member, str], bool]
+
+
+def _names(grantee: dict[str, str], requester: Member) -> bool:
+    return grantee.get("did") == requester.did or any(
+        requester.identifiers.get(k) == v for k, v in grantee.items() if k != "did")
+
+
+def consent_fault(item: Evidence, *, requester: Member, bsn: str, template: str, purpose: str, today: str,
+                  source: set[str], is_client: IsClient) -> str | None:
+    """Why this piece of evidence is no consent for the request (None: it is one)."""
+    data = item.record.data or {}
+    if item.record.kind != "Toestemming" or item.signer.role != "client":
+        return "it is not a client's consent"
+    if data.get("bsn") != bsn or not is_client(item.signer, bsn):
+        return "it is not signed by the client the data is about"
+    if not _names(data.get("ontvanger", {}), requester):
+        return "it is given to another party"
+    if template not in data.get("templates", []):
+        return f"it does not cover {template}"
+    if data.get("doel") != purpose:
+        return "it is for another purpose"
+    if data.get("geldigTot", "") < today:
+        return "it has ended"
+    if not source & set(data.get("bronnen", [])):
+        return "it does not name this source"
+    return None
+
+
+__all__ = ["consent_fault"]
