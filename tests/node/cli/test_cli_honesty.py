@@ -54,13 +54,16 @@ def test_a_pipe_that_closes_early_ends_the_command_quietly() -> None:
 def test_the_json_schema_agrees_with_the_validators(kind: str) -> None:
     schema = json_schema(kind)
     jsonschema.Draft202012Validator.check_schema(schema)
-    section = {"WlzIndicatie": "wlzIndicaties", "Bemiddeling": "bemiddelingen", "Levering": None, "Zorgaanbod": None}[kind]
+    section = {"WlzIndicatie": "wlzIndicaties", "Bemiddeling": "bemiddelingen"}.get(kind)
     good = sample(section, 0) if section else {
         "Levering": {"leveringID": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d", "bemiddelingspecificatieID":
                      "d9cf7a0c-449a-4166-8186-68568c529b48", "bsn": BSN0, "zorgkantoor": "5151",
                      "leveringperiodes": [{"ingangsdatum": "2026-10-01"}], "verzoeken": []},
         "Zorgaanbod": {"zorgaanbodID": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d", "instelling": "12345678", "regio": "5151",
                        "zzpCodes": ["5VV"], "leveringsvormen": ["1"], "vrijeCapaciteit": 3, "peildatum": "2026-11-01"},
+        "Toestemming": {"toestemmingID": "0f0e5d3c-1b2a-4c9d-8e7f-6a5b4c3d2e1f", "bsn": BSN0, "ontvanger": {"agb": "87654321"},
+                        "bronnen": ["kvk:62253778"], "templates": ["GEGEVENS-MET-TOESTEMMING"], "doel": "second opinion",
+                        "geldigTot": "2099-12-31"},
     }[kind]
     validate_record(kind, good)
     jsonschema.validate(good, schema)
