@@ -16,7 +16,7 @@ from protocol.gossip import short_id
 from protocol import (
     AccessLogRequest, AccessLogResult, Ack, Announcement, DigestEntry, Endpoint, Error, Melding, Message,
     Notification, PeerExchange, PeerExchangeResult, Query, QueryResult, ReplyTo, RevocationNews, Subject, Subscribe, Unsubscribe,
-    AuditHead, Witness, WitnessQuery, WitnessReceipt,
+    AuditHead, Consent, Witness, WitnessQuery, WitnessReceipt,
 )
 
 NOW = 1_790_000_000
@@ -62,6 +62,7 @@ def messages() -> list[tuple[str, Message, bool]]:
         ("access-log-request", AccessLogRequest(bsn="106658037", since=0), False),
         ("access-log-result", AccessLogResult(entries=({"event": "query", "action": "R", "result": "allowed"},),
                                               head=HEAD), True),
+        ("consent", Consent(consents=(b"\x04\x05",)), False),
         ("witness", Witness(head=HEAD), False),
         ("witness-query", WitnessQuery(node="uzovi:5151"), False),
         ("witness-receipt", WitnessReceipt(node="kvk:62253778", head=HEAD, at=NOW), True),
