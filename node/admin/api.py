@@ -27,7 +27,7 @@ def admin_app(parts: AdminParts) -> web.Application:
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method == "GET" and request.path == "/dashboard":
+        if request.method == "GET" and request.path in ("/dashboard", "/mijn"):
             return await handler(request)  # type: ignore[no-any-return]  # static page; its data needs the token
         offered = request.headers.get("Authorization", "")
         # Header bytes that are not UTF-8 arrive as surrogates: compare them as the bytes they were.
@@ -55,12 +55,22 @@ def admin_app(parts: AdminParts) -> web.Application:
 
     app = web.Application(middlewares=[authenticate], client_max_size=MAX_BODY)
     app.router.add_get("/dashboard", dashboard)
+    app.router.add_get("/mijn", client_page)
     AdminRoutes(parts).add_to(app)
     return app
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    page = resources.files("node.admin").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+    return _page("dashboard.html")
+
+
+async def client_page(request: web.Request) -> web.Response:
+    """A client's own page: his data from every source and who looked at it, in plain Dutch."""
+    return _page("client.html")
+
+
+def _page(name: str) -> web.Response:
+    page = resources.files("node.admin").joinpath(f"static/{name}").read_text(encoding="utf-8")
     return web.Response(text=page, content_type="text/html",
                         headers={"Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
                                  "Cache-Control": "no-store"})

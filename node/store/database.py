@@ -23,6 +23,9 @@ from node.errors import StorageError
 from node.store.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
+# aiosqlite logs every statement with its parameters at DEBUG: records, so personal data. Never, whatever the
+# level the operator sets for the rest.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 Statement = tuple[str, Sequence[Any] | Iterable[Sequence[Any]], bool]  # sql, params, many
 
