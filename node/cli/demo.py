@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from node.admin.client import AdminClient
+from node.cli.client import render_access_log, render_overview
 from node.errors import NodeError, UsageError
 from node.home import NetworkDir, NodeHome
 
@@ -82,6 +83,7 @@ def _stop(procs: dict[str, subprocess.Popen[str]]) -> None:
 
 class Demo:
     def __init__(self, homes: dict[str, NodeHome]) -> None:
+        self.homes = homes
         self.admin = {name: AdminClient(home) for name, home in homes.items()}
         self.url = {name: client.info["url"] for name, client in self.admin.items()}
 
@@ -100,11 +102,11 @@ class Demo:
               + "".join(f"\n      {r['kind']}/{r['id']} v{r['version']}" for r in records))
         return records  # type: ignore[no-any-return]
 
-    def _settle(self, timeout: float = 30) -> None:
+    def _settle(self, timeout: float = 30, names: tuple[str, ...] = ("ciz", "zorgkantoor-5151")) -> None:
         """Wait until the sources have delivered what they had to say."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pending = sum(self.admin[n].call("GET", "/admin/v1/outbox/stats").get("pending", 0) for n in ("ciz", "zorgkantoor-5151"))
+            pending = sum(self.admin[n].call("GET", "/admin/v1/outbox/stats").get("pending", 0) for n in names)
             received = sum(1 for n in self.admin for r in self.admin[n].call("GET", "/admin/v1/inbox")["inbox"]
                            if r["status"] in ("received", "fetch-failed"))
             if not pending and not received:
@@ -167,10 +169,51 @@ class Demo:
             for row in self.admin[name].call("GET", "/admin/v1/inbox")["inbox"]:
                 print(f"   {name:24} got {row['event_type']:46} from {row['sender_org']:18} {row['status']}")
 
+        self.client_at_the_centre()
+
         self.step("Every node's audit chain verifies")
         for name, admin in self.admin.items():
             result = admin.call("GET", "/admin/v1/audit/verify")
             print(f"   {name:24} {'intact' if result['intact'] else 'BROKEN'} ({result['entries']} entries)")
+
+
+    def client_at_the_centre(self) -> None:
+        client = self.admin["client-jansen"]
+        self._wait_for_peers("client-jansen", 6)
+        self.step("The client at the centre: his data from every source, in one view (iwlz client overview)")
+        print(indent(render_overview(client.call("GET", "/admin/v1/client/overview?seen=1"))))
+        self.step("Who looked at his data, at every source, newest first (iwlz client access-log)")
+        print(indent(render_access_log(client.call("GET", "/admin/v1/client/access-log"))))
+        self.step("Consent: the client lets a provider outside the matrix read his data at CIZ, then withdraws it")
+        query = {"peer": self.url["ciz"], "template": "GEGEVENS-MET-TOESTEMMING",
+                 "params": {"bsn": "106658037", "doel": "second opinion"}, "held_evidence": True}
+        self._try("zorgaanbieder-87654321", query, "before any consent")
+        consent = client.call("POST", "/admin/v1/client/consents", {
+            "to": "agb:87654321", "templates": ["GEGEVENS-MET-TOESTEMMING"], "purpose": "second opinion",
+            "until": "2099-12-31", "sources": ["kvk:62253778"]})
+        print(f"   client-jansen gives consent {consent['id']} to AGB 87654321 (handed over: {consent['handed_over']})")
+        self._try("zorgaanbieder-87654321", query, "with his consent")
+        client.call("POST", f"/admin/v1/client/consents/{consent['id']}/revoke", {})
+        print("   client-jansen withdraws it; CIZ hears of it through his outbox")
+        self._settle(names=("client-jansen",))
+        self._try("zorgaanbieder-87654321", query, "after he withdrew it")
+        print(f"   his own page: {client.base}/mijn (the code is in {self.homes['client-jansen'].token_path})")
+
+    def _try(self, who: str, query: dict[str, Any], when: str) -> None:
+        try:
+            records = self.admin[who].call("POST", "/admin/v1/query", query)["records"]
+            print(f"   {who} {when}: {len(records)} record(s)")
+        except UsageError as exc:
+            print(f"   {who} {when}: REFUSED {exc}")
+
+    def _wait_for_peers(self, name: str, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.admin[name].call("GET", "/admin/v1/peers")["peers"]) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def indent(text: str) -> str:
+    return "\n".join("   " + line for line in text.splitlines())
 
 
 def run_demo(root: Path, *, keep_running: bool, base_port: int = 0) -> int:
