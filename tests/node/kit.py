@@ -125,3 +125,22 @@ async def settle(nodes: list[Node], timeout: float = 15.0) -> None:
 async def put(node: Node, kind: str, data: dict[str, Any]) -> None:
     """Store a record at ``node`` as its own organisation would."""
     await node.registers.put(kind, data, actor=node.actor, now=node.now())
+
+
+CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")
+
+
+async def rendered(url: str, *, budget_ms: int = 8000) -> str:
+    """The DOM of ``url`` after headless Chromium ran its scripts, as a person's browser would."""
+    import asyncio
+    import tempfile
+
+    assert CHROMIUM is not None
+    with tempfile.TemporaryDirectory() as profile:
+        proc = await asyncio.create_subprocess_exec(
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", "--dump-dom", url,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        dom, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
+    return dom.decode()

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import subprocess
-import tempfile
-
 import pytest
 
-from tests.node.kit import Network, sample
+from tests.node.kit import CHROMIUM, rendered, Network, sample
 
 pytestmark = pytest.mark.asyncio
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
@@ -21,14 +15,7 @@ async def test_dashboard_shows_the_node_and_never_a_bsn(network: Network) -> Non
     await ciz.registers.put("WlzIndicatie", sample("wlzIndicaties", 0), actor=ciz.actor, now=ciz.now())
     await network.settle()
     url = f"{ciz.admin_url}/dashboard#token={ciz.home.admin_token()}"
-    with tempfile.TemporaryDirectory() as profile:
-        proc = await asyncio.create_subprocess_exec(
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", url,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        dom, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
-    page = dom.decode()
+    page = await rendered(url, budget_ms=5000)
     assert "CIZ (ciz)" in page
     assert "Zorgkantoor Noord" in page  # the peer, and who received the notification
     assert "<b>1</b>notifications delivered" in page and "<b>1</b>records" in page

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import subprocess
-import tempfile
-
 import pytest
 
 from node.errors import PeerRefused
-from tests.node.kit import BSN0, IND0, Network, put, sample
+from tests.node.kit import CHROMIUM, rendered, BSN0, IND0, Network, put, sample
 
 pytestmark = pytest.mark.asyncio
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
@@ -25,14 +19,7 @@ async def test_his_page_shows_his_data_and_a_timeline_of_who_looked(network: Net
     with pytest.raises(PeerRefused):
         await za_b.query_peer(ciz.url, "QIR-0002-ZA", {"wlzIndicatieID": IND0, "agb": "87654321"}, [])
     url = f"{client.admin_url}/mijn#token={client.home.admin_token()}"
-    with tempfile.TemporaryDirectory() as profile:
-        proc = await asyncio.create_subprocess_exec(
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--virtual-time-budget=8000", "--dump-dom", url,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        dom, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
-    page = dom.decode()
+    page = await rendered(url, budget_ms=8000)
     assert "Mijn Wlz-gegevens" in page and "Gevraagd bij:" in page
     assert "geldig van 01-10-2026" in page or "geldig van" in page
     assert "Zorgkantoor Noord, sinds" in page
