@@ -102,6 +102,8 @@ class NodeConfig:
     certificate_check_interval: float = 10.0
     witness_interval: float = 60.0
     max_connections: int = 1024
+    retention: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> {"ended": years, "withdrawn": years}
+    retention_interval: float = 24 * 3600.0
     header_timeout: float = 15.0
     synchronous: str = "NORMAL"
     gossip_interval: float = 30.0

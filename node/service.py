@@ -21,6 +21,8 @@ from aiohttp import web
 from keys import Identity, KeysError, Member
 from node.admin.api import admin_app
 from node.admin.routes import AdminParts
+from node.care.eigen_bijdrage import EigenBijdrageDesk
+from node.care.levering import LeveringCheck
 from node.client import PeerClient
 from node.clock import ClockWatch
 from node.discovery import Discovery, PeerTable, Router
@@ -93,7 +95,8 @@ class Node:
         self.endpoint = Endpoint(self.identity, self.certificate, self.trust, await load_replay_guard(self.store, self.now()))
         self.audit = AuditLog(self.store, self.identity)
         await self.audit.load()
-        self.registers = Registers(self.store, self.identity, self.certificate, self.member.role, self.audit)
+        self.registers = Registers(self.store, self.identity, self.certificate, self.member.role, self.audit,
+                                   retention=config.retention)
         self.peers = PeerTable(self.store, self.identity.did)
         await self.peers.load()
         self.clock_watch = ClockWatch(clock)
@@ -126,7 +129,8 @@ class Node:
         self.inbox = Inbox(store=self.store, audit=self.audit, member=self.member, spawn=spawn,
                            fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch, trust=self.trust,
                            current_member=self._current_member,
-                           effects={"VERWIJDERDE_TOESTEMMING_BRON": ConsentsReceived.withdrawn})
+                           effects={"VERWIJDERDE_TOESTEMMING_BRON": ConsentsReceived.withdrawn},
+                           fetched=self._care_desks(clock))
         self.meldingen = Meldingen(store=self.store, audit=self.audit)
         self.client_view = ClientView(store=self.store, peers=self.peers, router=self.router, me=lambda: self.member,
                                       bsn=config.identifiers.get("bsn"), clock=clock, registers=self.registers,
@@ -251,6 +255,16 @@ class Node:
             await self.reload_certificate()
         except ConfigError as exc:
             log.warning("a new certificate in %s was not taken up: %s", self.home.path, exc)
+
+    def _care_desks(self, clock: Callable[[], float]) -> Any:
+        """What a role does with the care it is told of: a provider's care rests on its toewijzing; the CAK keeps
+        an eigen bijdrage for the care it fetches."""
+        if self.member.role == "zorgaanbieder":
+            self.registers.checks["Levering"] = LeveringCheck(store=self.store, trust=self.trust, me=lambda: self.member,
+                                                              clock=clock)
+        if self.member.role == "cak":
+            return EigenBijdrageDesk(registers=self.registers, actor=lambda: self.actor, clock=clock).levering_fetched
+        return None
 
     def _source_ids(self) -> set[str]:
         """How a consent names this node as a source."""

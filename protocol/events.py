@@ -25,6 +25,7 @@ def _family(prefixes: tuple[str, ...], suffix: str, rule: EventRule) -> dict[str
 
 
 _CHANGES: Final = ("NIEUWE", "GEWIJZIGDE", "VERWIJDERDE")
+_CARE: Final = ("NIEUWE", "GEWIJZIGDE", "BEEINDIGDE", "VERWIJDERDE")  # care started, changed, ended, withdrawn
 _INDICATIE: Final = EventRule("ciz", "indicatie", "zorgkantoor", "UZOVI", "WlzIndicatie", ("WlzIndicatie",))
 
 
@@ -38,6 +39,13 @@ EVENT_RULES: Final[dict[str, EventRule]] = {
     **_family(_CHANGES, "BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", _bemiddeling("zorgkantoor", "UZOVI", "Bemiddelingspecificatie")),
     **_family(_CHANGES, "REGIEHOUDER_ZORGAANBIEDER", _bemiddeling("zorgaanbieder", "AGB", "Regiehouder")),
     **_family(_CHANGES, "OVERDRACHT_ZORGKANTOOR", _bemiddeling("zorgkantoor", "UZOVI", "Overdracht")),
+    # Ours, beyond iWlz (the Leveringsregister is a draft): care starting, changing and ending, to the responsible
+    # zorgkantoor and the CAK; a provider's answer to a verzoek; a source's answer to a melding.
+    **_family(_CARE, "LEVERING_ZORGKANTOOR", EventRule("zorgaanbieder", "levering", "zorgkantoor", "UZOVI", "Levering", ("Levering",))),
+    **_family(_CARE, "LEVERING_CAK", EventRule("zorgaanbieder", "levering", "cak", "KVK", "Levering", ("Levering",))),
+    "NIEUW_VERZOEKANTWOORD_AANBIEDER": EventRule("zorgaanbieder", "levering", "zorgaanbieder", "AGB", "Levering",
+                                                 ("VerzoekAntwoord",)),
+    "GEWIJZIGDE_MELDING_MELDER": EventRule("*", "meldingen", "*", "*", "Melding", ("Melding",)),
     # Ours, beyond iWlz: a client withdrew a consent; every source he named hears of it ("*": any role, any id type).
     "VERWIJDERDE_TOESTEMMING_BRON": EventRule("client", "toestemming", "*", "*", "Toestemming", ("Toestemming",)),
     "NIEUW_VERZOEKAANBIEDER_AANBIEDER": EventRule("zorgaanbieder", "levering", "zorgaanbieder", "AGB", "Levering", ("Levering",)),

@@ -33,9 +33,10 @@ NODE_PARTS: dict[str, set[str]] = {
     "server": {"errors", "metrics", "store", "interfaces", "client", "policy", "clock"},
     "witness": {"errors", "store", "interfaces", "discovery"},
     "overview": {"errors", "store", "discovery"},
+    "care": {"errors", "store"},
     "admin": {"errors", "home", "store", "discovery", "notify", "overview"},
     "service": {"errors", "metrics", "clock", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
-                "server", "admin", "witness", "overview"},
+                "server", "admin", "witness", "overview", "care"},
     "cli": {"errors", "home", "store", "policy", "admin", "service"},
     "__main__": {"cli"},
 }

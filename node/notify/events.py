@@ -96,6 +96,46 @@ def bemiddeling_events(record_id: str, old: dict[str, Any] | None, new: dict[str
     return events
 
 
+def _care_change(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str | None:
+    """NIEUWE when care starts, BEEINDIGDE when its last open period gets an end, GEWIJZIGDE otherwise."""
+    change = _change(old, new)
+    if change != "GEWIJZIGDE":
+        return change
+    was_open = any("einddatum" not in p for p in (old or {}).get("leveringperiodes", []))
+    is_open = any("einddatum" not in p for p in (new or {}).get("leveringperiodes", []))
+    return "BEEINDIGDE" if was_open and not is_open else "GEWIJZIGDE"
+
+
+def levering_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
+                    cak: set[str]) -> list[Planned]:
+    """Care starting, changing or ending goes to the zorgkantoor the levering names and to the CAK; a new verzoek
+    goes to the provider it asks."""
+    path = f"Levering/{record_id}"
+    data = new or old or {}
+    events: list[Planned] = []
+    change = _care_change(old, new)
+    if change is not None and (_periods(old) != _periods(new) or change in ("NIEUWE", "VERWIJDERDE")):
+        events.append(_event(change, "LEVERING_ZORGKANTOOR", data["zorgkantoor"], path, path))
+        events += [_event(change, "LEVERING_CAK", kvk, path, path) for kvk in sorted(cak)]
+    asked = {v["verzoekID"]: v for v in (new or {}).get("verzoeken", []) if "verzoekID" in v and "aanbieder" in v}
+    before = {v.get("verzoekID") for v in (old or {}).get("verzoeken", [])}
+    for verzoek_id in sorted(set(asked) - before):
+        events.append(Planned("NIEUW_VERZOEKAANBIEDER_AANBIEDER", "AGB", asked[verzoek_id]["aanbieder"], path, path))
+    return events
+
+
+def _periods(data: dict[str, Any] | None) -> list[Any]:
+    return list((data or {}).get("leveringperiodes", []))
+
+
+def answer_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Planned]:
+    """A provider's answer to a verzoek goes to the provider that asked."""
+    if old is not None or new is None:
+        return []
+    return [Planned("NIEUW_VERZOEKANTWOORD_AANBIEDER", "AGB", new["aanvrager"], f"Levering/{new['leveringID']}",
+                    f"VerzoekAntwoord/{record_id}")]
+
+
 def consent_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Planned]:
     """A withdrawn consent (a tombstone) goes to every source it named."""
     if old is None or new is not None:
@@ -110,7 +150,11 @@ def consent_events(record_id: str, old: dict[str, Any] | None, new: dict[str, An
 
 
 def plan(kind: str, record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None, *,
-         own_uzovi: str | None, responsible: set[str]) -> list[Planned]:
+         own_uzovi: str | None, responsible: set[str], cak: set[str] | None = None) -> list[Planned]:
+    if kind == "Levering":
+        return levering_events(record_id, old, new, cak or set())
+    if kind == "VerzoekAntwoord":
+        return answer_events(record_id, old, new)
     if kind == "Toestemming":
         return consent_events(record_id, old, new)
     if kind == "WlzIndicatie":

@@ -34,6 +34,10 @@ FETCH: dict[str, Callable[[dict[str, str], dict[str, str]], tuple[str, dict[str,
         "QBR-0001-ZA", {"bemiddelingspecificatieID": ids["Bemiddelingspecificatie"], "instelling": mine["agb"]}),
     "BEMIDDELINGSPECIFICATIE_ZORGKANTOOR": lambda ids, mine: ("QBR-0007-ZK", {"bemiddelingID": ids["Bemiddeling"], "uzovi": mine["uzovi"]}),
     "OVERDRACHT_ZORGKANTOOR": lambda ids, mine: ("QBR-0007-ZK", {"bemiddelingID": ids["Bemiddeling"], "uzovi": mine["uzovi"]}),
+    "LEVERING_ZORGKANTOOR": lambda ids, mine: ("QLR-0002-ZK", {"leveringID": ids["Levering"], "uzovi": mine["uzovi"]}),
+    "LEVERING_CAK": lambda ids, mine: ("QLR-0003-CAK", {"leveringID": ids["Levering"], "kvk": mine["kvk"]}),
+    "VERZOEKAANBIEDER_AANBIEDER": lambda ids, mine: ("QLR-0004-ZA", {"leveringID": ids["Levering"], "agb": mine["agb"]}),
+    "VERZOEKANTWOORD_AANBIEDER": lambda ids, mine: ("QLR-0005-ZA", {"antwoordID": ids["VerzoekAntwoord"], "agb": mine["agb"]}),
 }
 # How a holder fetches a piece of evidence again from its source: template and parameters.
 REFETCH: dict[str, Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | None]] = {
@@ -44,6 +48,7 @@ REFETCH: dict[str, Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | 
 }
 Verified = list[tuple[RecordVersion, Member, bytes]]
 Effect = Callable[[Notification, Member, int], list[Statement]]
+Fetched = Callable[[Verified], Awaitable[None]]
 # The member a source is now, by its organisation identifier (e.g. uzovi:5151), as the peer table knows it.
 CurrentMember = Callable[[str], tuple[str, bytes] | None]
 # Asks a source with a template: (source did, template, params, evidence) -> (verified records, the evidence backing them).
@@ -55,7 +60,7 @@ class Inbox:
 
     def __init__(self, *, store: Store, audit: AuditLog, member: Member, fetch: Fetch, spawn: Spawn,
                  trust: TrustStore, current_member: CurrentMember, fetch_back: bool = True,
-                 effects: dict[str, Effect] | None = None) -> None:
+                 effects: dict[str, Effect] | None = None, fetched: Fetched | None = None) -> None:
         self.store = store
         self.audit = audit
         self.member = member
@@ -66,6 +71,7 @@ class Inbox:
         self.trust = trust
         self.current_member = current_member
         self.effects = effects or {}  # event type -> what receiving it changes, in the same transaction
+        self.fetched = fetched  # what the node does with the records it fetched back (the CAK: its eigen bijdrage)
         self._acting: set[str] = set()  # notification ids being acted on, so a retry does not start a second
 
     def handlers(self) -> Handlers:
@@ -77,7 +83,7 @@ class Inbox:
     def _check(self, incoming: Incoming, note: Notification) -> None:
         rule = EVENT_RULES[note.event_type]
         sender = incoming.sender
-        if rule.sender_role != sender.role:
+        if rule.sender_role not in ("*", sender.role):
             raise RemoteProtocolError(ErrorCode.DENIED, f"a {sender.role} node may not send {note.event_type}",
                                       rule="NOTIFICATION-SENDER-ROLE")
         sender_type, key = ID_TYPE_OF_ROLE.get(sender.role, ("", ""))
@@ -157,6 +163,8 @@ class Inbox:
                 kept = self.held.keep(results + backing)
                 if kept:
                     await self.store.write(kept)
+                if self.fetched is not None:
+                    await self.fetched(results)
             except PeerRefused as exc:
                 # The source answered and said no: asking again will not change that.
                 status, detail = "refused", str(exc)[:300]

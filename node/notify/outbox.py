@@ -75,7 +75,8 @@ class Outbox:
         data = new or old or {}
         responsible = await self.parties(kind, data)
         own_uzovi = self.member.identifiers.get("uzovi")
-        planned = plan(kind, record_id, old, new, own_uzovi=own_uzovi, responsible=responsible)
+        cak = {p.identifiers["kvk"] for p in self.peers.all() if p.role == "cak" and "kvk" in p.identifiers}
+        planned = plan(kind, record_id, old, new, own_uzovi=own_uzovi, responsible=responsible, cak=cak)
         planned += await self.subscribers(kind, data, planned)
         return [self._insert(p, now) for p in planned]
 

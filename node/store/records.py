@@ -45,8 +45,24 @@ BEMIDDELING: Final[Schema] = {
     "regiehouder": [REGIEHOUDER], "overdracht?": OVERDRACHT,
 }
 LEVERING: Final[Schema] = {
-    "leveringID": "uuid", "bemiddelingspecificatieID": "uuid", "bsn": "bsn", "zorgkantoor": "uzovi",
-    "leveringperiodes": [{"ingangsdatum": "date", "einddatum?": "date"}], "verzoeken": [{"soort": "text", "datum": "date"}],
+    # Care a provider delivers under the Bemiddelingspecificatie that assigned it: its periods (start, end) and
+    # the requests (verzoeken) it makes to other providers to deliver part of it.
+    "leveringID": "uuid", "bemiddelingspecificatieID": "uuid", "wlzIndicatieID?": "uuid", "bsn": "bsn",
+    "zorgkantoor": "uzovi", "zzpCode?": "text", "leveringsvorm?": "text",
+    "leveringperiodes": [{"ingangsdatum": "date", "einddatum?": "date", "reden?": "text"}],
+    "verzoeken": [{"verzoekID?": "uuid", "aanbieder?": "agb", "soort": "text", "datum": "date", "toelichting?": "text"}],
+}
+VERZOEK_ANTWOORD: Final[Schema] = {
+    # A provider's answer to a verzoek another provider sent it (NIEUW_VERZOEKAANBIEDER_AANBIEDER).
+    "antwoordID": "uuid", "verzoekID": "uuid", "leveringID": "uuid", "aanvrager": "agb", "bsn": "bsn",
+    "status": "text", "reden?": "text", "datum": "date",
+}
+EIGEN_BIJDRAGE: Final[Schema] = {
+    # Ours: no public iWlz schema exists (docs/DECISIONS.md). The CAK derives it from the care periods it hears of.
+    "eigenBijdrageID": "uuid", "bsn": "bsn", "wlzIndicatieID?": "uuid", "zorgkantoor": "uzovi",
+    "periode": {"ingangsdatum": "date", "einddatum?": "date"}, "bedragPerMaand": "int",
+    "zorgperiodes": [{"leveringID": "uuid", "aanbieder": "agb", "ingangsdatum": "date", "einddatum?": "date"}],
+    "status": "text",
 }
 TOESTEMMING: Final[Schema] = {
     # A client's consent: who (ontvanger, by identifier or did) may use which templates at which sources
@@ -78,15 +94,45 @@ class RecordType:
         value = data.get("bsn") or (data.get("client") or {}).get("bsn")
         return value if isinstance(value, str) else None
 
-    def retain_until(self, data: dict[str, Any]) -> str | None:
-        """The date after which all versions may be purged (end + retention), or None while open-ended."""
-        if self.retention_years is None or self.end_field is None or not data.get(self.end_field):
+    def ended(self, data: dict[str, Any]) -> str | None:
+        """The date the record ended (its end field; of a list, the last, and None while any item is open)."""
+        if self.end_field is None:
             return None
-        end = date.fromisoformat(data[self.end_field])
-        try:
-            return end.replace(year=end.year + self.retention_years).isoformat()
-        except ValueError:  # 29 February
-            return end.replace(year=end.year + self.retention_years, day=28).isoformat()
+        if "[]" in self.end_field:
+            items = values_at(data, self.end_field.split("[]")[0] + "[]")
+            ends = [values_at(item, self.end_field.split("[].", 1)[1]) for item in items]
+            return max(e[0] for e in ends) if ends and all(ends) else None
+        found = values_at(data, self.end_field)
+        return str(found[0]) if found else None
+
+    def retain_until(self, data: dict[str, Any], years: int | None = None) -> str | None:
+        """The date after which all versions may be purged (end + retention), or None while open-ended."""
+        years = self.retention_years if years is None else years
+        end = self.ended(data)
+        return None if years is None or end is None else add_years(date.fromisoformat(end), years)
+
+
+def add_years(day: date, years: int) -> str:
+    try:
+        return day.replace(year=day.year + years).isoformat()
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28).isoformat()
+
+
+def values_at(data: Any, path: str) -> list[Any]:
+    """All values at a dotted path; ``name[]`` steps into every item of a list."""
+    current = [data]
+    for step in path.split("."):
+        many = step.endswith("[]")
+        name = step[:-2] if many else step
+        nxt = []
+        for item in current:
+            value = item.get(name) if isinstance(item, dict) else None
+            if value is None:
+                continue
+            nxt.extend(value if many and isinstance(value, list) else [value])
+        current = nxt
+    return current
 
 
 RECORD_TYPES: Final[dict[str, RecordType]] = {
@@ -94,7 +140,9 @@ RECORD_TYPES: Final[dict[str, RecordType]] = {
     for t in (
         RecordType("WlzIndicatie", "indicatie", "ciz", WLZ_INDICATIE, "wlzIndicatieID", 5, "einddatum"),
         RecordType("Bemiddeling", "bemiddeling", "zorgkantoor", BEMIDDELING, "bemiddelingID", 7, "verantwoordelijkheidEinddatum"),
-        RecordType("Levering", "levering", "zorgaanbieder", LEVERING, "leveringID", 7, None),
+        RecordType("Levering", "levering", "zorgaanbieder", LEVERING, "leveringID", 7, "leveringperiodes[].einddatum"),
+        RecordType("VerzoekAntwoord", "levering", "zorgaanbieder", VERZOEK_ANTWOORD, "antwoordID", 7, "datum"),
+        RecordType("EigenBijdrage", "eigenbijdrage", "cak", EIGEN_BIJDRAGE, "eigenBijdrageID", 7, "periode.einddatum"),
         RecordType("Zorgaanbod", "zorgaanbod", "zorgaanbieder", ZORGAANBOD, "zorgaanbodID", None, None),
         RecordType("Toestemming", "toestemming", "client", TOESTEMMING, "toestemmingID", 7, "geldigTot"),
     )
@@ -102,7 +150,7 @@ RECORD_TYPES: Final[dict[str, RecordType]] = {
 
 
 def registers_for(role: str) -> list[str]:
-    return [t.register for t in RECORD_TYPES.values() if t.source_role == role]
+    return list(dict.fromkeys(t.register for t in RECORD_TYPES.values() if t.source_role == role))
 
 
 def kinds_for(role: str) -> list[str]:
@@ -272,4 +320,4 @@ def strip_nulls(value: Any) -> Any:
 
 
 __all__ = ["RecordType", "RECORD_TYPES", "validate_record", "validate", "registers_for", "kinds_for", "strip_nulls",
-           "json_schema", "PERSONAL_FIELDS", "masked"]
+           "json_schema", "PERSONAL_FIELDS", "masked", "values_at", "add_years"]

@@ -18,7 +18,7 @@ from typing import Any
 from keys import Identity, cbor
 from node.store.audit import Actor, AuditLog
 from node.errors import ValidationError
-from node.store.records import RECORD_TYPES, RecordType, strip_nulls, validate_record
+from node.store.records import RECORD_TYPES, RecordType, add_years, strip_nulls, validate_record, values_at
 from node.store.database import Statement, Store
 from protocol.records import RecordSigner, RecordVersion, signing_certificate
 
@@ -31,26 +31,13 @@ _PATHS_OF_KEYS: dict[str, list[tuple[str, str]]] = {
         ("instelling", "bemiddelingspecificatie[].instelling"), ("instelling", "regiehouder[].instelling"),
         ("zorgkantoor", "verantwoordelijkZorgkantoor"), ("zorgkantoor", "overdracht.verantwoordelijkZorgkantoor"),
     ],
-    "Levering": [("bsn", "bsn"), ("bemiddelingspecificatieID", "bemiddelingspecificatieID"), ("zorgkantoor", "zorgkantoor")],
+    "Levering": [("bsn", "bsn"), ("bemiddelingspecificatieID", "bemiddelingspecificatieID"), ("zorgkantoor", "zorgkantoor"),
+                 ("wlzIndicatieID", "wlzIndicatieID"), ("instelling", "verzoeken[].aanbieder")],
     "Zorgaanbod": [("instelling", "instelling"), ("regio", "regio")],
     "Toestemming": [("bsn", "bsn")],
+    "VerzoekAntwoord": [("bsn", "bsn"), ("verzoekID", "verzoekID"), ("leveringID", "leveringID"), ("instelling", "aanvrager")],
+    "EigenBijdrage": [("bsn", "bsn"), ("wlzIndicatieID", "wlzIndicatieID"), ("zorgkantoor", "zorgkantoor")],
 }
-
-
-def values_at(data: Any, path: str) -> list[Any]:
-    """All values at a dotted path; ``name[]`` steps into every item of a list."""
-    current = [data]
-    for step in path.split("."):
-        many = step.endswith("[]")
-        name = step[:-2] if many else step
-        nxt = []
-        for item in current:
-            value = item.get(name) if isinstance(item, dict) else None
-            if value is None:
-                continue
-            nxt.extend(value if many and isinstance(value, list) else [value])
-        current = nxt
-    return current
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +73,16 @@ def _row(row: Any) -> StoredVersion:
 
 
 class Registers:
-    def __init__(self, store: Store, identity: Identity, certificate: bytes, role: str, audit: AuditLog) -> None:
+    def __init__(self, store: Store, identity: Identity, certificate: bytes, role: str, audit: AuditLog,
+                 retention: dict[str, dict[str, int]] | None = None) -> None:
         self.store = store
         self.identity = identity
         self.role = role
         self.audit = audit
+        # Years to keep a record after it ended, or after it was withdrawn (deleted), per kind (config "retention").
+        self.retention = retention or {}
+        # Checks a record must pass before it is stored, beyond its schema (e.g. a Levering needs its toewijzing).
+        self.checks: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         self._lock = asyncio.Lock()
         self.switch_identity(identity, certificate)
         # The outbox plans notifications inside the record's transaction; it is woken after the commit.
@@ -189,11 +181,19 @@ class Registers:
         record = RecordVersion(record_type.kind, record_id, version, self.identity.did, now, data is None, data)
         encoded = cbor.encode(data) if data is not None else None
         signed = self.signer.sign(record, encoded)
-        retain = record_type.retain_until(data) if data else None
+        retain = self.retain_until(record_type, data, now)
         keys = [(name, str(v), record_type.kind, record_id)
                 for name, path in _PATHS_OF_KEYS[record_type.kind] for v in values_at(data or {}, path)]
         row = (record_type.kind, record_id, version, signed, encoded, data is None, now, retain, self.cert_hash)
         return row, keys, signed
+
+    def retain_until(self, record_type: RecordType, data: dict[str, Any] | None, now: int) -> str | None:
+        """When all versions may go: the end plus the 'ended' years, or for a tombstone now plus 'withdrawn'."""
+        years = self.retention.get(record_type.kind, {})
+        if data is None:
+            withdrawn = years.get("withdrawn", record_type.retention_years)
+            return None if withdrawn is None else add_years(date.fromtimestamp(now), withdrawn)
+        return record_type.retain_until(data, years.get("ended"))
 
     def _version_statements(self, record_type: RecordType, record_id: str, version: int, data: dict[str, Any] | None,
                             now: int) -> tuple[list[Statement], bytes]:
@@ -223,6 +223,9 @@ class Registers:
         validate_record(kind, data)
         data = strip_nulls(data)
         record_id = record_type.record_id(data)
+        check = self.checks.get(kind)
+        if check is not None:
+            await check(data)
         async with self._lock:
             current = await self.current(kind, record_id)
             if current is not None and not current.deleted and current.data == data:
@@ -267,6 +270,8 @@ class Registers:
             validate_record(kind, data)
             data = strip_nulls(data)
             record_id = record_type.record_id(data)
+            if kind in self.checks:
+                await self.checks[kind](data)
             row, record_keys, _ = self._version(record_type, record_id, 1, data, now)
             rows.append(row)
             keys.extend(record_keys)

@@ -59,6 +59,12 @@ def test_the_json_schema_agrees_with_the_validators(kind: str) -> None:
         "Levering": {"leveringID": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d", "bemiddelingspecificatieID":
                      "d9cf7a0c-449a-4166-8186-68568c529b48", "bsn": BSN0, "zorgkantoor": "5151",
                      "leveringperiodes": [{"ingangsdatum": "2026-10-01"}], "verzoeken": []},
+        "VerzoekAntwoord": {"antwoordID": "3c4d5e6f-7a8b-4c9d-8e1f-2a3b4c5d6e7f", "verzoekID": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e",
+                            "leveringID": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d", "aanvrager": "12345678", "bsn": BSN0,
+                            "status": "geaccepteerd", "datum": "2026-10-16"},
+        "EigenBijdrage": {"eigenBijdrageID": "4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a", "bsn": BSN0, "zorgkantoor": "5151",
+                          "periode": {"ingangsdatum": "2026-10-01"}, "bedragPerMaand": 876, "zorgperiodes": [],
+                          "status": "lopend"},
         "Zorgaanbod": {"zorgaanbodID": "5d1e7a3c-2b4f-4c6e-9a8b-1c3e5f7a9b2d", "instelling": "12345678", "regio": "5151",
                        "zzpCodes": ["5VV"], "leveringsvormen": ["1"], "vrijeCapaciteit": 3, "peildatum": "2026-11-01"},
         "Toestemming": {"toestemmingID": "0f0e5d3c-1b2a-4c9d-8e7f-6a5b4c3d2e1f", "bsn": BSN0, "ontvanger": {"agb": "87654321"},

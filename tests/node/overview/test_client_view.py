@@ -21,6 +21,7 @@ async def care_network(network: Network):
                                   now=ciz.now())  # a bulk load: his creation must show all the same
     await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
     await put(zk, "Bemiddeling", sample("bemiddelingen", 1))  # someone else's
+    await network.settle()  # the provider fetched the specificatie: its care rests on it
     await put(za, "Levering", LEVERING)
     await put(za, "Zorgaanbod", OFFER)
     await network.settle()

@@ -1,0 +1,117 @@
+"""The whole care chain with real nodes: care starts and stops at the provider on its toewijzing, the zorgkantoor
+and the CAK hear of it and fetch it, the CAK's eigen bijdrage follows, and providers ask each other for help."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from node.errors import ValidationError
+from node.service import Node
+from tests.node.kit import BSN0, IND0, SPEC0, Network, put, sample
+
+pytestmark = pytest.mark.asyncio
+LEVERING_ID = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def levering(**changes: Any) -> dict[str, Any]:
+    data = {"leveringID": LEVERING_ID, "bemiddelingspecificatieID": SPEC0, "wlzIndicatieID": IND0, "bsn": BSN0,
+            "zorgkantoor": "5151", "zzpCode": "5VV", "leveringsvorm": "1",
+            "leveringperiodes": [{"ingangsdatum": "2026-10-01"}], "verzoeken": []}
+    data.update(changes)
+    return data
+
+
+async def assigned(network: Network, *extra: str) -> list[Node]:
+    """CIZ, zorgkantoor 5151, the CAK and provider 12345678, which holds the specificatie that assigns it."""
+    nodes = await network.start("ciz", "zk5151", "cak", "za_a", *extra)
+    ciz, zk, cak, za = nodes[:4]
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
+    await network.settle()
+    assert await za.store.fetchall("SELECT kind FROM evidence") == [("Bemiddelingspecificatie",)]
+    return nodes
+
+
+async def inbox(node: Node, event: str) -> list[dict[str, Any]]:
+    return [r for r in await node.inbox.list() if r["event_type"] == event]
+
+
+async def test_care_starts_and_ends_and_the_zorgkantoor_and_the_cak_follow(network: Network) -> None:
+    ciz, zk, cak, za, client = await assigned(network, "client")
+    await put(za, "Levering", levering())  # care starts
+    await network.settle()
+    [row] = await inbox(zk, "NIEUWE_LEVERING_ZORGKANTOOR")
+    assert (row["status"], row["detail"]) == ("fetched", "QLR-0002-ZK: 1 record(s)")
+    [row] = await inbox(cak, "NIEUWE_LEVERING_CAK")
+    assert (row["status"], row["detail"]) == ("fetched", "QLR-0003-CAK: 1 record(s)")
+    [bijdrage] = await cak.registers.list_current("EigenBijdrage")
+    assert (bijdrage.data["status"], bijdrage.data["bedragPerMaand"], bijdrage.data["periode"]) == (
+        "lopend", 876, {"ingangsdatum": "2026-10-01"})
+    # What each may see of it: the zorgkantoor that one exists, not the amount; the client all of it.
+    [(seen, _, _)] = await zk.query_peer(cak.url, "QEB-0001-ZK", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])
+    assert "bedragPerMaand" not in seen.data and seen.data["status"] == "lopend"
+    [(own, _, _)] = await client.query_peer(cak.url, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [])
+    assert own.kind == "EigenBijdrage" and own.data["bedragPerMaand"] == 876
+    view = await client.client_view.overview()
+    assert [e["bedragPerMaand"] for e in view["eigen_bijdrage"]] == [876]
+    assert [z["status"] for z in view["zorg"]] == ["zorg loopt"]
+    # Care ends: the period closes everywhere.
+    await put(za, "Levering", levering(leveringperiodes=[{"ingangsdatum": "2026-10-01", "einddatum": "2026-12-31",
+                                                          "reden": "verhuizing"}]))
+    await network.settle()
+    assert [r["status"] for r in await inbox(zk, "BEEINDIGDE_LEVERING_ZORGKANTOOR")] == ["fetched"]
+    assert [r["status"] for r in await inbox(cak, "BEEINDIGDE_LEVERING_CAK")] == ["fetched"]
+    [bijdrage] = await cak.registers.list_current("EigenBijdrage")
+    assert (bijdrage.version, bijdrage.data["status"], bijdrage.data["periode"]["einddatum"]) == (2, "beeindigd", "2026-12-31")
+    sent = {(r["event_type"], r["receiver_id"], r["status"]) for r in await za.outbox.list()}
+    assert sent == {("NIEUWE_LEVERING_ZORGKANTOOR", "5151", "delivered"), ("NIEUWE_LEVERING_CAK", "27364237", "delivered"),
+                    ("BEEINDIGDE_LEVERING_ZORGKANTOOR", "5151", "delivered"), ("BEEINDIGDE_LEVERING_CAK", "27364237", "delivered")}
+    audit = [(e.event, e.actor_org) for e in await za.audit.entries(limit=1000)]
+    assert ("query QLR-0003-CAK", "CAK") in audit and ("query QLR-0002-ZK", "Zorgkantoor Noord") in audit
+
+
+@pytest.mark.parametrize("changes,why", [
+    ({"bemiddelingspecificatieID": "0f0e5d3c-1b2a-4c9d-8e7f-6a5b4c3d2e1f"}, "holds no Bemiddelingspecificatie"),
+    ({"bsn": "737459086"}, "bsn is not the client"),
+    ({"zorgkantoor": "5050"}, "zorgkantoor is not a zorgkantoor of the bemiddeling"),
+    ({"leveringperiodes": [{"ingangsdatum": "2025-01-01"}]}, "outside the toewijzing"),
+])
+async def test_care_without_a_valid_toewijzing_is_refused_with_the_rule_named(network: Network, changes: dict[str, Any],
+                                                                              why: str) -> None:
+    ciz, zk, cak, za = await assigned(network)
+    with pytest.raises(ValidationError, match=f"LEVERING-TOEWIJZING: .*{why}"):
+        await put(za, "Levering", levering(**changes))
+    assert await za.registers.list_current("Levering") == [] and await za.outbox.list() == []
+
+
+async def test_a_provider_without_any_toewijzing_cannot_record_care(network: Network) -> None:
+    ciz, zk, cak, za, za_b = await assigned(network, "za_b")
+    other = levering(leveringID="0f0e5d3c-1b2a-4c9d-8e7f-6a5b4c3d2e1f")
+    with pytest.raises(ValidationError, match="LEVERING-TOEWIJZING"):
+        await put(za_b, "Levering", other)
+
+
+async def test_a_provider_asks_another_for_part_of_the_care_and_gets_an_answer(network: Network) -> None:
+    ciz, zk, cak, za, za_b = await assigned(network, "za_b")
+    verzoek = {"verzoekID": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e", "aanbieder": "87654321", "soort": "dagbesteding",
+               "datum": "2026-10-15"}
+    await put(za, "Levering", levering(verzoeken=[verzoek]))
+    await network.settle()
+    [row] = await inbox(za_b, "NIEUW_VERZOEKAANBIEDER_AANBIEDER")
+    assert (row["status"], row["detail"]) == ("fetched", "QLR-0004-ZA: 1 record(s)")
+    [(asked, _, _)] = await za_b.query_peer(za.url, "QLR-0004-ZA", {"leveringID": LEVERING_ID, "agb": "87654321"}, [])
+    assert asked.data["verzoeken"] == [verzoek] and "leveringperiodes" not in asked.data
+    answer = {"antwoordID": "3c4d5e6f-7a8b-4c9d-8e1f-2a3b4c5d6e7f", "verzoekID": verzoek["verzoekID"],
+              "leveringID": LEVERING_ID, "aanvrager": "12345678", "bsn": BSN0, "status": "geaccepteerd",
+              "datum": "2026-10-16"}
+    await put(za_b, "VerzoekAntwoord", answer)
+    await network.settle()
+    [row] = await inbox(za, "NIEUW_VERZOEKANTWOORD_AANBIEDER")
+    assert (row["status"], row["detail"]) == ("fetched", "QLR-0005-ZA: 1 record(s)")
+    [(fetched, _, _)] = await za.query_peer(za_b.url, "QLR-0005-ZA", {"antwoordID": answer["antwoordID"], "agb": "12345678"}, [])
+    assert fetched.data["status"] == "geaccepteerd"
+    # The zorgkantoor sees the care, not the verzoeken between providers.
+    [(care, _, _)] = await zk.query_peer(za.url, "QLR-0002-ZK", {"leveringID": LEVERING_ID, "uzovi": "5151"}, [])
+    assert "verzoeken" not in care.data
