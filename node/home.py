@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,9 @@ class NodeConfig:
     witness_interval: float = 60.0
     max_connections: int = 1024
     retention: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> {"ended": years, "withdrawn": years}
-    retention_interval: float = 24 * 3600.0
+    retention_interval: float = 24 * 3600.0  # how often the node purges on its own
+    notification_retention_days: int = 90  # delivered notifications (outbox) and those acted on (inbox): ids only
+    holidays: list[str] | None = None  # non-working days besides weekends (ISO dates); None: the Dutch public holidays
     header_timeout: float = 15.0
     synchronous: str = "NORMAL"
     gossip_interval: float = 30.0
@@ -126,9 +129,23 @@ class NodeConfig:
         if unknown:
             raise ConfigError(f"config.json has unknown settings: {', '.join(sorted(unknown))}")
         try:
-            return cls(**value)
+            config = cls(**value)
         except TypeError as exc:
             raise ConfigError(f"config.json is incomplete: {exc}") from exc
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Settings whose shape a type hint does not catch."""
+        for kind, states in self.retention.items():
+            wrong = set(states) - {"ended", "withdrawn"}
+            if wrong or not all(type(v) is int and v >= 0 for v in states.values()):
+                raise ConfigError(f"retention of {kind}: give years (0 or more) for 'ended' and/or 'withdrawn'")
+        try:
+            for day in self.holidays or []:
+                date.fromisoformat(day)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("holidays must be a list of dates like 2026-04-27") from exc
 
 
 class NodeHome:

@@ -29,6 +29,9 @@ class Metrics:
         self.clock_offset = Gauge("iwlz_clock_offset_seconds",
                                   "Median of peers' signed times minus this node's clock (positive: peers are ahead)",
                                   registry=self.registry)
+        self.meldingen_overdue = Gauge("iwlz_meldingen_overdue",
+                                       "Meldingen received and still open past their deadline of one working day",
+                                       registry=self.registry)
 
     def count_request(self, kind: str, outcome: str) -> None:
         child = self._request_children.get((kind, outcome))

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from aiohttp import web
@@ -21,15 +22,17 @@ from aiohttp import web
 from keys import Identity, KeysError, Member
 from node.admin.api import admin_app
 from node.admin.routes import AdminParts
+from node.care.calendar import WorkingDays
 from node.care.eigen_bijdrage import EigenBijdrageDesk
 from node.care.levering import LeveringCheck
+from node.care.meldingen import MeldingDesk
 from node.client import PeerClient
 from node.clock import ClockWatch
 from node.discovery import Discovery, PeerTable, Router
 from node.errors import ConfigError
 from node.home import NodeHome
 from node.metrics import Metrics
-from node.notify import Inbox, Meldingen, Outbox, Subscriptions
+from node.notify import Inbox, MeldingenSent, Outbox, Subscriptions
 from node.notify.consents import ConsentsReceived
 from node.overview import ClientView
 from node.policy import PolicyDecisionPoint
@@ -126,12 +129,15 @@ class Node:
         self.discovery.on_revoked = self._revoked
         self.discovery.on_superseded = self._superseded
         self.registers.notifier, self.registers.on_written = self.outbox.statements_for, self.outbox.wake
+        self.meldingen_sent = MeldingenSent(store=self.store, audit=self.audit, outbox=self.outbox, peers=self.peers,
+                                            peer_for=self.router.peer_for, me=lambda: self.member, own_url=lambda: self.url)
+        self.melding_desk = MeldingDesk(registers=self.registers, check_reporter=self.pdp.check_reporter,
+                                        calendar=WorkingDays(config.holidays), actor=lambda: self.actor, clock=clock)
         self.inbox = Inbox(store=self.store, audit=self.audit, member=self.member, spawn=spawn,
                            fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch, trust=self.trust,
                            current_member=self._current_member,
                            effects={"VERWIJDERDE_TOESTEMMING_BRON": ConsentsReceived.withdrawn},
-                           fetched=self._care_desks(clock))
-        self.meldingen = Meldingen(store=self.store, audit=self.audit)
+                           fetched=[*self._care_desks(clock), self.meldingen_sent.answer_fetched])
         self.client_view = ClientView(store=self.store, peers=self.peers, router=self.router, me=lambda: self.member,
                                       bsn=config.identifiers.get("bsn"), clock=clock, registers=self.registers,
                                       actor=lambda: self.actor)
@@ -141,7 +147,7 @@ class Node:
         self.dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
         self.queries = queries = QueryHandlers(pdp=self.pdp, registers=self.registers, audit=self.audit,
                                                metrics=self.metrics, did=self.identity.did)
-        for part in (queries, self.discovery, self.inbox, self.subscriptions, self.meldingen, self.witnessing,
+        for part in (queries, self.discovery, self.inbox, self.subscriptions, self.melding_desk, self.witnessing,
                      self.consents_received):
             self.dispatcher.register(part.handlers())
         await self._listen()
@@ -149,6 +155,7 @@ class Node:
         self._run_in_background()
         self.tasks.spawn(self.registers.resign_stale(), "re-sign")
         await self.inbox.resume()
+        await self.melding_desk.adopt_legacy(self.store)
         if self.mdns_enabled:
             await self._start_mdns()
         self._write_run_file()
@@ -170,7 +177,8 @@ class Node:
             token=self.home.admin_token(), describe=self._describe, own_bsn=self.config.identifiers.get("bsn"),
             actor=lambda: self.actor, clock=self._follow_clock, registers=self.registers, audit=self.audit, router=self.router,
             peers=self.peers, learn_from=lambda url: self.discovery.learn_from(url, source="manual"),
-            outbox=self.outbox, inbox=self.inbox, subscriptions=self.subscriptions, meldingen=self.meldingen,
+            outbox=self.outbox, inbox=self.inbox, subscriptions=self.subscriptions, meldingen_sent=self.meldingen_sent,
+            melding_desk=self.melding_desk, purge=self.purge,
             adopt_revocation_list=self.discovery.adopt_revocation_list, reload_certificate=self.reload_certificate,
             check_witnesses=self.witnessing.check_against_witnesses, client_view=self.client_view,
             held=HeldEvidence(self.store))
@@ -186,6 +194,7 @@ class Node:
                          lambda: self.inbox.refresh_evidence(now=self.now(), margin=self.config.evidence_refresh_margin))
         housekeeping.add("audit witnesses", self.config.witness_interval, self.witnessing.hand_head)
         housekeeping.add("certificate files", self.config.certificate_check_interval, self._check_certificate_files)
+        housekeeping.add("retention", self.config.retention_interval, self.purge)
         self.tasks.spawn(housekeeping.run(), "housekeeping")
 
     async def _start_mdns(self) -> None:
@@ -256,15 +265,28 @@ class Node:
         except ConfigError as exc:
             log.warning("a new certificate in %s was not taken up: %s", self.home.path, exc)
 
-    def _care_desks(self, clock: Callable[[], float]) -> Any:
+    def _care_desks(self, clock: Callable[[], float]) -> list[Any]:
         """What a role does with the care it is told of: a provider's care rests on its toewijzing; the CAK keeps
         an eigen bijdrage for the care it fetches."""
         if self.member.role == "zorgaanbieder":
             self.registers.checks["Levering"] = LeveringCheck(store=self.store, trust=self.trust, me=lambda: self.member,
                                                               clock=clock)
         if self.member.role == "cak":
-            return EigenBijdrageDesk(registers=self.registers, actor=lambda: self.actor, clock=clock).levering_fetched
-        return None
+            return [EigenBijdrageDesk(registers=self.registers, actor=lambda: self.actor, clock=clock).levering_fetched]
+        return []
+
+    async def purge(self, today: date | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """Retention (the housekeeping job, and iwlz purge): records past their period, and notifications delivered
+        or acted on longer ago than notification_retention_days."""
+        now = self.now()
+        today = today or date.fromtimestamp(now)
+        records = await self.registers.purge(today=today, actor=self.actor, now=now, dry_run=dry_run)
+        before = now - self.config.notification_retention_days * 24 * 3600
+        notifications = await self.outbox.forget_delivered(before, dry_run=dry_run)
+        notifications += await self.inbox.forget_done(before, dry_run=dry_run)
+        if (records or notifications) and not dry_run:
+            log.info("retention: purged %d record(s) and %d notification(s)", len(records), notifications)
+        return {"purged": len(records), "records": records, "notifications": notifications, "dry_run": dry_run}
 
     def _source_ids(self) -> set[str]:
         """How a consent names this node as a source."""
@@ -304,6 +326,7 @@ class Node:
         self.metrics.audit_entries.set(row[0] if row else 0)
         self.metrics.peers.set(len(self.peers))
         self.metrics.clock_offset.set(self.clock_watch.offset() or 0.0)
+        self.metrics.meldingen_overdue.set(await self.melding_desk.overdue())
 
     def _write_run_file(self) -> None:
         info = {"pid": os.getpid(), "did": self.identity.did, "url": self.url, "admin_url": self.admin_url}

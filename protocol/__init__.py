@@ -12,7 +12,7 @@ from protocol.envelope import (
     new_trace_id,
 )
 from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from protocol.events import EVENT_RULES, MELDING_EVENT, EventRule
+from protocol.events import EVENT_RULES, ID_TYPE_OF_ROLE, MELDING_EVENT, EventRule
 from protocol.messages import (
     MESSAGE_TYPES,
     AccessLogRequest,
@@ -44,7 +44,7 @@ from protocol.replay import ReplayGuard
 __all__ = [
     "BROADCAST", "MEDIA_TYPE", "Endpoint", "Envelope", "Incoming", "Outgoing", "ReplyTo", "digest", "new_trace_id",
     "ErrorCode", "LocalProtocolError", "ProtocolError", "RemoteProtocolError",
-    "EVENT_RULES", "MELDING_EVENT", "EventRule",
+    "EVENT_RULES", "ID_TYPE_OF_ROLE", "MELDING_EVENT", "EventRule",
     "MESSAGE_TYPES", "AccessLogRequest", "AccessLogResult", "Ack", "Announcement", "DigestEntry", "Error",
     "Melding", "Message", "Notification", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult", "RevocationNews", "Subject",
     "Subscribe", "Unsubscribe", "AuditHead", "Consent", "Witness", "WitnessQuery", "WitnessReceipt", "ReplayGuard", "GossipTable", "Known",

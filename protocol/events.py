@@ -54,5 +54,8 @@ EVENT_RULES: Final[dict[str, EventRule]] = {
 MELDING_EVENT: Final = "IWLZFOUTMELDING"
 # The iWlz IDTypeEnum, and DID: a subscriber that is no organisation (a client's node) is addressed by its did.
 ID_TYPES: Final = ("AGB", "BSN", "KVK", "OIN", "UZOVI", "DID")
+# The identifier type and certificate identifier a party of each role is addressed by (a client: his did).
+ID_TYPE_OF_ROLE: Final[dict[str, tuple[str, str]]] = {
+    "ciz": ("KVK", "kvk"), "cak": ("KVK", "kvk"), "zorgkantoor": ("UZOVI", "uzovi"), "zorgaanbieder": ("AGB", "agb")}
 
-__all__ = ["EventRule", "EVENT_RULES", "MELDING_EVENT", "ID_TYPES"]
+__all__ = ["EventRule", "EVENT_RULES", "MELDING_EVENT", "ID_TYPES", "ID_TYPE_OF_ROLE"]

@@ -437,9 +437,12 @@ class Melding(Message):
     rule: str
     record: str
     description: str
+    endpoint: str | None = None  # where a reporter no peer table holds (a client's node) hears the answer
 
     def validate(self) -> None:
         check_uuid(self.melding_id, "melding_id")
+        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
+            raise _fail("endpoint must be an http(s) URL")
         if self.event_type != MELDING_EVENT:
             raise _fail(f"a melding has event type {MELDING_EVENT}")
         check_name(self.rule, "rule")

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from node.admin.meldingen import MeldingRoutes
 from node.admin.routes import AdminParts, AdminRoutes, error
 from node.errors import NetworkError, NodeError, PeerRefused, ValidationError
 from protocol import LocalProtocolError
@@ -57,6 +58,7 @@ def admin_app(parts: AdminParts) -> web.Application:
     app.router.add_get("/dashboard", dashboard)
     app.router.add_get("/mijn", client_page)
     AdminRoutes(parts).add_to(app)
+    MeldingRoutes(parts).add_to(app)
     return app
 
 

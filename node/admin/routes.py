@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
@@ -14,10 +13,11 @@ from aiohttp import web
 
 from node.discovery import PeerTable, Router
 from node.errors import ValidationError
-from node.notify import Inbox, Meldingen, Outbox, Subscriptions
+from node.care.meldingen import MeldingDesk
+from node.notify import Inbox, MeldingenSent, Outbox, Subscriptions
 from node.overview import ClientView
 from node.store import Actor, AuditLog, HeldEvidence, Registers
-from protocol import MELDING_EVENT, Ack, Melding, Subscribe, Unsubscribe
+from protocol import Ack, Subscribe, Unsubscribe
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ class AdminParts:
     outbox: Outbox
     inbox: Inbox
     subscriptions: Subscriptions
-    meldingen: Meldingen
+    meldingen_sent: MeldingenSent
+    melding_desk: MeldingDesk
+    purge: Callable[[date | None, bool], Awaitable[dict[str, Any]]]  # retention, or what it would remove
     adopt_revocation_list: Callable[[bytes], bool]
     reload_certificate: Callable[[], Awaitable[bool]]
     check_witnesses: Callable[[], Awaitable[tuple[bool, str]]]
@@ -83,7 +85,6 @@ class AdminRoutes:
         add_get("/admin/v1/audit/verify", self.audit_verify)
         add_get("/admin/v1/peers", self.peers)
         add_post("/admin/v1/peers", self.add_peer)
-        add_get("/admin/v1/meldingen", self.meldingen)
         add_post("/admin/v1/purge", self.purge)
         add_get("/admin/v1/outbox", self.outbox)
         add_get("/admin/v1/outbox/stats", self.outbox_stats)
@@ -92,7 +93,6 @@ class AdminRoutes:
         add_get("/admin/v1/subscriptions", self.subscriptions)
         add_post("/admin/v1/subscribe", self.subscribe)
         add_post("/admin/v1/unsubscribe", self.unsubscribe)
-        add_post("/admin/v1/melding", self.melding)
         add_post("/admin/v1/revocations", self.revocations)
         add_post("/admin/v1/certificate/reload", self.reload_certificate)
         add_get("/admin/v1/client/overview", self.client_overview)
@@ -146,9 +146,8 @@ class AdminRoutes:
 
     async def purge(self, request: web.Request) -> web.Response:
         body = await read_json(request) if request.can_read_body else {}
-        today = date.fromisoformat(body["today"]) if body.get("today") else date.today()
-        removed = await self.p.registers.purge(today=today, actor=self.p.actor(), now=self.now())
-        return web.json_response({"purged": removed})
+        today = date.fromisoformat(body["today"]) if body.get("today") else None
+        return web.json_response(await self.p.purge(today, bool(body.get("dry_run"))))
 
     # Asking peers -----------------------------------------------------------
 
@@ -185,13 +184,6 @@ class AdminRoutes:
         body = await read_json(request)
         reply = await self.p.router.send(str(body["peer"]), Unsubscribe(subscription_id=str(body["subscription_id"])))
         return web.json_response({"unsubscribed": _ack(reply.message).ref})
-
-    async def melding(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
-        melding = Melding(melding_id=str(uuid.uuid4()), event_type=MELDING_EVENT, rule=str(body["rule"]),
-                          record=str(body["record"]), description=str(body.get("description", "")))
-        reply = await self.p.router.send(str(body["peer"]), melding)
-        return web.json_response({"melding_id": melding.melding_id, "status": _ack(reply.message).status})
 
     # Audit, peers, notifications -----------------------------------------------
 
@@ -259,9 +251,6 @@ class AdminRoutes:
     async def reload_certificate(self, request: web.Request) -> web.Response:
         """A renewed certificate or a certified new key is in the home (iwlz cert issue): switch to it now."""
         return web.json_response({"switched": await self.p.reload_certificate()})
-
-    async def meldingen(self, request: web.Request) -> web.Response:
-        return web.json_response({"meldingen": await self.p.meldingen.all()})
 
     async def outbox(self, request: web.Request) -> web.Response:
         return web.json_response({"outbox": await self.p.outbox.list(request.query.get("status"))})

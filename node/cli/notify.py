@@ -1,4 +1,4 @@
-"""Commands for notifications and meldingen: outbox, inbox, subscribe, unsubscribe, melding, meldingen."""
+"""Commands for notifications and meldingen: outbox, inbox, subscribe, unsubscribe, melding send/sent/list/answer."""
 
 from __future__ import annotations
 
@@ -41,17 +41,35 @@ def unsubscribe(args: argparse.Namespace) -> int:
     return 0
 
 
-def melding(args: argparse.Namespace) -> int:
+def melding_send(args: argparse.Namespace) -> int:
     result = admin(args).call("POST", "/admin/v1/melding", {"peer": args.peer, "record": args.record, "rule": args.rule,
                                                              "description": args.description})
-    emit(args, result, f"melding {result['melding_id']}: {result['status']}")
+    emit(args, result, f"melding {result['melding_id']}: {result['status']} (iwlz melding sent shows how it goes)")
     return 0
 
 
-def meldingen(args: argparse.Namespace) -> int:
-    result = admin(args).call("GET", "/admin/v1/meldingen")
-    emit(args, result, "\n".join(f"{m['melding_id']} {m['rule']} {m['record']} from {m['sender_org']}: {m['status']}"
-                                 for m in result["meldingen"]) or "(no meldingen)")
+def melding_sent(args: argparse.Namespace) -> int:
+    rows = admin(args).call("GET", "/admin/v1/meldingen/sent")["meldingen"]
+    emit(args, {"meldingen": rows}, "\n".join(
+        f"{m['melding_id']} {m['rule']} {m['record']} -> {m['receiver_org']}: {m['status']}"
+        f"{' (' + m['reden'] + ')' if m['reden'] else ''}{'  ' + m['last_error'] if m['status'] == 'geweigerd' else ''}"
+        for m in rows) or "(no meldingen sent)")
+    return 0
+
+
+def melding_list(args: argparse.Namespace) -> int:
+    state = "overdue" if args.overdue else "open" if args.open else "all"
+    rows = admin(args).call("GET", f"/admin/v1/meldingen?state={state}")["meldingen"]
+    emit(args, {"meldingen": rows}, "\n".join(
+        f"{m['meldingID']} {m['regel']} {m['record']} from {m['melderOrganisatie']}: {m['status']}, "
+        f"termijn {m['termijn']}{' OVERDUE' if m['overdue'] else ''}{' - ' + m['reden'] if m.get('reden') else ''}"
+        for m in rows) or "(no meldingen)")
+    return 0
+
+
+def melding_answer(args: argparse.Namespace) -> int:
+    result = admin(args).call("POST", f"/admin/v1/meldingen/{args.id}/answer", {"status": args.status, "reason": args.reason})
+    emit(args, result, f"melding {result['meldingID']}: {result['status']}; the reporter is notified")
     return 0
 
 
@@ -66,12 +84,21 @@ def register(sub: Any) -> None:
     p = command(sub, "unsubscribe", unsubscribe, "end a subscription")
     p.add_argument("--peer", required=True)
     p.add_argument("subscription_id")
-    p = command(sub, "melding", melding, "report an error in a record to its source (IWLZFOUTMELDING)")
-    p.add_argument("--peer", required=True)
+    group = sub.add_parser("melding", help="meldingen (IWLZFOUTMELDING): report errors, follow and answer them"
+                           ).add_subparsers(dest="melding_command", required=True)
+    p = command(group, "send", melding_send, "report an error in a record to its source; retried until it arrives")
+    p.add_argument("--peer", required=True, help="the source: did, URL, uzovi:…, agb:…, kvk:… or register:…")
     p.add_argument("--record", required=True, help="e.g. WlzIndicatie/<uuid>")
     p.add_argument("--rule", required=True, help="the rule the record breaks, e.g. IRG0012")
     p.add_argument("--description", default="")
-    command(sub, "meldingen", meldingen, "show the meldingen received")
+    command(group, "sent", melding_sent, "the meldingen this node sent, and the answers")
+    p = command(group, "list", melding_list, "the meldingen this node received as a source")
+    p.add_argument("--open", action="store_true", help="only those not yet answered")
+    p.add_argument("--overdue", action="store_true", help="only those open past their deadline (one working day)")
+    p = command(group, "answer", melding_answer, "give a melding received its next status; the reporter is told")
+    p.add_argument("id")
+    p.add_argument("--status", required=True, choices=("in_behandeling", "afgehandeld", "afgewezen"))
+    p.add_argument("--reason", help="required to close it (afgehandeld, afgewezen)")
 
 
 __all__ = ["register"]

@@ -71,8 +71,12 @@ def query(args: argparse.Namespace) -> int:
 
 
 def purge(args: argparse.Namespace) -> int:
-    result = admin(args).call("POST", "/admin/v1/purge", {"today": args.today} if args.today else {})
-    emit(args, result, f"purged {result['purged']} records whose retention period ended")
+    body = {"dry_run": args.dry_run, **({"today": args.today} if args.today else {})}
+    result = admin(args).call("POST", "/admin/v1/purge", body)
+    verb = "would purge" if args.dry_run else "purged"
+    lines = [f"{verb} {result['purged']} record(s) whose retention period ended, "
+             f"and {result['notifications']} notification(s) delivered or acted on long enough ago"]
+    emit(args, result, "\n".join(lines + [f"  {path}" for path in result["records"]]))
     return 0
 
 
@@ -103,8 +107,9 @@ def register(sub: Any) -> None:
     p.add_argument("template")
     p.add_argument("params", nargs="*", metavar="KEY=VALUE")
 
-    p = command(sub, "purge", purge, "remove records whose retention period has ended")
+    p = command(sub, "purge", purge, "remove records whose retention period has ended (the node also does so itself)")
     p.add_argument("--today", help="YYYY-MM-DD (default: today)")
+    p.add_argument("--dry-run", action="store_true", help="only show what would go")
 
 
 __all__ = ["register"]

@@ -9,11 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.events import EVENT_RULES
-
-# The identifier type and certificate identifier a party of each role is addressed by.
-ID_TYPE_OF_ROLE: dict[str, tuple[str, str]] = {"ciz": ("KVK", "kvk"), "cak": ("KVK", "kvk"), "zorgkantoor": ("UZOVI", "uzovi"),
-                                               "zorgaanbieder": ("AGB", "agb")}
+from protocol.events import EVENT_RULES, ID_TYPE_OF_ROLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +145,17 @@ def consent_events(record_id: str, old: dict[str, Any] | None, new: dict[str, An
     return out
 
 
+def melding_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Planned]:
+    """A melding whose status changed (answered, taken up, closed) goes back to the party that reported it."""
+    if old is None or new is None or old.get("status") == new.get("status"):
+        return []
+    path = f"Melding/{record_id}"
+    to = new["antwoordAan"]
+    did = to["id"] if to["idType"] == "DID" else None
+    return [Planned("GEWIJZIGDE_MELDING_MELDER", to["idType"], to["id"], path, path, receiver_did=did,
+                    receiver_url=to.get("endpoint") if did else None)]
+
+
 def plan(kind: str, record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None, *,
          own_uzovi: str | None, responsible: set[str], cak: set[str] | None = None) -> list[Planned]:
     if kind == "Levering":
@@ -157,6 +164,8 @@ def plan(kind: str, record_id: str, old: dict[str, Any] | None, new: dict[str, A
         return answer_events(record_id, old, new)
     if kind == "Toestemming":
         return consent_events(record_id, old, new)
+    if kind == "Melding":
+        return melding_events(record_id, old, new)
     if kind == "WlzIndicatie":
         return indicatie_events(record_id, old, new, responsible)
     if kind == "Bemiddeling":

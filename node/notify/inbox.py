@@ -38,6 +38,7 @@ FETCH: dict[str, Callable[[dict[str, str], dict[str, str]], tuple[str, dict[str,
     "LEVERING_CAK": lambda ids, mine: ("QLR-0003-CAK", {"leveringID": ids["Levering"], "kvk": mine["kvk"]}),
     "VERZOEKAANBIEDER_AANBIEDER": lambda ids, mine: ("QLR-0004-ZA", {"leveringID": ids["Levering"], "agb": mine["agb"]}),
     "VERZOEKANTWOORD_AANBIEDER": lambda ids, mine: ("QLR-0005-ZA", {"antwoordID": ids["VerzoekAntwoord"], "agb": mine["agb"]}),
+    "MELDING_MELDER": lambda ids, mine: ("MELDING-STATUS", {"meldingID": ids["Melding"]}),
 }
 # How a holder fetches a piece of evidence again from its source: template and parameters.
 REFETCH: dict[str, Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | None]] = {
@@ -60,7 +61,7 @@ class Inbox:
 
     def __init__(self, *, store: Store, audit: AuditLog, member: Member, fetch: Fetch, spawn: Spawn,
                  trust: TrustStore, current_member: CurrentMember, fetch_back: bool = True,
-                 effects: dict[str, Effect] | None = None, fetched: Fetched | None = None) -> None:
+                 effects: dict[str, Effect] | None = None, fetched: list[Fetched] | None = None) -> None:
         self.store = store
         self.audit = audit
         self.member = member
@@ -71,7 +72,8 @@ class Inbox:
         self.trust = trust
         self.current_member = current_member
         self.effects = effects or {}  # event type -> what receiving it changes, in the same transaction
-        self.fetched = fetched  # what the node does with the records it fetched back (the CAK: its eigen bijdrage)
+        # What the node does with the records it fetched back (the CAK: its eigen bijdrage; a reporter: the answer).
+        self.fetched = fetched or []
         self._acting: set[str] = set()  # notification ids being acted on, so a retry does not start a second
 
     def handlers(self) -> Handlers:
@@ -149,7 +151,7 @@ class Inbox:
         family = event_type.split("_", 1)[1]
         fetch = FETCH.get(family)
         # A subscriber of another role may not read what it is told about: it only notes it.
-        fits = EVENT_RULES[event_type].receiver_role == self.member.role
+        fits = EVENT_RULES[event_type].receiver_role in ("*", self.member.role)
         wanted = fetch is not None and fits and self.fetch_back
         request = fetch(ids, dict(self.member.identifiers)) if wanted and fetch else None
         status, version, detail = "noted", None, "nothing to fetch for this event type"
@@ -163,8 +165,8 @@ class Inbox:
                 kept = self.held.keep(results + backing)
                 if kept:
                     await self.store.write(kept)
-                if self.fetched is not None:
-                    await self.fetched(results)
+                for keep in self.fetched:
+                    await keep(results)
             except PeerRefused as exc:
                 # The source answered and said no: asking again will not change that.
                 status, detail = "refused", str(exc)[:300]
@@ -221,6 +223,15 @@ class Inbox:
             parsed = tuple(Subject(**item) for item in json.loads(subjects))
             self._start(notification_id, event_type, parsed, sender_did)
         return len(rows)
+
+    async def forget_done(self, before: int, *, dry_run: bool = False) -> int:
+        """Retention: notifications received before ``before`` and acted on (or refused, or rejected) go."""
+        where = "WHERE status NOT IN ('received', 'fetch-failed') AND received_at < ?"
+        row = await self.store.fetchone(f"SELECT count(*) FROM inbox {where}", (before,))
+        count = int(row[0]) if row else 0
+        if count and not dry_run:
+            await self.store.write([(f"DELETE FROM inbox {where}", (before,), False)])
+        return count
 
     async def list(self, limit: int = 1000) -> list[dict[str, Any]]:
         keys = ("notification_id", "sender_did", "sender_org", "event_type", "subjects", "received_at", "status",

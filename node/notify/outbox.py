@@ -27,7 +27,7 @@ from node.metrics import Metrics
 from node.notify.events import ID_TYPE_OF_ROLE, Planned, plan
 from node.store import Actor, AuditLog, Statement, Store
 from node.tasks import Spawn
-from protocol import Ack, Notification, RemoteProtocolError, Subject
+from protocol import MELDING_EVENT, Ack, Melding, Notification, RemoteProtocolError, Subject
 
 log = logging.getLogger(__name__)
 BATCH = 512  # deliveries started at once; the concurrency limit bounds how many talk at the same moment
@@ -39,12 +39,15 @@ Subscribers = Callable[[str, dict[str, Any], list[Planned]], Awaitable[list[Plan
 
 _OUTBOX_COLUMNS = ("notification_id", "event_type", "receiver_id_type", "receiver_id", "receiver_did", "subscription_id",
                    "subjects", "created_at", "attempts", "next_attempt_at", "status", "last_error", "delivered_at",
-                   "receiver_url")
+                   "receiver_url", "payload")
+# A source that refuses a melding with one of these will refuse it again: it ends as refused, not retried.
+_FINAL_REFUSALS = ("denied", "not-found", "malformed")
 
 
 def _row(row: Any) -> dict[str, Any]:
     out = dict(zip(_OUTBOX_COLUMNS, row))
     out["subjects"] = json.loads(out["subjects"])
+    out["payload"] = json.loads(out["payload"]) if out["payload"] else None
     return out
 
 
@@ -88,6 +91,15 @@ class Outbox:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending', ?)",
                 (str(uuid.uuid4()), planned.event_type, planned.receiver_id_type, planned.receiver_id, receiver_did,
                  subscription_id, subjects, now, 0.0, planned.receiver_url), False)
+
+    @staticmethod
+    def melding_row(melding_id: str, did: str, url: str, record: str, payload: dict[str, Any], now: int) -> Statement:
+        """A melding to send to a source (node/notify/meldingen.py): delivered like a notification, addressed by did."""
+        return ("INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subjects, "
+                "created_at, attempts, next_attempt_at, status, receiver_url, payload) "
+                "VALUES (?, ?, 'DID', ?, ?, ?, ?, 0, 0, 'pending', ?, ?)",
+                (melding_id, MELDING_EVENT, did, did, json.dumps([{"subject": record, "record_id": record}]), now, url,
+                 json.dumps(payload)), False)
 
     def wake(self) -> None:
         self._wake.set()
@@ -163,22 +175,33 @@ class Outbox:
         id_type, key = ID_TYPE_OF_ROLE[self.member.role]
         return id_type, self.member.identifiers[key]
 
+    def _message(self, row: dict[str, Any]) -> Notification | Melding:
+        if row["event_type"] == MELDING_EVENT:
+            payload = row["payload"]
+            return Melding(melding_id=row["notification_id"], event_type=MELDING_EVENT, rule=payload["rule"],
+                           record=payload["record"], description=payload["description"], endpoint=payload["endpoint"])
+        sender_type, sender_id = self._sender_id()
+        return Notification(
+            notification_id=row["notification_id"], event_type=row["event_type"], timestamp=row["created_at"],
+            sender_id_type=sender_type, sender_id=sender_id, receiver_id_type=row["receiver_id_type"],
+            receiver_id=row["receiver_id"], subscription_id=row["subscription_id"],
+            subjects=tuple(Subject(**s) for s in row["subjects"]),
+        )
+
     async def _deliver(self, row: dict[str, Any]) -> list[Statement]:
         async with self._limit:
             now = int(time.time())
-            sender_type, sender_id = self._sender_id()
-            note = Notification(
-                notification_id=row["notification_id"], event_type=row["event_type"], timestamp=row["created_at"],
-                sender_id_type=sender_type, sender_id=sender_id, receiver_id_type=row["receiver_id_type"],
-                receiver_id=row["receiver_id"], subscription_id=row["subscription_id"],
-                subjects=tuple(Subject(**s) for s in row["subjects"]),
-            )
+            message = self._message(row)
             try:
                 url, did = self._receiver(row)
-                reply = await self.client.request(url, note, to=did)
+                reply = await self.client.request(url, message, to=did)
                 ack = reply.message
                 if not isinstance(ack, Ack) or ack.ref != row["notification_id"]:
-                    raise PeerRefused("malformed", "the acknowledgement does not name this notification")
+                    raise PeerRefused("unexpected-reply", "the acknowledgement does not name this notification")
+            except PeerRefused as exc:
+                if isinstance(message, Melding) and exc.code in _FINAL_REFUSALS:
+                    return self._refused(row, exc, now)
+                return self._failed(row, str(exc), now)
             except (NodeError, RemoteProtocolError) as exc:
                 return self._failed(row, str(exc), now)
             self.metrics.count_request("notification-sent", "delivered")
@@ -200,6 +223,15 @@ class Outbox:
         if row["receiver_did"] and row["receiver_url"]:
             return row["receiver_url"], row["receiver_did"]
         raise PeerRefused("unavailable", f"no peer with {row['receiver_id_type']} {row['receiver_id']} is known")
+
+    def _refused(self, row: dict[str, Any], exc: PeerRefused, now: int) -> list[Statement]:
+        self.metrics.count_request("notification-sent", "refused")
+        return [
+            ("UPDATE outbox SET attempts = attempts + 1, status = 'refused', last_error = ? WHERE notification_id = ?",
+             (str(exc)[:500], row["notification_id"]), False),
+            self.audit.entry(now=now, event=f"notification.refused {row['event_type']}", action="E", result=exc.code,
+                             actor=Actor.of(self.member), record=row["subjects"][0]["record_id"], rule=exc.rule),
+        ]
 
     def _failed(self, row: dict[str, Any], reason: str, now: int) -> list[Statement]:
         attempts = row["attempts"] + 1
@@ -231,6 +263,16 @@ class Outbox:
         """Members that moved to a new key: what waits for the old did goes to the new one."""
         return [("UPDATE outbox SET receiver_did = ?, next_attempt_at = 0 WHERE status = 'pending' AND receiver_did = ?",
                  (new, old), False) for old, new in pairs]
+
+    async def forget_delivered(self, before: int, *, dry_run: bool = False) -> int:
+        """Retention: notifications delivered or refused before ``before`` go (meldingen stay: they are followed)."""
+        where = ("WHERE status IN ('delivered', 'refused') AND coalesce(delivered_at, created_at) < ? "
+                 "AND event_type != ?")
+        row = await self.store.fetchone(f"SELECT count(*) FROM outbox {where}", (before, MELDING_EVENT))
+        count = int(row[0]) if row else 0
+        if count and not dry_run:
+            await self.store.write([(f"DELETE FROM outbox {where}", (before, MELDING_EVENT), False)])
+        return count
 
     async def stats(self) -> dict[str, int]:
         rows = await self.store.fetchall("SELECT status, count(*) FROM outbox GROUP BY status")

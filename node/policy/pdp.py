@@ -101,7 +101,7 @@ class PolicyDecisionPoint:
     def templates(self) -> list[str]:
         """The templates this node answers: those over the registers it holds."""
         return [name for name, t in self.matrix["templates"].items()
-                if t["kind"] == "*" or RECORD_TYPES[t["kind"]].source_role == self.registers.role]
+                if t["kind"] == "*" or RECORD_TYPES[t["kind"]].source_role in ("*", self.registers.role)]
 
     async def decide(self, requester: Member, query: Query, now: int) -> Decision:
         template = self._template(query)
@@ -174,6 +174,8 @@ class PolicyDecisionPoint:
         kind, _, name = source.partition(":")
         if kind == "identifier":
             return requester.identifiers.get(name)
+        if kind == "requester" and name == "did":
+            return requester.did
         if kind == "param":
             return params.get(name)
         if kind == "record" and view is not None and view.auth_data is not None:
@@ -256,6 +258,38 @@ class PolicyDecisionPoint:
             if isinstance(spec, dict):
                 out |= await self.parties(name, kind, data)
         return out
+
+    async def may_report(self, requester: Member, kind: str, data: dict[str, Any]) -> bool:
+        """Whether ``requester`` may report an error in this record: it is about him or was sent to him (the matrix's
+        'meldingen' relations). Identifiers are compared by type: an AGB and a KVK number can be the same digits."""
+        for relation in self.matrix["meldingen"]["relations"].get(kind, []):
+            if relation.get("role") == requester.role:
+                return True
+            if relation.get("client"):
+                bsn = RECORD_TYPES[kind].bsn(data)
+                if bsn is not None and self.is_client(requester, bsn):
+                    return True
+            if "identifier" in relation:
+                mine = requester.identifiers.get(relation["identifier"])
+                if mine is not None and any(str(v) == mine for path in relation["in"] for v in values_at(data, path)):
+                    return True
+            if "authority" in relation:
+                key = self.matrix["authority"][relation["authority"]]["step"]["signer_identifier"]
+                mine = requester.identifiers.get(key)
+                if mine is not None and mine in await self.parties(relation["authority"], kind, data):
+                    return True
+        return False
+
+    async def check_reporter(self, requester: Member, kind: str, data: dict[str, Any]) -> None:
+        """Denied (rule MELDING-MELDER, tied to the client the record is about) unless ``may_report``."""
+        if await self.may_report(requester, kind, data):
+            return
+        denied = Denied(self.matrix["meldingen"]["rule"], "only the parties a record is about or was sent to may "
+                                                          "report an error in it")
+        bsn = RECORD_TYPES[kind].bsn(data)
+        if bsn is not None:
+            denied.subjects.add(bsn)
+        raise denied
 
     # Evidence -------------------------------------------------------------
 

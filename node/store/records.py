@@ -71,6 +71,16 @@ TOESTEMMING: Final[Schema] = {
     "ontvanger": {"agb?": "agb", "uzovi?": "uzovi", "kvk?": "text", "did?": "text"},
     "bronnen": ["text"], "templates": ["text"], "doel": "text", "geldigTot": "date",
 }
+MELDING: Final[Schema] = {
+    # A melding (IWLZFOUTMELDING) a source received about one of its records, with its life cycle: status
+    # ontvangen, in_behandeling, afgehandeld or afgewezen, and the deadline of one working day (termijn). The bsn
+    # of the record it is about ties it to that client's access log; it is no lookup key, so no query by bsn finds it.
+    "meldingID": "uuid", "record": "text", "regel": "text", "omschrijving?": "text", "bsn?": "bsn",
+    "melder": "text", "melderOrganisatie": "text", "melderRol": "text",
+    "antwoordAan": {"idType": "text", "id": "text", "endpoint?": "text"},
+    "status": "text", "reden?": "text", "ontvangen": "date", "termijn": "date", "afgehandeldOp?": "date",
+}
+MELDING_STATUSES: Final = ("ontvangen", "in_behandeling", "afgehandeld", "afgewezen")
 ZORGAANBOD: Final[Schema] = {
     "zorgaanbodID": "uuid", "instelling": "agb", "regio": "uzovi", "zzpCodes": ["text"], "leveringsvormen": ["text"],
     "vrijeCapaciteit": "int", "peildatum": "date",
@@ -145,6 +155,7 @@ RECORD_TYPES: Final[dict[str, RecordType]] = {
         RecordType("EigenBijdrage", "eigenbijdrage", "cak", EIGEN_BIJDRAGE, "eigenBijdrageID", 7, "periode.einddatum"),
         RecordType("Zorgaanbod", "zorgaanbod", "zorgaanbieder", ZORGAANBOD, "zorgaanbodID", None, None),
         RecordType("Toestemming", "toestemming", "client", TOESTEMMING, "toestemmingID", 7, "geldigTot"),
+        RecordType("Melding", "meldingen", "*", MELDING, "meldingID", 7, "afgehandeldOp"),
     )
 }
 
@@ -254,6 +265,8 @@ def validate_record(kind: str, data: Any) -> RecordType:
     validate(record_type.schema, data)
     if kind == "WlzIndicatie" and data["client"]["bsn"] != data["bsn"]:
         raise ValidationError("client.bsn must equal bsn")
+    if kind == "Melding" and data["status"] not in MELDING_STATUSES:
+        raise ValidationError(f"status must be one of {', '.join(MELDING_STATUSES)}")
     if kind == "Toestemming" and not data["ontvanger"]:
         raise ValidationError("ontvanger must name the party (agb, uzovi, kvk or did)")
     return record_type
@@ -320,4 +333,4 @@ def strip_nulls(value: Any) -> Any:
 
 
 __all__ = ["RecordType", "RECORD_TYPES", "validate_record", "validate", "registers_for", "kinds_for", "strip_nulls",
-           "json_schema", "PERSONAL_FIELDS", "masked", "values_at", "add_years"]
+           "json_schema", "PERSONAL_FIELDS", "masked", "values_at", "add_years", "MELDING_STATUSES"]

@@ -35,6 +35,7 @@ _PATHS_OF_KEYS: dict[str, list[tuple[str, str]]] = {
                  ("wlzIndicatieID", "wlzIndicatieID"), ("instelling", "verzoeken[].aanbieder")],
     "Zorgaanbod": [("instelling", "instelling"), ("regio", "regio")],
     "Toestemming": [("bsn", "bsn")],
+    "Melding": [("melder", "melder"), ("status", "status")],
     "VerzoekAntwoord": [("bsn", "bsn"), ("verzoekID", "verzoekID"), ("leveringID", "leveringID"), ("instelling", "aanvrager")],
     "EigenBijdrage": [("bsn", "bsn"), ("wlzIndicatieID", "wlzIndicatieID"), ("zorgkantoor", "zorgkantoor")],
 }
@@ -130,7 +131,7 @@ class Registers:
         record_type = RECORD_TYPES.get(kind)
         if record_type is None:
             raise ValidationError(f"unknown record type {kind!r}; known: {', '.join(RECORD_TYPES)}")
-        if record_type.source_role != self.role:
+        if record_type.source_role not in ("*", self.role):
             raise ValidationError(f"a {self.role} node does not hold the {record_type.register} register ({kind})")
         return record_type
 
@@ -291,22 +292,27 @@ class Registers:
             self.on_written()
         return len(records)
 
-    async def purge(self, *, today: date, actor: Actor, now: int) -> int:
-        """Remove every version of records whose retention period has passed."""
+    async def purge(self, *, today: date, actor: Actor, now: int, dry_run: bool = False) -> list[str]:
+        """Remove every version of records whose retention period has passed; returns their paths (kind/id).
+
+        The audit log names each purged record by its path, never its content; a party that still holds
+        evidence of one hears nothing beyond what the protocol says anyway: ``not-found`` when it asks.
+        """
         rows = await self.store.fetchall(
-            "SELECT kind, record_id FROM records WHERE current = 1 AND retain_until IS NOT NULL AND retain_until < ?",
-            (today.isoformat(),))
-        if not rows:
-            return 0
+            "SELECT kind, record_id FROM records WHERE current = 1 AND retain_until IS NOT NULL AND retain_until < ? "
+            "ORDER BY kind, record_id", (today.isoformat(),))
+        paths = [f"{kind}/{record_id}" for kind, record_id in rows]
+        if dry_run or not rows:
+            return paths
         statements: list[Statement] = []
         for kind, record_id in rows:
             statements.append(("DELETE FROM records WHERE kind = ? AND record_id = ?", (kind, record_id), False))
             statements.append(("DELETE FROM record_keys WHERE kind = ? AND record_id = ?", (kind, record_id), False))
             statements.append(self.audit.entry(now=now, event="record.purge", action="D", result="retention ended",
                                                actor=actor, record=f"{kind}/{record_id}"))
-        await self.store.write(statements)
-        self._current.clear()
-        return len(rows)
-
+        async with self._lock:
+            await self.store.write(statements)
+            self._current.clear()
+        return paths
 
 __all__ = ["Registers", "StoredVersion", "values_at"]

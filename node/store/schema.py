@@ -196,6 +196,24 @@ MIGRATIONS: Final[list[str]] = [
         receipt BLOB NOT NULL
     );
     """,
+    # 5: meldingen with a life cycle: received ones are Melding records (the old table is emptied into them at
+    # start); sent ones go through the outbox (its payload) and are followed here until answered
+    """
+    ALTER TABLE outbox ADD COLUMN payload TEXT;
+    CREATE TABLE meldingen_sent (
+        melding_id TEXT PRIMARY KEY,
+        receiver_did TEXT NOT NULL,
+        receiver_org TEXT NOT NULL,
+        record TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        description TEXT NOT NULL,
+        sent_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        reden TEXT,
+        termijn TEXT,
+        updated_at INTEGER NOT NULL
+    );
+    """,
 ]
 
 

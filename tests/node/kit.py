@@ -54,13 +54,17 @@ class Network:
         self.net.issue(home, now=_now(), days=30)
         return home
 
-    async def start(self, *names: str, freshness: int | None = None) -> list[Node]:
+    async def start(self, *names: str, freshness: int | None = None, **settings: Any) -> list[Node]:
+        """Start these parties; ``settings`` are config.json settings for each of them."""
         started = []
         for name in names:
             home = self.home(name)
             if freshness is not None:
+                settings["evidence_freshness"] = freshness
+            if settings:
                 config = home.config()
-                config.evidence_freshness = freshness
+                for key, value in settings.items():
+                    setattr(config, key, value)
                 home.save_config(config)
             node = Node(home, bootstrap=[n.url for n in self.nodes.values()], mdns=False, gossip_interval=0)
             await node.start()

@@ -70,6 +70,10 @@ def test_the_json_schema_agrees_with_the_validators(kind: str) -> None:
         "Toestemming": {"toestemmingID": "0f0e5d3c-1b2a-4c9d-8e7f-6a5b4c3d2e1f", "bsn": BSN0, "ontvanger": {"agb": "87654321"},
                         "bronnen": ["kvk:62253778"], "templates": ["GEGEVENS-MET-TOESTEMMING"], "doel": "second opinion",
                         "geldigTot": "2099-12-31"},
+        "Melding": {"meldingID": "6e7f8a9b-0c1d-4e2f-8a3b-4c5d6e7f8a9b", "record": "WlzIndicatie/31835d1d-3933-4ffe-9f57-8985f41fae4a",
+                    "regel": "IRG0012", "melder": "did:key:z6Mk", "melderOrganisatie": "Zorgkantoor Noord",
+                    "melderRol": "zorgkantoor", "antwoordAan": {"idType": "UZOVI", "id": "5151"}, "status": "ontvangen",
+                    "ontvangen": "2026-11-27", "termijn": "2026-11-30"},
     }[kind]
     validate_record(kind, good)
     jsonschema.validate(good, schema)
