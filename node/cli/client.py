@@ -50,11 +50,12 @@ def render_overview(view: dict[str, Any]) -> str:
                      + ("" if za["actueel"] else " (niet meer actueel)") if za else "  nog geen zorgaanbieder toegewezen")
     lines.append("\nStand van de zorg")
     for care in view["zorg"] or [{}]:
-        lines.append(f"  {care['aanbieder']}: {care['status']}" if care else "  nog geen zorg geregistreerd")
+        lines.append(f"  {care['aanbieder']}: {care['status']}" + (f" (tot en met {care['tot']})" if care.get("tot") else "")
+                     if care else "  nog geen zorg geregistreerd")
     if view.get("eigen_bijdrage"):
         lines.append("\nEigen bijdrage")
-        lines.extend(f"  {e.get('bron')}: {e.get('bedragPerMaand', '?')} per maand vanaf {e.get('ingangsdatum', '?')}"
-                     for e in view["eigen_bijdrage"])
+        lines.extend(f"  {e['bron']}: {e['bedragPerMaand']} per maand vanaf {e['vanaf']}"
+                     + (f" tot en met {e['tot']}" if e.get("tot") else "") for e in view["eigen_bijdrage"])
     lines.append("\nZorgaanbod in mijn regio")
     for offer in view["zorgaanbod"] or [{}]:
         lines.append(f"  {offer['aanbieder']}: {', '.join(offer['zzpCodes'])}; {offer['vrijeCapaciteit']} plaats(en) vrij"

@@ -17,6 +17,7 @@ from typing import Any
 
 from node.admin.client import AdminClient
 from node.cli.client import render_access_log, render_overview
+from node.cli.demo_care import CareChain
 from node.errors import NodeError, UsageError
 from node.home import NetworkDir, NodeHome
 
@@ -81,7 +82,7 @@ def _stop(procs: dict[str, subprocess.Popen[str]]) -> None:
             proc.kill()
 
 
-class Demo:
+class Demo(CareChain):
     def __init__(self, homes: dict[str, NodeHome]) -> None:
         self.homes = homes
         self.admin = {name: AdminClient(home) for name, home in homes.items()}
@@ -169,6 +170,7 @@ class Demo:
             for row in self.admin[name].call("GET", "/admin/v1/inbox")["inbox"]:
                 print(f"   {name:24} got {row['event_type']:46} from {row['sender_org']:18} {row['status']}")
 
+        self.care_chain(bem[0], i0)
         self.client_at_the_centre()
 
         self.step("Every node's audit chain verifies")

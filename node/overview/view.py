@@ -130,7 +130,7 @@ class ClientView:
             "zorgaanbieders": [self._toewijzing(spec, r, p, today) for r, p in records if r.kind == "Bemiddeling"
                                for spec in (r.data or {}).get("bemiddelingspecificatie", [])],
             "zorg": [_levering(r, p, today) for r, p in records if r.kind == "Levering"],
-            "eigen_bijdrage": [dict(r.data or {}, bron=p.organisation) for r, p in records if r.kind == "EigenBijdrage"],
+            "eigen_bijdrage": [_eigen_bijdrage(r, p) for r, p in records if r.kind == "EigenBijdrage"],
             "zorgaanbod": [dict(r.data or {}, aanbieder=p.organisation) for p, (rs, _) in zip(providers, offers) for r in rs],
             "wijzigingen": await self._changes_since(seen),
             "toestemmingen": await self.consents(),
@@ -241,8 +241,17 @@ def _levering(record: RecordVersion, peer: Peer, today: str) -> dict[str, Any]:
     data = record.data or {}
     periods = data.get("leveringperiodes", [])
     running = any(p["ingangsdatum"] <= today and (p.get("einddatum") is None or p["einddatum"] >= today) for p in periods)
+    ends = [p.get("einddatum") for p in periods]
+    until = max(ends) if ends and all(ends) else None  # the care's last day, once every period has an end
     return {"aanbieder": peer.organisation, "status": "zorg loopt" if running else "geen zorg op dit moment",
-            "periodes": periods}
+            "tot": until, "periodes": periods}
+
+
+def _eigen_bijdrage(record: RecordVersion, peer: Peer) -> dict[str, Any]:
+    data = record.data or {}
+    period = data.get("periode", {})
+    return {"bron": peer.organisation, "bedragPerMaand": data.get("bedragPerMaand"), "vanaf": period.get("ingangsdatum"),
+            "tot": period.get("einddatum"), "status": data.get("status")}
 
 
 __all__ = ["ClientView", "SOURCE_REGISTERS"]

@@ -42,6 +42,18 @@ def sample(section: str, index: int) -> dict[str, Any]:
     return copy.deepcopy(SAMPLE[section][index])
 
 
+LEVERING_ID = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def levering(**changes: Any) -> dict[str, Any]:
+    """Care for client BSN0 at provider 12345678, on the specificatie SPEC0 of zorgkantoor 5151."""
+    data = {"leveringID": LEVERING_ID, "bemiddelingspecificatieID": SPEC0, "wlzIndicatieID": IND0, "bsn": BSN0,
+            "zorgkantoor": "5151", "zzpCode": "5VV", "leveringsvorm": "1",
+            "leveringperiodes": [{"ingangsdatum": "2026-10-01"}], "verzoeken": []}
+    data.update(changes)
+    return data
+
+
 class Network:
     def __init__(self, root: Path) -> None:
         self.root = root

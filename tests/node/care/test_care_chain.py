@@ -9,18 +9,9 @@ import pytest
 
 from node.errors import ValidationError
 from node.service import Node
-from tests.node.kit import BSN0, IND0, SPEC0, Network, put, sample
+from tests.node.kit import BSN0, IND0, LEVERING_ID, Network, levering, put, sample
 
 pytestmark = pytest.mark.asyncio
-LEVERING_ID = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-
-
-def levering(**changes: Any) -> dict[str, Any]:
-    data = {"leveringID": LEVERING_ID, "bemiddelingspecificatieID": SPEC0, "wlzIndicatieID": IND0, "bsn": BSN0,
-            "zorgkantoor": "5151", "zzpCode": "5VV", "leveringsvorm": "1",
-            "leveringperiodes": [{"ingangsdatum": "2026-10-01"}], "verzoeken": []}
-    data.update(changes)
-    return data
 
 
 async def assigned(network: Network, *extra: str) -> list[Node]:

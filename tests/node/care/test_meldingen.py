@@ -186,3 +186,20 @@ async def test_the_deadline_is_the_next_working_day() -> None:
     configured = WorkingDays(["2026-11-30"])  # an organisation's own list replaces the Dutch one
     assert configured.next_working_day(date(2026, 11, 27)) == date(2026, 12, 1)
     assert configured.next_working_day(date(2026, 4, 24)) == date(2026, 4, 27)
+
+
+async def test_meldingen_kept_before_the_life_cycle_become_records_at_start(network: Network) -> None:
+    ciz, zk = await indicatie(network, "zk5151")
+    old_id = "7c2d9e4f-3a5b-4c6d-8e7f-9a0b1c2d3e4f"
+    await ciz.store.write([("INSERT INTO meldingen (melding_id, received_at, sender_did, sender_org, rule, record, "
+                            "description, status) VALUES (?, ?, ?, 'Zorgkantoor Noord', 'IRG0012', ?, '', 'open')",
+                            (old_id, ciz.now(), zk.identity.did, f"WlzIndicatie/{IND0}"), False)])
+    port = int(ciz.url.rsplit(":", 1)[1])
+    await ciz.stop()
+    restarted = Node(ciz.home, port=port, mdns=False, gossip_interval=0)
+    await restarted.start()
+    network.nodes["ciz"] = restarted
+    [kept] = await restarted.melding_desk.list(state="open")
+    assert (kept["meldingID"], kept["melder"], kept["status"], kept["antwoordAan"]) == (
+        old_id, zk.identity.did, "ontvangen", {"idType": "DID", "id": zk.identity.did})
+    assert await restarted.store.fetchall("SELECT * FROM meldingen") == []

@@ -130,5 +130,16 @@ def test_demo_walks_through_the_scenarios(tmp_path: Path) -> None:
     assert "zorgaanbieder-12345678 -> ciz QIR-0002-ZA: 1 record(s)" in out
     assert "zorgaanbieder-87654321 -> ciz QIR-0002-ZA: REFUSED" in out and "rule UCIR-0002" in out
     assert "zorgkantoor-5050 -> zorgkantoor-5151 QBR-0007-ZK: 1 record(s)" in out
+    # The care chain: care on a toewijzing, the zorgkantoor and the CAK told, the eigen bijdrage opened and closed,
+    # a melding answered and closed, one from a party without a relation refused.
+    assert "zorgaanbieder-87654321, which holds no toewijzing for this client: REFUSED LEVERING-TOEWIJZING" in out
+    assert "got NIEUWE_LEVERING_ZORGKANTOOR" in out and "got NIEUWE_LEVERING_CAK" in out
+    assert "cak EigenBijdrage v1: lopend" in out and "cak EigenBijdrage v2: beeindigd  2026-10-01 .. 2026-12-31" in out
+    assert "fields the zorgkantoor sees: eigenBijdrageID, periode, status, wlzIndicatieID, zorgkantoor" in out
+    assert "got BEEINDIGDE_LEVERING_CAK" in out
+    assert "zorgkantoor-5151 sees its melding: afgehandeld (datum hersteld in een nieuwe versie)" in out
+    assert "zorgaanbieder-87654321 sees its melding: geweigerd" in out and "rule MELDING-MELDER" in out
+    assert "(tot en met 2026-12-31)" in out  # care ends then; whether it runs today depends on the date
+    assert "CAK: 876 per maand vanaf 2026-10-01 tot en met 2026-12-31" in out
     assert out.count("intact") == 7 and "BROKEN" not in out
     assert not list((tmp_path / "demo").glob("*/run.json"))  # every node stopped

@@ -1,4 +1,5 @@
-"""Acceptance scenarios 1-6, 8 and 12 of reference/iwlz.md §3 (the query side), with real nodes on 127.0.0.1.
+"""Acceptance scenarios 1-6, 8 and 12 of reference/iwlz.md §3 (the query side), and the care chain beyond it
+(13, 14), with real nodes on 127.0.0.1.
 
 Each node is a separate aiohttp server with its own SQLite file; the tests
 assert what comes back, the denial codes and rules, and the audit entries
@@ -12,7 +13,7 @@ import pytest
 
 from node.errors import NetworkError, PeerRefused
 from node.service import Node
-from tests.node.kit import BSN0, IND0, IND1, SPEC0, Network, put, sample
+from tests.node.kit import BSN0, IND0, IND1, LEVERING_ID, SPEC0, Network, levering, put, sample
 
 pytestmark = pytest.mark.asyncio
 
@@ -219,3 +220,47 @@ async def test_zorgaanbod_is_readable_by_every_member(network: Network) -> None:
     for reader in (cak, client):
         [(record, _, _)] = await reader.query_peer(za.url, "ZORGAANBOD", {}, [])
         assert record.data["vrijeCapaciteit"] == 3
+
+
+async def test_13_the_care_chain_each_party_reads_only_what_it_needs(network: Network) -> None:
+    """Care at the provider: the responsible zorgkantoor sees the periods, not the client's bsn or the verzoeken;
+    another zorgkantoor nothing; the CAK the periods with the bsn; a provider only when asked to help; the eigen
+    bijdrage: the zorgkantoor that one exists, the client its amount."""
+    ciz, zk, cak, za, za_b, zk5050, client = await registered(network, "cak", "za_a", "za_b", "zk5050", "client")
+    verzoek = {"verzoekID": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e", "aanbieder": "87654321", "soort": "dagbesteding",
+               "datum": "2026-10-15"}
+    await put(za, "Levering", levering(verzoeken=[verzoek]))
+    await network.settle()
+    by_id = {"leveringID": LEVERING_ID}
+    [(care, _, _)] = await zk.query_peer(za.url, "QLR-0002-ZK", {**by_id, "uzovi": "5151"}, [])
+    assert care.data["leveringperiodes"] == [{"ingangsdatum": "2026-10-01"}]
+    assert "bsn" not in care.data and "verzoeken" not in care.data
+    assert await zk5050.query_peer(za.url, "QLR-0002-ZK", {**by_id, "uzovi": "5050"}, []) == []
+    error = await refused(zk5050.query_peer(za.url, "QLR-0002-ZK", {**by_id, "uzovi": "5151"}, []))
+    assert (error.code, error.rule) == ("denied", "QLR-0002-ZK")
+    [(for_cak, _, _)] = await cak.query_peer(za.url, "QLR-0003-CAK", {**by_id, "kvk": "27364237"}, [])
+    assert for_cak.data["bsn"] == BSN0 and "verzoeken" not in for_cak.data
+    [(asked, _, _)] = await za_b.query_peer(za.url, "QLR-0004-ZA", {**by_id, "agb": "87654321"}, [])
+    assert asked.data["verzoeken"] == [verzoek] and "leveringperiodes" not in asked.data
+    error = await refused(zk.query_peer(za.url, "QLR-0004-ZA", {**by_id, "agb": "87654321"}, []))
+    assert (error.code, error.rule) == ("denied", "DENY-BY-DEFAULT")
+    [(exists, _, _)] = await zk.query_peer(cak.url, "QEB-0001-ZK", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])
+    assert exists.data["status"] == "lopend" and "bedragPerMaand" not in exists.data and "bsn" not in exists.data
+    assert await zk5050.query_peer(cak.url, "QEB-0001-ZK", {"wlzIndicatieID": IND0, "uzovi": "5050"}, []) == []
+    own = await client.query_peer(cak.url, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [])
+    assert [(r.kind, r.data["bedragPerMaand"]) for r, _, _ in own] == [("EigenBijdrage", 876)]
+    # The client sees at the provider who read his care, and that the refused reads were refused.
+    seen = {(e["actor_org"], e["event"], e["result"]) for e in await client.access_log(za.url, BSN0)}
+    assert {("Zorgkantoor Noord", "query QLR-0002-ZK", "allowed"), ("CAK", "query QLR-0003-CAK", "allowed"),
+            ("Thuiszorg Het Anker", "query QLR-0004-ZA", "allowed"),
+            ("Zorgkantoor Zuid", "query QLR-0002-ZK", "denied")} <= seen
+
+
+async def test_14_a_melding_answer_is_read_only_by_its_reporter(network: Network) -> None:
+    ciz, zk, zk5050 = await registered(network, "zk5050")
+    melding_id = await zk.meldingen_sent.send(ciz.url, record=f"WlzIndicatie/{IND0}", rule="IRG0012", description="",
+                                              now=zk.now())
+    await network.settle()
+    [(status, _, _)] = await zk.query_peer(ciz.url, "MELDING-STATUS", {"meldingID": melding_id}, [])
+    assert status.data["status"] == "ontvangen" and "bsn" not in status.data
+    assert await zk5050.query_peer(ciz.url, "MELDING-STATUS", {"meldingID": melding_id}, []) == []
