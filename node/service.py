@@ -194,7 +194,9 @@ class Node:
                          lambda: self.inbox.refresh_evidence(now=self.now(), margin=self.config.evidence_refresh_margin))
         housekeeping.add("audit witnesses", self.config.witness_interval, self.witnessing.hand_head)
         housekeeping.add("certificate files", self.config.certificate_check_interval, self._check_certificate_files)
-        housekeeping.add("retention", self.config.retention_interval, self.purge)
+        # Soon after start too: a node restarted more often than the interval would otherwise never purge.
+        housekeeping.add("retention", self.config.retention_interval, self.purge,
+                         first=min(60.0, self.config.retention_interval))
         self.tasks.spawn(housekeeping.run(), "housekeeping")
 
     async def _start_mdns(self) -> None:
@@ -284,6 +286,9 @@ class Node:
         before = now - self.config.notification_retention_days * 24 * 3600
         notifications = await self.outbox.forget_delivered(before, dry_run=dry_run)
         notifications += await self.inbox.forget_done(before, dry_run=dry_run)
+        if notifications and not dry_run:  # ids only, and many: one entry says how many went
+            await self.store.write([self.audit.entry(now=now, event="notification.purge", action="D",
+                                                     result=f"{notifications} removed", actor=self.actor)])
         if (records or notifications) and not dry_run:
             log.info("retention: purged %d record(s) and %d notification(s)", len(records), notifications)
         return {"purged": len(records), "records": records, "notifications": notifications, "dry_run": dry_run}

@@ -48,9 +48,10 @@ class Housekeeping:
         self._jobs: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = []
         self._due: dict[str, float] = {}
 
-    def add(self, name: str, every: float, job: Callable[[], Awaitable[Any]]) -> None:
+    def add(self, name: str, every: float, job: Callable[[], Awaitable[Any]], first: float | None = None) -> None:
+        """Run ``job`` every ``every`` seconds, the first time after ``first`` (default: ``every``)."""
         self._jobs.append((name, every, job))
-        self._due[name] = time.monotonic() + every
+        self._due[name] = time.monotonic() + (every if first is None else first)
 
     async def run(self) -> None:
         while True:

@@ -68,3 +68,5 @@ async def test_the_node_purges_on_its_own_exactly_what_the_retention_table_says(
     assert (await restarted.audit.verify())[0]
     # Delivered notifications (ids only) went too; nothing was pending.
     assert await restarted.outbox.list() == []
+    [gone] = [e for e in await restarted.audit.entries(limit=100_000) if e.event == "notification.purge"]
+    assert gone.result == "5 removed"  # four NIEUWE_ and one VERWIJDERDE_INDICATIE_ZORGKANTOOR, delivered
