@@ -21,7 +21,7 @@ from aiohttp import web
 
 from keys import Identity, KeysError, Member
 from node.admin.api import admin_app
-from node.admin.routes import AdminParts
+from node.admin.parts import AdminParts
 from node.care.calendar import WorkingDays
 from node.care.eigen_bijdrage import EigenBijdrageDesk
 from node.care.levering import LeveringCheck
@@ -38,7 +38,7 @@ from node.overview import ClientView
 from node.policy import PolicyDecisionPoint
 from node.server import Dispatcher, PeerApp, QueryHandlers, load_replay_guard
 from node.server.connections import Listener
-from node.store import Actor, AuditLog, HeldEvidence, Registers, Store, registers_for
+from node.store import Actor, AuditLog, HeldEvidence, Registers, Store, Users, registers_for
 from node.tasks import Background, Housekeeping
 from node.witness import Witnessing
 from protocol import Endpoint, Message
@@ -98,6 +98,8 @@ class Node:
         self.endpoint = Endpoint(self.identity, self.certificate, self.trust, await load_replay_guard(self.store, self.now()))
         self.audit = AuditLog(self.store, self.identity)
         await self.audit.load()
+        self.users = Users(self.store)
+        await self.users.load()
         self.registers = Registers(self.store, self.identity, self.certificate, self.member.role, self.audit,
                                    retention=config.retention)
         self.peers = PeerTable(self.store, self.identity.did)
@@ -181,7 +183,7 @@ class Node:
             melding_desk=self.melding_desk, purge=self.purge,
             adopt_revocation_list=self.discovery.adopt_revocation_list, reload_certificate=self.reload_certificate,
             check_witnesses=self.witnessing.check_against_witnesses, client_view=self.client_view,
-            held=HeldEvidence(self.store))
+            held=HeldEvidence(self.store), users=self.users)
 
     def _run_in_background(self) -> None:
         if self.gossip_interval > 0:

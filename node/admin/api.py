@@ -7,15 +7,19 @@ and changes nothing.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
 from node.admin.meldingen import MeldingRoutes
-from node.admin.routes import AdminParts, AdminRoutes, error
+from node.admin.access import USER, identify
+from node.admin.clientside import ClientRoutes
+from node.admin.network import NetworkRoutes
+from node.admin.operations import OperationRoutes
+from node.admin.parts import AdminParts, error
+from node.admin.records import RecordRoutes
 from node.errors import NetworkError, NodeError, PeerRefused, ValidationError
 from protocol import LocalProtocolError
 
@@ -23,17 +27,20 @@ MAX_BODY = 4 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 
+ROUTE_GROUPS: Final = (RecordRoutes, NetworkRoutes, MeldingRoutes, ClientRoutes, OperationRoutes)
+
+
 def admin_app(parts: AdminParts) -> web.Application:
-    expected = f"Bearer {parts.token}".encode()
+    node_token = parts.token.encode()
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method == "GET" and request.path in ("/dashboard", "/mijn"):
-            return await handler(request)  # type: ignore[no-any-return]  # static page; its data needs the token
-        offered = request.headers.get("Authorization", "")
-        # Header bytes that are not UTF-8 arrive as surrogates: compare them as the bytes they were.
-        if not hmac.compare_digest(offered.encode("utf-8", "surrogateescape"), expected):
+        if request.method == "GET" and request.path in PAGES:
+            return await handler(request)  # type: ignore[no-any-return]  # static page; its data needs a token
+        user = identify(request, node_token, parts.users.by_token)
+        if user is None:
             return error(401, "unauthorized", "a valid bearer token is required")
+        request[USER] = user
         try:
             return await handler(request)  # type: ignore[no-any-return]
         except PeerRefused as exc:
@@ -55,10 +62,10 @@ def admin_app(parts: AdminParts) -> web.Application:
             return error(503, "unavailable", "the node could not handle this request")
 
     app = web.Application(middlewares=[authenticate], client_max_size=MAX_BODY)
-    app.router.add_get("/dashboard", dashboard)
-    app.router.add_get("/mijn", client_page)
-    AdminRoutes(parts).add_to(app)
-    MeldingRoutes(parts).add_to(app)
+    for path, page in PAGES.items():
+        app.router.add_get(path, page)
+    for group in ROUTE_GROUPS:
+        group(parts).add_to(app)
     return app
 
 
@@ -69,6 +76,9 @@ async def dashboard(request: web.Request) -> web.Response:
 async def client_page(request: web.Request) -> web.Response:
     """A client's own page: his data from every source and who looked at it, in plain Dutch."""
     return _page("client.html")
+
+
+PAGES: Final = {"/dashboard": dashboard, "/mijn": client_page}
 
 
 def _page(name: str) -> web.Response:

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.admin.routes import AdminParts, read_json
+from node.admin.parts import RouteGroup, read_json
 from node.errors import ValidationError
 
 STATES = ("all", "open", "overdue")
 
 
-class MeldingRoutes:
-    def __init__(self, parts: AdminParts) -> None:
-        self.p = parts
-
-    def add_to(self, app: web.Application) -> None:
-        app.router.add_post("/admin/v1/melding", self.send)
-        app.router.add_get("/admin/v1/meldingen/sent", self.sent)
-        app.router.add_get("/admin/v1/meldingen", self.received)
-        app.router.add_post("/admin/v1/meldingen/{id}/answer", self.answer)
+class MeldingRoutes(RouteGroup):
+    ROUTES = (
+        ("POST", "/admin/v1/melding", "write", "send"),
+        ("GET", "/admin/v1/meldingen/sent", "view", "sent"),
+        ("GET", "/admin/v1/meldingen", "view", "received"),
+        ("POST", "/admin/v1/meldingen/{id}/answer", "write", "answer"),
+    )
 
     async def send(self, request: web.Request) -> web.Response:
         """Queue a melding in the outbox: it reaches the source also when the source is away right now."""
@@ -41,7 +39,7 @@ class MeldingRoutes:
         body = await read_json(request)
         reason = body.get("reason")
         answered = await self.p.melding_desk.answer(request.match_info["id"], str(body["status"]),
-                                                    str(reason) if reason else None)
+                                                    str(reason) if reason else None, actor=self.actor(request))
         return web.json_response(answered)
 
 

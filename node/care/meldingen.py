@@ -96,7 +96,7 @@ class MeldingDesk:
 
     # The source's side: answering and following up -------------------------------------
 
-    async def answer(self, melding_id: str, status: str, reason: str | None) -> dict[str, Any]:
+    async def answer(self, melding_id: str, status: str, reason: str | None, *, actor: Actor | None = None) -> dict[str, Any]:
         """Give a melding its next status, with the reason; a final status closes it. The reporter is notified."""
         current = await self.registers.current("Melding", melding_id)
         if current is None or current.data is None:
@@ -111,7 +111,7 @@ class MeldingDesk:
         data = {**current.data, "status": status, **({"reden": reason} if reason else {})}
         if status in FINAL:
             data["afgehandeldOp"] = date.fromtimestamp(now).isoformat()
-        stored, _ = await self.registers.put("Melding", data, actor=self.actor(), now=now)
+        stored, _ = await self.registers.put("Melding", data, actor=actor or self.actor(), now=now)
         return self._row(stored, date.fromtimestamp(now))
 
     async def list(self, *, state: str = "all", limit: int = 1000) -> list[dict[str, Any]]:

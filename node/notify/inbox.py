@@ -233,10 +233,12 @@ class Inbox:
             await self.store.write([(f"DELETE FROM inbox {where}", (before,), False)])
         return count
 
-    async def list(self, limit: int = 1000) -> list[dict[str, Any]]:
+    async def list(self, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+        """Notifications received, newest first, a page at a time."""
         keys = ("notification_id", "sender_did", "sender_org", "event_type", "subjects", "received_at", "status",
                 "fetched_version", "detail")
-        rows = await self.store.fetchall(f"SELECT {', '.join(keys)} FROM inbox ORDER BY received_at LIMIT ?", (limit,))
+        rows = await self.store.fetchall(
+            f"SELECT {', '.join(keys)} FROM inbox ORDER BY received_at DESC, rowid DESC LIMIT ? OFFSET ?", (limit, offset))
         return [dict(zip(keys, row)) | {"subjects": json.loads(row[4])} for row in rows]
 
 

@@ -244,10 +244,12 @@ class Outbox:
 
     # Operator commands ------------------------------------------------------------
 
-    async def list(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    async def list(self, status: str | None = None, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+        """Notifications, newest first, a page at a time."""
         where, params = ("WHERE status = ?", (status,)) if status else ("", ())
         rows = await self.store.fetchall(
-            f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox {where} ORDER BY created_at LIMIT ?", (*params, limit))
+            f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox {where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset))
         return [_row(r) for r in rows]
 
     @staticmethod

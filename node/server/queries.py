@@ -67,7 +67,7 @@ class QueryHandlers:
             raise Denied(rule, "only the client himself may read the access log about his BSN")
         entries = await self.audit.entries(subject=request.bsn, since_at=utc(request.since), limit=ACCESS_LOG_LIMIT,
                                            newest_first=True)
-        since: list[dict[str, Any]] = [e.public(with_subject=False) for e in entries]
+        since: list[dict[str, Any]] = [e.public(with_subject=False, with_user=False) for e in entries]
         statements = [self.audit.entry(now=now, event="access-log", action="R", result="allowed",
                                        actor=Actor.of(incoming.sender), subject=request.bsn,
                                        trace_id=incoming.envelope.trace_id, rule=rule, request=incoming.data)]

@@ -30,6 +30,7 @@ class Actor:
     did: str
     role: str
     organisation: str
+    user: str | None = None  # the person, for a named user of the admin API (role: beheerder, medewerker, auditor)
 
     @classmethod
     def of(cls, member: Member) -> Actor:
@@ -54,21 +55,25 @@ class AuditEntry:
     request: bytes | None
     prev_hash: bytes
     hash: bytes
+    actor_user: str | None = None
 
-    def public(self, *, with_subject: bool = True) -> dict[str, Any]:
-        """The entry as shown to a reader (the request bytes by hash only)."""
+    def public(self, *, with_subject: bool = True, with_user: bool = True) -> dict[str, Any]:
+        """The entry as shown to a reader (the request bytes by hash only); a client is shown the role of the person
+        who acted, not the name."""
         out = {k: getattr(self, k) for k in _COLUMNS if k not in ("request", "prev_hash", "hash")}
         out["request_sha256"] = hashlib.sha256(self.request).hexdigest() if self.request else None
         out["hash"] = self.hash.hex()
         if not with_subject:
             out.pop("subject")
+        if not with_user:
+            out.pop("actor_user")
         return out
 
 
 def _fields(seq: int, at: str, event: str, action: str, result: str, actor: Actor, subject: str | None,
             record: str | None, trace_id: str | None, rule: str | None, request: bytes | None) -> list[Any]:
     return entry_fields((seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-                         trace_id, rule, request))
+                         trace_id, rule, request, None, None, actor.user))
 
 
 _SECOND: list[Any] = [None, ""]
@@ -157,7 +162,7 @@ class AuditLog:
             digest = entry_hash(self._head, _fields(self._seq, at, event, action, result, actor, subject, record,
                                                     trace_id, rule, request))
             row = (self._seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-                   trace_id, rule, request, self._head, digest)
+                   trace_id, rule, request, self._head, digest, actor.user)
             self._head = digest
             out.append((_INSERT, row, False))
         out.extend(self._head_statements())
@@ -175,13 +180,16 @@ class AuditLog:
         return [("INSERT OR REPLACE INTO audit_head (id, seq, hash, signature) VALUES (1, ?, ?, ?)",
                  (self._seq, self._head, self._head_signature[1]), False)]
 
-    async def entries(self, *, subject: str | None = None, since_seq: int = 0, since_at: str | None = None,
-                      limit: int = 1000, newest_first: bool = False) -> list[AuditEntry]:
+    async def entries(self, *, subject: str | None = None, record: str | None = None, since_seq: int = 0,
+                      since_at: str | None = None, limit: int = 1000, newest_first: bool = False) -> list[AuditEntry]:
         """Entries that pass every filter, then at most ``limit`` of them (the newest, when ``newest_first``)."""
         where, params = "seq > ?", [since_seq]
         if subject is not None:
             where += " AND subject = ?"
             params.append(subject)  # type: ignore[arg-type]
+        if record is not None:
+            where += " AND record = ?"
+            params.append(record)  # type: ignore[arg-type]
         if since_at is not None:
             where += " AND at >= ?"  # ISO 8601 UTC text of one format: text order is time order
             params.append(since_at)  # type: ignore[arg-type]

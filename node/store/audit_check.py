@@ -23,7 +23,7 @@ from protocol.witness import head_bytes
 
 GENESIS: Final = b"\x00" * 32
 COLUMNS: Final = ("seq", "at", "event", "action", "result", "actor_did", "actor_role", "actor_org",
-                  "subject", "record", "trace_id", "rule", "request", "prev_hash", "hash")
+                  "subject", "record", "trace_id", "rule", "request", "prev_hash", "hash", "actor_user")
 CHECKPOINT_LABEL: Final = "iwlz-audit-checkpoint"
 
 
@@ -32,10 +32,13 @@ def entry_hash(prev_hash: bytes, fields: list[Any]) -> bytes:
 
 
 def entry_fields(row: tuple[Any, ...]) -> list[Any]:
-    """The hashed fields of a stored row (the request by its SHA-256)."""
+    """The hashed fields of a stored row (the request by its SHA-256; the person, when one acted, last, so that
+    entries from before users existed keep their hashes)."""
     seq, at, event, action, result, did, role, org, subject, record, trace_id, rule, request = row[:13]
-    return [seq, at, event, action, result, did, role, org, subject, record, trace_id, rule,
-            hashlib.sha256(request).digest() if request else None]
+    fields = [seq, at, event, action, result, did, role, org, subject, record, trace_id, rule,
+              hashlib.sha256(request).digest() if request else None]
+    user = row[15] if len(row) > 15 else None
+    return fields + [user] if user is not None else fields
 
 
 def checkpoint_bytes(seq: int, digest: bytes) -> bytes:

@@ -101,8 +101,7 @@ class RecordType:
         return str(data[self.id_field])
 
     def bsn(self, data: dict[str, Any]) -> str | None:
-        value = data.get("bsn") or (data.get("client") or {}).get("bsn")
-        return value if isinstance(value, str) else None
+        return bsn_of(data)
 
     def ended(self, data: dict[str, Any]) -> str | None:
         """The date the record ended (its end field; of a list, the last, and None while any item is open)."""
@@ -120,6 +119,12 @@ class RecordType:
         years = self.retention_years if years is None else years
         end = self.ended(data)
         return None if years is None or end is None else add_years(date.fromisoformat(end), years)
+
+
+def bsn_of(data: dict[str, Any]) -> str | None:
+    """The client a record (or a view of one, such as a Bemiddelingspecificatie) is about."""
+    value = data.get("bsn") or (data.get("client") or {}).get("bsn")
+    return value if isinstance(value, str) else None
 
 
 def add_years(day: date, years: int) -> str:
@@ -333,4 +338,4 @@ def strip_nulls(value: Any) -> Any:
 
 
 __all__ = ["RecordType", "RECORD_TYPES", "validate_record", "validate", "registers_for", "kinds_for", "strip_nulls",
-           "json_schema", "PERSONAL_FIELDS", "masked", "values_at", "add_years", "MELDING_STATUSES"]
+           "json_schema", "PERSONAL_FIELDS", "masked", "values_at", "add_years", "MELDING_STATUSES", "bsn_of"]

@@ -214,6 +214,20 @@ MIGRATIONS: Final[list[str]] = [
         updated_at INTEGER NOT NULL
     );
     """,
+    # 6: named users of the admin API; the audit names the person (NEN 7513), not only the organisation
+    """
+    ALTER TABLE audit ADD COLUMN actor_user TEXT;
+    CREATE INDEX audit_record ON audit(record) WHERE record IS NOT NULL;
+    CREATE INDEX outbox_newest ON outbox(created_at);
+    CREATE INDEX inbox_newest ON inbox(received_at);
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        token_hash BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    """,
 ]
 
 

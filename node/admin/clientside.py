@@ -1,0 +1,51 @@
+"""The admin API of a client's own node: his data from every source, who looked at it, following it, consents."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.admin.parts import RouteGroup, read_json
+
+
+class ClientRoutes(RouteGroup):
+    ROUTES = (
+        ("GET", "/admin/v1/client/overview", "read", "overview"),
+        ("GET", "/admin/v1/client/access-log", "read", "access_log"),
+        ("POST", "/admin/v1/client/follow", "write", "follow"),
+        ("GET", "/admin/v1/client/consents", "read", "consents"),
+        ("POST", "/admin/v1/client/consents", "write", "grant_consent"),
+        ("POST", "/admin/v1/client/consents/{id}/revoke", "write", "revoke_consent"),
+        ("POST", "/admin/v1/client/consents/{id}/hand-over", "write", "hand_over_consent"),
+    )
+
+    async def overview(self, request: web.Request) -> web.Response:
+        """His data from every source; ?seen=1 marks the changes shown as seen."""
+        return web.json_response(await self.p.client_view.overview(mark_seen=request.query.get("seen") in ("1", "true")))
+
+    async def follow(self, request: web.Request) -> web.Response:
+        """Subscribe at every source to the changes of his own records."""
+        describe = self.p.describe()
+        allowed = self.p.subscriptions.matrix["allowed"]
+        return web.json_response({"sources": await self.p.client_view.follow(endpoint=describe["url"], allowed=allowed)})
+
+    async def consents(self, request: web.Request) -> web.Response:
+        return web.json_response({"consents": await self.p.client_view.consents()})
+
+    async def grant_consent(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        result = await self.p.client_view.grant(
+            to=str(body["to"]), templates=[str(t) for t in body["templates"]], purpose=str(body["purpose"]),
+            until=str(body["until"]), sources=[str(s) for s in body["sources"]])
+        return web.json_response(result, status=201)
+
+    async def revoke_consent(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.p.client_view.revoke(request.match_info["id"]))
+
+    async def hand_over_consent(self, request: web.Request) -> web.Response:
+        return web.json_response({"handed_over": await self.p.client_view.hand_over(request.match_info["id"])})
+
+    async def access_log(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.p.client_view.access_log(since=int(request.query.get("since", "0"))))
+
+
+__all__ = ["ClientRoutes"]
