@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +22,8 @@ class AdminClient:
             raise ConfigError(f"the node in {home.path} is not running: start it with iwlz run {home.path}") from exc
         self.base = info["admin_url"].rstrip("/")
         self.info = info
-        self.token = home.admin_token()
+        # A person uses his own token (IWLZ_TOKEN, from iwlz user add); without one, the node's own admin.token.
+        self.token = os.environ.get("IWLZ_TOKEN") or home.admin_token()
         self.timeout = timeout
 
     def call(self, method: str, path: str, body: Any = None) -> Any:

@@ -79,7 +79,7 @@ def access_log(args: argparse.Namespace) -> int:
 def render_access_log(log: dict[str, Any]) -> str:
     lines = ["Wie keek naar mijn gegevens (nieuwste eerst)"]
     for e in log["entries"]:
-        lines.append(f"  {e['at'][:19].replace('T', ' ')}  {e['bron']:22} {e['actor_org']} ({e['actor_role']}): "
+        lines.append(f"  {e['at'][:19].replace('T', ' ')}  {e['bron']:22} {e['wie']}: "
                      f"{e['event']} — {RESULTS.get(e['result'], e['result'])}{', regel ' + e['rule'] if e['rule'] else ''}")
     if not log["entries"]:
         lines.append("  (niemand)")

@@ -29,7 +29,8 @@ def audit(args: argparse.Namespace) -> int:
         print(json.dumps(entries, indent=2))
     else:
         for e in entries:
-            print(f"{e['seq']:6} {e['at']} {e['action']} {e['result']:8} {e['event']:32} {e['actor_org']} ({e['actor_role']})"
+            who = e["actor_role"] + (f", {e['actor_user']}" if e.get("actor_user") else "")
+            print(f"{e['seq']:6} {e['at']} {e['action']} {e['result']:8} {e['event']:32} {e['actor_org']} ({who})"
                   f" {e['record'] or ''} {('rule ' + e['rule']) if e['rule'] else ''}")
     return 0
 

@@ -173,7 +173,7 @@ class ClientView:
         bsn = self._bsn()
         sources = self.sources()
         answers = await asyncio.gather(*(self._log(p, bsn, since) for p in sources))
-        entries = sorted((dict(e, bron=p.organisation) for p, (es, _, _) in zip(sources, answers) for e in es),
+        entries = sorted((dict(e, bron=p.organisation, wie=_who(e)) for p, (es, _, _) in zip(sources, answers) for e in es),
                          key=lambda e: (e["at"], e["seq"]), reverse=True)
         statements = [s for _, (_, _, s) in zip(sources, answers) if s is not None]
         if statements:
@@ -227,6 +227,15 @@ def _indicatie(record: RecordVersion, peer: Peer, today: str) -> dict[str, Any]:
             "geldig": data.get("ingangsdatum", "9999") <= today and (end is None or end >= today),
             "zorgzwaartepakketten": [z.get("zzpCode") for z in data.get("geindiceerdZorgzwaartepakket", [])],
             "zorgkantoor_bij_afgifte": data.get("initieelVerantwoordelijkZorgkantoor"), "bron": peer.organisation}
+
+
+STAFF = {"beheerder": "beheerder", "medewerker": "medewerker", "auditor": "auditor"}
+
+
+def _who(entry: dict[str, Any]) -> str:
+    """Who looked, in plain Dutch: a person of an organisation by his function (not his name), else the party."""
+    role, organisation = str(entry.get("actor_role", "")), str(entry.get("actor_org", ""))
+    return f"{STAFF[role]} van {organisation}" if role in STAFF else f"{organisation} ({role})"
 
 
 def _zorgkantoor(record: RecordVersion, peer: Peer) -> dict[str, Any]:
