@@ -28,9 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
+
+from bench import data
 
 SERVER_CORE, LOAD_CORE = 0, 1
 IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
@@ -194,23 +195,8 @@ def bench_http(seconds: float, inflight: int) -> None:
 # -- the store ----------------------------------------------------------------
 
 
-def _bsn(rng: random.Random) -> str:
-    while True:
-        digits = [rng.randrange(10) for _ in range(8)]
-        total = sum(d * w for d, w in zip(digits, (9, 8, 7, 6, 5, 4, 3, 2)))
-        last = total % 11
-        if last < 10 and digits[0] != 0:
-            return "".join(map(str, digits)) + str(last)
-
-
 def _indicatie(rng: random.Random, template: dict[str, Any]) -> dict[str, Any]:
-    record = json.loads(json.dumps(template))
-    bsn = _bsn(rng)
-    record["wlzIndicatieID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    record["bsn"] = bsn
-    record["client"]["bsn"] = bsn
-    record["client"]["clientID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    return record
+    return data.indicatie(rng, template)
 
 
 async def _bench_store(records: int) -> None:

@@ -17,13 +17,13 @@ Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 
 class Background:
     def __init__(self) -> None:
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        """Start ``coro`` as a task that stop() will end."""
+        """Start ``coro`` as a task that stop() will end (a finished task leaves the set by itself)."""
         task = asyncio.create_task(coro, name=name)
-        self._tasks = [t for t in self._tasks if not t.done()]
-        self._tasks.append(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return task
 
     @property
@@ -31,9 +31,10 @@ class Background:
         return list(self._tasks)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        running = list(self._tasks)
+        for task in running:
             task.cancel()
-        for task in self._tasks:
+        for task in running:
             try:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - ending, nothing to report

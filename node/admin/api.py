@@ -20,6 +20,7 @@ from node.admin.network import NetworkRoutes
 from node.admin.operations import OperationRoutes
 from node.admin.parts import AdminParts, error
 from node.admin.records import RecordRoutes
+from node.admin.transfer import TransferRoutes
 from node.errors import NetworkError, NodeError, PeerRefused, ValidationError
 from protocol import LocalProtocolError
 
@@ -27,7 +28,7 @@ MAX_BODY = 4 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 
-ROUTE_GROUPS: Final = (RecordRoutes, NetworkRoutes, MeldingRoutes, ClientRoutes, OperationRoutes)
+ROUTE_GROUPS: Final = (RecordRoutes, TransferRoutes, NetworkRoutes, MeldingRoutes, ClientRoutes, OperationRoutes)
 
 
 def admin_app(parts: AdminParts) -> web.Application:

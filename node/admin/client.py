@@ -7,6 +7,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from node.errors import ConfigError, NetworkError, UsageError
@@ -26,6 +27,18 @@ class AdminClient:
         self.token = os.environ.get("IWLZ_TOKEN") or home.admin_token()
         self.timeout = timeout
 
+    def stream(self, method: str, path: str) -> Iterator[bytes]:
+        """A long answer (an export) in pieces, as it arrives."""
+        request = urllib.request.Request(self.base + path, method=method, headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                while chunk := response.read(1 << 16):
+                    yield chunk
+        except urllib.error.HTTPError as exc:
+            raise self._refusal(exc) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise NetworkError(f"cannot reach the node's admin API at {self.base}: {exc.__class__.__name__}") from exc
+
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method, headers={
@@ -34,14 +47,18 @@ class AdminClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read())
-            except ValueError:
-                detail = {"reason": exc.reason}
-            extra = f" (code {detail['code']}, rule {detail.get('rule')})" if detail.get("code") else ""
-            raise UsageError(f"{detail.get('reason', exc.reason)}{extra}") from exc
+            raise self._refusal(exc) from exc
         except (urllib.error.URLError, OSError) as exc:
             raise NetworkError(f"cannot reach the node's admin API at {self.base}: {exc.__class__.__name__}") from exc
+
+    @staticmethod
+    def _refusal(exc: urllib.error.HTTPError) -> UsageError:
+        try:
+            detail = json.loads(exc.read())
+        except ValueError:
+            detail = {"reason": exc.reason}
+        extra = f" (code {detail['code']}, rule {detail.get('rule')})" if detail.get("code") else ""
+        return UsageError(f"{detail.get('reason', exc.reason)}{extra}")
 
 
 def read_json_arg(value: str) -> Any:

@@ -16,7 +16,7 @@ from node.discovery import PeerTable, Router
 from node.errors import ValidationError
 from node.notify import Inbox, MeldingenSent, Outbox, Subscriptions
 from node.overview import ClientView
-from node.store import RECORD_TYPES, Actor, AuditLog, HeldEvidence, Registers, Statement, StoredVersion, Users
+from node.store import Actor, AuditLog, HeldEvidence, Registers, Statement, StoredVersion, Users
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,8 @@ class RouteGroup:
         return acting(request, self.p.actor())
 
     def read_entries(self, request: web.Request, versions: list[StoredVersion], event: str) -> list[Statement]:
-        """Audit entries for records shown to a person: one per record about a client (NEN 7513: who saw whose data)."""
-        actor, now = self.actor(request), self.now()
-        return [self.p.audit.entry(now=now, event=event, action="R", result="shown", actor=actor,
-                                   subject=RECORD_TYPES[v.kind].bsn(v.data or {}), record=v.path)
-                for v in versions if v.data is not None and RECORD_TYPES[v.kind].bsn(v.data)]
+        """Audit entries for records shown to a person."""
+        return self.p.audit.shown(versions, actor=self.actor(request), now=self.now(), event=event)
 
     async def audit_reads(self, request: web.Request, versions: list[StoredVersion], event: str) -> None:
         entries = self.read_entries(request, versions, event)

@@ -34,8 +34,8 @@ BATCH = 512  # deliveries started at once; the concurrency limit bounds how many
 
 # (record kind, record data) -> every party that holds, held or was handed authority over the record
 Parties = Callable[[str, dict[str, Any]], Awaitable[set[str]]]
-# (record kind, record data, the planned notifications) -> what subscribers get on top
-Subscribers = Callable[[str, dict[str, Any], list[Planned]], Awaitable[list[Planned]]]
+# (record kind, [(record data, the notifications planned for its change)]) -> what subscribers get on top, per change
+Subscribers = Callable[[str, list[tuple[dict[str, Any], list[Planned]]]], Awaitable[list[list[Planned]]]]
 
 _OUTBOX_COLUMNS = ("notification_id", "event_type", "receiver_id_type", "receiver_id", "receiver_did", "subscription_id",
                    "subjects", "created_at", "attempts", "next_attempt_at", "status", "last_error", "delivered_at",
@@ -73,15 +73,18 @@ class Outbox:
 
     # Planning, inside the record's transaction --------------------------------
 
-    async def statements_for(self, kind: str, record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
+    async def statements_for(self, kind: str, changes: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]],
                              now: int) -> list[Statement]:
-        data = new or old or {}
-        responsible = await self.parties(kind, data)
+        """The outbox rows a batch of record changes causes (Registers.notifier)."""
         own_uzovi = self.member.identifiers.get("uzovi")
         cak = {p.identifiers["kvk"] for p in self.peers.all() if p.role == "cak" and "kvk" in p.identifiers}
-        planned = plan(kind, record_id, old, new, own_uzovi=own_uzovi, responsible=responsible, cak=cak)
-        planned += await self.subscribers(kind, data, planned)
-        return [self._insert(p, now) for p in planned]
+        planned: list[list[Planned]] = []
+        for record_id, old, new in changes:
+            # Who held authority matters only for a record that existed: a new one goes to its first party.
+            responsible = await self.parties(kind, old) if old is not None else set()
+            planned.append(plan(kind, record_id, old, new, own_uzovi=own_uzovi, responsible=responsible, cak=cak))
+        extra = await self.subscribers(kind, [(new or old or {}, p) for (_, old, new), p in zip(changes, planned)])
+        return [self._insert(p, now) for batch in (*planned, *extra) for p in batch]
 
     def _insert(self, planned: Planned, now: int) -> Statement:
         subscription_id, receiver_did = planned.subscription_id, planned.receiver_did
@@ -136,17 +139,25 @@ class Outbox:
         only what is meant for it, never the notifications to everyone else.
         """
         now = time.time()
+        limit = BATCH + len(self._in_flight)
         rows = [_row(r) for r in await self.store.fetchall(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at LIMIT ?", (now, BATCH + len(self._in_flight)))]
-        started = 0
+            "ORDER BY next_attempt_at LIMIT ?", (now, limit))]
+        started, nowhere = 0, []
         for row in rows:
             if row["notification_id"] in self._in_flight or started == BATCH:
+                continue
+            if self._unknown(row):
+                nowhere.append(row)  # no address to try: backed off with the others below, no task, no request
                 continue
             self._in_flight.add(row["notification_id"])
             self.spawn(self._deliver_and_record(row), "delivery")
             started += 1
-        if started == BATCH:
+        if nowhere:
+            log.info("%d notification(s) wait for a receiver no peer table entry names yet", len(nowhere))
+            await self.store.write([self._backoff(row, "no peer with this identifier is known (yet)", int(now))
+                                    for row in nowhere])
+        if len(rows) == limit:  # at least a full batch was due: there may be more
             return 0.0
         nxt = await self.store.fetchone("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
         if nxt is None or nxt[0] is None:
@@ -213,6 +224,13 @@ class Outbox:
                                       trace_id=reply.envelope.trace_id, rule=row["notification_id"]),
             ]
 
+    def _unknown(self, row: dict[str, Any]) -> bool:
+        try:
+            self._receiver(row)
+        except PeerRefused:
+            return True
+        return False
+
     def _receiver(self, row: dict[str, Any]) -> tuple[str, str]:
         """(url, did) of the receiver: from the peer table, or for a client's node the endpoint it subscribed with."""
         peers = self.peers
@@ -234,13 +252,16 @@ class Outbox:
         ]
 
     def _failed(self, row: dict[str, Any], reason: str, now: int) -> list[Statement]:
+        log.info("notification %s not delivered (attempt %d): %s", row["notification_id"], row["attempts"] + 1, reason)
+        return [self._backoff(row, reason, now)]
+
+    def _backoff(self, row: dict[str, Any], reason: str, now: int) -> Statement:
         attempts = row["attempts"] + 1
         dead = now - row["created_at"] >= self.dead_after
         delay = min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
         self.metrics.count_request("notification-sent", "dead" if dead else "retry")
-        log.info("notification %s not delivered (attempt %d): %s", row["notification_id"], attempts, reason)
-        return [("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? WHERE notification_id = ?",
-                 (attempts, time.time() + delay, "dead" if dead else "pending", reason[:500], row["notification_id"]), False)]
+        return ("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? WHERE notification_id = ?",
+                (attempts, time.time() + delay, "dead" if dead else "pending", reason[:500], row["notification_id"]), False)
 
     # Operator commands ------------------------------------------------------------
 

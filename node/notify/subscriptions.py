@@ -16,7 +16,7 @@ from typing import Any
 from node.interfaces import Handlers
 from node.notify.events import ID_TYPE_OF_ROLE, Planned
 from keys import Member
-from node.store import RECORD_TYPES, Actor, AuditLog, Statement, Store, values_at
+from node.store import RECORD_TYPES, Actor, AuditLog, Statement, Store, bsn_of, values_at
 from protocol import Ack, ErrorCode, Incoming, RemoteProtocolError, Subscribe, Unsubscribe
 from protocol.events import EVENT_RULES
 
@@ -45,25 +45,40 @@ class Subscriptions:
 
     # Planning, inside the record's transaction ---------------------------------
 
-    async def planned_for(self, kind: str, data: dict[str, Any], planned: list[Planned]) -> list[Planned]:
-        """The notifications subscribers get for a change: those of their event types, about a record they have a
-        relation with, and not already going to them."""
-        if not planned:
-            return []
-        bsn = RECORD_TYPES[kind].bsn(data) if kind in RECORD_TYPES else None
-        rows = await self.store.fetchall(
-            "SELECT subscription_id, subscriber_did, receiver_id_type, receiver_id, events, bsn, endpoint FROM subscriptions "
-            "WHERE bsn IS NULL OR bsn = ?", (bsn or "",))  # a client hears only of his own records: the index says which
-        extra = []
-        for subscription_id, did, id_type, receiver_id, events, client_bsn, endpoint in rows:
-            wanted = set(json.loads(events))
-            for p in planned:
-                if p.event_type not in wanted or (p.receiver_id_type, p.receiver_id) == (id_type, receiver_id):
-                    continue
-                if await self._related(p.event_type, id_type, receiver_id, client_bsn, kind, data):
-                    extra.append(replace(p, receiver_id_type=id_type, receiver_id=receiver_id,
-                                         subscription_id=subscription_id, receiver_did=did, receiver_url=endpoint))
-        return extra
+    async def planned_for(self, kind: str, changes: list[tuple[dict[str, Any], list[Planned]]]) -> list[list[Planned]]:
+        """The notifications subscribers get for each change: those of their event types, about a record they have a
+        relation with, and not already going to them. One query for a whole batch."""
+        bsns = {bsn_of(data) for data, planned in changes if planned} - {None}
+        if not any(planned for _, planned in changes):
+            return [[] for _ in changes]
+        rows = await self._subscriptions(sorted(str(b) for b in bsns))
+        out: list[list[Planned]] = []
+        for data, planned in changes:
+            bsn = bsn_of(data)
+            extra = []
+            for subscription_id, did, id_type, receiver_id, events, client_bsn, endpoint in rows:
+                if client_bsn is not None and client_bsn != bsn:
+                    continue  # a client hears only of his own records
+                wanted = set(json.loads(events))
+                for p in planned:
+                    if p.event_type not in wanted or (p.receiver_id_type, p.receiver_id) == (id_type, receiver_id):
+                        continue
+                    if await self._related(p.event_type, id_type, receiver_id, client_bsn, kind, data):
+                        extra.append(replace(p, receiver_id_type=id_type, receiver_id=receiver_id,
+                                             subscription_id=subscription_id, receiver_did=did, receiver_url=endpoint))
+            out.append(extra)
+        return out
+
+    async def _subscriptions(self, bsns: list[str]) -> list[Any]:
+        """The organisations' subscriptions, and the clients' for these BSNs (the index says which)."""
+        rows: list[Any] = []
+        columns = "subscription_id, subscriber_did, receiver_id_type, receiver_id, events, bsn, endpoint"
+        rows += await self.store.fetchall(f"SELECT {columns} FROM subscriptions WHERE bsn IS NULL")
+        for start in range(0, len(bsns), 500):
+            chunk = bsns[start:start + 500]
+            rows += await self.store.fetchall(
+                f"SELECT {columns} FROM subscriptions WHERE bsn IN ({', '.join('?' * len(chunk))})", tuple(chunk))
+        return rows
 
     async def _related(self, event_type: str, id_type: str, receiver_id: str, client_bsn: str | None, kind: str,
                        data: dict[str, Any]) -> bool:

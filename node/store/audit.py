@@ -17,6 +17,7 @@ from keys import Identity, Member
 from node.errors import StorageError
 from node.store.audit_check import COLUMNS, GENESIS, ChainCheck, check_chain, checkpoint_bytes, entry_fields, entry_hash
 from node.store.database import Statement, Store
+from node.store.records import bsn_of
 from protocol import AuditHead
 from protocol.witness import head_bytes
 
@@ -147,6 +148,11 @@ class AuditLog:
             raise ValueError(f"audit action must be one of {''.join(sorted(ACTIONS))}")
         fields = (utc(now), event, action, result, actor, subject, record, trace_id, rule, request)
         return (_PENDING, fields, False)
+
+    def shown(self, versions: list[Any], *, actor: Actor, now: float, event: str) -> list[Statement]:
+        """Entries for records shown to someone here: one per record about a client (NEN 7513: who saw whose data)."""
+        return [self.entry(now=now, event=event, action="R", result="shown", actor=actor, subject=bsn_of(v.data),
+                           record=v.path) for v in versions if v.data is not None and bsn_of(v.data)]
 
     def prepare(self, statements: list[Statement]) -> list[Statement]:
         """Store.Journal: turn pending entries into chained rows, and add the signed head."""

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -60,6 +60,29 @@ class StoredVersion:
                 "created_at": self.created_at, "data": self.data}
 
 
+@dataclass(slots=True)
+class BatchResult:
+    """What a batch of an import did."""
+
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+
+    def count(self, action: str) -> None:
+        if action == "C":
+            self.created += 1
+        elif action == "U":
+            self.updated += 1
+        else:
+            self.deleted += 1
+
+
+# (record id, old content, new content): a change the outbox plans notifications for (None: absent or deleted)
+Change = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
+# The outbox plans the notifications of a batch of changes inside their transaction.
+Notifier = Callable[[str, list[Change], int], Awaitable[list[Statement]]]
 CACHE_SIZE = 10_000
 _INSERT_RECORD = ("INSERT INTO records (kind, record_id, version, signed, data, deleted, created_at, retain_until, cert_hash, "
                   "current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)")
@@ -87,7 +110,7 @@ class Registers:
         self._lock = asyncio.Lock()
         self.switch_identity(identity, certificate)
         # The outbox plans notifications inside the record's transaction; it is woken after the commit.
-        self.notifier: Callable[[str, str, dict[str, Any] | None, dict[str, Any] | None, int], Awaitable[list[Statement]]] | None = None
+        self.notifier: Notifier | None = None
         self.on_written: Callable[[], None] | None = None
         # Current versions by (kind, id): this object is the only writer, so it can keep the
         # hot path of a query (one record by id) free of SQLite round trips.
@@ -170,6 +193,20 @@ class Registers:
                                          (kind, limit, offset))
         return [_row(r) for r in rows]
 
+    async def page(self, kind: str, *, after: tuple[str, int] = ("", 0), limit: int = 1000,
+                   history: bool = False) -> list[StoredVersion]:
+        """The next ``limit`` records after ``after`` (record id, version), in id order: current versions that are
+        not deleted, or every version with ``history``. Keyset paging: each page costs the same, however deep."""
+        if history:
+            rows = await self.store.fetchall(
+                f"{_SELECT} WHERE kind = ? AND (record_id, version) > (?, ?) ORDER BY record_id, version LIMIT ?",
+                (kind, *after, limit))
+        else:
+            rows = await self.store.fetchall(
+                f"{_SELECT} WHERE kind = ? AND current = 1 AND deleted = 0 AND record_id > ? ORDER BY record_id LIMIT ?",
+                (kind, after[0], limit))
+        return [_row(r) for r in rows]
+
     async def count(self) -> int:
         row = await self.store.fetchone("SELECT count(*) FROM records WHERE current = 1 AND deleted = 0")
         return int(row[0]) if row else 0
@@ -212,7 +249,7 @@ class Registers:
                       new: dict[str, Any] | None, now: int) -> None:
         """One transaction: the new version, its audit entry and the notifications it causes."""
         if self.notifier is not None:
-            statements.extend(await self.notifier(kind, record_id, old, new, now))
+            statements.extend(await self.notifier(kind, [(record_id, old, new)], now))
         await self.store.write(statements)
         if self.on_written is not None:
             self.on_written()
@@ -257,13 +294,78 @@ class Registers:
             self._cache((kind, record_id), stored)
         return stored
 
+    async def put_many(self, kind: str, items: list[tuple[int, str | None, Any]], *, actor: Actor,
+                       now: int) -> BatchResult:
+        """Store a batch (an import): each item is (line, record id to delete or None, record). A record equal to the
+        current version makes nothing, a changed one a new version; a line that fails is rejected with its reason,
+        the rest is written in one transaction, with its audit entries and the notifications it causes."""
+        record_type = self._holds(kind)
+        result = BatchResult()
+        prepared: list[tuple[int, str, dict[str, Any] | None]] = []
+        for n, (line, delete_id, data) in enumerate(items):
+            if n % 16 == 15:
+                await asyncio.sleep(0)  # validating and signing 16 records takes ~1 ms: let requests through
+            try:
+                prepared.append((line, delete_id, None) if delete_id else (line, *await self._checked(record_type, data)))
+            except ValidationError as exc:
+                result.rejected.append((line, str(exc)))
+        async with self._lock:
+            known = await self._currents(kind, [record_id for _, record_id, _ in prepared])
+            statements: list[Statement] = []
+            changes: list[Change] = []
+            for line, record_id, data in prepared:
+                current = known.get(record_id)
+                old = current.data if current is not None and not current.deleted else None
+                if old == data:
+                    result.unchanged += 1  # the same content, or a delete of what is not there
+                    continue
+                version = current.version + 1 if current else 1
+                version_statements, signed = self._version_statements(record_type, record_id, version, data, now)
+                statements += version_statements
+                action = "D" if data is None else "U" if old is not None else "C"
+                statements.append(self.audit.entry(
+                    now=now, event="record.import", action=action, result="ok", actor=actor,
+                    subject=record_type.bsn(data or old or {}), record=f"{kind}/{record_id}"))
+                changes.append((record_id, old, data))
+                known[record_id] = StoredVersion(kind, record_id, version, signed, data, data is None, now)
+                result.count(action)
+            if changes and self.notifier is not None:
+                statements += await self.notifier(kind, changes, now)
+            if statements:
+                await self.store.write(statements)
+            for record_id, stored in known.items():
+                self._cache((kind, record_id), stored)
+        if statements and self.on_written is not None:
+            self.on_written()
+        return result
+
+    async def _checked(self, record_type: RecordType, data: Any) -> tuple[str, dict[str, Any]]:
+        validate_record(record_type.kind, data)
+        data = strip_nulls(data)
+        check = self.checks.get(record_type.kind)
+        if check is not None:
+            await check(data)
+        return record_type.record_id(data), data
+
+    async def _currents(self, kind: str, record_ids: list[str]) -> dict[str, StoredVersion | None]:
+        """Current versions of many records, in a few queries."""
+        out: dict[str, StoredVersion | None] = {}
+        wanted = sorted(set(record_ids))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows = await self.store.fetchall(
+                f"{_SELECT} WHERE kind = ? AND current = 1 AND record_id IN ({', '.join('?' * len(chunk))})", (kind, *chunk))
+            found = {row[1]: _row(row) for row in rows}
+            out.update({record_id: found.get(record_id) for record_id in chunk})
+        return out
+
     async def load_many(self, kind: str, records: list[dict[str, Any]], *, actor: Actor, now: int) -> int:
         """Bulk load new records (first versions) in one transaction, an audit entry per record: each client
         sees in his access log that his record was made."""
         record_type = self._holds(kind)
         rows: list[tuple[Any, ...]] = []
         keys: list[tuple[str, str, str, str]] = []
-        notifications: list[Statement] = []
+        changes: list[Change] = []
         entries: list[Statement] = []
         for n, data in enumerate(records):
             if n % 16 == 15:
@@ -278,8 +380,8 @@ class Registers:
             keys.extend(record_keys)
             entries.append(self.audit.entry(now=now, event="record.bulk-load", action="C", result="ok", actor=actor,
                                             subject=record_type.bsn(data), record=f"{kind}/{record_id}"))
-            if self.notifier is not None:
-                notifications.extend(await self.notifier(kind, record_id, None, data, now))
+            changes.append((record_id, None, data))
+        notifications = await self.notifier(kind, changes, now) if self.notifier is not None else []
         async with self._lock:
             await self.store.write([
                 (_INSERT_RECORD, rows, True),
@@ -315,4 +417,4 @@ class Registers:
             self._current.clear()
         return paths
 
-__all__ = ["Registers", "StoredVersion", "values_at"]
+__all__ = ["Registers", "StoredVersion", "BatchResult", "values_at"]

@@ -61,8 +61,12 @@ class Network:
         self.nodes: dict[str, Node] = {}
 
     def home(self, name: str) -> NodeHome:
-        role, org, ids, region = PARTIES[name]
-        home = NodeHome.create(self.root / name, role=role, name=org, identifiers=ids, region=region)
+        return self.home_for(name, name)
+
+    def home_for(self, party: str, directory: str) -> NodeHome:
+        """A new home (own key) for one of PARTIES, in ``directory`` under the network's root."""
+        role, org, ids, region = PARTIES[party]
+        home = NodeHome.create(self.root / directory, role=role, name=org, identifiers=ids, region=region)
         self.net.issue(home, now=_now(), days=30)
         return home
 

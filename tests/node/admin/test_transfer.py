@@ -1,0 +1,136 @@
+"""iwlz import and export: JSON Lines and CSV, against a running node and a stopped one, idempotent, with the lines
+that fail in a rejects file, and an export that import reads back."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import data
+from node.cli import main
+from node.service import Node
+from node.store.records import strip_nulls
+from tests.node.kit import Network
+
+pytestmark = pytest.mark.asyncio
+
+
+async def iwlz(*args: str) -> int:
+    return await asyncio.to_thread(main, list(args))
+
+
+async def stored(node: Node) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    after = ("", 0)
+    while page := await node.registers.page("WlzIndicatie", after=after):
+        out.update({v.record_id: v.data for v in page})
+        after = (page[-1].record_id, 0)
+    return out
+
+
+async def versions(node: Node) -> int:
+    row = await node.store.fetchone("SELECT count(*) FROM records")
+    return int(row[0])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+async def test_import_is_idempotent_and_export_round_trips(network: Network, tmp_path: Path, fmt: str,
+                                                           capsys: Any) -> None:
+    (ciz,) = await network.start("ciz")
+    home = str(ciz.home.path)
+    source = tmp_path / f"in.{fmt}"
+    written = list(data.indicaties(2100, seed=3))  # more than one batch
+    (data.write_csv if fmt == "csv" else data.write_jsonl)(source, iter(written))
+    assert await iwlz("--json", "import", home, "WlzIndicatie", str(source)) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["lines"], first["created"], first["rejected"]) == (2100, 2100, 0)
+    assert await stored(ciz) == {r["wlzIndicatieID"]: strip_nulls(r) for r in written}
+    # The same file again: nothing new. One changed record: one new version.
+    before = await versions(ciz)
+    assert await iwlz("--json", "import", home, "WlzIndicatie", str(source)) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 2100)
+    assert await versions(ciz) == before
+    # Export, then import the export into another node: the same register.
+    out = tmp_path / f"out.{fmt}"
+    assert await iwlz("export", home, "WlzIndicatie", "--format", fmt, "--output", str(out)) == 0
+    target = Node(network.home_for("ciz", "ciz-copy"), mdns=False, gossip_interval=0)
+    await target.start()
+    try:
+        assert await iwlz("--json", "import", str(target.home.path), "WlzIndicatie", str(out)) == 0
+        capsys.readouterr()
+        assert await stored(target) == await stored(ciz)
+    finally:
+        await target.stop()
+    # Each exported client sees it in his access log: one read entry per record.
+    exported = [e for e in await ciz.audit.entries(limit=100_000) if e.event == "admin.export"]
+    assert len(exported) == 2100 and all(e.subject for e in exported)
+
+
+async def test_bad_lines_end_up_in_the_rejects_file_with_their_reason(network: Network, tmp_path: Path,
+                                                                      capsys: Any) -> None:
+    (ciz,) = await network.start("ciz")
+    good = list(data.indicaties(5, seed=4))
+    wrong_bsn = dict(good[1], bsn="123456789")
+    unknown_field = dict(good[2], kleur="blauw")
+    lines = [json.dumps(good[0]), "{not json", json.dumps(wrong_bsn), json.dumps(good[3]), json.dumps(unknown_field),
+             json.dumps(good[4])]
+    source = tmp_path / "mixed.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    rejects = tmp_path / "rejects.jsonl"
+    assert await iwlz("--json", "import", str(ciz.home.path), "WlzIndicatie", str(source), "--rejects", str(rejects)) == 4
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["created"], summary["rejected"]) == (3, 3)
+    refused = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [r["line"] for r in refused] == [2, 3, 5]
+    assert "not JSON" in refused[0]["reason"] and refused[0]["input"] == "{not json"
+    assert "bsn" in refused[1]["reason"] and "123456789" not in refused[1]["reason"]
+    assert "kleur" in refused[2]["reason"] and json.loads(refused[2]["input"])["kleur"] == "blauw"
+    assert set(await stored(ciz)) == {good[i]["wlzIndicatieID"] for i in (0, 3, 4)}
+
+
+async def test_csv_rejects_keep_the_row_and_the_columns(network: Network, tmp_path: Path, capsys: Any) -> None:
+    (ciz,) = await network.start("ciz")
+    source = tmp_path / "in.csv"
+    data.write_csv(source, data.indicaties(3, seed=5))
+    with source.open() as f:
+        rows = list(csv.DictReader(f))
+    rows[1]["meerzorg"] = "misschien"
+    with source.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    rejects = tmp_path / "rejects.csv"
+    assert await iwlz("import", str(ciz.home.path), "WlzIndicatie", str(source), "--rejects", str(rejects)) == 4
+    capsys.readouterr()
+    with rejects.open() as f:
+        [refused] = list(csv.DictReader(f))
+    assert (refused["line"], refused["meerzorg"], refused["wlzIndicatieID"]) == ("3", "misschien", rows[1]["wlzIndicatieID"])
+    assert "meerzorg" in refused["reason"]
+
+
+async def test_import_and_export_with_the_node_stopped(network: Network, tmp_path: Path, capsys: Any) -> None:
+    (ciz,) = await network.start("ciz")
+    await ciz.stop()
+    network.nodes.pop("ciz")
+    source = tmp_path / "in.jsonl"
+    data.write_jsonl(source, data.indicaties(50, seed=6))
+    home = str(ciz.home.path)
+    assert await iwlz("--json", "import", home, "WlzIndicatie", str(source)) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == 50
+    assert not (ciz.home.path / "run.json").exists()
+    assert await iwlz("export", home, "WlzIndicatie", "--history") == 0
+    exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(exported) == 50 and all(e["version"] == 1 and e["signed"] for e in exported)
+    # A history export is read back by import too: versions in order, each a record (a delete a delete).
+    restarted = Node(ciz.home, mdns=False, gossip_interval=0)
+    await restarted.start()
+    try:
+        assert await iwlz("audit", home, "--verify") == 0
+    finally:
+        await restarted.stop()
