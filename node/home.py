@@ -219,6 +219,11 @@ class NodeHome:
     def save_config(self, config: NodeConfig) -> None:
         _write_private(self.config_path, json.dumps(config.to_json(), indent=2) + "\n")
 
+    def ensure_admin_token(self) -> None:
+        """A home restored from a backup (which never holds the token) gets a new one."""
+        if not self.token_path.exists():
+            _write_private(self.token_path, secrets.token_urlsafe(32) + "\n")
+
     def admin_token(self) -> str:
         try:
             return self.token_path.read_text(encoding="ascii").strip()

@@ -34,10 +34,11 @@ NODE_PARTS: dict[str, set[str]] = {
     "witness": {"errors", "store", "interfaces", "discovery"},
     "overview": {"errors", "store", "discovery"},
     "care": {"errors", "store", "interfaces"},
+    "backup": {"errors", "home", "store"},
     "admin": {"errors", "home", "store", "discovery", "notify", "overview", "care"},
     "service": {"errors", "metrics", "clock", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
                 "server", "admin", "witness", "overview", "care"},
-    "cli": {"errors", "home", "store", "policy", "admin", "service"},
+    "cli": {"errors", "home", "store", "policy", "admin", "service", "backup"},
     "__main__": {"cli"},
 }
 

@@ -1,0 +1,227 @@
+"""Online backup and checked restore of a node home.
+
+A backup is a gzipped tar of: a consistent copy of the database, taken with
+SQLite's online backup API while the node keeps running (one read
+transaction: a WAL snapshot, so every write committed before it started is
+in it and no half-written one is); the home's configuration, certificates
+and revocation lists; and a manifest (schema version, audit head, records
+per kind, the SHA-256 of every file) signed with the node's key. The node's
+key and admin token are never in it: keep node.key apart, as the node's
+identity.
+
+A restore checks everything before it replaces anything: the manifest's
+signature, that the backup is of this node (the key in the home), every
+file's hash, the schema version, and the whole audit chain against its
+signed head. The database it replaces is kept beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from keys import KeysError, Verifier
+from node.errors import ConfigError, StorageError, UsageError
+from node.home import NodeHome
+from node.store.audit_check import check_chain
+from node.store.schema import MIGRATIONS
+
+FORMAT: Final = "iwlz-backup/1"
+DATABASE: Final = "node.sqlite3"
+# What a backup may hold: nothing else is unpacked, so no name can point outside the home.
+_FILE_NAMES: Final = re.compile(r"^(node\.sqlite3|config\.json|certificate(\.next)?\.cwt|revocations/[A-Za-z0-9_-]+\.cbor)$")
+
+
+def _home_files(home: NodeHome) -> list[Path]:
+    files = [home.config_path, home.certificate_path, home.next_certificate_path]
+    if home.revocations_path.is_dir():
+        files += sorted(home.revocations_path.glob("*.cbor"))
+    return [f for f in files if f.is_file()]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def snapshot(database: Path, target: Path) -> None:
+    """A consistent copy of a live database (the node may be writing meanwhile)."""
+    try:
+        source = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)  # all pages in one step: one read transaction, one snapshot
+        finally:
+            copy.close()
+            source.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"the database could not be copied: {exc}") from exc
+
+
+def _describe(database: Path, verifier: Verifier) -> dict[str, Any]:
+    check = check_chain(database, verifier)
+    if not check.intact or check.head is None and check.entries:
+        raise StorageError(f"the audit chain is not intact ({check.detail}); a backup would keep a broken chain")
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        counts = dict(db.execute("SELECT kind, count(*) FROM records WHERE current = 1 AND deleted = 0 GROUP BY kind"))
+    finally:
+        db.close()
+    seq, digest = check.head if check.head else (0, b"")
+    return {"schema_version": version, "audit_head": {"seq": seq, "hash": digest.hex()}, "records": counts}
+
+
+def create(home: NodeHome, out: Path, *, now: int | None = None) -> dict[str, Any]:
+    """Write a backup of ``home`` (running or not) to ``out``; returns its manifest."""
+    home.require()
+    identity, member = home.identity(), home.member()
+    with tempfile.TemporaryDirectory(prefix=".backup-", dir=home.path) as tmp:
+        database = Path(tmp) / DATABASE
+        snapshot(home.database_path, database)
+        files = {DATABASE: database, **{str(f.relative_to(home.path)): f for f in _home_files(home)}}
+        manifest = {
+            "format": FORMAT, "did": identity.did, "organisation": member.organisation, "role": member.role,
+            "identifiers": dict(member.identifiers), "created_at": int(time.time() if now is None else now),
+            **_describe(database, identity.verifier()),
+            "files": {name: _sha256(path) for name, path in files.items()},
+        }
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        partial = out.with_name(f".{out.name}.partial")
+        with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
+            _add_bytes(tar, "manifest.json", body)
+            _add_bytes(tar, "manifest.sig", identity.sign(body))
+            for name, path in files.items():
+                tar.add(path, arcname=name, recursive=False)
+        os.chmod(partial, 0o600)  # it holds the registers: personal data
+        partial.replace(out)
+    return manifest
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def read_manifest(backup: Path) -> tuple[dict[str, Any], bytes, bytes]:
+    """(manifest, its bytes, its signature) of a backup file, nothing else read."""
+    try:
+        with tarfile.open(backup, "r:gz") as tar:
+            body, signature = _member(tar, "manifest.json"), _member(tar, "manifest.sig")
+    except (OSError, tarfile.TarError) as exc:
+        raise UsageError(f"{backup} is not an iwlz backup: {exc}") from exc
+    try:
+        manifest = json.loads(body)
+    except ValueError as exc:
+        raise UsageError(f"{backup}: the manifest is not JSON") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UsageError(f"{backup} is not an {FORMAT} backup")
+    return manifest, body, signature
+
+
+def _member(tar: tarfile.TarFile, name: str) -> bytes:
+    info = tar.getmember(name)
+    if not info.isfile():
+        raise UsageError(f"{name} in the backup is not a file")
+    extracted = tar.extractfile(info)
+    if extracted is None:
+        raise UsageError(f"{name} cannot be read from the backup")
+    return extracted.read()
+
+
+def _of_this_node(backup: Path, home: NodeHome) -> tuple[dict[str, Any], bytes, bytes]:
+    manifest, body, signature = read_manifest(backup)
+    did = home.identity().did
+    if manifest.get("did") != did:
+        raise UsageError(f"this backup is of another node ({manifest.get('organisation')}, {manifest.get('did')}); "
+                         f"{home.path} holds the key of {did}")
+    return manifest, body, signature
+
+
+def verify(backup: Path, home: NodeHome, workdir: Path) -> dict[str, Any]:
+    """Check a backup against the node whose key is in ``home``, unpacking it into ``workdir``; returns the manifest."""
+    manifest, body, signature = _of_this_node(backup, home)
+    identity = home.identity()
+    try:
+        identity.verifier().verify(body, signature)
+    except KeysError as exc:
+        raise UsageError("the backup's manifest is not signed by this node's key: it was changed") from exc
+    if int(manifest["schema_version"]) > len(MIGRATIONS):
+        raise UsageError(f"the backup has schema version {manifest['schema_version']}; this iwlz knows up to "
+                         f"{len(MIGRATIONS)}: upgrade iwlz first")
+    files: dict[str, str] = manifest["files"]
+    with tarfile.open(backup, "r:gz") as tar:
+        for name, expected in files.items():
+            if not _FILE_NAMES.match(name):
+                raise UsageError(f"the backup names a file a home does not hold: {name!r}")
+            target = workdir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(_member(tar, name))
+            if _sha256(target) != expected:
+                raise UsageError(f"{name} in the backup does not match its manifest: it was changed")
+    check = check_chain(workdir / DATABASE, identity.verifier(), full=True)
+    head = manifest["audit_head"]
+    if not check.intact:
+        raise UsageError(f"the audit chain in the backup is broken: {check.detail}")
+    if check.head is not None and (check.head[0], check.head[1].hex()) != (head["seq"], head["hash"]):
+        raise UsageError("the audit chain in the backup does not end where its manifest says")
+    return manifest
+
+
+def _running_pid(home: NodeHome) -> int | None:
+    run = home.path / "run.json"
+    try:
+        pid = int(json.loads(run.read_text())["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return pid
+
+
+def restore(backup: Path, home_dir: Path, *, key: Path | None = None) -> dict[str, Any]:
+    """Restore ``backup`` into ``home_dir`` (an existing home of this node, or a directory with its node.key)."""
+    home = NodeHome(home_dir)
+    if key is not None and not home.key_path.exists():
+        home_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(home_dir, 0o700)
+        shutil.copyfile(key, home.key_path)
+        os.chmod(home.key_path, 0o600)
+    if not home.key_path.exists():
+        raise ConfigError(f"{home_dir} holds no node.key: a backup is restored into the home of the node it is of "
+                          "(give the node's key with --key)")
+    _of_this_node(backup, home)
+    pid = _running_pid(home)
+    if pid is not None:
+        raise UsageError(f"the node in {home_dir} is running (pid {pid}): stop it before restoring")
+    with tempfile.TemporaryDirectory(prefix=".restore-", dir=home_dir) as tmp:
+        manifest = verify(backup, home, Path(tmp))
+        kept = home_dir / f"before-restore-{int(time.time())}"
+        for suffix in ("", "-wal", "-shm"):
+            current = home.database_path.with_name(DATABASE + suffix)
+            if current.exists():
+                kept.mkdir(exist_ok=True)
+                current.replace(kept / current.name)
+        for name in manifest["files"]:
+            target = home_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / name).replace(target)
+            os.chmod(target, 0o600 if name in (DATABASE, "config.json") else 0o644)
+    home.ensure_admin_token()
+    return manifest
+
+
+__all__ = ["create", "restore", "verify", "read_manifest", "snapshot", "FORMAT"]
