@@ -95,6 +95,7 @@ class NodeConfig:
     port: int = 0
     public_url: str | None = None
     admin_host: str = "127.0.0.1"
+    admin_port: int = 0  # 0: any free port (printed at start and kept in run.json); fix it for the web interface
     roots: list[str] = field(default_factory=list)
     bootstrap: list[str] = field(default_factory=list)
     evidence_freshness: int = 3600

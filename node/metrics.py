@@ -29,6 +29,11 @@ class Metrics:
         self.clock_offset = Gauge("iwlz_clock_offset_seconds",
                                   "Median of peers' signed times minus this node's clock (positive: peers are ahead)",
                                   registry=self.registry)
+        self.outbox = Gauge("iwlz_outbox_notifications", "Notifications in the outbox, by status (pending, dead)",
+                            ["status"], registry=self.registry)
+        self.witnessed_age = Gauge("iwlz_audit_witnessed_age_seconds",
+                                   "Seconds since a witness last acknowledged this node's audit head (-1: never)",
+                                   registry=self.registry)
         self.meldingen_overdue = Gauge("iwlz_meldingen_overdue",
                                        "Meldingen received and still open past their deadline of one working day",
                                        registry=self.registry)

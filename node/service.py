@@ -56,7 +56,7 @@ class Node:
         self.config = config = home.config()
         self.host = host or config.host
         self.port = config.port if port is None else port
-        self.admin_port = 0 if admin_port is None else admin_port
+        self.admin_port = config.admin_port if admin_port is None else admin_port
         self.public_url = public_url or config.public_url
         self.bootstrap = list(bootstrap if bootstrap is not None else config.bootstrap)
         self.clock = clock
@@ -334,6 +334,11 @@ class Node:
         self.metrics.peers.set(len(self.peers))
         self.metrics.clock_offset.set(self.clock_watch.offset() or 0.0)
         self.metrics.meldingen_overdue.set(await self.melding_desk.overdue())
+        stats = await self.outbox.stats()
+        for status in ("pending", "dead"):
+            self.metrics.outbox.labels(status).set(stats.get(status, 0))
+        row = await self.store.fetchone("SELECT max(at) FROM witness_receipts")
+        self.metrics.witnessed_age.set(self.now() - int(row[0]) if row and row[0] is not None else -1)
 
     def _write_run_file(self) -> None:
         info = {"pid": os.getpid(), "did": self.identity.did, "url": self.url, "admin_url": self.admin_url}

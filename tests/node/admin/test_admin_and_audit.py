@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 import sqlite3
 
 import aiohttp
@@ -102,6 +103,11 @@ async def test_health_metrics_and_policy_endpoints(network: Network) -> None:
     assert re.search(r'iwlz_policy_decisions_total\{result="allowed",rule="UCIR-0001"\} [12]\.0', text)
     assert "iwlz_store_records 1.0" in text and "iwlz_request_seconds_bucket" in text
     assert "QIR-0001-ZKi" in policy["templates"] and policy["templates"]["QBR-0001-ZA"]["rules"][0]["hide"] == ["pgbPercentage"]
+    # Every metric the example alert rules watch is served.
+    rules = (Path(__file__).resolve().parents[3] / "examples" / "operations" / "iwlz-alerts.yml").read_text()
+    watched = set(re.findall(r"\b(iwlz_[a-z_]+)", rules))
+    assert watched and all(re.search(rf"^{name}[{{ ]", text, re.M) for name in watched), watched
+    assert 'iwlz_outbox_notifications{status="pending"}' in text and "iwlz_audit_witnessed_age_seconds" in text
     ciz.ready = False
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{ciz.url}/health") as r:
