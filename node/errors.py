@@ -42,7 +42,12 @@ class PeerRefused(NetworkError):
 
 
 class ValidationError(UsageError):
-    """A record or request fails validation; ``str()`` never repeats personal data."""
+    """A record or request fails validation; ``str()`` never repeats personal data. ``field`` is the path of the
+    field at fault (``client.bsn``, ``geindiceerdZorgzwaartepakket[0].zzpCode``), when one is."""
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
 
 
 __all__ = ["NodeError", "UsageError", "ConfigError", "StorageError", "NetworkError", "PeerRefused", "ValidationError"]

@@ -35,7 +35,7 @@ NODE_PARTS: dict[str, set[str]] = {
     "overview": {"errors", "store", "discovery"},
     "care": {"errors", "store", "interfaces"},
     "backup": {"errors", "home", "store"},
-    "admin": {"errors", "home", "store", "discovery", "notify", "overview", "care"},
+    "admin": {"errors", "home", "store", "discovery", "notify", "overview", "care", "policy"},
     "service": {"errors", "metrics", "clock", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
                 "server", "admin", "witness", "overview", "care"},
     "cli": {"errors", "home", "store", "policy", "admin", "service", "backup"},

@@ -1,4 +1,4 @@
-"""The local admin API: JSON over HTTP for the organisation's own systems, and the web dashboard.
+"""The local admin API: JSON over HTTP for the organisation's own systems, and its web interface (/beheer).
 
 Bound to 127.0.0.1 unless configured otherwise; every call needs the bearer
 token from the node's home (admin.token). A wrong or missing token gets 401
@@ -49,7 +49,7 @@ def admin_app(parts: AdminParts) -> web.Application:
         except NetworkError as exc:
             return error(502, "peer-unreachable", str(exc))
         except ValidationError as exc:
-            return error(400, "invalid", str(exc))
+            return error(400, "invalid", str(exc), **({"field": exc.field} if exc.field else {}))
         except NodeError as exc:
             return error(503, "unavailable", str(exc))
         except LocalProtocolError as exc:
@@ -71,7 +71,8 @@ def admin_app(parts: AdminParts) -> web.Application:
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    return _page("dashboard.html")
+    """The former developers' dashboard: the web interface shows all it showed."""
+    raise web.HTTPFound("/beheer")
 
 
 async def client_page(request: web.Request) -> web.Response:
@@ -79,7 +80,12 @@ async def client_page(request: web.Request) -> web.Response:
     return _page("client.html")
 
 
-PAGES: Final = {"/dashboard": dashboard, "/mijn": client_page}
+async def beheer(request: web.Request) -> web.Response:
+    """The operator's web interface: search, records and their history, forms, meldingen, notifications, checks."""
+    return _page("beheer.html")
+
+
+PAGES: Final = {"/beheer": beheer, "/dashboard": dashboard, "/mijn": client_page}
 
 
 def _page(name: str) -> web.Response:

@@ -6,10 +6,12 @@ import re
 
 from aiohttp import web
 
-from node.admin.access import user_of
+from node.admin.access import PERMISSIONS, user_of
 from node.admin.parts import RouteGroup, error, read_json
 from node.errors import ValidationError
+from node.policy.matrix import load_uitleg
 from node.store import RECORD_TYPES, StoredVersion
+from node.store.records import json_schema
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _BSN = re.compile(r"^[0-9]{9}$")
@@ -18,6 +20,8 @@ _BSN = re.compile(r"^[0-9]{9}$")
 class RecordRoutes(RouteGroup):
     ROUTES = (
         ("GET", "/admin/v1/node", "view", "info"),
+        ("GET", "/admin/v1/schema/{kind}", "view", "schema"),
+        ("GET", "/admin/v1/uitleg", "view", "uitleg"),
         ("GET", "/admin/v1/search", "read", "search"),
         ("GET", "/admin/v1/records/{kind}", "read", "list_records"),
         ("POST", "/admin/v1/records/{kind}", "write", "put_record"),
@@ -29,8 +33,18 @@ class RecordRoutes(RouteGroup):
 
     async def info(self, request: web.Request) -> web.Response:
         user = user_of(request)
-        return web.json_response({**self.p.describe(), "records": await self.p.registers.count(),
-                                  "user": {"name": user.name, "role": user.role}})
+        held = [kind for kind, t in RECORD_TYPES.items() if t.source_role == self.p.registers.role]
+        return web.json_response({**self.p.describe(), "records": await self.p.registers.count(), "kinds": held,
+                                  "user": {"name": user.name, "role": user.role,
+                                           "may": [p for p, roles in PERMISSIONS.items() if user.role in roles]}})
+
+    async def schema(self, request: web.Request) -> web.Response:
+        """The JSON Schema of a record kind: the web interface builds its forms from it."""
+        return web.json_response(json_schema(request.match_info["kind"]))
+
+    async def uitleg(self, request: web.Request) -> web.Response:
+        """What each rule code means, in plain Dutch."""
+        return web.json_response(load_uitleg())
 
     async def list_records(self, request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "100")), 1000)

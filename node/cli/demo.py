@@ -20,6 +20,7 @@ from node.cli.client import render_access_log, render_overview
 from node.cli.demo_care import CareChain
 from node.errors import NodeError, UsageError
 from node.home import NetworkDir, NodeHome
+from node.policy.matrix import load_uitleg
 
 PARTIES: dict[str, tuple[str, str, dict[str, str], str | None]] = {
     "ciz": ("ciz", "CIZ", {"kvk": "62253778"}, None),
@@ -86,6 +87,7 @@ class Demo(CareChain):
     def __init__(self, homes: dict[str, NodeHome]) -> None:
         self.homes = homes
         self.admin = {name: AdminClient(home) for name, home in homes.items()}
+        self.uitleg: dict[str, str] = load_uitleg()["regels"]
         self.url = {name: client.info["url"] for name, client in self.admin.items()}
 
     def step(self, title: str) -> None:
@@ -97,11 +99,31 @@ class Demo(CareChain):
                                                                         "params": params, "evidence": evidence or []})
         except UsageError as exc:
             print(f"   {who} -> {peer} {template}: REFUSED {exc}")
+            self.explain(str(exc))
             return []
         records = result["records"]
         print(f"   {who} -> {peer} {template}: {len(records)} record(s)"
               + "".join(f"\n      {r['kind']}/{r['id']} v{r['version']}" for r in records))
         return records  # type: ignore[no-any-return]
+
+    def explain(self, text: str) -> None:
+        """A rule code shown to a person comes with what it means (node/policy/uitleg.json)."""
+        for code, meaning in self.uitleg.items():
+            if f"rule {code}" in text or f"{code}:" in text:
+                print(f"      ({code}: {meaning})")
+
+    def web_interface(self, keep_running: bool) -> None:
+        self.step("The web interface, for the people of each organisation")
+        name = "zorgkantoor-5151"
+        url = f"{self.admin[name].base}/beheer"
+        if keep_running:
+            taken = {u["name"] for u in self.admin[name].call("GET", "/admin/v1/users")["users"]}
+            user = next(f"Demo medewerker {n}" for n in range(1, 1000) if f"Demo medewerker {n}" not in taken)
+            token = self.admin[name].call("POST", "/admin/v1/users", {"name": user, "role": "medewerker"})["token"]
+            print(f"   {name}: open {url}#code={token}\n   (signed in as {user!r}, a medewerker; the code is shown once)")
+        else:
+            print(f"   each node serves it at /beheer on its admin listener, e.g. {url} while it runs;\n"
+                  f"   a person signs in with his own code: iwlz user add HOME NAME --role medewerker")
 
     def _settle(self, timeout: float = 30, names: tuple[str, ...] = ("ciz", "zorgkantoor-5151")) -> None:
         """Wait until the sources have delivered what they had to say."""
@@ -207,6 +229,7 @@ class Demo(CareChain):
             print(f"   {who} {when}: {len(records)} record(s)")
         except UsageError as exc:
             print(f"   {who} {when}: REFUSED {exc}")
+            self.explain(str(exc))
 
     def _wait_for_peers(self, name: str, count: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -225,6 +248,7 @@ def run_demo(root: Path, *, keep_running: bool, base_port: int = 0) -> int:
         demo = Demo(homes)
         print("iwlz demo network: " + ", ".join(f"{n} {demo.url[n]}" for n in homes))
         demo.run()
+        demo.web_interface(keep_running)
         if keep_running:
             print(f"\nThe network keeps running (homes in {root}); try: iwlz peers {root / 'ciz'}\nPress Ctrl-C to stop.")
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -29,6 +29,7 @@ class CareChain:
     admin: dict[str, AdminClient]
     url: dict[str, str]
     step: Callable[[str], None]
+    explain: Callable[[str], None]
     query: Callable[..., list[dict[str, Any]]]
     _settle: Callable[..., None]
 
@@ -63,6 +64,7 @@ class CareChain:
             print(f"   {OTHER_PROVIDER} recorded care without a toewijzing: THIS SHOULD NOT HAPPEN")
         except UsageError as exc:
             print(f"   {OTHER_PROVIDER}, which holds no toewijzing for this client: REFUSED {exc}")
+            self.explain(str(exc))
 
     def _told(self, event: str) -> None:
         for name in (ZK, "cak"):
@@ -106,6 +108,7 @@ class CareChain:
             time.sleep(0.2)
         detail = row["reden"] or row["last_error"] or ""
         print(f"   {name} sees its melding: {row['status']} ({detail})")
+        self.explain(detail)
 
 
 __all__ = ["CareChain"]

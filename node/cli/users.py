@@ -1,4 +1,4 @@
-"""Commands for the people who use a node: user add, list, revoke."""
+"""Commands for the people who use a node: user add, list, revoke; web (where its web interface is)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,20 @@ def user_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def web(args: argparse.Namespace) -> int:
+    """Where the web interface of a running node is, and how a person signs in."""
+    from node.admin.client import AdminClient
+
+    client = AdminClient(NodeHome(Path(args.home)).require())
+    url = f"{client.base}/beheer"
+    emit(args, {"url": url}, f"web interface: {url}\nsign in with your own code (iwlz user add {args.home} NAME --role "
+                             "medewerker prints one); the admin listener answers on this machine only, unless admin_host "
+                             "says otherwise (docs/OPERATIONS.md)")
+    return 0
+
+
 def register(sub: Any) -> None:
+    command(sub, "web", web, "where the web interface of the running node is, and how to sign in")
     group = sub.add_parser("user", help="the people who use this node: named users with a role").add_subparsers(
         dest="user_command", required=True)
     p = command(group, "add", user_add, "add a person with a role; prints his token once")

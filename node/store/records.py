@@ -223,15 +223,16 @@ def _compile(spec: Any) -> Checker:
 
         def check_object(value: Any, path: str) -> None:
             if type(value) is not dict:
-                raise ValidationError(f"{path or 'record'} must be an object")
+                raise ValidationError(f"{path or 'record'} must be an object", field=path or None)
             if not names.issuperset(value):
                 unknown = sorted(set(value) - names)
-                raise ValidationError(f"{path or 'record'} has unknown field(s): {', '.join(unknown)}")
+                raise ValidationError(f"{path or 'record'} has unknown field(s): {', '.join(unknown)}", field=path or None)
             for name, optional, check in fields:
                 item = value.get(name)
                 if item is None:
                     if not optional:
-                        raise ValidationError(f"{path + '.' if path else ''}{name} is required")
+                        where = f"{path + '.' if path else ''}{name}"
+                        raise ValidationError(f"{where} is required", field=where)
                     continue
                 check(item, f"{path}.{name}" if path else name)
 
@@ -241,7 +242,7 @@ def _compile(spec: Any) -> Checker:
 
         def check_list(value: Any, path: str) -> None:
             if type(value) is not list or len(value) > 1000:
-                raise ValidationError(f"{path} must be a list")
+                raise ValidationError(f"{path} must be a list", field=path)
             for i, item in enumerate(value):
                 check_item(item, f"{path}[{i}]")
 
@@ -250,7 +251,7 @@ def _compile(spec: Any) -> Checker:
 
     def check_scalar(value: Any, path: str) -> None:
         if not test(value):
-            raise ValidationError(f"{path} is not a valid {spec}")
+            raise ValidationError(f"{path} is not a valid {spec}", field=path)
 
     return check_scalar
 
@@ -269,11 +270,11 @@ def validate_record(kind: str, data: Any) -> RecordType:
         raise ValidationError(f"unknown record type {kind!r}; known: {', '.join(RECORD_TYPES)}")
     validate(record_type.schema, data)
     if kind == "WlzIndicatie" and data["client"]["bsn"] != data["bsn"]:
-        raise ValidationError("client.bsn must equal bsn")
+        raise ValidationError("client.bsn must equal bsn", field="client.bsn")
     if kind == "Melding" and data["status"] not in MELDING_STATUSES:
-        raise ValidationError(f"status must be one of {', '.join(MELDING_STATUSES)}")
+        raise ValidationError(f"status must be one of {', '.join(MELDING_STATUSES)}", field="status")
     if kind == "Toestemming" and not data["ontvanger"]:
-        raise ValidationError("ontvanger must name the party (agb, uzovi, kvk or did)")
+        raise ValidationError("ontvanger must name the party (agb, uzovi, kvk or did)", field="ontvanger")
     return record_type
 
 

@@ -164,3 +164,21 @@ async def rendered(url: str, *, budget_ms: int = 8000) -> str:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         dom, _ = await asyncio.wait_for(proc.communicate(), timeout=90)
     return dom.decode()
+
+
+class Browser:
+    """A person's browser: headless Chromium (Debian's) driven through Playwright, one page."""
+
+    async def __aenter__(self) -> Any:
+        from playwright.async_api import async_playwright
+
+        assert CHROMIUM is not None
+        self._playwright = await async_playwright().start()
+        self._browser = await self._playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        self.page = await self._browser.new_page()
+        self.page.set_default_timeout(10_000)
+        return self.page
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._browser.close()
+        await self._playwright.stop()
