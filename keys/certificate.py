@@ -9,6 +9,8 @@ Claims (integer keys are registered CWT claims, text keys are ours):
     "org"     organisation name                "ids"     {"kvk"|"uzovi"|"agb": digits}
     "role"    ciz|zorgkantoor|zorgaanbieder|cak|client
     "region"  UZOVI of the zorgkantoor region (providers and clients), optional
+    "vestigingen"  for zorgaanbieders with more than one AGB code (vestigingen): the codes beyond
+              the one in "ids", optional; the member is each of them (queries, evidence, addresses)
     "sup"     the certificate id this one supersedes (a renewal or a new key of the same
               member), optional: peers drop the superseded one's announcement at once
     "bsn"     for clients only: a commitment {"alg","ops","mem","salt","hash"} to the
@@ -37,6 +39,7 @@ from keys.identity import Identity
 ROLES: Final = ("ciz", "zorgkantoor", "zorgaanbieder", "cak", "client")
 CERT_ID_SIZE: Final = 16
 MAX_CERT_SIZE: Final = 8 * 1024
+MAX_VESTIGINGEN: Final = 200
 # Required and allowed identifiers per role; a client is bound to his BSN.
 _ROLE_IDENTIFIERS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     "ciz": (frozenset({"kvk"}), frozenset({"kvk"})),
@@ -110,6 +113,12 @@ class Member:
     cert_hash: bytes
     bsn_commitment: BsnCommitment | None = field(default=None, repr=False)
     supersedes: bytes | None = None
+    vestigingen: tuple[str, ...] = ()  # further AGB codes of the same organisation
+
+    def identifier_values(self, name: str) -> tuple[str, ...]:
+        """Every identifier of this type the member holds: its main one and, for AGB, its vestigingen."""
+        main = self.identifiers.get(name)
+        return ((main,) if main else ()) + (self.vestigingen if name == "agb" else ())
 
     def matches_bsn(self, bsn: str) -> bool:
         """True when this member is the client with ``bsn``."""
@@ -149,6 +158,7 @@ def issue_certificate(
     region: str | None = None,
     cert_id: bytes | None = None,
     supersedes: bytes | None = None,
+    vestigingen: tuple[str, ...] | list[str] = (),
 ) -> bytes:
     """Sign a membership certificate for ``subject`` (a did:key)."""
     if role not in ROLES:
@@ -181,7 +191,23 @@ def issue_certificate(
         if len(supersedes) != CERT_ID_SIZE:
             raise MalformedCertificate("a superseded certificate id is 16 bytes")
         claims["sup"] = supersedes
+    if vestigingen:
+        claims["vestigingen"] = list(_check_vestigingen(role, ids.get("agb"), list(vestigingen)))
     return cose.sign1(root, cbor.encode(claims), {cose.KID: root.did.encode("ascii")})
+
+
+def _check_vestigingen(role: str, main: str | None, codes: object) -> tuple[str, ...]:
+    if role != "zorgaanbieder" or main is None:
+        raise MalformedCertificate("only a zorgaanbieder has vestigingen (more AGB codes)")
+    if not isinstance(codes, list) or not 0 < len(codes) <= MAX_VESTIGINGEN or not all(isinstance(c, str) for c in codes):
+        raise MalformedCertificate(f"vestigingen is a list of 1 to {MAX_VESTIGINGEN} AGB codes")
+    try:
+        checked = tuple(check_agb(c) for c in codes)
+    except InvalidIdentifier as exc:
+        raise MalformedCertificate(f"vestiging: {exc.reason}") from exc
+    if len(set(checked) | {main}) != len(checked) + 1:
+        raise MalformedCertificate("each vestiging's AGB code is given once, and not the main one again")
+    return checked
 
 
 def _text(claims: Mapping[int | str, Any], key: int | str, name: str) -> str:
@@ -244,6 +270,7 @@ def parse_certificate(data: bytes) -> tuple[cose.Sign1, Member]:
     supersedes = claims.get("sup")
     if supersedes is not None and not (isinstance(supersedes, bytes) and len(supersedes) == CERT_ID_SIZE):
         raise MalformedCertificate("certificate sup is malformed")
+    vestigingen = _check_vestigingen(role, ids.get("agb"), claims["vestigingen"]) if "vestigingen" in claims else ()
     member = Member(
         did=subject,
         organisation=_text(claims, "org", "org"),
@@ -257,6 +284,7 @@ def parse_certificate(data: bytes) -> tuple[cose.Sign1, Member]:
         cert_hash=hashlib.sha256(data).digest(),
         bsn_commitment=commitment,
         supersedes=supersedes,
+        vestigingen=vestigingen,
     )
     return sign1, member
 

@@ -91,6 +91,7 @@ class NodeConfig:
     name: str
     identifiers: dict[str, str]
     region: str | None = None
+    vestigingen: list[str] = field(default_factory=list)  # a zorgaanbieder's further AGB codes (its certificate names them)
     host: str = "127.0.0.1"
     port: int = 0
     public_url: str | None = None
@@ -331,7 +332,7 @@ class NetworkDir:
         try:
             cert = issue_certificate(
                 root, subject=identity.did, organisation=config.name, role=config.role,
-                identifiers=config.identifiers, region=config.region,
+                identifiers=config.identifiers, region=config.region, vestigingen=config.vestigingen,
                 not_before=now - 300, expires=now + seconds, issued_at=now, supersedes=current,
             )
         except KeysError as exc:

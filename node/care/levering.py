@@ -43,7 +43,7 @@ class LeveringCheck:
         except RemoteProtocolError as exc:
             raise _refuse(f"the Bemiddelingspecificatie held for it does not verify ({exc.code})") from exc
         spec = record.data or {}
-        if spec.get("instelling") != self.me().identifiers.get("agb"):
+        if spec.get("instelling") not in self.me().identifier_values("agb"):
             raise _refuse("the Bemiddelingspecificatie assigns another provider")
         if (spec.get("client") or {}).get("bsn") != levering["bsn"]:
             raise _refuse("bsn is not the client of the Bemiddelingspecificatie")

@@ -27,6 +27,11 @@ def init(args: argparse.Namespace) -> int:
     identifiers = {k: getattr(args, k) for k in ("kvk", "uzovi", "agb", "bsn") if getattr(args, k)}
     home = NodeHome.create(Path(args.home), role=args.role, name=args.name, identifiers=identifiers, region=args.region)
     config = home.config()
+    if args.vestiging:
+        if args.role != "zorgaanbieder" or not args.agb:
+            raise UsageError("--vestiging is for a zorgaanbieder, beside its main --agb")
+        config.vestigingen = list(args.vestiging)
+        home.save_config(config)
     if args.port is not None or args.host is not None or args.public_url is not None:
         config.port = args.port if args.port is not None else config.port
         config.host = args.host or config.host
@@ -136,6 +141,8 @@ def register(sub: Any) -> None:
     p.add_argument("--kvk")
     p.add_argument("--uzovi")
     p.add_argument("--agb")
+    p.add_argument("--vestiging", action="append", metavar="AGB",
+                   help="a further AGB code of the same zorgaanbieder (repeat for each vestiging)")
     p.add_argument("--bsn", help="for a client node: the client's own BSN")
     p.add_argument("--region", help="UZOVI of the zorgkantoor region (providers, clients)")
     p.add_argument("--host")

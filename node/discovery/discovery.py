@@ -26,7 +26,7 @@ from protocol.gossip import Known, Planned
 
 log = logging.getLogger(__name__)
 
-PeerBack = Callable[[str, dict[str, str]], Awaitable[None]]
+PeerBack = Callable[[str, list[tuple[str, str]]], Awaitable[None]]  # did, (identifier name, value) pairs
 Revoked = Callable[[list[str]], Awaitable[None]]
 Superseded = Callable[[list[tuple[str, str]]], Awaitable[None]]
 SPREAD = 3  # peers a node hands a newer revocation list to at once, besides gossip
@@ -181,7 +181,8 @@ class Discovery:
 
     async def _peer_back(self, member: Member) -> None:
         if self.peer_back is not None:
-            await self.peer_back(member.did, dict(member.identifiers))
+            names = [(k, v) for k in member.identifiers for v in member.identifier_values(k)]
+            await self.peer_back(member.did, names)
 
     async def learn_from(self, url: str, *, source: str) -> str | None:
         """Fetch and verify a node's announcement at ``url``; returns its did, or None (the reason is logged)."""

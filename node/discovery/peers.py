@@ -33,20 +33,25 @@ class Peer:
     last_seen: int
     source: str
     announcement: bytes
+    vestigingen: tuple[str, ...] = ()  # a zorgaanbieder's further AGB codes, from its certificate
 
     @property
     def url(self) -> str:
         return self.endpoints[0]
 
+    def identifier_values(self) -> list[tuple[str, str]]:
+        """(name, value) of every identifier the peer is known by: its main ones and its vestigingen (as agb)."""
+        return list(self.identifiers.items()) + [("agb", code) for code in self.vestigingen]
+
     def public(self) -> dict[str, Any]:
         return {"did": self.did, "role": self.role, "organisation": self.organisation, "identifiers": self.identifiers,
                 "region": self.region, "endpoints": list(self.endpoints), "registers": list(self.registers),
                 "templates": list(self.templates), "seq": self.seq, "expires": self.expires,
-                "last_seen": self.last_seen, "source": self.source}
+                "last_seen": self.last_seen, "source": self.source, "vestigingen": list(self.vestigingen)}
 
 
 _COLUMNS = ("did", "role", "organisation", "identifiers", "region", "endpoints", "registers", "templates", "events",
-            "seq", "expires", "cert_id", "last_seen", "source", "announcement")
+            "seq", "expires", "cert_id", "last_seen", "source", "announcement", "vestigingen")
 
 
 class PeerTable:
@@ -54,6 +59,7 @@ class PeerTable:
         self.store = store
         self.own_did = own_did
         self._peers: dict[str, Peer] = {}
+        self._by_identifier: dict[tuple[str, str], str] = {}  # (name, value) -> did
         self._superseded: list[tuple[str, str]] = []  # (old did, new did) since the last take_superseded()
 
     async def load(self) -> None:
@@ -64,8 +70,8 @@ class PeerTable:
             for i in (5, 6, 7, 8):
                 values[i] = tuple(values[i])
             values[11], values[14] = bytes(values[11]), bytes(values[14])
-            peer = Peer(*values)
-            self._peers[peer.did] = peer
+            values[15] = tuple(json.loads(values[15] or "[]"))
+            self._put(Peer(*values))
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -83,10 +89,22 @@ class PeerTable:
         return [p for p in self.all() if register in p.registers]
 
     def by_identifier(self, name: str, value: str) -> Peer | None:
-        for peer in self.all():
-            if peer.identifiers.get(name) == value:
-                return peer
-        return None
+        """The peer with this identifier (an AGB code may be one of a zorgaanbieder's vestigingen)."""
+        did = self._by_identifier.get((name, value))
+        return self._peers.get(did) if did is not None else None
+
+    def _put(self, peer: Peer) -> None:
+        self._drop(peer.did)
+        self._peers[peer.did] = peer
+        for key in peer.identifier_values():
+            self._by_identifier[key] = peer.did
+
+    def _drop(self, did: str) -> None:
+        old = self._peers.pop(did, None)
+        if old is not None:
+            for key in old.identifier_values():
+                if self._by_identifier.get(key) == did:
+                    del self._by_identifier[key]
 
     def accept(self, incoming: Incoming, *, source: str, now: int) -> Statement | None:
         """Take a verified announcement; returns the statement to persist it, or None if it is not news."""
@@ -103,12 +121,12 @@ class PeerTable:
         member = incoming.sender
         peer = Peer(member.did, member.role, member.organisation, dict(member.identifiers), member.region,
                     message.endpoints, message.registers, message.templates, message.events, message.seq,
-                    incoming.envelope.expires, member.cert_id, now, source, incoming.data)
-        self._peers[peer.did] = peer
+                    incoming.envelope.expires, member.cert_id, now, source, incoming.data, member.vestigingen)
         if member.supersedes is not None:
             for old in [p for p in self._peers.values() if p.cert_id == member.supersedes and p.did != member.did]:
-                del self._peers[old.did]
+                self._drop(old.did)
                 self._superseded.append((old.did, member.did))
+        self._put(peer)
         return self._upsert(peer)
 
     def take_superseded(self) -> tuple[list[tuple[str, str]], list[Statement]]:
@@ -121,14 +139,14 @@ class PeerTable:
         values = (peer.did, peer.role, peer.organisation, json.dumps(peer.identifiers), peer.region,
                   json.dumps(list(peer.endpoints)), json.dumps(list(peer.registers)), json.dumps(list(peer.templates)),
                   json.dumps(list(peer.events)), peer.seq, peer.expires, peer.cert_id, peer.last_seen, peer.source,
-                  peer.announcement)
+                  peer.announcement, json.dumps(list(peer.vestigingen)))
         return (f"INSERT OR REPLACE INTO peers ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values, False)
 
     def prune(self, *, now: int, trust: TrustStore) -> tuple[list[str], list[Statement]]:
         """Drop peers whose announcement expired or whose certificate was revoked: (their dids, the deletes)."""
         gone = [p.did for p in self._peers.values() if p.expires < now or trust.is_revoked(p.cert_id)]
         for did in gone:
-            del self._peers[did]
+            self._drop(did)
         return gone, [("DELETE FROM peers WHERE did = ?", (did,), False) for did in gone]
 
 

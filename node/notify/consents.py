@@ -26,7 +26,7 @@ class ConsentsReceived:
 
     def _names_me(self, grantee: dict[str, str]) -> bool:
         me = self.me()
-        return grantee.get("did") == me.did or any(me.identifiers.get(k) == v for k, v in grantee.items() if k != "did")
+        return grantee.get("did") == me.did or any(v in me.identifier_values(k) for k, v in grantee.items() if k != "did")
 
     async def _on_consent(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         message = incoming.message

@@ -89,15 +89,15 @@ class Inbox:
             raise RemoteProtocolError(ErrorCode.DENIED, f"a {sender.role} node may not send {note.event_type}",
                                       rule="NOTIFICATION-SENDER-ROLE")
         sender_type, key = ID_TYPE_OF_ROLE.get(sender.role, ("", ""))
-        expected = ("DID", sender.did) if sender.role == "client" else (sender_type, sender.identifiers.get(key))
-        if (note.sender_id_type, note.sender_id) != expected:
+        own = {("DID", sender.did)} if sender.role == "client" else {(sender_type, v) for v in sender.identifier_values(key)}
+        if (note.sender_id_type, note.sender_id) not in own:
             raise RemoteProtocolError(ErrorCode.DENIED, "afzender does not match the sender's certificate",
                                       rule="NOTIFICATION-SENDER-ID")
         if note.subscription_id is None and rule.receiver_id_type != "*" and note.receiver_id_type != rule.receiver_id_type:
             raise RemoteProtocolError(ErrorCode.DENIED, f"{note.event_type} is not sent to a {note.receiver_id_type}",
                                       rule="NOTIFICATION-RECEIVER-TYPE")
-        mine = self.member.did if note.receiver_id_type == "DID" else self.member.identifiers.get(note.receiver_id_type.lower())
-        if mine != note.receiver_id:
+        mine = {self.member.did} if note.receiver_id_type == "DID" else set(self.member.identifier_values(note.receiver_id_type.lower()))
+        if note.receiver_id not in mine:
             raise RemoteProtocolError(ErrorCode.WRONG_RECIPIENT, "the notification names another receiver",
                                       rule="NOTIFICATION-RECEIVER-ID")
 

@@ -107,10 +107,11 @@ class Outbox:
     def wake(self) -> None:
         self._wake.set()
 
-    async def peer_back(self, did: str, identifiers: dict[str, str]) -> None:
-        """A peer (re)announced itself: what waits for it is due now, whatever its backoff."""
+    async def peer_back(self, did: str, identifiers: "builtins.list[tuple[str, str]]") -> None:
+        """A peer (re)announced itself: what waits for it (by did, or by any identifier) is due now, whatever its
+        backoff."""
         conditions = ["receiver_did = ?"] + ["(receiver_id_type = ? AND receiver_id = ?)"] * len(identifiers)
-        params: list[Any] = [did] + [v for k, value in identifiers.items() for v in (k.upper(), value)]
+        params: list[Any] = [did] + [v for k, value in identifiers for v in (k.upper(), value)]
         await self.store.write([(
             f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND ({' OR '.join(conditions)})", params, False)])
         self.wake()

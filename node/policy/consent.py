@@ -19,7 +19,7 @@ IsClient = Callable[[Member, str], bool]
 
 def _names(grantee: dict[str, str], requester: Member) -> bool:
     return grantee.get("did") == requester.did or any(
-        requester.identifiers.get(k) == v for k, v in grantee.items() if k != "did")
+        v in requester.identifier_values(k) for k, v in grantee.items() if k != "did")
 
 
 def consent_fault(item: Evidence, *, requester: Member, bsn: str, template: str, purpose: str, today: str,

@@ -108,7 +108,7 @@ class PolicyDecisionPoint:
         rule = self._rule(template, requester)
         params = query.params
         for param, source in rule.get("bind", {}).items():
-            if params[param] != self._resolve(source, requester, params, None):
+            if not self._matches([params[param]], self._resolve(source, requester, params, None)):
                 raise Denied(rule["id"], f"parameter {param} must be your own {source.split(':')[1]}")
         if "bind_bsn" in rule and not self.is_client(requester, params["bsn"]):
             raise Denied(rule["id"], "a client may only ask about his own BSN")
@@ -172,8 +172,9 @@ class PolicyDecisionPoint:
 
     def _resolve(self, source: str, requester: Member, params: dict[str, str], view: View | None) -> list[str] | str | None:
         kind, _, name = source.partition(":")
-        if kind == "identifier":
-            return requester.identifiers.get(name)
+        if kind == "identifier":  # a zorgaanbieder with vestigingen is each of its AGB codes
+            values = requester.identifier_values(name)
+            return list(values) if len(values) > 1 else (values[0] if values else None)
         if kind == "requester" and name == "did":
             return requester.did
         if kind == "param":
@@ -270,13 +271,12 @@ class PolicyDecisionPoint:
                 if bsn is not None and self.is_client(requester, bsn):
                     return True
             if "identifier" in relation:
-                mine = requester.identifiers.get(relation["identifier"])
-                if mine is not None and any(str(v) == mine for path in relation["in"] for v in values_at(data, path)):
+                mine = set(requester.identifier_values(relation["identifier"]))
+                if any(str(v) in mine for path in relation["in"] for v in values_at(data, path)):
                     return True
             if "authority" in relation:
                 key = self.matrix["authority"][relation["authority"]]["step"]["signer_identifier"]
-                mine = requester.identifiers.get(key)
-                if mine is not None and mine in await self.parties(relation["authority"], kind, data):
+                if set(requester.identifier_values(key)) & await self.parties(relation["authority"], kind, data):
                     return True
         return False
 

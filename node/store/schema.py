@@ -228,6 +228,10 @@ MIGRATIONS: Final[list[str]] = [
         revoked_at INTEGER
     );
     """,
+    # 7: a zorgaanbieder with several AGB codes (vestigingen) is one peer, found by any of them
+    """
+    ALTER TABLE peers ADD COLUMN vestigingen TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 

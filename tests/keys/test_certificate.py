@@ -171,3 +171,22 @@ def test_a_certificate_names_the_one_it_supersedes() -> None:
     assert parse_certificate(cert)[1].supersedes == b"\x07" * 16
     with pytest.raises(MalformedCertificate):
         issue_certificate(root, **common, supersedes=b"\x07" * 3)
+
+
+def test_a_zorgaanbieder_with_vestigingen_is_each_of_its_agb_codes() -> None:
+    from keys import Identity, MalformedCertificate, issue_certificate, parse_certificate
+
+    root, node = Identity.from_seed(b"\x01" * 32), Identity.from_seed(b"\x02" * 32)
+    common = dict(subject=node.did, organisation="Zorggroep", role="zorgaanbieder", identifiers={"agb": "22334455"},
+                  not_before=0, expires=100, issued_at=0)
+    member = parse_certificate(issue_certificate(root, **common, vestigingen=["22334466", "22334477"]))[1]
+    assert member.identifiers == {"agb": "22334455"} and member.vestigingen == ("22334466", "22334477")
+    assert member.identifier_values("agb") == ("22334455", "22334466", "22334477")
+    assert member.identifier_values("kvk") == ()
+    assert parse_certificate(issue_certificate(root, **common))[1].vestigingen == ()  # absent unless given
+    assert parse_certificate(issue_certificate(root, **common, vestigingen=[]))[1].vestigingen == ()
+    for bad, reason in ((["22334455"], "not the main one"), (["22334466", "22334466"], "given once"), (["1234"], "8 digits")):
+        with pytest.raises(MalformedCertificate, match=reason):
+            issue_certificate(root, **common, vestigingen=bad)
+    with pytest.raises(MalformedCertificate, match="only a zorgaanbieder"):
+        issue_certificate(root, **{**common, "role": "zorgkantoor", "identifiers": {"uzovi": "5151"}}, vestigingen=["22334466"])
