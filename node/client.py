@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 
@@ -22,8 +23,9 @@ class _CertificateNotHeld(NetworkError):
 
 class PeerClient:
     def __init__(self, endpoint: Endpoint, *, timeout: float = 10.0, clock: Callable[[], float] = time.time,
-                 watch: ClockWatch | None = None) -> None:
+                 watch: ClockWatch | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.endpoint = endpoint
+        self.tls = tls  # for https peers; None: the system's CAs
         self.clock = clock
         self.watch = watch or ClockWatch(clock)
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
@@ -33,7 +35,8 @@ class PeerClient:
         if self._session is None or self._session.closed:
             # Kept shorter than a node's idle timeout for connections, so that a pooled connection is not one the
             # peer is about to close.
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=10)
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=10,
+                                            ssl=self.tls if self.tls is not None else True)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 

@@ -95,6 +95,9 @@ class NodeConfig:
     host: str = "127.0.0.1"
     port: int = 0
     public_url: str | None = None
+    tls_cert: str | None = None  # PEM chain for the peer listener (relative to the home): the node then speaks https
+    tls_key: str | None = None
+    tls_ca: str | None = None  # PEM CA file trusted for https peers, beside the system's CAs
     admin_host: str = "127.0.0.1"
     admin_port: int = 0  # 0: any free port (printed at start and kept in run.json); fix it for the web interface
     roots: list[str] = field(default_factory=list)

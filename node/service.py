@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable
 from datetime import date
@@ -30,7 +31,7 @@ from node.client import PeerClient
 from node.clock import ClockWatch
 from node.discovery import Discovery, PeerTable, Router
 from node.errors import ConfigError
-from node.home import NodeHome
+from node.home import NodeConfig, NodeHome
 from node.metrics import Metrics
 from node.notify import Inbox, MeldingenSent, Outbox, Subscriptions
 from node.notify.consents import ConsentsReceived
@@ -40,6 +41,7 @@ from node.server import Dispatcher, PeerApp, QueryHandlers, load_replay_guard
 from node.server.connections import Listener
 from node.store import Actor, AuditLog, HeldEvidence, Registers, Store, Users, registers_for
 from node.tasks import Background, Housekeeping
+from node.tls import client_context, server_context
 from node.witness import Witnessing
 from protocol import Endpoint, Message
 from protocol.events import EVENT_RULES
@@ -51,9 +53,10 @@ class Node:
     def __init__(self, home: NodeHome, *, host: str | None = None, port: int | None = None,
                  admin_port: int | None = None, public_url: str | None = None, bootstrap: list[str] | None = None,
                  clock: Callable[[], float] = time.time, gossip_interval: float | None = None,
-                 mdns: bool | None = None, mdns_interfaces: list[str] | None = None) -> None:
+                 mdns: bool | None = None, mdns_interfaces: list[str] | None = None,
+                 config: NodeConfig | None = None) -> None:
         self.home = home
-        self.config = config = home.config()
+        self.config = config = config or home.config()
         self.host = host or config.host
         self.port = config.port if port is None else port
         self.admin_port = config.admin_port if admin_port is None else admin_port
@@ -86,6 +89,9 @@ class Node:
     async def start(self) -> None:
         config, spawn = self.config, self.tasks.spawn
         clock = self._follow_clock
+        # TLS files first: a wrong one stops the node before it opens anything.
+        self.tls = server_context(self.home.path, config.tls_cert, config.tls_key)
+        client_tls = client_context(self.home.path, config.tls_ca)
         self.home.finish_switch()  # a new key certified while the node was down (or a switch cut short)
         self.identity, self.certificate, self.trust = self.home.identity(), self.home.certificate(), self.home.trust_store()
         try:
@@ -105,7 +111,7 @@ class Node:
         self.peers = PeerTable(self.store, self.identity.did)
         await self.peers.load()
         self.clock_watch = ClockWatch(clock)
-        self.client = PeerClient(self.endpoint, clock=clock, watch=self.clock_watch)
+        self.client = PeerClient(self.endpoint, clock=clock, watch=self.clock_watch, tls=client_tls)
         self.discovery = Discovery(
             endpoint=self.endpoint, client=self.client, peers=self.peers, store=self.store, trust=self.trust,
             member=self.member, bootstrap=self.bootstrap, lifetime=config.announcement_lifetime,
@@ -169,8 +175,8 @@ class Node:
                            announcement=lambda: self.discovery.announcement, health=self._health,
                            adopt_revocation_list=self.discovery.adopt_revocation_list,
                            refresh_gauges=self._refresh_gauges, clock=self._follow_clock, watch=self.clock_watch)
-        port = await self._serve(peer_app.app(), self.host, self.port, "peer")
-        self.url = self.public_url or f"http://{self.host}:{port}"
+        port = await self._serve(peer_app.app(), self.host, self.port, "peer", tls=self.tls)
+        self.url = self.public_url or f"{'https' if self.tls else 'http'}://{self.host}:{port}"
         port = await self._serve(admin_app(self._admin_parts()), self.config.admin_host, self.admin_port, "admin")
         self.admin_url = f"http://{self.config.admin_host}:{port}"
 
@@ -209,11 +215,11 @@ class Node:
                          learn_from=lambda url: self.discovery.learn_from(url, source="mdns"))
         await self.mdns.start()
 
-    async def _serve(self, app: web.Application, host: str, port: int, name: str) -> int:
+    async def _serve(self, app: web.Application, host: str, port: int, name: str, tls: ssl.SSLContext | None = None) -> int:
         listener = Listener(app, max_connections=self.config.max_connections, header_timeout=self.config.header_timeout,
                             logger_name=f"node.http.{name}")
         try:
-            bound = await listener.start(host, port)
+            bound = await listener.start(host, port, tls)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         self._listeners.append(listener)

@@ -24,6 +24,7 @@ NODE_PARTS: dict[str, set[str]] = {
     "clock": set(),
     "home": {"errors"},
     "tasks": {"errors"},
+    "tls": {"errors"},
     "client": {"errors", "clock"},
     "store": {"errors", "faults"},
     "interfaces": {"store"},
@@ -37,8 +38,8 @@ NODE_PARTS: dict[str, set[str]] = {
     "backup": {"errors", "home", "store"},
     "admin": {"errors", "home", "store", "discovery", "notify", "overview", "care", "policy"},
     "service": {"errors", "metrics", "clock", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
-                "server", "admin", "witness", "overview", "care"},
-    "cli": {"errors", "home", "store", "policy", "admin", "service", "backup"},
+                "server", "admin", "witness", "overview", "care", "tls"},
+    "cli": {"errors", "home", "store", "policy", "admin", "service", "backup", "tls"},
     "__main__": {"cli"},
 }
 

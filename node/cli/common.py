@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from node.admin.client import AdminClient
-from node.home import NodeHome
+from node.home import NodeConfig, NodeHome
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,6 +40,22 @@ def command(sub: Any, name: str, handler: Handler, help: str | None = None, *, h
         parser.add_argument("home")
     parser.set_defaults(handler=handler)
     return parser
+
+
+def tls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", metavar="PEM", help="certificate chain: the peer listener speaks https")
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    parser.add_argument("--tls-ca", metavar="PEM", help="a CA to trust for https peers, beside the system's")
+
+
+def apply_tls(args: argparse.Namespace, config: NodeConfig) -> bool:
+    """Take the TLS options given into ``config`` (as absolute paths); whether any was given."""
+    given = False
+    for name in ("tls_cert", "tls_key", "tls_ca"):
+        if getattr(args, name, None):
+            setattr(config, name, str(Path(getattr(args, name)).resolve()))
+            given = True
+    return given
 
 
 def personal_data_option(parser: argparse.ArgumentParser) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 
 from keys import ROLES
 from node.admin.client import AdminClient
-from node.cli.common import command, emit, now, utc
+from node.cli.common import apply_tls, command, emit, now, tls_arguments, utc
 from node.errors import NetworkError, UsageError
 from node.home import NetworkDir, NodeHome, parse_duration
+from node.tls import client_context, server_context
 
 
 def network_init(args: argparse.Namespace) -> int:
@@ -36,6 +37,10 @@ def init(args: argparse.Namespace) -> int:
         config.port = args.port if args.port is not None else config.port
         config.host = args.host or config.host
         config.public_url = args.public_url or config.public_url
+        home.save_config(config)
+    if apply_tls(args, config):
+        server_context(home.path, config.tls_cert, config.tls_key)  # a wrong pair is refused now, not at start
+        client_context(home.path, config.tls_ca)
         home.save_config(config)
     did = home.identity().did
     emit(args, {"did": did, "home": str(home.path)}, did)
@@ -148,6 +153,7 @@ def register(sub: Any) -> None:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--public-url")
+    tls_arguments(p)
 
     cert = sub.add_parser("cert", help="membership certificates").add_subparsers(dest="cert_command", required=True)
     p = command(cert, "issue", cert_issue, "the network root signs a node's certificate")

@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import command
+from node.cli.common import apply_tls, command, tls_arguments
 from node.home import NodeHome
 
 
@@ -19,12 +19,14 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home = NodeHome(Path(args.home)).require()
+    config = home.config()
+    apply_tls(args, config)
 
     async def main() -> None:
         node = Node(home, host=args.host, port=args.port, admin_port=args.admin_port, bootstrap=args.bootstrap,
                     public_url=args.public_url,
                     mdns=False if args.no_mdns else None, mdns_interfaces=args.mdns_interface,
-                    gossip_interval=args.gossip_interval)
+                    gossip_interval=args.gossip_interval, config=config)
         await node.start()
         print(f"ready {node.url} admin {node.admin_url}", flush=True)
         stop = asyncio.Event()
@@ -51,6 +53,7 @@ def register(sub: Any) -> None:
     p.add_argument("--admin-port", type=int)
     p.add_argument("--public-url", help="the URL peers reach this node at (behind NAT, in containers)")
     p.add_argument("--bootstrap", action="append", default=None, metavar="URL")
+    tls_arguments(p)
     p.add_argument("--no-mdns", action="store_true", help="do not announce or browse on the LAN")
     p.add_argument("--mdns-interface", action="append", metavar="IP", help="run mDNS only on this interface address")
     p.add_argument("--gossip-interval", type=float, help="seconds between gossip rounds (0: no gossip)")

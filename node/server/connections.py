@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -199,7 +200,7 @@ class Listener:
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
         """Listen; returns the port (useful when ``port`` is 0). Raises OSError."""
         await self.runner.setup()
         factory = self.runner.server
@@ -207,7 +208,8 @@ class Listener:
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(lambda: self.guard.protocol(factory()), host, port,
-                                                    reuse_address=True, backlog=accept_backlog())
+                                                    reuse_address=True, backlog=accept_backlog(), ssl=tls,
+                                                    ssl_handshake_timeout=self.guard.header_timeout if tls else None)
         except OSError:
             await self.runner.cleanup()
             raise
