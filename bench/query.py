@@ -213,6 +213,7 @@ async def _bench_store(records: int) -> None:
         async with Store(tmp / "bench.sqlite3") as store:
             audit = AuditLog(store, me)
             registers = Registers(store, me, cert, "ciz", audit)
+            await registers.load()
             actor = Actor(me.did, "ciz", "CIZ")
             batch, loaded, bsns = 5000, 0, []
             started = time.perf_counter()

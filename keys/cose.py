@@ -78,8 +78,13 @@ def sign1_with_header(
 ) -> bytes:
     signature = identity.sign(sig_structure(protected_bytes, payload, external_aad))
     if not unprotected:
-        return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected_bytes, {}, payload, signature]))
+        return assemble_sign1(protected_bytes, payload, signature)
     return cbor.encode(cbor.Tag(COSE_SIGN1_TAG, [protected_bytes, dict(unprotected), payload, signature]))
+
+
+def assemble_sign1(protected_bytes: bytes, payload: bytes, signature: bytes) -> bytes:
+    """The COSE_Sign1 (empty unprotected header) of a signature made earlier: the same bytes signing gave."""
+    return cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected_bytes, {}, payload, signature]))
 
 
 MAX_PROTECTED: Final = 16 * 1024
@@ -152,4 +157,4 @@ def parse_sign1(data: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE) -> Sign1:
     return Sign1(protected, protected_bytes, {}, payload, signature)
 
 
-__all__ = ["Sign1", "sign1", "sign1_with_header", "protected_header", "parse_sign1", "sig_structure", "COSE_SIGN1_TAG", "ALG", "KID", "EDDSA"]
+__all__ = ["Sign1", "sign1", "sign1_with_header", "assemble_sign1", "protected_header", "parse_sign1", "sig_structure", "COSE_SIGN1_TAG", "ALG", "KID", "EDDSA"]

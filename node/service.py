@@ -9,6 +9,7 @@ API and dashboard). No part imports this module; each gets what it uses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from node.care.meldingen import MeldingDesk
 from node.client import PeerClient
 from node.clock import ClockWatch
 from node.discovery import Discovery, PeerTable, Router
-from node.errors import ConfigError
+from node.errors import ConfigError, NodeError
 from node.home import NodeConfig, NodeHome
 from node.metrics import Metrics
 from node.notify import Inbox, MeldingenSent, Outbox, Subscriptions
@@ -108,6 +109,7 @@ class Node:
         await self.users.load()
         self.registers = Registers(self.store, self.identity, self.certificate, self.member.role, self.audit,
                                    retention=config.retention)
+        await self.registers.load()
         self.peers = PeerTable(self.store, self.identity.did)
         await self.peers.load()
         self.clock_watch = ClockWatch(clock)
@@ -206,6 +208,16 @@ class Node:
         housekeeping.add("retention", self.config.retention_interval, self.purge,
                          first=min(60.0, self.config.retention_interval))
         self.tasks.spawn(housekeeping.run(), "housekeeping")
+        self.tasks.spawn(self._sign_in_background(), "record signer")
+
+    async def _sign_in_background(self, every: float = 2.0) -> None:
+        """Versions an import stored unsigned are signed within seconds to minutes, in batches between requests."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.registers.sign_unsigned()
+            except NodeError as exc:
+                log.warning("signing stored versions failed: %s", exc.__class__.__name__)
 
     async def _start_mdns(self) -> None:
         from node.discovery.mdns import Mdns  # zeroconf is only loaded when mDNS is on

@@ -47,25 +47,51 @@ class RecordVersion:
         return f"{self.kind}/{self.record_id}"
 
 
+def record_header(did: str, certificate: bytes) -> bytes:
+    """The protected header of every record a source signs under ``certificate``."""
+    return cose.protected_header({cose.KID: did.encode("ascii"), CERT_LABEL: certificate})
+
+
+def record_payload(record: RecordVersion, encoded_data: bytes | None = None) -> bytes:
+    """The signed payload of ``record``; pass ``encoded_data`` when the content is already encoded."""
+    check_name(record.kind, "kind")
+    check_uuid(record.record_id, "id")
+    if record.data is not None and encoded_data is None:
+        encoded_data = codec.encode(record.data)
+    return codec.encode({
+        "typ": TYPE, "kind": record.kind, "id": record.record_id, "version": record.version,
+        "source": record.source, "signed_at": record.signed_at, "deleted": record.deleted,
+        "data": None if record.data is None else encoded_data,
+    })
+
+
 class RecordSigner:
-    """Signs record versions for one source; the protected header is encoded once."""
+    """Signs record versions for one source; the protected header is encoded once.
+
+    Encoding is deterministic and Ed25519 signatures are too, so a source may keep
+    only the 64-byte signature of a version and :meth:`assemble` the very bytes it
+    signed from the content it stores anyway.
+    """
 
     def __init__(self, identity: Identity, certificate: bytes) -> None:
         self.identity = identity
-        self._header = cose.protected_header({cose.KID: identity.did.encode("ascii"), CERT_LABEL: certificate})
+        self.header = record_header(identity.did, certificate)
 
     def sign(self, record: RecordVersion, encoded_data: bytes | None = None) -> bytes:
         """Sign ``record``; pass ``encoded_data`` when the content is already encoded."""
-        check_name(record.kind, "kind")
-        check_uuid(record.record_id, "id")
-        if record.data is not None and encoded_data is None:
-            encoded_data = codec.encode(record.data)
-        payload = {
-            "typ": TYPE, "kind": record.kind, "id": record.record_id, "version": record.version,
-            "source": record.source, "signed_at": record.signed_at, "deleted": record.deleted,
-            "data": None if record.data is None else encoded_data,
-        }
-        return cose.sign1_with_header(self.identity, codec.encode(payload), self._header)
+        return cose.sign1_with_header(self.identity, record_payload(record, encoded_data), self.header)
+
+    def signature(self, record: RecordVersion, encoded_data: bytes | None = None) -> bytes:
+        """Only the signature of ``record``, for :func:`assemble_record`."""
+        payload = record_payload(record, encoded_data)
+        return self.identity.sign(cose.sig_structure(self.header, payload, b""))
+
+
+def assemble_record(header: bytes, record: RecordVersion, encoded_data: bytes | None, signature: bytes) -> bytes:
+    """The signed record whose signature was made earlier under ``header``: byte for byte what signing gave."""
+    if len(signature) != cose.SIGNATURE_SIZE:
+        raise _bad("a stored signature is 64 bytes")
+    return cose.assemble_sign1(header, record_payload(record, encoded_data), signature)
 
 
 def signing_certificate(data: bytes) -> bytes | None:
@@ -128,4 +154,4 @@ def verify_record(data: bytes, trust: TrustStore, now: int) -> tuple[RecordVersi
     return _parse_payload(codec.decode(sign1.payload), signer), member
 
 
-__all__ = ["RecordVersion", "RecordSigner", "sign_record", "verify_record", "signing_certificate"]
+__all__ = ["RecordVersion", "RecordSigner", "record_header", "record_payload", "assemble_record", "sign_record", "verify_record", "signing_certificate"]

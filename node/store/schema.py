@@ -232,6 +232,37 @@ MIGRATIONS: Final[list[str]] = [
     """
     ALTER TABLE peers ADD COLUMN vestigingen TEXT NOT NULL DEFAULT '[]';
     """,
+    # 8: a version keeps its 64-byte signature, not the signed bytes: those are assembled again from the content,
+    # the version's facts and the certificate it was signed under (docs/DECISIONS.md). signed stays for versions
+    # written before; a version with neither is signed when first read, or by the background signer.
+    """
+    CREATE TABLE signing_certificates (
+        cert_hash BLOB PRIMARY KEY,
+        did TEXT NOT NULL,
+        certificate BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE records_v8 (
+        kind TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        signed BLOB,
+        signature BLOB,
+        data BLOB,
+        deleted INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        retain_until TEXT,
+        current INTEGER NOT NULL,
+        cert_hash BLOB,
+        UNIQUE (kind, record_id, version)
+    );
+    INSERT INTO records_v8 (kind, record_id, version, signed, signature, data, deleted, created_at, retain_until, current,
+                            cert_hash)
+        SELECT kind, record_id, version, signed, NULL, data, deleted, created_at, retain_until, current, cert_hash FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_v8 RENAME TO records;
+    CREATE INDEX records_current ON records(kind, record_id) WHERE current = 1;
+    CREATE INDEX records_unsigned ON records(kind, record_id) WHERE signed IS NULL AND signature IS NULL;
+    """,
 ]
 
 

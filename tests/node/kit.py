@@ -133,7 +133,7 @@ async def settle(nodes: list[Node], timeout: float = 15.0) -> None:
             pending = await node.store.fetchone(
                 "SELECT count(*) FROM outbox WHERE status = 'pending' AND attempts = 0")
             waiting = await node.store.fetchone("SELECT count(*) FROM inbox WHERE status = 'received'")
-            tasks = [t for t in node._tasks if not t.done() and t.get_name() not in ("gossip", "outbox", "housekeeping")]
+            tasks = [t for t in node._tasks if not t.done() and t.get_name() not in ("gossip", "outbox", "housekeeping", "record signer")]
             busy = busy or bool(pending and pending[0]) or bool(waiting and waiting[0]) or bool(tasks)
         if not busy:
             await asyncio.sleep(0.05)

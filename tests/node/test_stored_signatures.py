@@ -1,0 +1,95 @@
+"""A version keeps only its signature; the signed bytes are assembled again, byte for byte, and an import is signed
+when first read or by the background signer."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+
+from node.store import Registers
+from protocol.records import verify_record
+from tests.node.kit import Network, put, sample
+
+pytestmark = pytest.mark.asyncio
+IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
+
+
+def rows(node: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(node.home.database_path) as db:
+        return db.execute("SELECT record_id, version, signed IS NULL, signature, length(data) FROM records "
+                          "ORDER BY record_id, version").fetchall()
+
+
+def fresh(node: Any) -> Registers:
+    """The node's registers as another process would read them: nothing cached."""
+    registers = Registers(node.store, node.identity, node.certificate, node.member.role, node.audit)
+    registers._headers.update(node.registers._headers)
+    return registers
+
+
+async def test_a_version_stores_its_signature_and_is_served_byte_for_byte(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    stored, _ = await ciz.registers.put("WlzIndicatie", sample("wlzIndicaties", 0), actor=ciz.actor, now=ciz.now())
+    [(record_id, version, no_full_bytes, signature, _)] = rows(ciz)
+    assert (record_id, version, no_full_bytes, len(signature)) == (IND0, 1, 1, 64)
+    # Without the cache, the bytes are assembled from the row and are exactly the ones signed at write time.
+    again = await fresh(ciz).current("WlzIndicatie", IND0)
+    assert again is not None and again.signed == stored.signed
+    record, member = verify_record(again.signed, zk.trust, zk.now())
+    assert (record.record_id, record.version, member.did) == (IND0, 1, ciz.identity.did)
+    # A peer gets the same bytes.
+    [(served, _, _)] = await zk.query_peer(ciz.url, "QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])
+    assert served.version == 1
+
+
+async def test_an_import_is_signed_when_first_read_and_then_by_the_background_signer(network: Network) -> None:
+    (ciz,) = await network.start("ciz")
+    first, second = sample("wlzIndicaties", 0), sample("wlzIndicaties", 1)
+    result = await ciz.registers.put_many("WlzIndicatie", [(1, None, first), (2, None, second)], actor=ciz.actor,
+                                          now=ciz.now())
+    assert result.created == 2
+    assert [r[3] for r in rows(ciz)] == [None, None]  # nothing signed while importing
+
+    # First read: the bytes are signed then, and the signature is kept.
+    reader = fresh(ciz)
+    [read] = await reader.history("WlzIndicatie", IND0)
+    read_before = read.signed
+    await reader.keep_signatures()
+    signatures = {r[0]: r[3] for r in rows(ciz)}
+    assert signatures[IND0] is not None and len(signatures[IND0]) == 64
+    assert [v for k, v in signatures.items() if k != IND0] == [None]
+
+    # The background signer takes the rest; signing again gives the very same bytes (deterministic Ed25519).
+    assert await ciz.registers.sign_unsigned() == 1
+    assert all(r[3] is not None for r in rows(ciz))
+    assert await ciz.registers.sign_unsigned() == 0
+    for registers in (fresh(ciz), ciz.registers):
+        [version] = await registers.history("WlzIndicatie", IND0)
+        assert version.signed == read_before
+
+    # A peer gets a record that verifies, the one the source signed.
+    (zk,) = await network.start("zk5151")
+    [(served, _, _)] = await zk.query_peer(ciz.url, "QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])
+    assert served.record_id == IND0
+    assert verify_record(read_before, zk.trust, zk.now())[0] == served
+
+
+async def test_a_tampered_row_is_caught_by_the_receiver(network: Network) -> None:
+    """The operator who edits a stored version's content cannot make it verify: the signature covers it."""
+    from protocol.errors import RemoteProtocolError
+
+    ciz, zk = await network.start("ciz", "zk5151")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    with sqlite3.connect(ciz.home.database_path) as db:
+        from keys import cbor
+
+        (data,) = db.execute("SELECT data FROM records").fetchone()
+        content = cbor.decode(bytes(data))
+        content["meerzorg"] = not content.get("meerzorg", False)
+        db.execute("UPDATE records SET data = ?", (cbor.encode(content),))
+    tampered = await fresh(ciz).current("WlzIndicatie", IND0)
+    assert tampered is not None
+    with pytest.raises(RemoteProtocolError):
+        verify_record(tampered.signed, zk.trust, zk.now())
