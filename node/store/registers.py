@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ Change = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
 # The outbox plans the notifications of a batch of changes inside their transaction.
 Notifier = Callable[[str, list[Change], int], Awaitable[list[Statement]]]
 CACHE_SIZE = 10_000
+IMPORT_QUIET = 5.0  # seconds after an import batch before the background signer takes the CPU
 _INSERT_RECORD = ("INSERT INTO records (kind, record_id, version, signature, data, deleted, created_at, retain_until, "
                   "cert_hash, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)")
 _INSERT_KEY = "INSERT OR IGNORE INTO record_keys (name, value, kind, record_id) VALUES (?, ?, ?, ?)"
@@ -122,6 +124,8 @@ class Registers:
         self._headers: dict[bytes, tuple[bytes, str]] = {}
         self._signatures: list[tuple[bytes, bytes, str, str, int]] = []  # made on reading, not stored yet
         self._certificate_stored = False
+        self.importing_until = 0.0  # the background signer waits until an import has been quiet this long
+        self._unsigned_after = 0  # the background signer's place (rowid): every version before it is signed
         self.switch_identity(identity, certificate)
         # The outbox plans notifications inside the record's transaction; it is woken after the commit.
         self.notifier: Notifier | None = None
@@ -201,18 +205,24 @@ class Registers:
 
     async def sign_unsigned(self, batch: int = 512) -> int:
         """The background signer: keep the signatures made on reading, then sign the versions no one has read
-        yet, a batch at a time."""
+        yet, a batch at a time, while no import is running (it would take the import's CPU)."""
         await self.keep_signatures()
         done = 0
-        while True:
-            rows = await self.store.fetchall(f"{_SELECT} WHERE signed IS NULL AND signature IS NULL LIMIT ?", (batch,))
+        while time.monotonic() >= self.importing_until:
+            # By rowid from where the last pass ended: no index to keep up on every insert, and a pass over
+            # versions signed already costs nothing the next time.
+            rows = await self.store.fetchall(
+                f"SELECT rowid, {_COLUMNS} FROM records WHERE rowid > ? AND signed IS NULL AND signature IS NULL "
+                "ORDER BY rowid LIMIT ?", (self._unsigned_after, batch))
             if not rows:
                 return done
+            self._unsigned_after = int(rows[-1][0])
             for row in rows:
-                self._row(row).signed
+                self._row(row[1:]).signed
             await self.keep_signatures()
             done += len(rows)
             await asyncio.sleep(0)  # let requests through between batches
+        return done
 
     async def resign_stale(self, batch: int = 256) -> int:
         """Sign again, under the current certificate, every stored version signed under an earlier one.
@@ -342,12 +352,14 @@ class Registers:
     def _version_statements(self, record_type: RecordType, record_id: str, version: int, data: dict[str, Any] | None,
                             now: int, *, sign: bool = True) -> tuple[list[Statement], StoredVersion]:
         row, keys, stored = self._version(record_type, record_id, version, data, now, sign=sign)
-        statements: list[Statement] = [
-            ("UPDATE records SET current = 0 WHERE kind = ? AND record_id = ? AND current = 1", (record_type.kind, record_id), False),
-            (_INSERT_RECORD, row, False),
-        ]
+        statements: list[Statement] = []
+        if version > 1:  # a first version has no earlier one to retire, nor keys to replace
+            statements.append(("UPDATE records SET current = 0 WHERE kind = ? AND record_id = ? AND current = 1",
+                               (record_type.kind, record_id), False))
+        statements.append((_INSERT_RECORD, row, False))
         if data is not None:  # a tombstone keeps the keys, so history stays findable
-            statements.append(("DELETE FROM record_keys WHERE kind = ? AND record_id = ?", (record_type.kind, record_id), False))
+            if version > 1:
+                statements.append(("DELETE FROM record_keys WHERE kind = ? AND record_id = ?", (record_type.kind, record_id), False))
             statements.append((_INSERT_KEY, keys, True))
         return statements, stored
 
@@ -409,6 +421,7 @@ class Registers:
         current version makes nothing, a changed one a new version; a line that fails is rejected with its reason,
         the rest is written in one transaction, with its audit entries and the notifications it causes."""
         record_type = self._holds(kind)
+        self.importing_until = time.monotonic() + IMPORT_QUIET
         result = BatchResult()
         prepared: list[tuple[int, str, dict[str, Any] | None]] = []
         for n, (line, delete_id, data) in enumerate(items):
@@ -472,6 +485,7 @@ class Registers:
         """Bulk load new records (first versions) in one transaction, an audit entry per record: each client
         sees in his access log that his record was made."""
         record_type = self._holds(kind)
+        self.importing_until = time.monotonic() + IMPORT_QUIET
         rows: list[tuple[Any, ...]] = []
         keys: list[tuple[str, str, str, str]] = []
         changes: list[Change] = []
@@ -524,6 +538,7 @@ class Registers:
         async with self._lock:
             await self.store.write(statements)
             self._current.clear()
+            self._unsigned_after = 0  # rowids of purged versions may be given out again
         return paths
 
 __all__ = ["Registers", "StoredVersion", "BatchResult", "values_at"]

@@ -261,7 +261,6 @@ MIGRATIONS: Final[list[str]] = [
     DROP TABLE records;
     ALTER TABLE records_v8 RENAME TO records;
     CREATE INDEX records_current ON records(kind, record_id) WHERE current = 1;
-    CREATE INDEX records_unsigned ON records(kind, record_id) WHERE signed IS NULL AND signature IS NULL;
     """,
 ]
 

@@ -61,7 +61,10 @@ async def test_an_import_is_signed_when_first_read_and_then_by_the_background_si
     assert signatures[IND0] is not None and len(signatures[IND0]) == 64
     assert [v for k, v in signatures.items() if k != IND0] == [None]
 
-    # The background signer takes the rest; signing again gives the very same bytes (deterministic Ed25519).
+    # The background signer waits while an import runs, then takes the rest; signing again gives the very same
+    # bytes (deterministic Ed25519).
+    assert await ciz.registers.sign_unsigned() == 0
+    ciz.registers.importing_until = 0.0  # as IMPORT_QUIET seconds later
     assert await ciz.registers.sign_unsigned() == 1
     assert all(r[3] is not None for r in rows(ciz))
     assert await ciz.registers.sign_unsigned() == 0
