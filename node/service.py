@@ -347,8 +347,7 @@ class Node:
 
     async def _refresh_gauges(self) -> None:
         self.metrics.records.set(await self.registers.count())
-        row = await self.store.fetchone("SELECT count(*) FROM audit")
-        self.metrics.audit_entries.set(row[0] if row else 0)
+        self.metrics.audit_entries.set(self.audit.seq)
         self.metrics.peers.set(len(self.peers))
         self.metrics.clock_offset.set(self.clock_watch.offset() or 0.0)
         self.metrics.meldingen_overdue.set(await self.melding_desk.overdue())

@@ -129,6 +129,11 @@ class AuditLog:
             self._head_signature = (seq, signature)
         self._seq, self._head = last
 
+    @property
+    def seq(self) -> int:
+        """How many entries the chain holds (seq counts from 1, without gaps)."""
+        return self._seq
+
     def head(self) -> AuditHead:
         """The current signed head, as handed to witnesses and to a client with his access log."""
         if self._head_signature[0] != self._seq or not self._head_signature[1]:

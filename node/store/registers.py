@@ -104,6 +104,8 @@ _INSERT_RECORD = ("INSERT INTO records (kind, record_id, version, signature, dat
 _INSERT_KEY = "INSERT OR IGNORE INTO record_keys (name, value, kind, record_id) VALUES (?, ?, ?, ?)"
 _COLUMNS = "kind, record_id, version, signed, signature, data, deleted, created_at, cert_hash"
 _SELECT = f"SELECT {_COLUMNS} FROM records"
+_COUNT = ("INSERT INTO register_counts (kind, current) VALUES (?, ?) "
+          "ON CONFLICT (kind) DO UPDATE SET current = current + excluded.current")
 _STORE_SIGNATURE = ("UPDATE records SET signature = ?, cert_hash = ? WHERE kind = ? AND record_id = ? AND version = ? "
                     "AND signed IS NULL")
 
@@ -126,6 +128,7 @@ class Registers:
         self._certificate_stored = False
         self.importing_until = 0.0  # the background signer waits until an import has been quiet this long
         self._unsigned_after = 0  # the background signer's place (rowid): every version before it is signed
+        self._counts: dict[str, int] = {}  # records (current, not deleted) per kind, as in register_counts
         self.switch_identity(identity, certificate)
         # The outbox plans notifications inside the record's transaction; it is woken after the commit.
         self.notifier: Notifier | None = None
@@ -157,6 +160,7 @@ class Registers:
         for cert_hash, did, certificate in await self.store.fetchall(
                 "SELECT cert_hash, did, certificate FROM signing_certificates"):
             self._headers.setdefault(bytes(cert_hash), (record_header(did, bytes(certificate)), did))
+        self._counts = {kind: int(n) for kind, n in await self.store.fetchall("SELECT kind, current FROM register_counts")}
 
     # Signed bytes: assembled from the signature, or signed now -----------------
 
@@ -317,8 +321,21 @@ class Registers:
         return [self._row(r) for r in rows]
 
     async def count(self) -> int:
-        row = await self.store.fetchone("SELECT count(*) FROM records WHERE current = 1 AND deleted = 0")
-        return int(row[0]) if row else 0
+        """Records held (current, not deleted): kept as they are written, so it costs nothing at any size."""
+        return sum(self._counts.values())
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    @staticmethod
+    def _count_statement(changes: dict[str, int]) -> list[Statement]:
+        rows = [(kind, n) for kind, n in changes.items() if n]
+        return [(_COUNT, rows, True)] if rows else []
+
+    def _counted(self, changes: dict[str, int]) -> None:
+        """After the write that changed them committed."""
+        for kind, n in changes.items():
+            self._counts[kind] = self._counts.get(kind, 0) + n
 
     # Writes -----------------------------------------------------------
 
@@ -368,14 +385,17 @@ class Registers:
         """One transaction: the new version, its audit entry and the notifications it causes."""
         if self.notifier is not None:
             statements.extend(await self.notifier(kind, [(record_id, old, new)], now))
-        await self._write(statements)
+        await self._write(statements, {kind: (new is not None) - (old is not None)})
         if self.on_written is not None:
             self.on_written()
 
-    async def _write(self, statements: list[Statement]) -> None:
-        """Write, with the certificate the new signatures are made under when it is not stored yet."""
-        await self.store.write(self._certificate_statements() + statements)
+    async def _write(self, statements: list[Statement], counts: dict[str, int] | None = None) -> None:
+        """Write, with the certificate the new signatures are made under when it is not stored yet, and the
+        change in the number of records held."""
+        counts = counts or {}
+        await self.store.write(self._certificate_statements() + statements + self._count_statement(counts))
         self._certificate_stored = True
+        self._counted(counts)
 
     async def put(self, kind: str, data: Any, *, actor: Actor, now: int, trace_id: str | None = None,
                   request: bytes | None = None) -> tuple[StoredVersion, bool]:
@@ -454,7 +474,7 @@ class Registers:
             if changes and self.notifier is not None:
                 statements += await self.notifier(kind, changes, now)
             if statements:
-                await self._write(statements)
+                await self._write(statements, {kind: result.created - result.deleted})
             for record_id, version_now in known.items():
                 self._cache((kind, record_id), version_now)
         if statements and self.on_written is not None:
@@ -511,7 +531,7 @@ class Registers:
                 (_INSERT_KEY, keys, True),
                 *entries,
                 *notifications,
-            ])
+            ], {kind: len(rows)})
             self._current.clear()
         if self.on_written is not None:
             self.on_written()
@@ -524,19 +544,23 @@ class Registers:
         evidence of one hears nothing beyond what the protocol says anyway: ``not-found`` when it asks.
         """
         rows = await self.store.fetchall(
-            "SELECT kind, record_id FROM records WHERE current = 1 AND retain_until IS NOT NULL AND retain_until < ? "
+            "SELECT kind, record_id, deleted FROM records WHERE current = 1 AND retain_until IS NOT NULL AND retain_until < ? "
             "ORDER BY kind, record_id", (today.isoformat(),))
-        paths = [f"{kind}/{record_id}" for kind, record_id in rows]
+        paths = [f"{kind}/{record_id}" for kind, record_id, _ in rows]
         if dry_run or not rows:
             return paths
         statements: list[Statement] = []
-        for kind, record_id in rows:
+        held: dict[str, int] = {}
+        for kind, record_id, deleted in rows:
+            if not deleted:
+                held[kind] = held.get(kind, 0) - 1
             statements.append(("DELETE FROM records WHERE kind = ? AND record_id = ?", (kind, record_id), False))
             statements.append(("DELETE FROM record_keys WHERE kind = ? AND record_id = ?", (kind, record_id), False))
             statements.append(self.audit.entry(now=now, event="record.purge", action="D", result="retention ended",
                                                actor=actor, record=f"{kind}/{record_id}"))
         async with self._lock:
-            await self.store.write(statements)
+            await self.store.write(statements + self._count_statement(held))
+            self._counted(held)
             self._current.clear()
             self._unsigned_after = 0  # rowids of purged versions may be given out again
         return paths

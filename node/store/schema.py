@@ -262,6 +262,17 @@ MIGRATIONS: Final[list[str]] = [
     ALTER TABLE records_v8 RENAME TO records;
     CREATE INDEX records_current ON records(kind, record_id) WHERE current = 1;
     """,
+    # 9: how many records each register holds, kept as records are written: /metrics and the info page count
+    # nothing per request
+    """
+    CREATE TABLE register_counts (
+        kind TEXT PRIMARY KEY,
+        current INTEGER NOT NULL
+    );
+    INSERT INTO register_counts (kind, current)
+        SELECT kind, count(*) FROM records WHERE current = 1 AND deleted = 0 GROUP BY kind;
+    CREATE INDEX outbox_dead ON outbox(created_at) WHERE status = 'dead';
+    """,
 ]
 
 
