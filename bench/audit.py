@@ -62,28 +62,35 @@ def timed(path: Path, identity: Identity, full: bool) -> tuple[float, int, bool]
     return time.perf_counter() - started, check.checked, check.intact
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--entries", type=int, default=1_000_000)
-    parser.add_argument("--new", type=int, default=1000)
-    args = parser.parse_args(argv)
+def measure(entries: int, new: int) -> dict[str, float]:
+    """Full and incremental checks of a chain of ``entries`` with ``new`` after the last checkpoint."""
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-audit-"))
     try:
         path, identity = tmp / "node.sqlite3", Identity.generate()
         asyncio.run(build(path))
         started = time.perf_counter()
-        digest = fill(path, identity, 1, args.entries, GENESIS)
-        print(f"built {args.entries:,} chained entries in {time.perf_counter() - started:.1f} s")
-        checkpoint(path, identity, args.entries, digest)
-        fill(path, identity, args.entries + 1, args.new, digest)
+        digest = fill(path, identity, 1, entries, GENESIS)
+        print(f"built {entries:,} chained entries in {time.perf_counter() - started:.1f} s")
+        checkpoint(path, identity, entries, digest)
+        fill(path, identity, entries + 1, new, digest)
         full, full_checked, ok_full = timed(path, identity, full=True)
         incremental, inc_checked, ok_inc = timed(path, identity, full=False)
         print(f"full check:        {full * 1000:10.1f} ms ({full_checked:,} entries hashed, intact={ok_full})")
         print(f"incremental check: {incremental * 1000:10.1f} ms ({inc_checked:,} entries hashed after the checkpoint, "
               f"intact={ok_inc})")
         print(f"ratio incremental/full: {incremental / full:.5f}")
+        assert ok_full and ok_inc
+        return {"full_ms": full * 1000, "incremental_ms": incremental * 1000}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--new", type=int, default=1000)
+    args = parser.parse_args(argv)
+    measure(args.entries, args.new)
 
 
 if __name__ == "__main__":

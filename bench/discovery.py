@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -100,7 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
+    measure(parser.parse_args(argv))
+
+
+def measure(args: Any) -> dict[str, float]:
+    """Median time to full peer tables and from a revocation push to refusal everywhere; ``args`` as main's."""
     logging.basicConfig(level=logging.ERROR)  # bootstrap peers not up yet are expected here
     print(f"{args.nodes} nodes on 127.0.0.1, 3 bootstrap peers, gossip every {args.interval:g} s (fanout 3)")
     fulls, refusals = [], []
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{args.nodes - 1} others after {refused:.3f} s")
     print(f"median time to full peer tables over {args.runs} runs: {statistics.median(fulls):.2f} s")
     print(f"median time from push until every node refuses the revoked member: {statistics.median(refusals):.3f} s")
+    return {"full_tables_s": statistics.median(fulls), "revocation_s": statistics.median(refusals)}
 
 
 if __name__ == "__main__":

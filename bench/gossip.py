@@ -33,6 +33,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from keys import Identity, TrustStore, issue_certificate
 from protocol import Announcement, Endpoint, PeerExchange, codec
@@ -200,7 +201,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fanout", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-rounds", type=int, default=40)
-    args = parser.parse_args(argv)
+    measure(parser.parse_args(argv))
+
+
+def measure(args: Any) -> dict[str, float]:
+    """Rounds to converge, bytes per node relative to the total, and a change's rounds; ``args`` as main's."""
     rng = random.Random(args.seed)
     started = time.perf_counter()
     net = build(args.providers, args.fanout, rng)
@@ -253,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
           f"(sent: median {statistics.median(sent_change) / 1e3:.1f} kB); "
           f"above the quiet rounds: median {(statistics.median(per_node) - statistics.median(background)) / 1e3:.1f} kB")
     print(f"(simulation took {time.perf_counter() - started:.0f} s)")
+    return {"nodes": n, "rounds": rounds if net.converged() else float("inf"),
+            "median_sent_ratio": statistics.median(sent) / total_size, "max_sent_ratio": max(sent) / total_size,
+            "change_rounds": change_rounds}
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from node.admin.client import AdminClient
 from node.home import NetworkDir, NodeHome
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backlog", type=int, default=10000)
     parser.add_argument("--receivers", type=int, default=10)
     parser.add_argument("--no-fetch", action="store_true", help="receivers only store and acknowledge")
-    args = parser.parse_args(argv)
+    measure(parser.parse_args(argv))
+
+
+def measure(args: Any) -> dict[str, float]:
+    """Delivery rate with every receiver up, then the drain time of a backlog; ``args`` as main's."""
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-notify-"))
     procs: list[Proc] = []
     try:
@@ -138,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
               f"they were started again  (target <= 20 s)")
         verify = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz.path), "--verify"], capture_output=True, text=True)
         print(f"source audit: {verify.stdout.strip()}")
+        return {"rate": args.records / elapsed, "drain_s": drain}
     finally:
         for p in procs:
             p.stop()

@@ -47,7 +47,7 @@ def _pin(core: int) -> None:
 # -- (a) the bare server ----------------------------------------------------
 
 
-def _bare_server(port_queue: Any) -> None:
+def _bare_server(port_queue: Any, event_loop: str = "asyncio") -> None:
     _pin(SERVER_CORE)
     import nacl.signing
     from aiohttp import web
@@ -70,7 +70,13 @@ def _bare_server(port_queue: Any) -> None:
         port_queue.put(runner.addresses[0][1])
         await asyncio.Event().wait()
 
-    asyncio.run(main())
+    if event_loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
+            loop_runner.run(main())
+    else:
+        asyncio.run(main())
 
 
 # -- the load generator -------------------------------------------------------
@@ -152,9 +158,10 @@ def _network(tmp: Path) -> tuple[Path, Path]:
     return ciz.path, zk.path
 
 
-def bench_http(seconds: float, inflight: int) -> None:
+def bench_http(seconds: float, inflight: int, event_loop: str = "asyncio") -> dict[str, float]:
+    """Both servers on ``event_loop`` (asyncio or uvloop)."""
     port_queue: Any = mp.Queue()
-    bare = mp.Process(target=_bare_server, args=(port_queue,), daemon=True)
+    bare = mp.Process(target=_bare_server, args=(port_queue, event_loop), daemon=True)
     bare.start()
     bare_url = f"http://127.0.0.1:{port_queue.get(timeout=30)}/"
     a = _measure("bare", bare_url, {"expected_rate": 8000}, inflight, seconds)
@@ -166,7 +173,7 @@ def bench_http(seconds: float, inflight: int) -> None:
     try:
         ciz, zk = _network(tmp)
         node = subprocess.Popen(["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "node", "run", str(ciz),
-                                 "--quiet", "--no-mdns"], stdout=subprocess.PIPE, text=True)
+                                 "--quiet", "--no-mdns", "--event-loop", event_loop], stdout=subprocess.PIPE, text=True)
         ready = node.stdout.readline().split() if node.stdout else []
         url = ready[1]
         sample = json.loads((Path(__file__).resolve().parents[1] / "node" / "cli" / "sample.json").read_text())
@@ -183,13 +190,16 @@ def bench_http(seconds: float, inflight: int) -> None:
             if node.stdout:
                 node.stdout.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{inflight} requests in flight, {seconds:.0f} s each, server on core {SERVER_CORE}, load on core {LOAD_CORE}")
+    print(f"{inflight} requests in flight, {seconds:.0f} s each, server on core {SERVER_CORE} ({event_loop}), "
+          f"load on core {LOAD_CORE}")
     print(f"{'server':58} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
     for name, r in (("(a) bare aiohttp: verify one signature, sign the reply", a),
                     ("(b) iwlz node: QIR-0001-ZKi with policy + audit", b)):
         print(f"{name:58} {r['rate']:8,.0f} {r['p50']:7.2f} {r['p99']:7.2f} {r['errors']:6.0f}")
     print(f"ratio b/a: {b['rate'] / a['rate']:.2f}   (target >= 0.6 with p99 <= 25 ms)")
     print(f"audit after the run: {audit.stdout.strip()}")
+    return {"bare_rate": a["rate"], "node_rate": b["rate"], "ratio": b["rate"] / a["rate"], "node_p50_ms": b["p50"],
+            "node_p99_ms": b["p99"], "errors": b["errors"]}
 
 
 # -- the store ----------------------------------------------------------------
@@ -199,7 +209,7 @@ def _indicatie(rng: random.Random, template: dict[str, Any]) -> dict[str, Any]:
     return data.indicatie(rng, template)
 
 
-async def _bench_store(records: int) -> None:
+async def bench_store(records: int) -> dict[str, float]:
     from keys import Identity, issue_certificate
     from node.store import Actor, AuditLog, Registers, Store
 
@@ -240,6 +250,8 @@ async def _bench_store(records: int) -> None:
         print(f"store size: {size / 1e6:,.0f} MB")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return {"load_rate": load_rate, "query_p50_ms": timings[len(timings) // 2] * 1000,
+            "query_p99_ms": timings[int(len(timings) * 0.99)] * 1000, "bytes_per_record": size / loaded}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -248,13 +260,14 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("http")
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--inflight", type=int, default=64)
+    p.add_argument("--event-loop", choices=["asyncio", "uvloop"], default="asyncio")
     p = sub.add_parser("store")
     p.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     if args.what == "http":
-        bench_http(args.seconds, args.inflight)
+        bench_http(args.seconds, args.inflight, args.event_loop)
     else:
-        asyncio.run(_bench_store(args.records))
+        asyncio.run(bench_store(args.records))
 
 
 if __name__ == "__main__":

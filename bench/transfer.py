@@ -26,14 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.data import indicaties, write_csv, write_jsonl
+from bench.procs import status_kib
 from node.home import NetworkDir, NodeHome
-
-
-def _peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _versions(home: NodeHome) -> int:
@@ -84,7 +78,7 @@ def run(records: int, formats: list[str], keep: Path | None) -> list[dict[str, A
                         "records_per_s": round(records / result["seconds"]),
                         "created": summary.get("created"), "updated": summary.get("updated"),
                         "unchanged": summary.get("unchanged"), "rejected": summary.get("rejected"),
-                        "import_peak_mib": result["import_peak_mib"], "node_peak_mib": round(_peak_kib(node.pid) / 1024, 1),
+                        "import_peak_mib": result["import_peak_mib"], "node_peak_mib": round(status_kib(node.pid, "VmHWM") / 1024, 1),
                         "versions": _versions(home), "file_mib": round(file.stat().st_size / 2**20, 1),
                         "db_bytes_per_record": round(home.database_path.stat().st_size / records),
                     })

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from node.cli.common import apply_tls, command, tls_arguments
+from node.errors import UsageError
 from node.home import NodeHome
 
 
@@ -36,8 +37,23 @@ def run(args: argparse.Namespace) -> int:
         await stop.wait()
         await node.stop()
 
-    asyncio.run(main())
+    with _runner(args.event_loop) as runner:
+        runner.run(main())
     return 0
+
+
+def _runner(choice: str) -> asyncio.Runner:
+    """uvloop when it is installed (pip install 'iwlz-node[fast]'; bench/query.py measures what it gives), else
+    asyncio's own loop."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise UsageError("--event-loop uvloop: uvloop is not installed (pip install 'iwlz-node[fast]')") from None
+        else:
+            return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    return asyncio.Runner()
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -58,6 +74,8 @@ def register(sub: Any) -> None:
     p.add_argument("--mdns-interface", action="append", metavar="IP", help="run mDNS only on this interface address")
     p.add_argument("--gossip-interval", type=float, help="seconds between gossip rounds (0: no gossip)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
+                   help="auto: uvloop when installed")
 
     p = command(sub, "demo", demo, "run a local multi-party network on 127.0.0.1", home=False)
     p.add_argument("--dir", default="demo-network")

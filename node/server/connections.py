@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -138,9 +138,10 @@ class _Guarded(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.guard.opened(transport)
+        # A stream transport, but not always a subclass of asyncio.Transport (uvloop's is not).
+        stream = cast(asyncio.Transport, transport)
+        self.transport = stream
+        self.guard.opened(stream)
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from node.home import NetworkDir
 from protocol import MEDIA_TYPE, Endpoint, Query
+from bench.procs import open_files, status_kib
 from tests.hardening.conftest import long_only
 from tests.hardening.kit import NodeProcess, raise_file_limit
 from tests.helpers import Network as Keys
@@ -32,14 +33,7 @@ QUERIES_PER_SECOND = 40
 
 
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def open_files(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    return status_kib(pid, "VmRSS")
 
 
 def admin_put(node: NodeProcess, kind: str, record: dict) -> None:
