@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -40,16 +39,22 @@ def _versions(home: NodeHome) -> int:
 def _import(home: NodeHome, file: Path, fmt: str, rejects: Path) -> dict[str, Any]:
     out_path, err_path = rejects.with_suffix(".out"), rejects.with_suffix(".err")
     started = time.perf_counter()
+    peak = 0
     with out_path.open("w") as out, err_path.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "node", "import", str(home.path), "WlzIndicatie", str(file),
                                  "--format", fmt, "--rejects", str(rejects), "--quiet", "--json"], stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak memory comes with its exit status
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        # VmHWM only grows: its last reading is the peak (ru_maxrss would count the forked parent's pages too).
+        while proc.poll() is None:
+            try:
+                peak = max(peak, status_kib(proc.pid, "VmHWM"))
+            except OSError:
+                break
+            time.sleep(0.2)
+        proc.wait()
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"import failed ({proc.returncode}): {err_path.read_text()[-2000:]}")
-    return {"seconds": round(seconds, 1), "summary": json.loads(out_path.read_text()),
-            "import_peak_mib": round(usage.ru_maxrss / 1024, 1)}
+    return {"seconds": round(seconds, 1), "summary": json.loads(out_path.read_text()), "import_peak_mib": round(peak / 1024, 1)}
 
 
 def run(records: int, formats: list[str], keep: Path | None) -> list[dict[str, Any]]:
