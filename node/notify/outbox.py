@@ -20,7 +20,7 @@ from typing import Any
 
 from keys import Member
 from node.discovery import PeerTable
-from node.errors import NodeError, PeerRefused
+from node.errors import NetworkError, NodeError, PeerRefused
 from node.faults import crash_point
 from node.interfaces import Requester
 from node.metrics import Metrics
@@ -66,6 +66,10 @@ class Outbox:
         self.subscribers = subscribers
         self.spawn = spawn
         self._in_flight: set[str] = set()
+        # Receivers whose last delivery did not get through: one notification at a time probes them, the rest
+        # wait for its outcome, so a stopped receiver costs an attempt per backoff step, not one per notification.
+        self._unreachable: dict[str, float] = {}  # receiver did -> when the next probe may go
+        self._probing: set[str] = set()
         self.first_delay = first_delay
         self.max_delay = max_delay
         self.dead_after = dead_after
@@ -111,11 +115,23 @@ class Outbox:
     async def peer_back(self, did: str, identifiers: "builtins.list[tuple[str, str]]") -> None:
         """A peer (re)announced itself: what waits for it (by did, or by any identifier) is due now, whatever its
         backoff."""
-        conditions = ["receiver_did = ?"] + ["(receiver_id_type = ? AND receiver_id = ?)"] * len(identifiers)
-        params: list[Any] = [did] + [v for k, value in identifiers for v in (k.upper(), value)]
-        await self.store.write([(
-            f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND ({' OR '.join(conditions)})", params, False)])
+        self._unreachable.pop(did, None)
+        where, params = self._addressed_to(did, identifiers)
+        await self.store.write([(f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND {where}", params, False)])
         self.wake()
+
+    @staticmethod
+    def _addressed_to(did: str, identifiers: "builtins.list[tuple[str, str]]") -> tuple[str, "builtins.list[Any]"]:
+        """The outbox rows for one receiver: by its did, or by any identifier it is known by."""
+        conditions = ["receiver_did = ?"] + ["(receiver_id_type = ? AND receiver_id = ?)"] * len(identifiers)
+        return f"({' OR '.join(conditions)})", [did] + [v for k, value in identifiers for v in (k.upper(), value)]
+
+    def _others_of(self, did: str, row: dict[str, Any]) -> tuple[str, "builtins.list[Any]"]:
+        """Where-clause and parameters of every other pending row for the receiver ``did``, as the peer table knows
+        it (by did, or by any of its identifiers)."""
+        peer = self.peers.get(did)
+        where, params = self._addressed_to(did, peer.identifier_values() if peer is not None else [])
+        return f"status = 'pending' AND notification_id != ? AND {where}", [row["notification_id"], *params]
 
     # Delivery -------------------------------------------------------------------
 
@@ -145,20 +161,34 @@ class Outbox:
         rows = [_row(r) for r in await self.store.fetchall(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at LIMIT ?", (now, limit))]
-        started, nowhere = 0, []
+        started: int = 0
+        nowhere: list[dict[str, Any]] = []
+        waiting: list[tuple[dict[str, Any], float]] = []
         for row in rows:
             if row["notification_id"] in self._in_flight or started == BATCH:
                 continue
-            if self._unknown(row):
+            did = self._did_of(row)
+            if did is None:
                 nowhere.append(row)  # no address to try: backed off with the others below, no task, no request
                 continue
+            if did in self._unreachable:
+                if did in self._probing:  # the probe's outcome sets when this one is due
+                    waiting.append((row, now + self.max_delay))
+                    continue
+                if now < self._unreachable[did]:  # due with the next probe
+                    waiting.append((row, self._unreachable[did]))
+                    continue
+                self._probing.add(did)
             self._in_flight.add(row["notification_id"])
             self.spawn(self._deliver_and_record(row), "delivery")
             started += 1
         if nowhere:
             log.info("%d notification(s) wait for a receiver no peer table entry names yet", len(nowhere))
-            await self.store.write([self._backoff(row, "no peer with this identifier is known (yet)", int(now))
-                                    for row in nowhere])
+        if nowhere or waiting:
+            await self.store.write(
+                [self._backoff(row, "no peer with this identifier is known (yet)", int(now)) for row in nowhere]
+                + [("UPDATE outbox SET next_attempt_at = ? WHERE notification_id = ? AND status = 'pending'",
+                    (due, row["notification_id"]), False) for row, due in waiting])
         if len(rows) == limit:  # at least a full batch was due: there may be more
             return 0.0
         nxt = await self.store.fetchone("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
@@ -205,21 +235,27 @@ class Outbox:
         async with self._limit:
             now = int(time.time())
             message = self._message(row)
+            did = None
             try:
                 url, did = self._receiver(row)
                 reply = await self.client.request(url, message, to=did)
                 ack = reply.message
                 if not isinstance(ack, Ack) or ack.ref != row["notification_id"]:
                     raise PeerRefused("unexpected-reply", "the acknowledgement does not name this notification")
-            except PeerRefused as exc:
+            except PeerRefused as exc:  # it answered (or no peer names it): what waited for it need not wait
                 if isinstance(message, Melding) and exc.code in _FINAL_REFUSALS:
-                    return self._refused(row, exc, now)
-                return self._failed(row, str(exc), now)
+                    return self._reached(row, did) + self._refused(row, exc, now)
+                return self._reached(row, did) + self._failed(row, str(exc), now)
+            except NetworkError as exc:
+                return self._unreachable_now(row, did, str(exc), now) if did else self._failed(row, str(exc), now)
             except (NodeError, RemoteProtocolError) as exc:
-                return self._failed(row, str(exc), now)
+                return self._reached(row, did) + self._failed(row, str(exc), now)
+            finally:
+                self._probing.discard(did or "")
             self.metrics.count_request("notification-sent", "delivered")
             self.delivered_since_start += 1
-            return [
+            reached = self._reached(row, did)
+            return reached + [
                 ("UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, last_error = NULL "
                  "WHERE notification_id = ?", (now, row["notification_id"]), False),
                 self.audit.entry(now=now, event=f"notification.sent {row['event_type']}", action="E",
@@ -227,12 +263,12 @@ class Outbox:
                                       trace_id=reply.envelope.trace_id, rule=row["notification_id"]),
             ]
 
-    def _unknown(self, row: dict[str, Any]) -> bool:
+    def _did_of(self, row: dict[str, Any]) -> str | None:
+        """The receiver's did, or None when no peer (or subscription endpoint) names it yet."""
         try:
-            self._receiver(row)
+            return self._receiver(row)[1]
         except PeerRefused:
-            return True
-        return False
+            return None
 
     def _receiver(self, row: dict[str, Any]) -> tuple[str, str]:
         """(url, did) of the receiver: from the peer table, or for a client's node the endpoint it subscribed with."""
@@ -258,13 +294,37 @@ class Outbox:
         log.info("notification %s not delivered (attempt %d): %s", row["notification_id"], row["attempts"] + 1, reason)
         return [self._backoff(row, reason, now)]
 
+    def _unreachable_now(self, row: dict[str, Any], did: str, reason: str, now: int) -> list[Statement]:
+        """The receiver did not answer: what else waits for it is due when this one is tried again, and what is
+        older than dead_after ends now, so that one probe speaks for them all."""
+        statement, next_attempt = self._backoff_until(row, reason, now)
+        self._unreachable[did] = next_attempt
+        others, params = self._others_of(did, row)
+        return [statement,
+                (f"UPDATE outbox SET next_attempt_at = ? WHERE {others}", (next_attempt, *params), False),
+                (f"UPDATE outbox SET status = 'dead', last_error = ? WHERE {others} AND created_at <= ?",
+                 (reason[:500], *params, now - self.dead_after), False)]
+
+    def _reached(self, row: dict[str, Any], did: str | None) -> list[Statement]:
+        """The receiver answered, whatever it said: what waited for the probe is due now."""
+        if did is None or did not in self._unreachable:
+            return []
+        del self._unreachable[did]
+        self.wake()
+        others, params = self._others_of(did, row)
+        return [(f"UPDATE outbox SET next_attempt_at = 0 WHERE {others}", tuple(params), False)]
+
     def _backoff(self, row: dict[str, Any], reason: str, now: int) -> Statement:
+        return self._backoff_until(row, reason, now)[0]
+
+    def _backoff_until(self, row: dict[str, Any], reason: str, now: int) -> tuple[Statement, float]:
+        """The row's next attempt, doubling up to max_delay (or its end as dead), and when that is."""
         attempts = row["attempts"] + 1
         dead = now - row["created_at"] >= self.dead_after
-        delay = min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
+        next_attempt = time.time() + min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
         self.metrics.count_request("notification-sent", "dead" if dead else "retry")
         return ("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? WHERE notification_id = ?",
-                (attempts, time.time() + delay, "dead" if dead else "pending", reason[:500], row["notification_id"]), False)
+                (attempts, next_attempt, "dead" if dead else "pending", reason[:500], row["notification_id"]), False), next_attempt
 
     # Operator commands ------------------------------------------------------------
 
