@@ -103,7 +103,8 @@ def benchmarks(quick: bool) -> list[tuple[str, Callable[[], dict[str, float]], l
         ("notifications, 10 receivers, fetch-back",
          lambda: notify.measure(SimpleNamespace(records=2000 if not quick else 500, backlog=10_000 if not quick else 1000,
                                                 receivers=10, no_fetch=False)),
-         [Target("rate", "/s", 1000), Target("drain_s", "s", 10, False)]),
+         [Target("rate", "/s", 1000), Target("drain_s", "s", 10, False),
+          Target("attempts_while_down", "attempts", None, False)]),
     ]
     if not quick:
         out.append(("notifications, 50 receivers, fetch-back",

@@ -7,7 +7,7 @@ indicaties spread over the receivers (zorgkantoren); it prints the
 notifications delivered and acknowledged per second (target >= 1,000/s).
 (2) With every receiver down, it loads ``--backlog`` more, then starts the
 receivers again and prints the time from their return until the whole
-backlog is acknowledged (target <= 20 s). Each receiver acts on every
+backlog is acknowledged (target <= 10 s; also the delivery attempts made while the receivers were down). Each receiver acts on every
 notification as a node does by default: it fetches the indicatie back from
 the source with QIR-0001-ZKi.
 """
@@ -18,6 +18,7 @@ import argparse
 import json
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -134,16 +135,18 @@ def measure(args: Any) -> dict[str, float]:
         load(admin, backlog)
         time.sleep(2)
         stats = admin.call("GET", "/admin/v1/outbox/stats")
+        with sqlite3.connect(f"file:{ciz.database_path}?mode=ro", uri=True) as db:
+            (attempts,) = db.execute("SELECT coalesce(sum(attempts), 0) FROM outbox WHERE status = 'pending'").fetchone()
         back = time.monotonic()
         for r in receivers:
             r.start()
         wait_delivered(admin, args.records + args.backlog)
         drain = time.monotonic() - back
-        print(f"backlog of {args.backlog} (outbox before the receivers returned: {stats}) drained {drain:.1f} s after "
-              f"they were started again  (target <= 20 s)")
+        print(f"backlog of {args.backlog} (outbox before the receivers returned: {stats}; {attempts} delivery attempts "
+              f"while they were down) drained {drain:.1f} s after they were started again  (target <= 10 s)")
         verify = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz.path), "--verify"], capture_output=True, text=True)
         print(f"source audit: {verify.stdout.strip()}")
-        return {"rate": args.records / elapsed, "drain_s": drain}
+        return {"rate": args.records / elapsed, "drain_s": drain, "attempts_while_down": attempts}
     finally:
         for p in procs:
             p.stop()
