@@ -186,7 +186,7 @@ class Outbox:
             log.info("%d notification(s) wait for a receiver no peer table entry names yet", len(nowhere))
         if nowhere or waiting:
             await self.store.write(
-                [self._backoff(row, "no peer with this identifier is known (yet)", int(now)) for row in nowhere]
+                [self._no_peer_yet(row, int(now)) for row in nowhere]
                 + [("UPDATE outbox SET next_attempt_at = ? WHERE notification_id = ? AND status = 'pending'",
                     (due, row["notification_id"]), False) for row, due in waiting])
         if len(rows) == limit:  # at least a full batch was due: there may be more
@@ -313,6 +313,16 @@ class Outbox:
         self.wake()
         others, params = self._others_of(did, row)
         return [(f"UPDATE outbox SET next_attempt_at = 0 WHERE {others}", tuple(params), False)]
+
+    def _no_peer_yet(self, row: dict[str, Any], now: int) -> Statement:
+        """No peer names the receiver: nothing to try until one does, and then peer_back makes the row due at once.
+        Trying again only every max_delay keeps a large import for parties not yet known (a million rows) from
+        being rewritten at every doubling step."""
+        dead = now - row["created_at"] >= self.dead_after
+        self.metrics.count_request("notification-sent", "dead" if dead else "retry")
+        return ("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? WHERE notification_id = ?",
+                (row["attempts"] + 1, time.time() + self.max_delay, "dead" if dead else "pending",
+                 "no peer with this identifier is known (yet)", row["notification_id"]), False)
 
     def _backoff(self, row: dict[str, Any], reason: str, now: int) -> Statement:
         return self._backoff_until(row, reason, now)[0]
