@@ -114,6 +114,25 @@ async def test_9_receiver_down_then_back_gets_it_once(network: Network) -> None:
     assert len(await restarted.inbox.list()) == 1
 
 
+async def test_a_receiver_no_peer_names_yet_is_left_alone_until_it_appears_then_gets_it_at_once(network: Network) -> None:
+    (ciz,) = await network.start("ciz")
+    ciz.outbox.max_delay = 600.0  # the row waits this long unless the receiver appears
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    deadline = time.monotonic() + 10
+    while (await ciz.outbox.list())[0]["attempts"] == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    [row] = await ciz.outbox.list()
+    assert row["status"] == "pending" and row["attempts"] == 1 and "no peer" in row["last_error"]
+    assert row["next_attempt_at"] > time.time() + 500  # not rewritten at every doubling step
+    (zk,) = await network.start("zk5151")  # it announces itself: what waited for it is due at once
+    deadline = time.monotonic() + 10
+    while (await ciz.outbox.list())[0]["status"] != "delivered" and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert (await ciz.outbox.list())[0]["status"] == "delivered"
+    await network.settle()
+    assert [r["event_type"] for r in await zk.inbox.list()] == ["NIEUWE_INDICATIE_ZORGKANTOOR"]
+
+
 async def _notification(source: Node, row: dict) -> Notification:
     return Notification(notification_id=row["notification_id"], event_type=row["event_type"], timestamp=row["created_at"],
                         sender_id_type="KVK", sender_id=source.member.identifiers["kvk"], receiver_id_type=row["receiver_id_type"],
