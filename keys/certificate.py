@@ -120,6 +120,10 @@ class Member:
         main = self.identifiers.get(name)
         return ((main,) if main else ()) + (self.vestigingen if name == "agb" else ())
 
+    def identifier_pairs(self) -> list[tuple[str, str]]:
+        """(name, value) of every identifier the member holds, vestigingen included (as agb)."""
+        return list(self.identifiers.items()) + [("agb", code) for code in self.vestigingen]
+
     def matches_bsn(self, bsn: str) -> bool:
         """True when this member is the client with ``bsn``."""
         return self.bsn_commitment is not None and self.bsn_commitment.matches(bsn)

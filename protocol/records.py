@@ -69,8 +69,8 @@ class RecordSigner:
     """Signs record versions for one source; the protected header is encoded once.
 
     Encoding is deterministic and Ed25519 signatures are too, so a source may keep
-    only the 64-byte signature of a version and :meth:`assemble` the very bytes it
-    signed from the content it stores anyway.
+    only the 64-byte signature (:meth:`signature`) of a version and rebuild the very
+    bytes it signed with :func:`assemble_record` from the content it stores anyway.
     """
 
     def __init__(self, identity: Identity, certificate: bytes) -> None:

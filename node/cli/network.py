@@ -26,22 +26,18 @@ def network_init(args: argparse.Namespace) -> int:
 
 def init(args: argparse.Namespace) -> int:
     identifiers = {k: getattr(args, k) for k in ("kvk", "uzovi", "agb", "bsn") if getattr(args, k)}
+    if args.vestiging and (args.role != "zorgaanbieder" or not args.agb):
+        raise UsageError("--vestiging is for a zorgaanbieder, beside its main --agb")
     home = NodeHome.create(Path(args.home), role=args.role, name=args.name, identifiers=identifiers, region=args.region)
     config = home.config()
-    if args.vestiging:
-        if args.role != "zorgaanbieder" or not args.agb:
-            raise UsageError("--vestiging is for a zorgaanbieder, beside its main --agb")
-        config.vestigingen = list(args.vestiging)
-        home.save_config(config)
-    if args.port is not None or args.host is not None or args.public_url is not None:
-        config.port = args.port if args.port is not None else config.port
-        config.host = args.host or config.host
-        config.public_url = args.public_url or config.public_url
-        home.save_config(config)
+    config.vestigingen = list(args.vestiging or [])
+    config.port = args.port if args.port is not None else config.port
+    config.host = args.host or config.host
+    config.public_url = args.public_url or config.public_url
     if apply_tls(args, config):
         server_context(home.path, config.tls_cert, config.tls_key)  # a wrong pair is refused now, not at start
         client_context(home.path, config.tls_ca)
-        home.save_config(config)
+    home.save_config(config)
     did = home.identity().did
     emit(args, {"did": did, "home": str(home.path)}, did)
     return 0

@@ -181,8 +181,7 @@ class Discovery:
 
     async def _peer_back(self, member: Member) -> None:
         if self.peer_back is not None:
-            names = [(k, v) for k in member.identifiers for v in member.identifier_values(k)]
-            await self.peer_back(member.did, names)
+            await self.peer_back(member.did, member.identifier_pairs())
 
     async def learn_from(self, url: str, *, source: str) -> str | None:
         """Fetch and verify a node's announcement at ``url``; returns its did, or None (the reason is logged)."""

@@ -161,7 +161,7 @@ class Outbox:
         rows = [_row(r) for r in await self.store.fetchall(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at LIMIT ?", (now, limit))]
-        started: int = 0
+        started = 0
         nowhere: list[dict[str, Any]] = []
         waiting: list[tuple[dict[str, Any], float]] = []
         for row in rows:
@@ -318,20 +318,19 @@ class Outbox:
         """No peer names the receiver: nothing to try until one does, and then peer_back makes the row due at once.
         Trying again only every max_delay keeps a large import for parties not yet known (a million rows) from
         being rewritten at every doubling step."""
-        dead = now - row["created_at"] >= self.dead_after
-        self.metrics.count_request("notification-sent", "dead" if dead else "retry")
-        return ("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? WHERE notification_id = ?",
-                (row["attempts"] + 1, time.time() + self.max_delay, "dead" if dead else "pending",
-                 "no peer with this identifier is known (yet)", row["notification_id"]), False)
+        return self._backoff_until(row, "no peer with this identifier is known (yet)", now, delay=self.max_delay)[0]
 
     def _backoff(self, row: dict[str, Any], reason: str, now: int) -> Statement:
         return self._backoff_until(row, reason, now)[0]
 
-    def _backoff_until(self, row: dict[str, Any], reason: str, now: int) -> tuple[Statement, float]:
-        """The row's next attempt, doubling up to max_delay (or its end as dead), and when that is."""
+    def _backoff_until(self, row: dict[str, Any], reason: str, now: int,
+                       delay: float | None = None) -> tuple[Statement, float]:
+        """The row's next attempt, after ``delay`` or doubling up to max_delay (or its end as dead), and when."""
         attempts = row["attempts"] + 1
         dead = now - row["created_at"] >= self.dead_after
-        next_attempt = time.time() + min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
+        if delay is None:
+            delay = min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
+        next_attempt = time.time() + delay
         self.metrics.count_request("notification-sent", "dead" if dead else "retry")
         return ("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? WHERE notification_id = ?",
                 (attempts, next_attempt, "dead" if dead else "pending", reason[:500], row["notification_id"]), False), next_attempt

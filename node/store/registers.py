@@ -145,6 +145,7 @@ class Registers:
         self.signer = RecordSigner(identity, certificate)
         self._headers[self.cert_hash] = (self.signer.header, identity.did)
         self._certificate_stored = False
+        self._signatures = []  # made under the earlier certificate: those versions are signed again when wanted
 
     def _certificate_statements(self) -> list[Statement]:
         """Keep the certificate the versions are signed under, with the first write that needs it."""
@@ -155,8 +156,7 @@ class Registers:
 
     async def load(self) -> None:
         """The certificates stored versions were signed under (to assemble their signed bytes)."""
-        await self.store.write(self._certificate_statements())
-        self._certificate_stored = True
+        await self._write([])
         for cert_hash, did, certificate in await self.store.fetchall(
                 "SELECT cert_hash, did, certificate FROM signing_certificates"):
             self._headers.setdefault(bytes(cert_hash), (record_header(did, bytes(certificate)), did))
@@ -164,10 +164,15 @@ class Registers:
 
     # Signed bytes: assembled from the signature, or signed now -----------------
 
+    @staticmethod
+    def _decoded(data: Any) -> tuple[bytes | None, dict[str, Any] | None]:
+        """A row's stored content: its encoded bytes (as signed) and the decoded record (None: a tombstone)."""
+        encoded = bytes(data) if data is not None else None
+        return encoded, cbor.decode_trusted(encoded) if encoded is not None else None
+
     def _row(self, row: Any) -> StoredVersion:
         kind, record_id, version, signed, signature, data, deleted, created_at, cert_hash = row
-        encoded = bytes(data) if data is not None else None
-        content = cbor.decode_trusted(encoded) if encoded is not None else None
+        encoded, content = self._decoded(data)
         version, deleted, created_at = int(version), bool(deleted), int(created_at)
         if signed is not None:  # written before schema 8: the whole bytes
             full = bytes(signed)
@@ -187,13 +192,19 @@ class Registers:
                   deleted: bool, created_at: int) -> StoredVersion:
         """A version whose signature is made the first time its bytes are wanted, and then kept."""
         def sign() -> bytes:
-            signer, cert_hash = self.signer, self.cert_hash
-            record = RecordVersion(kind, record_id, version, signer.identity.did, created_at, deleted, content)
-            signature = signer.signature(record, encoded)
+            cert_hash = self.cert_hash
+            signature, signed = self._sign_now(kind, record_id, version, created_at, deleted, content, encoded)
             self._signatures.append((signature, cert_hash, kind, record_id, version))
-            return assemble_record(signer.header, record, encoded, signature)
+            return signed
 
         return StoredVersion(kind, record_id, version, content, deleted, created_at, sign)
+
+    def _sign_now(self, kind: str, record_id: str, version: int, created_at: int, deleted: bool,
+                  content: dict[str, Any] | None, encoded: bytes | None) -> tuple[bytes, bytes]:
+        """(signature, signed bytes) of a version under the current key and certificate."""
+        record = RecordVersion(kind, record_id, version, self.identity.did, created_at, deleted, content)
+        signature = self.signer.signature(record, encoded)
+        return signature, assemble_record(self.signer.header, record, encoded, signature)
 
     async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[StoredVersion]:
         if len(self._signatures) >= 256:  # the background signer keeps them too; this bounds what waits
@@ -204,8 +215,7 @@ class Registers:
         """Store the signatures made on reading (Ed25519 is deterministic: one made twice is the same)."""
         pending, self._signatures = self._signatures, []
         if pending:
-            await self.store.write(self._certificate_statements() + [(_STORE_SIGNATURE, pending, True)])
-            self._certificate_stored = True
+            await self._write([(_STORE_SIGNATURE, pending, True)])
 
     async def sign_unsigned(self, batch: int = 512) -> int:
         """The background signer: keep the signatures made on reading, then sign the versions no one has read
@@ -241,25 +251,21 @@ class Registers:
                 (self.cert_hash, batch))
             if not rows:
                 return done
-            keep = []
-            for row in rows:
-                kind, record_id, version, signed = row[:4]
+            keep, signed_again = [], []
+            for kind, record_id, version, signed, _, data, deleted, created_at, _ in rows:
                 if signed is not None and signing_certificate(bytes(signed)) == self.certificate:
                     keep.append((kind, record_id, version))
                     continue
-                _, _, _, _, _, data, deleted, created_at, _ = row
-                encoded = bytes(data) if data is not None else None
-                content = cbor.decode_trusted(encoded) if encoded is not None else None
-                self._unsigned(kind, record_id, int(version), content, encoded, bool(deleted), int(created_at)).signed
+                encoded, content = self._decoded(data)
+                signature, _ = self._sign_now(kind, record_id, int(version), int(created_at), bool(deleted), content, encoded)
+                signed_again.append((signature, self.cert_hash, kind, record_id, version))
             statements: list[Statement] = [(
                 "UPDATE records SET signed = NULL, signature = ?, cert_hash = ? WHERE kind = ? AND record_id = ? AND version = ?",
-                self._signatures, True)]
+                signed_again, True)]
             if keep:  # full bytes from before schema 8, already under this certificate
                 statements.append(("UPDATE records SET cert_hash = ? WHERE kind = ? AND record_id = ? AND version = ?",
                                    [(self.cert_hash, *k) for k in keep], True))
-            self._signatures = []
-            await self.store.write(self._certificate_statements() + statements)
-            self._certificate_stored = True
+            await self._write(statements)
             self._current.clear()
             done += len(rows)
             await asyncio.sleep(0)  # let requests through between batches
@@ -347,9 +353,7 @@ class Registers:
         encoded = cbor.encode(data) if data is not None else None
         signature = None
         if sign:
-            record = RecordVersion(kind, record_id, version, self.identity.did, now, data is None, data)
-            signature = self.signer.signature(record, encoded)
-            signed = assemble_record(self.signer.header, record, encoded, signature)
+            signature, signed = self._sign_now(kind, record_id, version, now, data is None, data, encoded)
             stored = StoredVersion(kind, record_id, version, data, data is None, now, lambda: signed, signed)
         else:
             stored = self._unsigned(kind, record_id, version, data, encoded, data is None, now)
@@ -559,8 +563,7 @@ class Registers:
             statements.append(self.audit.entry(now=now, event="record.purge", action="D", result="retention ended",
                                                actor=actor, record=f"{kind}/{record_id}"))
         async with self._lock:
-            await self.store.write(statements + self._count_statement(held))
-            self._counted(held)
+            await self._write(statements, held)
             self._current.clear()
             self._unsigned_after = 0  # rowids of purged versions may be given out again
         return paths
