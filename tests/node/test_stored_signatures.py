@@ -96,3 +96,25 @@ async def test_a_tampered_row_is_caught_by_the_receiver(network: Network) -> Non
     assert tampered is not None
     with pytest.raises(RemoteProtocolError):
         verify_record(tampered.signed, zk.trust, zk.now())
+
+
+async def test_a_signature_made_on_reading_before_a_certificate_switch_is_not_kept_under_the_old_one(network: Network) -> None:
+    import time
+
+    from protocol.records import signing_certificate
+
+    (ciz,) = await network.start("ciz")
+    await ciz.registers.put_many("WlzIndicatie", [(1, None, sample("wlzIndicaties", 0))], actor=ciz.actor, now=ciz.now())
+    [read] = await ciz.registers.history("WlzIndicatie", IND0)
+    assert signing_certificate(read.signed) == ciz.certificate  # signed on reading, not kept yet
+    network.net.issue(ciz.home, now=int(time.time()), valid_for=3600)
+    assert await ciz.reload_certificate()
+    await ciz.registers.resign_stale()
+    await ciz.registers.keep_signatures()  # what was signed under the old certificate is not stored now
+    ciz.registers.importing_until = 0.0
+    await ciz.registers.sign_unsigned()
+    for registers in (fresh(ciz), ciz.registers):
+        registers._current.clear()
+        [version] = await registers.history("WlzIndicatie", IND0)
+        assert signing_certificate(version.signed) == ciz.certificate
+    assert [r[3] is not None for r in rows(ciz)] == [True]
