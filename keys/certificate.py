@@ -163,8 +163,10 @@ def issue_certificate(
     cert_id: bytes | None = None,
     supersedes: bytes | None = None,
     vestigingen: tuple[str, ...] | list[str] = (),
+    bsn_commitment: BsnCommitment | None = None,
 ) -> bytes:
-    """Sign a membership certificate for ``subject`` (a did:key)."""
+    """Sign a membership certificate for ``subject`` (a did:key). A client's BSN comes in ``identifiers`` (the
+    commitment is made here) or as the ``bsn_commitment`` his node made (enrolment: the root never sees it)."""
     if role not in ROLES:
         raise MalformedCertificate(f"unknown role {role!r}")
     if not is_did(subject):
@@ -173,7 +175,13 @@ def issue_certificate(
         raise MalformedCertificate("organisation name must be 1-200 characters")
     if expires <= not_before:
         raise MalformedCertificate("certificate expires before it becomes valid")
-    ids = _check_identifiers(role, identifiers)
+    if bsn_commitment is not None:
+        if identifiers.get("bsn") is not None:
+            raise MalformedCertificate("give the BSN or its commitment, not both")
+        _check_identifier_names(role, {k for k, v in identifiers.items() if v is not None} | {"bsn"})
+        ids = {k: _CHECKS[k](v) for k, v in identifiers.items() if v is not None}
+    else:
+        ids = _check_identifiers(role, identifiers)
     claims: dict[int | str, Any] = {
         1: root.did,
         2: subject,
@@ -187,7 +195,9 @@ def issue_certificate(
     }
     bsn = ids.pop("bsn", None)
     if bsn is not None:
-        claims["bsn"] = BsnCommitment.create(bsn).to_cbor()
+        bsn_commitment = BsnCommitment.create(bsn)
+    if bsn_commitment is not None:
+        claims["bsn"] = bsn_commitment.to_cbor()
     claims["ids"] = ids
     if region is not None:
         claims["region"] = check_uzovi(region)

@@ -29,6 +29,7 @@ from typing import Any
 
 from keys import (
     ROLES,
+    BsnCommitment,
     Identity,
     KeysError,
     Member,
@@ -40,6 +41,7 @@ from keys import (
     sign_revocation_list,
     write_identity,
 )
+from keys.enrolment import issue_enrolment_token
 from keys.revocation import parse_revocation_list
 from node.errors import ConfigError, UsageError
 
@@ -57,6 +59,10 @@ def parse_duration(text: str) -> int:
     if not 0 < seconds <= MAX_VALIDITY:
         raise UsageError("a certificate is valid for more than 0 seconds and at most 10 years")
     return seconds
+
+
+def _validity(days: int | None, valid_for: int | None) -> int:
+    return valid_for if valid_for is not None else (days if days is not None else 365) * DAY
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -247,6 +253,16 @@ class NodeHome:
         except FileNotFoundError as exc:
             raise ConfigError(f"{self.path} has no certificate yet: run iwlz cert issue --network DIR {self.path}") from exc
 
+    def install_certificate(self, cert: bytes, root: str, *, target: Path | None = None) -> None:
+        """Keep a certificate the root ``root`` signed (atomically) and trust that root from now on."""
+        tmp = self.path / ".certificate.tmp"
+        tmp.write_bytes(cert)
+        tmp.replace(target or self.certificate_path)
+        config = self.config()
+        if root not in config.roots:
+            config.roots.append(root)
+            self.save_config(config)
+
     def member(self) -> Member:
         try:
             return parse_certificate(self.certificate())[1]
@@ -325,41 +341,61 @@ class NetworkDir:
         For a node that made a new key (iwlz key rotate) the certificate is for that key (certificate.next.cwt);
         otherwise it is a renewal for the current key. Either way it supersedes the node's current certificate.
         """
-        seconds = valid_for if valid_for is not None else (days if days is not None else 365) * DAY
-        if not 0 < seconds <= MAX_VALIDITY:
-            raise UsageError("a certificate is valid for more than 0 seconds and at most 10 years")
-        root = self.root()
+        self.require()
         config = home.config()
         identity = home.next_identity() or home.identity()
         current = home.member().cert_id if home.certificate_path.exists() else None
+        cert, member = self.certify(
+            subject=identity.did, organisation=config.name, role=config.role, identifiers=config.identifiers,
+            region=config.region, vestigingen=config.vestigingen, now=now, seconds=_validity(days, valid_for),
+            supersedes=current)
+        target = home.next_certificate_path if home.next_key_path.exists() else home.certificate_path
+        home.install_certificate(cert, self.root_did(), target=target)
+        if self.revocation_path.exists():
+            home.store_revocation_list(self.revocation_path.read_bytes())
+        return member
+
+    def certify(self, *, subject: str, organisation: str, role: str, identifiers: dict[str, str], region: str | None,
+                vestigingen: list[str] | tuple[str, ...], now: int, seconds: int, supersedes: bytes | None = None,
+                bsn_commitment: BsnCommitment | None = None) -> tuple[bytes, Member]:
+        """Sign a certificate and note it in issued.jsonl (without any BSN); returns it and what it says."""
+        if not 0 < seconds <= MAX_VALIDITY:
+            raise UsageError("a certificate is valid for more than 0 seconds and at most 10 years")
         try:
             cert = issue_certificate(
-                root, subject=identity.did, organisation=config.name, role=config.role,
-                identifiers=config.identifiers, region=config.region, vestigingen=config.vestigingen,
-                not_before=now - 300, expires=now + seconds, issued_at=now, supersedes=current,
+                self.root(), subject=subject, organisation=organisation, role=role, identifiers=identifiers,
+                region=region, vestigingen=vestigingen, not_before=now - 300, expires=now + seconds, issued_at=now,
+                supersedes=supersedes, bsn_commitment=bsn_commitment,
             )
         except KeysError as exc:
             raise UsageError(exc.reason) from exc
         member = parse_certificate(cert)[1]
-        target = home.next_certificate_path if home.next_key_path.exists() else home.certificate_path
-        tmp = home.path / ".certificate.tmp"
-        tmp.write_bytes(cert)
-        tmp.replace(target)
-        if root.did not in config.roots:
-            config.roots.append(root.did)
-            home.save_config(config)
-        if self.revocation_path.exists():
-            home.store_revocation_list(self.revocation_path.read_bytes())
         entry = {"cert_id": member.cert_id_hex, "did": member.did, "role": member.role,
-                 "organisation": member.organisation, "expires": member.expires}
+                 "organisation": member.organisation, "expires": member.expires, "ids": dict(member.identifiers)}
         with self.issued_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
-        return member
+        return cert, member
 
     def issued(self) -> list[dict[str, Any]]:
         if not self.issued_path.exists():
             return []
         return [json.loads(line) for line in self.issued_path.read_text(encoding="utf-8").splitlines() if line]
+
+    def enrolment_token(self, *, role: str, reusable: bool, seconds: int, identifiers: dict[str, str] | None,
+                        now: int) -> bytes:
+        """A join token for the enrolment service of a test network (keys/enrolment.py)."""
+        info = _read_json(self.require().info_path)
+        try:
+            return issue_enrolment_token(self.root(), network=str(info.get("name", "")), role=role, issued_at=now,
+                                         expires=now + seconds, token_id=secrets.token_bytes(16), reusable=reusable,
+                                         identifiers=identifiers)
+        except KeysError as exc:
+            raise UsageError(exc.reason) from exc
+
+    def revoked(self) -> frozenset[bytes]:
+        if not self.revocation_path.exists():
+            return frozenset()
+        return parse_revocation_list(self.revocation_path.read_bytes())[1].revoked
 
     def revoke(self, cert_ids: list[str], *, now: int) -> tuple[int, bytes]:
         """Sign a new revocation list version adding ``cert_ids``; returns (version, list)."""

@@ -36,10 +36,11 @@ NODE_PARTS: dict[str, set[str]] = {
     "overview": {"errors", "store", "discovery"},
     "care": {"errors", "store", "interfaces"},
     "backup": {"errors", "home", "store"},
+    "enrol": {"errors", "home", "server"},
     "admin": {"errors", "home", "store", "discovery", "notify", "overview", "care", "policy"},
     "service": {"errors", "metrics", "clock", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
                 "server", "admin", "witness", "overview", "care", "tls"},
-    "cli": {"errors", "home", "store", "policy", "admin", "service", "backup", "tls"},
+    "cli": {"errors", "home", "store", "policy", "admin", "service", "backup", "tls", "enrol"},
     "__main__": {"cli"},
 }
 

@@ -11,10 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from node.cli import backup, client, network, notify, records, run, show, transfer, users
+from node.cli import backup, client, enrol, network, notify, records, run, show, transfer, users
 from node.errors import NodeError
 
-GROUPS = (network, run, records, transfer, backup, show, notify, client, users)
+GROUPS = (network, enrol, run, records, transfer, backup, show, notify, client, users)
 
 
 def parser() -> argparse.ArgumentParser:

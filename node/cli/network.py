@@ -12,6 +12,7 @@ from typing import Any
 
 from keys import ROLES
 from node.admin.client import AdminClient
+from node.cli import enrol
 from node.cli.common import apply_tls, command, emit, now, tls_arguments, utc
 from node.errors import NetworkError, UsageError
 from node.home import NetworkDir, NodeHome, parse_duration
@@ -135,6 +136,7 @@ def register(sub: Any) -> None:
     p = command(network, "init", network_init, "create a network root (keep its key offline)", home=False)
     p.add_argument("dir")
     p.add_argument("--name", default="iwlz")
+    enrol.register_token(network)
 
     p = command(sub, "init", init, "create a node: key, config and admin token")
     p.add_argument("--role", required=True, choices=ROLES)

@@ -20,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home = NodeHome(Path(args.home)).require()
+    if args.enroll:
+        _enrol_first(home, args)
     config = home.config()
     apply_tls(args, config)
 
@@ -40,6 +42,24 @@ def run(args: argparse.Namespace) -> int:
     with _runner(args.event_loop) as runner:
         runner.run(main())
     return 0
+
+
+def _enrol_first(home: NodeHome, args: argparse.Namespace) -> None:
+    """A node without a certificate obtains one from the test network's enrolment service; one that has one
+    (a restart, a kept volume) keeps its identity and does not enrol again."""
+    from node.enrol.joining import enrol_home
+
+    if home.certificate_path.exists():
+        return
+    if bool(args.token) == bool(args.token_file):
+        raise UsageError("--enroll needs --token or --token-file")
+    try:
+        token = args.token or Path(args.token_file).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the token file {args.token_file}") from exc
+    member = enrol_home(home, args.enroll, token, wait=args.enroll_wait)
+    logging.getLogger("iwlz.enrol").info("enrolled as %s (%s), certificate %s", member.organisation, member.role,
+                                         member.cert_id_hex)
 
 
 def _runner(choice: str) -> asyncio.Runner:
@@ -73,6 +93,12 @@ def register(sub: Any) -> None:
     p.add_argument("--no-mdns", action="store_true", help="do not announce or browse on the LAN")
     p.add_argument("--mdns-interface", action="append", metavar="IP", help="run mDNS only on this interface address")
     p.add_argument("--gossip-interval", type=float, help="seconds between gossip rounds (0: no gossip)")
+    p.add_argument("--enroll", metavar="URL", help="test networks: obtain the certificate from this enrolment service "
+                   "first, when the home has none")
+    p.add_argument("--token", help="the join token for --enroll (iwlz network enroll-token)")
+    p.add_argument("--token-file", metavar="FILE", help="read the join token from FILE (a Docker secret)")
+    p.add_argument("--enroll-wait", type=float, default=120.0, metavar="SECONDS",
+                   help="how long to wait for the enrolment service to answer")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
                    help="auto: uvloop when installed")
