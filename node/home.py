@@ -128,6 +128,7 @@ class NodeConfig:
     inbox_fetch: bool = True
     outbox_first_delay: float = 1.0
     outbox_max_delay: float = 300.0
+    outbox_probe_max_delay: float = 15.0  # the longest wait between probes of a receiver that does not answer
     outbox_dead_after: float = 7 * 24 * 3600
 
     def to_json(self) -> dict[str, Any]:

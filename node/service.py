@@ -134,6 +134,7 @@ class Node:
         self.outbox = Outbox(store=self.store, audit=self.audit, member=self.member, peers=self.peers, client=self.client,
                              metrics=self.metrics, parties=self.pdp.all_parties, subscribers=self.subscriptions.planned_for,
                              spawn=spawn, first_delay=config.outbox_first_delay, max_delay=config.outbox_max_delay,
+                             probe_max_delay=config.outbox_probe_max_delay,
                              dead_after=config.outbox_dead_after)
         self.discovery.peer_back = self.outbox.peer_back
         self.discovery.on_revoked = self._revoked

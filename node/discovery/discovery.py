@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 PeerBack = Callable[[str, list[tuple[str, str]]], Awaitable[None]]  # did, (identifier name, value) pairs
 Revoked = Callable[[list[str]], Awaitable[None]]
 Superseded = Callable[[list[tuple[str, str]]], Awaitable[None]]
+_SOURCES = frozenset({"ciz", "zorgkantoor", "cak"})
 SPREAD = 3  # peers a node hands a newer revocation list to at once, besides gossip
 
 
@@ -80,6 +81,7 @@ class Discovery:
         own = url.rstrip("/")
         self._unreached = [u for u in random.sample(self.bootstrap, len(self.bootstrap)) if u.rstrip("/") != own]
         await self._bootstrap()
+        self._announce_at_start()
 
     # Our announcement ------------------------------------------------------
 
@@ -97,9 +99,18 @@ class Discovery:
         self._announced_seq, self._announced_at = seq, now
         self.gossiper.own(self.announcement, seq, now + self.lifetime)
 
-    async def tell_peers(self, limit: int = 64) -> int:
-        """Push our announcement to up to ``limit`` peers at once (after a key change); gossip tells the rest."""
-        peers = self.gossiper.rng.sample(self.peers.all(), min(limit, len(self.peers)))
+    def _announce_at_start(self) -> None:
+        self.spawn(self.tell_peers(sources_first=True), "announce-at-start")
+
+    async def tell_peers(self, limit: int = 64, *, sources_first: bool = False) -> int:
+        """Push our announcement to up to ``limit`` peers at once (at start, after a key change); gossip tells the
+        rest. At start the sources come first (CIZ, the zorgkantoren, CAK): they are who hold notifications for
+        a node that was away, and our announcement makes what waits for us due at once, at our new address."""
+        everyone = self.peers.all()
+        first = [p for p in everyone if sources_first and p.role in _SOURCES][:limit]
+        told = {p.did for p in first}
+        rest = [p for p in everyone if p.did not in told]
+        peers = first + self.gossiper.rng.sample(rest, min(limit - len(first), len(rest)))
         results = await asyncio.gather(*(self._push(p.url, p.did) for p in peers))
         return sum(results)
 

@@ -54,7 +54,7 @@ def _row(row: Any) -> dict[str, Any]:
 class Outbox:
     def __init__(self, *, store: Store, audit: AuditLog, member: Member, peers: PeerTable, client: Requester,
                  metrics: Metrics, parties: Parties, subscribers: Subscribers, spawn: Spawn, first_delay: float = 1.0, max_delay: float = 300.0,
-                 dead_after: float = 7 * 24 * 3600, concurrency: int = 64) -> None:
+                 probe_max_delay: float = 15.0, dead_after: float = 7 * 24 * 3600, concurrency: int = 64) -> None:
         self.delivered_since_start = 0
         self.store = store
         self.audit = audit
@@ -72,6 +72,10 @@ class Outbox:
         self._probing: set[str] = set()
         self.first_delay = first_delay
         self.max_delay = max_delay
+        # An unreachable receiver costs one probe per step whatever its backlog, so its steps stay short: a node
+        # that comes back where no announcement of it reaches us (a name not yet in DNS, a lost push) is found
+        # within seconds, not after minutes of doubling.
+        self.probe_max_delay = probe_max_delay
         self.dead_after = dead_after
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
@@ -297,7 +301,8 @@ class Outbox:
     def _unreachable_now(self, row: dict[str, Any], did: str, reason: str, now: int) -> list[Statement]:
         """The receiver did not answer: what else waits for it is due when this one is tried again, and what is
         older than dead_after ends now, so that one probe speaks for them all."""
-        statement, next_attempt = self._backoff_until(row, reason, now)
+        delay = min(self.max_delay, self.probe_max_delay, self.first_delay * 2 ** row["attempts"])
+        statement, next_attempt = self._backoff_until(row, reason, now, delay=delay)
         self._unreachable[did] = next_attempt
         others, params = self._others_of(did, row)
         return [statement,

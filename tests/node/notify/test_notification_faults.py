@@ -202,3 +202,40 @@ def test_receiver_killed_after_storing_before_acknowledging(tmp_path: Path) -> N
     finally:
         ciz.stop()
         zk.stop()
+
+
+@pytest.mark.hardening
+def test_a_returning_receiver_gets_its_backlog_within_seconds_from_the_sources_it_knows(tmp_path: Path) -> None:
+    """The source's backoff has grown long, it gossips not at all, and the bootstrap node is down: only the
+    returning node's announcement to the sources in its peer table (at start) can make its backlog due at once."""
+    ciz, zk = pair(tmp_path)
+    cak = Party(tmp_path, "cak", "--role", "cak", "--name", "CAK", "--kvk", "27364237")
+    config = ciz.home.config()
+    config.outbox_first_delay, config.outbox_max_delay, config.outbox_probe_max_delay = 1.0, 300.0, 300.0
+    ciz.home.save_config(config)
+    try:
+        cak.start()
+        ciz.start("--bootstrap", cak.url, "--gossip-interval", "0")
+        zk.start("--bootstrap", cak.url)
+        until(lambda: any(p["role"] == "zorgkantoor" for p in ciz.admin().call("GET", "/admin/v1/peers")["peers"]),
+              30, "CIZ to learn the zorgkantoor")
+        until(lambda: any(p["role"] == "ciz" for p in zk.admin().call("GET", "/admin/v1/peers")["peers"]),
+              30, "the zorgkantoor to learn CIZ")
+        zk.stop()
+        cak.stop()
+        for record in indicaties(20):
+            ciz.admin().call("POST", "/admin/v1/records/WlzIndicatie", record)
+        # The probe's backoff grows past what the test waits below (1, 2, 4, 8, then 16 s).
+        until(lambda: max(r["attempts"] for r in outbox(ciz)) >= 5, 40, "the source to back off")
+        zk.start("--bootstrap", cak.url, "--gossip-interval", "0")
+        back = time.monotonic()
+        until(lambda: all_delivered(ciz, 20), 5, "the backlog within 5 s of the receiver's start")
+        assert time.monotonic() - back < 5
+        received = inbox(zk)
+        assert len(received) == 20 == len({r["notification_id"] for r in received})
+    finally:
+        for party in (ciz, zk, cak):
+            party.stop()
+    for party in (ciz, zk):
+        verify = iwlz("audit", str(party.home.path), "--verify")
+        assert verify.returncode == 0 and "intact" in verify.stdout, verify.stdout
