@@ -1,15 +1,33 @@
-# One image runs any role. No registry is needed: the base is a local Debian image
-# (docker/build-base.sh) and the project's wheels are built on the host (docker/build.sh).
+# One image runs any role, and the enrolment service of a test network. No registry is needed: the base is a
+# local Debian image (docker/build-base.sh) and docker/build.sh fetches the dependencies' wheels for the image's
+# own Python into dist/docker/deps. The builder stage builds the project and installs everything into a venv;
+# the image takes only that venv (no pip, no wheels, no build files).
 ARG BASE=iwlz-base:bookworm
+
+FROM ${BASE} AS builder
+COPY dist/docker/deps /tmp/deps
+RUN python3 -m venv /opt/iwlz \
+ && /opt/iwlz/bin/pip install --quiet --no-index --find-links /tmp/deps -r /tmp/deps/requirements.txt setuptools wheel
+COPY pyproject.toml README.md /src/
+COPY keys /src/keys
+COPY protocol /src/protocol
+COPY node /src/node
+RUN /opt/iwlz/bin/pip wheel --quiet --no-index --no-build-isolation --no-deps -w /tmp/wheels /src \
+ && /opt/iwlz/bin/pip install --quiet --no-index --no-deps /tmp/wheels/iwlz_node-*.whl \
+ && /opt/iwlz/bin/pip uninstall --quiet -y setuptools wheel \
+ && /opt/iwlz/bin/python -m pip uninstall --quiet -y pip \
+ && site=$(/opt/iwlz/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+ && find "$site" \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' \) -delete \
+ && find "$site/holidays/locale" -mindepth 1 -maxdepth 1 ! -name nl ! -name en_US -exec rm -rf {} +
+
 FROM ${BASE}
-RUN python3 -m venv /opt/iwlz && mkdir -p /data /network && chown 10001:10001 /data /network
-COPY dist/wheels /tmp/wheels
-RUN /opt/iwlz/bin/pip install --no-index --find-links /tmp/wheels iwlz-node && rm -rf /tmp/wheels
+COPY --from=builder /opt/iwlz /opt/iwlz
 COPY docker/entrypoint.sh /usr/local/bin/iwlz-entrypoint
+RUN mkdir -p /data && chown 10001:10001 /data
 ENV PATH=/opt/iwlz/bin:$PATH PYTHONUNBUFFERED=1
 USER 10001:10001
-VOLUME /data
-EXPOSE 8700
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
-  CMD python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8700/health').status == 200 else 1)"
+EXPOSE 8700 8701
+# A node answers /health on 8700, the enrolment service on 8790 (IWLZ_HEALTH_PORT).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python3", "-S", "-c", "import os,sys,urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('IWLZ_HEALTH_PORT', '8700'), timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["iwlz-entrypoint"]

@@ -27,6 +27,14 @@ class AdminClient:
         self.token = os.environ.get("IWLZ_TOKEN") or home.admin_token()
         self.timeout = timeout
 
+    @classmethod
+    def at(cls, base: str, token: str, timeout: float = 30.0) -> AdminClient:
+        """A client of a node's admin API at ``base`` that runs elsewhere (a container, another machine)."""
+        client = cls.__new__(cls)
+        client.base, client.token, client.timeout = base.rstrip("/"), token, timeout
+        client.info = {"admin_url": client.base, "url": client.call("GET", "/admin/v1/node")["url"]}
+        return client
+
     def stream(self, method: str, path: str) -> Iterator[bytes]:
         """A long answer (an export) in pieces, as it arrives."""
         request = urllib.request.Request(self.base + path, method=method, headers={"Authorization": f"Bearer {self.token}"})

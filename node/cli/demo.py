@@ -84,24 +84,39 @@ def _stop(procs: dict[str, subprocess.Popen[str]]) -> None:
 
 
 class Demo(CareChain):
-    def __init__(self, homes: dict[str, NodeHome]) -> None:
-        self.homes = homes
-        self.admin = {name: AdminClient(home) for name, home in homes.items()}
+    """The story, told through each party's admin API: of local processes (iwlz demo) or of a running network's
+    nodes anywhere (iwlz demo --against, e.g. the containers of docker/e2e.sh). What the story expects and does
+    not see is kept in ``failures``."""
+
+    def __init__(self, admin: dict[str, AdminClient]) -> None:
+        self.admin = admin
         self.uitleg: dict[str, str] = load_uitleg()["regels"]
         self.url = {name: client.info["url"] for name, client in self.admin.items()}
+        self.failures: list[str] = []
+
+    def expect(self, what: str, seen: object, wanted: object) -> None:
+        if seen != wanted:
+            self.failures.append(f"{what}: saw {seen}, expected {wanted}")
 
     def step(self, title: str) -> None:
         print(f"\n== {title}")
 
-    def query(self, who: str, peer: str, template: str, params: dict[str, str], evidence: list[str] | None = None) -> list[dict[str, Any]]:
+    def query(self, who: str, peer: str, template: str, params: dict[str, str], evidence: list[str] | None = None,
+              *, expect: int | str | None = None) -> list[dict[str, Any]]:
+        """``expect``: how many records the story should see, or the rule that should refuse it."""
         try:
             result = self.admin[who].call("POST", "/admin/v1/query", {"peer": self.url[peer], "template": template,
                                                                         "params": params, "evidence": evidence or []})
         except UsageError as exc:
             print(f"   {who} -> {peer} {template}: REFUSED {exc}")
             self.explain(str(exc))
+            if expect is not None:
+                self.expect(f"{who} -> {peer} {template}", "refused" if isinstance(expect, str) and
+                            f"rule {expect}" in str(exc) else str(exc), expect if isinstance(expect, int) else "refused")
             return []
         records = result["records"]
+        if expect is not None:
+            self.expect(f"{who} -> {peer} {template}", len(records), expect)
         print(f"   {who} -> {peer} {template}: {len(records)} record(s)"
               + "".join(f"\n      {r['kind']}/{r['id']} v{r['version']}" for r in records))
         return records  # type: ignore[no-any-return]
@@ -150,35 +165,38 @@ class Demo(CareChain):
 
         i0 = ind[0]["wlzIndicatieID"]
         self.step("Scenario 1-2: the responsible zorgkantoor reads the indicatie; another one cannot")
-        self.query("zorgkantoor-5151", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": i0, "uzovi": "5151"})
-        self.query("zorgkantoor-5050", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": i0, "uzovi": "5050"})
-        self.query("zorgkantoor-5050", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": i0, "uzovi": "5151"})
+        self.query("zorgkantoor-5151", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": i0, "uzovi": "5151"}, expect=1)
+        self.query("zorgkantoor-5050", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": i0, "uzovi": "5050"}, expect=0)
+        self.query("zorgkantoor-5050", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": i0, "uzovi": "5151"},
+                   expect="UCIR-0001")
 
         spec = bem[0]["bemiddelingspecificatie"][0]["bemiddelingspecificatieID"]
         self.step("Scenario 4-6: the provider reads its Bemiddelingspecificatie and shows it to CIZ as evidence")
         found = self.query("zorgaanbieder-12345678", "zorgkantoor-5151", "QBR-0001-ZA",
-                           {"bemiddelingspecificatieID": spec, "instelling": "12345678"})
+                           {"bemiddelingspecificatieID": spec, "instelling": "12345678"}, expect=1)
         evidence = [r["signed"] for r in found]
-        self.query("zorgaanbieder-12345678", "ciz", "QIR-0002-ZA", {"wlzIndicatieID": i0, "agb": "12345678"}, evidence)
-        self.query("zorgaanbieder-87654321", "ciz", "QIR-0002-ZA", {"wlzIndicatieID": i0, "agb": "87654321"}, evidence)
+        self.query("zorgaanbieder-12345678", "ciz", "QIR-0002-ZA", {"wlzIndicatieID": i0, "agb": "12345678"}, evidence,
+                   expect=1)
+        self.query("zorgaanbieder-87654321", "ciz", "QIR-0002-ZA", {"wlzIndicatieID": i0, "agb": "87654321"}, evidence,
+                   expect="UCIR-0002")
         self.query("zorgaanbieder-87654321", "zorgkantoor-5151", "QBR-0001-ZA",
-                   {"bemiddelingspecificatieID": spec, "instelling": "12345678"})
+                   {"bemiddelingspecificatieID": spec, "instelling": "12345678"}, expect="QBR-0001-ZA")
 
         self.step("Scenario 8: the client moves; an Overdracht to 5050 lets 5050 read the indicatie")
         moved = copy.deepcopy(bem[1])
         moved["overdracht"] = data["overdracht"]
         self.admin["zorgkantoor-5151"].call("POST", "/admin/v1/records/Bemiddeling", moved)
         found = self.query("zorgkantoor-5050", "zorgkantoor-5151", "QBR-0007-ZK",
-                           {"bemiddelingID": moved["bemiddelingID"], "uzovi": "5050"})
+                           {"bemiddelingID": moved["bemiddelingID"], "uzovi": "5050"}, expect=1)
         self.query("zorgkantoor-5050", "ciz", "QIR-0001-ZKi", {"wlzIndicatieID": moved["wlzIndicatieID"], "uzovi": "5050"},
-                   [r["signed"] for r in found])
+                   [r["signed"] for r in found], expect=1)
 
         self.step("Zorgaanbod: any member reads a provider's care offer")
-        self.query("cak", "zorgaanbieder-12345678", "ZORGAANBOD", {})
+        self.query("cak", "zorgaanbieder-12345678", "ZORGAANBOD", {}, expect=1)
 
         self.step("The client sees his own data and who looked at it")
-        self.query("client-jansen", "ciz", "CLIENT-EIGEN-GEGEVENS", {"bsn": "106658037"})
-        self.query("client-jansen", "zorgkantoor-5151", "CLIENT-EIGEN-GEGEVENS", {"bsn": "106658037"})
+        self.query("client-jansen", "ciz", "CLIENT-EIGEN-GEGEVENS", {"bsn": "106658037"}, expect=1)
+        self.query("client-jansen", "zorgkantoor-5151", "CLIENT-EIGEN-GEGEVENS", {"bsn": "106658037"}, expect=1)
         log = self.admin["client-jansen"].call("POST", "/admin/v1/access-log", {"peer": self.url["ciz"]})
         for entry in log["entries"]:
             print(f"      {entry['at']} {entry['actor_org']:22} {entry['event']:28} {entry['result']:8} {entry['rule'] or ''}")
@@ -188,6 +206,7 @@ class Demo(CareChain):
         for name in ("ciz", "zorgkantoor-5151"):
             stats = self.admin[name].call("GET", "/admin/v1/outbox/stats")
             print(f"   {name:24} outbox {stats}")
+            self.expect(f"{name} outbox pending and dead", (stats.get("pending"), stats.get("dead")), (0, 0))
         for name in ("zorgkantoor-5151", "zorgkantoor-5050", "zorgaanbieder-12345678"):
             for row in self.admin[name].call("GET", "/admin/v1/inbox")["inbox"]:
                 print(f"   {name:24} got {row['event_type']:46} from {row['sender_org']:18} {row['status']}")
@@ -199,6 +218,7 @@ class Demo(CareChain):
         for name, admin in self.admin.items():
             result = admin.call("GET", "/admin/v1/audit/verify")
             print(f"   {name:24} {'intact' if result['intact'] else 'BROKEN'} ({result['entries']} entries)")
+            self.expect(f"{name} audit chain", result["intact"], True)
 
 
     def client_at_the_centre(self) -> None:
@@ -211,25 +231,27 @@ class Demo(CareChain):
         self.step("Consent: the client lets a provider outside the matrix read his data at CIZ, then withdraws it")
         query = {"peer": self.url["ciz"], "template": "GEGEVENS-MET-TOESTEMMING",
                  "params": {"bsn": "106658037", "doel": "second opinion"}, "held_evidence": True}
-        self._try("zorgaanbieder-87654321", query, "before any consent")
+        self._try("zorgaanbieder-87654321", query, "before any consent", allowed=False)
         consent = client.call("POST", "/admin/v1/client/consents", {
             "to": "agb:87654321", "templates": ["GEGEVENS-MET-TOESTEMMING"], "purpose": "second opinion",
             "until": "2099-12-31", "sources": ["kvk:62253778"]})
         print(f"   client-jansen gives consent {consent['id']} to AGB 87654321 (handed over: {consent['handed_over']})")
-        self._try("zorgaanbieder-87654321", query, "with his consent")
+        self._try("zorgaanbieder-87654321", query, "with his consent", allowed=True)
         client.call("POST", f"/admin/v1/client/consents/{consent['id']}/revoke", {})
         print("   client-jansen withdraws it; CIZ hears of it through his outbox")
         self._settle(names=("client-jansen",))
-        self._try("zorgaanbieder-87654321", query, "after he withdrew it")
-        print(f"   his own page: {client.base}/mijn (the code is in {self.homes['client-jansen'].token_path})")
+        self._try("zorgaanbieder-87654321", query, "after he withdrew it", allowed=False)
+        print(f"   his own page: {client.base}/mijn (sign in with the node's admin token, or a code of iwlz user add)")
 
-    def _try(self, who: str, query: dict[str, Any], when: str) -> None:
+    def _try(self, who: str, query: dict[str, Any], when: str, *, allowed: bool) -> None:
         try:
             records = self.admin[who].call("POST", "/admin/v1/query", query)["records"]
             print(f"   {who} {when}: {len(records)} record(s)")
+            self.expect(f"{who} {when}", "allowed", "allowed" if allowed else "refused")
         except UsageError as exc:
             print(f"   {who} {when}: REFUSED {exc}")
             self.explain(str(exc))
+            self.expect(f"{who} {when}", "refused", "allowed" if allowed else "refused")
 
     def _wait_for_peers(self, name: str, count: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -244,11 +266,14 @@ def indent(text: str) -> str:
 def run_demo(root: Path, *, keep_running: bool, base_port: int = 0) -> int:
     homes = _prepare(root)
     procs = _start(homes, base_port)
+    failures: list[str] = []
     try:
-        demo = Demo(homes)
+        demo = Demo({name: AdminClient(home) for name, home in homes.items()})
         print("iwlz demo network: " + ", ".join(f"{n} {demo.url[n]}" for n in homes))
         demo.run()
         demo.web_interface(keep_running)
+        failures = demo.failures
+        report(failures)
         if keep_running:
             print(f"\nThe network keeps running (homes in {root}); try: iwlz peers {root / 'ciz'}\nPress Ctrl-C to stop.")
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -258,7 +283,31 @@ def run_demo(root: Path, *, keep_running: bool, base_port: int = 0) -> int:
         pass
     finally:
         _stop(procs)
-    return 0
+    return 1 if failures else 0
 
 
-__all__ = ["run_demo", "PARTIES"]
+def run_demo_against(parties: Path) -> int:
+    """The story against nodes that run elsewhere: ``parties`` is a JSON file {name: {"admin": URL, "token": T}}
+    naming each party of PARTIES (docker/e2e.sh writes it for the containers of a swarm stack)."""
+    try:
+        given = json.loads(parties.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {parties}: {exc.__class__.__name__}") from exc
+    missing = sorted(set(PARTIES) - set(given))
+    if missing:
+        raise UsageError(f"{parties} names no {', '.join(missing)}")
+    demo = Demo({name: AdminClient.at(given[name]["admin"], given[name]["token"]) for name in PARTIES})
+    print("iwlz demo against: " + ", ".join(f"{n} {demo.url[n]}" for n in PARTIES))
+    demo.run()
+    report(demo.failures)
+    return 1 if demo.failures else 0
+
+
+def report(failures: list[str]) -> None:
+    if failures:
+        print("\nThe story did not go as expected:\n" + "\n".join(f"   {f}" for f in failures))
+    else:
+        print("\nEvery step went as the story expects.")
+
+
+__all__ = ["run_demo", "run_demo_against", "PARTIES"]

@@ -77,8 +77,10 @@ def _runner(choice: str) -> asyncio.Runner:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from node.cli.demo import run_demo
+    from node.cli.demo import run_demo, run_demo_against
 
+    if args.against:
+        return run_demo_against(Path(args.against))
     return run_demo(Path(args.dir), keep_running=not args.once, base_port=args.base_port)
 
 
@@ -107,6 +109,8 @@ def register(sub: Any) -> None:
     p.add_argument("--dir", default="demo-network")
     p.add_argument("--once", action="store_true", help="walk through the scenarios, then stop")
     p.add_argument("--base-port", type=int, default=0)
+    p.add_argument("--against", metavar="PARTIES.json",
+                   help="tell the story to running nodes instead: {name: {admin: URL, token: T}} for each party")
 
 
 __all__ = ["register"]
