@@ -18,10 +18,12 @@ print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependenc
 PY
 set --
 for tag in 2_36 2_35 2_34 2_31 2_28 2_24 2_17 2_12 2_5; do set -- "$@" --platform "manylinux_${tag}_${ARCH}"; done
-python3 -m pip download --quiet --dest dist/docker/deps --only-binary=:all: --implementation cp \
+LOG=dist/docker/build.log
+failed() { tail -30 "$LOG" >&2; echo "docker/build.sh: $1 failed (all of it in $LOG)" >&2; exit 1; }
+python3 -m pip download --dest dist/docker/deps --only-binary=:all: --implementation cp \
   --python-version "$PYVER" --abi "cp$PYVER" --abi abi3 --abi none "$@" --platform "manylinux2014_${ARCH}" \
-  -r dist/docker/deps/requirements.txt setuptools wheel >&2
+  -r dist/docker/deps/requirements.txt setuptools wheel >"$LOG" 2>&1 || failed "fetching the wheels"
 TAG="iwlz-node:$(git rev-parse --short HEAD 2>/dev/null || echo dev)-$(date +%Y%m%d%H%M%S)"
-docker build --build-arg "BASE=$BASE" -t "$TAG" -t iwlz-node:latest . >&2
+docker build --build-arg "BASE=$BASE" -t "$TAG" -t iwlz-node:latest . >>"$LOG" 2>&1 || failed "docker build"
 echo "image $TAG: $(docker image inspect -f '{{.Size}}' "$TAG") bytes" >&2
 echo "$TAG"
