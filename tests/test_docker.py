@@ -1,0 +1,76 @@
+"""The swarm stack for testers, read as a reviewer would (always), and run end to end (when asked).
+
+The end-to-end run (docker/e2e.sh) builds images, starts a swarm and scales to 100 containers: it runs only
+with IWLZ_E2E_SWARM=1 and a Docker engine, and skips saying why otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = ROOT / "docker" / "compose.yml"
+
+
+def stack() -> dict[str, Any]:
+    return dict(yaml.safe_load(STACK.read_text()))
+
+
+def volumes_of(service: dict[str, Any]) -> list[str]:
+    return [v.split(":")[0] if isinstance(v, str) else v["source"] for v in service.get("volumes", [])]
+
+
+def test_no_volume_is_shared_between_services() -> None:
+    seen: dict[str, str] = {}
+    for name, service in stack()["services"].items():
+        for volume in volumes_of(service):
+            assert volume not in seen, f"{volume} is mounted by {seen[volume]} and {name}"
+            seen[volume] = name
+
+
+def test_only_the_enrolment_service_holds_the_root_key() -> None:
+    services = stack()["services"]
+    holders = [name for name, s in services.items() if any(x["source"] == "root_key" for x in s.get("secrets", []))]
+    assert holders == ["enrol"]
+    assert all("/network" not in str(s.get("volumes", [])) for s in services.values())
+    assert all(s.get("environment", {}).get("IWLZ_TOKEN_FILE") for name, s in services.items() if name != "enrol")
+
+
+def test_every_service_comes_back_whatever_stopped_it_and_publishes_in_host_mode() -> None:
+    for name, service in stack()["services"].items():
+        assert service["deploy"]["restart_policy"]["condition"] == "any", name
+        assert service["deploy"]["endpoint_mode"] == "dnsrr", name  # no IPVS needed
+        for port in service.get("ports", []):
+            assert port["mode"] == "host" and str(port["published"]).startswith("${"), (name, port)
+
+
+def test_replicas_are_parties_of_their_own() -> None:
+    replicated = stack()["services"]["zorgaanbieders"]
+    assert replicated["environment"]["IWLZ_SLOT"] == "{{.Task.Slot}}"
+    assert replicated["environment"]["IWLZ_AGB_BASE"]
+    assert not replicated.get("volumes")  # a replacement enrols again; its predecessor is revoked
+
+
+def test_the_image_context_holds_only_what_the_image_needs() -> None:
+    lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "*"
+    assert {"!keys", "!protocol", "!node", "!pyproject.toml"} <= set(lines)
+
+
+@pytest.mark.swarm
+def test_the_swarm_end_to_end_script_passes() -> None:
+    if os.environ.get("IWLZ_E2E_SWARM") != "1":
+        pytest.skip("the swarm end-to-end run builds images and starts 100+ containers: set IWLZ_E2E_SWARM=1")
+    if shutil.which("docker") is None:
+        pytest.skip("no docker command on this machine (apt-get install docker.io)")
+    result = subprocess.run(["sh", str(ROOT / "docker" / "e2e.sh")], capture_output=True, text=True, timeout=3600,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "every step passed" in result.stdout
