@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -69,15 +70,34 @@ def until(what: str, check: Callable[[], Any], timeout: float, pause: float = 0.
     raise StepFailed(f"{what}: not reached in {timeout:.0f} s (last: {str(last)[:300]})")
 
 
-class Swarm:
-    """The deployed stack, seen through the docker CLI and the named nodes' admin APIs."""
+@dataclass(frozen=True)
+class Engine:
+    """A Docker engine of the swarm: how to reach its API, and where its host-mode published ports answer."""
 
-    def __init__(self, stack: str, image: str, secrets: Path, replicas: int) -> None:
+    host: str | None  # DOCKER_HOST; None for the default engine
+    address: str = "127.0.0.1"
+
+    def env(self) -> dict[str, str]:
+        return {"DOCKER_HOST": self.host} if self.host else {}
+
+
+class Swarm:
+    """The deployed stack, seen through the docker CLI of each engine and the named nodes' admin APIs."""
+
+    def __init__(self, stack: str, image: str, secrets: Path, replicas: int, engines: list[Engine] | None = None,
+                 files: list[Path] | None = None) -> None:
         self.stack, self.image, self.secrets, self.replicas = stack, image, secrets, replicas
+        self.engines = engines or [Engine(None)]
+        self.files = [ROOT / "docker" / "compose.yml", *(files or [])]
         self.network = f"{stack}_iwlz"
         self.figures: dict[str, Any] = {}
         self.failed: list[str] = []
         self._admins: dict[str, tuple[str, AdminClient]] = {}
+        self._engine_of: dict[str, Engine] = {}
+
+    def on(self, container: str, *args: str, timeout: float = 600) -> str:
+        """docker ARGS on the engine that runs ``container``."""
+        return run("docker", *args, timeout=timeout, env=self._engine_of.get(container, self.engines[0]).env())
 
     # Steps ----------------------------------------------------------------------
 
@@ -101,7 +121,8 @@ class Swarm:
 
     def deploy(self) -> None:
         env = {"IWLZ_SECRETS": str(self.secrets), "IWLZ_IMAGE": self.image, "IWLZ_REPLICAS": str(self.replicas)}
-        run("docker", "stack", "deploy", "--prune", "-c", str(ROOT / "docker" / "compose.yml"), self.stack, env=env)
+        files = [arg for f in self.files for arg in ("-c", str(f))]
+        run("docker", "stack", "deploy", "--prune", "--resolve-image", "never", *files, self.stack, env=env)
 
     def services(self) -> dict[str, str]:
         out = run("docker", "service", "ls", "--filter", f"label=com.docker.stack.namespace={self.stack}",
@@ -109,11 +130,23 @@ class Swarm:
         return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
     def containers(self) -> dict[str, tuple[str, str]]:
-        """Running containers of the stack: name -> (id, status)."""
-        out = run("docker", "ps", "--filter", f"label=com.docker.stack.namespace={self.stack}",
-                  "--format", "{{.Names}}\t{{.ID}}\t{{.Status}}")
-        rows = (line.split("\t") for line in out.splitlines() if line)
-        return {name: (cid, status) for name, cid, status in rows}
+        """Running containers of the stack on every engine: name -> (id, status)."""
+        found = {}
+        for engine in self.engines:
+            out = run("docker", "ps", "--filter", f"label=com.docker.stack.namespace={self.stack}",
+                      "--format", "{{.Names}}\t{{.ID}}\t{{.Status}}", env=engine.env())
+            for name, cid, status in (line.split("\t") for line in out.splitlines() if line):
+                found[name] = (cid, status)
+                self._engine_of[cid] = engine
+        return found
+
+    def per_engine(self, part: str) -> list[int]:
+        """How many running containers whose name holds ``part`` each engine has."""
+        counts = [0] * len(self.engines)
+        for name, (cid, _) in self.containers().items():
+            if part in name:
+                counts[self.engines.index(self._engine_of[cid])] += 1
+        return counts
 
     def container_of(self, service: str) -> tuple[str, str] | None:
         """(id, status) of the running container of a one-replica service."""
@@ -146,8 +179,9 @@ class Swarm:
             raise StepFailed(f"{name} has no running container")
         cached = self._admins.get(name)
         if cached is None or cached[0] != found[0]:
-            token = run("docker", "exec", found[0], "cat", "/data/node/admin.token").strip()
-            cached = self._admins[name] = (found[0], AdminClient.at(f"http://127.0.0.1:{ADMIN_PORTS[name]}", token))
+            token = self.on(found[0], "exec", found[0], "cat", "/data/node/admin.token").strip()
+            address = self._engine_of[found[0]].address
+            cached = self._admins[name] = (found[0], AdminClient.at(f"http://{address}:{ADMIN_PORTS[name]}", token))
         return cached[1]
 
     def parties_file(self, path: Path) -> Path:
@@ -160,9 +194,13 @@ class Swarm:
 
     def addresses(self) -> dict[str, str]:
         """The overlay address of each node container (the enrolment service and clients left out)."""
-        out = run("docker", "network", "inspect", self.network, "--format", "{{json .Containers}}")
+        infos: list[dict[str, Any]] = []
+        for engine in self.engines:  # each engine lists the containers it runs on the overlay network
+            out = run("docker", "network", "inspect", self.network, "--format", "{{json .Containers}}", check=False,
+                      env=engine.env())
+            infos += json.loads(out or "{}").values() if out.strip().startswith("{") else []
         found = {}
-        for info in json.loads(out or "{}").values():
+        for info in infos:
             name = info.get("Name", "")
             is_task = name.startswith(self.stack + "_") and name.count(".") == 2  # stack_service.slot.task
             if not is_task or "_enrol." in name or "_client-" in name or not info.get("IPv4Address"):
@@ -192,7 +230,8 @@ class Swarm:
 
     def memory(self, part: str) -> list[float]:
         """Memory in MiB of the running containers whose name holds ``part``."""
-        out = run("docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}", timeout=300)
+        out = "".join(run("docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}", timeout=300,
+                          env=engine.env()) for engine in self.engines)
         values = []
         for line in out.splitlines():
             name, usage = line.split("\t")
@@ -272,29 +311,23 @@ class Swarm:
         records = self.post_indicaties(backlog) if backlog else []
         new = until(f"swarm to start a new {service}", lambda: (c := self.container_of(service)) and c[0] != old[0]
                     and c[0], 120, 0.2)
-        started = _started_at(new)
+        started = _parse_time(self.on(new, "inspect", "-f", "{{.State.StartedAt}}", new).strip())
         result: dict[str, float] = {}
         if records:
             until(f"the backlog of {backlog} at {service}", lambda: self.delivered(records, service), 120, 0.25)
             result["backlog_after_start_s"] = round(time.time() - started, 1)
         until(f"{service} healthy again", lambda: self.healthy_container(service, old[0]), 120, 0.2)
-        healthy = _health_at(new)
+        healthy = self._health_at(new)
         result["healthy_after_start_s"] = round(healthy - started, 1)
         if records:
             result["backlog_after_healthy_s"] = round(max(0.0, result["backlog_after_start_s"] - result["healthy_after_start_s"]), 1)
         return result
 
-
-def _started_at(container: str) -> float:
-    text = run("docker", "inspect", "-f", "{{.State.StartedAt}}", container).strip()
-    return _parse_time(text)
-
-
-def _health_at(container: str) -> float:
-    """When the container's health check first passed."""
-    out = run("docker", "inspect", "-f", "{{json .State.Health.Log}}", container)
-    passed = [entry for entry in json.loads(out) if entry.get("ExitCode") == 0]
-    return _parse_time(passed[0]["End"]) if passed else time.time()
+    def _health_at(self, container: str) -> float:
+        """When the container's health check first passed."""
+        out = self.on(container, "inspect", "-f", "{{json .State.Health.Log}}", container)
+        passed = [entry for entry in json.loads(out) if entry.get("ExitCode") == 0]
+        return _parse_time(passed[0]["End"]) if passed else time.time()
 
 
 def _parse_time(text: str) -> float:
@@ -321,26 +354,19 @@ def play(swarm: Swarm, scale_to: int, iwlz: list[str]) -> None:
                    f"every peer table full ({nodes - 1} peers each) {time.monotonic() - started:.1f} s after deploy")
 
     with swarm.step("the demo's story, told to the containers (iwlz demo --against)"):
-        with tempfile.TemporaryDirectory() as tmp:
-            parties = swarm.parties_file(Path(tmp) / "parties.json")
-            story = subprocess.run([*iwlz, "demo", "--against", str(parties)], capture_output=True, text=True,
-                                   timeout=600)
-        print("\n".join("   | " + line for line in story.stdout.splitlines()[-12:]))
-        if story.returncode != 0:
-            raise StepFailed(f"the story did not go as expected (exit {story.returncode}): {story.stderr[-500:]}")
-        swarm.note("story", swarm.check_notifications(), "every notification delivered once, every chain intact")
+        _story(swarm, iwlz)
 
     faults = [
         ("docker kill of zorgkantoor-5151, while CIZ writes 5 indicaties for it", "zorgkantoor-5151",
-         lambda c: run("docker", "kill", c), 5),
-        ("docker kill of CIZ", "ciz", lambda c: run("docker", "kill", c), 0),
-        ("docker kill of CAK", "cak", lambda c: run("docker", "kill", c), 0),
-        ("docker kill of zorgaanbieder-12345678", "zorgaanbieder-12345678", lambda c: run("docker", "kill", c), 0),
-        ("docker kill of client-jansen", "client-jansen", lambda c: run("docker", "kill", c), 0),
+         lambda c: swarm.on(c, "kill", c), 5),
+        ("docker kill of CIZ", "ciz", lambda c: swarm.on(c, "kill", c), 0),
+        ("docker kill of CAK", "cak", lambda c: swarm.on(c, "kill", c), 0),
+        ("docker kill of zorgaanbieder-12345678", "zorgaanbieder-12345678", lambda c: swarm.on(c, "kill", c), 0),
+        ("docker kill of client-jansen", "client-jansen", lambda c: swarm.on(c, "kill", c), 0),
         ("docker service update --force of CIZ", "ciz",
          lambda c: run("docker", "service", "update", "--detach", "--force", f"{swarm.stack}_ciz"), 0),
         ("docker stop of zorgkantoor-5151 (a clean stop), while CIZ writes 5 indicaties for it", "zorgkantoor-5151",
-         lambda c: run("docker", "stop", c), 5),
+         lambda c: swarm.on(c, "stop", c), 5),
     ]
     for title, service, action, backlog in faults:
         with swarm.step(title):
@@ -352,7 +378,7 @@ def play(swarm: Swarm, scale_to: int, iwlz: list[str]) -> None:
     with swarm.step("docker kill of a replicated zorgaanbieder"):
         name = next(n for n in swarm.containers() if n.startswith(f"{swarm.stack}_{REPLICATED}.1."))
         old = swarm.containers()[name][0]
-        run("docker", "kill", old)
+        swarm.on(old, "kill", old)
         until("swarm to restore the replica", lambda: swarm.all_healthy(swarm.expected_containers())
               and old not in {c for c, _ in swarm.containers().values()}, 120, 0.5)
         _one_member_per_slot(swarm, swarm.replicas)
@@ -385,6 +411,40 @@ def play(swarm: Swarm, scale_to: int, iwlz: list[str]) -> None:
         _one_member_per_slot(swarm, scale_to)
 
 
+def play_two_engines(swarm: Swarm, iwlz: list[str]) -> None:
+    """The stack across two engines (docker/two-engines.yml): nodes on both converge and exchange notifications."""
+    with swarm.step("deploy the stack across two engines"):
+        started = time.monotonic()
+        swarm.deploy()
+        until("every service healthy", lambda: swarm.all_healthy(swarm.expected_containers()), 300, 1)
+        spread = swarm.per_engine("_")
+        if len(spread) < 2 or min(spread) == 0:
+            raise StepFailed(f"containers per engine: {spread}")
+        swarm.note("two_engines_containers", spread, f"containers per engine: {spread}, healthy "
+                   f"{time.monotonic() - started:.1f} s after deploy")
+        nodes = swarm.expected_containers() - 2
+        until("full peer tables on both engines", lambda: _full(swarm, nodes), 180, 2)
+        swarm.note("two_engines_full_peer_tables_s", round(time.monotonic() - started, 1),
+                   f"every peer table full ({nodes - 1} peers each, on both engines) "
+                   f"{time.monotonic() - started:.1f} s after deploy")
+    with swarm.step("the demo's story across the engines (CIZ on one, zorgkantoor 5151 on the other)"):
+        _story(swarm, iwlz)
+    with swarm.step("docker kill of zorgkantoor-5151 on the second engine, while CIZ writes 5 indicaties for it"):
+        result = swarm.replace("zorgkantoor-5151", lambda c: swarm.on(c, "kill", c), 5)
+        swarm.note("two_engines_kill_zk5151", result, ", ".join(f"{k} {v}" for k, v in result.items()))
+        swarm.note("two_engines_check", swarm.check_notifications(), "nothing lost or applied twice; chains intact")
+
+
+def _story(swarm: Swarm, iwlz: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        parties = swarm.parties_file(Path(tmp) / "parties.json")
+        story = subprocess.run([*iwlz, "demo", "--against", str(parties)], capture_output=True, text=True, timeout=600)
+    print("\n".join("   | " + line for line in story.stdout.splitlines()[-12:]))
+    if story.returncode != 0:
+        raise StepFailed(f"the story did not go as expected (exit {story.returncode}): {story.stderr[-500:]}")
+    swarm.note("story", swarm.check_notifications(), "every notification delivered once, every chain intact")
+
+
 def _full(swarm: Swarm, nodes: int) -> bool:
     """Whether each of ``nodes`` nodes lists every other; otherwise StepFailed with who lacks how many."""
     counts = swarm.peer_counts()
@@ -411,10 +471,20 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--scale-to", type=int, default=100)
     parser.add_argument("--iwlz", default=f"{sys.executable} -m node", help="how to run the iwlz command")
+    parser.add_argument("--worker", metavar="DOCKER_HOST,ADDRESS",
+                        help="a second engine in the swarm (docker/second-engine.sh): play the two-engine test")
     args = parser.parse_args()
-    swarm = Swarm(args.stack, args.image, args.secrets, args.replicas)
+    engines = [Engine(None)]
+    if args.worker:
+        host, address = args.worker.split(",")
+        engines.append(Engine(host, address))
+    swarm = Swarm(args.stack, args.image, args.secrets, args.replicas, engines,
+                  [ROOT / "docker" / "two-engines.yml"] if args.worker else [])
     try:
-        play(swarm, args.scale_to, args.iwlz.split())
+        if args.worker:
+            play_two_engines(swarm, args.iwlz.split())
+        else:
+            play(swarm, args.scale_to, args.iwlz.split())
     except (StepFailed, NodeError, subprocess.TimeoutExpired):
         pass
     print("\n" + ("every step passed" if not swarm.failed else "FAILED: " + "; ".join(swarm.failed)))
