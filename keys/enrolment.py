@@ -29,7 +29,7 @@ from typing import Any, Final
 from keys import cbor, cose
 from keys.certificate import ROLES, BsnCommitment, _check_identifier_names, _check_identifiers
 from keys.did import is_did
-from keys.errors import InvalidSignature, KeysError, MalformedCertificate
+from keys.errors import KeysError, MalformedCertificate
 from keys.identifiers import check_uzovi
 from keys.identity import Identity, Verifier
 
@@ -112,20 +112,8 @@ def token_bytes(text: str) -> bytes:
 def read_enrolment_token(data: bytes) -> tuple[cose.Sign1, EnrolmentToken]:
     """Decode a token and check that the root it names signed it. Whether that root is the one a node or
     service trusts, and whether the token is still valid, is for the caller (verify_enrolment_token)."""
-    try:
-        sign1 = cose.parse_sign1(data, max_size=MAX_TOKEN_SIZE)
-        body = cbor.decode(sign1.payload, max_size=MAX_TOKEN_SIZE)
-    except KeysError as exc:
-        raise EnrolmentRefused(f"enrolment token is malformed: {exc.reason}") from exc
-    if not isinstance(body, dict) or body.get("typ") != TOKEN_TYPE:
-        raise EnrolmentRefused("not an enrolment token")
-    issuer = body.get("iss")
-    if not isinstance(issuer, str) or not is_did(issuer) or sign1.protected.get(cose.KID) != issuer.encode("ascii"):
-        raise EnrolmentRefused("enrolment token issuer is malformed")
-    try:
-        sign1.verify(Verifier.from_did(issuer))
-    except KeysError as exc:
-        raise EnrolmentRefused("enrolment token signature does not verify") from exc
+    sign1, body = _open(data, MAX_TOKEN_SIZE, TOKEN_TYPE, "enrolment token")
+    issuer = _signer(sign1, body, "iss", "enrolment token issuer")
     role, network, jti, reuse = body.get("role"), body.get("net"), body.get("jti"), body.get("reuse")
     if role not in ROLES or not isinstance(network, str):
         raise EnrolmentRefused("enrolment token role or network is malformed")
@@ -166,20 +154,9 @@ def verify_enrolment_request(data: bytes, *, root: str, now: int) -> EnrolmentRe
     """A request that entitles its sender to a certificate: a valid token of ``root`` for the role (and, for a
     bound token, the identity) asked for, signed with the key to certify, and made within MAX_SKEW of ``now``.
     Whether a single-use token was used before is for the service, which remembers them."""
-    try:
-        sign1 = cose.parse_sign1(data, max_size=MAX_REQUEST_SIZE)
-        body = cbor.decode(sign1.payload, max_size=MAX_REQUEST_SIZE)
-    except KeysError as exc:
-        raise EnrolmentRefused(f"enrolment request is malformed: {exc.reason}") from exc
-    if not isinstance(body, dict) or body.get("typ") != REQUEST_TYPE:
-        raise EnrolmentRefused("not an enrolment request")
-    subject, token_data = body.get("sub"), body.get("token")
-    if not isinstance(subject, str) or not is_did(subject) or sign1.protected.get(cose.KID) != subject.encode("ascii"):
-        raise EnrolmentRefused("enrolment request subject is malformed")
-    try:
-        sign1.verify(Verifier.from_did(subject))
-    except InvalidSignature as exc:
-        raise EnrolmentRefused("enrolment request is not signed by the key it names") from exc
+    sign1, body = _open(data, MAX_REQUEST_SIZE, REQUEST_TYPE, "enrolment request")
+    subject = _signer(sign1, body, "sub", "enrolment request subject")
+    token_data = body.get("token")
     if not isinstance(token_data, bytes):
         raise EnrolmentRefused("enrolment request carries no token")
     token = verify_enrolment_token(token_data, root=root, now=now)
@@ -205,6 +182,29 @@ def verify_enrolment_request(data: bytes, *, root: str, now: int) -> EnrolmentRe
         raise EnrolmentRefused("vestigingen is a list of AGB codes")
     return EnrolmentRequest(token, subject, organisation, token.role, identifiers, commitment, region,
                             tuple(vestigingen), issued_at)
+
+
+def _open(data: bytes, max_size: int, typ: str, what: str) -> tuple[cose.Sign1, dict[str, Any]]:
+    try:
+        sign1 = cose.parse_sign1(data, max_size=max_size)
+        body = cbor.decode(sign1.payload, max_size=max_size)
+    except KeysError as exc:
+        raise EnrolmentRefused(f"{what} is malformed: {exc.reason}") from exc
+    if not isinstance(body, dict) or body.get("typ") != typ:
+        raise EnrolmentRefused(f"not an {what}")
+    return sign1, body
+
+
+def _signer(sign1: cose.Sign1, body: Mapping[str, Any], key: str, what: str) -> str:
+    """The did under ``key``, which must be the kid and must have made the signature."""
+    did = body.get(key)
+    if not isinstance(did, str) or not is_did(did) or sign1.protected.get(cose.KID) != did.encode("ascii"):
+        raise EnrolmentRefused(f"{what} is malformed")
+    try:
+        sign1.verify(Verifier.from_did(did))
+    except KeysError as exc:
+        raise EnrolmentRefused(f"{what} did not sign it: the signature does not verify") from exc
+    return did
 
 
 def _identity(role: str, identifiers: object, what: str, commitment: bool = False) -> dict[str, str]:

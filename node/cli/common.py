@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import signal
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -48,6 +50,15 @@ def tls_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-ca", metavar="PEM", help="a CA to trust for https peers, beside the system's")
 
 
+async def until_stopped() -> None:
+    """Wait for SIGINT or SIGTERM: how a long-running command (run, enroll serve) is told to stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 def apply_tls(args: argparse.Namespace, config: NodeConfig) -> bool:
     """Take the TLS options given into ``config`` (as absolute paths); whether any was given."""
     given = False
@@ -72,4 +83,4 @@ def shown(args: argparse.Namespace, record: Any) -> Any:
     return masked(record)
 
 
-__all__ = ["Handler", "now", "emit", "utc", "admin", "command", "personal_data_option", "shown"]
+__all__ = ["Handler", "until_stopped", "now", "emit", "utc", "admin", "command", "personal_data_option", "shown"]

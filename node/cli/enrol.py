@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
 from keys.enrolment import token_text
-from node.cli.common import command, emit, now, utc
+from node.cli.common import until_stopped, command, emit, now, utc
 from node.enrol.authority import DEFAULT_VALIDITY, EnrolmentAuthority
 from node.enrol.service import EnrolmentService, serve
 from node.home import NetworkDir, parse_duration
@@ -47,11 +46,7 @@ def enroll_serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         listener, port = await serve(service, args.host, args.port)
         print(f"ready http://{args.host}:{port} enrolment for root {authority.root}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_stopped()
         await listener.stop()
 
     asyncio.run(main())

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
-from node.cli.common import apply_tls, command, tls_arguments
+from node.cli.common import until_stopped, apply_tls, command, tls_arguments
 from node.errors import UsageError
 from node.home import NodeHome
 
@@ -32,11 +31,7 @@ def run(args: argparse.Namespace) -> int:
                     gossip_interval=args.gossip_interval, config=config)
         await node.start()
         print(f"ready {node.url} admin {node.admin_url}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_stopped()
         await node.stop()
 
     with _runner(args.event_loop) as runner:
