@@ -79,13 +79,17 @@ def _transfer(records: int) -> dict[str, float]:
 
 
 def benchmarks(quick: bool) -> list[tuple[str, Callable[[], dict[str, float]], list[Target]]]:
-    from bench import audit, discovery, envelope, gossip, notify, query
+    from bench import audit, discovery, envelope, gossip, notify, query, replay
 
     size = 10_000 if quick else 1_000_000
     out: list[tuple[str, Callable[[], dict[str, float]], list[Target]]] = [
         ("envelope", lambda: envelope.measure(0.5 if quick else 2.0),
          [Target("envelope receive (sealed query)", "x bare verify", None)]),
     ]
+    out.append(("replay guard, 1,000,000 ids" if not quick else "replay guard, 100,000 ids",
+                lambda: replay.measure(100_000 if quick else 1_000_000),
+                [Target("bytes_per_id", "B", None, False), Target("ratio", "x before", None, False),
+                 Target("checks_per_s", "/s", None)]))
     for loop in ("asyncio", "uvloop"):
         out.append((f"query over HTTP, 64 in flight, {loop}",
                      lambda loop=loop: query.bench_http(3 if quick else 10, 64, loop),  # type: ignore[misc]
