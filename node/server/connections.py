@@ -221,10 +221,15 @@ class Listener:
         self.guard.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         if self._server is not None:
             self._server.close()
         await self.runner.cleanup()
         self.guard.close_all()
+        # An aborted transport closes its socket on the next loop turn: give it those turns here, so that a
+        # loop that ends right after stop() (a test, a process) leaves no accepted socket to the garbage collector.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
 
 __all__ = ["ConnectionGuard", "Listener", "connection_limit", "quiet_logger", "QuietClientErrors"]
