@@ -1,0 +1,66 @@
+"""The enrolment service faces the network: bad input gets a refusal with a code, never a traceback, and a
+single-use token certifies one node however many ask at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from keys import Identity, cbor, parse_certificate
+from keys.enrolment import sign_enrolment_request
+from node.enrol.authority import EnrolmentAuthority
+from node.enrol.service import EnrolmentService, serve
+from node.home import NetworkDir
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def service(tmp_path: Path) -> AsyncIterator[tuple[str, NetworkDir]]:
+    net = NetworkDir.create(tmp_path / "net", "test")
+    listener, port = await serve(EnrolmentService(EnrolmentAuthority(net)), "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{port}", net
+    finally:
+        await listener.stop()
+
+
+def request(net: NetworkDir, token: bytes, identity: Identity) -> bytes:
+    return sign_enrolment_request(identity, token=token, organisation="Zorgkantoor Noord", role="zorgkantoor",
+                                  identifiers={"uzovi": "5151"}, region=None, vestigingen=(),
+                                  issued_at=int(time.time()))
+
+
+async def post(url: str, body: bytes) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/iwlz/v1/enrol", data=body,
+                                headers={"Content-Type": "application/cose"}) as response:
+            return response.status, await response.read()
+
+
+async def test_garbage_and_oversize_requests_are_refused_with_a_code(service: tuple[str, NetworkDir]) -> None:
+    url, net = service
+    for body in (b"", b"\xff" * 100, cbor.encode({"typ": "iwlz-enrolment-request"})):
+        status, answer = await post(url, body)
+        assert status == 403 and b'"code": "enrolment-refused"' in answer and b"Traceback" not in answer
+    status, _ = await post(url, b"\x00" * (64 * 1024))
+    assert status == 413
+    assert not net.issued_path.exists()
+
+
+async def test_a_single_use_token_certifies_one_node_when_ten_ask_at_once(service: tuple[str, NetworkDir]) -> None:
+    url, net = service
+    token = net.enrolment_token(role="zorgkantoor", reusable=False, seconds=600, identifiers=None,
+                                now=int(time.time()))
+    identities = [Identity.generate() for _ in range(10)]
+    results = await asyncio.gather(*(post(url, request(net, token, i)) for i in identities))
+    granted = [cbor.decode(body)["certificate"] for status, body in results if status == 200]
+    assert len(granted) == 1 and sum(1 for status, _ in results if status == 403) == 9
+    assert parse_certificate(granted[0])[1].did in {i.did for i in identities}
+    assert len(net.issued()) == 1
