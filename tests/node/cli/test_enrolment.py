@@ -83,23 +83,21 @@ def test_nodes_join_with_tokens_and_a_replaced_replica_ends_its_predecessor(
                               "--gossip-interval", "1")
     assert not (ciz / "root.key").exists() and "root.key" not in {p.name for p in ciz.iterdir()}
 
-    first = tmp_path / "za-slot1"
-    iwlz("init", str(first), "--role", "zorgaanbieder", "--name", "Zorgaanbieder 1", "--agb", "98000001",
-         "--region", "5151")
-    processes.start(first, "--enroll", service, "--token-file", str(za_token), "--bootstrap", ciz_url,
-                    "--gossip-interval", "1")
-    old = json.loads(iwlz("--json", "cert", "show", str(first)).stdout)
+    def replica_of_slot_1(name: str) -> tuple[Path, dict[str, object]]:
+        home = tmp_path / name
+        iwlz("init", str(home), "--role", "zorgaanbieder", "--name", "Zorgaanbieder 1", "--agb", "98000001",
+             "--region", "5151")
+        processes.start(home, "--enroll", service, "--token-file", str(za_token), "--bootstrap", ciz_url,
+                        "--gossip-interval", "1")
+        return home, json.loads(iwlz("--json", "cert", "show", str(home)).stdout)
+
+    first, old = replica_of_slot_1("za-slot1")
     old_did = old["did"]
     wait_for(lambda: any(p["did"] == old_did for p in peers(ciz)))
 
     # The replica's container is replaced: its disk is gone, the new one has a new key and the same AGB code.
     processes.kill(first)
-    second = tmp_path / "za-slot1-again"
-    iwlz("init", str(second), "--role", "zorgaanbieder", "--name", "Zorgaanbieder 1", "--agb", "98000001",
-         "--region", "5151")
-    processes.start(second, "--enroll", service, "--token-file", str(za_token), "--bootstrap", ciz_url,
-                    "--gossip-interval", "1")
-    new = json.loads(iwlz("--json", "cert", "show", str(second)).stdout)
+    _, new = replica_of_slot_1("za-slot1-again")
     assert new["did"] != old_did and new["identifiers"] == {"agb": "98000001"}
 
     def one_member_with_the_agb() -> bool:
