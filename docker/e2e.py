@@ -455,12 +455,20 @@ def _full(swarm: Swarm, nodes: int) -> bool:
 
 
 def _one_member_per_slot(swarm: Swarm, replicas: int) -> None:
-    """CIZ lists each replica's AGB code once: a replaced replica's predecessor was revoked and dropped."""
+    """Every named node lists each replica's AGB code once: a replaced replica's predecessor was revoked, and the
+    revocation reached every peer table (pushed to CIZ, handed on, gossiped)."""
+    wanted = [f"{AGB_BASE + slot:08d}" for slot in range(1, replicas + 1)]
+
     def check() -> bool:
-        peers = swarm.admin("ciz").call("GET", "/admin/v1/peers")["peers"]
-        codes = [p["identifiers"].get("agb") for p in peers if p["organisation"].startswith("Zorgaanbieder ")]
-        return sorted(codes) == [f"{AGB_BASE + slot:08d}" for slot in range(1, replicas + 1)]
-    until("one peer table entry per replica", check, 120, 1)
+        for name in ADMIN_PORTS:
+            if name == "client-jansen":
+                continue
+            peers = swarm.admin(name).call("GET", "/admin/v1/peers")["peers"]
+            codes = sorted(p["identifiers"].get("agb") for p in peers if p["organisation"].startswith("Zorgaanbieder "))
+            if codes != wanted:
+                raise StepFailed(f"{name} lists replicas {codes[:6]}{'...' if len(codes) > 6 else ''}")
+        return True
+    until("one peer table entry per replica in every named node", check, 120, 1)
 
 
 def main() -> int:
