@@ -10,8 +10,6 @@ from typing import Any
 
 from keys.enrolment import token_text
 from node.cli.common import until_stopped, command, emit, now, utc
-from node.enrol.authority import DEFAULT_VALIDITY, EnrolmentAuthority
-from node.enrol.service import EnrolmentService, serve
 from node.home import NetworkDir, parse_duration
 
 _IDENTIFIERS = ("kvk", "uzovi", "agb")
@@ -38,6 +36,10 @@ def enroll_token(args: argparse.Namespace) -> int:
 
 
 def enroll_serve(args: argparse.Namespace) -> int:
+    # Loaded here, not with the CLI: the service brings aiohttp, which every other command would pay for.
+    from node.enrol.authority import DEFAULT_VALIDITY, EnrolmentAuthority
+    from node.enrol.service import EnrolmentService, serve
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     validity = parse_duration(args.valid_for) if args.valid_for else DEFAULT_VALIDITY
     authority = EnrolmentAuthority(NetworkDir(Path(args.network)), validity=validity)
