@@ -358,8 +358,9 @@ class NetworkDir:
 
     def certify(self, *, subject: str, organisation: str, role: str, identifiers: dict[str, str], region: str | None,
                 vestigingen: list[str] | tuple[str, ...], now: int, seconds: int, supersedes: bytes | None = None,
-                bsn_commitment: BsnCommitment | None = None) -> tuple[bytes, Member]:
-        """Sign a certificate and note it in issued.jsonl (without any BSN); returns it and what it says."""
+                bsn_commitment: BsnCommitment | None = None, token: str | None = None) -> tuple[bytes, Member]:
+        """Sign a certificate and note it in issued.jsonl (without any BSN; with the id of the join token it was
+        enrolled with, if any); returns it and what it says."""
         if not 0 < seconds <= MAX_VALIDITY:
             raise UsageError("a certificate is valid for more than 0 seconds and at most 10 years")
         try:
@@ -372,7 +373,8 @@ class NetworkDir:
             raise UsageError(exc.reason) from exc
         member = parse_certificate(cert)[1]
         entry = {"cert_id": member.cert_id_hex, "did": member.did, "role": member.role,
-                 "organisation": member.organisation, "expires": member.expires, "ids": dict(member.identifiers)}
+                 "organisation": member.organisation, "expires": member.expires, "ids": dict(member.identifiers),
+                 "token": token}
         with self.issued_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
         return cert, member

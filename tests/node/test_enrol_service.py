@@ -13,13 +13,10 @@ import pytest
 import pytest_asyncio
 
 from keys import Identity, cbor, parse_certificate
-from keys.enrolment import sign_enrolment_request
+from keys.enrolment import EnrolmentRefused, sign_enrolment_request
 from node.enrol.authority import EnrolmentAuthority
 from node.enrol.service import EnrolmentService, serve
 from node.home import NetworkDir
-
-pytestmark = pytest.mark.asyncio
-
 
 @pytest_asyncio.fixture
 async def service(tmp_path: Path) -> AsyncIterator[tuple[str, NetworkDir]]:
@@ -44,6 +41,7 @@ async def post(url: str, body: bytes) -> tuple[int, bytes]:
             return response.status, await response.read()
 
 
+@pytest.mark.asyncio
 async def test_garbage_and_oversize_requests_are_refused_with_a_code(service: tuple[str, NetworkDir]) -> None:
     url, net = service
     for body in (b"", b"\xff" * 100, cbor.encode({"typ": "iwlz-enrolment-request"})):
@@ -54,6 +52,7 @@ async def test_garbage_and_oversize_requests_are_refused_with_a_code(service: tu
     assert not net.issued_path.exists()
 
 
+@pytest.mark.asyncio
 async def test_a_single_use_token_certifies_one_node_when_ten_ask_at_once(service: tuple[str, NetworkDir]) -> None:
     url, net = service
     token = net.enrolment_token(role="zorgkantoor", reusable=False, seconds=600, identifiers=None,
@@ -64,3 +63,43 @@ async def test_a_single_use_token_certifies_one_node_when_ten_ask_at_once(servic
     assert len(granted) == 1 and sum(1 for status, _ in results if status == 403) == 9
     assert parse_certificate(granted[0])[1].did in {i.did for i in identities}
     assert len(net.issued()) == 1
+
+
+def test_a_token_for_the_role_cannot_take_over_a_party_enrolled_with_another_token(tmp_path: Path) -> None:
+    """The replicas' reusable zorgaanbieder token names no AGB code. Its holder must not enrol as Zorggroep De
+    Linde (enrolled with its own bound token), and must not get De Linde's certificate revoked."""
+    net = NetworkDir.create(tmp_path / "net", "test")
+    authority = EnrolmentAuthority(net)
+    now = int(time.time())
+    bound = net.enrolment_token(role="zorgaanbieder", reusable=True, seconds=600, identifiers={"agb": "12345678"},
+                                now=now)
+    replicas = net.enrolment_token(role="zorgaanbieder", reusable=True, seconds=600, identifiers=None, now=now)
+
+    def ask(token: bytes, identity: Identity, agb: str) -> bytes:
+        return sign_enrolment_request(identity, token=token, organisation="Zorggroep De Linde", role="zorgaanbieder",
+                                      identifiers={"agb": agb}, region="5151", vestigingen=(), issued_at=now)
+
+    genuine = authority.enrol(ask(bound, Identity.generate(), "12345678"), now=now)
+    with pytest.raises(EnrolmentRefused, match="enrolled with another token"):
+        authority.enrol(ask(replicas, Identity.generate(), "12345678"), now=now)
+    assert net.revoked() == frozenset() and len(net.issued()) == 1
+    # The party itself, with its own token, may come back under a new key: its predecessor is revoked.
+    again = authority.enrol(ask(bound, Identity.generate(), "12345678"), now=now)
+    assert again.revoked == [parse_certificate(genuine.certificate)[1].cert_id_hex]
+    # A replica replaced under the replicas' token ends only its own predecessor.
+    first = authority.enrol(ask(replicas, Identity.generate(), "98000001"), now=now)
+    second = authority.enrol(ask(replicas, Identity.generate(), "98000001"), now=now)
+    assert second.revoked == [parse_certificate(first.certificate)[1].cert_id_hex]
+
+
+def test_a_party_certified_by_hand_is_not_taken_over_by_enrolment(tmp_path: Path) -> None:
+    net = NetworkDir.create(tmp_path / "net", "test")
+    now = int(time.time())
+    net.certify(subject=Identity.generate().did, organisation="CIZ", role="ciz", identifiers={"kvk": "62253778"},
+                region=None, vestigingen=(), now=now, seconds=600)
+    token = net.enrolment_token(role="ciz", reusable=True, seconds=600, identifiers={"kvk": "62253778"}, now=now)
+    request = sign_enrolment_request(Identity.generate(), token=token, organisation="CIZ", role="ciz",
+                                     identifiers={"kvk": "62253778"}, region=None, vestigingen=(), issued_at=now)
+    with pytest.raises(EnrolmentRefused, match="enrolled with another token"):
+        EnrolmentAuthority(net).enrol(request, now=now)
+    assert net.revoked() == frozenset()
