@@ -143,9 +143,10 @@ def _check_identifier_names(role: str, names: set[str]) -> None:
         raise MalformedCertificate(f"role {role} does not take identifier(s) {', '.join(sorted(extra))}")
 
 
-def _check_identifiers(role: str, identifiers: Mapping[str, str | None]) -> dict[str, str]:
+def _check_identifiers(role: str, identifiers: Mapping[str, str | None], *, committed_bsn: bool = False) -> dict[str, str]:
+    """The identifiers checked for ``role``; ``committed_bsn``: the BSN comes as a commitment, not among them."""
     given = {k: v for k, v in identifiers.items() if v is not None}
-    _check_identifier_names(role, set(given))
+    _check_identifier_names(role, set(given) | ({"bsn"} if committed_bsn else set()))
     return {k: _CHECKS[k](v) for k, v in given.items()}
 
 
@@ -175,13 +176,9 @@ def issue_certificate(
         raise MalformedCertificate("organisation name must be 1-200 characters")
     if expires <= not_before:
         raise MalformedCertificate("certificate expires before it becomes valid")
-    if bsn_commitment is not None:
-        if identifiers.get("bsn") is not None:
-            raise MalformedCertificate("give the BSN or its commitment, not both")
-        _check_identifier_names(role, {k for k, v in identifiers.items() if v is not None} | {"bsn"})
-        ids = {k: _CHECKS[k](v) for k, v in identifiers.items() if v is not None}
-    else:
-        ids = _check_identifiers(role, identifiers)
+    if bsn_commitment is not None and identifiers.get("bsn") is not None:
+        raise MalformedCertificate("give the BSN or its commitment, not both")
+    ids = _check_identifiers(role, identifiers, committed_bsn=bsn_commitment is not None)
     claims: dict[int | str, Any] = {
         1: root.did,
         2: subject,

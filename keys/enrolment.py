@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from keys import cbor, cose
-from keys.certificate import ROLES, BsnCommitment, _check_identifier_names, _check_identifiers
+from keys.certificate import ROLES, BsnCommitment, _check_identifiers
 from keys.did import is_did
 from keys.errors import KeysError, MalformedCertificate
 from keys.identifiers import check_uzovi
@@ -58,9 +58,6 @@ class EnrolmentToken:
     reusable: bool
     identifiers: Mapping[str, str] | None
     encoded: bytes
-
-    def text(self) -> str:
-        return token_text(self.encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +211,7 @@ def _identity(role: str, identifiers: object, what: str, commitment: bool = Fals
     if "bsn" in identifiers:
         raise EnrolmentRefused(f"{what} carries a BSN in clear")
     try:
-        if commitment:
-            _check_identifier_names(role, set(identifiers) | {"bsn"})  # a client has no identifier besides it
-            return {}
-        return _check_identifiers(role, identifiers)
+        return _check_identifiers(role, identifiers, committed_bsn=commitment)
     except KeysError as exc:
         raise EnrolmentRefused(f"{what} identifiers: {exc.reason}") from exc
 

@@ -30,10 +30,10 @@ Entry = tuple[str, bytes, int]  # sender did, message id, forget after (seconds)
 
 
 class ReplayGuard:
-    def __init__(self, *, skew: int = 30, limit: int = DEFAULT_LIMIT, key: bytes | None = None) -> None:
+    def __init__(self, *, skew: int = 30, limit: int = DEFAULT_LIMIT) -> None:
         self._skew = skew
         self._limit = limit
-        self._key = key if key is not None else os.urandom(16)
+        self._key = os.urandom(16)
         self._seen: set[int] = set()
         self._by_second: dict[int, array[int]] = {}  # forget-after second -> the hashes to forget then
         self._oldest = 0  # no second before this one holds anything

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from keys import ROLES
 from keys.enrolment import token_text
 from node.cli.common import until_stopped, command, emit, now, utc
 from node.home import NetworkDir, parse_duration
@@ -59,7 +60,7 @@ def register_token(network: Any) -> None:
     p = command(network, "enroll-token", enroll_token, "a join token for the enrolment service (test networks)",
                 home=False)
     p.add_argument("dir")
-    p.add_argument("--role", required=True, choices=("ciz", "zorgkantoor", "zorgaanbieder", "cak", "client"))
+    p.add_argument("--role", required=True, choices=ROLES)
     p.add_argument("--reusable", action="store_true", help="many nodes may use it (default: single-use)")
     p.add_argument("--valid-for", default="7d", metavar="DURATION", help="e.g. 12h, 7d (default 7d)")
     for name in _IDENTIFIERS:

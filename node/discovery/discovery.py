@@ -17,7 +17,7 @@ from typing import Any
 from keys import KeysError, Member, TrustStore, cbor, cose
 from node.client import PeerClient
 from node.discovery.gossip import Gossiper
-from node.discovery.peers import Peer, PeerTable
+from node.discovery.peers import PeerTable
 from node.errors import NetworkError, NodeError
 from node.interfaces import Handlers
 from node.store import Statement, Store
@@ -80,7 +80,7 @@ class Discovery:
         self.announce()
         own = url.rstrip("/")
         self._unreached = [u for u in random.sample(self.bootstrap, len(self.bootstrap)) if u.rstrip("/") != own]
-        known_before = self.peers.all()
+        known_before = {p.did for p in self.peers.all()}
         await self._bootstrap()
         if known_before:
             self._announce_at_start(known_before)
@@ -101,16 +101,16 @@ class Discovery:
         self._announced_seq, self._announced_at = seq, now
         self.gossiper.own(self.announcement, seq, now + self.lifetime)
 
-    def _announce_at_start(self, known: list[Peer]) -> None:
+    def _announce_at_start(self, known: set[str]) -> None:
         """A node coming back tells the peers it knew before it stopped, sources first (CIZ, the zorgkantoren,
         CAK): they are who hold notifications for it, and the announcement makes what waits for it due at once,
         at its new address. A new node has no such peers; it introduces itself to one bootstrap peer only."""
         self.spawn(self.tell_peers(among=known, sources_first=True), "announce-at-start")
 
-    async def tell_peers(self, limit: int = 64, *, among: list[Peer] | None = None, sources_first: bool = False) -> int:
-        """Push our announcement to up to ``limit`` peers (of ``among``, else of all) at once: at start, after a
-        key change; gossip tells the rest."""
-        everyone = self.peers.all() if among is None else among
+    async def tell_peers(self, limit: int = 64, *, among: set[str] | None = None, sources_first: bool = False) -> int:
+        """Push our announcement to up to ``limit`` peers (those whose did is in ``among``, else all) at once: at
+        start, after a key change; gossip tells the rest."""
+        everyone = [p for p in self.peers.all() if among is None or p.did in among]
         first = [p for p in everyone if sources_first and p.role in _SOURCES][:limit]
         told = {p.did for p in first}
         rest = [p for p in everyone if p.did not in told]
