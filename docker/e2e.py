@@ -272,10 +272,11 @@ class Swarm:
         by_identifier = {(kind.upper(), value): dids[peer["did"]]
                          for name in ("ciz", "zorgkantoor-5151") for peer in self.admin(name).call("GET", "/admin/v1/peers")["peers"]
                          if peer["did"] in dids for kind, value in peer["identifiers"].items()}
-        inboxes = {name: self.admin(name).call("GET", "/admin/v1/inbox?limit=1000")["inbox"] for name in ADMIN_PORTS}
-        for name, rows in inboxes.items():
-            ids = [r["notification_id"] for r in rows]
-            if len(ids) != len(set(ids)):
+        received: dict[str, set[str]] = {}
+        for name in ADMIN_PORTS:
+            ids = [r["notification_id"] for r in self.admin(name).call("GET", "/admin/v1/inbox?limit=1000")["inbox"]]
+            received[name] = set(ids)
+            if len(ids) != len(received[name]):
                 raise StepFailed(f"{name} holds a notification twice")
         sent = waiting = 0
         for name in ADMIN_PORTS:
@@ -287,7 +288,7 @@ class Swarm:
                 if row["status"] != "delivered" or receiver is None or row["event_type"] == MELDING_EVENT:
                     continue  # a melding is kept by the source as a melding, not in its inbox
                 sent += 1
-                if row["notification_id"] not in {r["notification_id"] for r in inboxes[receiver]}:
+                if row["notification_id"] not in received[receiver]:
                     raise StepFailed(f"{name}'s notification {row['notification_id']} never reached {receiver}")
             verify = self.admin(name).call("GET", "/admin/v1/audit/verify")
             if not verify["intact"]:
@@ -298,7 +299,7 @@ class Swarm:
 
     # Faults ------------------------------------------------------------------------------------
 
-    def replace(self, service: str, action: Callable[[str], None], backlog: int = 0) -> dict[str, float]:
+    def replace(self, service: str, action: Callable[[str], object], backlog: int = 0) -> dict[str, float]:
         """Break ``service``'s container with ``action``; wait for swarm to start a healthy new one. With a
         backlog, CIZ writes that many indicaties for it while it is away, and the time from the new container's
         start (and health) to the last delivery is measured."""
@@ -306,8 +307,8 @@ class Swarm:
         if old is None:
             raise StepFailed(f"{service} has no running container")
         action(old[0])
-        until(f"{service}'s old container to end", lambda: self.container_of(service) is None
-              or self.container_of(service)[0] != old[0], 60, 0.2)  # type: ignore[index]
+        until(f"{service}'s old container to end", lambda: (c := self.container_of(service)) is None or c[0] != old[0],
+              60, 0.2)
         records = self.post_indicaties(backlog) if backlog else []
         new = until(f"swarm to start a new {service}", lambda: (c := self.container_of(service)) and c[0] != old[0]
                     and c[0], 120, 0.2)

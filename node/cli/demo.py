@@ -110,9 +110,9 @@ class Demo(CareChain):
         except UsageError as exc:
             print(f"   {who} -> {peer} {template}: REFUSED {exc}")
             self.explain(str(exc))
-            if expect is not None:
-                self.expect(f"{who} -> {peer} {template}", "refused" if isinstance(expect, str) and
-                            f"rule {expect}" in str(exc) else str(exc), expect if isinstance(expect, int) else "refused")
+            if expect is not None:  # the refusal names the rule expected, or it is a failure
+                refused_by = expect if isinstance(expect, str) and f"rule {expect}" in str(exc) else str(exc)
+                self.expect(f"{who} -> {peer} {template}", refused_by, expect)
             return []
         records = result["records"]
         if expect is not None:
