@@ -1,6 +1,7 @@
 """Query throughput of a real node against a bare signing server, and the store at scale.
 
     python -m bench.query http  [--seconds 10] [--inflight 64]
+    python -m bench.query workers [--seconds 10] [--inflight 64] [--workers N]
     python -m bench.query store [--records 1000000]
 
 ``http`` runs, in one process tree and one run, (a) a bare aiohttp handler
@@ -168,20 +169,37 @@ def bench_http(seconds: float, inflight: int, event_loop: str = "asyncio") -> di
     bare.terminate()
     bare.join()
 
+    b, audit = _node_run(inflight, seconds, event_loop, workers=1, pin=True)
+    print(f"{inflight} requests in flight, {seconds:.0f} s each, server on core {SERVER_CORE} ({event_loop}), "
+          f"load on core {LOAD_CORE}")
+    print(f"{'server':58} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    for name, r in (("(a) bare aiohttp: verify one signature, sign the reply", a),
+                    ("(b) iwlz node: QIR-0001-ZKi with policy + audit", b)):
+        print(f"{name:58} {r['rate']:8,.0f} {r['p50']:7.2f} {r['p99']:7.2f} {r['errors']:6.0f}")
+    print(f"ratio b/a: {b['rate'] / a['rate']:.2f}   (target >= 0.6 with p99 <= 25 ms)")
+    print(f"audit after the run: {audit}")
+    return {"bare_rate": a["rate"], "node_rate": b["rate"], "ratio": b["rate"] / a["rate"], "node_p50_ms": b["p50"],
+            "node_p99_ms": b["p99"], "errors": b["errors"]}
+
+
+def _node_run(inflight: int, seconds: float, event_loop: str, *, workers: int, pin: bool) -> tuple[dict[str, float], str]:
+    """A fresh CIZ node holding one indicatie, loaded with QIR-0001-ZKi; the load and the audit check after it."""
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-bench-"))
     node = None
     try:
         ciz, zk = _network(tmp)
-        node = subprocess.Popen(["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "node", "run", str(ciz),
-                                 "--quiet", "--no-mdns", "--event-loop", event_loop], stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, "-m", "node", "run", str(ciz), "--quiet", "--no-mdns", "--event-loop", event_loop,
+                   "--workers", str(workers)]
+        node = subprocess.Popen((["taskset", "-c", str(SERVER_CORE)] if pin else []) + command, stdout=subprocess.PIPE,
+                                text=True)
         ready = node.stdout.readline().split() if node.stdout else []
         url = ready[1]
         sample = json.loads((Path(__file__).resolve().parents[1] / "node" / "cli" / "sample.json").read_text())
         subprocess.run([sys.executable, "-m", "node", "record", "put", str(ciz), "WlzIndicatie", "-"],
                        input=json.dumps(sample["wlzIndicaties"][0]), text=True, check=True, capture_output=True)
         did = json.loads((ciz / "run.json").read_text())["did"]
-        b = _measure("node", url + "/iwlz/v1/messages", {"expected_rate": 8000, "requester": str(zk), "did": did},
-                     inflight, seconds)
+        result = _measure("node", url + "/iwlz/v1/messages", {"expected_rate": 8000 * workers, "requester": str(zk),
+                                                              "did": did}, inflight, seconds)
         audit = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz), "--verify"], capture_output=True, text=True)
     finally:
         if node is not None:
@@ -190,16 +208,25 @@ def bench_http(seconds: float, inflight: int, event_loop: str = "asyncio") -> di
             if node.stdout:
                 node.stdout.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{inflight} requests in flight, {seconds:.0f} s each, server on core {SERVER_CORE} ({event_loop}), "
-          f"load on core {LOAD_CORE}")
-    print(f"{'server':58} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
-    for name, r in (("(a) bare aiohttp: verify one signature, sign the reply", a),
-                    ("(b) iwlz node: QIR-0001-ZKi with policy + audit", b)):
-        print(f"{name:58} {r['rate']:8,.0f} {r['p50']:7.2f} {r['p99']:7.2f} {r['errors']:6.0f}")
-    print(f"ratio b/a: {b['rate'] / a['rate']:.2f}   (target >= 0.6 with p99 <= 25 ms)")
-    print(f"audit after the run: {audit.stdout.strip()}")
-    return {"bare_rate": a["rate"], "node_rate": b["rate"], "ratio": b["rate"] / a["rate"], "node_p50_ms": b["p50"],
-            "node_p99_ms": b["p99"], "errors": b["errors"]}
+    return result, audit.stdout.strip()
+
+
+def bench_workers(seconds: float, inflight: int, event_loop: str = "asyncio", workers: int = 0) -> dict[str, float]:
+    """The same node with one worker and with one per core (``workers``), in one run, neither pinned; the load
+    generator keeps its core, so on a machine of 2 cores the node has all of one and what the load leaves of
+    the other."""
+    workers = workers or os.cpu_count() or 1
+    one, audit_one = _node_run(inflight, seconds, event_loop, workers=1, pin=False)
+    many, audit_many = _node_run(inflight, seconds, event_loop, workers=workers, pin=False)
+    print(f"{inflight} requests in flight, {seconds:.0f} s each ({event_loop}), load on core {LOAD_CORE}")
+    print(f"{'node':30} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    for name, r in (("1 worker", one), (f"{workers} workers", many)):
+        print(f"{name:30} {r['rate']:8,.0f} {r['p50']:7.2f} {r['p99']:7.2f} {r['errors']:6.0f}")
+    print(f"ratio {workers} workers / 1 worker: {many['rate'] / one['rate']:.2f}")
+    print(f"audit after the runs: {audit_one} / {audit_many}")
+    return {"workers": workers, "one_rate": one["rate"], "many_rate": many["rate"], "ratio": many["rate"] / one["rate"],
+            "many_p99_ms": many["p99"], "errors": one["errors"] + many["errors"],
+            "chains_intact": float("intact" in audit_one and "intact" in audit_many)}
 
 
 # -- the store ----------------------------------------------------------------
@@ -261,11 +288,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--inflight", type=int, default=64)
     p.add_argument("--event-loop", choices=["asyncio", "uvloop"], default="asyncio")
+    p = sub.add_parser("workers")
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--inflight", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="default: one per core")
+    p.add_argument("--event-loop", choices=["asyncio", "uvloop"], default="asyncio")
     p = sub.add_parser("store")
     p.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     if args.what == "http":
         bench_http(args.seconds, args.inflight, args.event_loop)
+    elif args.what == "workers":
+        bench_workers(args.seconds, args.inflight, args.event_loop, args.workers)
     else:
         asyncio.run(bench_store(args.records))
 

@@ -27,6 +27,10 @@ class StorageError(NodeError):
     """The SQLite store failed."""
 
 
+class ReplayedElsewhere(StorageError):
+    """The process that owns writes had already accepted this message id, from another worker."""
+
+
 class NetworkError(NodeError):
     """A peer could not be reached or answered with something unusable."""
 
@@ -50,4 +54,4 @@ class ValidationError(UsageError):
         self.field = field
 
 
-__all__ = ["NodeError", "UsageError", "ConfigError", "StorageError", "NetworkError", "PeerRefused", "ValidationError"]
+__all__ = ["NodeError", "UsageError", "ConfigError", "StorageError", "ReplayedElsewhere", "NetworkError", "PeerRefused", "ValidationError"]

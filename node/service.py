@@ -13,7 +13,9 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
@@ -38,7 +40,9 @@ from node.notify import Inbox, MeldingenSent, Outbox, Subscriptions
 from node.notify.consents import ConsentsReceived
 from node.overview import ClientView
 from node.policy import PolicyDecisionPoint
-from node.server import Dispatcher, PeerApp, QueryHandlers, load_replay_guard
+from node.relay import WriterDesk, Workers
+from node.relay.supervisor import worker_command
+from node.server import Dispatcher, MessageDesk, PeerApp, QueryHandlers, load_replay_guard
 from node.server.connections import Listener
 from node.store import Actor, AuditLog, HeldEvidence, Registers, Store, Users, registers_for
 from node.tasks import Background, Housekeeping
@@ -55,7 +59,7 @@ class Node:
                  admin_port: int | None = None, public_url: str | None = None, bootstrap: list[str] | None = None,
                  clock: Callable[[], float] = time.time, gossip_interval: float | None = None,
                  mdns: bool | None = None, mdns_interfaces: list[str] | None = None,
-                 config: NodeConfig | None = None) -> None:
+                 config: NodeConfig | None = None, workers: int = 1, event_loop: str = "auto") -> None:
         self.home = home
         self.config = config = config or home.config()
         self.host = host or config.host
@@ -73,6 +77,10 @@ class Node:
         self.url = self.admin_url = ""
         self.tasks = Background()
         self._listeners: list[Listener] = []
+        self.worker_count, self.event_loop = max(1, workers), event_loop
+        self.workers: Workers | None = None
+        self.writer_desk: WriterDesk | None = None
+        self._private_dir: str | None = None
 
     def now(self) -> int:
         return int(self.clock())
@@ -169,17 +177,24 @@ class Node:
         await self.melding_desk.adopt_legacy(self.store)
         if self.mdns_enabled:
             await self._start_mdns()
+        if self.workers is not None:
+            await self.workers.start()
         self._write_run_file()
         self.ready = True
         log.info("node %s (%s) ready at %s, admin at %s", self.identity.did, self.member.role, self.url, self.admin_url)
 
     async def _listen(self) -> None:
-        peer_app = PeerApp(endpoint=self.endpoint, dispatcher=self.dispatcher, metrics=self.metrics, matrix=self.pdp.matrix,
-                           announcement=lambda: self.discovery.announcement, health=self._health,
-                           adopt_revocation_list=self.discovery.adopt_revocation_list,
-                           refresh_gauges=self._refresh_gauges, clock=self._follow_clock, watch=self.clock_watch)
-        port = await self._serve(peer_app.app(), self.host, self.port, "peer", tls=self.tls)
+        messages = MessageDesk(endpoint=self.endpoint, dispatcher=self.dispatcher, metrics=self.metrics,
+                               clock=self._follow_clock, watch=self.clock_watch)
+        peer_app = PeerApp(messages=messages, matrix=self.pdp.matrix, announcement=lambda: self.discovery.announcement,
+                           health=self._health, adopt_revocation_list=self.discovery.adopt_revocation_list,
+                           refresh_gauges=self._refresh_gauges)
+        port = await self._serve(peer_app.app(), self.host, self.port, "peer", tls=self.tls,
+                                 reuse_port=self.worker_count > 1)
         self.url = self.public_url or f"{'https' if self.tls else 'http'}://{self.host}:{port}"
+        self.port = port
+        if self.worker_count > 1:
+            await self._serve_workers(peer_app)
         port = await self._serve(admin_app(self._admin_parts()), self.config.admin_host, self.admin_port, "admin")
         self.admin_url = f"http://{self.config.admin_host}:{port}"
 
@@ -228,11 +243,37 @@ class Node:
                          learn_from=lambda url: self.discovery.learn_from(url, source="mdns"))
         await self.mdns.start()
 
-    async def _serve(self, app: web.Application, host: str, port: int, name: str, tls: ssl.SSLContext | None = None) -> int:
+    async def _serve_workers(self, peer_app: PeerApp) -> None:
+        """Every core (docs/DECISIONS.md): this process owns writes; its workers hand theirs over a Unix socket in
+        a directory only this user may enter, and pass on what they do not answer."""
+        self._private_dir = tempfile.mkdtemp(prefix="iwlz-")
+        socket_path = os.path.join(self._private_dir, "owner.sock")
+        self.writer_desk = WriterDesk(store=self.store, replay=self.endpoint.replay)
+        self.discovery.on_revocation_list = self.writer_desk.changed
+        app = peer_app.app()
+        self.writer_desk.add_routes(app)
+        listener = Listener(app, max_connections=self.config.max_connections, header_timeout=self.config.header_timeout,
+                            logger_name="node.http.owner")
+        await listener.start_unix(socket_path)
+        self._listeners.append(listener)
+        settings = {"home": str(self.home.path), "config": self.config.to_json(), "host": self.host, "port": self.port,
+                    "socket": socket_path, "event_loop": self.event_loop, "log_level": logging.getLogger().level,
+                    "owner_pid": os.getpid()}
+
+        def command(index: int) -> list[str]:
+            path = os.path.join(self._private_dir or "", f"worker-{index}.json")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+                json.dump({**settings, "index": index + 1}, out)
+            return worker_command(path)
+
+        self.workers = Workers(self.worker_count - 1, command=command)
+
+    async def _serve(self, app: web.Application, host: str, port: int, name: str, tls: ssl.SSLContext | None = None,
+                     reuse_port: bool = False) -> int:
         listener = Listener(app, max_connections=self.config.max_connections, header_timeout=self.config.header_timeout,
                             logger_name=f"node.http.{name}")
         try:
-            bound = await listener.start(host, port, tls)
+            bound = await listener.start(host, port, tls, reuse_port=reuse_port)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         self._listeners.append(listener)
@@ -272,6 +313,8 @@ class Node:
         await self.store.write([self.audit.entry(now=self.now(), event="certificate.switch", action="U", result="ok",
                                                  actor=self.actor, rule=member.cert_id_hex)])
         self.home.finish_switch()
+        if self.writer_desk is not None:
+            self.writer_desk.changed()
         self.discovery.announce()
         self.tasks.spawn(self.discovery.tell_peers(), "announce-new-key")
         self.tasks.spawn(self.registers.resign_stale(), "re-sign")
@@ -368,6 +411,8 @@ class Node:
 
     async def stop(self) -> None:
         self.ready = False
+        if self.workers is not None:
+            await self.workers.stop()  # first: what they hand over is committed before the store closes
         if self.mdns is not None:
             await self.mdns.stop()
         await self.tasks.stop()
@@ -376,6 +421,8 @@ class Node:
         self._listeners.clear()
         await self.client.close()
         await self.store.close()
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
         (self.home.path / "run.json").unlink(missing_ok=True)
 
     # Shortcuts for the CLI, the demo and tests ------------------------------------

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from node.errors import NodeError
+from node.errors import NodeError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -67,4 +67,18 @@ class Housekeeping:
                 self._due[name] = time.monotonic() + every
 
 
-__all__ = ["Background", "Housekeeping", "Spawn"]
+def event_loop_runner(choice: str) -> asyncio.Runner:
+    """uvloop when it is installed (pip install 'iwlz-node[fast]'; bench/query.py measures what it gives), else
+    asyncio's own loop."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise UsageError("--event-loop uvloop: uvloop is not installed (pip install 'iwlz-node[fast]')") from None
+        else:
+            return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    return asyncio.Runner()
+
+
+__all__ = ["Background", "Housekeeping", "Spawn", "event_loop_runner"]

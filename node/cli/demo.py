@@ -59,7 +59,8 @@ def _start(homes: dict[str, NodeHome], base_port: int) -> dict[str, subprocess.P
     first_url: str | None = None
     for i, (name, home) in enumerate(homes.items()):
         (home.path / "run.json").unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns", "--gossip-interval", "1",
+        # One process per node: seven nodes already share this machine's cores.
+        cmd = [sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns", "--gossip-interval", "1", "--workers", "1",
                "--port", str(base_port + i if base_port else 0), "--admin-port", str(base_port + 100 + i if base_port else 0)]
         if first_url:
             cmd += ["--bootstrap", first_url]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from node.cli.common import until_stopped, apply_tls, command, tls_arguments
 from node.errors import UsageError
 from node.home import NodeHome
+from node.tasks import event_loop_runner
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,15 +30,29 @@ def run(args: argparse.Namespace) -> int:
         node = Node(home, host=args.host, port=args.port, admin_port=args.admin_port, bootstrap=args.bootstrap,
                     public_url=args.public_url,
                     mdns=False if args.no_mdns else None, mdns_interfaces=args.mdns_interface,
-                    gossip_interval=args.gossip_interval, config=config)
+                    gossip_interval=args.gossip_interval, config=config, workers=_workers(args.workers),
+                    event_loop=args.event_loop)
         await node.start()
         print(f"ready {node.url} admin {node.admin_url}", flush=True)
         await until_stopped()
         await node.stop()
 
-    with _runner(args.event_loop) as runner:
+    with event_loop_runner(args.event_loop) as runner:
         runner.run(main())
     return 0
+
+
+def _workers(given: int | None) -> int:
+    """--workers, else IWLZ_WORKERS, else one per core."""
+    if given is None:
+        text = os.environ.get("IWLZ_WORKERS", "").strip()
+        try:
+            given = int(text) if text else (os.cpu_count() or 1)
+        except ValueError:
+            raise UsageError("IWLZ_WORKERS must be a whole number") from None
+    if not 1 <= given <= 256:
+        raise UsageError("--workers must be between 1 and 256")
+    return given
 
 
 def _enrol_first(home: NodeHome, args: argparse.Namespace) -> None:
@@ -55,20 +71,6 @@ def _enrol_first(home: NodeHome, args: argparse.Namespace) -> None:
     member = enrol_home(home, args.enroll, token, wait=args.enroll_wait)
     logging.getLogger("iwlz.enrol").info("enrolled as %s (%s), certificate %s", member.organisation, member.role,
                                          member.cert_id_hex)
-
-
-def _runner(choice: str) -> asyncio.Runner:
-    """uvloop when it is installed (pip install 'iwlz-node[fast]'; bench/query.py measures what it gives), else
-    asyncio's own loop."""
-    if choice != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if choice == "uvloop":
-                raise UsageError("--event-loop uvloop: uvloop is not installed (pip install 'iwlz-node[fast]')") from None
-        else:
-            return asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    return asyncio.Runner()
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -96,6 +98,9 @@ def register(sub: Any) -> None:
     p.add_argument("--token-file", metavar="FILE", help="read the join token from FILE (a Docker secret)")
     p.add_argument("--enroll-wait", type=float, default=120.0, metavar="SECONDS",
                    help="how long to wait for the enrolment service to answer")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes answering queries on the one port (default: IWLZ_WORKERS, else one per core); "
+                        "one of them owns every write")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
                    help="auto: uvloop when installed")

@@ -56,6 +56,7 @@ class Discovery:
         self.peer_back: PeerBack | None = None  # the outbox: what waits for a returning peer is due now
         self.on_revoked: Revoked | None = None  # the outbox and subscriptions: what was meant for a revoked member ends
         self.on_superseded: Superseded | None = None  # ... and what was meant for a member's old key moves to its new one
+        self.on_revocation_list: Callable[[], None] | None = None  # worker processes read the kept list at once
         self.spawn = gossiper_settings["spawn"]
         self._announced_seq = 0
         self._announced_at = 0
@@ -227,6 +228,8 @@ class Discovery:
             return False
         if newer:
             self.keep_revocation_list(data)
+            if self.on_revocation_list is not None:
+                self.on_revocation_list()
             gone, statements = self.peers.prune(now=self.now(), trust=self.trust)
             self.gossiper.forget(gone)
             log.info("adopted a newer revocation list: %d peer(s) dropped", len(gone))

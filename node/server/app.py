@@ -31,34 +31,27 @@ DRAIN: Final = 4  # a too-large body up to this many times the limit is still re
 MAX_REVOCATION_LIST = 512 * 1024
 
 
-class PeerApp:
-    def __init__(self, *, endpoint: Endpoint, dispatcher: Dispatcher, metrics: Metrics, matrix: dict[str, Any],
-                 announcement: Callable[[], bytes], health: Callable[[], dict[str, Any] | None],
-                 adopt_revocation_list: Callable[[bytes], bool],
-                 refresh_gauges: Callable[[], Awaitable[None]], clock: Callable[[], float], watch: ClockWatch) -> None:
+Forward = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+
+
+class MessageDesk:
+    """POST of a signed message: verified, handed to its handler, answered with a signed reply.
+
+    A worker process (node/relay) passes ``forward``: a message whose type it does not handle goes, as received,
+    to the process that owns writes, and that process's reply is returned.
+    """
+
+    def __init__(self, *, endpoint: Endpoint, dispatcher: Dispatcher, metrics: Metrics, clock: Callable[[], float],
+                 watch: ClockWatch, forward: Forward | None = None) -> None:
         self.endpoint = endpoint
         self.dispatcher = dispatcher
         self.metrics = metrics
-        self.matrix = matrix
-        self.announcement = announcement
-        self.health = health  # None while the node is not ready
-        self.adopt_revocation_list = adopt_revocation_list
-        self.refresh_gauges = refresh_gauges
         self.clock = clock
         self.watch = watch
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.endpoint.max_size, middlewares=[self._never_500])
-        app.router.add_post(MESSAGES_PATH, self._message)
-        app.router.add_get(ANNOUNCEMENT_PATH, self._announcement)
-        app.router.add_get(POLICY_PATH, self._policy)
-        app.router.add_post(REVOCATIONS_PATH, self._revocation_list)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/metrics", self._metrics)
-        return app
+        self.forward = forward
 
     @web.middleware
-    async def _never_500(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def never_500(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """A bug is logged for its developers; the peer gets a signed ``unavailable``, never a 500."""
         try:
             return await handler(request)  # type: ignore[no-any-return]
@@ -68,6 +61,53 @@ class PeerApp:
             log.exception("the peer listener failed on %s %s", request.method, request.path)
             error = RemoteProtocolError(ErrorCode.UNAVAILABLE, "the node could not handle this message")
             return _cose(self.endpoint.error_reply(b"", error, now=int(self.clock())).data, 503)
+
+    async def message(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        now = int(self.clock())
+        data = b""
+        try:
+            data = await read_message(request, self.endpoint.max_size)
+            incoming = self.endpoint.receive(data, now=now)
+        except RemoteProtocolError as exc:
+            self.metrics.count_request("unknown", exc.code.value)
+            hint = self.watch.hint(self.watch.saw(exc.issued_at)) if exc.issued_at is not None and exc.code in (
+                ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) else ""
+            log.info("refused a message (%s): %s%s", exc.code.value, exc.reason, hint)
+            bound_to = exc.body if isinstance(exc, _Unreadable) else data
+            reply = self.endpoint.error_reply(bound_to, exc, now=now)
+            return _cose(reply.data, exc.status_hint)
+        self.watch.saw(incoming.envelope.issued_at)
+        if self.forward is not None and not self.dispatcher.handles(incoming.message):
+            status, body = await self.forward(data)
+            return _cose(body, status)
+        status, body = await self.dispatcher.dispatch(incoming, now)
+        self.metrics.observe_latency(incoming.envelope.type, time.perf_counter() - started)
+        return _cose(body, status)
+
+
+class PeerApp:
+    def __init__(self, *, messages: MessageDesk, matrix: dict[str, Any],
+                 announcement: Callable[[], bytes], health: Callable[[], dict[str, Any] | None],
+                 adopt_revocation_list: Callable[[bytes], bool],
+                 refresh_gauges: Callable[[], Awaitable[None]]) -> None:
+        self.messages = messages
+        self.metrics = messages.metrics
+        self.matrix = matrix
+        self.announcement = announcement
+        self.health = health  # None while the node is not ready
+        self.adopt_revocation_list = adopt_revocation_list
+        self.refresh_gauges = refresh_gauges
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.messages.endpoint.max_size, middlewares=[self.messages.never_500])
+        app.router.add_post(MESSAGES_PATH, self.messages.message)
+        app.router.add_get(ANNOUNCEMENT_PATH, self._announcement)
+        app.router.add_get(POLICY_PATH, self._policy)
+        app.router.add_post(REVOCATIONS_PATH, self._revocation_list)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        return app
 
     async def _announcement(self, request: web.Request) -> web.Response:
         return web.Response(body=self.announcement(), content_type="application/cose")
@@ -92,26 +132,6 @@ class PeerApp:
     async def _metrics(self, request: web.Request) -> web.Response:
         await self.refresh_gauges()
         return web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
-
-    async def _message(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        now = int(self.clock())
-        data = b""
-        try:
-            data = await read_message(request, self.endpoint.max_size)
-            incoming = self.endpoint.receive(data, now=now)
-        except RemoteProtocolError as exc:
-            self.metrics.count_request("unknown", exc.code.value)
-            hint = self.watch.hint(self.watch.saw(exc.issued_at)) if exc.issued_at is not None and exc.code in (
-                ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) else ""
-            log.info("refused a message (%s): %s%s", exc.code.value, exc.reason, hint)
-            bound_to = exc.body if isinstance(exc, _Unreadable) else data
-            reply = self.endpoint.error_reply(bound_to, exc, now=now)
-            return _cose(reply.data, exc.status_hint)
-        self.watch.saw(incoming.envelope.issued_at)
-        status, body = await self.dispatcher.dispatch(incoming, now)
-        self.metrics.observe_latency(incoming.envelope.type, time.perf_counter() - started)
-        return _cose(body, status)
 
 
 class _Unreadable(RemoteProtocolError):
@@ -153,4 +173,4 @@ def _cose(body: bytes, status: int) -> web.Response:
     return web.Response(body=body, status=status, headers={"Content-Type": MEDIA_TYPE})
 
 
-__all__ = ["PeerApp", "POLICY_PATH"]
+__all__ = ["MessageDesk", "PeerApp", "POLICY_PATH"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import ssl
 import time
@@ -201,21 +202,42 @@ class Listener:
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
-        """Listen; returns the port (useful when ``port`` is 0). Raises OSError."""
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None, *, reuse_port: bool = False) -> int:
+        """Listen; returns the port (useful when ``port`` is 0). Raises OSError.
+
+        ``reuse_port``: several processes listen on the one port and the kernel spreads connections over them.
+        """
         await self.runner.setup()
         factory = self.runner.server
         assert factory is not None
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(lambda: self.guard.protocol(factory()), host, port,
-                                                    reuse_address=True, backlog=accept_backlog(), ssl=tls,
+                                                    reuse_address=True, reuse_port=reuse_port or None,
+                                                    backlog=accept_backlog(), ssl=tls,
                                                     ssl_handshake_timeout=self.guard.header_timeout if tls else None)
         except OSError:
             await self.runner.cleanup()
             raise
         self._sweeper = asyncio.create_task(self.guard.run(), name="connection-sweeper")
         return int(self._server.sockets[0].getsockname()[1])
+
+    async def start_unix(self, path: str) -> None:
+        """Listen on a Unix socket only this user may connect to (the node's own processes). Raises OSError."""
+        await self.runner.setup()
+        factory = self.runner.server
+        assert factory is not None
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.get_running_loop().create_unix_server(
+                lambda: self.guard.protocol(factory()), path, backlog=accept_backlog())
+        except OSError:
+            await self.runner.cleanup()
+            raise
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        self._sweeper = asyncio.create_task(self.guard.run(), name="connection-sweeper")
 
     async def stop(self) -> None:
         self.guard.closing = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from node.errors import NodeError
+from node.errors import NodeError, ReplayedElsewhere
 from node.interfaces import Handler, Handlers
 from node.metrics import Metrics
 from node.policy import Denied
@@ -19,7 +19,7 @@ from protocol import Endpoint, Error, ErrorCode, Incoming, Message, Query, Remot
 
 log = logging.getLogger(__name__)
 
-_REMEMBER_ID = "INSERT OR IGNORE INTO replay (sender, message_id, forget_after) VALUES (?, ?, ?)"
+REMEMBER_ID = "INSERT OR IGNORE INTO replay (sender, message_id, forget_after) VALUES (?, ?, ?)"
 
 
 async def load_replay_guard(store: Store, now: int) -> ReplayGuard:
@@ -45,6 +45,9 @@ class Dispatcher:
                 raise ValueError(f"{kind.TYPE} messages already have a handler")
             self._handlers[kind] = handler
 
+    def handles(self, message: Message) -> bool:
+        return type(message) in self._handlers
+
     async def dispatch(self, incoming: Incoming, now: int) -> tuple[int, bytes]:
         kind = incoming.envelope.type
         handler = self._handlers.get(type(incoming.message))
@@ -61,10 +64,13 @@ class Dispatcher:
         except NodeError as exc:
             log.error("handling %s failed: %s", kind, exc.__class__.__name__)
             reply, status, outcome = Error(code="unavailable", reason="the node could not handle this now", rule=None), 503, "unavailable"
-        statements.extend((_REMEMBER_ID, entry, False) for entry in self.endpoint.replay.drain_new())
+        statements.extend((REMEMBER_ID, entry, False) for entry in self.endpoint.replay.drain_new())
         try:
             if statements:
                 await self.store.write(statements)
+        except ReplayedElsewhere:
+            replayed = RemoteProtocolError(ErrorCode.REPLAY, "message id was already received")
+            reply, status, outcome = Error(code=replayed.code.value, reason=replayed.reason, rule=None), replayed.status_hint, "replay"
         except NodeError:
             reply, status, outcome = Error(code="unavailable", reason="the store could not commit", rule=None), 503, "unavailable"
         self.metrics.count_request(kind, outcome)
@@ -86,4 +92,4 @@ class Dispatcher:
         await self.store.write([("DELETE FROM replay WHERE forget_after < ?", (now,), False)])
 
 
-__all__ = ["Dispatcher", "load_replay_guard"]
+__all__ = ["Dispatcher", "load_replay_guard", "REMEMBER_ID"]

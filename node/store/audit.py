@@ -77,6 +77,35 @@ def _fields(seq: int, at: str, event: str, action: str, result: str, actor: Acto
                          trace_id, rule, request, None, None, actor.user))
 
 
+def portable(statement: Statement) -> list[Any]:
+    """A statement as plain data (CBOR), for a worker process to hand to the process that owns writes; an audit
+    entry stays unnumbered until that process commits it into its chain."""
+    sql, params, many = statement
+    if sql is _PENDING:
+        at, event, action, result, actor, subject, record, trace_id, rule, request = params  # type: ignore[misc]
+        return [None, [at, event, action, result, [actor.did, actor.role, actor.organisation, actor.user], subject,
+                       record, trace_id, rule, request], False]
+    rows = [list(row) for row in params] if many else list(params)  # type: ignore[union-attr]
+    return [sql, rows, bool(many)]
+
+
+def from_portable(item: Any) -> Statement:
+    """The statement ``portable`` made; StorageError if the item is not one."""
+    try:
+        sql, params, many = item
+        if sql is None:
+            at, event, action, result, actor, subject, record, trace_id, rule, request = params
+            if not isinstance(event, str) or action not in ACTIONS or not isinstance(request, (bytes, type(None))):
+                raise ValueError("not an audit entry")
+            fields = (at, event, action, result, Actor(*actor), subject, record, trace_id, rule, request)
+            return (_PENDING, fields, False)
+        if not isinstance(sql, str) or not isinstance(params, list):
+            raise ValueError("not a statement")
+        return (sql, [tuple(row) for row in params] if many else tuple(params), bool(many))
+    except (TypeError, ValueError) as exc:
+        raise StorageError("a worker handed over a write that is not one") from exc
+
+
 _SECOND: list[Any] = [None, ""]
 
 
@@ -231,4 +260,4 @@ class AuditLog:
         ])
 
 
-__all__ = ["AuditLog", "AuditEntry", "Actor", "utc"]
+__all__ = ["AuditLog", "AuditEntry", "Actor", "utc", "portable", "from_portable"]

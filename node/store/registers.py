@@ -112,7 +112,7 @@ _STORE_SIGNATURE = ("UPDATE records SET signature = ?, cert_hash = ? WHERE kind 
 
 class Registers:
     def __init__(self, store: Store, identity: Identity, certificate: bytes, role: str, audit: AuditLog,
-                 retention: dict[str, dict[str, int]] | None = None) -> None:
+                 retention: dict[str, dict[str, int]] | None = None, cache_size: int = CACHE_SIZE) -> None:
         self.store = store
         self.identity = identity
         self.role = role
@@ -134,7 +134,9 @@ class Registers:
         self.notifier: Notifier | None = None
         self.on_written: Callable[[], None] | None = None
         # Current versions by (kind, id): this object is the only writer, so it can keep the
-        # hot path of a query (one record by id) free of SQLite round trips.
+        # hot path of a query (one record by id) free of SQLite round trips. A worker process (node/relay) reads
+        # what another process writes and keeps none (cache_size 0).
+        self._cache_size = cache_size
         self._current: OrderedDict[tuple[str, str], StoredVersion | None] = OrderedDict()
 
     def switch_identity(self, identity: Identity, certificate: bytes) -> None:
@@ -290,9 +292,11 @@ class Registers:
         return found
 
     def _cache(self, key: tuple[str, str], version: StoredVersion | None) -> None:
+        if not self._cache_size:
+            return
         self._current[key] = version
         self._current.move_to_end(key)
-        if len(self._current) > CACHE_SIZE:
+        if len(self._current) > self._cache_size:
             self._current.popitem(last=False)
 
     async def history(self, kind: str, record_id: str) -> list[StoredVersion]:

@@ -1,0 +1,85 @@
+"""The owner's side of the hand-over: a worker's writes, committed in the owner's group commit and audit chain.
+
+Served on a Unix socket only the node's user may open (the same user that can open the database file, so the
+socket gives no one more than they already have). The replay guard is the owner's: a message id that another
+worker or the owner itself accepted first is refused here, before anything of the request is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import cbor2
+from aiohttp import web
+
+from node.errors import NodeError, ReplayedElsewhere
+from node.server.dispatch import REMEMBER_ID
+from node.store import Statement, Store
+from node.store.audit import from_portable
+from node.store.relayed import COMMITTED, FAILED, REPLAYED
+from protocol import ReplayGuard
+
+log = logging.getLogger(__name__)
+COMMIT_PATH = "/internal/commit"
+CHANGES_PATH = "/internal/changes"
+MAX_HAND_OVER = 64 * 1024 * 1024
+WAIT_FOR_CHANGE = 25.0  # seconds a worker's question "anything new?" is held open
+
+
+class WriterDesk:
+    def __init__(self, *, store: Store, replay: ReplayGuard) -> None:
+        self.store = store
+        self.replay = replay
+        self.generation = 0
+        self._changed = asyncio.Event()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(COMMIT_PATH, self._commit)
+        app.router.add_get(CHANGES_PATH, self._changes)
+
+    def changed(self) -> None:
+        """Trust or identity changed here: workers read them again from the home."""
+        self.generation += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _commit(self, request: web.Request) -> web.Response:
+        data = await request.content.read(MAX_HAND_OVER + 1)
+        try:
+            groups = cbor2.loads(data)
+            statements = [[from_portable(item) for item in group] for group in groups]
+        except (cbor2.CBORDecodeError, TypeError, ValueError, NodeError):
+            log.error("a worker handed over writes that could not be read")
+            return web.Response(status=400, body=cbor2.dumps([]))
+        outcomes = await asyncio.gather(*(self._one(group) for group in statements))
+        return web.Response(body=cbor2.dumps(list(outcomes)), content_type="application/cbor")
+
+    async def _one(self, statements: list[Statement]) -> str:
+        ids = [tuple(params) for sql, params, many in statements if sql == REMEMBER_ID and not many]
+        if any((sender, message_id) in self.replay for sender, message_id, _ in ids):
+            return REPLAYED
+        self.replay.load(ids)  # type: ignore[arg-type]
+        try:
+            await self.store.write(statements)
+        except ReplayedElsewhere:
+            return REPLAYED
+        except NodeError:
+            return FAILED
+        return COMMITTED
+
+    async def _changes(self, request: web.Request) -> web.Response:
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError:
+            after = 0
+        if after == self.generation:
+            try:
+                await asyncio.wait_for(self._changed.wait(), WAIT_FOR_CHANGE)
+            except asyncio.TimeoutError:
+                pass
+        return web.json_response({"generation": self.generation})
+
+
+__all__ = ["WriterDesk", "COMMIT_PATH", "CHANGES_PATH"]
+

@@ -1,0 +1,82 @@
+"""A worker's side: hand writes to the owner, pass on what the worker does not answer itself, hear of changes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import cbor2
+from aiohttp import web
+
+from node.client import MESSAGES_PATH
+from node.errors import NetworkError
+from node.relay.desk import CHANGES_PATH, COMMIT_PATH, WAIT_FOR_CHANGE
+from protocol import MEDIA_TYPE
+
+_BASE = "http://owner"  # the host name is not used: the connector goes to the Unix socket
+_PASSED_HEADERS = ("Content-Type", "Accept")
+
+
+class PrimaryLink:
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=self.socket_path, limit=64),
+                                                  timeout=aiohttp.ClientTimeout(total=60))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def hand_over(self, groups: list[list[list[Any]]]) -> list[str]:
+        """The owner's outcome for each group of statements, in order."""
+        try:
+            async with self.session.post(_BASE + COMMIT_PATH, data=cbor2.dumps(groups)) as response:
+                outcomes = cbor2.loads(await response.read())
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, cbor2.CBORDecodeError) as exc:
+            raise NetworkError(f"the owner process cannot be reached ({exc.__class__.__name__})") from exc
+        if not isinstance(outcomes, list) or not all(isinstance(o, str) for o in outcomes):
+            raise NetworkError("the owner process answered something else")
+        return outcomes
+
+    async def forward(self, data: bytes) -> tuple[int, bytes]:
+        """A signed message this worker does not handle, to the owner, whose signed reply goes back as it is."""
+        try:
+            async with self.session.post(_BASE + MESSAGES_PATH, data=data,
+                                         headers={"Content-Type": MEDIA_TYPE}) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise NetworkError(f"the owner process cannot be reached ({exc.__class__.__name__})") from exc
+
+    async def proxy(self, request: web.Request) -> web.Response:
+        """Every other path of the peer port (announcement, policy, health, metrics, revocation lists)."""
+        headers = {name: request.headers[name] for name in _PASSED_HEADERS if name in request.headers}
+        body = await request.read() if request.can_read_body else None
+        try:
+            async with self.session.request(request.method, _BASE + request.path_qs, data=body,
+                                            headers=headers) as response:
+                content = await response.read()
+                return web.Response(status=response.status, body=content,
+                                    headers={"Content-Type": response.headers.get("Content-Type", "application/octet-stream")})
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            return web.json_response({"status": "unavailable", "reason": "the node's owner process is not reachable"},
+                                     status=503)
+
+    async def changes(self, after: int) -> int:
+        """Waits (up to WAIT_FOR_CHANGE seconds) until the owner's generation passes ``after``; returns it."""
+        try:
+            async with self.session.get(_BASE + CHANGES_PATH, params={"after": str(after)},
+                                        timeout=aiohttp.ClientTimeout(total=WAIT_FOR_CHANGE + 10)) as response:
+                return int((await response.json())["generation"])
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, KeyError, ValueError, TypeError) as exc:
+            raise NetworkError(f"the owner process cannot be reached ({exc.__class__.__name__})") from exc
+
+
+__all__ = ["PrimaryLink"]

@@ -1,0 +1,212 @@
+"""Every core (iwlz run --workers N): worker processes answer queries on the node's port beside the process that
+owns writes. What must hold whatever process is killed: every answered query is in the audit chain, the chain
+verifies, a message id is accepted once across all processes, and a revocation reaches every process at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from node.home import NetworkDir, NodeHome
+from node.worker import SERVED_BY
+from protocol import MEDIA_TYPE, Endpoint, Error, Outgoing, Query, QueryResult, RemoteProtocolError
+from tests.hardening.kit import NodeProcess
+
+pytestmark = pytest.mark.asyncio
+SAMPLE = json.loads((Path(__file__).resolve().parents[2] / "node" / "cli" / "sample.json").read_text())
+INDICATIE = SAMPLE["wlzIndicaties"][0]
+QUERY = Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": INDICATIE["wlzIndicatieID"], "uzovi": "5151"},
+              evidence=(), history=False)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: no procps on a bare machine)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@dataclass
+class Answers:
+    ok: set[str] = field(default_factory=set)  # trace ids of queries answered with the record
+    codes: dict[str, int] = field(default_factory=dict)
+    served_by: dict[str, int] = field(default_factory=dict)
+    unreachable: int = 0
+
+
+class Requester:
+    """The zorgkantoor asking the CIZ node, each request on a fresh connection so that the kernel spreads them."""
+
+    def __init__(self, home: NodeHome, did: str, url: str) -> None:
+        self.endpoint = Endpoint(home.identity(), home.certificate(), home.trust_store())
+        self.did, self.url = did, url + "/iwlz/v1/messages"
+
+    async def send(self, http: aiohttp.ClientSession, answers: Answers, outgoing: Outgoing | None = None) -> None:
+        outgoing = outgoing or self.endpoint.send(QUERY, to=self.did, now=int(time.time()), lifetime=120)
+        body = outgoing.data
+        try:
+            async with http.post(self.url, data=body, headers={"Content-Type": MEDIA_TYPE}) as response:
+                reply, by = await response.read(), response.headers.get(SERVED_BY, "owner")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            answers.unreachable += 1
+            return
+        answers.served_by[by] = answers.served_by.get(by, 0) + 1
+        try:
+            message = self.endpoint.receive_reply(reply, outgoing, now=int(time.time())).message
+        except RemoteProtocolError:
+            answers.codes["unreadable"] = answers.codes.get("unreadable", 0) + 1
+            return
+        if isinstance(message, QueryResult) and len(message.records) == 1:
+            answers.ok.add(outgoing.envelope.trace_id or "")
+        code = message.code if isinstance(message, Error) else "ok"
+        answers.codes[code] = answers.codes.get(code, 0) + 1
+
+    async def load(self, answers: Answers, *, seconds: float, tasks: int = 12, limit: int = 3000) -> None:
+        deadline = time.monotonic() + seconds
+        sent = 0
+
+        async def one_task(http: aiohttp.ClientSession) -> None:
+            nonlocal sent
+            while time.monotonic() < deadline and sent < limit:
+                sent += 1
+                await self.send(http, answers)
+
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                         timeout=aiohttp.ClientTimeout(total=10)) as http:
+            await asyncio.gather(*(one_task(http) for _ in range(tasks)))
+
+
+@pytest.fixture
+def ciz(tmp_path: Path) -> tuple[NodeProcess, Requester, NetworkDir]:
+    net = NetworkDir.create(tmp_path / "net", "test")
+    node = NodeProcess(tmp_path, "ciz", net)
+    zk = NodeHome.create(tmp_path / "zk5151", role="zorgkantoor", name="Zorgkantoor Noord", identifiers={"uzovi": "5151"},
+                         region=None)
+    net.issue(zk, now=int(time.time()), days=1)
+    node.start("--workers", "2")
+    subprocess.run([sys.executable, "-m", "node", "record", "put", str(node.home.path), "WlzIndicatie", "-"],
+                   input=json.dumps(INDICATIE), text=True, check=True, capture_output=True)
+    did = json.loads((node.home.path / "run.json").read_text())["did"]
+    yield node, Requester(zk, did, node.url), net
+    node.stop()
+
+
+def audited_queries(node: NodeProcess) -> list[str]:
+    with sqlite3.connect(node.home.database_path) as db:
+        return [r[0] for r in db.execute("SELECT trace_id FROM audit WHERE event = 'query QIR-0001-ZKi' "
+                                         "AND result = 'allowed'")]
+
+
+def chain_verifies(node: NodeProcess) -> str:
+    out = subprocess.run([sys.executable, "-m", "node", "audit", str(node.home.path), "--verify"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def wait_for(condition, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+async def test_both_processes_answer_and_every_answer_is_in_the_one_chain(ciz) -> None:  # type: ignore[no-untyped-def]
+    node, requester, _ = ciz
+    assert len(children(node.proc.pid)) == 1
+    answers = Answers()
+    await requester.load(answers, seconds=30, limit=400)
+    assert answers.codes == {"ok": 400} and answers.unreachable == 0
+    assert set(answers.served_by) == {"owner", "worker 1"}, answers.served_by  # the kernel spread the connections
+    async with aiohttp.ClientSession() as http:  # paths the worker passes on are answered as the owner answers them
+        for _ in range(10):
+            async with http.get(node.url + "/health") as response:
+                assert response.status == 200 and (await response.json())["role"] == "ciz"
+    node.stop()
+    assert sorted(audited_queries(node)) == sorted(answers.ok)
+    assert "chain intact" in chain_verifies(node)
+
+
+async def test_a_message_is_accepted_once_whichever_process_receives_it(ciz) -> None:  # type: ignore[no-untyped-def]
+    node, requester, _ = ciz
+    answers = Answers()
+    once = requester.endpoint.send(QUERY, to=requester.did, now=int(time.time()), lifetime=120)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for _ in range(24):  # on fresh connections: both processes receive it
+            await requester.send(http, answers, once)
+    assert answers.codes == {"ok": 1, "replay": 23}, answers.codes
+    assert set(answers.served_by) == {"owner", "worker 1"}, answers.served_by
+    node.stop()
+    assert len(audited_queries(node)) == 1
+
+
+@pytest.mark.parametrize("victim", ["worker", "owner"])
+async def test_a_killed_process_loses_no_answered_query_and_never_breaks_the_chain(ciz, victim: str) -> None:  # type: ignore[no-untyped-def]
+    node, requester, _ = ciz
+    owner = node.proc.pid
+    (worker,) = children(owner)
+    answers = Answers()
+
+    async def kill_soon() -> None:
+        await asyncio.sleep(1.0)
+        os.kill(worker if victim == "worker" else owner, signal.SIGKILL)
+
+    await asyncio.gather(requester.load(answers, seconds=3.0, limit=5000), kill_soon())
+    assert len(answers.ok) > 20
+    if victim == "worker":
+        wait_for(lambda: len(children(owner)) == 1 and children(owner)[0] != worker)  # the owner started another
+        after = Answers()
+        await requester.load(after, seconds=30, limit=40)
+        assert after.codes == {"ok": 40}, after.codes
+        answers.ok |= after.ok
+        node.stop()
+    else:
+        wait_for(lambda: not alive(worker), 5.0)  # the kernel ends a worker whose owner died
+        node.stop()
+        node.start("--workers", "2")  # the port is free again at once
+        node.stop()
+    audited = audited_queries(node)
+    assert answers.ok <= set(audited), f"{len(answers.ok - set(audited))} answered queries are not in the audit log"
+    assert len(audited) == len(set(audited))
+    assert "chain intact" in chain_verifies(node)
+
+
+async def test_a_revocation_reaches_every_process_at_once(ciz) -> None:  # type: ignore[no-untyped-def]
+    node, requester, net = ciz
+    zk = NodeHome(node.home.path.parent / "zk5151")
+    member = zk.trust_store().verify_certificate(zk.certificate(), int(time.time()))
+    _, data = net.revoke([member.cert_id_hex], now=int(time.time()))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(node.url + "/iwlz/v1/revocations", data=data) as response:
+            assert (await response.json())["adopted"] is True
+    await asyncio.sleep(0.2)  # the owner tells its workers; they read the list from the home
+    answers = Answers()
+    await requester.load(answers, seconds=30, limit=40)
+    assert set(answers.served_by) == {"owner", "worker 1"}, answers.served_by
+    assert not answers.ok and set(answers.codes) == {"revoked"}, answers.codes
