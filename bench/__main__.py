@@ -95,6 +95,11 @@ def benchmarks(quick: bool) -> list[tuple[str, Callable[[], dict[str, float]], l
                      lambda loop=loop: query.bench_http(3 if quick else 10, 64, loop),  # type: ignore[misc]
                      [Target("ratio", "x bare", 0.6), Target("node_p99_ms", "ms", 25, False),
                       Target("node_rate", "req/s", None), Target("bare_rate", "req/s", None)]))
+    out.append(("query over HTTP, one worker per core against one",
+                lambda: query.bench_workers(3 if quick else 10, 64, "uvloop"),
+                [Target("ratio", "x one worker", 1.1), Target("many_rate", "req/s", None),
+                 Target("one_rate", "req/s", None), Target("many_p99_ms", "ms", None, False),
+                 Target("chains_intact", "", 1.0)]))
     for records in ([10_000] if quick else [10_000, 100_000, 1_000_000]):
         out.append((f"query by BSN at the store, {records:,} records",
                     lambda records=records: asyncio.run(query.bench_store(records)),  # type: ignore[misc]

@@ -1,7 +1,7 @@
 """The replay guard: message ids seen per sender, until they could no longer pass the time window.
 
 It is a pure object: the caller passes ``now`` and persists what
-``drain_new`` hands out, and ``load`` restores it after a restart, so that a
+``take`` (per message) or ``drain_new`` hands out, and ``load`` restores it after a restart, so that a
 restart does not reopen a replay window.
 
 Memory is bounded per id: a (sender, message id) pair is kept as a 64-bit keyed hash (BLAKE2b with a key
@@ -37,7 +37,7 @@ class ReplayGuard:
         self._seen: set[int] = set()
         self._by_second: dict[int, array[int]] = {}  # forget-after second -> the hashes to forget then
         self._oldest = 0  # no second before this one holds anything
-        self._new: list[Entry] = []
+        self._new: dict[tuple[str, bytes], Entry] = {}  # accepted, not yet handed out to be persisted
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -68,7 +68,7 @@ class ReplayGuard:
         """Remember an accepted message until it could no longer pass the time window."""
         forget_after = expires + self._skew
         self._add(self._hash(sender, message_id), forget_after)
-        self._new.append((sender, message_id, forget_after))
+        self._new[(sender, message_id)] = (sender, message_id, forget_after)
 
     def check_and_remember(self, sender: str, message_id: bytes, expires: int, now: int) -> None:
         self.check(sender, message_id, now)
@@ -98,8 +98,14 @@ class ReplayGuard:
 
     def drain_new(self) -> list[Entry]:
         """Ids remembered since the last call, for the node to persist."""
-        new, self._new = self._new, []
-        return new
+        new, self._new = self._new, {}
+        return list(new.values())
+
+    def take(self, sender: str, message_id: bytes) -> list[Entry]:
+        """The one id of this message, if it was remembered and not yet handed out: persisted with the writes of
+        the request it came with, so that the id stands or falls with that request alone."""
+        entry = self._new.pop((sender, message_id), None)
+        return [entry] if entry is not None else []
 
 
 __all__ = ["ReplayGuard", "Entry"]

@@ -16,6 +16,7 @@ from protocol import MEDIA_TYPE
 
 _BASE = "http://owner"  # the host name is not used: the connector goes to the Unix socket
 _PASSED_HEADERS = ("Content-Type", "Accept")
+MAX_PASSED_BODY = 1024 * 1024  # the owner's largest body besides messages is a revocation list of 512 KiB
 
 
 class PrimaryLink:
@@ -58,7 +59,14 @@ class PrimaryLink:
     async def proxy(self, request: web.Request) -> web.Response:
         """Every other path of the peer port (announcement, policy, health, metrics, revocation lists)."""
         headers = {name: request.headers[name] for name in _PASSED_HEADERS if name in request.headers}
-        body = await request.read() if request.can_read_body else None
+        body = None
+        if request.can_read_body:
+            try:
+                body = await request.content.read(MAX_PASSED_BODY + 1)
+            except (aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ConnectionError):
+                return web.json_response({"error": "malformed", "reason": "the request body was cut short"}, status=400)
+            if len(body) > MAX_PASSED_BODY:
+                return web.json_response({"error": "too-large", "reason": "the request body is too large"}, status=413)
         try:
             async with self.session.request(request.method, _BASE + request.path_qs, data=body,
                                             headers=headers) as response:

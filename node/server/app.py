@@ -20,6 +20,7 @@ from aiohttp import web
 
 from node.client import ANNOUNCEMENT_PATH, MESSAGES_PATH
 from node.clock import ClockWatch
+from node.errors import NodeError
 from node.metrics import Metrics
 from node.server.dispatch import Dispatcher
 from protocol import MEDIA_TYPE, Endpoint, ErrorCode, RemoteProtocolError
@@ -79,7 +80,13 @@ class MessageDesk:
             return _cose(reply.data, exc.status_hint)
         self.watch.saw(incoming.envelope.issued_at)
         if self.forward is not None and not self.dispatcher.handles(incoming.message):
-            status, body = await self.forward(data)
+            self.dispatcher.own_id(incoming)  # the owner remembers it; it must not ride along with a later request
+            try:
+                status, body = await self.forward(data)
+            except NodeError as exc:
+                log.warning("could not pass a %s message on: %s", incoming.envelope.type, exc)
+                error = RemoteProtocolError(ErrorCode.UNAVAILABLE, "the node could not handle this message now")
+                return _cose(self.endpoint.error_reply(data, error, now=now).data, 503)
             return _cose(body, status)
         status, body = await self.dispatcher.dispatch(incoming, now)
         self.metrics.observe_latency(incoming.envelope.type, time.perf_counter() - started)

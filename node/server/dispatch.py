@@ -45,6 +45,10 @@ class Dispatcher:
                 raise ValueError(f"{kind.TYPE} messages already have a handler")
             self._handlers[kind] = handler
 
+    def own_id(self, incoming: Incoming) -> list[tuple[str, bytes, int]]:
+        """This message's replay id, to persist with its own writes (never another request's)."""
+        return self.endpoint.replay.take(incoming.sender.did, incoming.envelope.message_id)
+
     def handles(self, message: Message) -> bool:
         return type(message) in self._handlers
 
@@ -64,7 +68,7 @@ class Dispatcher:
         except NodeError as exc:
             log.error("handling %s failed: %s", kind, exc.__class__.__name__)
             reply, status, outcome = Error(code="unavailable", reason="the node could not handle this now", rule=None), 503, "unavailable"
-        statements.extend((REMEMBER_ID, entry, False) for entry in self.endpoint.replay.drain_new())
+        statements.extend((REMEMBER_ID, entry, False) for entry in self.own_id(incoming))
         try:
             if statements:
                 await self.store.write(statements)

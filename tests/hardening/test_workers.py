@@ -20,7 +20,7 @@ import pytest
 
 from node.home import NetworkDir, NodeHome
 from node.worker import SERVED_BY
-from protocol import MEDIA_TYPE, Endpoint, Error, Outgoing, Query, QueryResult, RemoteProtocolError
+from protocol import MEDIA_TYPE, AccessLogRequest, Endpoint, Error, Outgoing, Query, QueryResult, RemoteProtocolError
 from tests.hardening.kit import NodeProcess
 
 pytestmark = pytest.mark.asyncio
@@ -61,14 +61,16 @@ class Answers:
 
 
 class Requester:
-    """The zorgkantoor asking the CIZ node, each request on a fresh connection so that the kernel spreads them."""
+    """The zorgkantoor asking the CIZ node, each request on a fresh connection so that the kernel spreads them.
+    Its certificate goes whole with every message: each process learns a sender's certificate for itself, and a
+    PeerClient sends it again when told ``unknown-certificate``, which this requester does not."""
 
     def __init__(self, home: NodeHome, did: str, url: str) -> None:
         self.endpoint = Endpoint(home.identity(), home.certificate(), home.trust_store())
         self.did, self.url = did, url + "/iwlz/v1/messages"
 
     async def send(self, http: aiohttp.ClientSession, answers: Answers, outgoing: Outgoing | None = None) -> None:
-        outgoing = outgoing or self.endpoint.send(QUERY, to=self.did, now=int(time.time()), lifetime=120)
+        outgoing = outgoing or self.endpoint.send(QUERY, to=self.did, now=int(time.time()), lifetime=120, cert_by_hash=False)
         body = outgoing.data
         try:
             async with http.post(self.url, data=body, headers={"Content-Type": MEDIA_TYPE}) as response:
@@ -156,7 +158,7 @@ async def test_both_processes_answer_and_every_answer_is_in_the_one_chain(ciz) -
 async def test_a_message_is_accepted_once_whichever_process_receives_it(ciz) -> None:  # type: ignore[no-untyped-def]
     node, requester, _ = ciz
     answers = Answers()
-    once = requester.endpoint.send(QUERY, to=requester.did, now=int(time.time()), lifetime=120)
+    once = requester.endpoint.send(QUERY, to=requester.did, now=int(time.time()), lifetime=120, cert_by_hash=False)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
         for _ in range(24):  # on fresh connections: both processes receive it
             await requester.send(http, answers, once)
@@ -210,3 +212,18 @@ async def test_a_revocation_reaches_every_process_at_once(ciz) -> None:  # type:
     await requester.load(answers, seconds=30, limit=40)
     assert set(answers.served_by) == {"owner", "worker 1"}, answers.served_by
     assert not answers.ok and set(answers.codes) == {"revoked"}, answers.codes
+
+
+async def test_messages_passed_on_to_the_owner_never_count_against_a_later_query(ciz) -> None:  # type: ignore[no-untyped-def]
+    """A worker passes an access-log request on (the owner answers it, and records its id); the id must not ride
+    along with the next query the worker hands over, or the owner would refuse that query as a replay."""
+    node, requester, _ = ciz
+    answers, passed_on = Answers(), Answers()
+    ask_log = AccessLogRequest(bsn=INDICATIE["bsn"], since=0)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for _ in range(30):
+            await requester.send(http, passed_on,
+                                 requester.endpoint.send(ask_log, to=requester.did, now=int(time.time()), lifetime=120, cert_by_hash=False))
+            await requester.send(http, answers)
+    assert set(passed_on.served_by) == {"owner", "worker 1"} and set(passed_on.codes) == {"denied"}, passed_on.codes
+    assert answers.codes == {"ok": 30}, answers.codes

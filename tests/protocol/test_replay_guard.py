@@ -61,3 +61,14 @@ def test_a_restart_keeps_refusing_what_was_seen_under_a_new_key() -> None:
     again.load(first.drain_new())
     assert refused(again, "did:key:z6MkA", b"\x01" * 16, NOW) == "replay"
     assert refused(again, "did:key:z6MkB", b"\x01" * 16, NOW) is None
+
+
+def test_each_message_hands_out_its_own_id_only_once() -> None:
+    guard = ReplayGuard(skew=30)
+    guard.remember("did:key:z6MkA", b"\x01", NOW + 60)
+    guard.remember("did:key:z6MkB", b"\x02", NOW + 60)
+    assert guard.take("did:key:z6MkB", b"\x02") == [("did:key:z6MkB", b"\x02", NOW + 90)]
+    assert guard.take("did:key:z6MkB", b"\x02") == []  # handed out once
+    assert guard.take("did:key:z6MkA", b"\x02") == []  # another sender's id is another id
+    assert guard.drain_new() == [("did:key:z6MkA", b"\x01", NOW + 90)]  # the rest, still there for a drain
+    assert refused(guard, "did:key:z6MkB", b"\x02", NOW) == "replay"  # taking it out is not forgetting it
