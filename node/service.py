@@ -413,6 +413,8 @@ class Node:
         self.ready = False
         if self.workers is not None:
             await self.workers.stop()  # first: what they hand over is committed before the store closes
+        if self.writer_desk is not None:
+            self.writer_desk.close()
         if self.mdns is not None:
             await self.mdns.stop()
         await self.tasks.stop()

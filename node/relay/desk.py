@@ -33,10 +33,16 @@ class WriterDesk:
         self.replay = replay
         self.generation = 0
         self._changed = asyncio.Event()
+        self._closing = False
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(COMMIT_PATH, self._commit)
         app.router.add_get(CHANGES_PATH, self._changes)
+
+    def close(self) -> None:
+        """Answer every question held open now, so that stopping the listener does not wait for them."""
+        self._closing = True
+        self._changed.set()
 
     def changed(self) -> None:
         """Trust or identity changed here: workers read them again from the home."""
@@ -73,7 +79,7 @@ class WriterDesk:
             after = int(request.query.get("after", "0"))
         except ValueError:
             after = 0
-        if after == self.generation:
+        if after == self.generation and not self._closing:
             try:
                 await asyncio.wait_for(self._changed.wait(), WAIT_FOR_CHANGE)
             except asyncio.TimeoutError:

@@ -150,7 +150,9 @@ async def test_both_processes_answer_and_every_answer_is_in_the_one_chain(ciz) -
         for _ in range(10):
             async with http.get(node.url + "/health") as response:
                 assert response.status == 200 and (await response.json())["role"] == "ciz"
-    node.stop()
+    owner, (worker,) = node.proc, children(node.proc.pid)
+    node.stop()  # SIGTERM: the owner stops its worker and itself, with nothing held open (a kill after 10 s is -9)
+    assert owner.returncode == 0 and not alive(worker)
     assert sorted(audited_queries(node)) == sorted(answers.ok)
     assert "chain intact" in chain_verifies(node)
 
