@@ -44,7 +44,7 @@ from node.relay import WriterDesk, Workers
 from node.relay.supervisor import worker_command
 from node.server import Dispatcher, MessageDesk, PeerApp, QueryHandlers, load_replay_guard
 from node.server.connections import Listener
-from node.store import Actor, AuditLog, HeldEvidence, Registers, Store, Users, registers_for
+from node.store import Actor, AuditLog, AuthorityLinks, HeldEvidence, Registers, Store, Users, registers_for
 from node.tasks import Background, Housekeeping
 from node.tls import client_context, server_context
 from node.witness import Witnessing
@@ -133,7 +133,8 @@ class Node:
         self.gossiper = self.discovery.gossiper
         self.router = Router(peers=self.peers, client=self.client, trust=self.trust, clock=clock,
                              learn=lambda url: self.discovery.learn(url, source="manual"))
-        self.pdp = PolicyDecisionPoint(self.registers, self.trust, freshness=config.evidence_freshness,
+        self.pdp = PolicyDecisionPoint(self.registers, self.trust, authority=AuthorityLinks(self.store, cache_size=10_000),
+                                       freshness=config.evidence_freshness,
                                        confirm=self.router.confirm_evidence, source_ids=self._source_ids)
         self.discovery.templates = self.pdp.templates()
         self.subscriptions = Subscriptions(store=self.store, audit=self.audit, role=self.member.role,

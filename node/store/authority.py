@@ -12,10 +12,12 @@ request presented is kept.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from node.store.database import Statement, Store
 
+_INSERT = "INSERT INTO authority_links"
 _COLUMNS = ("subject", "record", "holder", "target", "version", "ord", "signer", "signer_cert")
 
 
@@ -35,13 +37,39 @@ class Link:
 
 
 class AuthorityLinks:
-    def __init__(self, store: Store) -> None:
+    """``cache_size``: the links of that many subjects are kept in memory (a query reads them on every decision).
+    Only for the process that commits every write: the cache learns each committed change from the store, whoever
+    wrote it (its own decisions, a worker's hand-over). A worker process reads them every time."""
+
+    def __init__(self, store: Store, *, cache_size: int = 0) -> None:
         self.store = store
+        self._cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str], tuple[Link, ...]] = OrderedDict()
+        self._commits = 0  # committed changes to the links: a read that saw an older table is not cached
+        if cache_size:
+            store.observe(_INSERT, self._committed)
 
     async def known(self, authority: str, subject: str) -> list[Link]:
+        key = (authority, subject)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return list(cached)
+        commits = self._commits
         rows = await self.store.fetchall(
             f"SELECT {', '.join(_COLUMNS)} FROM authority_links WHERE authority = ? AND subject = ?", (authority, subject))
-        return [Link(str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), str(r[5]), str(r[6]), bytes(r[7])) for r in rows]
+        links = [Link(str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), str(r[5]), str(r[6]), bytes(r[7])) for r in rows]
+        if self._cache_size and commits == self._commits:
+            self._cache[key] = tuple(links)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return links
+
+    def _committed(self, statement: Statement) -> None:
+        self._commits += 1
+        _, rows, _ = statement
+        for row in rows:  # type: ignore[union-attr]
+            self._cache.pop((row[0], row[1]), None)
 
     async def parties(self, authority: str, subject: str) -> set[str]:
         """Every party that held or was handed authority over ``subject``."""
@@ -53,7 +81,7 @@ class AuthorityLinks:
         """Statements that keep ``links``; a stored link is replaced only by a newer version of its record."""
         if not links:
             return []
-        sql = (f"INSERT INTO authority_links (authority, {', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        sql = (f"{_INSERT} (authority, {', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                "ON CONFLICT (authority, subject, record) DO UPDATE SET holder = excluded.holder, target = excluded.target, "
                "version = excluded.version, ord = excluded.ord, signer = excluded.signer, signer_cert = excluded.signer_cert "
                "WHERE excluded.version > authority_links.version "
