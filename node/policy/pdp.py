@@ -97,11 +97,14 @@ class PolicyDecisionPoint:
         self.freshness = freshness
         self.confirm = confirm
         self._bsn_checks: OrderedDict[tuple[bytes, str], bool] = OrderedDict()
+        self._answered: list[str] | None = None
 
     def templates(self) -> list[str]:
         """The templates this node answers: those over the registers it holds."""
-        return [name for name, t in self.matrix["templates"].items()
-                if t["kind"] == "*" or RECORD_TYPES[t["kind"]].source_role in ("*", self.registers.role)]
+        if self._answered is None:  # the matrix and the role do not change while the node runs
+            self._answered = [name for name, t in self.matrix["templates"].items()
+                              if t["kind"] == "*" or RECORD_TYPES[t["kind"]].source_role in ("*", self.registers.role)]
+        return list(self._answered)
 
     async def decide(self, requester: Member, query: Query, now: int) -> Decision:
         template = self._template(query)
@@ -155,7 +158,7 @@ class PolicyDecisionPoint:
 
     def _template(self, query: Query) -> dict[str, Any]:
         template = self.matrix["templates"].get(query.template)
-        if template is None or query.template not in self.templates():
+        if template is None or query.template not in (self._answered or self.templates()):
             raise RemoteProtocolError(ErrorCode.NOT_FOUND, f"this node answers no template {query.template}")
         missing = [p for p in template["params"] if p not in query.params]
         extra = [p for p in query.params if p not in template["params"]]
