@@ -182,7 +182,55 @@ def bench_http(seconds: float, inflight: int, event_loop: str = "asyncio") -> di
             "node_p99_ms": b["p99"], "errors": b["errors"]}
 
 
-def _node_run(inflight: int, seconds: float, event_loop: str, *, workers: int, pin: bool) -> tuple[dict[str, float], str]:
+_WRK_SCRIPT = """
+local bodies, i = {}, 0
+for line in io.lines(os.getenv("IWLZ_BODIES")) do
+  bodies[#bodies + 1] = (line:gsub("..", function(cc) return string.char(tonumber(cc, 16)) end))
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/cose"
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("IWLZ %d %d %d %.3f %.3f\\n", summary.requests, summary.errors.status + summary.errors.connect +
+    summary.errors.read + summary.errors.write + summary.errors.timeout, summary.duration,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def _wrk(url: str, setup: dict[str, Any], inflight: int, seconds: float) -> dict[str, float]:
+    """The load from wrk (C, a few microseconds per request), pinned to the load core: the node's processes get
+    the rest of the machine. Each request is its own signed query (a body sent twice would be a replay)."""
+    from node.home import NodeHome
+    from protocol import Endpoint, Query
+
+    home = NodeHome(Path(setup["requester"]))
+    endpoint = Endpoint(home.identity(), home.certificate(), home.trust_store())
+    query = Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": IND0, "uzovi": "5151"}, evidence=(), history=False)
+    count = int(setup["expected_rate"] * (seconds + 2))
+    now = int(time.time())
+    with tempfile.TemporaryDirectory(prefix="iwlz-wrk-") as tmp:
+        bodies, script = Path(tmp) / "bodies.hex", Path(tmp) / "load.lua"
+        with bodies.open("w") as out:
+            for _ in range(count):
+                out.write(endpoint.send(query, to=setup["did"], now=now, lifetime=300).data.hex() + "\n")
+        script.write_text(_WRK_SCRIPT)
+        run = subprocess.run(["taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{inflight}", f"-d{seconds:.0f}s",
+                              "--latency", "-s", str(script), url], capture_output=True, text=True,
+                             env={**os.environ, "IWLZ_BODIES": str(bodies)})
+    line = next(line for line in run.stdout.splitlines() if line.startswith("IWLZ "))
+    requests, errors, duration, p50, p99 = line.split()[1:]
+    if int(requests) > count:
+        raise RuntimeError("wrk sent more requests than there were signed bodies: raise expected_rate")
+    return {"rate": int(requests) / (int(duration) / 1e6), "p50": float(p50), "p99": float(p99), "errors": int(errors),
+            "n": int(requests)}
+
+
+def _node_run(inflight: int, seconds: float, event_loop: str, *, workers: int, pin: bool,
+              load: str = "python") -> tuple[dict[str, float], str]:
     """A fresh CIZ node holding one indicatie, loaded with QIR-0001-ZKi; the load and the audit check after it."""
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-bench-"))
     node = None
@@ -198,8 +246,11 @@ def _node_run(inflight: int, seconds: float, event_loop: str, *, workers: int, p
         subprocess.run([sys.executable, "-m", "node", "record", "put", str(ciz), "WlzIndicatie", "-"],
                        input=json.dumps(sample["wlzIndicaties"][0]), text=True, check=True, capture_output=True)
         did = json.loads((ciz / "run.json").read_text())["did"]
-        result = _measure("node", url + "/iwlz/v1/messages", {"expected_rate": 8000 * workers, "requester": str(zk),
-                                                              "did": did}, inflight, seconds)
+        setup = {"expected_rate": 8000 * workers, "requester": str(zk), "did": did}
+        if load == "wrk":
+            result = _wrk(url + "/iwlz/v1/messages", setup, inflight, seconds)
+        else:
+            result = _measure("node", url + "/iwlz/v1/messages", setup, inflight, seconds)
         audit = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz), "--verify"], capture_output=True, text=True)
     finally:
         if node is not None:
@@ -216,9 +267,10 @@ def bench_workers(seconds: float, inflight: int, event_loop: str = "asyncio", wo
     generator keeps its core, so on a machine of 2 cores the node has all of one and what the load leaves of
     the other."""
     workers = workers or os.cpu_count() or 1
-    one, audit_one = _node_run(inflight, seconds, event_loop, workers=1, pin=False)
-    many, audit_many = _node_run(inflight, seconds, event_loop, workers=workers, pin=False)
-    print(f"{inflight} requests in flight, {seconds:.0f} s each ({event_loop}), load on core {LOAD_CORE}")
+    load = "wrk" if shutil.which("wrk") else "python"  # apt-get install wrk: the Python load takes a core itself
+    one, audit_one = _node_run(inflight, seconds, event_loop, workers=1, pin=False, load=load)
+    many, audit_many = _node_run(inflight, seconds, event_loop, workers=workers, pin=False, load=load)
+    print(f"{inflight} requests in flight, {seconds:.0f} s each ({event_loop}), load ({load}) on core {LOAD_CORE}")
     print(f"{'node':30} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
     for name, r in (("1 worker", one), (f"{workers} workers", many)):
         print(f"{name:30} {r['rate']:8,.0f} {r['p50']:7.2f} {r['p99']:7.2f} {r['errors']:6.0f}")

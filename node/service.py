@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -44,6 +45,7 @@ from node.relay import WriterDesk, Workers
 from node.relay.supervisor import worker_command
 from node.server import Dispatcher, MessageDesk, PeerApp, QueryHandlers, load_replay_guard
 from node.server.connections import Listener
+from node.store.changes import CHANGES, ChangeCount
 from node.store import Actor, AuditLog, AuthorityLinks, HeldEvidence, Registers, Store, Users, registers_for
 from node.tasks import Background, Housekeeping
 from node.tls import client_context, server_context
@@ -249,6 +251,9 @@ class Node:
         a directory only this user may enter, and pass on what they do not answer."""
         self._private_dir = tempfile.mkdtemp(prefix="iwlz-")
         socket_path = os.path.join(self._private_dir, "owner.sock")
+        changes = ChangeCount(Path(self._private_dir) / "changes", writer=True)
+        for prefix in CHANGES:
+            self.store.observe(prefix, changes.bump)
         self.writer_desk = WriterDesk(store=self.store, replay=self.endpoint.replay)
         self.discovery.on_revocation_list = self.writer_desk.changed
         app = peer_app.app()
@@ -258,7 +263,7 @@ class Node:
         await listener.start_unix(socket_path)
         self._listeners.append(listener)
         settings = {"home": str(self.home.path), "config": self.config.to_json(), "host": self.host, "port": self.port,
-                    "socket": socket_path, "event_loop": self.event_loop, "log_level": logging.getLogger().level,
+                    "socket": socket_path, "changes": str(changes.path), "event_loop": self.event_loop, "log_level": logging.getLogger().level,
                     "owner_pid": os.getpid()}
 
         def command(index: int) -> list[str]:

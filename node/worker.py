@@ -32,7 +32,8 @@ from node.relay import PrimaryLink
 from node.relay.supervisor import READY
 from node.server import Dispatcher, MessageDesk, QueryHandlers
 from node.server.connections import Listener
-from node.store import AuditLog, Registers
+from node.store import AuditLog, AuthorityLinks, Registers
+from node.store.changes import ChangeCount
 from node.store.relayed import RelayedStore
 from node.tasks import Background, event_loop_runner
 from node.tls import client_context, server_context
@@ -45,8 +46,9 @@ PEERS_EVERY = 10.0  # seconds between reloads of the peer table the owner keeps
 
 class QueryWorker:
     def __init__(self, home: NodeHome, config: NodeConfig, *, host: str, port: int, socket_path: str,
-                 index: int = 1) -> None:
+                 changes_path: str, index: int = 1) -> None:
         self.home, self.config, self.host, self.port, self.index = home, config, host, port, index
+        self.changes_path = changes_path
         self.link = PrimaryLink(socket_path)
         self.tasks = Background()
         self.metrics = Metrics()
@@ -61,8 +63,10 @@ class QueryWorker:
         await self.store.open()
         self.endpoint = Endpoint(self.identity, self.certificate, self.trust, ReplayGuard())
         self.audit = AuditLog(self.store, self.identity)  # makes entries; the owner numbers them into its chain
+        # Versions and steps of authority are kept while the owner's change count stays put.
+        self.changes = ChangeCount(Path(self.changes_path), writer=False)
         self.registers = Registers(self.store, self.identity, self.certificate, member.role, self.audit,
-                                   retention=config.retention, cache_size=0)
+                                   retention=config.retention, changes=self.changes.value)
         await self.registers.load()
         self.peers = PeerTable(self.store, self.identity.did)
         await self.peers.load()
@@ -71,6 +75,7 @@ class QueryWorker:
         self.router = Router(peers=self.peers, client=self.client, trust=self.trust, clock=self.clock, learn=_learn_nothing)
         identifiers = {f"{k}:{v}" for k, v in member.identifiers.items()}
         pdp = PolicyDecisionPoint(self.registers, self.trust, freshness=config.evidence_freshness,
+                                  authority=AuthorityLinks(self.store, cache_size=10_000, changes=self.changes.value),
                                   confirm=self.router.confirm_evidence,
                                   source_ids=lambda: identifiers | {self.identity.did})
         self.queries = QueryHandlers(pdp=pdp, registers=self.registers, audit=self.audit, metrics=self.metrics,
@@ -155,6 +160,7 @@ class QueryWorker:
         await self.client.close()
         await self.store.close()
         await self.link.close()
+        self.changes.close()
 
 
 async def _learn_nothing(url: str) -> Any:
@@ -191,7 +197,8 @@ async def _until_stopped_or_orphaned() -> None:
 async def serve(settings: dict[str, Any]) -> None:
     home = NodeHome(Path(settings["home"]))
     worker = QueryWorker(home, NodeConfig.from_json(settings["config"]), host=settings["host"],
-                         port=int(settings["port"]), socket_path=settings["socket"], index=int(settings.get("index", 1)))
+                         port=int(settings["port"]), socket_path=settings["socket"],
+                         changes_path=settings["changes"], index=int(settings.get("index", 1)))
     await worker.start()
     sys.stdout.buffer.write(READY + b" %d\n" % os.getpid())
     sys.stdout.flush()

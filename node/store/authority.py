@@ -13,6 +13,7 @@ request presented is kept.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.store.database import Statement, Store
@@ -38,28 +39,38 @@ class Link:
 
 class AuthorityLinks:
     """``cache_size``: the links of that many subjects are kept in memory (a query reads them on every decision).
-    Only for the process that commits every write: the cache learns each committed change from the store, whoever
-    wrote it (its own decisions, a worker's hand-over). A worker process reads them every time."""
+    In the process that commits every write the cache learns each committed change from the store, whoever wrote
+    it (its own decisions, a worker's hand-over); a worker drops it whenever the owner's change count moves."""
 
-    def __init__(self, store: Store, *, cache_size: int = 0) -> None:
+    def __init__(self, store: Store, *, cache_size: int = 0, changes: Callable[[], int] | None = None) -> None:
         self.store = store
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], tuple[Link, ...]] = OrderedDict()
         self._commits = 0  # committed changes to the links: a read that saw an older table is not cached
-        if cache_size:
+        self.changes = changes  # a worker: the owner's change count (node/store/changes.py)
+        if cache_size and changes is None:
             store.observe(_INSERT, self._committed)
+
+    def _generation(self) -> int:
+        if self.changes is None:
+            return self._commits
+        now = self.changes()
+        if now != self._commits:
+            self._cache.clear()
+            self._commits = now
+        return now
 
     async def known(self, authority: str, subject: str) -> list[Link]:
         key = (authority, subject)
+        commits = self._generation()
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return list(cached)
-        commits = self._commits
         rows = await self.store.fetchall(
             f"SELECT {', '.join(_COLUMNS)} FROM authority_links WHERE authority = ? AND subject = ?", (authority, subject))
         links = [Link(str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), str(r[5]), str(r[6]), bytes(r[7])) for r in rows]
-        if self._cache_size and commits == self._commits:
+        if self._cache_size and commits == self._generation():
             self._cache[key] = tuple(links)
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

@@ -112,8 +112,10 @@ _STORE_SIGNATURE = ("UPDATE records SET signature = ?, cert_hash = ? WHERE kind 
 
 class Registers:
     def __init__(self, store: Store, identity: Identity, certificate: bytes, role: str, audit: AuditLog,
-                 retention: dict[str, dict[str, int]] | None = None, cache_size: int = CACHE_SIZE) -> None:
+                 retention: dict[str, dict[str, int]] | None = None, cache_size: int = CACHE_SIZE,
+                 changes: Callable[[], int] | None = None) -> None:
         self.store = store
+        self.changes, self._changes_at = changes, 0
         self.identity = identity
         self.role = role
         self.audit = audit
@@ -135,7 +137,7 @@ class Registers:
         self.on_written: Callable[[], None] | None = None
         # Current versions by (kind, id): this object is the only writer, so it can keep the
         # hot path of a query (one record by id) free of SQLite round trips. A worker process (node/relay) reads
-        # what another process writes and keeps none (cache_size 0).
+        # what another process writes: it keeps them while the owner's change count (``changes``) stays put.
         self._cache_size = cache_size
         self._current: OrderedDict[tuple[str, str], StoredVersion | None] = OrderedDict()
 
@@ -148,6 +150,8 @@ class Registers:
         self._headers[self.cert_hash] = (self.signer.header, identity.did)
         self._certificate_stored = False
         self._signatures = []  # made under the earlier certificate: those versions are signed again when wanted
+        if hasattr(self, "_current"):
+            self._current.clear()  # a worker's kept versions were signed under the earlier certificate
 
     def _certificate_statements(self) -> list[Statement]:
         """Keep the certificate the versions are signed under, with the first write that needs it."""
@@ -282,14 +286,26 @@ class Registers:
 
     async def current(self, kind: str, record_id: str) -> StoredVersion | None:
         key = (kind, record_id)
+        seen = self._changes_seen()
         if key in self._current:
             self._current.move_to_end(key)
             return self._current[key]
         rows = await self._rows(f"{_SELECT} WHERE kind = ? AND record_id = ? AND current = 1", (kind, record_id))
         found = rows[0] if rows else None
-        if key not in self._current:  # a write may have landed while we read
+        # A write may have landed while we read: here, or (a worker) in the process that owns writes.
+        if key not in self._current and seen == self._changes_seen():
             self._cache(key, found)
         return found
+
+    def _changes_seen(self) -> int:
+        """A worker's view of the owner's change count; what it kept is dropped when the count moved."""
+        if self.changes is None:
+            return 0
+        now = self.changes()
+        if now != self._changes_at:
+            self._current.clear()
+            self._changes_at = now
+        return now
 
     def _cache(self, key: tuple[str, str], version: StoredVersion | None) -> None:
         if not self._cache_size:

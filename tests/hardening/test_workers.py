@@ -21,6 +21,7 @@ import pytest
 from node.home import NetworkDir, NodeHome
 from node.worker import SERVED_BY
 from protocol import MEDIA_TYPE, AccessLogRequest, Endpoint, Error, Outgoing, Query, QueryResult, RemoteProtocolError
+from protocol.records import verify_record
 from tests.hardening.kit import NodeProcess
 
 pytestmark = pytest.mark.asyncio
@@ -229,3 +230,30 @@ async def test_messages_passed_on_to_the_owner_never_count_against_a_later_query
             await requester.send(http, answers)
     assert set(passed_on.served_by) == {"owner", "worker 1"} and set(passed_on.codes) == {"denied"}, passed_on.codes
     assert answers.codes == {"ok": 30}, answers.codes
+
+
+async def test_a_change_at_the_source_is_what_every_process_answers_next(ciz) -> None:  # type: ignore[no-untyped-def]
+    """Workers keep versions in memory too; a new version committed by the owner must be what the very next
+    query returns, whichever process answers it (a peer told of a change fetches it at once)."""
+    node, requester, _ = ciz
+    trust = requester.endpoint.trust
+
+    async def versions(count: int) -> tuple[set[int], set[str]]:
+        seen, by = set(), set()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            for _ in range(count):
+                outgoing = requester.endpoint.send(QUERY, to=requester.did, now=int(time.time()), lifetime=120,
+                                                   cert_by_hash=False)
+                async with http.post(requester.url, data=outgoing.data, headers={"Content-Type": MEDIA_TYPE}) as response:
+                    reply = requester.endpoint.receive_reply(await response.read(), outgoing, now=int(time.time()))
+                    by.add(response.headers.get(SERVED_BY, "owner"))
+                assert isinstance(reply.message, QueryResult)
+                seen.add(verify_record(reply.message.records[0], trust, int(time.time()))[0].version)
+        return seen, by
+
+    assert await versions(20) == ({1}, {"owner", "worker 1"})  # both processes now keep version 1
+    for version in (2, 3):
+        changed = {**INDICATIE, "besluitnummer": f"20000000{version}"}
+        subprocess.run([sys.executable, "-m", "node", "record", "put", str(node.home.path), "WlzIndicatie", "-"],
+                       input=json.dumps(changed), text=True, check=True, capture_output=True)
+        assert await versions(20) == ({version}, {"owner", "worker 1"})
