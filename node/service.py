@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import ssl
 import tempfile
 import time
@@ -83,6 +84,7 @@ class Node:
         self.workers: Workers | None = None
         self.writer_desk: WriterDesk | None = None
         self._private_dir: str | None = None
+        self._port_holder: socket.socket | None = None
 
     def now(self) -> int:
         return int(self.clock())
@@ -192,8 +194,10 @@ class Node:
         peer_app = PeerApp(messages=messages, matrix=self.pdp.matrix, announcement=lambda: self.discovery.announcement,
                            health=self._health, adopt_revocation_list=self.discovery.adopt_revocation_list,
                            refresh_gauges=self._refresh_gauges)
-        port = await self._serve(peer_app.app(), self.host, self.port, "peer", tls=self.tls,
-                                 reuse_port=self.worker_count > 1)
+        if self.worker_count > 1:
+            port = self._reserve_port()
+        else:
+            port = await self._serve(peer_app.app(), self.host, self.port, "peer", tls=self.tls)
         self.url = self.public_url or f"{'https' if self.tls else 'http'}://{self.host}:{port}"
         self.port = port
         if self.worker_count > 1:
@@ -246,6 +250,20 @@ class Node:
                          learn_from=lambda url: self.discovery.learn_from(url, source="mdns"))
         await self.mdns.start()
 
+    def _reserve_port(self) -> int:
+        """With workers, this process does not answer peers itself (it commits for them and keeps the node's
+        background work): it holds the port bound, not listening, so that the port is this node's from now on,
+        and the workers listen on it (SO_REUSEPORT)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._port_holder = socket.socket(family, socket.SOCK_STREAM)
+        self._port_holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            self._port_holder.bind((self.host, self.port))
+        except OSError as exc:
+            self._port_holder.close()
+            raise ConfigError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from exc
+        return int(self._port_holder.getsockname()[1])
+
     async def _serve_workers(self, peer_app: PeerApp) -> None:
         """Every core (docs/DECISIONS.md): this process owns writes; its workers hand theirs over a Unix socket in
         a directory only this user may enter, and pass on what they do not answer."""
@@ -272,7 +290,7 @@ class Node:
                 json.dump({**settings, "index": index + 1}, out)
             return worker_command(path)
 
-        self.workers = Workers(self.worker_count - 1, command=command)
+        self.workers = Workers(self.worker_count, command=command)
 
     async def _serve(self, app: web.Application, host: str, port: int, name: str, tls: ssl.SSLContext | None = None,
                      reuse_port: bool = False) -> int:
@@ -431,6 +449,8 @@ class Node:
         await self.store.close()
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
+        if self._port_holder is not None:
+            self._port_holder.close()
         (self.home.path / "run.json").unlink(missing_ok=True)
 
     # Shortcuts for the CLI, the demo and tests ------------------------------------
