@@ -175,6 +175,8 @@ class Node:
                      self.consents_received):
             self.dispatcher.register(part.handlers())
         await self._listen()
+        if self.workers is not None:  # listening before anyone hears of this node
+            await self.workers.start()
         await self.discovery.start(self.url)
         self._run_in_background()
         self.tasks.spawn(self.registers.resign_stale(), "re-sign")
@@ -182,8 +184,6 @@ class Node:
         await self.melding_desk.adopt_legacy(self.store)
         if self.mdns_enabled:
             await self._start_mdns()
-        if self.workers is not None:
-            await self.workers.start()
         self._write_run_file()
         self.ready = True
         log.info("node %s (%s) ready at %s, admin at %s", self.identity.did, self.member.role, self.url, self.admin_url)

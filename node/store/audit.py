@@ -82,7 +82,8 @@ def portable(statement: Statement) -> list[Any]:
     entry stays unnumbered until that process commits it into its chain."""
     sql, params, many = statement
     if sql is _PENDING:
-        at, event, action, result, actor, subject, record, trace_id, rule, request = params  # type: ignore[misc]
+        fields: Any = params
+        at, event, action, result, actor, subject, record, trace_id, rule, request = fields
         return [None, [at, event, action, result, [actor.did, actor.role, actor.organisation, actor.user], subject,
                        record, trace_id, rule, request], False]
     rows = [list(row) for row in params] if many else list(params)  # type: ignore[union-attr]
