@@ -54,7 +54,7 @@ def _idle_rss() -> dict[str, float]:
         net = NetworkDir.create(Path(tmp) / "net", "bench")
         home = NodeHome.create(Path(tmp) / "ciz", role="ciz", name="CIZ", identifiers={"kvk": "62253778"}, region=None)
         net.issue(home, now=int(time.time()), days=1)
-        proc = subprocess.Popen([sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns",
+        proc = subprocess.Popen([sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns", "--workers", "1",
                                  "--gossip-interval", "0"], stdout=subprocess.PIPE, text=True)
         try:
             assert proc.stdout is not None and proc.stdout.readline().startswith("ready")

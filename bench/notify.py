@@ -38,8 +38,8 @@ class Proc:
 
     def start(self) -> None:
         (self.home.path / "run.json").unlink(missing_ok=True)
-        with open(self.home.path / "node.log", "a") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "node", "run", str(self.home.path), "--quiet", "--no-mdns",
+        with open(self.home.path / "node.log", "a") as log:  # one process per node: up to 51 nodes share the cores
+            self.proc = subprocess.Popen([sys.executable, "-m", "node", "run", str(self.home.path), "--quiet", "--no-mdns", "--workers", "1",
                                           "--port", str(self.port), "--gossip-interval", "0.5", *self.extra],
                                          stdout=subprocess.PIPE, stderr=log, text=True)
         assert self.proc.stdout is not None and self.proc.stdout.readline().startswith("ready")

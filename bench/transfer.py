@@ -71,7 +71,7 @@ def run(records: int, formats: list[str], keep: Path | None) -> list[dict[str, A
             shutil.rmtree(root / f"ciz-{fmt}", ignore_errors=True)
             home = NodeHome.create(root / f"ciz-{fmt}", role="ciz", name="CIZ", identifiers={"kvk": "62253778"}, region=None)
             net.issue(home, now=int(time.time()), days=30)
-            node = subprocess.Popen([sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns",
+            node = subprocess.Popen([sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns", "--workers", "1",
                                      "--gossip-interval", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             try:
                 assert node.stdout is not None and node.stdout.readline().startswith("ready")
