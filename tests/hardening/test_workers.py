@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sqlite3
 import subprocess
 import sys
@@ -17,12 +18,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import trustme
 
 from node.home import NetworkDir, NodeHome
 from node.worker import SERVED_BY
 from protocol import MEDIA_TYPE, AccessLogRequest, Endpoint, Error, Outgoing, Query, QueryResult, RemoteProtocolError
 from protocol.records import verify_record
 from tests.hardening.kit import NodeProcess
+from tests.node.server.test_tls import tls_files
 
 pytestmark = pytest.mark.asyncio
 SAMPLE = json.loads((Path(__file__).resolve().parents[2] / "node" / "cli" / "sample.json").read_text())
@@ -108,19 +111,24 @@ class Requester:
             await asyncio.gather(*(one_task(http) for _ in range(tasks)))
 
 
-@pytest.fixture
-def ciz(tmp_path: Path) -> tuple[NodeProcess, Requester, NetworkDir]:
+def start_ciz(tmp_path: Path, *extra: str, scheme: str = "http") -> tuple[NodeProcess, Requester, NetworkDir]:
     net = NetworkDir.create(tmp_path / "net", "test")
     node = NodeProcess(tmp_path, "ciz", net)
     zk = NodeHome.create(tmp_path / "zk5151", role="zorgkantoor", name="Zorgkantoor Noord", identifiers={"uzovi": "5151"},
                          region=None)
     net.issue(zk, now=int(time.time()), days=1)
-    node.start("--workers", "2")  # two workers answer peers; the owner commits for them
+    node.start("--workers", "2", *extra)  # two workers answer peers; the owner commits for them
     subprocess.run([sys.executable, "-m", "node", "record", "put", str(node.home.path), "WlzIndicatie", "-"],
                    input=json.dumps(INDICATIE), text=True, check=True, capture_output=True)
     did = json.loads((node.home.path / "run.json").read_text())["did"]
-    yield node, Requester(zk, did, node.url), net
-    node.stop()
+    return node, Requester(zk, did, node.url.replace("http://", f"{scheme}://")), net
+
+
+@pytest.fixture
+def ciz(tmp_path: Path) -> tuple[NodeProcess, Requester, NetworkDir]:
+    started = start_ciz(tmp_path)
+    yield started
+    started[0].stop()
 
 
 def audited_queries(node: NodeProcess) -> list[str]:
@@ -260,3 +268,18 @@ async def test_a_change_at_the_source_is_what_every_process_answers_next(ciz) ->
         subprocess.run([sys.executable, "-m", "node", "record", "put", str(node.home.path), "WlzIndicatie", "-"],
                        input=json.dumps(changed), text=True, check=True, capture_output=True)
         assert await versions(20) == ({version}, BOTH)
+
+
+async def test_every_worker_speaks_https_with_the_node_certificate(tmp_path: Path) -> None:
+    files = tls_files(tmp_path / "tls", trustme.CA(), "node")
+    node, requester, _ = start_ciz(tmp_path, "--tls-cert", files["tls_cert"], "--tls-key", files["tls_key"],
+                                   scheme="https")
+    try:
+        answers = Answers()
+        trusting = ssl.create_default_context(cafile=files["tls_ca"])
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, ssl=trusting)) as http:
+            for _ in range(20):
+                await requester.send(http, answers)
+        assert answers.codes == {"ok": 20} and set(answers.served_by) == BOTH, (answers.codes, answers.served_by)
+    finally:
+        node.stop()
