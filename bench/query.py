@@ -2,6 +2,7 @@
 
     python -m bench.query http  [--seconds 10] [--inflight 64]
     python -m bench.query workers [--seconds 10] [--inflight 64] [--workers N]
+    python -m bench.query size [--records 100000] [--seconds 10]
     python -m bench.query store [--records 1000000]
 
 ``http`` runs, in one process tree and one run, (a) a bare aiohttp handler
@@ -36,6 +37,13 @@ from bench import data
 
 SERVER_CORE, LOAD_CORE = 0, 1
 IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
+
+
+def _query(record_id: str) -> Any:
+    from protocol import Query
+
+    return Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": record_id, "uzovi": "5151"}, evidence=(),
+                 history=False)
 
 
 def _pin(core: int) -> None:
@@ -128,13 +136,14 @@ def _load_process(kind: str, target: str, setup: dict[str, Any], inflight: int, 
         headers: dict[str, str] = {}
     else:
         from node.home import NodeHome
-        from protocol import MEDIA_TYPE, Endpoint, Query
+        from protocol import MEDIA_TYPE, Endpoint
 
         home = NodeHome(Path(setup["requester"]))
         endpoint = Endpoint(home.identity(), home.certificate(), home.trust_store())
-        query = Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": IND0, "uzovi": "5151"}, evidence=(), history=False)
+        ids = setup.get("ids", [IND0])
         now = int(time.time())
-        bodies = [endpoint.send(query, to=setup["did"], now=now, lifetime=300).data for _ in range(count)]
+        bodies = [endpoint.send(_query(ids[i % len(ids)]), to=setup["did"], now=now, lifetime=300).data
+                  for i in range(count)]
         headers = {"Content-Type": MEDIA_TYPE}
     out.put(asyncio.run(_load(target, bodies, inflight, seconds, headers)))
 
@@ -205,18 +214,18 @@ def _wrk(url: str, setup: dict[str, Any], inflight: int, seconds: float) -> dict
     """The load from wrk (C, a few microseconds per request), pinned to the load core: the node's processes get
     the rest of the machine. Each request is its own signed query (a body sent twice would be a replay)."""
     from node.home import NodeHome
-    from protocol import Endpoint, Query
+    from protocol import Endpoint
 
     home = NodeHome(Path(setup["requester"]))
     endpoint = Endpoint(home.identity(), home.certificate(), home.trust_store())
-    query = Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": IND0, "uzovi": "5151"}, evidence=(), history=False)
+    ids = setup.get("ids", [IND0])
     count = int(setup["expected_rate"] * (seconds + 2))
     now = int(time.time())
     with tempfile.TemporaryDirectory(prefix="iwlz-wrk-") as tmp:
         bodies, script = Path(tmp) / "bodies.hex", Path(tmp) / "load.lua"
         with bodies.open("w") as out:
-            for _ in range(count):
-                out.write(endpoint.send(query, to=setup["did"], now=now, lifetime=300).data.hex() + "\n")
+            for i in range(count):
+                out.write(endpoint.send(_query(ids[i % len(ids)]), to=setup["did"], now=now, lifetime=300).data.hex() + "\n")
         script.write_text(_WRK_SCRIPT)
         run = subprocess.run(["taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{inflight}", f"-d{seconds:.0f}s",
                               "--latency", "-s", str(script), url], capture_output=True, text=True,
@@ -260,6 +269,59 @@ def _node_run(inflight: int, seconds: float, event_loop: str, *, workers: int, p
                 node.stdout.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return result, audit.stdout.strip()
+
+
+def bench_register_size(records: int, seconds: float, inflight: int = 64, event_loop: str = "uvloop") -> dict[str, float]:
+    """QIR-0001-ZKi over HTTP against a register of ``records`` indicaties (imported with iwlz import, then all
+    signed by the node's background signer), each query for a record drawn at random: one process, pinned to
+    core 0, the load on core 1 (wrk when installed)."""
+    from bench.data import indicaties, write_jsonl
+
+    tmp = Path(tempfile.mkdtemp(prefix="iwlz-size-"))
+    node = None
+    try:
+        ciz, zk = _network(tmp)
+        file = tmp / "indicaties.jsonl"
+        write_jsonl(file, indicaties(records))
+        rng = random.Random(11)
+        ids = [r["wlzIndicatieID"] for r in indicaties(records) if rng.random() < 20_000 / records]
+        rng.shuffle(ids)
+        node = subprocess.Popen(["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "node", "run", str(ciz),
+                                 "--quiet", "--no-mdns", "--event-loop", event_loop, "--workers", "1"],
+                                stdout=subprocess.PIPE, text=True)
+        url = (node.stdout.readline().split() if node.stdout else ["", ""])[1]
+        subprocess.run([sys.executable, "-m", "node", "import", str(ciz), "WlzIndicatie", str(file), "--format", "jsonl",
+                        "--quiet", "--json"], check=True, capture_output=True)
+        _wait_until_signed(ciz / "node.sqlite3", records * 0.001 + 120)
+        did = json.loads((ciz / "run.json").read_text())["did"]
+        setup = {"expected_rate": 8000, "requester": str(zk), "did": did, "ids": ids}
+        load = "wrk" if shutil.which("wrk") else "python"
+        target = url + "/iwlz/v1/messages"
+        result = _wrk(target, setup, inflight, seconds) if load == "wrk" else _measure("node", target, setup, inflight, seconds)
+    finally:
+        if node is not None:
+            node.terminate()
+            node.wait(timeout=60)
+            if node.stdout:
+                node.stdout.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"QIR-0001-ZKi on a register of {records:,} indicaties, {len(ids):,} of them asked for at random, "
+          f"{inflight} in flight ({load}): {result['rate']:,.0f} req/s, p50 {result['p50']:.2f} ms, "
+          f"p99 {result['p99']:.2f} ms, {result['errors']:.0f} errors")
+    return {"rate": result["rate"], "p50_ms": result["p50"], "p99_ms": result["p99"], "errors": result["errors"]}
+
+
+def _wait_until_signed(database: Path, seconds: float) -> None:
+    """Imported versions are signed by the node's background signer; measure after it is done."""
+    import sqlite3
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            if db.execute("SELECT count(*) FROM records WHERE signature IS NULL AND signed IS NULL").fetchone()[0] == 0:
+                return
+        time.sleep(1.0)
+    raise RuntimeError("the node did not sign its imported versions in time")
 
 
 def bench_workers(seconds: float, inflight: int, event_loop: str = "asyncio", workers: int = 0) -> dict[str, float]:
@@ -345,11 +407,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inflight", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="default: one per core")
     p.add_argument("--event-loop", choices=["asyncio", "uvloop"], default="asyncio")
+    p = sub.add_parser("size")
+    p.add_argument("--records", type=int, default=100_000)
+    p.add_argument("--seconds", type=float, default=10)
     p = sub.add_parser("store")
     p.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     if args.what == "http":
         bench_http(args.seconds, args.inflight, args.event_loop)
+    elif args.what == "size":
+        bench_register_size(args.records, args.seconds)
     elif args.what == "workers":
         bench_workers(args.seconds, args.inflight, args.event_loop, args.workers)
     else:

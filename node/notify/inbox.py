@@ -168,8 +168,8 @@ class Inbox:
                 for keep in self.fetched:
                     await keep(results)
             except PeerRefused as exc:
-                # The source answered and said no: asking again will not change that.
-                status, detail = "refused", str(exc)[:300]
+                # The source answered and said no: asking again will not change that, unless it said "not now".
+                status, detail = "fetch-failed" if exc.code == ErrorCode.UNAVAILABLE else "refused", str(exc)[:300]
             except NodeError as exc:
                 status, detail = "fetch-failed", str(exc)[:300]
         elif event_type.startswith("VERWIJDERDE"):

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from node.errors import PeerRefused
+from node.errors import PeerRefused, StorageError
 from node.service import Node
-from protocol import Notification, Subject
+from protocol import Notification, Query, Subject
 from tests.node.kit import BEM0, BEM1, IND0, IND1, SPEC0, Network, put, sample
 
 pytestmark = pytest.mark.asyncio
@@ -221,3 +221,26 @@ async def test_dead_letter_after_the_bound_and_retry(network: Network) -> None:
     while (await ciz.outbox.list())[0]["status"] != "delivered" and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert (await ciz.outbox.list())[0]["status"] == "delivered"
+
+
+async def test_a_source_that_answers_unavailable_is_asked_again_not_taken_at_its_word(network: Network) -> None:
+    """``unavailable`` says "not now" (a store that could not commit, a node going down with its workers): the
+    receiver fetches again later, as when the source could not be reached at all."""
+    ciz, zk = await network.start("ciz", "zk5151")
+    answer = ciz.queries.on_query
+    failures = []
+
+    async def unavailable_once(incoming, now):  # type: ignore[no-untyped-def]
+        if not failures:
+            failures.append(incoming.envelope.trace_id)
+            raise StorageError("the store could not commit")
+        return await answer(incoming, now)
+
+    ciz.dispatcher._handlers[Query] = unavailable_once  # noqa: SLF001 - the source fails its first answer
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await network.settle()
+    deadline = time.monotonic() + 15
+    while [r["status"] for r in await zk.inbox.list()] != ["fetched"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert len(failures) == 1
+    assert [(r["status"], r["fetched_version"]) for r in await zk.inbox.list()] == [("fetched", 1)]
