@@ -101,6 +101,11 @@ def benchmarks(quick: bool) -> list[tuple[str, Callable[[], dict[str, float]], l
                  Target("one_rate", "req/s", None), Target("many_p99_ms", "ms", None, False),
                  Target("chains_intact", "", 1.0)]))
     for records in ([10_000] if quick else [10_000, 100_000, 1_000_000]):
+        out.append((f"query over HTTP, register of {records:,}, random records",
+                    lambda records=records: query.bench_register_size(records, 3 if quick else 10),  # type: ignore[misc]
+                    [Target("rate", "req/s", None), Target("p50_ms", "ms", None, False),
+                     Target("p99_ms", "ms", 25, False)]))
+    for records in ([10_000] if quick else [10_000, 100_000, 1_000_000]):
         out.append((f"query by BSN at the store, {records:,} records",
                     lambda records=records: asyncio.run(query.bench_store(records)),  # type: ignore[misc]
                     [Target("query_p50_ms", "ms", 0.5, False), Target("query_p99_ms", "ms", None, False)]))
