@@ -8,10 +8,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 
+MAX_LATENCIES = 20_000  # per tally and type: beyond it the latencies a worker hands over are a sample
+
+
 class Metrics:
+    """``tally``: a worker process also keeps what it counted since it last handed its counts to the process that
+    owns writes, whose /metrics then shows the whole node (node/relay)."""
+
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, *, tally: bool = False) -> None:
+        self._tally: dict[str, dict[Any, Any]] | None = {"requests": {}, "decisions": {}, "latency": {}} if tally else None
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("iwlz_requests", "Peer messages handled, by type and outcome (ok or error code)",
                                 ["type", "outcome"], registry=self.registry)
@@ -43,18 +50,61 @@ class Metrics:
         if child is None:
             child = self._request_children[(kind, outcome)] = self.requests.labels(kind, outcome)
         child.inc()
+        if self._tally is not None:
+            counts = self._tally["requests"]
+            counts[(kind, outcome)] = counts.get((kind, outcome), 0) + 1
 
     def observe_latency(self, kind: str, seconds: float) -> None:
         child = self._latency_children.get(kind)
         if child is None:
             child = self._latency_children[kind] = self.latency.labels(kind)
         child.observe(seconds)
+        if self._tally is not None:
+            seen = self._tally["latency"].setdefault(kind, [])
+            if len(seen) < MAX_LATENCIES:
+                seen.append(seconds)
 
     def count_decision(self, rule: str, result: str) -> None:
         child = self._decision_children.get((rule, result))
         if child is None:
             child = self._decision_children[(rule, result)] = self.decisions.labels(rule, result)
         child.inc()
+        if self._tally is not None:
+            counts = self._tally["decisions"]
+            counts[(rule, result)] = counts.get((rule, result), 0) + 1
+
+    def take_tally(self) -> list[Any]:
+        """What was counted since the last call, as plain data: [[type, outcome, n]], [[rule, result, n]],
+        [[type, [seconds]]]."""
+        if self._tally is None:
+            return [[], [], []]
+        tally, self._tally = self._tally, {"requests": {}, "decisions": {}, "latency": {}}
+        return [[[k, o, n] for (k, o), n in tally["requests"].items()],
+                [[r, res, n] for (r, res), n in tally["decisions"].items()],
+                [[k, seconds] for k, seconds in tally["latency"].items()]]
+
+    def add_tally(self, tally: Any) -> None:
+        """Counts a worker handed over (``take_tally``); ValueError if it is not one."""
+        try:
+            requests, decisions, latency = tally
+            for kind, outcome, n in requests:
+                self._label(self._request_children, self.requests, str(kind), str(outcome)).inc(int(n))
+            for rule, result, n in decisions:
+                self._label(self._decision_children, self.decisions, str(rule), str(result)).inc(int(n))
+            for kind, seconds in latency:
+                child = self._latency_children.get(str(kind)) or self.latency.labels(str(kind))
+                self._latency_children[str(kind)] = child
+                for value in seconds[:MAX_LATENCIES]:
+                    child.observe(float(value))
+        except (TypeError, ValueError) as exc:
+            raise ValueError("not a tally of counts") from exc
+
+    @staticmethod
+    def _label(children: dict[tuple[str, str], Any], metric: Any, first: str, second: str) -> Any:
+        child = children.get((first, second))
+        if child is None:
+            child = children[(first, second)] = metric.labels(first, second)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -272,7 +272,7 @@ class Node:
         changes = ChangeCount(Path(self._private_dir) / "changes", writer=True)
         for prefix in CHANGES:
             self.store.observe(prefix, changes.bump)
-        self.writer_desk = WriterDesk(store=self.store, replay=self.endpoint.replay)
+        self.writer_desk = WriterDesk(store=self.store, replay=self.endpoint.replay, metrics=self.metrics)
         self.discovery.on_revocation_list = self.writer_desk.changed
         app = peer_app.app()
         self.writer_desk.add_routes(app)

@@ -51,7 +51,7 @@ class QueryWorker:
         self.changes_path = changes_path
         self.link = PrimaryLink(socket_path)
         self.tasks = Background()
-        self.metrics = Metrics()
+        self.metrics = Metrics(tally=True)
         self.clock = time.time
 
     async def start(self) -> None:
@@ -93,6 +93,7 @@ class QueryWorker:
         self.tasks.spawn(self._follow_owner(), "follow owner")
         self.tasks.spawn(self._reload_peers(), "peer table")
         self.tasks.spawn(self._forget_old_ids(), "replay ids")
+        self.tasks.spawn(self._hand_tally(), "metrics")
 
     @web.middleware
     async def _served_by(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -148,6 +149,16 @@ class QueryWorker:
                 await self._load_peers()
             except NodeError as exc:
                 log.warning("reading the peer table failed: %s", exc.__class__.__name__)
+
+    async def _hand_tally(self, every: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            tally = self.metrics.take_tally()
+            if any(tally):
+                try:
+                    await self.link.hand_tally(tally)
+                except NodeError:
+                    pass  # counts lost with an owner that is gone; the node's answers are not
 
     async def _forget_old_ids(self) -> None:
         while True:

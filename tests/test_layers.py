@@ -38,7 +38,7 @@ NODE_PARTS: dict[str, set[str]] = {
     "backup": {"errors", "home", "store"},
     "enrol": {"errors", "home", "server"},
     "admin": {"errors", "home", "store", "discovery", "notify", "overview", "care", "policy"},
-    "relay": {"errors", "store", "server", "client"},
+    "relay": {"errors", "metrics", "store", "server", "client"},
     "service": {"errors", "metrics", "clock", "home", "tasks", "client", "store", "interfaces", "policy", "discovery", "notify",
                 "server", "admin", "witness", "overview", "care", "tls", "relay"},
     "worker": {"errors", "home", "tasks", "tls", "client", "clock", "metrics", "discovery", "policy", "relay", "server",

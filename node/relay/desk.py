@@ -14,6 +14,7 @@ import cbor2
 from aiohttp import web
 
 from node.errors import NodeError, ReplayedElsewhere
+from node.metrics import Metrics
 from node.server.dispatch import REMEMBER_ID
 from node.store import Statement, Store
 from node.store.audit import from_portable
@@ -22,15 +23,17 @@ from protocol import ReplayGuard
 
 log = logging.getLogger(__name__)
 COMMIT_PATH = "/internal/commit"
+TALLY_PATH = "/internal/tally"
 CHANGES_PATH = "/internal/changes"
 MAX_HAND_OVER = 64 * 1024 * 1024
 WAIT_FOR_CHANGE = 25.0  # seconds a worker's question "anything new?" is held open
 
 
 class WriterDesk:
-    def __init__(self, *, store: Store, replay: ReplayGuard) -> None:
+    def __init__(self, *, store: Store, replay: ReplayGuard, metrics: Metrics) -> None:
         self.store = store
         self.replay = replay
+        self.metrics = metrics
         self.generation = 0
         self._changed = asyncio.Event()
         self._closing = False
@@ -38,6 +41,7 @@ class WriterDesk:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(COMMIT_PATH, self._commit)
         app.router.add_get(CHANGES_PATH, self._changes)
+        app.router.add_post(TALLY_PATH, self._tally)
 
     def close(self) -> None:
         """Answer every question held open now, so that stopping the listener does not wait for them."""
@@ -74,6 +78,14 @@ class WriterDesk:
             return FAILED
         return COMMITTED
 
+    async def _tally(self, request: web.Request) -> web.Response:
+        """A worker's counts for /metrics, so that the owner's shows every answer the node gave."""
+        try:
+            self.metrics.add_tally(cbor2.loads(await request.content.read(MAX_HAND_OVER + 1)))
+        except (cbor2.CBORDecodeError, ValueError):
+            return web.Response(status=400)
+        return web.Response(status=204)
+
     async def _changes(self, request: web.Request) -> web.Response:
         try:
             after = int(request.query.get("after", "0"))
@@ -87,5 +99,5 @@ class WriterDesk:
         return web.json_response({"generation": self.generation})
 
 
-__all__ = ["WriterDesk", "COMMIT_PATH", "CHANGES_PATH"]
+__all__ = ["WriterDesk", "COMMIT_PATH", "CHANGES_PATH", "TALLY_PATH"]
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from node.client import MESSAGES_PATH
 from node.errors import NetworkError
-from node.relay.desk import CHANGES_PATH, COMMIT_PATH, WAIT_FOR_CHANGE
+from node.relay.desk import CHANGES_PATH, COMMIT_PATH, TALLY_PATH, WAIT_FOR_CHANGE
 from protocol import MEDIA_TYPE
 
 _BASE = "http://owner"  # the host name is not used: the connector goes to the Unix socket
@@ -76,6 +76,14 @@ class PrimaryLink:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
             return web.json_response({"status": "unavailable", "reason": "the node's owner process is not reachable"},
                                      status=503)
+
+    async def hand_tally(self, tally: list[Any]) -> None:
+        """This worker's counts since the last time, for the owner's /metrics."""
+        try:
+            async with self.session.post(_BASE + TALLY_PATH, data=cbor2.dumps(tally)) as response:
+                await response.read()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise NetworkError(f"the owner process cannot be reached ({exc.__class__.__name__})") from exc
 
     async def changes(self, after: int) -> int:
         """Waits (up to WAIT_FOR_CHANGE seconds) until the owner's generation passes ``after``; returns it."""

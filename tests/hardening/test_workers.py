@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import ssl
 import sqlite3
@@ -162,6 +163,16 @@ async def test_both_processes_answer_and_every_answer_is_in_the_one_chain(ciz) -
         for _ in range(10):
             async with http.get(node.url + "/health") as response:
                 assert response.status == 200 and (await response.json())["role"] == "ciz"
+        # /metrics counts every answer the node gave, though the owner gave none itself: workers hand their counts over.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            async with http.get(node.url + "/metrics") as response:
+                text = await response.text()
+            counted = re.search(r'iwlz_requests_total\{outcome="ok",type="query"\} (\d+)', text)
+            if counted and int(counted.group(1)) >= 400:
+                break
+            await asyncio.sleep(0.3)
+        assert counted and int(counted.group(1)) == 400, text[-2000:]
     owner, workers = node.proc, children(node.proc.pid)
     node.stop()  # SIGTERM: the owner stops its workers and itself, with nothing held open (a kill after 10 s is -9)
     assert owner.returncode == 0 and not any(alive(worker) for worker in workers)
