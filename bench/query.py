@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -238,37 +240,49 @@ def _wrk(url: str, setup: dict[str, Any], inflight: int, seconds: float) -> dict
             "n": int(requests)}
 
 
+@contextlib.contextmanager
+def _running_node(home: Path, event_loop: str, *, workers: int, pin: bool) -> Iterator[str]:
+    """``iwlz run`` on ``home`` as its own process (pinned to the server core when ``pin``); yields its URL."""
+    command = [sys.executable, "-m", "node", "run", str(home), "--quiet", "--no-mdns", "--event-loop", event_loop,
+               "--workers", str(workers)]
+    node = subprocess.Popen((["taskset", "-c", str(SERVER_CORE)] if pin else []) + command, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        yield (node.stdout.readline().split() if node.stdout else ["", ""])[1]
+    finally:
+        node.terminate()
+        node.wait(timeout=60)
+        if node.stdout:
+            node.stdout.close()
+
+
+def _load_node(url: str, setup: dict[str, Any], inflight: int, seconds: float, load: str) -> dict[str, float]:
+    target = url + "/iwlz/v1/messages"
+    return _wrk(target, setup, inflight, seconds) if load == "wrk" else _measure("node", target, setup, inflight, seconds)
+
+
 def _node_run(inflight: int, seconds: float, event_loop: str, *, workers: int, pin: bool,
               load: str = "python") -> tuple[dict[str, float], str]:
     """A fresh CIZ node holding one indicatie, loaded with QIR-0001-ZKi; the load and the audit check after it."""
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-bench-"))
-    node = None
     try:
         ciz, zk = _network(tmp)
-        command = [sys.executable, "-m", "node", "run", str(ciz), "--quiet", "--no-mdns", "--event-loop", event_loop,
-                   "--workers", str(workers)]
-        node = subprocess.Popen((["taskset", "-c", str(SERVER_CORE)] if pin else []) + command, stdout=subprocess.PIPE,
-                                text=True)
-        ready = node.stdout.readline().split() if node.stdout else []
-        url = ready[1]
-        sample = json.loads((Path(__file__).resolve().parents[1] / "node" / "cli" / "sample.json").read_text())
-        subprocess.run([sys.executable, "-m", "node", "record", "put", str(ciz), "WlzIndicatie", "-"],
-                       input=json.dumps(sample["wlzIndicaties"][0]), text=True, check=True, capture_output=True)
-        did = json.loads((ciz / "run.json").read_text())["did"]
-        setup = {"expected_rate": 8000 * workers, "requester": str(zk), "did": did}
-        if load == "wrk":
-            result = _wrk(url + "/iwlz/v1/messages", setup, inflight, seconds)
-        else:
-            result = _measure("node", url + "/iwlz/v1/messages", setup, inflight, seconds)
-        audit = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz), "--verify"], capture_output=True, text=True)
+        with _running_node(ciz, event_loop, workers=workers, pin=pin) as url:
+            sample = json.loads((Path(__file__).resolve().parents[1] / "node" / "cli" / "sample.json").read_text())
+            subprocess.run([sys.executable, "-m", "node", "record", "put", str(ciz), "WlzIndicatie", "-"],
+                           input=json.dumps(sample["wlzIndicaties"][0]), text=True, check=True, capture_output=True)
+            did = json.loads((ciz / "run.json").read_text())["did"]
+            result = _load_node(url, {"expected_rate": 8000 * workers, "requester": str(zk), "did": did}, inflight,
+                                seconds, load)
+            audit = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz), "--verify"], capture_output=True,
+                                   text=True)
     finally:
-        if node is not None:
-            node.terminate()
-            node.wait(timeout=30)
-            if node.stdout:
-                node.stdout.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return result, audit.stdout.strip()
+
+
+def _load_kind() -> str:
+    return "wrk" if shutil.which("wrk") else "python"  # apt-get install wrk: the Python load takes a core itself
 
 
 def bench_register_size(records: int, seconds: float, inflight: int = 64, event_loop: str = "uvloop") -> dict[str, float]:
@@ -278,7 +292,7 @@ def bench_register_size(records: int, seconds: float, inflight: int = 64, event_
     from bench.data import indicaties, write_jsonl
 
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-size-"))
-    node = None
+    load = _load_kind()
     try:
         ciz, zk = _network(tmp)
         file = tmp / "indicaties.jsonl"
@@ -286,24 +300,14 @@ def bench_register_size(records: int, seconds: float, inflight: int = 64, event_
         rng = random.Random(11)
         ids = [r["wlzIndicatieID"] for r in indicaties(records) if rng.random() < 20_000 / records]
         rng.shuffle(ids)
-        node = subprocess.Popen(["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "node", "run", str(ciz),
-                                 "--quiet", "--no-mdns", "--event-loop", event_loop, "--workers", "1"],
-                                stdout=subprocess.PIPE, text=True)
-        url = (node.stdout.readline().split() if node.stdout else ["", ""])[1]
-        subprocess.run([sys.executable, "-m", "node", "import", str(ciz), "WlzIndicatie", str(file), "--format", "jsonl",
-                        "--quiet", "--json"], check=True, capture_output=True)
-        _wait_until_signed(ciz / "node.sqlite3", records * 0.001 + 120)
-        did = json.loads((ciz / "run.json").read_text())["did"]
-        setup = {"expected_rate": 8000, "requester": str(zk), "did": did, "ids": ids}
-        load = "wrk" if shutil.which("wrk") else "python"
-        target = url + "/iwlz/v1/messages"
-        result = _wrk(target, setup, inflight, seconds) if load == "wrk" else _measure("node", target, setup, inflight, seconds)
+        with _running_node(ciz, event_loop, workers=1, pin=True) as url:
+            subprocess.run([sys.executable, "-m", "node", "import", str(ciz), "WlzIndicatie", str(file), "--format",
+                            "jsonl", "--quiet", "--json"], check=True, capture_output=True)
+            _wait_until_signed(ciz / "node.sqlite3", records * 0.001 + 120)
+            did = json.loads((ciz / "run.json").read_text())["did"]
+            result = _load_node(url, {"expected_rate": 8000, "requester": str(zk), "did": did, "ids": ids}, inflight,
+                                seconds, load)
     finally:
-        if node is not None:
-            node.terminate()
-            node.wait(timeout=60)
-            if node.stdout:
-                node.stdout.close()
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"QIR-0001-ZKi on a register of {records:,} indicaties, {len(ids):,} of them asked for at random, "
           f"{inflight} in flight ({load}): {result['rate']:,.0f} req/s, p50 {result['p50']:.2f} ms, "
@@ -329,7 +333,7 @@ def bench_workers(seconds: float, inflight: int, event_loop: str = "asyncio", wo
     generator keeps its core, so on a machine of 2 cores the node has all of one and what the load leaves of
     the other."""
     workers = workers or os.cpu_count() or 1
-    load = "wrk" if shutil.which("wrk") else "python"  # apt-get install wrk: the Python load takes a core itself
+    load = _load_kind()
     one, audit_one = _node_run(inflight, seconds, event_loop, workers=1, pin=False, load=load)
     many, audit_many = _node_run(inflight, seconds, event_loop, workers=workers, pin=False, load=load)
     print(f"{inflight} requests in flight, {seconds:.0f} s each ({event_loop}), load ({load}) on core {LOAD_CORE}")
