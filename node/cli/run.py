@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -42,16 +43,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _workers(given: int | None) -> int:
-    """--workers, else IWLZ_WORKERS, else one per core."""
+    """--workers, else IWLZ_WORKERS, else one per core this process may use."""
     if given is None:
         text = os.environ.get("IWLZ_WORKERS", "").strip()
         try:
-            given = int(text) if text else (os.cpu_count() or 1)
+            given = int(text) if text else usable_cores()
         except ValueError:
             raise UsageError("IWLZ_WORKERS must be a whole number") from None
     if not 1 <= given <= 256:
         raise UsageError("--workers must be between 1 and 256")
     return given
+
+
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use: those it may run on, and no more than its cgroup's CPU quota (a container
+    given 2 CPUs on a 64-core host sees 64 in os.cpu_count())."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def _enrol_first(home: NodeHome, args: argparse.Namespace) -> None:
