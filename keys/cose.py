@@ -14,7 +14,7 @@ from typing import Any, Final
 import cbor2
 
 from keys import cbor
-from keys.errors import MalformedData, TooLarge
+from keys.errors import KeysError, MalformedData, TooLarge
 from keys.identity import Identity, Verifier
 
 COSE_SIGN1_TAG: Final = 18
@@ -157,4 +157,17 @@ def parse_sign1(data: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE) -> Sign1:
     return Sign1(protected, protected_bytes, {}, payload, signature)
 
 
-__all__ = ["Sign1", "sign1", "sign1_with_header", "assemble_sign1", "protected_header", "parse_sign1", "sig_structure", "COSE_SIGN1_TAG", "ALG", "KID", "EDDSA"]
+def parse_typed(data: bytes, *, typ: str, what: str, error: type[KeysError], max_size: int) -> tuple[Sign1, dict[str, Any]]:
+    """A COSE_Sign1 whose payload is a map that names its type ``typ`` (a revocation list, an enrolment token);
+    the signature is not checked here. Raises ``error`` saying ``what`` was expected."""
+    try:
+        sign1 = parse_sign1(data, max_size=max_size)
+        body = cbor.decode(sign1.payload, max_size=max_size)
+    except KeysError as exc:
+        raise error(f"{what} is malformed: {exc.reason}") from exc
+    if not isinstance(body, dict) or body.get("typ") != typ:
+        raise error(f"not {'an' if what[0] in 'aeiou' else 'a'} {what}")
+    return sign1, body
+
+
+__all__ = ["Sign1", "sign1", "sign1_with_header", "assemble_sign1", "protected_header", "parse_sign1", "parse_typed", "sig_structure", "COSE_SIGN1_TAG", "ALG", "KID", "EDDSA"]

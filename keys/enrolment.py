@@ -109,7 +109,8 @@ def token_bytes(text: str) -> bytes:
 def read_enrolment_token(data: bytes) -> tuple[cose.Sign1, EnrolmentToken]:
     """Decode a token and check that the root it names signed it. Whether that root is the one a node or
     service trusts, and whether the token is still valid, is for the caller (verify_enrolment_token)."""
-    sign1, body = _open(data, MAX_TOKEN_SIZE, TOKEN_TYPE, "enrolment token")
+    sign1, body = cose.parse_typed(data, typ=TOKEN_TYPE, what="enrolment token", error=EnrolmentRefused,
+                                   max_size=MAX_TOKEN_SIZE)
     issuer = _signer(sign1, body, "iss", "enrolment token issuer")
     role, network, jti, reuse = body.get("role"), body.get("net"), body.get("jti"), body.get("reuse")
     if role not in ROLES or not isinstance(network, str):
@@ -151,7 +152,8 @@ def verify_enrolment_request(data: bytes, *, root: str, now: int) -> EnrolmentRe
     """A request that entitles its sender to a certificate: a valid token of ``root`` for the role (and, for a
     bound token, the identity) asked for, signed with the key to certify, and made within MAX_SKEW of ``now``.
     Whether a single-use token was used before is for the service, which remembers them."""
-    sign1, body = _open(data, MAX_REQUEST_SIZE, REQUEST_TYPE, "enrolment request")
+    sign1, body = cose.parse_typed(data, typ=REQUEST_TYPE, what="enrolment request", error=EnrolmentRefused,
+                                   max_size=MAX_REQUEST_SIZE)
     subject = _signer(sign1, body, "sub", "enrolment request subject")
     token_data = body.get("token")
     if not isinstance(token_data, bytes):
@@ -179,17 +181,6 @@ def verify_enrolment_request(data: bytes, *, root: str, now: int) -> EnrolmentRe
         raise EnrolmentRefused("vestigingen is a list of AGB codes")
     return EnrolmentRequest(token, subject, organisation, token.role, identifiers, commitment, region,
                             tuple(vestigingen), issued_at)
-
-
-def _open(data: bytes, max_size: int, typ: str, what: str) -> tuple[cose.Sign1, dict[str, Any]]:
-    try:
-        sign1 = cose.parse_sign1(data, max_size=max_size)
-        body = cbor.decode(sign1.payload, max_size=max_size)
-    except KeysError as exc:
-        raise EnrolmentRefused(f"{what} is malformed: {exc.reason}") from exc
-    if not isinstance(body, dict) or body.get("typ") != typ:
-        raise EnrolmentRefused(f"not an {what}")
-    return sign1, body
 
 
 def _signer(sign1: cose.Sign1, body: Mapping[str, Any], key: str, what: str) -> str:

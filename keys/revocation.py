@@ -13,7 +13,7 @@ from typing import Final
 
 from keys import cbor, cose
 from keys.did import is_did
-from keys.errors import KeysError, MalformedCertificate
+from keys.errors import MalformedCertificate
 from keys.identity import Identity
 
 TYPE: Final = "iwlz-revocation-list"
@@ -41,13 +41,8 @@ def sign_revocation_list(root: Identity, *, version: int, revoked: Iterable[byte
 
 def parse_revocation_list(data: bytes) -> tuple[cose.Sign1, RevocationList]:
     """Decode a revocation list; its signature is checked by the TrustStore."""
-    try:
-        sign1 = cose.parse_sign1(data, max_size=MAX_LIST_SIZE)
-        body = cbor.decode(sign1.payload, max_size=MAX_LIST_SIZE)
-    except KeysError as exc:
-        raise MalformedCertificate(f"revocation list is malformed: {exc.reason}") from exc
-    if not isinstance(body, dict) or body.get("typ") != TYPE:
-        raise MalformedCertificate("not a revocation list")
+    sign1, body = cose.parse_typed(data, typ=TYPE, what="revocation list", error=MalformedCertificate,
+                                   max_size=MAX_LIST_SIZE)
     issuer, version, issued_at, revoked = body.get("iss"), body.get("version"), body.get("iat"), body.get("revoked")
     if not isinstance(issuer, str) or not is_did(issuer) or sign1.protected.get(cose.KID) != issuer.encode("ascii"):
         raise MalformedCertificate("revocation list issuer is malformed")
