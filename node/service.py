@@ -270,8 +270,7 @@ class Node:
         self._private_dir = tempfile.mkdtemp(prefix="iwlz-")
         socket_path = os.path.join(self._private_dir, "owner.sock")
         changes = ChangeCount(Path(self._private_dir) / "changes", writer=True)
-        for prefix in CHANGES:
-            self.store.observe(prefix, changes.bump)
+        self.store.observe(CHANGES, changes.bump)
         self.writer_desk = WriterDesk(store=self.store, replay=self.endpoint.replay, metrics=self.metrics)
         self.discovery.on_revocation_list = self.writer_desk.changed
         app = peer_app.app()

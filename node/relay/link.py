@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -17,6 +19,16 @@ from protocol import MEDIA_TYPE
 _BASE = "http://owner"  # the host name is not used: the connector goes to the Unix socket
 _PASSED_HEADERS = ("Content-Type", "Accept")
 MAX_PASSED_BODY = 1024 * 1024  # the owner's largest body besides messages is a revocation list of 512 KiB
+
+
+@contextlib.contextmanager
+def _owner_call(*also: type[Exception]) -> Iterator[None]:
+    """What goes wrong on the way to the owner (and ``also``, in reading its answer) as one NetworkError."""
+    caught: tuple[type[Exception], ...] = (aiohttp.ClientError, OSError, asyncio.TimeoutError, *also)
+    try:
+        yield
+    except caught as exc:
+        raise NetworkError(f"the owner process cannot be reached ({exc.__class__.__name__})") from exc
 
 
 class PrimaryLink:
@@ -38,23 +50,19 @@ class PrimaryLink:
 
     async def hand_over(self, groups: list[list[list[Any]]]) -> list[str]:
         """The owner's outcome for each group of statements, in order."""
-        try:
+        with _owner_call(cbor2.CBORDecodeError):
             async with self.session.post(_BASE + COMMIT_PATH, data=cbor2.dumps(groups)) as response:
                 outcomes = cbor2.loads(await response.read())
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, cbor2.CBORDecodeError) as exc:
-            raise NetworkError(f"the owner process cannot be reached ({exc.__class__.__name__})") from exc
         if not isinstance(outcomes, list) or not all(isinstance(o, str) for o in outcomes):
             raise NetworkError("the owner process answered something else")
         return outcomes
 
     async def forward(self, data: bytes) -> tuple[int, bytes]:
         """A signed message this worker does not handle, to the owner, whose signed reply goes back as it is."""
-        try:
+        with _owner_call():
             async with self.session.post(_BASE + MESSAGES_PATH, data=data,
                                          headers={"Content-Type": MEDIA_TYPE}) as response:
                 return response.status, await response.read()
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise NetworkError(f"the owner process cannot be reached ({exc.__class__.__name__})") from exc
 
     async def proxy(self, request: web.Request) -> web.Response:
         """Every other path of the peer port (announcement, policy, health, metrics, revocation lists)."""
@@ -79,20 +87,16 @@ class PrimaryLink:
 
     async def hand_tally(self, tally: list[Any]) -> None:
         """This worker's counts since the last time, for the owner's /metrics."""
-        try:
+        with _owner_call():
             async with self.session.post(_BASE + TALLY_PATH, data=cbor2.dumps(tally)) as response:
                 await response.read()
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise NetworkError(f"the owner process cannot be reached ({exc.__class__.__name__})") from exc
 
     async def changes(self, after: int) -> int:
         """Waits (up to WAIT_FOR_CHANGE seconds) until the owner's generation passes ``after``; returns it."""
-        try:
+        with _owner_call(KeyError, ValueError, TypeError):
             async with self.session.get(_BASE + CHANGES_PATH, params={"after": str(after)},
                                         timeout=aiohttp.ClientTimeout(total=WAIT_FOR_CHANGE + 10)) as response:
                 return int((await response.json())["generation"])
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, KeyError, ValueError, TypeError) as exc:
-            raise NetworkError(f"the owner process cannot be reached ({exc.__class__.__name__})") from exc
 
 
 __all__ = ["PrimaryLink"]

@@ -20,7 +20,6 @@ class Workers:
         self.command = command  # the argv of worker i
         self.restart_delay = restart_delay
         self.processes: dict[int, asyncio.subprocess.Process] = {}
-        self.restarts = 0
         self._keepers: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -58,14 +57,10 @@ class Workers:
             await asyncio.sleep(delay)
             try:
                 await self._start(index)
-                self.restarts += 1
                 delay = self.restart_delay
             except (ConfigError, OSError) as exc:
                 log.error("worker %d did not start again: %s", index, exc)
                 delay = min(delay * 2, 30.0)
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.processes.values() if p.returncode is None]
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True

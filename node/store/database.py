@@ -48,7 +48,7 @@ class Store:
         self._wakeup = asyncio.Event()
         self._closed = False
         self._journal: Journal | None = None
-        self._observers: list[tuple[str, Callable[[Statement], None]]] = []
+        self._observers: list[tuple[str | tuple[str, ...], Callable[[Statement], None]]] = []
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -148,10 +148,10 @@ class Store:
                         if not future.done():
                             future.set_exception(StorageError(f"store write failed: {exc.__class__.__name__}"))
 
-    def observe(self, prefix: str, committed: Callable[[Statement], None]) -> None:
-        """Call ``committed`` with each statement whose SQL starts with ``prefix``, once its transaction has
-        committed (a cache kept beside a table learns what changed in it, whoever wrote it)."""
-        self._observers.append((prefix, committed))
+    def observe(self, prefixes: str | tuple[str, ...], committed: Callable[[Statement], None]) -> None:
+        """Call ``committed`` with each statement whose SQL starts with one of ``prefixes``, once its transaction
+        has committed (a cache kept beside a table learns what changed in it, whoever wrote it)."""
+        self._observers.append((prefixes, committed))
 
     def set_journal(self, journal: Journal) -> None:
         """The audit log: it turns its entries into rows at commit time, in commit order."""
@@ -178,9 +178,9 @@ class Store:
                 if not future.done():
                     future.set_exception(StorageError(f"store write failed: {describe(exc)}"))
             return
-        for prefix, committed in self._observers:
+        for prefixes, committed in self._observers:
             for statement in statements:
-                if statement[0].startswith(prefix):
+                if statement[0].startswith(prefixes):
                     committed(statement)
         for _, future in batch:
             if not future.done():

@@ -116,6 +116,11 @@ class Registers:
                  changes: Callable[[], int] | None = None) -> None:
         self.store = store
         self.changes, self._changes_at = changes, 0
+        # Current versions by (kind, id): this object is the only writer, so it can keep the
+        # hot path of a query (one record by id) free of SQLite round trips. A worker process (node/relay) reads
+        # what another process writes: it keeps them while the owner's change count (``changes``) stays put.
+        self._cache_size = cache_size
+        self._current: OrderedDict[tuple[str, str], StoredVersion | None] = OrderedDict()
         self.identity = identity
         self.role = role
         self.audit = audit
@@ -135,11 +140,6 @@ class Registers:
         # The outbox plans notifications inside the record's transaction; it is woken after the commit.
         self.notifier: Notifier | None = None
         self.on_written: Callable[[], None] | None = None
-        # Current versions by (kind, id): this object is the only writer, so it can keep the
-        # hot path of a query (one record by id) free of SQLite round trips. A worker process (node/relay) reads
-        # what another process writes: it keeps them while the owner's change count (``changes``) stays put.
-        self._cache_size = cache_size
-        self._current: OrderedDict[tuple[str, str], StoredVersion | None] = OrderedDict()
 
     def switch_identity(self, identity: Identity, certificate: bytes) -> None:
         """Sign from now on with this key and certificate; resign_stale() brings the stored versions along."""
@@ -150,8 +150,7 @@ class Registers:
         self._headers[self.cert_hash] = (self.signer.header, identity.did)
         self._certificate_stored = False
         self._signatures = []  # made under the earlier certificate: those versions are signed again when wanted
-        if hasattr(self, "_current"):
-            self._current.clear()  # a worker's kept versions were signed under the earlier certificate
+        self._current.clear()  # a worker's kept versions were signed under the earlier certificate
 
     def _certificate_statements(self) -> list[Statement]:
         """Keep the certificate the versions are signed under, with the first write that needs it."""
