@@ -16,7 +16,6 @@ import os
 import shutil
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
@@ -43,7 +42,7 @@ from node.notify.consents import ConsentsReceived
 from node.overview import ClientView
 from node.policy import PolicyDecisionPoint
 from node.relay import WriterDesk, Workers
-from node.relay.supervisor import worker_command
+from node.relay.supervisor import private_dir, worker_command
 from node.server import Dispatcher, MessageDesk, PeerApp, QueryHandlers, load_replay_guard
 from node.server.connections import Listener
 from node.store.changes import CHANGES, ChangeCount
@@ -267,7 +266,7 @@ class Node:
     async def _serve_workers(self, peer_app: PeerApp) -> None:
         """Every core (docs/DECISIONS.md): this process owns writes; its workers hand theirs over a Unix socket in
         a directory only this user may enter, and pass on what they do not answer."""
-        self._private_dir = tempfile.mkdtemp(prefix="iwlz-")
+        self._private_dir = str(private_dir())
         socket_path = os.path.join(self._private_dir, "owner.sock")
         changes = ChangeCount(Path(self._private_dir) / "changes", writer=True)
         self.store.observe(CHANGES, changes.bump)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import stat
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from node.errors import ConfigError
 
@@ -79,8 +84,33 @@ class Workers:
             await asyncio.gather(*(p.wait() for p in running))
 
 
+_PRIVATE_PREFIX = "iwlz-node-"
+_OWNER_FILE = "owner.pid"
+
+
+def private_dir() -> Path:
+    """A new directory only this user may enter, for the owner's socket, change count and worker settings.
+
+    A killed owner cannot remove its own: those of this user whose owner is gone are removed first (an owner
+    that still runs is left alone; one whose pid was taken by another process is left for later).
+    """
+    for stale in Path(tempfile.gettempdir()).glob(_PRIVATE_PREFIX + "*"):
+        try:
+            if stale.lstat().st_uid != os.getuid() or not stat.S_ISDIR(stale.lstat().st_mode):
+                continue
+            os.kill(int((stale / _OWNER_FILE).read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+    made = Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX))
+    with open(os.open(made / _OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(f"{os.getpid()}\n")
+    return made
+
+
 def worker_command(settings_path: str) -> list[str]:
     return [sys.executable, "-m", "node.worker", settings_path]
 
 
-__all__ = ["Workers", "worker_command", "READY"]
+__all__ = ["Workers", "worker_command", "private_dir", "READY"]

@@ -52,6 +52,11 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def settings_of(worker: int) -> Path:
+    """The settings file the owner wrote for a worker (its argument), in the owner's private directory."""
+    return Path(Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")[3].decode())
+
+
 def alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -198,6 +203,7 @@ async def test_a_killed_process_loses_no_answered_query_and_never_breaks_the_cha
     node, requester, _ = ciz
     owner = node.proc.pid
     worker, other = children(owner)
+    private = settings_of(worker).parent
     answers = Answers()
 
     async def kill_soon() -> None:
@@ -216,7 +222,9 @@ async def test_a_killed_process_loses_no_answered_query_and_never_breaks_the_cha
     else:
         wait_for(lambda: not alive(worker) and not alive(other), 5.0)  # the kernel ends workers whose owner died
         node.stop()
+        assert private.exists()  # a killed owner cannot clear its private directory ...
         node.start("--workers", "2")  # the port is free again at once
+        assert not private.exists()  # ... the next owner of this user does
         node.stop()
     audited = audited_queries(node)
     assert answers.ok <= set(audited), f"{len(answers.ok - set(audited))} answered queries are not in the audit log"
@@ -294,3 +302,21 @@ async def test_every_worker_speaks_https_with_the_node_certificate(tmp_path: Pat
         assert answers.codes == {"ok": 20} and set(answers.served_by) == BOTH, (answers.codes, answers.served_by)
     finally:
         node.stop()
+
+
+async def test_no_other_user_can_reach_the_owner_socket(ciz) -> None:  # type: ignore[no-untyped-def]
+    """Whoever can connect to the owner's socket can hand it writes: only the node's own user may. Another local
+    user (nobody) is refused by the file system before the owner reads a byte."""
+    node, _, _ = ciz
+    settings = settings_of(children(node.proc.pid)[0])
+    private = settings.parent
+    socket_path = json.loads(settings.read_text())["socket"]
+    assert private.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o077 == 0 for p in private.iterdir())  # socket, change count, settings
+    python = "/usr/bin/python3"  # one that another user may run (this venv may sit in root's home)
+    if os.geteuid() != 0 or not os.access(python, os.X_OK):
+        pytest.skip("needs root and /usr/bin/python3 to act as another user")
+    attempt = subprocess.run(
+        [python, "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])", socket_path],
+        capture_output=True, text=True, user=65534, group=65534)
+    assert attempt.returncode != 0 and "PermissionError" in attempt.stderr, attempt.stderr
