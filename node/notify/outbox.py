@@ -46,9 +46,14 @@ _FINAL_REFUSALS = ("denied", "not-found", "malformed")
 
 def _row(row: Any) -> dict[str, Any]:
     out = dict(zip(_OUTBOX_COLUMNS, row))
-    out["subjects"] = json.loads(out["subjects"])
+    # A subject's record id is stored only when it differs from the subject (an outbox holds one row per change).
+    out["subjects"] = [{"record_id": s["subject"]} | s for s in json.loads(out["subjects"])]
     out["payload"] = json.loads(out["payload"]) if out["payload"] else None
     return out
+
+
+def _subjects(subject: str, record_id: str) -> str:
+    return json.dumps([{"subject": subject} | ({} if record_id == subject else {"record_id": record_id})])
 
 
 class Outbox:
@@ -97,7 +102,7 @@ class Outbox:
 
     def _insert(self, planned: Planned, now: int) -> Statement:
         subscription_id, receiver_did = planned.subscription_id, planned.receiver_did
-        subjects = json.dumps([{"subject": planned.subject, "record_id": planned.record_id}])
+        subjects = _subjects(planned.subject, planned.record_id)
         return ("INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subscription_id, "
                 "subjects, created_at, attempts, next_attempt_at, status, receiver_url) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending', ?)",
@@ -110,7 +115,7 @@ class Outbox:
         return ("INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subjects, "
                 "created_at, attempts, next_attempt_at, status, receiver_url, payload) "
                 "VALUES (?, ?, 'DID', ?, ?, ?, ?, 0, 0, 'pending', ?, ?)",
-                (melding_id, MELDING_EVENT, did, did, json.dumps([{"subject": record, "record_id": record}]), now, url,
+                (melding_id, MELDING_EVENT, did, did, _subjects(record, record), now, url,
                  json.dumps(payload)), False)
 
     def wake(self) -> None:

@@ -77,6 +77,9 @@ class Store:
             await self._db.execute("PRAGMA cache_size=-32768")
             await self._migrate()
         except sqlite3.Error as exc:
+            if self._db is not None:  # its thread would keep the process from exiting
+                db, self._db = self._db, None
+                await db.close()
             raise StorageError(f"cannot open the store at {self.path}: {describe(exc)}") from exc
         for suffix in ("-wal", "-shm"):  # SQLite creates them with the database's mode; older ones may not have it
             _private(self.path.with_name(self.path.name + suffix), create=False)

@@ -101,7 +101,16 @@ CACHE_SIZE = 10_000
 IMPORT_QUIET = 5.0  # seconds after an import batch before the background signer takes the CPU
 _INSERT_RECORD = ("INSERT INTO records (kind, record_id, version, signature, data, deleted, created_at, retain_until, "
                   "cert_hash, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)")
-_INSERT_KEY = "INSERT OR IGNORE INTO record_keys (name, value, kind, record_id) VALUES (?, ?, ?, ?)"
+# A key names its record by the id of the record's first stored version (written before its keys, in the same
+# transaction; removed only with the whole record).
+_FIRST_VERSION = "(SELECT min(id) FROM records WHERE kind = ? AND record_id = ?)"
+_INSERT_KEY = f"INSERT OR IGNORE INTO record_keys (name, value, record) VALUES (?, ?, {_FIRST_VERSION})"
+_DELETE_KEY = f"DELETE FROM record_keys WHERE name = ? AND value = ? AND record = {_FIRST_VERSION}"
+
+
+def _keys(kind: str, record_id: str, data: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """The lookup keys (name, value, kind, record id) of one version's content."""
+    return [(name, str(v), kind, record_id) for name, path in _PATHS_OF_KEYS[kind] for v in values_at(data or {}, path)]
 _COLUMNS = "kind, record_id, version, signed, signature, data, deleted, created_at, cert_hash"
 _SELECT = f"SELECT {_COLUMNS} FROM records"
 _COUNT = ("INSERT INTO register_counts (kind, current) VALUES (?, ?) "
@@ -320,7 +329,8 @@ class Registers:
     async def find(self, name: str, value: str, *, kinds: tuple[str, ...] | None = None, history: bool = False) -> list[StoredVersion]:
         """Records whose lookup key ``name`` has ``value``: current versions (not deleted), or every version."""
         sql = (f"SELECT {', '.join('r.' + c for c in _COLUMNS.split(', '))} FROM record_keys k "
-               "JOIN records r ON r.kind = k.kind AND r.record_id = k.record_id WHERE k.name = ? AND k.value = ?")
+               "JOIN records first ON first.id = k.record "
+               "JOIN records r ON r.kind = first.kind AND r.record_id = first.record_id WHERE k.name = ? AND k.value = ?")
         if not history:
             sql += " AND r.current = 1 AND r.deleted = 0"
         rows = await self._rows(sql + " ORDER BY r.kind, r.record_id, r.version", (name, value))
@@ -377,7 +387,7 @@ class Registers:
         else:
             stored = self._unsigned(kind, record_id, version, data, encoded, data is None, now)
         retain = self.retain_until(record_type, data, now)
-        keys = [(name, str(v), kind, record_id) for name, path in _PATHS_OF_KEYS[kind] for v in values_at(data or {}, path)]
+        keys = _keys(kind, record_id, data)
         row = (kind, record_id, version, signature, encoded, data is None, now, retain, self.cert_hash)
         return row, keys, stored
 
@@ -390,7 +400,9 @@ class Registers:
         return record_type.retain_until(data, years.get("ended"))
 
     def _version_statements(self, record_type: RecordType, record_id: str, version: int, data: dict[str, Any] | None,
-                            now: int, *, sign: bool = True) -> tuple[list[Statement], StoredVersion]:
+                            now: int, *, keyed: dict[str, Any] | None, sign: bool = True) -> tuple[list[Statement], StoredVersion]:
+        """``keyed``: the content whose lookup keys the record has now (its last version with content), which the
+        new content's keys replace."""
         row, keys, stored = self._version(record_type, record_id, version, data, now, sign=sign)
         statements: list[Statement] = []
         if version > 1:  # a first version has no earlier one to retire, nor keys to replace
@@ -398,10 +410,25 @@ class Registers:
                                (record_type.kind, record_id), False))
         statements.append((_INSERT_RECORD, row, False))
         if data is not None:  # a tombstone keeps the keys, so history stays findable
-            if version > 1:
-                statements.append(("DELETE FROM record_keys WHERE kind = ? AND record_id = ?", (record_type.kind, record_id), False))
+            gone = set(_keys(record_type.kind, record_id, keyed)) - set(keys)
+            if gone:
+                statements.append((_DELETE_KEY, sorted(gone), True))
             statements.append((_INSERT_KEY, keys, True))
         return statements, stored
+
+    async def _keyed(self, current: StoredVersion | None) -> dict[str, Any] | None:
+        """The content whose keys a record has: its current one, or for a deleted record the last before that.
+        The keys are derived from it, not looked up: an index from record to keys would cost every record
+        ~160 bytes on disk."""
+        if current is None or not current.deleted:
+            return current.data if current is not None else None
+        return await self._last_content(current.kind, current.record_id)
+
+    async def _last_content(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        row = await self.store.fetchone(
+            "SELECT data FROM records WHERE kind = ? AND record_id = ? AND data IS NOT NULL ORDER BY version DESC LIMIT 1",
+            (kind, record_id))
+        return cbor.decode_trusted(row[0]) if row is not None else None
 
     async def _commit(self, statements: list[Statement], kind: str, record_id: str, old: dict[str, Any] | None,
                       new: dict[str, Any] | None, now: int) -> None:
@@ -435,7 +462,8 @@ class Registers:
             if current is not None and not current.deleted and current.data == data:
                 return current, False
             version = current.version + 1 if current else 1
-            statements, stored = self._version_statements(record_type, record_id, version, data, now)
+            statements, stored = self._version_statements(record_type, record_id, version, data, now,
+                                                          keyed=await self._keyed(current))
             statements.append(self.audit.entry(
                 now=now, event=f"record.{'update' if current else 'create'}", action="U" if current else "C",
                 result="ok", actor=actor, subject=record_type.bsn(data), record=f"{kind}/{record_id}",
@@ -450,7 +478,7 @@ class Registers:
             current = await self.current(kind, record_id)
             if current is None or current.deleted:
                 raise ValidationError(f"{kind}/{record_id} does not exist")
-            statements, stored = self._version_statements(record_type, record_id, current.version + 1, None, now)
+            statements, stored = self._version_statements(record_type, record_id, current.version + 1, None, now, keyed=None)
             statements.append(self.audit.entry(
                 now=now, event="record.delete", action="D", result="ok", actor=actor,
                 subject=record_type.bsn(current.data or {}), record=f"{kind}/{record_id}", trace_id=trace_id))
@@ -485,7 +513,9 @@ class Registers:
                     result.unchanged += 1  # the same content, or a delete of what is not there
                     continue
                 version = current.version + 1 if current else 1
-                version_statements, written = self._version_statements(record_type, record_id, version, data, now, sign=False)
+                keyed = old if current is None or not current.deleted else await self._keyed(current)
+                version_statements, written = self._version_statements(record_type, record_id, version, data, now,
+                                                                       keyed=keyed, sign=False)
                 statements += version_statements
                 action = "D" if data is None else "U" if old is not None else "C"
                 statements.append(self.audit.entry(
@@ -577,8 +607,9 @@ class Registers:
         for kind, record_id, deleted in rows:
             if not deleted:
                 held[kind] = held.get(kind, 0) - 1
+            # The keys first: they find their record through its first version.
+            statements.append((_DELETE_KEY, _keys(kind, record_id, await self._last_content(kind, record_id)), True))
             statements.append(("DELETE FROM records WHERE kind = ? AND record_id = ?", (kind, record_id), False))
-            statements.append(("DELETE FROM record_keys WHERE kind = ? AND record_id = ?", (kind, record_id), False))
             statements.append(self.audit.entry(now=now, event="record.purge", action="D", result="retention ended",
                                                actor=actor, record=f"{kind}/{record_id}"))
         async with self._lock:

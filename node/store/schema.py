@@ -273,6 +273,45 @@ MIGRATIONS: Final[list[str]] = [
         SELECT kind, count(*) FROM records WHERE current = 1 AND deleted = 0 GROUP BY kind;
     CREATE INDEX outbox_dead ON outbox(created_at) WHERE status = 'dead';
     """,
+    # 10: what every record paid on disk and no query needs. A record's lookup keys name the record by the id of
+    # its first stored version, not by kind and record id again (~100 bytes), and they are derived from its
+    # content when they change, so no index from record to keys is kept (~160 bytes); a current version is found
+    # through (kind, record_id, version) among its record's few versions (~65 bytes). The id is an INTEGER
+    # PRIMARY KEY so that a VACUUM keeps it.
+    """
+    CREATE TABLE records_v10 (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        signed BLOB,
+        signature BLOB,
+        data BLOB,
+        deleted INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        retain_until TEXT,
+        current INTEGER NOT NULL,
+        cert_hash BLOB,
+        UNIQUE (kind, record_id, version)
+    );
+    INSERT INTO records_v10 (id, kind, record_id, version, signed, signature, data, deleted, created_at, retain_until,
+                             current, cert_hash)
+        SELECT rowid, kind, record_id, version, signed, signature, data, deleted, created_at, retain_until, current,
+               cert_hash FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_v10 RENAME TO records;
+    CREATE TABLE record_keys_v10 (
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        record INTEGER NOT NULL,
+        PRIMARY KEY (name, value, record)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO record_keys_v10 (name, value, record)
+        SELECT k.name, k.value, (SELECT min(r.id) FROM records r WHERE r.kind = k.kind AND r.record_id = k.record_id)
+        FROM record_keys k WHERE EXISTS (SELECT 1 FROM records r WHERE r.kind = k.kind AND r.record_id = k.record_id);
+    DROP TABLE record_keys;
+    ALTER TABLE record_keys_v10 RENAME TO record_keys;
+    """,
 ]
 
 

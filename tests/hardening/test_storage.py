@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import stat
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from node.errors import PeerRefused, StorageError
 from node.service import Node
+from node.store import Store
 from tests.node.kit import IND0, Network, put, sample
 
 pytestmark = pytest.mark.asyncio
@@ -83,3 +86,17 @@ async def test_a_node_that_cannot_create_its_store_says_so(tmp_path: Path) -> No
             await node.start()
     finally:
         os.chmod(home.path, 0o700)
+
+
+async def test_a_store_that_cannot_be_opened_lets_the_process_end(tmp_path: Path) -> None:
+    """A database that is not one (a disk fault, a wrong file restored) is refused with a StorageError, and the
+    connection it began is closed: its thread would otherwise keep the process from ever exiting."""
+    path = tmp_path / "node.sqlite3"
+    path.write_bytes(b"not a database" * 512)
+    os.chmod(path, 0o600)
+    before = {t.ident for t in threading.enumerate()}
+    store = Store(path)
+    with pytest.raises(StorageError, match="cannot open the store"):
+        await store.open()
+    await asyncio.sleep(0.1)
+    assert [t.name for t in threading.enumerate() if t.ident not in before] == []

@@ -22,6 +22,18 @@ def counted(node: Node) -> dict[str, int]:
         return dict(db.execute("SELECT kind, count(*) FROM records WHERE current = 1 AND deleted = 0 GROUP BY kind"))
 
 
+# Undoes schema 10: lookup keys by kind and record id, with their index, and the index of current versions.
+AS_SCHEMA_9 = """
+    CREATE TABLE record_keys_v9 (name TEXT NOT NULL, value TEXT NOT NULL, kind TEXT NOT NULL, record_id TEXT NOT NULL,
+                                 PRIMARY KEY (name, value, kind, record_id)) WITHOUT ROWID;
+    INSERT INTO record_keys_v9 SELECT k.name, k.value, r.kind, r.record_id FROM record_keys k JOIN records r ON r.id = k.record;
+    DROP TABLE record_keys;
+    ALTER TABLE record_keys_v9 RENAME TO record_keys;
+    CREATE INDEX record_keys_by_record ON record_keys(kind, record_id);
+    CREATE INDEX records_current ON records(kind, record_id) WHERE current = 1;
+"""
+
+
 def indicatie(**changes: Any) -> dict[str, Any]:
     return {**sample("wlzIndicaties", 0), "wlzIndicatieID": str(uuid.uuid4()), **changes}
 
@@ -67,9 +79,11 @@ async def test_an_upgraded_database_starts_with_the_right_count(network: Network
         db.execute("PRAGMA user_version = 8")
         db.execute("DROP TABLE register_counts")
         db.execute("DROP INDEX outbox_dead")
+        db.executescript(AS_SCHEMA_9)
     again = Node(ciz.home, mdns=False, gossip_interval=0)
     await again.start()
     try:
         assert again.registers.counts() == {"WlzIndicatie": 3}
+        assert len(await again.registers.find("zorgkantoor", indicatie()["initieelVerantwoordelijkZorgkantoor"])) == 3
     finally:
         await again.stop()

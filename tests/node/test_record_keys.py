@@ -1,0 +1,97 @@
+"""A record is found by its lookup keys (bsn, zorgkantoor) as its content changes: the keys of the newest content
+replace the old ones, a deletion keeps them (history stays findable), a purge removes them. The keys name their
+record by the id of its first stored version and are derived from content, not looked up; these tests hold that
+through every kind of write, a purge, an operator's VACUUM and a restart."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import date
+from typing import Any
+
+import pytest
+
+from node.service import Node
+from tests.node.kit import Network, put, sample
+
+pytestmark = pytest.mark.asyncio
+
+
+def indicatie(bsn: str, **changes: Any) -> dict[str, Any]:
+    return with_bsn({**sample("wlzIndicaties", 0), "wlzIndicatieID": str(uuid.uuid4()), **changes}, bsn)
+
+
+def with_bsn(data: dict[str, Any], bsn: str) -> dict[str, Any]:
+    return {**data, "bsn": bsn, "client": {**data["client"], "bsn": bsn}}
+
+
+async def found(node: Node, bsn: str, *, history: bool = False) -> list[tuple[str, int]]:
+    return [(r.record_id, r.version) for r in await node.registers.find("bsn", bsn, history=history)]
+
+
+def orphan_keys(node: Node) -> int:
+    with sqlite3.connect(node.home.database_path) as db:
+        return int(db.execute("SELECT count(*) FROM record_keys WHERE record NOT IN (SELECT id FROM records)").fetchone()[0])
+
+
+async def test_keys_follow_the_content_through_update_delete_and_return(network: Network) -> None:
+    (ciz,) = await network.start("ciz")
+    a = indicatie("111222333")
+    other = indicatie("111222333")  # the same client, another indicatie
+    await put(ciz, "WlzIndicatie", a)
+    await put(ciz, "WlzIndicatie", other)
+    ida, ido = a["wlzIndicatieID"], other["wlzIndicatieID"]
+    assert sorted(await found(ciz, "111222333")) == sorted([(ida, 1), (ido, 1)])
+
+    await put(ciz, "WlzIndicatie", with_bsn(a, "444555663"))  # a corrected BSN: the old one no longer finds it
+    assert await found(ciz, "111222333") == [(ido, 1)]
+    assert await found(ciz, "444555663") == [(ida, 2)]
+    assert await found(ciz, "444555663", history=True) == [(ida, 1), (ida, 2)]
+
+    await ciz.registers.delete("WlzIndicatie", ida, actor=ciz.actor, now=ciz.now())
+    assert await found(ciz, "444555663") == []
+    assert await found(ciz, "444555663", history=True) == [(ida, 1), (ida, 2), (ida, 3)]  # a tombstone keeps them
+
+    # Brought back with other content after the deletion: the keys of the last content (before the tombstone) go.
+    await put(ciz, "WlzIndicatie", with_bsn(a, "777888993"))
+    assert await found(ciz, "444555663", history=True) == []
+    assert await found(ciz, "777888993") == [(ida, 4)]
+
+    # The same through an import batch: delete, then bring back with yet other content.
+    batch = [(1, ida, None)]
+    assert (await ciz.registers.put_many("WlzIndicatie", batch, actor=ciz.actor, now=ciz.now())).deleted == 1
+    batch = [(2, None, with_bsn(a, "123123124"))]
+    assert (await ciz.registers.put_many("WlzIndicatie", batch, actor=ciz.actor, now=ciz.now())).created == 1
+    assert await found(ciz, "777888993", history=True) == []
+    assert await found(ciz, "123123124") == [(ida, 6)]
+    assert [r.record_id for r in await ciz.registers.find("zorgkantoor", a["initieelVerantwoordelijkZorgkantoor"])] \
+        == sorted([ida, ido])
+    assert orphan_keys(ciz) == 0
+
+
+async def test_a_purge_takes_the_keys_and_a_vacuum_keeps_the_rest(network: Network) -> None:
+    (ciz,) = await network.start("ciz", retention={"WlzIndicatie": {"ended": 0, "withdrawn": 0}})
+    ended = [indicatie(bsn, einddatum="2020-01-31") for bsn in ("900000004", "900000016", "900000028")]
+    kept = [indicatie(bsn) for bsn in ("800000006", "800000018", "111222333")]
+    for data in (*ended, *kept):  # interleaved ids: the purge leaves gaps a VACUUM would close
+        await put(ciz, "WlzIndicatie", data)
+    await put(ciz, "WlzIndicatie", {**kept[0], "meerzorg": True})
+    purged = await ciz.registers.purge(today=date(2026, 12, 5), actor=ciz.actor, now=ciz.now())
+    assert sorted(purged) == sorted(f"WlzIndicatie/{d['wlzIndicatieID']}" for d in ended)
+    assert orphan_keys(ciz) == 0
+    for data in ended:
+        assert await found(ciz, data["bsn"], history=True) == []
+    await ciz.stop()
+
+    with sqlite3.connect(ciz.home.database_path) as db:  # what an operator may do during maintenance
+        db.execute("VACUUM")
+    again = Node(ciz.home, mdns=False, gossip_interval=0)
+    await again.start()
+    try:
+        for data in kept:
+            want = 2 if data is kept[0] else 1
+            assert await found(again, data["bsn"]) == [(data["wlzIndicatieID"], want)]
+        assert orphan_keys(again) == 0
+    finally:
+        await again.stop()
