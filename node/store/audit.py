@@ -54,14 +54,13 @@ class AuditEntry:
     trace_id: str | None
     rule: str | None
     request: bytes | None
-    prev_hash: bytes
     hash: bytes
     actor_user: str | None = None
 
     def public(self, *, with_subject: bool = True, with_user: bool = True) -> dict[str, Any]:
         """The entry as shown to a reader (the request bytes by hash only); a client is shown the role of the person
         who acted, not the name."""
-        out = {k: getattr(self, k) for k in _COLUMNS if k not in ("request", "prev_hash", "hash")}
+        out = {k: getattr(self, k) for k in _COLUMNS if k not in ("request", "hash")}
         out["request_sha256"] = hashlib.sha256(self.request).hexdigest() if self.request else None
         out["hash"] = self.hash.hex()
         if not with_subject:
@@ -74,7 +73,7 @@ class AuditEntry:
 def _fields(seq: int, at: str, event: str, action: str, result: str, actor: Actor, subject: str | None,
             record: str | None, trace_id: str | None, rule: str | None, request: bytes | None) -> list[Any]:
     return entry_fields((seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-                         trace_id, rule, request, None, None, actor.user))
+                         trace_id, rule, request, None, actor.user))
 
 
 def portable(statement: Statement) -> list[Any]:
@@ -203,7 +202,7 @@ class AuditLog:
             digest = entry_hash(self._head, _fields(self._seq, at, event, action, result, actor, subject, record,
                                                     trace_id, rule, request))
             row = (self._seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-                   trace_id, rule, request, self._head, digest, actor.user)
+                   trace_id, rule, request, digest, actor.user)
             self._head = digest
             out.append((_INSERT, row, False))
         out.extend(self._head_statements())

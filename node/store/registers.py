@@ -26,6 +26,7 @@ from node.store.audit import Actor, AuditLog
 from node.errors import ValidationError
 from node.store.records import RECORD_TYPES, RecordType, add_years, strip_nulls, validate_record, values_at
 from node.store.database import Statement, Store
+from node.store.packing import pack, unpack
 from protocol.records import RecordSigner, RecordVersion, assemble_record, record_header, signing_certificate
 
 _PATHS_OF_KEYS: dict[str, list[tuple[str, str]]] = {
@@ -181,7 +182,7 @@ class Registers:
     @staticmethod
     def _decoded(data: Any) -> tuple[bytes | None, dict[str, Any] | None]:
         """A row's stored content: its encoded bytes (as signed) and the decoded record (None: a tombstone)."""
-        encoded = bytes(data) if data is not None else None
+        encoded = unpack(bytes(data)) if data is not None else None
         return encoded, cbor.decode_trusted(encoded) if encoded is not None else None
 
     def _row(self, row: Any) -> StoredVersion:
@@ -388,7 +389,8 @@ class Registers:
             stored = self._unsigned(kind, record_id, version, data, encoded, data is None, now)
         retain = self.retain_until(record_type, data, now)
         keys = _keys(kind, record_id, data)
-        row = (kind, record_id, version, signature, encoded, data is None, now, retain, self.cert_hash)
+        row = (kind, record_id, version, signature, pack(encoded) if encoded is not None else None, data is None, now,
+               retain, self.cert_hash)
         return row, keys, stored
 
     def retain_until(self, record_type: RecordType, data: dict[str, Any] | None, now: int) -> str | None:
@@ -428,7 +430,7 @@ class Registers:
         row = await self.store.fetchone(
             "SELECT data FROM records WHERE kind = ? AND record_id = ? AND data IS NOT NULL ORDER BY version DESC LIMIT 1",
             (kind, record_id))
-        return cbor.decode_trusted(row[0]) if row is not None else None
+        return self._decoded(row[0])[1] if row is not None else None
 
     async def _commit(self, statements: list[Statement], kind: str, record_id: str, old: dict[str, Any] | None,
                       new: dict[str, Any] | None, now: int) -> None:

@@ -312,6 +312,11 @@ MIGRATIONS: Final[list[str]] = [
     DROP TABLE record_keys;
     ALTER TABLE record_keys_v10 RENAME TO record_keys;
     """,
+    # 11: an audit entry's hash covers the previous entry's hash, which is that entry's own stored hash: keeping a
+    # copy (prev_hash) cost every entry 33 bytes and told a check nothing the hashes do not
+    """
+    ALTER TABLE audit DROP COLUMN prev_hash;
+    """,
 ]
 
 

@@ -88,10 +88,12 @@ async def test_a_tampered_row_is_caught_by_the_receiver(network: Network) -> Non
     with sqlite3.connect(ciz.home.database_path) as db:
         from keys import cbor
 
+        from node.store.packing import pack, unpack
+
         (data,) = db.execute("SELECT data FROM records").fetchone()
-        content = cbor.decode(bytes(data))
+        content = cbor.decode(unpack(bytes(data)))
         content["meerzorg"] = not content.get("meerzorg", False)
-        db.execute("UPDATE records SET data = ?", (cbor.encode(content),))
+        db.execute("UPDATE records SET data = ?", (pack(cbor.encode(content)),))
     tampered = await fresh(ciz).current("WlzIndicatie", IND0)
     assert tampered is not None
     with pytest.raises(RemoteProtocolError):
