@@ -30,7 +30,7 @@ from node.tasks import Spawn
 from protocol import MELDING_EVENT, Ack, Melding, Notification, RemoteProtocolError, Subject
 
 log = logging.getLogger(__name__)
-BATCH = 512  # deliveries started at once; the concurrency limit bounds how many talk at the same moment
+BATCH = 512  # deliveries in flight at most; the concurrency limit bounds how many talk at the same moment
 
 # (record kind, record data) -> every party that holds, held or was handed authority over the record
 Parties = Callable[[str, dict[str, Any]], Awaitable[set[str]]]
@@ -166,16 +166,23 @@ class Outbox:
         only what is meant for it, never the notifications to everyone else.
         """
         now = time.time()
-        limit = BATCH + len(self._in_flight)
-        rows = [_row(r) for r in await self.store.fetchall(
+        room = BATCH - len(self._in_flight)
+        if room <= 0:  # a delivery that ends wakes us (_finished)
+            return 5.0
+        # What is in flight was due first, so BATCH rows hold it and as many as there is room for; it is
+        # skipped before it is decoded.
+        fetched = await self.store.fetchall(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at LIMIT ?", (now, limit))]
+            "ORDER BY next_attempt_at LIMIT ?", (now, BATCH))
         started = 0
         nowhere: list[dict[str, Any]] = []
         waiting: list[tuple[dict[str, Any], float]] = []
-        for row in rows:
-            if row["notification_id"] in self._in_flight or started == BATCH:
+        for raw in fetched:
+            if started == room:
+                break
+            if raw[0] in self._in_flight:
                 continue
+            row = _row(raw)
             did = self._did_of(row)
             if did is None:
                 nowhere.append(row)  # no address to try: backed off with the others below, no task, no request
@@ -198,8 +205,8 @@ class Outbox:
                 [self._no_peer_yet(row, int(now)) for row in nowhere]
                 + [("UPDATE outbox SET next_attempt_at = ? WHERE notification_id = ? AND status = 'pending'",
                     (due, row["notification_id"]), False) for row, due in waiting])
-        if len(rows) == limit:  # at least a full batch was due: there may be more
-            return 0.0
+        if len(fetched) == BATCH:  # at least a full batch was due: there may be more, once there is room
+            return 0.0 if started < room else 5.0
         nxt = await self.store.fetchone("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
         if nxt is None or nxt[0] is None:
             return 5.0
@@ -213,7 +220,13 @@ class Outbox:
         except NodeError as exc:
             log.warning("could not record a delivery: %s", exc.__class__.__name__)
         finally:
-            self._in_flight.discard(row["notification_id"])
+            self._finished(row["notification_id"])
+
+    def _finished(self, notification_id: str) -> None:
+        """A delivery ended. The next pass waits until half the room is free, so that one pass starts many
+        deliveries rather than one pass per delivery each reading a batch of rows."""
+        self._in_flight.discard(notification_id)
+        if len(self._in_flight) <= BATCH // 2:
             self.wake()
 
     async def settled(self) -> None:
