@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
+from bench.procs import status_kib
 
 SERVER_CORE, LOAD_CORE = 0, 1
 IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
@@ -307,15 +308,19 @@ def bench_register_size(records: int, seconds: float, inflight: int = 64, event_
             # Measured: in the first seconds after an import and its signing, the node still writes them back
             # (p99 255 ms at 100,000 without this pause, 53 ms with it); this measures the register, not that.
             time.sleep(min(60.0, 5 + records / 5_000))
-            did = json.loads((ciz / "run.json").read_text())["did"]
-            result = _load_node(url, {"expected_rate": 8000, "requester": str(zk), "did": did, "ids": ids}, inflight,
+            run = json.loads((ciz / "run.json").read_text())
+            result = _load_node(url, {"expected_rate": 8000, "requester": str(zk), "did": run["did"], "ids": ids}, inflight,
                                 seconds, load)
+            # What the node holds after the import, its signing and the queries: memory must not follow the register.
+            rss, peak = status_kib(run["pid"], "VmRSS") / 1024, status_kib(run["pid"], "VmHWM") / 1024
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"QIR-0001-ZKi on a register of {records:,} indicaties, {len(ids):,} of them asked for at random, "
           f"{inflight} in flight ({load}): {result['rate']:,.0f} req/s, p50 {result['p50']:.2f} ms, "
-          f"p99 {result['p99']:.2f} ms, {result['errors']:.0f} errors")
-    return {"rate": result["rate"], "p50_ms": result["p50"], "p99_ms": result["p99"], "errors": result["errors"]}
+          f"p99 {result['p99']:.2f} ms, {result['errors']:.0f} errors; node RSS after {result['rate'] * seconds:,.0f} "
+          f"queries {rss:.0f} MiB (peak {peak:.0f} MiB)")
+    return {"rate": result["rate"], "p50_ms": result["p50"], "p99_ms": result["p99"], "errors": result["errors"],
+            "queries": result["rate"] * seconds, "rss_mib": rss, "peak_mib": peak}
 
 
 def _wait_until_signed(database: Path, seconds: float) -> None:
