@@ -64,7 +64,7 @@ class Network:
     bootstrap: list[str]
     rng: random.Random
     fanout: int
-    origin: dict[bytes, tuple[str, int]] = field(default_factory=dict)  # announcement bytes -> (did, seq)
+    origin: dict[bytes, Known] = field(default_factory=dict)  # announcement bytes -> the one entry every table shares
     revocations: dict[str, int] = field(default_factory=dict)  # the versions every first message carries
 
     def transfer(self, a: SimNode, b: SimNode, message: PeerExchange) -> None:
@@ -80,13 +80,14 @@ class Network:
         a.messages += 1
         b.received += n
         for data in message.announcements:
-            did, seq = self.origin[data]
-            if b.table.offer(Known(did, seq, NOW + 86400, data)):
-                b.schedule.heard(did)
+            known = self.origin[data]
+            if b.table.offer(known):
+                b.schedule.heard(known.did)
 
     def exchange(self, a: SimNode, b: SimNode, rumors: list[str], introduce: bool) -> None:
+        own = a.table.get(a.did)
         run = Exchange(a.table, a.budget, self.rng, rumors=[] if introduce else rumors,
-                       introduce=a.table.entries[a.did].data if introduce else None, revocations=self.revocations)
+                       introduce=own.data if introduce and own is not None else None, revocations=self.revocations)
         request: PeerExchange | None = run.first()
         while request is not None:
             self.transfer(a, b, request)
@@ -107,7 +108,7 @@ class Network:
             data = self.announcements[did]
             self.nodes[did].sent += len(data)
             node.received += len(data)
-            node.table.offer(Known(did, 1, NOW + 86400, data))
+            node.table.offer(self.origin[data])
 
     def round(self) -> None:
         order = list(self.nodes.values())
@@ -156,7 +157,7 @@ def build(providers: int, fanout: int, rng: random.Random) -> Network:
         if not overhead:
             overhead = _overheads(endpoint, identity.did, data)
     net = Network(nodes, announcements, overhead, list(nodes)[:3], rng, fanout)
-    net.origin = {data: (did, 1) for did, data in announcements.items()}
+    net.origin = {data: Known(did, 1, NOW + 86400, data) for did, data in announcements.items()}
     net.revocations = {root.did: 1}
     return net
 
@@ -243,8 +244,8 @@ def measure(args: Any) -> dict[str, float]:
     changer = nodes[list(nodes)[-1]]
     old = net.announcements[changer.did]
     new_data = old[:-1] + bytes([old[-1] ^ 1])  # stands in for the re-signed announcement: same size, other bytes
-    net.origin[new_data] = (changer.did, 2)
-    changer.table.offer(Known(changer.did, 2, NOW + 86400, new_data))
+    net.origin[new_data] = Known(changer.did, 2, NOW + 86400, new_data)
+    changer.table.offer(net.origin[new_data])
     changer.schedule.heard(changer.did)
     change_rounds = run_until(net, lambda: net.converged(changer.did, 2), args.max_rounds)
     extra = max(0, quiet - change_rounds)

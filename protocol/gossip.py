@@ -32,8 +32,10 @@ the askers find what is missing elsewhere.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -66,8 +68,10 @@ def _h(did: str, seq: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{did}\x00{seq}".encode()).digest()[:FINGERPRINT_SIZE], "big")
 
 
+@functools.lru_cache(maxsize=65_536)
 def short_id(did: str) -> bytes:
-    """What digests and wants name a node by: the first 8 bytes of SHA-256(did)."""
+    """What digests and wants name a node by: the first 8 bytes of SHA-256(did). Kept for the dids seen last,
+    so that every table holding a did shares one bytes object for it."""
     return hashlib.sha256(did.encode()).digest()[:SHORT_ID_SIZE]
 
 
@@ -97,50 +101,66 @@ class Budget:
 
 
 class GossipTable:
-    """Signed announcements by did, newest sequence number wins; a pure object."""
+    """Signed announcements by did, newest sequence number wins; a pure object.
+
+    One index only: the 64 buckets, each a dict from short id to entry. A node of a network of 10,000 holds
+    10,000 entries, and the simulation of that network holds 10,000 tables of them: every further index per
+    entry would cost gigabytes there.
+    """
 
     def __init__(self) -> None:
-        self.entries: dict[str, Known] = {}
         self.changes = 0  # grows with every change, so a caller can tell whether a round changed anything
+        self._size = 0
         self._fingerprints = [0] * BUCKETS
-        self._dids: dict[bytes, str] = {}
-        self._buckets: list[dict[bytes, int]] = [{} for _ in range(BUCKETS)]
+        self._buckets: list[dict[bytes, Known]] = [{} for _ in range(BUCKETS)]
         self._summary: bytes | None = None
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return self._size
 
     def __contains__(self, did: str) -> bool:
-        return did in self.entries
+        return self.get(did) is not None
 
     def get(self, did: str) -> Known | None:
-        return self.entries.get(did)
+        sid = short_id(did)
+        known = self._buckets[sid[0] % BUCKETS].get(sid)
+        return known if known is not None and known.did == did else None
+
+    def dids(self) -> Iterator[str]:
+        for bucket in self._buckets:
+            for known in bucket.values():
+                yield known.did
 
     def is_news(self, did: str, seq: int) -> bool:
-        known = self.entries.get(did)
+        known = self.get(did)
         return known is None or seq > known.seq
 
     def offer(self, entry: Known) -> bool:
-        """Keep ``entry`` if it is new or newer; True when the table changed."""
-        if not self.is_news(entry.did, entry.seq):
-            return False
-        self.remove(entry.did)
+        """Keep ``entry`` if it is new or newer; True when the table changed. A did whose short id another
+        did holds already is not kept (2^-64 by chance; the first keeps its place)."""
         sid = short_id(entry.did)
-        self.entries[entry.did] = entry
-        self._dids[sid] = entry.did
-        self._buckets[sid[0] % BUCKETS][sid] = entry.seq
-        self._fingerprints[sid[0] % BUCKETS] ^= _h(entry.did, entry.seq)
+        b = sid[0] % BUCKETS
+        old = self._buckets[b].get(sid)
+        if old is not None and (old.did != entry.did or entry.seq <= old.seq):
+            return False
+        if old is None:
+            self._size += 1
+        else:
+            self._fingerprints[b] ^= _h(old.did, old.seq)
+        self._buckets[b][sid] = entry
+        self._fingerprints[b] ^= _h(entry.did, entry.seq)
         self._changed()
         return True
 
     def remove(self, did: str) -> None:
-        old = self.entries.pop(did, None)
+        old = self.get(did)
         if old is None:
             return
         sid = short_id(did)
-        self._dids.pop(sid, None)
-        self._buckets[sid[0] % BUCKETS].pop(sid, None)
-        self._fingerprints[sid[0] % BUCKETS] ^= _h(did, old.seq)
+        b = sid[0] % BUCKETS
+        del self._buckets[b][sid]
+        self._size -= 1
+        self._fingerprints[b] ^= _h(did, old.seq)
         self._changed()
 
     def _changed(self) -> None:
@@ -174,42 +194,49 @@ class GossipTable:
             bucket = self._buckets[b]
             if described and len(entries) + len(bucket) > limit:
                 break
-            entries.extend(DigestEntry(id=sid, seq=seq) for sid, seq in bucket.items())
+            entries.extend(DigestEntry(id=sid, seq=known.seq) for sid, known in bucket.items())
             described.append(b)
         return tuple(entries), tuple(described)
 
     def compare(self, theirs: tuple[DigestEntry, ...], buckets: tuple[int, ...]) -> tuple[list[str], list[bytes]]:
         """Given the other side's digest of whole ``buckets``: (dids they lack or hold older, ids I want)."""
         their_seq = {e.id: e.seq for e in theirs}
-        they_lack = [self._dids[sid] for b in buckets for sid, seq in self._buckets[b].items()
-                     if their_seq.get(sid, -1) < seq]
+        they_lack = [known.did for b in buckets for sid, known in self._buckets[b].items()
+                     if their_seq.get(sid, -1) < known.seq]
         return they_lack, self.wanted(theirs)
 
     def wanted(self, theirs: tuple[DigestEntry, ...]) -> list[bytes]:
         """The ids in ``theirs`` this table lacks or holds older."""
         out = []
         for e in theirs:
-            did = self._dids.get(e.id)
-            if did is None or self.entries[did].seq < e.seq:
+            known = self._by_id(e.id)
+            if known is None or known.seq < e.seq:
                 out.append(e.id)
         return out
 
     def rumors(self, dids: list[str]) -> tuple[DigestEntry, ...]:
-        return tuple(DigestEntry(id=short_id(d), seq=self.entries[d].seq) for d in dids if d in self.entries)
+        return tuple(DigestEntry(id=short_id(d), seq=known.seq) for d in dids if (known := self.get(d)) is not None)
 
     def resolve(self, ids: tuple[bytes, ...] | list[bytes]) -> list[str]:
         """The dids of the short ids this table holds."""
-        return [self._dids[i] for i in ids if i in self._dids]
+        return [known.did for i in ids if (known := self._by_id(i)) is not None]
+
+    def _by_id(self, sid: bytes) -> Known | None:
+        return self._buckets[sid[0] % BUCKETS].get(sid) if len(sid) == SHORT_ID_SIZE else None
 
     def sample(self, k: int, *, exclude: set[str], rng: random.Random) -> list[str]:
-        pool = [d for d in rng.sample(list(self.entries), min(len(self.entries), k + len(exclude))) if d not in exclude]
+        every = list(self.dids())
+        pool = [d for d in rng.sample(every, min(len(every), k + len(exclude))) if d not in exclude]
         return pool[:k]
 
     def take(self, dids: list[str], budget: Budget, *, limit: int = PER_EXCHANGE) -> tuple[bytes, ...]:
         """The announcements of ``dids`` (at most ``limit``) that the round's budget still allows."""
         out = []
         for did in dids[:limit]:
-            data = self.entries[did].data
+            known = self.get(did)
+            if known is None:
+                continue
+            data = known.data
             if not budget.spend(len(data)):
                 break
             out.append(data)
@@ -362,8 +389,8 @@ class Schedule:
         self._spare()
         self.offered, self.rumors = self.rumors, {}
         rumors = list(self.offered)
-        others = [d for d in table.entries if d != me and d not in bootstrap]
-        boot = [d for d in table.entries if d in bootstrap and d != me]
+        others = [d for d in table.dids() if d != me and d not in bootstrap]
+        boot = [d for d in table.dids() if d in bootstrap and d != me]
         plan: list[Planned] = []
         if me in bootstrap and boot:
             # Bootstrap peers keep each other complete, so that every sample is drawn from the whole network.

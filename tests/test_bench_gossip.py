@@ -31,8 +31,8 @@ def test_a_small_network_converges_and_a_change_reaches_everyone() -> None:
     changer = net.nodes[list(net.nodes)[-1]]
     old = net.announcements[changer.did]
     new = old[:-1] + bytes([old[-1] ^ 1])
-    net.origin[new] = (changer.did, 2)
-    changer.table.offer(Known(changer.did, 2, NOW + 86400, new))
+    net.origin[new] = Known(changer.did, 2, NOW + 86400, new)
+    changer.table.offer(net.origin[new])
     changer.schedule.heard(changer.did)
     assert run_until(net, lambda: net.converged(changer.did, 2), 12) <= 12
     assert all(n.table.get(changer.did).data == new for n in net.nodes.values())
