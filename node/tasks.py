@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -81,4 +82,16 @@ def event_loop_runner(choice: str) -> asyncio.Runner:
     return asyncio.Runner()
 
 
-__all__ = ["Background", "Housekeeping", "Spawn", "event_loop_runner"]
+# The cyclic collector's thresholds. With Python's (700, 10, 10) a node runs a collection every few requests, and
+# with a cache of thousands of decoded records alive the older generations are walked again and again: an import
+# of 100,000 records went 18-23% faster with these (bench.transfer, alternating, same run), its peak memory the
+# same. Garbage in cycles waits at most 50,000 allocations, a few MB.
+COLLECTOR_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_collector() -> None:
+    """For a node's processes (owner and workers): collect cycles less often (COLLECTOR_THRESHOLDS)."""
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+
+
+__all__ = ["Background", "Housekeeping", "Spawn", "event_loop_runner", "tune_collector", "COLLECTOR_THRESHOLDS"]

@@ -35,7 +35,7 @@ from node.server.connections import Listener
 from node.store import AuditLog, AuthorityLinks, Registers
 from node.store.changes import ChangeCount
 from node.store.relayed import RelayedStore
-from node.tasks import Background, event_loop_runner
+from node.tasks import Background, event_loop_runner, tune_collector
 from node.tls import client_context, server_context
 from protocol import Endpoint, Query, ReplayGuard
 
@@ -226,6 +226,7 @@ def main(argv: list[str]) -> int:
         return 1  # the owner died before the line above took effect
     logging.basicConfig(level=settings.get("log_level", logging.INFO),
                         format=f"%(asctime)s %(levelname)s %(name)s[worker {settings.get('index', 0)}]: %(message)s")
+    tune_collector()
     try:
         with event_loop_runner(settings.get("event_loop", "auto")) as runner:
             runner.run(serve(settings))

@@ -12,7 +12,7 @@ from typing import Any
 from node.cli.common import until_stopped, apply_tls, command, tls_arguments
 from node.errors import UsageError
 from node.home import NodeHome
-from node.tasks import event_loop_runner
+from node.tasks import event_loop_runner, tune_collector
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
         _enrol_first(home, args)
     config = home.config()
     apply_tls(args, config)
+
+    tune_collector()
 
     async def main() -> None:
         node = Node(home, host=args.host, port=args.port, admin_port=args.admin_port, bootstrap=args.bootstrap,
