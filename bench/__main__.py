@@ -132,7 +132,7 @@ def benchmarks(quick: bool) -> list[tuple[str, Callable[[], dict[str, float]], l
         out.append((f"audit check, {entries:,} entries + 1,000 new",
                     lambda entries=entries: audit.measure(entries, 1000),  # type: ignore[misc]
                     [Target("incremental_ms", "ms", None, False), Target("full_ms", "ms", None, False)]))
-    for providers in ([217] if quick else [217, 2000]):
+    for providers in ([217] if quick else [217, 2000, 9967]):  # 10,000 nodes: ~4 GB and most of an hour a run
         out.append((f"gossip, {providers + 33:,} simulated nodes",
                     lambda providers=providers: gossip.measure(  # type: ignore[misc]
                         SimpleNamespace(providers=providers, fanout=3, seed=1, max_rounds=40)),
