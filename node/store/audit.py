@@ -56,12 +56,14 @@ class AuditEntry:
     request: bytes | None
     hash: bytes
     actor_user: str | None = None
+    request_sha256: bytes | None = None  # when the bytes are kept in another entry of the same request
 
     def public(self, *, with_subject: bool = True, with_user: bool = True) -> dict[str, Any]:
         """The entry as shown to a reader (the request bytes by hash only); a client is shown the role of the person
         who acted, not the name."""
-        out = {k: getattr(self, k) for k in _COLUMNS if k not in ("request", "hash")}
-        out["request_sha256"] = hashlib.sha256(self.request).hexdigest() if self.request else None
+        out = {k: getattr(self, k) for k in _COLUMNS if k not in ("request", "hash", "request_sha256")}
+        out["request_sha256"] = (hashlib.sha256(self.request).hexdigest() if self.request
+                                 else self.request_sha256.hex() if self.request_sha256 else None)
         out["hash"] = self.hash.hex()
         if not with_subject:
             out.pop("subject")
@@ -71,9 +73,10 @@ class AuditEntry:
 
 
 def _fields(seq: int, at: str, event: str, action: str, result: str, actor: Actor, subject: str | None,
-            record: str | None, trace_id: str | None, rule: str | None, request: bytes | None) -> list[Any]:
+            record: str | None, trace_id: str | None, rule: str | None, request: bytes | None,
+            request_sha256: bytes | None) -> list[Any]:
     return entry_fields((seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-                         trace_id, rule, request, None, actor.user))
+                         trace_id, rule, request, None, actor.user, request_sha256))
 
 
 def portable(statement: Statement) -> list[Any]:
@@ -192,17 +195,27 @@ class AuditLog:
         """Store.Journal: turn pending entries into chained rows, and add the signed head."""
         self._before = (self._seq, self._head)
         out: list[Statement] = []
+        kept: set[bytes] = set()  # requests whose bytes an entry of this commit holds already
         for statement in statements:
             if statement[0] is not _PENDING:
                 out.append(statement)
                 continue
             fields: Any = statement[1]
             at, event, action, result, actor, subject, record, trace_id, rule, request = fields
+            request_sha256 = None
+            if request:
+                # A query that shows ten records makes ten entries of one signed request: its bytes once.
+                request_sha256 = hashlib.sha256(request).digest()
+                if request_sha256 in kept:
+                    request = None
+                else:
+                    kept.add(request_sha256)
+                    request_sha256 = None  # derived from the bytes
             self._seq += 1
             digest = entry_hash(self._head, _fields(self._seq, at, event, action, result, actor, subject, record,
-                                                    trace_id, rule, request))
+                                                    trace_id, rule, request, request_sha256))
             row = (self._seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-                   trace_id, rule, request, digest, actor.user)
+                   trace_id, rule, request, digest, actor.user, request_sha256)
             self._head = digest
             out.append((_INSERT, row, False))
         out.extend(self._head_statements())

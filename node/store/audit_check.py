@@ -23,7 +23,7 @@ from protocol.witness import head_bytes
 
 GENESIS: Final = b"\x00" * 32
 COLUMNS: Final = ("seq", "at", "event", "action", "result", "actor_did", "actor_role", "actor_org",
-                  "subject", "record", "trace_id", "rule", "request", "hash", "actor_user")
+                  "subject", "record", "trace_id", "rule", "request", "hash", "actor_user", "request_sha256")
 CHECKPOINT_LABEL: Final = "iwlz-audit-checkpoint"
 
 
@@ -35,8 +35,10 @@ def entry_fields(row: tuple[Any, ...]) -> list[Any]:
     """The hashed fields of a stored row (the request by its SHA-256; the person, when one acted, last, so that
     entries from before users existed keep their hashes)."""
     seq, at, event, action, result, did, role, org, subject, record, trace_id, rule, request = row[:13]
+    # A request's bytes are kept in the first of its entries; the others keep its hash (request_sha256).
+    kept_hash = bytes(row[15]) if len(row) > 15 and row[15] is not None else None
     fields = [seq, at, event, action, result, did, role, org, subject, record, trace_id, rule,
-              hashlib.sha256(request).digest() if request else None]
+              hashlib.sha256(request).digest() if request else kept_hash]
     user = row[14] if len(row) > 14 else None
     return fields + [user] if user is not None else fields
 

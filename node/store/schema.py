@@ -317,6 +317,11 @@ MIGRATIONS: Final[list[str]] = [
     """
     ALTER TABLE audit DROP COLUMN prev_hash;
     """,
+    # 12: the entries of one request keep its signed bytes once; the others keep its SHA-256, which is what the
+    # chain hashes either way
+    """
+    ALTER TABLE audit ADD COLUMN request_sha256 BLOB;
+    """,
 ]
 
 

@@ -22,8 +22,8 @@ def counted(node: Node) -> dict[str, int]:
         return dict(db.execute("SELECT kind, count(*) FROM records WHERE current = 1 AND deleted = 0 GROUP BY kind"))
 
 
-# Undoes schemas 10 and 11: lookup keys by kind and record id, with their index, the index of current versions, and
-# the audit log's copy of the previous hash.
+# Undoes schemas 10 to 12: lookup keys by kind and record id, with their index, the index of current versions, and
+# the audit log's copy of the previous hash, and the hash of a request kept elsewhere.
 AS_SCHEMA_9 = """
     CREATE TABLE record_keys_v9 (name TEXT NOT NULL, value TEXT NOT NULL, kind TEXT NOT NULL, record_id TEXT NOT NULL,
                                  PRIMARY KEY (name, value, kind, record_id)) WITHOUT ROWID;
@@ -33,6 +33,7 @@ AS_SCHEMA_9 = """
     CREATE INDEX record_keys_by_record ON record_keys(kind, record_id);
     CREATE INDEX records_current ON records(kind, record_id) WHERE current = 1;
     ALTER TABLE audit ADD COLUMN prev_hash BLOB;
+    ALTER TABLE audit DROP COLUMN request_sha256;
 """
 
 

@@ -41,8 +41,8 @@ def rechain_without(path: Path, identity: Identity, seqs: set[int]) -> None:
         prev = GENESIS
         for n, row in enumerate(rows, start=1):
             fields = (n, *row[1:13])
-            digest = entry_hash(prev, entry_fields((*fields, None, row[14])))
-            db.execute(f"INSERT INTO audit VALUES ({', '.join('?' * 15)})", (*fields, digest, row[14]))
+            digest = entry_hash(prev, entry_fields((*fields, None, row[14], row[15])))
+            db.execute(f"INSERT INTO audit VALUES ({', '.join('?' * 16)})", (*fields, digest, row[14], row[15]))
             prev = digest
         db.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1",
                    (len(rows), prev, identity.sign(head_bytes(len(rows), prev))))
