@@ -506,6 +506,7 @@ class Registers:
                 result.rejected.append((line, str(exc)))
         async with self._lock:
             known = await self._currents(kind, [record_id for _, record_id, _ in prepared])
+            written_content: dict[str, dict[str, Any]] = {}
             statements: list[Statement] = []
             changes: list[Change] = []
             for line, record_id, data in prepared:
@@ -515,9 +516,13 @@ class Registers:
                     result.unchanged += 1  # the same content, or a delete of what is not there
                     continue
                 version = current.version + 1 if current else 1
-                keyed = old if current is None or not current.deleted else await self._keyed(current)
+                # Content this batch wrote is not in the database yet: its keys are the ones to replace.
+                keyed = (written_content[record_id] if record_id in written_content
+                         else old if current is None or not current.deleted else await self._keyed(current))
                 version_statements, written = self._version_statements(record_type, record_id, version, data, now,
                                                                        keyed=keyed, sign=False)
+                if data is not None:
+                    written_content[record_id] = data
                 statements += version_statements
                 action = "D" if data is None else "U" if old is not None else "C"
                 statements.append(self.audit.entry(

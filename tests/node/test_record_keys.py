@@ -70,6 +70,21 @@ async def test_keys_follow_the_content_through_update_delete_and_return(network:
     assert orphan_keys(ciz) == 0
 
 
+async def test_one_import_batch_that_creates_deletes_and_brings_back_a_record(network: Network) -> None:
+    """A history export read back holds every version of a record in one batch: the keys of content written earlier
+    in the same batch (not in the database yet) are the ones replaced."""
+    (ciz,) = await network.start("ciz")
+    a = indicatie("111222333")
+    ida = a["wlzIndicatieID"]
+    batch = [(1, None, a), (2, ida, None), (3, None, with_bsn(a, "444555663")), (4, None, with_bsn(a, "777888993"))]
+    result = await ciz.registers.put_many("WlzIndicatie", batch, actor=ciz.actor, now=ciz.now())
+    assert (result.created, result.deleted, result.updated) == (2, 1, 1)
+    assert await found(ciz, "111222333", history=True) == []
+    assert await found(ciz, "444555663", history=True) == []
+    assert await found(ciz, "777888993") == [(ida, 4)]
+    assert orphan_keys(ciz) == 0
+
+
 async def test_a_purge_takes_the_keys_and_a_vacuum_keeps_the_rest(network: Network) -> None:
     (ciz,) = await network.start("ciz", retention={"WlzIndicatie": {"ended": 0, "withdrawn": 0}})
     ended = [indicatie(bsn, einddatum="2020-01-31") for bsn in ("900000004", "900000016", "900000028")]
