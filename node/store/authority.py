@@ -12,11 +12,11 @@ request presented is kept.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.store.database import Statement, Store
+from node.store.kept import Kept
 
 _INSERT = "INSERT INTO authority_links"
 _COLUMNS = ("subject", "record", "holder", "target", "version", "ord", "signer", "signer_cert")
@@ -44,43 +44,28 @@ class AuthorityLinks:
 
     def __init__(self, store: Store, *, cache_size: int = 0, changes: Callable[[], int] | None = None) -> None:
         self.store = store
-        self._cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], tuple[Link, ...]] = OrderedDict()
-        self._commits = 0  # committed changes to the links: a read that saw an older table is not cached
-        self.changes = changes  # a worker: the owner's change count (node/store/changes.py)
+        # A worker reads the links the owner writes: it keeps them while the owner's change count stays put.
+        self._kept: Kept[tuple[str, str], tuple[Link, ...]] = Kept(cache_size, changes)
         if cache_size and changes is None:
             store.observe(_INSERT, self._committed)
 
-    def _generation(self) -> int:
-        if self.changes is None:
-            return self._commits
-        now = self.changes()
-        if now != self._commits:
-            self._cache.clear()
-            self._commits = now
-        return now
-
     async def known(self, authority: str, subject: str) -> list[Link]:
         key = (authority, subject)
-        commits = self._generation()
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return list(cached)
+        seen = self._kept.seen()
+        found, kept = self._kept.get(key)
+        if found and kept is not None:
+            return list(kept)
         rows = await self.store.fetchall(
             f"SELECT {', '.join(_COLUMNS)} FROM authority_links WHERE authority = ? AND subject = ?", (authority, subject))
         links = [Link(str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), str(r[5]), str(r[6]), bytes(r[7])) for r in rows]
-        if self._cache_size and commits == self._generation():
-            self._cache[key] = tuple(links)
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._kept.keep(key, tuple(links), seen)
         return links
 
     def _committed(self, statement: Statement) -> None:
-        self._commits += 1
+        self._kept.changed()
         _, rows, _ = statement
         for row in rows:  # type: ignore[union-attr]
-            self._cache.pop((row[0], row[1]), None)
+            self._kept.pop((row[0], row[1]))
 
     async def parties(self, authority: str, subject: str) -> set[str]:
         """Every party that held or was handed authority over ``subject``."""

@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -26,6 +25,7 @@ from node.store.audit import Actor, AuditLog
 from node.errors import ValidationError
 from node.store.records import RECORD_TYPES, RecordType, add_years, strip_nulls, validate_record, values_at
 from node.store.database import Statement, Store
+from node.store.kept import Kept
 from node.store.packing import pack, unpack
 from protocol.records import RecordSigner, RecordVersion, assemble_record, record_header, signing_certificate
 
@@ -125,12 +125,10 @@ class Registers:
                  retention: dict[str, dict[str, int]] | None = None, cache_size: int = CACHE_SIZE,
                  changes: Callable[[], int] | None = None) -> None:
         self.store = store
-        self.changes, self._changes_at = changes, 0
         # Current versions by (kind, id): this object is the only writer, so it can keep the
         # hot path of a query (one record by id) free of SQLite round trips. A worker process (node/relay) reads
         # what another process writes: it keeps them while the owner's change count (``changes``) stays put.
-        self._cache_size = cache_size
-        self._current: OrderedDict[tuple[str, str], StoredVersion | None] = OrderedDict()
+        self._current: Kept[tuple[str, str], StoredVersion | None] = Kept(cache_size, changes)
         self.identity = identity
         self.role = role
         self.audit = audit
@@ -295,34 +293,15 @@ class Registers:
 
     async def current(self, kind: str, record_id: str) -> StoredVersion | None:
         key = (kind, record_id)
-        seen = self._changes_seen()
-        if key in self._current:
-            self._current.move_to_end(key)
-            return self._current[key]
+        seen = self._current.seen()
+        found, kept = self._current.get(key)
+        if found:
+            return kept
         rows = await self._rows(f"{_SELECT} WHERE kind = ? AND record_id = ? AND current = 1", (kind, record_id))
-        found = rows[0] if rows else None
+        version = rows[0] if rows else None
         # A write may have landed while we read: here, or (a worker) in the process that owns writes.
-        if key not in self._current and seen == self._changes_seen():
-            self._cache(key, found)
-        return found
-
-    def _changes_seen(self) -> int:
-        """A worker's view of the owner's change count; what it kept is dropped when the count moved."""
-        if self.changes is None:
-            return 0
-        now = self.changes()
-        if now != self._changes_at:
-            self._current.clear()
-            self._changes_at = now
-        return now
-
-    def _cache(self, key: tuple[str, str], version: StoredVersion | None) -> None:
-        if not self._cache_size:
-            return
-        self._current[key] = version
-        self._current.move_to_end(key)
-        if len(self._current) > self._cache_size:
-            self._current.popitem(last=False)
+        self._current.keep(key, version, seen)
+        return version
 
     async def history(self, kind: str, record_id: str) -> list[StoredVersion]:
         return await self._rows(f"{_SELECT} WHERE kind = ? AND record_id = ? ORDER BY version", (kind, record_id))
@@ -471,7 +450,7 @@ class Registers:
                 result="ok", actor=actor, subject=record_type.bsn(data), record=f"{kind}/{record_id}",
                 trace_id=trace_id, request=request))
             await self._commit(statements, kind, record_id, current.data if current else None, data, now)
-            self._cache((kind, record_id), stored)
+            self._current.put((kind, record_id), stored)
         return stored, True
 
     async def delete(self, kind: str, record_id: str, *, actor: Actor, now: int, trace_id: str | None = None) -> StoredVersion:
@@ -485,7 +464,7 @@ class Registers:
                 now=now, event="record.delete", action="D", result="ok", actor=actor,
                 subject=record_type.bsn(current.data or {}), record=f"{kind}/{record_id}", trace_id=trace_id))
             await self._commit(statements, kind, record_id, current.data, None, now)
-            self._cache((kind, record_id), stored)
+            self._current.put((kind, record_id), stored)
         return stored
 
     async def put_many(self, kind: str, items: list[tuple[int, str | None, Any]], *, actor: Actor,
@@ -536,7 +515,7 @@ class Registers:
             if statements:
                 await self._write(statements, {kind: result.created - result.deleted})
             for record_id, version_now in known.items():
-                self._cache((kind, record_id), version_now)
+                self._current.put((kind, record_id), version_now)
         if statements and self.on_written is not None:
             self.on_written()
         return result
