@@ -37,6 +37,7 @@ from typing import Any
 
 from bench import data
 from bench.procs import status_kib
+from bench.transfer import wait_until_signed
 
 SERVER_CORE, LOAD_CORE = 0, 1
 IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
@@ -304,7 +305,9 @@ def bench_register_size(records: int, seconds: float, inflight: int = 64, event_
         with _running_node(ciz, event_loop, workers=1, pin=True) as url:
             subprocess.run([sys.executable, "-m", "node", "import", str(ciz), "WlzIndicatie", str(file), "--format",
                             "jsonl", "--quiet", "--json"], check=True, capture_output=True)
-            _wait_until_signed(ciz / "node.sqlite3", records * 0.001 + 120)
+            # Imported versions are signed by the node's background signer; measure after it is done.
+            if not wait_until_signed(ciz / "node.sqlite3", records * 0.001 + 120):
+                raise RuntimeError("the node did not sign its imported versions in time")
             # Measured: in the first seconds after an import and its signing, the node still writes them back
             # (p99 255 ms at 100,000 without this pause, 53 ms with it); this measures the register, not that.
             time.sleep(min(60.0, 5 + records / 5_000))
@@ -321,19 +324,6 @@ def bench_register_size(records: int, seconds: float, inflight: int = 64, event_
           f"queries {rss:.0f} MiB (peak {peak:.0f} MiB)")
     return {"rate": result["rate"], "p50_ms": result["p50"], "p99_ms": result["p99"], "errors": result["errors"],
             "queries": result["rate"] * seconds, "rss_mib": rss, "peak_mib": peak}
-
-
-def _wait_until_signed(database: Path, seconds: float) -> None:
-    """Imported versions are signed by the node's background signer; measure after it is done."""
-    import sqlite3
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-            if db.execute("SELECT count(*) FROM records WHERE signature IS NULL AND signed IS NULL").fetchone()[0] == 0:
-                return
-        time.sleep(1.0)
-    raise RuntimeError("the node did not sign its imported versions in time")
 
 
 def bench_workers(seconds: float, inflight: int, event_loop: str = "asyncio", workers: int = 0) -> dict[str, float]:

@@ -29,26 +29,36 @@ from bench.procs import status_kib
 from node.home import NetworkDir, NodeHome
 
 
-def _stored(home: NodeHome) -> tuple[int, int, int]:
-    """(versions, versions not signed yet, bytes the database holds: its pages in use, the WAL's included)."""
+def _stored(home: NodeHome) -> tuple[int, int]:
+    """(versions, bytes the database holds: its pages in use, the WAL's included)."""
     import sqlite3
 
     with sqlite3.connect(f"file:{home.database_path}?mode=ro", uri=True) as db:
-        versions, unsigned = db.execute(
-            "SELECT count(*), sum(signed IS NULL AND signature IS NULL) FROM records").fetchone()
+        versions = db.execute("SELECT count(*) FROM records").fetchone()[0]
         pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
-        return int(versions), int(unsigned or 0), pages * db.execute("PRAGMA page_size").fetchone()[0]
+        return int(versions), pages * db.execute("PRAGMA page_size").fetchone()[0]
+
+
+def wait_until_signed(database: Path, seconds: float) -> bool:
+    """Whether the node signed every version it imported within ``seconds`` (its background signer does, once
+    the import has been quiet a while)."""
+    import sqlite3
+
+    deadline = time.monotonic() + seconds
+    while True:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            if db.execute("SELECT count(*) FROM records WHERE signature IS NULL AND signed IS NULL").fetchone()[0] == 0:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
 
 
 def _signed_bytes(home: NodeHome, records: int) -> int:
-    """The database's bytes once the node has signed every version it imported (it signs in the background,
-    and the signature is part of what a record costs on disk)."""
-    deadline = time.monotonic() + min(600, 10 + records / 2000)
-    while True:
-        _, unsigned, size = _stored(home)
-        if unsigned == 0 or time.monotonic() > deadline:
-            return size
-        time.sleep(0.5)
+    """The database's bytes once the node has signed every version it imported (the signature is part of what a
+    record costs on disk)."""
+    wait_until_signed(home.database_path, min(600, 10 + records / 2000))
+    return _stored(home)[1]
 
 
 def _import(home: NodeHome, file: Path, fmt: str, rejects: Path) -> dict[str, Any]:
