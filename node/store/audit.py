@@ -73,10 +73,10 @@ class AuditEntry:
 
 
 def _fields(seq: int, at: str, event: str, action: str, result: str, actor: Actor, subject: str | None,
-            record: str | None, trace_id: str | None, rule: str | None, request: bytes | None,
-            request_sha256: bytes | None) -> list[Any]:
+            record: str | None, trace_id: str | None, rule: str | None, request_sha256: bytes | None) -> list[Any]:
+    """The hashed fields of a new entry; the chain hashes the request by its SHA-256, computed once."""
     return entry_fields((seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-                         trace_id, rule, request, None, actor.user, request_sha256))
+                         trace_id, rule, None, None, actor.user, request_sha256))
 
 
 def portable(statement: Statement) -> list[Any]:
@@ -202,20 +202,19 @@ class AuditLog:
                 continue
             fields: Any = statement[1]
             at, event, action, result, actor, subject, record, trace_id, rule, request = fields
-            request_sha256 = None
-            if request:
+            request_sha256 = hashlib.sha256(request).digest() if request else None
+            stored_sha256 = None  # derived from the bytes where they are kept
+            if request_sha256 is not None:
                 # A query that shows ten records makes ten entries of one signed request: its bytes once.
-                request_sha256 = hashlib.sha256(request).digest()
                 if request_sha256 in kept:
-                    request = None
+                    request, stored_sha256 = None, request_sha256
                 else:
                     kept.add(request_sha256)
-                    request_sha256 = None  # derived from the bytes
             self._seq += 1
             digest = entry_hash(self._head, _fields(self._seq, at, event, action, result, actor, subject, record,
-                                                    trace_id, rule, request, request_sha256))
+                                                    trace_id, rule, request_sha256))
             row = (self._seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-                   trace_id, rule, request, digest, actor.user, request_sha256)
+                   trace_id, rule, request, digest, actor.user, stored_sha256)
             self._head = digest
             out.append((_INSERT, row, False))
         out.extend(self._head_statements())
