@@ -122,8 +122,7 @@ class GossipTable:
         return self.get(did) is not None
 
     def get(self, did: str) -> Known | None:
-        sid = short_id(did)
-        known = self._buckets[sid[0] % BUCKETS].get(sid)
+        known = self._by_id(short_id(did))
         return known if known is not None and known.did == did else None
 
     def dids(self) -> Iterator[str]:
@@ -389,8 +388,11 @@ class Schedule:
         self._spare()
         self.offered, self.rumors = self.rumors, {}
         rumors = list(self.offered)
-        others = [d for d in table.dids() if d != me and d not in bootstrap]
-        boot = [d for d in table.dids() if d in bootstrap and d != me]
+        others: list[str] = []
+        boot: list[str] = []
+        for did in table.dids():  # once: at 10,000 peers this walk is most of a quiet round's cost
+            if did != me:
+                (boot if did in bootstrap else others).append(did)
         plan: list[Planned] = []
         if me in bootstrap and boot:
             # Bootstrap peers keep each other complete, so that every sample is drawn from the whole network.
