@@ -21,6 +21,21 @@ class _CertificateNotHeld(NetworkError):
     """One side named a certificate by hash that the other does not hold: send it whole."""
 
 
+async def read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """A body to its end, or its first ``limit + 1`` bytes when it is longer (the caller refuses those).
+
+    ``StreamReader.read(n)`` returns what has arrived so far, at most n bytes: one call cuts a body that comes
+    in several chunks, as any body of more than a few tens of kilobytes does.
+    """
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = await stream.read(limit + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
 class PeerClient:
     def __init__(self, endpoint: Endpoint, *, timeout: float = 10.0, clock: Callable[[], float] = time.time,
                  watch: ClockWatch | None = None, tls: ssl.SSLContext | None = None) -> None:
@@ -46,7 +61,7 @@ class PeerClient:
             self._session = None
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        data = await response.content.read(self.endpoint.max_size + 1)
+        data = await read_bounded(response.content, self.endpoint.max_size)
         if len(data) > self.endpoint.max_size:
             raise NetworkError("peer answered with more than the size limit")
         return data
@@ -119,4 +134,4 @@ class PeerClient:
             return await self._exchange(base_url, outgoing.data, to=to, request_id=outgoing.envelope.message_id)
 
 
-__all__ = ["PeerClient", "MESSAGES_PATH", "ANNOUNCEMENT_PATH"]
+__all__ = ["PeerClient", "read_bounded", "MESSAGES_PATH", "ANNOUNCEMENT_PATH"]

@@ -157,7 +157,7 @@ class Node:
         self.melding_desk = MeldingDesk(registers=self.registers, check_reporter=self.pdp.check_reporter,
                                         calendar=WorkingDays(config.holidays), actor=lambda: self.actor, clock=clock)
         self.inbox = Inbox(store=self.store, audit=self.audit, member=self.member, spawn=spawn,
-                           fetch=self.router.query_with_evidence, fetch_back=config.inbox_fetch, trust=self.trust,
+                           fetch=self.router.query_with_evidence, fetch_many=self.router.query_many, fetch_back=config.inbox_fetch, trust=self.trust,
                            current_member=self._current_member,
                            effects={"VERWIJDERDE_TOESTEMMING_BRON": ConsentsReceived.withdrawn},
                            fetched=[*self._care_desks(clock), self.meldingen_sent.answer_fetched])

@@ -37,7 +37,7 @@ from node.store.changes import ChangeCount
 from node.store.relayed import RelayedStore
 from node.tasks import Background, event_loop_runner, tune_collector
 from node.tls import client_context, server_context
-from protocol import Endpoint, Query, ReplayGuard
+from protocol import Endpoint, Queries, Query, ReplayGuard
 
 log = logging.getLogger("node.worker")
 SERVED_BY = "Iwlz-Served-By"
@@ -81,7 +81,7 @@ class QueryWorker:
         self.queries = QueryHandlers(pdp=pdp, registers=self.registers, audit=self.audit, metrics=self.metrics,
                                      did=self.identity.did)
         dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
-        dispatcher.register({Query: self.queries.on_query})
+        dispatcher.register({Query: self.queries.on_query, Queries: self.queries.on_queries})
         messages = MessageDesk(endpoint=self.endpoint, dispatcher=dispatcher, metrics=self.metrics, clock=self.clock,
                                watch=watch, forward=self.link.forward)
         app = web.Application(client_max_size=self.endpoint.max_size, middlewares=[self._served_by, messages.never_500])

@@ -25,6 +25,7 @@ MAX_TIME: Final = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a cal
 MAX_ITEMS: Final = 10_000
 MAX_ANNOUNCEMENTS: Final = 256
 MAX_SAMPLE: Final = 16
+MAX_BATCH: Final = 64  # notifications in one `notifications` message, queries in one `queries` message
 # Gossip table geometry (protocol/gossip.py): 64 buckets, an 8-byte fingerprint each, a 16-byte hash of them all.
 BUCKETS: Final = 64
 FINGERPRINT_SIZE: Final = 8
@@ -426,6 +427,98 @@ class Ack(Message):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Notifications(Message):
+    """Several notifications to one receiver in one signed message: each is checked, stored and acknowledged on
+    its own, so one the receiver refuses does not hold up the others."""
+
+    TYPE: ClassVar[str] = "notifications"
+
+    notifications: tuple[Notification, ...]
+
+    def validate(self) -> None:
+        if not 0 < len(self.notifications) <= MAX_BATCH:
+            raise _fail(f"a notifications message carries 1 to {MAX_BATCH} notifications")
+        if len({n.notification_id for n in self.notifications}) != len(self.notifications):
+            raise _fail("a notification id appears twice")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Receipt(Part):
+    """The outcome of one notification of a batch: ``accepted`` or ``duplicate`` as an ``ack`` says, or
+    ``refused`` with the error code and reason a single notification would have had."""
+
+    ref: str
+    status: str
+    code: str | None
+    reason: str | None
+
+    def validate(self) -> None:
+        if self.status not in ("accepted", "duplicate", "refused"):
+            raise _fail("status must be accepted, duplicate or refused")
+        if (self.status == "refused") != (self.code is not None and self.reason is not None):
+            raise _fail("a refused receipt, and only that, has a code and a reason")
+        if self.code is not None and self.code not in {c.value for c in ErrorCode}:
+            raise _fail("unknown error code")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Receipts(Message):
+    """The answer to ``notifications``: one receipt per notification, in the same order."""
+
+    TYPE: ClassVar[str] = "receipts"
+    REPLY: ClassVar[bool] = True
+
+    receipts: tuple[Receipt, ...]
+
+    def validate(self) -> None:
+        if not 0 < len(self.receipts) <= MAX_BATCH:
+            raise _fail(f"a receipts message carries 1 to {MAX_BATCH} receipts")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Queries(Message):
+    """Several templated reads in one sealed message (a receiver fetching back what a batch of notifications is
+    about): each is decided, audited and answered on its own, exactly as if it came alone."""
+
+    TYPE: ClassVar[str] = "queries"
+    SEALED: ClassVar[bool] = True
+
+    queries: tuple[Query, ...]
+
+    def validate(self) -> None:
+        if not 0 < len(self.queries) <= MAX_BATCH:
+            raise _fail(f"a queries message carries 1 to {MAX_BATCH} queries")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Answer(Part):
+    """What one query of a batch got: the ``query-result`` fields, or the ``error`` it would have had alone."""
+
+    records: tuple[bytes, ...]
+    evidence: tuple[bytes, ...]
+    error: Error | None
+
+    def validate(self) -> None:
+        if self.error is not None and (self.records or self.evidence):
+            raise _fail("a refused query has no records")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Answers(Message):
+    """The answer to ``queries``: one answer per query, in the same order."""
+
+    TYPE: ClassVar[str] = "answers"
+    SEALED: ClassVar[bool] = True
+    REPLY: ClassVar[bool] = True
+
+    answers: tuple[Answer, ...]
+
+    def validate(self) -> None:
+        if not 0 < len(self.answers) <= MAX_BATCH:
+            raise _fail(f"an answers message carries 1 to {MAX_BATCH} answers")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Melding(Message):
     """zendMelding: a participant reports an error in a record to its source."""
 
@@ -556,11 +649,13 @@ MESSAGE_TYPES: Final[dict[str, type[Message]]] = {
     for cls in (
         Announcement, PeerExchange, PeerExchangeResult, Query, QueryResult, Subscribe, Unsubscribe, Notification,
         Ack, Melding, AccessLogRequest, AccessLogResult, RevocationNews, Consent, Witness, WitnessQuery, WitnessReceipt, Error,
+        Notifications, Receipts, Queries, Answers,
     )
 }
 
 __all__ = [
     "Part", "Message", "Subject", "DigestEntry", "Announcement", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult",
     "Subscribe", "Unsubscribe", "Notification", "Ack", "Melding", "AccessLogRequest", "AccessLogResult",
-    "RevocationNews", "Consent", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "Error", "MESSAGE_TYPES", "check_uuid", "check_did", "check_name",
+    "RevocationNews", "Consent", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "Error", "Notifications", "Receipt", "Receipts",
+    "Queries", "Answer", "Answers", "MAX_BATCH", "MESSAGE_TYPES", "check_uuid", "check_did", "check_name",
 ]

@@ -10,14 +10,19 @@ from typing import Any
 from keys import Member, TrustStore
 from node.client import PeerClient
 from node.discovery.peers import PeerTable
-from node.errors import NetworkError, NodeError
-from protocol import AccessLogRequest, AccessLogResult, Incoming, Message, Query, QueryResult, RemoteProtocolError
+from node.errors import NetworkError, NodeError, PeerRefused
+from protocol import (
+    MAX_BATCH, AccessLogRequest, AccessLogResult, Answer, Answers, ErrorCode, Incoming, Message, Queries, Query, QueryResult,
+    RemoteProtocolError,
+)
 from protocol.records import RecordVersion, verify_record
 
 log = logging.getLogger(__name__)
 
 Learn = Callable[[str], Awaitable[str]]  # fetch and verify the announcement at a URL: its did, or NetworkError
 Verified = list[tuple[RecordVersion, Member, bytes]]
+Fetched = tuple[Verified, Verified]  # the records a query brought, and the evidence backing them
+SINGLE_ONLY_FOR = 3600.0  # seconds a peer that answered ``unsupported`` to a batch is asked one query at a time
 
 
 class Router:
@@ -28,6 +33,7 @@ class Router:
         self.trust = trust
         self.learn = learn
         self.clock = clock
+        self._single_only: dict[str, float] = {}  # did -> until when it is asked one query at a time
 
     async def peer_for(self, target: str) -> tuple[str, str]:
         """(url, did) of a peer named by did, by URL, by the register it holds (``register:indicatie``)
@@ -74,23 +80,65 @@ class Router:
         query = Query(template=template, params=params, evidence=tuple(evidence), history=history)
         reply = await self.client.request(url, query, to=did)
         assert isinstance(reply.message, QueryResult)
+        return self._verified(did, reply.message.records, reply.message.evidence)
+
+    async def query_many(self, target: str, asked: list[tuple[str, dict[str, str], list[bytes]]]) -> list[Fetched | NodeError]:
+        """Several queries to one source, up to MAX_BATCH in one ``queries`` message: per query, what it brought
+        (verified as ``query_with_evidence`` does) or the PeerRefused it got. A source that does not know the
+        message is asked one query at a time for an hour."""
+        url, did = await self.peer_for(target)
+        out: list[Fetched | NodeError] = []
+        for start in range(0, len(asked), MAX_BATCH):
+            chunk = asked[start:start + MAX_BATCH]
+            if len(chunk) > 1 and self._single_only.get(did, 0.0) <= self.clock():
+                queries = Queries(queries=tuple(Query(template=t, params=p, evidence=tuple(e), history=False) for t, p, e in chunk))
+                try:
+                    reply = await self.client.request(url, queries, to=did)
+                except PeerRefused as exc:
+                    if exc.code != ErrorCode.UNSUPPORTED.value:
+                        raise
+                    log.info("%s does not know batched queries: asking one at a time", did[-8:])
+                    self._single_only[did] = self.clock() + SINGLE_ONLY_FOR
+                else:
+                    assert isinstance(reply.message, Answers)
+                    if len(reply.message.answers) != len(chunk):
+                        raise NetworkError(f"{did} answered {len(reply.message.answers)} of {len(chunk)} queries")
+                    out.extend(self._answer(did, answer) for answer in reply.message.answers)
+                    continue
+            for template, params, evidence in chunk:
+                try:
+                    out.append(await self.query_with_evidence(did, template, params, evidence))
+                except PeerRefused as exc:
+                    out.append(exc)
+        return out
+
+    def _answer(self, did: str, answer: Answer) -> Fetched | NodeError:
+        if answer.error is not None:
+            return PeerRefused(answer.error.code, answer.error.reason, answer.error.rule)
+        try:
+            return self._verified(did, answer.records, answer.evidence)
+        except NetworkError as exc:
+            return exc
+
+    def _verified(self, did: str, records: tuple[bytes, ...], evidence: tuple[bytes, ...]) -> Fetched:
+        """Every record must verify and come from the node asked; evidence from others that does not verify is dropped."""
         now = int(self.clock())
-        records = []
-        for data in reply.message.records:
+        verified = []
+        for data in records:
             try:
                 record, source = verify_record(data, self.trust, now)
             except RemoteProtocolError as exc:
                 raise NetworkError(f"a record from {did} does not verify ({exc.code})") from exc
             if source.did != did:
                 raise NetworkError("a record in the reply was not signed by the node asked")
-            records.append((record, source, data))
+            verified.append((record, source, data))
         backing = []
-        for data in reply.message.evidence[:64]:
+        for data in evidence[:64]:
             try:
                 backing.append((*verify_record(data, self.trust, now), data))
             except RemoteProtocolError as exc:
                 log.info("dropped evidence handed along by %s (%s)", did[-8:], exc.code.value)
-        return records, backing
+        return verified, backing
 
     async def access_log(self, target: str, bsn: str, since: int = 0) -> list[dict[str, Any]]:
         url, did = await self.peer_for(target)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from keys import Member, TrustStore
@@ -21,7 +22,9 @@ from node.interfaces import Handlers
 from node.notify.events import ID_TYPE_OF_ROLE
 from node.store import Actor, AuditLog, HeldEvidence, Statement, Store
 from node.tasks import Spawn
-from protocol import Ack, ErrorCode, Incoming, Message, Notification, RemoteProtocolError, Subject
+from protocol import (
+    MAX_BATCH, Ack, ErrorCode, Incoming, Message, Notification, Notifications, Receipt, Receipts, RemoteProtocolError, Subject,
+)
 from protocol.events import EVENT_RULES
 from protocol.records import RecordVersion, verify_record
 
@@ -48,24 +51,36 @@ REFETCH: dict[str, Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | 
         ("QBR-0007-ZK", {"bemiddelingID": record_id, "uzovi": mine["uzovi"]}) if "uzovi" in mine else None),
 }
 Verified = list[tuple[RecordVersion, Member, bytes]]
+Fetched = tuple[Verified, Verified]  # the records a query brought, and the evidence backing them
 Effect = Callable[[Notification, Member, int], list[Statement]]
-Fetched = Callable[[Verified], Awaitable[None]]
+KeepFetched = Callable[[Verified], Awaitable[None]]
 # The member a source is now, by its organisation identifier (e.g. uzovi:5151), as the peer table knows it.
 CurrentMember = Callable[[str], tuple[str, bytes] | None]
 # Asks a source with a template: (source did, template, params, evidence) -> (verified records, the evidence backing them).
-Fetch = Callable[[str, str, dict[str, str], list[bytes]], Awaitable[tuple[Verified, Verified]]]
+Fetch = Callable[[str, str, dict[str, str], list[bytes]], Awaitable[Fetched]]
+# Asks a source several queries at once: (source did, [(template, params, evidence)]) -> per query, what it brought
+# or the PeerRefused it would have raised alone.
+FetchMany = Callable[[str, list[tuple[str, dict[str, str], list[bytes]]]], Awaitable[list[Fetched | NodeError]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    notification_id: str
+    event_type: str
+    subjects: tuple[Subject, ...]
 
 
 class Inbox:
     """The receiving side: check, store once, acknowledge, then act on it."""
 
-    def __init__(self, *, store: Store, audit: AuditLog, member: Member, fetch: Fetch, spawn: Spawn,
+    def __init__(self, *, store: Store, audit: AuditLog, member: Member, fetch: Fetch, fetch_many: FetchMany, spawn: Spawn,
                  trust: TrustStore, current_member: CurrentMember, fetch_back: bool = True,
-                 effects: dict[str, Effect] | None = None, fetched: list[Fetched] | None = None) -> None:
+                 effects: dict[str, Effect] | None = None, fetched: list[KeepFetched] | None = None) -> None:
         self.store = store
         self.audit = audit
         self.member = member
         self.fetch = fetch
+        self.fetch_many = fetch_many
         self.spawn = spawn
         self.fetch_back = fetch_back
         self.held = HeldEvidence(store)
@@ -77,7 +92,7 @@ class Inbox:
         self._acting: set[str] = set()  # notification ids being acted on, so a retry does not start a second
 
     def handlers(self) -> Handlers:
-        return {Notification: self._on_notification}
+        return {Notification: self._on_notification, Notifications: self._on_notifications}
 
     async def _on_notification(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         return await self.receive(incoming, now), []
@@ -108,74 +123,128 @@ class Inbox:
         known = await self.store.fetchone("SELECT 1 FROM inbox WHERE notification_id = ?", (note.notification_id,))
         if known:
             return Ack(ref=note.notification_id, status="duplicate")
+        await self.store.write(self._stored(incoming, note, now))
+        crash_point("after-inbox-commit")
+        self._start([_Received(note.notification_id, note.event_type, note.subjects)], incoming.sender.did)
+        return Ack(ref=note.notification_id, status="accepted")
+
+    async def _on_notifications(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        """A batch: each notification checked, stored and acknowledged as if alone; what is stored commits together
+        (or not at all), and is then acted on together, so that its fetches go to the source in batches too."""
+        batch = incoming.message
+        assert isinstance(batch, Notifications)
+        ids = [note.notification_id for note in batch.notifications]
+        known = {row[0] for row in await self.store.fetchall(
+            f"SELECT notification_id FROM inbox WHERE notification_id IN ({', '.join('?' * len(ids))})", tuple(ids))}
+        receipts, statements, stored = [], [], []
+        for note in batch.notifications:
+            try:
+                self._check(incoming, note)
+            except RemoteProtocolError as exc:
+                receipts.append(Receipt(ref=note.notification_id, status="refused", code=exc.code.value, reason=exc.reason))
+                continue
+            if note.notification_id in known:
+                receipts.append(Receipt(ref=note.notification_id, status="duplicate", code=None, reason=None))
+                continue
+            statements.extend(self._stored(incoming, note, now))
+            stored.append(_Received(note.notification_id, note.event_type, note.subjects))
+            receipts.append(Receipt(ref=note.notification_id, status="accepted", code=None, reason=None))
+        if statements:
+            await self.store.write(statements)
+            crash_point("after-inbox-commit")
+            self._start(stored, incoming.sender.did)
+        return Receipts(receipts=tuple(receipts)), []
+
+    def _stored(self, incoming: Incoming, note: Notification, now: int) -> list[Statement]:
+        """What receiving one notification writes: its effect, its inbox row and its audit entry."""
         subjects = json.dumps([{"subject": s.subject, "record_id": s.record_id} for s in note.subjects])
         effect = self.effects.get(note.event_type)
-        await self.store.write([
+        return [
             *(effect(note, incoming.sender, now) if effect is not None else []),
             ("INSERT OR IGNORE INTO inbox (notification_id, sender_did, sender_org, event_type, subjects, received_at, status) "
              "VALUES (?, ?, ?, ?, ?, ?, 'received')",
              (note.notification_id, incoming.sender.did, incoming.sender.organisation, note.event_type, subjects, now), False),
             self.audit.entry(now=now, event=f"notification.received {note.event_type}", action="C", result="stored",
-                                  actor=Actor.of(incoming.sender), record=note.subjects[0].record_id,
-                                  trace_id=incoming.envelope.trace_id, rule=note.notification_id, request=incoming.data),
-        ])
-        crash_point("after-inbox-commit")
-        self._start(note.notification_id, note.event_type, note.subjects, incoming.sender.did)
-        return Ack(ref=note.notification_id, status="accepted")
+                             actor=Actor.of(incoming.sender), record=note.subjects[0].record_id,
+                             trace_id=incoming.envelope.trace_id, rule=note.notification_id, request=incoming.data),
+        ]
 
-    def _start(self, notification_id: str, event_type: str, subjects: tuple[Subject, ...], source_did: str) -> None:
-        if notification_id in self._acting:
+    def _start(self, received: list[_Received], source_did: str) -> None:
+        """Act on notifications from one source in one task (those already being acted on are left to that)."""
+        fresh = [r for r in received if r.notification_id not in self._acting]
+        if not fresh:
             return
-        self._acting.add(notification_id)
-        task = self.spawn(self._act_or_reject(notification_id, event_type, subjects, source_did), "inbox-act")
-        task.add_done_callback(lambda _: self._acting.discard(notification_id))
+        self._acting.update(r.notification_id for r in fresh)
+        task = self.spawn(self._act_all(fresh, source_did), "inbox-act")
+        task.add_done_callback(lambda _: self._acting.difference_update(r.notification_id for r in fresh))
 
-    async def _act_or_reject(self, notification_id: str, event_type: str, subjects: tuple[Subject, ...],
-                             source_did: str) -> None:
-        """Act on a notification; one that cannot be acted on ends as ``rejected`` with the reason, never stuck."""
+    async def _act_all(self, received: list[_Received], source_did: str) -> None:
+        """Act on notifications from one source: what they are about is fetched in batched queries; each ends as
+        fetched, noted, refused or rejected with the reason on its own, never stuck. A store that fails leaves
+        a row as it was, to be acted on again later."""
+        plans = [self._plan(r.event_type, r.subjects) for r in received]
+        asked = [(i, plan) for i, plan in enumerate(plans) if not isinstance(plan, str)]
+        outcomes = dict(zip((i for i, _ in asked), await self._fetch_all(source_did, [plan for _, plan in asked])))
+        updates: list[Statement] = []
+        for i, (item, plan) in enumerate(zip(received, plans)):
+            try:
+                status, version, detail = ("noted", None, plan) if isinstance(plan, str) else \
+                    await self._settle(plan[0], outcomes[i])
+            except NodeError as exc:
+                log.warning("a notification could not be acted on now: %s", exc.__class__.__name__)
+                continue
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the row gets a final, visible state
+                log.error("a notification could not be acted on (%s); it is marked rejected", exc.__class__.__name__)
+                status, version, detail = "rejected", None, f"could not be acted on: {exc.__class__.__name__}"
+            updates.append(("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
+                            (status, version, detail, item.notification_id), False))
         try:
-            await self._act(notification_id, event_type, subjects, source_did)
-        except NodeError as exc:  # the store failed: the row stays as it was, and is acted on again later
-            log.warning("a notification could not be acted on now: %s", exc.__class__.__name__)
-        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the row gets a final, visible state
-            log.error("a notification could not be acted on (%s); it is marked rejected", exc.__class__.__name__)
-            await self.store.write([("UPDATE inbox SET status = 'rejected', detail = ? WHERE notification_id = ?",
-                                     (f"could not be acted on: {exc.__class__.__name__}", notification_id), False)])
+            await self.store.write(updates)
+        except NodeError as exc:
+            log.warning("notifications could not be acted on now: %s", exc.__class__.__name__)
 
-    async def _act(self, notification_id: str, event_type: str, subjects: tuple[Subject, ...], source_did: str) -> None:
+    def _plan(self, event_type: str, subjects: tuple[Subject, ...]) -> tuple[str, dict[str, str]] | str:
+        """The query (template, parameters) that fetches what a notification is about, or why none is asked."""
+        if event_type.startswith("VERWIJDERDE"):
+            return "the record was deleted at its source"
         ids = {}
         for subject in subjects:
             for path in (subject.subject, subject.record_id):
                 kind, _, ident = path.partition("/")
                 ids[kind] = ident
-        family = event_type.split("_", 1)[1]
-        fetch = FETCH.get(family)
+        fetch = FETCH.get(event_type.split("_", 1)[1])
         # A subscriber of another role may not read what it is told about: it only notes it.
         fits = EVENT_RULES[event_type].receiver_role in ("*", self.member.role)
-        wanted = fetch is not None and fits and self.fetch_back
-        request = fetch(ids, dict(self.member.identifiers)) if wanted and fetch else None
-        status, version, detail = "noted", None, "nothing to fetch for this event type"
-        if request is not None and not event_type.startswith("VERWIJDERDE"):
-            try:
-                indicatie = request[1].get("wlzIndicatieID")
-                evidence = await self.held.about(indicatie) if indicatie else []
-                results, backing = await self.fetch(source_did, request[0], request[1], evidence)
-                version = max((r.version for r, _, _ in results), default=None)
-                status, detail = ("fetched", f"{request[0]}: {len(results)} record(s)")
-                kept = self.held.keep(results + backing)
-                if kept:
-                    await self.store.write(kept)
-                for keep in self.fetched:
-                    await keep(results)
-            except PeerRefused as exc:
-                # The source answered and said no: asking again will not change that, unless it said "not now".
-                status, detail = "fetch-failed" if exc.code == ErrorCode.UNAVAILABLE else "refused", str(exc)[:300]
-            except NodeError as exc:
-                status, detail = "fetch-failed", str(exc)[:300]
-        elif event_type.startswith("VERWIJDERDE"):
-            status, detail = "noted", "the record was deleted at its source"
-        await self.store.write([("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
-                                      (status, version, detail, notification_id), False)])
+        request = fetch(ids, dict(self.member.identifiers)) if fetch is not None and fits and self.fetch_back else None
+        return request if request is not None else "nothing to fetch for this event type"
+
+    async def _fetch_all(self, source_did: str, requests: list[tuple[str, dict[str, str]]]) -> list[Fetched | NodeError]:
+        if not requests:
+            return []
+        asked = []
+        for template, params in requests:
+            indicatie = params.get("wlzIndicatieID")
+            asked.append((template, params, await self.held.about(indicatie) if indicatie else []))
+        try:
+            return await self.fetch_many(source_did, asked)
+        except NodeError as exc:  # nothing came back: each ends as that one would have alone
+            return [exc] * len(requests)
+
+    async def _settle(self, template: str, outcome: Fetched | NodeError) -> tuple[str, int | None, str]:
+        """(status, version fetched, detail) of one notification, keeping what its fetch brought."""
+        if isinstance(outcome, PeerRefused):
+            # The source answered and said no: asking again will not change that, unless it said "not now".
+            return ("fetch-failed" if outcome.code == ErrorCode.UNAVAILABLE else "refused"), None, str(outcome)[:300]
+        if isinstance(outcome, NodeError):
+            return "fetch-failed", None, str(outcome)[:300]
+        results, backing = outcome
+        kept = self.held.keep(results + backing)
+        if kept:
+            await self.store.write(kept)
+        for keep in self.fetched:
+            await keep(results)
+        version = max((r.version for r, _, _ in results), default=None)
+        return "fetched", version, f"{template}: {len(results)} record(s)"
 
     # Evidence that must outlive its signer's certificate -------------------------------
 
@@ -219,9 +288,13 @@ class Inbox:
         """Act on notifications stored but not yet acted on (the node stopped in between)."""
         rows = await self.store.fetchall(
             "SELECT notification_id, sender_did, event_type, subjects, received_at FROM inbox WHERE status = ?", (status,))
+        by_source: dict[str, list[_Received]] = {}
         for notification_id, sender_did, event_type, subjects, _ in rows:
             parsed = tuple(Subject(**item) for item in json.loads(subjects))
-            self._start(notification_id, event_type, parsed, sender_did)
+            by_source.setdefault(sender_did, []).append(_Received(notification_id, event_type, parsed))
+        for sender_did, received in by_source.items():
+            for start in range(0, len(received), MAX_BATCH):
+                self._start(received[start:start + MAX_BATCH], sender_did)
         return len(rows)
 
     async def forget_done(self, before: int, *, dry_run: bool = False) -> int:

@@ -27,7 +27,11 @@ from node.metrics import Metrics
 from node.notify.events import ID_TYPE_OF_ROLE, Planned, plan
 from node.store import Actor, AuditLog, Statement, Store
 from node.tasks import Spawn
-from protocol import MELDING_EVENT, Ack, Melding, Notification, RemoteProtocolError, Subject
+from node.discovery.routing import SINGLE_ONLY_FOR
+from protocol import (
+    MAX_BATCH, MELDING_EVENT, Ack, ErrorCode, Incoming, Melding, Notification, Notifications, Receipts, RemoteProtocolError,
+    Subject,
+)
 
 log = logging.getLogger(__name__)
 BATCH = 512  # deliveries in flight at most; the concurrency limit bounds how many talk at the same moment
@@ -75,6 +79,7 @@ class Outbox:
         # wait for its outcome, so a stopped receiver costs an attempt per backoff step, not one per notification.
         self._unreachable: dict[str, float] = {}  # receiver did -> when the next probe may go
         self._probing: set[str] = set()
+        self._single_only: dict[str, float] = {}  # receiver did -> until when it gets one notification per message
         self.first_delay = first_delay
         self.max_delay = max_delay
         # An unreachable receiver costs one probe per step whatever its backlog, so its steps stay short: a node
@@ -177,6 +182,7 @@ class Outbox:
         started = 0
         nowhere: list[dict[str, Any]] = []
         waiting: list[tuple[dict[str, Any], float]] = []
+        groups: dict[str, list[dict[str, Any]]] = {}  # receiver did -> notifications to send it in one message
         for raw in fetched:
             if started == room:
                 break
@@ -187,7 +193,7 @@ class Outbox:
             if did is None:
                 nowhere.append(row)  # no address to try: backed off with the others below, no task, no request
                 continue
-            if did in self._unreachable:
+            if did in self._unreachable and did not in groups:  # rows joining an open group join its probe
                 if did in self._probing:  # the probe's outcome sets when this one is due
                     waiting.append((row, now + self.max_delay))
                     continue
@@ -196,8 +202,16 @@ class Outbox:
                     continue
                 self._probing.add(did)
             self._in_flight.add(row["notification_id"])
-            self.spawn(self._deliver_and_record(row), "delivery")
             started += 1
+            if row["event_type"] == MELDING_EVENT or self._single_only.get(did, 0.0) > now:
+                self.spawn(self._deliver_and_record([row], did), "delivery")
+                continue
+            group = groups.setdefault(did, [])
+            group.append(row)
+            if len(group) == MAX_BATCH:
+                self.spawn(self._deliver_and_record(groups.pop(did), did), "delivery")
+        for did, group in groups.items():
+            self.spawn(self._deliver_and_record(group, did), "delivery")
         if nowhere:
             log.info("%d notification(s) wait for a receiver no peer table entry names yet", len(nowhere))
         if nowhere or waiting:
@@ -212,15 +226,16 @@ class Outbox:
             return 5.0
         return max(0.0, min(5.0, float(nxt[0]) - time.time()))
 
-    async def _deliver_and_record(self, row: dict[str, Any]) -> None:
+    async def _deliver_and_record(self, rows: "builtins.list[dict[str, Any]]", did: str) -> None:
         try:
-            statements = await self._deliver(row)
+            statements = await (self._deliver(rows[0]) if len(rows) == 1 else self._deliver_batch(rows, did))
             crash_point("after-delivery-before-commit")
             await self.store.write(statements)
         except NodeError as exc:
             log.warning("could not record a delivery: %s", exc.__class__.__name__)
         finally:
-            self._finished(row["notification_id"])
+            for row in rows:
+                self._finished(row["notification_id"])
 
     def _finished(self, notification_id: str) -> None:
         """A delivery ended. The next pass waits until half the room is free, so that one pass starts many
@@ -245,6 +260,9 @@ class Outbox:
             payload = row["payload"]
             return Melding(melding_id=row["notification_id"], event_type=MELDING_EVENT, rule=payload["rule"],
                            record=payload["record"], description=payload["description"], endpoint=payload["endpoint"])
+        return self._notification(row)
+
+    def _notification(self, row: dict[str, Any]) -> Notification:
         sender_type, sender_id = self._sender_id()
         return Notification(
             notification_id=row["notification_id"], event_type=row["event_type"], timestamp=row["created_at"],
@@ -274,16 +292,52 @@ class Outbox:
                 return self._reached(row, did) + self._failed(row, str(exc), now)
             finally:
                 self._probing.discard(did or "")
-            self.metrics.count_request("notification-sent", "delivered")
-            self.delivered_since_start += 1
-            reached = self._reached(row, did)
-            return reached + [
-                ("UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, last_error = NULL "
-                 "WHERE notification_id = ?", (now, row["notification_id"]), False),
-                self.audit.entry(now=now, event=f"notification.sent {row['event_type']}", action="E",
-                                      result=ack.status, actor=Actor.of(reply.sender), record=row["subjects"][0]["record_id"],
-                                      trace_id=reply.envelope.trace_id, rule=row["notification_id"]),
-            ]
+        return self._reached(row, did) + self._delivered(row, ack.status, reply, now)
+
+    async def _deliver_batch(self, rows: "builtins.list[dict[str, Any]]", did: str) -> list[Statement]:
+        """Several notifications to one receiver in one message; each receipt settles its own row."""
+        first = rows[0]
+        async with self._limit:
+            now = int(time.time())
+            try:
+                url, did = self._receiver(first)
+                message = Notifications(notifications=tuple(self._notification(row) for row in rows))
+                reply = await self.client.request(url, message, to=did)
+                receipts = reply.message
+                if not isinstance(receipts, Receipts) or \
+                        [r.ref for r in receipts.receipts] != [row["notification_id"] for row in rows]:
+                    raise PeerRefused("unexpected-reply", "the receipts do not name these notifications")
+            except PeerRefused as exc:
+                if exc.code == ErrorCode.UNSUPPORTED.value:  # an older node: the rows stay due, and go one by one
+                    log.info("%s does not know batched notifications: sending one at a time", did[-8:])
+                    self._single_only[did] = time.time() + SINGLE_ONLY_FOR
+                    self.wake()
+                    return self._reached(first, did)
+                return self._reached(first, did) + [s for row in rows for s in self._failed(row, str(exc), now)]
+            except NetworkError as exc:
+                return self._unreachable_now(first, did, str(exc), now)  # the others wait with the rest
+            except (NodeError, RemoteProtocolError) as exc:
+                return self._reached(first, did) + [s for row in rows for s in self._failed(row, str(exc), now)]
+            finally:
+                self._probing.discard(did)
+        statements = self._reached(first, did)
+        for row, receipt in zip(rows, receipts.receipts):
+            if receipt.status == "refused":
+                statements += self._failed(row, f"peer refused ({receipt.code}): {receipt.reason}", now)
+            else:
+                statements += self._delivered(row, receipt.status, reply, now)
+        return statements
+
+    def _delivered(self, row: dict[str, Any], status: str, reply: Incoming, now: int) -> list[Statement]:
+        self.metrics.count_request("notification-sent", "delivered")
+        self.delivered_since_start += 1
+        return [
+            ("UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, last_error = NULL "
+             "WHERE notification_id = ?", (now, row["notification_id"]), False),
+            self.audit.entry(now=now, event=f"notification.sent {row['event_type']}", action="E", result=status,
+                             actor=Actor.of(reply.sender), record=row["subjects"][0]["record_id"],
+                             trace_id=reply.envelope.trace_id, rule=row["notification_id"]),
+        ]
 
     def _did_of(self, row: dict[str, Any]) -> str | None:
         """The receiver's did, or None when no peer (or subscription endpoint) names it yet."""

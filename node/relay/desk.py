@@ -13,6 +13,7 @@ import logging
 import cbor2
 from aiohttp import web
 
+from node.client import read_bounded
 from node.errors import NodeError, ReplayedElsewhere
 from node.metrics import Metrics
 from node.server.dispatch import REMEMBER_ID
@@ -55,7 +56,7 @@ class WriterDesk:
         self._changed = asyncio.Event()
 
     async def _commit(self, request: web.Request) -> web.Response:
-        data = await request.content.read(MAX_HAND_OVER + 1)
+        data = await read_bounded(request.content, MAX_HAND_OVER)
         try:
             groups = cbor2.loads(data)
             statements = [[from_portable(item) for item in group] for group in groups]
@@ -81,7 +82,7 @@ class WriterDesk:
     async def _tally(self, request: web.Request) -> web.Response:
         """A worker's counts for /metrics, so that the owner's shows every answer the node gave."""
         try:
-            self.metrics.add_tally(cbor2.loads(await request.content.read(MAX_HAND_OVER + 1)))
+            self.metrics.add_tally(cbor2.loads(await read_bounded(request.content, MAX_HAND_OVER)))
         except (cbor2.CBORDecodeError, ValueError):
             return web.Response(status=400)
         return web.Response(status=204)

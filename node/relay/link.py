@@ -11,7 +11,7 @@ import aiohttp
 import cbor2
 from aiohttp import web
 
-from node.client import MESSAGES_PATH
+from node.client import MESSAGES_PATH, read_bounded
 from node.errors import NetworkError
 from node.relay.desk import CHANGES_PATH, COMMIT_PATH, TALLY_PATH, WAIT_FOR_CHANGE
 from protocol import MEDIA_TYPE
@@ -70,7 +70,7 @@ class PrimaryLink:
         body = None
         if request.can_read_body:
             try:
-                body = await request.content.read(MAX_PASSED_BODY + 1)
+                body = await read_bounded(request.content, MAX_PASSED_BODY)
             except (aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ConnectionError):
                 return web.json_response({"error": "malformed", "reason": "the request body was cut short"}, status=400)
             if len(body) > MAX_PASSED_BODY:

@@ -18,7 +18,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from node.client import ANNOUNCEMENT_PATH, MESSAGES_PATH
+from node.client import ANNOUNCEMENT_PATH, MESSAGES_PATH, read_bounded
 from node.clock import ClockWatch
 from node.errors import NodeError
 from node.metrics import Metrics
@@ -124,7 +124,7 @@ class PeerApp:
 
     async def _revocation_list(self, request: web.Request) -> web.Response:
         """A root-signed revocation list, from anyone: it proves itself, and only a newer one changes anything."""
-        data = await request.content.read(MAX_REVOCATION_LIST + 1)
+        data = await read_bounded(request.content, MAX_REVOCATION_LIST)
         if len(data) > MAX_REVOCATION_LIST:
             return web.json_response({"error": "too-large", "reason": "a revocation list is at most 512 KiB"}, status=413)
         adopted = self.adopt_revocation_list(data)

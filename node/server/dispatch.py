@@ -30,6 +30,18 @@ async def load_replay_guard(store: Store, now: int) -> ReplayGuard:
     return guard
 
 
+def denied_entries(audit: AuditLog, metrics: Metrics, incoming: Incoming, message: Message, exc: Denied,
+                   now: int) -> list[Statement]:
+    """A refused request (or one query of a batch, ``message``), audited: one entry per client it was about (one
+    without a subject when none is known)."""
+    subjects: list[str | None] = [*sorted(exc.subjects)] or [message.params.get("bsn") if isinstance(message, Query) else None]
+    metrics.count_decision(exc.rule or "", "denied")
+    event = f"query {message.template}" if isinstance(message, Query) else incoming.envelope.type
+    return [audit.entry(now=now, event=event, action="R", result="denied", actor=Actor.of(incoming.sender),
+                        subject=subject, trace_id=incoming.envelope.trace_id, rule=exc.rule, request=incoming.data)
+            for subject in subjects]
+
+
 class Dispatcher:
     def __init__(self, *, endpoint: Endpoint, store: Store, audit: AuditLog, metrics: Metrics) -> None:
         self.endpoint = endpoint
@@ -64,7 +76,7 @@ class Dispatcher:
         except RemoteProtocolError as exc:
             reply, status, outcome = Error(code=exc.code.value, reason=exc.reason, rule=exc.rule), exc.status_hint, exc.code.value
             if isinstance(exc, Denied):
-                statements = self._audit_denied(incoming, exc, now)
+                statements = denied_entries(self.audit, self.metrics, incoming, incoming.message, exc, now)
         except NodeError as exc:
             log.error("handling %s failed: %s", kind, exc.__class__.__name__)
             reply, status, outcome = Error(code="unavailable", reason="the node could not handle this now", rule=None), 503, "unavailable"
@@ -80,20 +92,10 @@ class Dispatcher:
         self.metrics.count_request(kind, outcome)
         return status, self.endpoint.reply(incoming, reply, now=now).data
 
-    def _audit_denied(self, incoming: Incoming, exc: Denied, now: int) -> list[Statement]:
-        """One entry per client the refused request was about (one without a subject when none is known)."""
-        message = incoming.message
-        subjects: list[str | None] = [*sorted(exc.subjects)] or [message.params.get("bsn") if isinstance(message, Query) else None]
-        self.metrics.count_decision(exc.rule or "", "denied")
-        event = f"query {message.template}" if isinstance(message, Query) else incoming.envelope.type
-        return [self.audit.entry(now=now, event=event, action="R", result="denied", actor=Actor.of(incoming.sender),
-                                 subject=subject, trace_id=incoming.envelope.trace_id, rule=exc.rule, request=incoming.data)
-                for subject in subjects]
-
     async def forget_old_ids(self, now: int) -> None:
         """Replay ids whose time window has passed are refused anyway: drop them, in memory and in the store."""
         self.endpoint.replay.prune(now)
         await self.store.write([("DELETE FROM replay WHERE forget_after < ?", (now,), False)])
 
 
-__all__ = ["Dispatcher", "load_replay_guard", "REMEMBER_ID"]
+__all__ = ["Dispatcher", "load_replay_guard", "denied_entries", "REMEMBER_ID"]

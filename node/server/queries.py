@@ -1,4 +1,4 @@
-"""Answering queries and access-log requests: policy decision, register read, audit, signed views."""
+"""Answering queries (alone or batched) and access-log requests: policy decision, register read, audit, signed views."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from node.interfaces import Handlers
 from node.metrics import Metrics
 from node.policy import Denied, PolicyDecisionPoint, View
 from node.store import Actor, AuditLog, HeldEvidence, Registers, Statement, utc
-from protocol import AccessLogRequest, AccessLogResult, Incoming, Message, Query, QueryResult
+from node.server.dispatch import denied_entries
+from protocol import (
+    AccessLogRequest, AccessLogResult, Answer, Answers, Error, Incoming, Message, Queries, Query, QueryResult, RemoteProtocolError,
+)
 from protocol.records import RecordVersion
 
 
@@ -26,11 +29,33 @@ class QueryHandlers:
         self.held = HeldEvidence(registers.store)
 
     def handlers(self) -> Handlers:
-        return {Query: self.on_query, AccessLogRequest: self.on_access_log}
+        return {Query: self.on_query, Queries: self.on_queries, AccessLogRequest: self.on_access_log}
 
     async def on_query(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         query = incoming.message
         assert isinstance(query, Query)
+        return await self._answer(incoming, query, now)
+
+    async def on_queries(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
+        """Each query of the batch decided, audited and answered exactly as if it came alone."""
+        batch = incoming.message
+        assert isinstance(batch, Queries)
+        answers, statements = [], []
+        for query in batch.queries:
+            try:
+                result, made = await self._answer(incoming, query, now)
+            except Denied as exc:
+                made = denied_entries(self.audit, self.metrics, incoming, query, exc, now)
+                answers.append(Answer(records=(), evidence=(), error=Error(code=exc.code.value, reason=exc.reason, rule=exc.rule)))
+            except RemoteProtocolError as exc:
+                made = []
+                answers.append(Answer(records=(), evidence=(), error=Error(code=exc.code.value, reason=exc.reason, rule=exc.rule)))
+            else:
+                answers.append(Answer(records=result.records, evidence=result.evidence, error=None))
+            statements.extend(made)
+        return Answers(answers=tuple(answers)), statements
+
+    async def _answer(self, incoming: Incoming, query: Query, now: int) -> tuple[QueryResult, list[Statement]]:
         try:
             decision = await self.pdp.decide(incoming.sender, query, now)
         except Denied as exc:

@@ -16,7 +16,7 @@ from protocol.gossip import short_id
 from protocol import (
     AccessLogRequest, AccessLogResult, Ack, Announcement, DigestEntry, Endpoint, Error, Melding, Message,
     Notification, PeerExchange, PeerExchangeResult, Query, QueryResult, ReplyTo, RevocationNews, Subject, Subscribe, Unsubscribe,
-    AuditHead, Consent, Witness, WitnessQuery, WitnessReceipt,
+    AuditHead, Consent, Witness, WitnessQuery, WitnessReceipt, Notifications, Receipt, Receipts, Queries, Answer, Answers,
 )
 
 NOW = 1_790_000_000
@@ -68,6 +68,15 @@ def messages() -> list[tuple[str, Message, bool]]:
         ("witness-receipt", WitnessReceipt(node="kvk:62253778", head=HEAD, at=NOW), True),
         ("revocation-list", RevocationNews(lists=()), False),
         ("error", Error(code="denied", reason="no bemiddelingspecificatie names this AGB", rule="UCIR-0002"), True),
+        ("notifications", Notifications(notifications=(note,)), False),
+        ("receipts", Receipts(receipts=(Receipt(ref="0b9e1c0e-1d2a-4f5b-9c3d-2e4f6a8b0c1d", status="accepted", code=None, reason=None),
+                                        Receipt(ref="5d3c2b1a-0f9e-4d8c-b7a6-958473625140", status="refused", code="wrong-recipient",
+                                                reason="the notification names another receiver"))), True),
+        ("queries", Queries(queries=(Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": INDICATIE.partition("/")[2],
+                                                                             "uzovi": "5151"}, evidence=(), history=False),)), False),
+        ("answers", Answers(answers=(Answer(records=(b"\x01\x02",), evidence=(), error=None),
+                                     Answer(records=(), evidence=(), error=Error(code="denied", reason="not the zorgkantoor of this indicatie",
+                                                                                 rule="UCIR-0001")))), True),
     ]
 
 

@@ -24,18 +24,20 @@ async def test_a_large_backlog_is_delivered_once_with_bounded_work(network: Netw
     monkeypatch.setattr(outbox_module, "BATCH", AT_ONCE)
     in_flight: list[int] = []
     parsed = [0]
-    deliver, row = Outbox._deliver, outbox_module._row
+    deliver, row = Outbox._deliver_batch, outbox_module._row
+    sizes: list[int] = []
 
-    async def counting_deliver(self: Outbox, row: dict[str, Any]) -> Any:
+    async def counting_deliver(self: Outbox, rows: list[dict[str, Any]], did: str) -> Any:
         in_flight.append(len(self._in_flight))
+        sizes.append(len(rows))
         await asyncio.sleep(0.002)  # a receiver that takes a moment: deliveries overlap
-        return await deliver(self, row)
+        return await deliver(self, rows, did)
 
     def counting_row(r: Any) -> dict[str, Any]:
         parsed[0] += 1
         return row(r)
 
-    monkeypatch.setattr(Outbox, "_deliver", counting_deliver)
+    monkeypatch.setattr(Outbox, "_deliver_batch", counting_deliver)
     monkeypatch.setattr(outbox_module, "_row", counting_row)
 
     ciz, zk = await network.start("ciz", "zk5151")
@@ -53,5 +55,7 @@ async def test_a_large_backlog_is_delivered_once_with_bounded_work(network: Netw
     received = await zk.inbox.list(limit=BACKLOG + 10)
     assert sorted(r["notification_id"] for r in received) == sorted(r["notification_id"] for r in rows)
     assert max(in_flight) <= AT_ONCE
+    # They went in batches, each as large as the room allowed: far fewer messages than notifications.
+    assert sum(sizes) == BACKLOG and len(sizes) <= BACKLOG // (AT_ONCE // 2), sizes
     # Every row is read as a candidate about once: a pass skips what is in flight without decoding it.
     assert parsed[0] <= 2 * BACKLOG, parsed[0]
