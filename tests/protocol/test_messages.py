@@ -10,6 +10,9 @@ from tests.helpers import NOW, Network, seeded
 from tests.vectors.generate import messages
 
 ALL = messages()
+_BODY = {name: message.to_cbor() for name, message, _ in ALL}
+_NOTE = _BODY["notifications"]["notifications"][0]
+_QUERY = _BODY["queries"]["queries"][0]
 
 
 @pytest.mark.parametrize("name,message,_", ALL, ids=[m[0] for m in ALL])
@@ -45,6 +48,20 @@ def test_unknown_and_missing_keys_are_refused(name: str, message, _) -> None:
         ("subscribe", {"events": []}),
         ("query", {"template": "drop table"}),
         ("announcement", {"endpoints": ["ftp://x"]}),
+        ("notifications", {"notifications": []}),
+        ("notifications", {"notifications": [_NOTE, _NOTE]}),  # one notification twice
+        ("notifications", {"notifications": [{**_NOTE, "notification_id": f"{n:08x}-0000-4000-8000-000000000000"}
+                                             for n in range(65)]}),
+        ("notifications", {"notifications": [{**_NOTE, "receiver_id_type": "IBAN"}]}),  # each is checked as if alone
+        ("receipts", {"receipts": []}),
+        ("receipts", {"receipts": [{"ref": "x", "status": "refused", "code": None, "reason": None}]}),
+        ("receipts", {"receipts": [{"ref": "x", "status": "accepted", "code": "denied", "reason": "no"}]}),
+        ("receipts", {"receipts": [{"ref": "x", "status": "refused", "code": "teapot", "reason": "no"}]}),
+        ("queries", {"queries": []}),
+        ("queries", {"queries": [{**_QUERY, "template": "drop table"}]}),
+        ("answers", {"answers": []}),
+        ("answers", {"answers": [{"records": [b"x"], "evidence": [], "error": {"code": "denied", "reason": "no", "rule": None}}]}),
+        ("answers", {"answers": [{"records": [], "evidence": [], "error": {"code": "teapot", "reason": "no", "rule": None}}]}),
     ],
 )
 def test_semantic_checks_refuse_bad_values(cls: str, body: dict) -> None:

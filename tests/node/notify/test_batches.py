@@ -1,0 +1,135 @@
+"""Batched notifications and queries between real nodes on 127.0.0.1: each notification of a batch is checked,
+stored and acknowledged as if it came alone, each query decided and audited on its own, and a node that does not
+know the batch messages gets the same, one message at a time."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from node.service import Node
+from protocol import Notification, Notifications, Queries, Query, Receipts, Subject
+from protocol.records import verify_record
+from tests.node.kit import Network, sample
+
+pytestmark = pytest.mark.asyncio
+
+
+def _indicatie(zorgkantoor: str = "5151") -> dict[str, Any]:
+    return {**sample("wlzIndicaties", 0), "wlzIndicatieID": str(uuid.uuid4()),
+            "initieelVerantwoordelijkZorgkantoor": zorgkantoor}
+
+
+async def _load(node: Node, records: list[dict[str, Any]]) -> None:
+    result = await node.registers.put_many("WlzIndicatie", [(n, None, r) for n, r in enumerate(records)],
+                                           actor=node.actor, now=node.now())
+    assert result.created == len(records)
+
+
+def _handled(node: Node, kind: str, outcome: str = "ok") -> int:
+    value = node.metrics.registry.get_sample_value("iwlz_requests_total", {"type": kind, "outcome": outcome})
+    return int(value or 0)
+
+
+def _note(record_id: str, *, receiver: str = "5151", sender: str = "62253778") -> Notification:
+    path = f"WlzIndicatie/{record_id}"
+    return Notification(notification_id=str(uuid.uuid4()), event_type="NIEUWE_INDICATIE_ZORGKANTOOR", timestamp=1,
+                        sender_id_type="KVK", sender_id=sender, receiver_id_type="UZOVI", receiver_id=receiver,
+                        subscription_id=None, subjects=(Subject(subject=path, record_id=path),))
+
+
+async def test_each_notification_of_a_batch_is_checked_stored_and_acknowledged_on_its_own(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    record = _indicatie()
+    await _load(ciz, [record])
+    good = _note(record["wlzIndicatieID"])
+    batch = Notifications(notifications=(good, _note(record["wlzIndicatieID"], receiver="5050"),
+                                         _note(record["wlzIndicatieID"], sender="12345678")))
+    reply = await ciz.client.request(zk.url, batch, to=zk.identity.did)
+    assert isinstance(reply.message, Receipts)
+    assert [(r.ref, r.status, r.code) for r in reply.message.receipts] == [
+        (good.notification_id, "accepted", None), (batch.notifications[1].notification_id, "refused", "wrong-recipient"),
+        (batch.notifications[2].notification_id, "refused", "denied")]
+    await network.settle()
+    sent = {n.notification_id for n in batch.notifications}  # (the source's own outbox sends one of its own too)
+    [stored] = [r for r in await zk.inbox.list() if r["notification_id"] in sent]
+    assert stored["notification_id"] == good.notification_id and stored["status"] == "fetched"
+    received = [e.rule for e in await zk.audit.entries() if e.event.startswith("notification.received")]
+    assert good.notification_id in received and not sent - {good.notification_id} & set(received)
+    # Sent again (a lost reply): acknowledged as a duplicate, stored once, the refusals the same.
+    again = await ciz.client.request(zk.url, batch, to=zk.identity.did)
+    assert [r.status for r in again.message.receipts] == ["duplicate", "refused", "refused"]
+    assert len([r for r in await zk.inbox.list() if r["notification_id"] in sent]) == 1
+
+
+async def test_a_backlog_goes_in_batches_and_is_fetched_back_in_batches(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    records = [_indicatie() for _ in range(150)]
+    await _load(ciz, records)
+    await network.settle(timeout=60)
+    rows = await ciz.outbox.list(limit=200)
+    assert len(rows) == 150 and all(r["status"] == "delivered" and r["attempts"] == 1 for r in rows)
+    received = await zk.inbox.list(limit=200)
+    assert sorted(r["notification_id"] for r in received) == sorted(r["notification_id"] for r in rows)
+    assert all(r["status"] == "fetched" and r["fetched_version"] == 1 for r in received)
+    # Far fewer messages than notifications, each way.
+    assert 3 <= _handled(zk, "notifications") + _handled(zk, "notification") <= 20
+    assert 3 <= _handled(ciz, "queries") <= 20 and _handled(ciz, "query") <= 5
+    # The source audited every record it showed, each under the query that asked for it.
+    shown = [e for e in await ciz.audit.entries(limit=2000) if e.event == "query QIR-0001-ZKi" and e.result == "allowed"]
+    assert sorted(e.record for e in shown) == sorted(f"WlzIndicatie/{r['wlzIndicatieID']}" for r in records)
+    assert (await ciz.audit.verify())[0] and (await zk.audit.verify())[0]
+
+
+async def test_a_receiver_that_does_not_know_batches_gets_one_notification_per_message(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    del zk.dispatcher._handlers[Notifications]  # as a node of an earlier version
+    await _load(ciz, [_indicatie() for _ in range(12)])
+    await network.settle(timeout=30)
+    rows = await ciz.outbox.list()
+    assert len(rows) == 12 and all(r["status"] == "delivered" for r in rows)
+    assert _handled(zk, "notifications", "unsupported") == 1 and _handled(zk, "notification") == 12
+    assert {r["status"] for r in await zk.inbox.list()} == {"fetched"}
+
+
+async def test_a_source_that_does_not_know_batches_is_asked_one_query_at_a_time(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    del ciz.dispatcher._handlers[Queries]
+    await _load(ciz, [_indicatie() for _ in range(12)])
+    await network.settle(timeout=30)
+    received = await zk.inbox.list()
+    assert len(received) == 12 and {r["status"] for r in received} == {"fetched"}
+    assert _handled(ciz, "queries", "unsupported") == 1 and _handled(ciz, "query") == 12
+
+
+async def test_each_query_of_a_batch_is_decided_and_audited_on_its_own(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    mine, other = _indicatie("5151"), _indicatie("5050")
+    await _load(ciz, [mine, other])
+
+    def ask(record: dict[str, Any], uzovi: str = "5151") -> Query:
+        return Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": record["wlzIndicatieID"], "uzovi": uzovi},
+                     evidence=(), history=False)
+
+    batch = Queries(queries=(ask(mine), ask(mine, uzovi="5050"), ask(other), ask(mine)))
+    reply = await zk.client.request(ciz.url, batch, to=ciz.identity.did)
+    first, refused, empty, last = reply.message.answers
+    assert refused.error is not None and refused.error.code == "denied" and refused.records == ()
+    assert empty.error is None and empty.records == ()  # another zorgkantoor's indicatie: not shown, as alone
+    for answer in (first, last):
+        assert answer.error is None and len(answer.records) == 1
+        record, signer = verify_record(answer.records[0], zk.trust, zk.now())
+        assert record.record_id == mine["wlzIndicatieID"] and signer.did == ciz.identity.did
+    # (the zorgkantoor also fetches back what the source notifies it of: those carry another trace)
+    entries = [e for e in await ciz.audit.entries() if e.trace_id == reply.envelope.trace_id]
+    assert {e.event for e in entries} == {"query QIR-0001-ZKi"}
+    assert [(e.result, e.record, e.subject) for e in entries] == [
+        ("allowed", f"WlzIndicatie/{mine['wlzIndicatieID']}", mine["client"]["bsn"]),
+        ("denied", None, mine["client"]["bsn"]),
+        ("empty", None, other["client"]["bsn"]),
+        ("allowed", f"WlzIndicatie/{mine['wlzIndicatieID']}", mine["client"]["bsn"])]
+    # The signed request is kept once, as evidence of who asked; the others name it by its hash.
+    assert sum(1 for e in entries if e.request) == 1 and len({e.public()["request_sha256"] for e in entries}) == 1
+    assert (await ciz.audit.verify())[0]
