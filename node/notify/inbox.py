@@ -63,6 +63,11 @@ Fetch = Callable[[str, str, dict[str, str], list[bytes]], Awaitable[Fetched]]
 FetchMany = Callable[[str, list[tuple[str, dict[str, str], list[bytes]]]], Awaitable[list[Fetched | NodeError]]]
 
 
+def _rejected(exc: Exception) -> tuple[str, None, str]:
+    log.error("a notification could not be acted on (%s); it is marked rejected", exc.__class__.__name__)
+    return "rejected", None, f"could not be acted on: {exc.__class__.__name__}"
+
+
 @dataclass(frozen=True, slots=True)
 class _Received:
     notification_id: str
@@ -182,24 +187,29 @@ class Inbox:
         """Act on notifications from one source: what they are about is fetched in batched queries; each ends as
         fetched, noted, refused or rejected with the reason on its own, never stuck. A store that fails leaves
         a row as it was, to be acted on again later."""
-        plans = [self._plan(r.event_type, r.subjects) for r in received]
-        asked = [(i, plan) for i, plan in enumerate(plans) if not isinstance(plan, str)]
-        outcomes = dict(zip((i for i, _ in asked), await self._fetch_all(source_did, [plan for _, plan in asked])))
-        updates: list[Statement] = []
-        for i, (item, plan) in enumerate(zip(received, plans)):
+        outcomes: dict[str, tuple[str, int | None, str]] = {}  # notification id -> (status, version, detail)
+        plans: dict[str, tuple[str, dict[str, str]]] = {}
+        for item in received:
             try:
-                status, version, detail = ("noted", None, plan) if isinstance(plan, str) else \
-                    await self._settle(plan[0], outcomes[i])
+                plan = self._plan(item.event_type, item.subjects)
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the row gets a final, visible state
+                outcomes[item.notification_id] = _rejected(exc)
+                continue
+            if isinstance(plan, str):
+                outcomes[item.notification_id] = ("noted", None, plan)
+            else:
+                plans[item.notification_id] = plan
+        fetched = dict(zip(plans, await self._fetch_all(source_did, list(plans.values()))))
+        for notification_id, (template, _) in plans.items():
+            try:
+                outcomes[notification_id] = await self._settle(template, fetched[notification_id])
             except NodeError as exc:
                 log.warning("a notification could not be acted on now: %s", exc.__class__.__name__)
-                continue
-            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the row gets a final, visible state
-                log.error("a notification could not be acted on (%s); it is marked rejected", exc.__class__.__name__)
-                status, version, detail = "rejected", None, f"could not be acted on: {exc.__class__.__name__}"
-            updates.append(("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
-                            (status, version, detail, item.notification_id), False))
+            except Exception as exc:  # noqa: BLE001 - as above
+                outcomes[notification_id] = _rejected(exc)
         try:
-            await self.store.write(updates)
+            await self.store.write([("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
+                                     (*outcome, notification_id), False) for notification_id, outcome in outcomes.items()])
         except NodeError as exc:
             log.warning("notifications could not be acted on now: %s", exc.__class__.__name__)
 

@@ -174,13 +174,18 @@ async def test_a_notification_whose_subject_does_not_fit_its_event_is_refused_be
     assert await zk.inbox.list() == []
 
 
-async def test_a_notification_that_cannot_be_acted_on_ends_rejected_not_stuck(network: Network, monkeypatch) -> None:
+@pytest.mark.parametrize("step", ["_plan", "_settle"])
+async def test_a_notification_that_cannot_be_acted_on_ends_rejected_not_stuck(network: Network, monkeypatch,
+                                                                               step: str) -> None:
     ciz, zk = await network.start("ciz", "zk5151")
 
-    async def broken(*args: object) -> None:
+    def broken(*args: object) -> None:
         raise KeyError("something the code did not foresee")
 
-    monkeypatch.setattr(zk.inbox, "_act", broken)
+    async def broken_async(*args: object) -> None:
+        broken()
+
+    monkeypatch.setattr(zk.inbox, step, broken if step == "_plan" else broken_async)
     await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
     await network.settle()
     [row] = await zk.inbox.list()
