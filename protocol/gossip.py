@@ -53,7 +53,10 @@ from protocol.messages import (
 SHORT_ID_SIZE: Final = 8
 PER_EXCHANGE: Final = MAX_ANNOUNCEMENTS  # announcements in one message
 DIGEST_ENTRIES: Final = 1024  # entries described in one digest (whole buckets)
-ROUND_BUDGET: Final = 800_000  # bytes of announcements and digests a node hands out per round
+ROUND_BUDGET: Final = 800_000  # bytes of announcements and digests a node hands out per round, at least
+# ... or this share of all it holds, when that is more: each node of a large network must receive the whole table,
+# and a budget that stays put while the table grows makes convergence take (table / budget) rounds at least.
+BUDGET_SHARE: Final = 0.4
 SAMPLE: Final = 2  # announcements a newcomer asks a bootstrap peer for (random 2-out graphs are connected)
 MAX_STEPS: Final = 5  # requests in one exchange
 RUMOR_ROUNDS: Final = 4  # a new entry is offered as a rumor for at most this many rounds, while someone wants it
@@ -111,6 +114,7 @@ class GossipTable:
     def __init__(self) -> None:
         self.changes = 0  # grows with every change, so a caller can tell whether a round changed anything
         self._size = 0
+        self.bytes = 0  # of all announcements held
         self._fingerprints = [0] * BUCKETS
         self._buckets: list[dict[bytes, Known]] = [{} for _ in range(BUCKETS)]
         self._summary: bytes | None = None
@@ -145,7 +149,9 @@ class GossipTable:
         if old is None:
             self._size += 1
         else:
+            self.bytes -= len(old.data)
             self._fingerprints[b] ^= _h(old.did, old.seq)
+        self.bytes += len(entry.data)
         self._buckets[b][sid] = entry
         self._fingerprints[b] ^= _h(entry.did, entry.seq)
         self._changed()
@@ -159,8 +165,13 @@ class GossipTable:
         b = sid[0] % BUCKETS
         del self._buckets[b][sid]
         self._size -= 1
+        self.bytes -= len(old.data)
         self._fingerprints[b] ^= _h(did, old.seq)
         self._changed()
+
+    def round_budget(self) -> Budget:
+        """What this node hands out in a round: ROUND_BUDGET, or BUDGET_SHARE of its table when that is more."""
+        return Budget(max(ROUND_BUDGET, int(self.bytes * BUDGET_SHARE)))
 
     def _changed(self) -> None:
         self.changes += 1
@@ -423,5 +434,5 @@ class Schedule:
 
 __all__ = [
     "GossipTable", "Known", "Budget", "Exchange", "Schedule", "Planned", "answer", "bucket_of", "short_id",
-    "BUCKETS", "SUMMARY_SIZE", "PER_EXCHANGE", "ROUND_BUDGET", "SAMPLE", "RUMOR_ROUNDS", "IDLE_WAIT_MAX",
+    "BUCKETS", "SUMMARY_SIZE", "PER_EXCHANGE", "ROUND_BUDGET", "BUDGET_SHARE", "SAMPLE", "RUMOR_ROUNDS", "IDLE_WAIT_MAX",
 ]

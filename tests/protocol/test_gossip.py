@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from protocol import PeerExchange, codec
 from protocol.gossip import (
+    BUDGET_SHARE,
     IDLE_WAIT_MAX,
+    ROUND_BUDGET,
     RUMOR_ROUNDS,
     SAMPLE,
     SMALL_TABLE,
@@ -102,6 +104,20 @@ def test_an_answer_stays_within_the_round_budget() -> None:
     run(a, b, budget_b=budget)
     assert len(a) == 1 + 3  # three fitted, the fourth did not
     assert 0 <= budget.left < size
+
+
+def test_the_round_budget_grows_with_the_table_it_must_hand_out() -> None:
+    """A large network's node must receive the whole table: a budget that stays put makes that take
+    table / budget rounds at least (20 at 10,000 simulated nodes)."""
+    small = table(*(entry(i) for i in range(100)))
+    assert small.round_budget().left == ROUND_BUDGET
+    big = GossipTable()
+    for i in range(10_000):
+        big.offer(Known(f"did:key:test{i}", 1, 10**10, bytes(820)))
+    assert big.bytes == 8_200_000 and big.round_budget().left == int(8_200_000 * BUDGET_SHARE)
+    big.offer(Known("did:key:test1", 2, 10**10, bytes(1820)))  # a newer, larger announcement replaces the old
+    big.remove("did:key:test2")
+    assert big.bytes == 8_200_000 + 1000 - 820 and len(big) == 9_999
 
 
 def test_a_sample_is_small_random_and_names_neither_side() -> None:
