@@ -122,13 +122,14 @@ def benchmarks(quick: bool) -> list[tuple[str, Callable[[], dict[str, float]], l
                                                 receivers=10, no_fetch=False)),
          # The drain target is for a backlog of 10,000: a quick run's smaller one is not held to it.
          [Target("rate", "/s", 1000), Target("drain_s", "s", None if quick else 10, False),
-          Target("receivers_ready_s", "s", None, False), Target("attempts_while_down", "attempts", None, False)]),
+          Target("receivers_ready_s", "s", None, False), Target("drain_after_ready_s", "s", None, False),
+          Target("attempts_while_down", "attempts", None, False)]),
     ]
     if not quick:
         out.append(("notifications, 50 receivers, fetch-back",
                     lambda: notify.measure(SimpleNamespace(records=2000, backlog=10_000, receivers=50, no_fetch=False)),
                     [Target("rate", "/s", 800), Target("drain_s", "s", 10, False),
-                     Target("receivers_ready_s", "s", None, False)]))
+                     Target("receivers_ready_s", "s", None, False), Target("drain_after_ready_s", "s", None, False)]))
     for entries in ([10_000] if quick else [10_000, 1_000_000]):
         out.append((f"audit check, {entries:,} entries + 1,000 new",
                     lambda entries=entries: audit.measure(entries, 1000),  # type: ignore[misc]

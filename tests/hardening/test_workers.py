@@ -23,7 +23,10 @@ import trustme
 
 from node.home import NetworkDir, NodeHome
 from node.worker import SERVED_BY
-from protocol import MEDIA_TYPE, AccessLogRequest, Endpoint, Error, Outgoing, Query, QueryResult, RemoteProtocolError
+from protocol import Answers as QueryAnswers
+from protocol import (
+    MAX_BATCH, MEDIA_TYPE, AccessLogRequest, Endpoint, Error, Outgoing, Queries, Query, QueryResult, RemoteProtocolError,
+)
 from protocol.records import verify_record
 from tests.hardening.kit import NodeProcess
 from tests.node.server.test_tls import tls_files
@@ -320,3 +323,28 @@ async def test_no_other_user_can_reach_the_owner_socket(ciz) -> None:  # type: i
         [python, "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])", socket_path],
         capture_output=True, text=True, user=65534, group=65534)
     assert attempt.returncode != 0 and "PermissionError" in attempt.stderr, attempt.stderr
+
+
+async def test_a_batch_of_queries_is_answered_by_a_worker_and_its_writes_reach_the_chain(ciz) -> None:  # type: ignore[no-untyped-def]
+    """A batch's 64 audit entries make a hand-over of several chunks: the owner reads it whole (it once read one
+    chunk, refused the rest, and the worker tried again forever)."""
+    node, requester, _ = ciz
+    batch = Queries(queries=(QUERY,) * MAX_BATCH)
+    traces, served = [], set()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                     timeout=aiohttp.ClientTimeout(total=20)) as http:
+        for _ in range(6):  # on fresh connections: both workers receive one
+            outgoing = requester.endpoint.send(batch, to=requester.did, now=int(time.time()), lifetime=120,
+                                               cert_by_hash=False)
+            async with http.post(requester.url, data=outgoing.data, headers={"Content-Type": MEDIA_TYPE}) as response:
+                reply, by = await response.read(), response.headers.get(SERVED_BY, "owner")
+            answers = requester.endpoint.receive_reply(reply, outgoing, now=int(time.time())).message
+            assert isinstance(answers, QueryAnswers) and len(answers.answers) == MAX_BATCH
+            assert all(a.error is None and len(a.records) == 1 for a in answers.answers)
+            traces.append(outgoing.envelope.trace_id)
+            served.add(by)
+    assert served == BOTH, served
+    node.stop()
+    audited = audited_queries(node)
+    assert all(audited.count(trace) == MAX_BATCH for trace in traces) and len(audited) == 6 * MAX_BATCH
+    assert "chain intact" in chain_verifies(node)
