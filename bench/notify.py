@@ -98,6 +98,18 @@ def acted_on(receivers: list[Proc]) -> tuple[int, int]:
     return acted, fetched
 
 
+def not_fetched(receivers: list[Proc]) -> dict[str, int]:
+    """How the notifications not fetched back ended: status and reason, counted over every receiver."""
+    counts: dict[str, int] = {}
+    for r in receivers:
+        with sqlite3.connect(f"file:{r.home.database_path}?mode=ro", uri=True, timeout=10) as db:
+            for status, detail, count in db.execute(
+                    "SELECT status, detail, count(*) FROM inbox WHERE status != 'fetched' GROUP BY status, detail"):
+                key = f"{status}: {(detail or '')[:120]}"
+                counts[key] = counts.get(key, 0) + count
+    return counts
+
+
 def wait_acted_on(receivers: list[Proc], total: int, timeout: float = 600) -> tuple[float, int]:
     """Seconds until every receiver acted on every notification (fetched the record back, unless --no-fetch), and
     how many were fetched."""
@@ -179,6 +191,7 @@ def measure(args: Any) -> dict[str, float]:
         wait_delivered(admin, args.records + args.backlog)
         acknowledged = time.monotonic() - back
         drain, fetched = wait_acted_on(receivers, args.records + args.backlog)
+        failed = not_fetched(receivers) if fetched < args.records + args.backlog and not args.no_fetch else {}
         drain += acknowledged
         after_ready = drain - ready
         print(f"backlog of {args.backlog} (outbox before the receivers returned: {stats}; {attempts} delivery attempts "
@@ -188,6 +201,8 @@ def measure(args: Any) -> dict[str, float]:
               f"{args.records + args.backlog} records fetched back")
         verify = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz.path), "--verify"], capture_output=True, text=True)
         print(f"source audit: {verify.stdout.strip()}")
+        if failed:
+            print(f"not fetched back when the backlog was acted on (a receiver tries these again later): {failed}")
         return {"rate": args.records / elapsed, "drain_s": drain, "receivers_ready_s": ready, "drain_after_ready_s": after_ready, "attempts_while_down": attempts}
     finally:
         for p in procs:
