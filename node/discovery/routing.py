@@ -15,6 +15,7 @@ from protocol import (
     MAX_BATCH, AccessLogRequest, AccessLogResult, Answer, Answers, ErrorCode, Incoming, Message, Queries, Query, QueryResult,
     RemoteProtocolError,
 )
+from protocol.codec import MAX_MESSAGE_SIZE
 from protocol.records import RecordVersion, verify_record
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,23 @@ log = logging.getLogger(__name__)
 Learn = Callable[[str], Awaitable[str]]  # fetch and verify the announcement at a URL: its did, or NetworkError
 Verified = list[tuple[RecordVersion, Member, bytes]]
 Fetched = tuple[Verified, Verified]  # the records a query brought, and the evidence backing them
+QUERIES_LIMIT = MAX_MESSAGE_SIZE // 2  # bytes of queries and their evidence in one batch, at most
+QUERY_OVERHEAD = 256  # a query's template, parameters and encoding, generously
 SINGLE_ONLY_FOR = 3600.0  # seconds a peer that answered ``unsupported`` to a batch is asked one query at a time
+
+
+def _chunks(asked: list[tuple[str, dict[str, str], list[bytes]]]) -> list[list[tuple[str, dict[str, str], list[bytes]]]]:
+    """Batches of at most MAX_BATCH queries whose evidence stays well under the message size."""
+    chunks: list[list[tuple[str, dict[str, str], list[bytes]]]] = []
+    size = 0
+    for item in asked:
+        item_size = QUERY_OVERHEAD + sum(map(len, item[2]))
+        if not chunks or len(chunks[-1]) == MAX_BATCH or size + item_size > QUERIES_LIMIT:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += item_size
+    return chunks
 
 
 class Router:
@@ -84,33 +101,42 @@ class Router:
 
     async def query_many(self, target: str, asked: list[tuple[str, dict[str, str], list[bytes]]]) -> list[Fetched | NodeError]:
         """Several queries to one source, up to MAX_BATCH in one ``queries`` message: per query, what it brought
-        (verified as ``query_with_evidence`` does) or the PeerRefused it got. A source that does not know the
-        message is asked one query at a time for an hour."""
+        (verified as ``query_with_evidence`` does) or the PeerRefused it got. A query the source could not fit in
+        the batch's answer is asked alone; a source that does not know the message is asked one query at a time
+        for an hour."""
         url, did = await self.peer_for(target)
         out: list[Fetched | NodeError] = []
-        for start in range(0, len(asked), MAX_BATCH):
-            chunk = asked[start:start + MAX_BATCH]
-            if len(chunk) > 1 and self._single_only.get(did, 0.0) <= self.clock():
-                queries = Queries(queries=tuple(Query(template=t, params=p, evidence=tuple(e), history=False) for t, p, e in chunk))
-                try:
-                    reply = await self.client.request(url, queries, to=did)
-                except PeerRefused as exc:
-                    if exc.code != ErrorCode.UNSUPPORTED.value:
-                        raise
-                    log.info("%s does not know batched queries: asking one at a time", did[-8:])
-                    self._single_only[did] = self.clock() + SINGLE_ONLY_FOR
-                else:
-                    assert isinstance(reply.message, Answers)
-                    if len(reply.message.answers) != len(chunk):
-                        raise NetworkError(f"{did} answered {len(reply.message.answers)} of {len(chunk)} queries")
-                    out.extend(self._answer(did, answer) for answer in reply.message.answers)
-                    continue
-            for template, params, evidence in chunk:
-                try:
-                    out.append(await self.query_with_evidence(did, template, params, evidence))
-                except PeerRefused as exc:
-                    out.append(exc)
+        for chunk in _chunks(asked):
+            batched = len(chunk) > 1 and self._single_only.get(did, 0.0) <= self.clock()
+            answers = await self._ask_batch(url, did, chunk) if batched else None
+            unanswered: list[Fetched | NodeError | None] = [None] * len(chunk)
+            for (template, params, evidence), answer in zip(chunk, answers or unanswered):
+                if answer is None or (isinstance(answer, PeerRefused) and answer.code == ErrorCode.TOO_LARGE.value):
+                    try:
+                        answer = await self.query_with_evidence(did, template, params, evidence)
+                    except PeerRefused as exc:
+                        answer = exc
+                out.append(answer)
         return out
+
+    async def _ask_batch(self, url: str, did: str, chunk: list[tuple[str, dict[str, str], list[bytes]]]
+                         ) -> list[Fetched | NodeError] | None:
+        """One ``queries`` message: an answer per query, or None when the source wants them one by one."""
+        queries = Queries(queries=tuple(Query(template=t, params=p, evidence=tuple(e), history=False) for t, p, e in chunk))
+        try:
+            reply = await self.client.request(url, queries, to=did)
+        except PeerRefused as exc:
+            if exc.code == ErrorCode.UNSUPPORTED.value:
+                log.info("%s does not know batched queries: asking one at a time", did[-8:])
+                self._single_only[did] = self.clock() + SINGLE_ONLY_FOR
+                return None
+            if exc.code == ErrorCode.TOO_LARGE.value:
+                return None
+            raise
+        assert isinstance(reply.message, Answers)
+        if len(reply.message.answers) != len(chunk):
+            raise NetworkError(f"{did} answered {len(reply.message.answers)} of {len(chunk)} queries")
+        return [self._answer(did, answer) for answer in reply.message.answers]
 
     def _answer(self, did: str, answer: Answer) -> Fetched | NodeError:
         if answer.error is not None:

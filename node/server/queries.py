@@ -10,12 +10,16 @@ from node.policy import Denied, PolicyDecisionPoint, View
 from node.store import Actor, AuditLog, HeldEvidence, Registers, Statement, utc
 from node.server.dispatch import denied_entries
 from protocol import (
-    AccessLogRequest, AccessLogResult, Answer, Answers, Error, Incoming, Message, Queries, Query, QueryResult, RemoteProtocolError,
+    AccessLogRequest, AccessLogResult, Answer, Answers, Error, ErrorCode, Incoming, Message, Queries, Query, QueryResult,
+    RemoteProtocolError,
 )
+from protocol.codec import MAX_MESSAGE_SIZE
 from protocol.records import RecordVersion
 
 
-ACCESS_LOG_LIMIT = 10_000  # the newest entries about the client since the time he asks from
+ACCESS_LOG_LIMIT = 10_000
+# Bytes of records and evidence in one batch's answers at most: room left for the envelope under the message limit.
+ANSWERS_LIMIT = MAX_MESSAGE_SIZE * 3 // 4  # the newest entries about the client since the time he asks from
 
 
 class QueryHandlers:
@@ -37,20 +41,29 @@ class QueryHandlers:
         return await self._answer(incoming, query, now)
 
     async def on_queries(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
-        """Each query of the batch decided, audited and answered exactly as if it came alone."""
+        """Each query of the batch decided, audited and answered exactly as if it came alone. An answer that would
+        make the reply too large is not given (nor audited): that query is refused ``too-large``, to be asked alone."""
         batch = incoming.message
         assert isinstance(batch, Queries)
-        answers, statements = [], []
+        answers: list[Answer] = []
+        statements: list[Statement] = []
+        size = 0
         for query in batch.queries:
             try:
                 result, made = await self._answer(incoming, query, now)
             except Denied as exc:
                 made = denied_entries(self.audit, self.metrics, incoming, query, exc, now)
-                answers.append(Answer(records=(), evidence=(), error=Error(code=exc.code.value, reason=exc.reason, rule=exc.rule)))
+                answers.append(_refused(exc))
             except RemoteProtocolError as exc:
                 made = []
-                answers.append(Answer(records=(), evidence=(), error=Error(code=exc.code.value, reason=exc.reason, rule=exc.rule)))
+                answers.append(_refused(exc))
             else:
+                grown = size + sum(map(len, result.records)) + sum(map(len, result.evidence))
+                if size and grown > ANSWERS_LIMIT:
+                    answers.append(_refused(RemoteProtocolError(
+                        ErrorCode.TOO_LARGE, "the batch's answer is full: ask this query alone")))
+                    continue
+                size = grown
                 answers.append(Answer(records=result.records, evidence=result.evidence, error=None))
             statements.extend(made)
         return Answers(answers=tuple(answers)), statements
@@ -99,4 +112,8 @@ class QueryHandlers:
         return AccessLogResult(entries=tuple(since), head=self.audit.head()), statements
 
 
-__all__ = ["QueryHandlers"]
+def _refused(exc: RemoteProtocolError) -> Answer:
+    return Answer(records=(), evidence=(), error=Error(code=exc.code.value, reason=exc.reason, rule=exc.rule))
+
+
+__all__ = ["QueryHandlers", "ANSWERS_LIMIT"]

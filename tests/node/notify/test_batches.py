@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+import node.server.queries as queries_module
+from node.discovery.routing import _chunks
 from node.service import Node
 from protocol import Notification, Notifications, Queries, Query, Receipts, Subject
 from protocol.records import verify_record
@@ -133,3 +135,32 @@ async def test_each_query_of_a_batch_is_decided_and_audited_on_its_own(network: 
     # The signed request is kept once, as evidence of who asked; the others name it by its hash.
     assert sum(1 for e in entries if e.request) == 1 and len({e.public()["request_sha256"] for e in entries}) == 1
     assert (await ciz.audit.verify())[0]
+
+
+async def test_a_query_whose_answer_does_not_fit_the_batch_is_refused_unaudited_and_asked_alone(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    records = [_indicatie() for _ in range(3)]
+    await _load(ciz, records)
+    await network.settle()
+    monkeypatch.setattr(queries_module, "ANSWERS_LIMIT", 1000)  # one signed indicatie (~1.2 kB) fills it
+    asked = [("QIR-0001-ZKi", {"wlzIndicatieID": r["wlzIndicatieID"], "uzovi": "5151"}, []) for r in records]
+    batch = Queries(queries=tuple(Query(template=t, params=p, evidence=(), history=False) for t, p, _ in asked))
+    reply = await zk.client.request(ciz.url, batch, to=ciz.identity.did)
+    first, *rest = reply.message.answers
+    assert len(first.records) == 1 and [a.error.code for a in rest] == ["too-large", "too-large"]
+    shown = [e for e in await ciz.audit.entries() if e.trace_id == reply.envelope.trace_id]
+    assert [e.record for e in shown] == [f"WlzIndicatie/{records[0]['wlzIndicatieID']}"]  # only what was shown
+    # The requester asks what did not fit alone, and gets every record.
+    before = _handled(ciz, "query")
+    fetched = await zk.router.query_many(ciz.identity.did, asked)
+    assert [r[0][0][0].record_id for r in fetched] == [r["wlzIndicatieID"] for r in records]
+    assert _handled(ciz, "query") - before == 2
+
+
+async def test_queries_with_much_evidence_go_in_smaller_batches() -> None:
+    heavy = [("QBR-0007-ZK", {"bemiddelingID": str(n)}, [bytes(200_000)]) for n in range(5)]
+    light = [("QIR-0001-ZKi", {"wlzIndicatieID": str(n)}, []) for n in range(130)]
+    assert [len(c) for c in _chunks(heavy)] == [2, 2, 1]
+    assert [len(c) for c in _chunks(light)] == [64, 64, 2]
+    assert [item for chunk in _chunks(heavy + light) for item in chunk] == heavy + light
