@@ -310,6 +310,9 @@ class Exchange:
     revocations: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     useful: list[str] = field(default_factory=list)  # our rumors the other side wanted
+    # Buckets B's summary showed differ that no digest described yet, and those the last digest described.
+    _differing: list[int] = field(default_factory=list)
+    _described: tuple[int, ...] = ()
 
     def first(self) -> PeerExchange:
         self.steps = 1
@@ -326,14 +329,19 @@ class Exchange:
         if self.steps == 1:
             self.useful = [d for d in wanted if d in self.rumors]
         announcements = list(self.table.take(wanted, self.budget))
-        digest: tuple[DigestEntry, ...] = ()
-        buckets: tuple[int, ...] = ()
         if reply.summary is not None:
             # Buckets of the rumors just handed over will match once B has them.
             handed = {bucket_of(d) for d in wanted}
-            differing = [b for b in self.table.differing(reply.summary) if b not in handed]
-            self.rng.shuffle(differing)
-            digest, buckets = self.table.digest_within(differing, self.budget)
+            self._differing = [b for b in self.table.differing(reply.summary) if b not in handed]
+            self.rng.shuffle(self._differing)
+            self._described = ()
+        elif len(reply.announcements) >= PER_EXCHANGE and self._described:
+            # B had more in the buckets just described than one message holds: describe them again, with what
+            # it sent now in our table, before the next ones.
+            self._differing[:0] = self._described
+        digest, buckets = self.table.digest_within(self._differing, self.budget) if self._differing else ((), ())
+        self._described = buckets
+        del self._differing[:len(buckets)]
         if not (announcements or buckets):
             return None
         self.steps += 1
