@@ -10,6 +10,8 @@ from protocol import PeerExchange, codec
 from protocol.gossip import (
     BUDGET_SHARE,
     IDLE_WAIT_MAX,
+    MAX_STEPS,
+    PER_EXCHANGE,
     ROUND_BUDGET,
     RUMOR_ROUNDS,
     SAMPLE,
@@ -104,6 +106,22 @@ def test_an_answer_stays_within_the_round_budget() -> None:
     run(a, b, budget_b=budget)
     assert len(a) == 1 + 3  # three fitted, the fourth did not
     assert 0 <= budget.left < size
+
+
+def test_an_exchange_goes_on_describing_differing_buckets_up_to_its_request_limit() -> None:
+    """A newcomer meeting a full table gets more than one message of announcements from one exchange: after each
+    answer it describes the next differing buckets, or the same ones again while the answers come full."""
+    a = table(entry(0))
+    b = table(*(entry(i) for i in range(3000)))
+    ex, sent = run(a, b)
+    assert ex.steps == MAX_STEPS and len(sent) == 2 * MAX_STEPS
+    received = sum(len(m.announcements) for m in sent[1::2])
+    assert received == len(a) - 1 and received > 3 * PER_EXCHANGE  # steps 2-5 each brought a full message
+    assert all(len(m.announcements) <= PER_EXCHANGE for m in sent)
+    # A small difference still ends as soon as there is nothing left to describe or send.
+    c, d = table(*(entry(i) for i in range(50))), table(*(entry(i) for i in range(60)))
+    ex, sent = run(c, d)
+    assert len(c) == 60 and ex.steps == 2
 
 
 def test_the_round_budget_grows_with_the_table_it_must_hand_out() -> None:
