@@ -51,6 +51,11 @@ def check_did(value: str, name: str) -> None:
         raise _fail(f"{name} must be an Ed25519 did:key")
 
 
+def _check_batch(items: tuple[Any, ...], message: str, what: str) -> None:
+    if not 0 < len(items) <= MAX_BATCH:
+        raise _fail(f"{message} carries 1 to {MAX_BATCH} {what}")
+
+
 def check_name(value: str, name: str) -> None:
     if not _NAME.match(value):
         raise _fail(f"{name} is not a valid name")
@@ -436,8 +441,7 @@ class Notifications(Message):
     notifications: tuple[Notification, ...]
 
     def validate(self) -> None:
-        if not 0 < len(self.notifications) <= MAX_BATCH:
-            raise _fail(f"a notifications message carries 1 to {MAX_BATCH} notifications")
+        _check_batch(self.notifications, "a notifications message", "notifications")
         if len({n.notification_id for n in self.notifications}) != len(self.notifications):
             raise _fail("a notification id appears twice")
 
@@ -471,8 +475,7 @@ class Receipts(Message):
     receipts: tuple[Receipt, ...]
 
     def validate(self) -> None:
-        if not 0 < len(self.receipts) <= MAX_BATCH:
-            raise _fail(f"a receipts message carries 1 to {MAX_BATCH} receipts")
+        _check_batch(self.receipts, "a receipts message", "receipts")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -486,8 +489,7 @@ class Queries(Message):
     queries: tuple[Query, ...]
 
     def validate(self) -> None:
-        if not 0 < len(self.queries) <= MAX_BATCH:
-            raise _fail(f"a queries message carries 1 to {MAX_BATCH} queries")
+        _check_batch(self.queries, "a queries message", "queries")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -514,8 +516,7 @@ class Answers(Message):
     answers: tuple[Answer, ...]
 
     def validate(self) -> None:
-        if not 0 < len(self.answers) <= MAX_BATCH:
-            raise _fail(f"an answers message carries 1 to {MAX_BATCH} answers")
+        _check_batch(self.answers, "an answers message", "answers")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

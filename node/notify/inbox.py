@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keys import Member, TrustStore
+from node.discovery.routing import Fetched, Verified
 from node.errors import NodeError, PeerRefused
 from node.faults import crash_point
 from node.interfaces import Handlers
@@ -26,7 +27,7 @@ from protocol import (
     MAX_BATCH, Ack, ErrorCode, Incoming, Message, Notification, Notifications, Receipt, Receipts, RemoteProtocolError, Subject,
 )
 from protocol.events import EVENT_RULES
-from protocol.records import RecordVersion, verify_record
+from protocol.records import verify_record
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ REFETCH: dict[str, Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | 
     "Bemiddeling": lambda record_id, mine: (
         ("QBR-0007-ZK", {"bemiddelingID": record_id, "uzovi": mine["uzovi"]}) if "uzovi" in mine else None),
 }
-Verified = list[tuple[RecordVersion, Member, bytes]]
-Fetched = tuple[Verified, Verified]  # the records a query brought, and the evidence backing them
 Effect = Callable[[Notification, Member, int], list[Statement]]
 KeepFetched = Callable[[Verified], Awaitable[None]]
 # The member a source is now, by its organisation identifier (e.g. uzovi:5151), as the peer table knows it.
@@ -128,9 +127,7 @@ class Inbox:
         known = await self.store.fetchone("SELECT 1 FROM inbox WHERE notification_id = ?", (note.notification_id,))
         if known:
             return Ack(ref=note.notification_id, status="duplicate")
-        await self.store.write(self._stored(incoming, note, now))
-        crash_point("after-inbox-commit")
-        self._start([_Received(note.notification_id, note.event_type, note.subjects)], incoming.sender.did)
+        await self._store_and_act(incoming, [note], now)
         return Ack(ref=note.notification_id, status="accepted")
 
     async def _on_notifications(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
@@ -141,7 +138,7 @@ class Inbox:
         ids = [note.notification_id for note in batch.notifications]
         known = {row[0] for row in await self.store.fetchall(
             f"SELECT notification_id FROM inbox WHERE notification_id IN ({', '.join('?' * len(ids))})", tuple(ids))}
-        receipts, statements, stored = [], [], []
+        receipts, stored = [], []
         for note in batch.notifications:
             try:
                 self._check(incoming, note)
@@ -151,14 +148,17 @@ class Inbox:
             if note.notification_id in known:
                 receipts.append(Receipt(ref=note.notification_id, status="duplicate", code=None, reason=None))
                 continue
-            statements.extend(self._stored(incoming, note, now))
-            stored.append(_Received(note.notification_id, note.event_type, note.subjects))
+            stored.append(note)
             receipts.append(Receipt(ref=note.notification_id, status="accepted", code=None, reason=None))
-        if statements:
-            await self.store.write(statements)
-            crash_point("after-inbox-commit")
-            self._start(stored, incoming.sender.did)
+        if stored:
+            await self._store_and_act(incoming, stored, now)
         return Receipts(receipts=tuple(receipts)), []
+
+    async def _store_and_act(self, incoming: Incoming, notes: list[Notification], now: int) -> None:
+        """Store checked notifications in one commit, then act on them (in the background)."""
+        await self.store.write([s for note in notes for s in self._stored(incoming, note, now)])
+        crash_point("after-inbox-commit")
+        self._start([_Received(n.notification_id, n.event_type, n.subjects) for n in notes], incoming.sender.did)
 
     def _stored(self, incoming: Incoming, note: Notification, now: int) -> list[Statement]:
         """What receiving one notification writes: its effect, its inbox row and its audit entry."""
@@ -200,16 +200,21 @@ class Inbox:
             else:
                 plans[item.notification_id] = plan
         fetched = dict(zip(plans, await self._fetch_all(source_did, list(plans.values()))))
+        kept: list[Statement] = []  # evidence the fetches brought, written with the outcomes in one commit
         for notification_id, (template, _) in plans.items():
+            outcome = fetched[notification_id]
+            if not isinstance(outcome, NodeError):
+                kept.extend(self.held.keep(outcome[0] + outcome[1]))
             try:
-                outcomes[notification_id] = await self._settle(template, fetched[notification_id])
+                outcomes[notification_id] = await self._settle(template, outcome)
             except NodeError as exc:
                 log.warning("a notification could not be acted on now: %s", exc.__class__.__name__)
             except Exception as exc:  # noqa: BLE001 - as above
                 outcomes[notification_id] = _rejected(exc)
         try:
-            await self.store.write([("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
-                                     (*outcome, notification_id), False) for notification_id, outcome in outcomes.items()])
+            await self.store.write(kept + [
+                ("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
+                 (*outcome, notification_id), False) for notification_id, outcome in outcomes.items()])
         except NodeError as exc:
             log.warning("notifications could not be acted on now: %s", exc.__class__.__name__)
 
@@ -241,16 +246,13 @@ class Inbox:
             return [exc] * len(requests)
 
     async def _settle(self, template: str, outcome: Fetched | NodeError) -> tuple[str, int | None, str]:
-        """(status, version fetched, detail) of one notification, keeping what its fetch brought."""
+        """(status, version fetched, detail) of one notification, after the node's own uses of what it fetched."""
         if isinstance(outcome, PeerRefused):
             # The source answered and said no: asking again will not change that, unless it said "not now".
             return ("fetch-failed" if outcome.code == ErrorCode.UNAVAILABLE else "refused"), None, str(outcome)[:300]
         if isinstance(outcome, NodeError):
             return "fetch-failed", None, str(outcome)[:300]
-        results, backing = outcome
-        kept = self.held.keep(results + backing)
-        if kept:
-            await self.store.write(kept)
+        results, _ = outcome
         for keep in self.fetched:
             await keep(results)
         version = max((r.version for r, _, _ in results), default=None)

@@ -17,9 +17,9 @@ from protocol.codec import MAX_MESSAGE_SIZE
 from protocol.records import RecordVersion
 
 
-ACCESS_LOG_LIMIT = 10_000
+ACCESS_LOG_LIMIT = 10_000  # the newest entries about the client since the time he asks from
 # Bytes of records and evidence in one batch's answers at most: room left for the envelope under the message limit.
-ANSWERS_LIMIT = MAX_MESSAGE_SIZE * 3 // 4  # the newest entries about the client since the time he asks from
+ANSWERS_LIMIT = MAX_MESSAGE_SIZE * 3 // 4
 
 
 class QueryHandlers:
