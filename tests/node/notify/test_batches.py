@@ -4,6 +4,7 @@ know the batch messages gets the same, one message at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -164,3 +165,25 @@ async def test_queries_with_much_evidence_go_in_smaller_batches() -> None:
     assert [len(c) for c in _chunks(heavy)] == [2, 2, 1]
     assert [len(c) for c in _chunks(light)] == [64, 64, 2]
     assert [item for chunk in _chunks(heavy + light) for item in chunk] == heavy + light
+
+
+async def test_receipts_that_do_not_name_the_batch_deliver_nothing(network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver (or anything between) that answers receipts for other notifications, or in another order, does
+    not get the batch marked delivered: each row is tried again."""
+    ciz, zk = await network.start("ciz", "zk5151")
+    honest = zk.inbox._on_notifications
+
+    async def shuffled(incoming: Any, now: int) -> Any:
+        reply, statements = await honest(incoming, now)
+        return Receipts(receipts=tuple(reversed(reply.receipts))), statements
+
+    monkeypatch.setitem(zk.dispatcher._handlers, Notifications, shuffled)
+    ciz.outbox.max_delay = 600.0  # a row tried once stays pending for the test to see
+    await _load(ciz, [_indicatie() for _ in range(5)])
+    deadline = asyncio.get_running_loop().time() + 10
+    while not all(r["attempts"] >= 1 for r in await ciz.outbox.list()) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    rows = await ciz.outbox.list()
+    assert len(rows) == 5 and {r["status"] for r in rows} == {"pending"}
+    assert all("receipts do not name" in r["last_error"] for r in rows)
+    assert not [e for e in await ciz.audit.entries() if e.event.startswith("notification.sent")]
