@@ -46,7 +46,7 @@ class Proc:
         (self.home.path / "run.json").unlink(missing_ok=True)
         with open(self.home.path / "node.log", "a") as log:  # one process per node: up to 51 nodes share the cores
             self.proc = subprocess.Popen([sys.executable, "-m", "node", "run", str(self.home.path), "--quiet", "--no-mdns", "--workers", "1",
-                                          "--port", str(self.port), "--gossip-interval", "0.5", *self.extra],
+                                          "--port", str(self.port), *self.extra],
                                          stdout=subprocess.PIPE, stderr=log, text=True)
 
     def wait_ready(self) -> None:
@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backlog", type=int, default=10000)
     parser.add_argument("--receivers", type=int, default=10)
     parser.add_argument("--no-fetch", action="store_true", help="receivers only store and acknowledge")
+    parser.add_argument("--gossip-interval", type=float, help="seconds between a node's gossip rounds (default: the "
+                        "node's own, 30 s)")
     measure(parser.parse_args(argv))
 
 
@@ -139,7 +141,10 @@ def measure(args: Any) -> dict[str, float]:
         net = NetworkDir.create(tmp / "net", "bench")
         ciz = NodeHome.create(tmp / "ciz", role="ciz", name="CIZ", identifiers={"kvk": "62253778"}, region=None)
         net.issue(ciz, now=int(time.time()), days=1)
-        source = Proc(ciz, 18700)
+        # Nodes gossip at their own interval (30 s) unless told: a receiver introduces itself to the source when it
+        # starts, which is all the source needs to deliver to it.
+        gossip = ["--gossip-interval", str(args.gossip_interval)] if args.gossip_interval is not None else []
+        source = Proc(ciz, 18700, *gossip)
         source.start()
         procs.append(source)
         receivers = []
@@ -151,7 +156,7 @@ def measure(args: Any) -> dict[str, float]:
                 config = home.config()
                 config.inbox_fetch = False
                 home.save_config(config)
-            receivers.append(Proc(home, 18710 + i, "--bootstrap", f"http://127.0.0.1:{source.port}"))
+            receivers.append(Proc(home, 18710 + i, *gossip, "--bootstrap", f"http://127.0.0.1:{source.port}"))
         for r in receivers:
             r.start()
             procs.append(r)

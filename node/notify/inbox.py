@@ -236,10 +236,8 @@ class Inbox:
     async def _fetch_all(self, source_did: str, requests: list[tuple[str, dict[str, str]]]) -> list[Fetched | NodeError]:
         if not requests:
             return []
-        asked = []
-        for template, params in requests:
-            indicatie = params.get("wlzIndicatieID")
-            asked.append((template, params, await self.held.about(indicatie) if indicatie else []))
+        held = await self.held.about_many([i for _, params in requests if (i := params.get("wlzIndicatieID"))])
+        asked = [(template, params, held.get(params.get("wlzIndicatieID", ""), [])) for template, params in requests]
         try:
             return await self.fetch_many(source_did, asked)
         except NodeError as exc:  # nothing came back: each ends as that one would have alone

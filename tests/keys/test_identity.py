@@ -52,8 +52,15 @@ def test_derived_x25519_key_matches_specification_vectors(vector: dict[str, str]
     ],
 )
 def test_did_to_public_key_refuses_anything_but_ed25519_did_key(did: str) -> None:
+    for _ in range(2):  # decoded dids are kept: a refused one is refused again, not remembered
+        with pytest.raises(MalformedKey):
+            did_to_public_key(did)
+
+
+@pytest.mark.parametrize("value", [None, 7, b"did:key:z6Mk", ["did:key:z6Mk"], {"did": 1}])
+def test_did_to_public_key_refuses_what_is_not_a_string(value: object) -> None:
     with pytest.raises(MalformedKey):
-        did_to_public_key(did)
+        did_to_public_key(value)  # type: ignore[arg-type]
 
 
 def test_signature_verifies_and_tampering_is_detected() -> None:
