@@ -549,6 +549,7 @@ class Registers:
         keys: list[tuple[str, str, str, str]] = []
         changes: list[Change] = []
         entries: list[Statement] = []
+        stored: list[StoredVersion] = []
         for n, data in enumerate(records):
             if n % 16 == 15:
                 await asyncio.sleep(0)  # validating 16 records takes ~0.5 ms: let requests through
@@ -557,8 +558,9 @@ class Registers:
             record_id = record_type.record_id(data)
             if kind in self.checks:
                 await self.checks[kind](data)
-            row, record_keys, _ = self._version(record_type, record_id, 1, data, now, sign=False)
+            row, record_keys, version = self._version(record_type, record_id, 1, data, now, sign=False)
             rows.append(row)
+            stored.append(version)
             keys.extend(record_keys)
             entries.append(self.audit.entry(now=now, event="record.bulk-load", action="C", result="ok", actor=actor,
                                             subject=record_type.bsn(data), record=f"{kind}/{record_id}"))
@@ -571,7 +573,9 @@ class Registers:
                 *entries,
                 *notifications,
             ], {kind: len(rows)})
-            self._current.clear()
+            # What was just written is what its notifications' receivers ask for next, as put_many keeps it too.
+            for version in stored:
+                self._current.put((kind, version.record_id), version)
         if self.on_written is not None:
             self.on_written()
         return len(records)

@@ -120,3 +120,22 @@ async def test_a_signature_made_on_reading_before_a_certificate_switch_is_not_ke
         [version] = await registers.history("WlzIndicatie", IND0)
         assert signing_certificate(version.signed) == ciz.certificate
     assert [r[3] is not None for r in rows(ciz)] == [True]
+
+
+async def test_a_bulk_load_is_served_from_memory_next_and_signed_once(network: Network) -> None:
+    ciz, zk = await network.start("ciz", "zk5151")
+    assert await ciz.registers.current("WlzIndicatie", IND0) is None  # "not there" is kept too
+    assert await ciz.registers.load_many("WlzIndicatie", [sample("wlzIndicaties", 0)], actor=ciz.actor, now=ciz.now()) == 1
+    reads = []
+    ciz.store.fetchall, original = (lambda sql, params=(): reads.append(sql) or original(sql, params)), ciz.store.fetchall
+    try:
+        loaded = await ciz.registers.current("WlzIndicatie", IND0)  # the version just written, not the kept "none"
+    finally:
+        ciz.store.fetchall = original
+    assert loaded is not None and loaded.version == 1 and reads == []
+    record, member = verify_record(loaded.signed, zk.trust, zk.now())
+    assert (record.record_id, member.did) == (IND0, ciz.identity.did)
+    await ciz.registers.keep_signatures()
+    [(_, _, _, signature, _)] = rows(ciz)
+    again = await fresh(ciz).current("WlzIndicatie", IND0)
+    assert signature is not None and again is not None and again.signed == loaded.signed
