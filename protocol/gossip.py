@@ -58,7 +58,7 @@ ROUND_BUDGET: Final = 800_000  # bytes of announcements and digests a node hands
 # and a budget that stays put while the table grows makes convergence take (table / budget) rounds at least.
 BUDGET_SHARE: Final = 0.4
 SAMPLE: Final = 2  # announcements a newcomer asks a bootstrap peer for (random 2-out graphs are connected)
-MAX_STEPS: Final = 5  # requests in one exchange
+MAX_STEPS: Final = 8  # requests in one exchange
 RUMOR_ROUNDS: Final = 4  # a new entry is offered as a rumor for at most this many rounds, while someone wants it
 RUMORS: Final = 64  # rumors offered in one message
 IDLE_WAIT_MAX: Final = 8  # rounds between exchanges when nothing changes
