@@ -36,7 +36,7 @@ def fill(path: Path, identity: Identity, start: int, count: int, prev: bytes) ->
                       "zorgkantoor", "Zorgkantoor Noord", "106658037", "WlzIndicatie/31835d1d-3933-4ffe-9f57-8985f41fae4a",
                       "0" * 32, "UCIR-0001", None)
             digest = entry_hash(prev, entry_fields(fields))
-            rows.append((*fields, prev, digest, None))  # no named user: the node acted
+            rows.append((*fields, digest, None, None))  # no named user (the node acted), the request not kept
             prev = digest
             if len(rows) == 50_000:
                 db.executemany(f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows)
