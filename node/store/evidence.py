@@ -23,22 +23,22 @@ class HeldEvidence:
         self.store = store
 
     async def about(self, indicatie_id: str, kinds: tuple[str, ...] | None = None) -> list[bytes]:
-        rows = await self.store.fetchall("SELECT kind, signed FROM evidence WHERE wlzIndicatieID = ? ORDER BY kind, record_id",
-                                         (indicatie_id,))
-        return [bytes(signed) for kind, signed in rows if kinds is None or kind in kinds]
+        return (await self.about_many([indicatie_id], kinds))[indicatie_id]
 
-    async def about_many(self, indicatie_ids: list[str]) -> dict[str, list[bytes]]:
-        """``about`` for many indicaties in a few reads (a batch of notifications asks for up to 64): each read is
-        a hop to the database's thread, which costs more than the lookup."""
+    async def about_many(self, indicatie_ids: list[str], kinds: tuple[str, ...] | None = None) -> dict[str, list[bytes]]:
+        """What is held about each indicatie (of ``kinds``, or all), by kind and record id, in a few reads: a batch
+        of notifications asks for up to 64, and each read is a hop to the database's thread, which costs more than
+        the lookup."""
         held: dict[str, list[bytes]] = {indicatie: [] for indicatie in indicatie_ids}
         wanted = sorted(held)
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
             rows = await self.store.fetchall(
-                f"SELECT wlzIndicatieID, signed FROM evidence WHERE wlzIndicatieID IN ({', '.join('?' * len(chunk))}) "
+                f"SELECT wlzIndicatieID, kind, signed FROM evidence WHERE wlzIndicatieID IN ({', '.join('?' * len(chunk))}) "
                 "ORDER BY kind, record_id", chunk)
-            for indicatie, signed in rows:
-                held[indicatie].append(bytes(signed))
+            for indicatie, kind, signed in rows:
+                if kinds is None or kind in kinds:
+                    held[indicatie].append(bytes(signed))
         return held
 
     @staticmethod
