@@ -37,7 +37,7 @@ from typing import Any
 
 from keys import Identity, TrustStore, issue_certificate
 from protocol import Announcement, Endpoint, PeerExchange, codec
-from protocol.gossip import BUDGET_SHARE, ROUND_BUDGET, SAMPLE, Budget, Exchange, GossipTable, Known, Schedule, answer
+from protocol.gossip import BUDGET_SHARE, ROUND_BUDGET, SAMPLE, TOLD_SHARE, Budget, Exchange, GossipTable, Known, Schedule, answer
 
 NOW = 1_790_000_000
 
@@ -96,6 +96,7 @@ class Network:
             self.transfer(b, a, reply)
             request = run.next(reply)
         a.schedule.wanted(run.useful)
+        a.schedule.told(run.told)
 
     def join(self, node: SimNode) -> None:
         """Fetch a bootstrap peer's announcement (all of them, for a bootstrap peer), as the node does."""
@@ -114,7 +115,7 @@ class Network:
         order = list(self.nodes.values())
         self.rng.shuffle(order)
         for node in order:
-            node.budget = node.table.round_budget()
+            node.budget = node.table.round_budget(node.schedule.network_size())
         boot = set(self.bootstrap)
         for node in order:
             if not node.joined:
@@ -221,7 +222,7 @@ def measure(args: Any) -> dict[str, float]:
     messages = sum(nd.messages for nd in nodes.values())
     boot_sent = [nodes[d].sent for d in net.bootstrap]
     print(f"network: {n} nodes (1 CIZ, 1 CAK, 31 zorgkantoren, {args.providers} zorgaanbieders), 3 bootstrap peers, "
-          f"fanout {args.fanout}; {ROUND_BUDGET // 1000} kB or {BUDGET_SHARE:.0%} of its table (the larger) handed out per node per round at most, samples of {SAMPLE}")
+          f"fanout {args.fanout}; {ROUND_BUDGET // 1000} kB, {BUDGET_SHARE:.0%} of its table or {TOLD_SHARE:.0%} of the largest table a peer told it of (the largest) handed out per node per round at most, samples of {SAMPLE}")
     print(f"total size of all announcements: {total_size / 1e6:.2f} MB ({total_size // n} bytes each, certificate included); "
           f"envelope overhead per message {net.overhead[False, False]} bytes with the certificate, "
           f"{net.overhead[True, True]} naming it by hash")

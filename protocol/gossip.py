@@ -27,7 +27,10 @@ the spreading is done by everyone else.
 
 Every node hands out at most ``Budget`` bytes of announcements and digests per
 round, whoever asks: a node that is asked too often answers with less, and
-the askers find what is missing elsewhere.
+the askers find what is missing elsewhere. The budget follows the size of the
+network: a share of the node's own table, or of the largest table a peer
+said it holds (``held`` in every answer), since a young node's own table
+lags behind the network it must help to fill.
 """
 
 from __future__ import annotations
@@ -53,10 +56,15 @@ from protocol.messages import (
 SHORT_ID_SIZE: Final = 8
 PER_EXCHANGE: Final = MAX_ANNOUNCEMENTS  # announcements in one message
 DIGEST_ENTRIES: Final = 1024  # entries described in one digest (whole buckets)
-ROUND_BUDGET: Final = 800_000  # bytes of announcements and digests a node hands out per round, at least
+ROUND_BUDGET: Final = 100_000  # bytes of announcements and digests a node hands out per round, at least
 # ... or this share of all it holds, when that is more: each node of a large network must receive the whole table,
 # and a budget that stays put while the table grows makes convergence take (table / budget) rounds at least.
 BUDGET_SHARE: Final = 0.4
+# ... or this share of the largest table a peer told us of in the last two rounds. In a young network a node's own
+# table is far smaller than the network it must help to fill; a fixed floor large enough for that growth lets a few
+# nodes of a small network hand out several whole tables each (docs/DECISIONS.md).
+TOLD_SHARE: Final = 0.75
+MAX_TOLD: Final = 16_384  # announcements: what a peer's word can raise our budget to, at most (a lie costs no more)
 SAMPLE: Final = 2  # announcements a newcomer asks a bootstrap peer for (random 2-out graphs are connected)
 MAX_STEPS: Final = 8  # requests in one exchange
 RUMOR_ROUNDS: Final = 4  # a new entry is offered as a rumor for at most this many rounds, while someone wants it
@@ -169,9 +177,11 @@ class GossipTable:
         self._fingerprints[b] ^= _h(did, old.seq)
         self._changed()
 
-    def round_budget(self) -> Budget:
-        """What this node hands out in a round: ROUND_BUDGET, or BUDGET_SHARE of its table when that is more."""
-        return Budget(max(ROUND_BUDGET, int(self.bytes * BUDGET_SHARE)))
+    def round_budget(self, told: int = 0) -> Budget:
+        """What this node hands out in a round, the largest of: ROUND_BUDGET; BUDGET_SHARE of its table; and
+        TOLD_SHARE of a table of ``told`` announcements (at most MAX_TOLD) as large on average as its own."""
+        told_bytes = min(told, MAX_TOLD) * self.bytes // self._size if self._size else 0
+        return Budget(max(ROUND_BUDGET, int(self.bytes * BUDGET_SHARE), int(told_bytes * TOLD_SHARE)))
 
     def _changed(self) -> None:
         self.changes += 1
@@ -285,6 +295,7 @@ def answer(table: GossipTable, request: PeerExchange, *, asker: str, me: str, bu
     # Wanted rumors likely explain the difference; A sends them with its hash again, and we compare then.
     differs = request.hash is not None and request.hash != mine and not request.sample and not want
     return PeerExchangeResult(
+        held=len(table),
         hash=mine if request.hash is not None else None,
         summary=table.summary() if differs else None,
         digest=(), buckets=(), want=tuple(want[:PER_EXCHANGE]),
@@ -310,6 +321,7 @@ class Exchange:
     revocations: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     useful: list[str] = field(default_factory=list)  # our rumors the other side wanted
+    told: int = 0  # the size of the other side's table, as it said
     # Buckets B's summary showed differ that no digest described yet, and those the last digest described.
     _differing: list[int] = field(default_factory=list)
     _described: tuple[int, ...] = ()
@@ -323,6 +335,7 @@ class Exchange:
         )
 
     def next(self, reply: PeerExchangeResult) -> PeerExchange | None:
+        self.told = max(self.told, reply.held)
         if self.introduce is not None or self.ask_sample or self.steps >= MAX_STEPS:
             return None
         wanted = self.table.resolve(reply.want)
@@ -381,6 +394,17 @@ class Schedule:
     rumors: dict[str, int] = field(default_factory=dict)  # did -> rounds it has been offered
     offered: dict[str, int] = field(default_factory=dict)  # this round's rumors
     spared: set[str] = field(default_factory=set)  # rumors given their one round after nobody wanted them
+    _told: int = 0  # the largest table a peer said it holds, this round
+    _told_before: int = 0  # ... and the round before
+
+    def told(self, held: int) -> None:
+        """A peer said its table holds ``held`` announcements (Exchange.told)."""
+        self._told = max(self._told, held)
+
+    def network_size(self) -> int:
+        """The largest table a peer said it holds in the last two rounds, at most MAX_TOLD: what this node's
+        round budget follows while its own table is smaller. A quiet node that asks nobody forgets it."""
+        return min(MAX_TOLD, max(self._told, self._told_before))
 
     def heard(self, did: str) -> None:
         self.rumors[did] = 0
@@ -406,6 +430,7 @@ class Schedule:
         """This round's exchanges, and the rumors to offer in them."""
         self._spare()
         self.offered, self.rumors = self.rumors, {}
+        self._told_before, self._told = self._told, 0
         rumors = list(self.offered)
         others: list[str] = []
         boot: list[str] = []
@@ -442,5 +467,5 @@ class Schedule:
 
 __all__ = [
     "GossipTable", "Known", "Budget", "Exchange", "Schedule", "Planned", "answer", "bucket_of", "short_id",
-    "BUCKETS", "SUMMARY_SIZE", "PER_EXCHANGE", "ROUND_BUDGET", "BUDGET_SHARE", "SAMPLE", "RUMOR_ROUNDS", "IDLE_WAIT_MAX",
+    "BUCKETS", "SUMMARY_SIZE", "PER_EXCHANGE", "ROUND_BUDGET", "BUDGET_SHARE", "TOLD_SHARE", "MAX_TOLD", "SAMPLE", "RUMOR_ROUNDS", "IDLE_WAIT_MAX",
 ]

@@ -294,10 +294,13 @@ class PeerExchange(Message):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PeerExchangeResult(PeerExchange):
-    """The answer to a PeerExchange, with the same fields."""
+    """The answer to a PeerExchange, with the same fields and ``held``: how many announcements the
+    answering node's table holds (an asker of a young network learns its size from it)."""
 
     TYPE: ClassVar[str] = "peer-exchange-result"
     REPLY: ClassVar[bool] = True
+
+    held: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -60,7 +60,7 @@ class Gossiper:
     def budget(self) -> Budget:
         """This round's budget; renewed by time too, so a node that runs no rounds of its own still answers."""
         if time.monotonic() - self._budget_since > max(self.interval, 1.0):
-            self._budget, self._budget_since = self.table.round_budget(), time.monotonic()
+            self._budget, self._budget_since = self.table.round_budget(self.schedule.network_size()), time.monotonic()
         return self._budget
 
     def own(self, data: bytes, seq: int, expires: int) -> None:
@@ -99,7 +99,7 @@ class Gossiper:
 
     async def round(self) -> None:
         self.rounds += 1
-        self._budget, self._budget_since = self.table.round_budget(), time.monotonic()
+        self._budget, self._budget_since = self.table.round_budget(self.schedule.network_size()), time.monotonic()
         await self.maintain()
         me = self.did
         plan, rumors = self.schedule.plan(self.table, me, self._bootstrap_peers() | ({me} if self.is_bootstrap else set()))
@@ -140,6 +140,7 @@ class Gossiper:
         except NodeError as exc:
             log.info("gossip with %s failed: %s", peer.did[-8:], exc)
         self.schedule.wanted(exchange.useful)
+        self.schedule.told(exchange.told)
 
     # Answering ----------------------------------------------------------
 

@@ -11,11 +11,13 @@ from protocol.gossip import (
     BUDGET_SHARE,
     IDLE_WAIT_MAX,
     MAX_STEPS,
+    MAX_TOLD,
     PER_EXCHANGE,
     ROUND_BUDGET,
     RUMOR_ROUNDS,
     SAMPLE,
     SMALL_TABLE,
+    TOLD_SHARE,
     Budget,
     Exchange,
     GossipTable,
@@ -136,6 +138,42 @@ def test_the_round_budget_grows_with_the_table_it_must_hand_out() -> None:
     big.offer(Known("did:key:test1", 2, 10**10, bytes(1820)))  # a newer, larger announcement replaces the old
     big.remove("did:key:test2")
     assert big.bytes == 8_200_000 + 1000 - 820 and len(big) == 9_999
+
+
+def test_a_young_node_budgets_for_the_network_its_peers_say_they_hold() -> None:
+    """A node of a young network holds a fraction of the table it must help to fill: its budget follows the
+    largest table a peer told it of, at the average size of its own announcements; a lie costs no more than
+    a network of MAX_TOLD nodes would."""
+    young = GossipTable()
+    for i in range(10):
+        young.offer(Known(f"did:key:test{i}", 1, 10**10, bytes(800)))
+    assert young.round_budget().left == young.round_budget(told=10).left == ROUND_BUDGET
+    assert young.round_budget(told=2_000).left == int(2_000 * 800 * TOLD_SHARE) > ROUND_BUDGET
+    assert young.round_budget(told=10**15).left == young.round_budget(told=MAX_TOLD).left == int(MAX_TOLD * 800 * TOLD_SHARE)
+    assert GossipTable().round_budget(told=2_000).left == ROUND_BUDGET  # nothing to hand out, no average to go by
+
+
+def test_every_answer_says_how_large_its_table_is_and_the_asker_keeps_it_two_rounds() -> None:
+    a, b = table(entry(0)), table(*(entry(i) for i in range(300)))
+    ex, sent = run(a, b)
+    assert [m.held for m in sent[1::2]] == [300] * (len(sent) // 2) and ex.told == 300
+    # An introduction is one request and one answer; the newcomer learns the size from it too.
+    intro = Exchange(table(entry(1000)), Budget(), random.Random(1), introduce=entry(1000).data)
+    request = intro.first()
+    offer_all(b, request.announcements)  # the bootstrap peer keeps the newcomer's announcement first
+    reply = answer(b, request, asker="did:key:test1000", me="did:key:b", budget=Budget(), rng=random.Random(2),
+                   revocations={})
+    assert intro.next(reply) is None and intro.told == 301
+    schedule = Schedule(3, random.Random(3))
+    schedule.told(ex.told)
+    schedule.told(120)  # a smaller table told later does not lower it
+    assert schedule.network_size() == 300
+    schedule.plan(a, "did:key:test0", set())  # the next round's budget still follows it...
+    assert schedule.network_size() == 300
+    schedule.plan(a, "did:key:test0", set())  # ...and the one after that, then it is forgotten
+    assert schedule.network_size() == 0
+    schedule.told(10**15)
+    assert schedule.network_size() == MAX_TOLD
 
 
 def test_a_sample_is_small_random_and_names_neither_side() -> None:

@@ -49,7 +49,7 @@ def messages() -> list[tuple[str, Message, bool]]:
                                        want=(), announcements=(), sample=0, revocations={Identity.from_seed(ROOT_SEED).did: 1}), False),
         ("peer-exchange-result", PeerExchangeResult(hash=None, summary=bytes(512), digest=(), buckets=(3, 17),
                                                     want=(short_id(Identity.from_seed(B_SEED).did),),
-                                                    announcements=(b"\x01",), sample=0, revocations={}), True),
+                                                    announcements=(b"\x01",), sample=0, revocations={}, held=250), True),
         ("query", Query(template="indicatie-by-id", params={"wlzIndicatieID": "31835d1d-3933-4ffe-9f57-8985f41fae4a"},
                         evidence=(), history=False), False),
         ("query-result", QueryResult(records=(b"\x01\x02",), evidence=(b"\x03",)), True),

@@ -178,6 +178,10 @@ async def test_a_newcomer_gets_a_sample_from_its_bootstrap_peer(chain: Chain) ->
     others = {p.did for p in late.peers.all()} - {hub.identity.did}
     assert len(others) == 2 and others <= {n.identity.did for n in early}
     assert {late.peers.get(d).source for d in others} == {"gossip"}
+    # The hub's answer said how large its table is: the latecomer's next round budgets for that network,
+    # not for the three announcements it holds.
+    assert len(hub.gossiper.table) == 5 and late.gossiper.schedule.network_size() == 5
+    assert len(late.gossiper.table) == 4
 
 
 async def test_a_peer_that_lost_our_certificate_asks_for_it_and_the_request_succeeds(chain: Chain) -> None:
