@@ -60,9 +60,9 @@ ROUND_BUDGET: Final = 100_000  # bytes of announcements and digests a node hands
 # ... or this share of all it holds, when that is more: each node of a large network must receive the whole table,
 # and a budget that stays put while the table grows makes convergence take (table / budget) rounds at least.
 BUDGET_SHARE: Final = 0.4
-# ... or this share of the largest table a peer told us of in the last two rounds. In a young network a node's own
-# table is far smaller than the network it must help to fill; a fixed floor large enough for that growth lets a few
-# nodes of a small network hand out several whole tables each (docs/DECISIONS.md).
+# ... or, while our table is smaller, this share of the largest table a peer told us of in the last two rounds. In a
+# young network a node's own table is far smaller than the network it must help to fill; a fixed floor large enough
+# for that growth lets a few nodes of a small network hand out several whole tables each (docs/DECISIONS.md).
 TOLD_SHARE: Final = 0.75
 MAX_TOLD: Final = 16_384  # announcements: what a peer's word can raise our budget to, at most (a lie costs no more)
 SAMPLE: Final = 2  # announcements a newcomer asks a bootstrap peer for (random 2-out graphs are connected)
@@ -178,9 +178,12 @@ class GossipTable:
         self._changed()
 
     def round_budget(self, told: int = 0) -> Budget:
-        """What this node hands out in a round, the largest of: ROUND_BUDGET; BUDGET_SHARE of its table; and
-        TOLD_SHARE of a table of ``told`` announcements (at most MAX_TOLD) as large on average as its own."""
-        told_bytes = min(told, MAX_TOLD) * self.bytes // self._size if self._size else 0
+        """What this node hands out in a round, the largest of: ROUND_BUDGET; BUDGET_SHARE of its table; and,
+        while its table holds fewer than ``told`` announcements (at most MAX_TOLD), TOLD_SHARE of a table that
+        large with announcements as large on average as its own. A node that holds what its peers hold is
+        asked by those that lack it and needs no more than its own share."""
+        told = min(told, MAX_TOLD)
+        told_bytes = told * self.bytes // self._size if 0 < self._size < told else 0
         return Budget(max(ROUND_BUDGET, int(self.bytes * BUDGET_SHARE), int(told_bytes * TOLD_SHARE)))
 
     def _changed(self) -> None:

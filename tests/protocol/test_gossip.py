@@ -151,6 +151,11 @@ def test_a_young_node_budgets_for_the_network_its_peers_say_they_hold() -> None:
     assert young.round_budget(told=2_000).left == int(2_000 * 800 * TOLD_SHARE) > ROUND_BUDGET
     assert young.round_budget(told=10**15).left == young.round_budget(told=MAX_TOLD).left == int(MAX_TOLD * 800 * TOLD_SHARE)
     assert GossipTable().round_budget(told=2_000).left == ROUND_BUDGET  # nothing to hand out, no average to go by
+    full = GossipTable()
+    for i in range(2_000):
+        full.offer(Known(f"did:key:test{i}", 1, 10**10, bytes(800)))
+    # Holding what its peers hold, a node hands out its own share only: the others ask it for what they lack.
+    assert full.round_budget(told=2_000).left == full.round_budget().left == int(2_000 * 800 * BUDGET_SHARE)
 
 
 def test_every_answer_says_how_large_its_table_is_and_the_asker_keeps_it_two_rounds() -> None:
