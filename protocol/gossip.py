@@ -380,7 +380,7 @@ class Schedule:
     In a round in which its table changed (or it has rumors), a node runs
     ``fanout`` exchanges with random known peers; when nothing changes it
     waits twice as long each time, up to IDLE_WAIT_MAX rounds, for a single
-    exchange. A bootstrap peer is asked
+    exchange, starting again at one round after every change. A bootstrap peer is asked
     for a sample while fewer than SAMPLE other peers are known, or when a
     quiet node still knows fewer than SMALL_TABLE; it is one choice among the
     rest only for quiet exchanges, since while the network is busy every
@@ -447,6 +447,10 @@ class Schedule:
         if table.changes != self.seen_changes or rumors:
             # Only rumors on their last, spare round: one peer is enough to sweep up a straggler.
             spare_only = table.changes == self.seen_changes and all(d in self.spared for d in rumors)
+            if table.changes != self.seen_changes:
+                # News: the quiet exchanges after it start again at one round apart, so that the few nodes no
+                # rumor reached are swept up in a few rounds, not after the longest wait.
+                self.wait = 1
             self.seen_changes, self.idle = table.changes, 0
             # While the network is busy, bootstrap peers only introduce and the others do the spreading.
             count = 0 if me in bootstrap else 1 if spare_only else self.fanout

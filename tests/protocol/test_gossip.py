@@ -226,6 +226,10 @@ def test_a_quiet_node_waits_twice_as_long_each_time() -> None:
     rounds = [r for r in range(40) if schedule.plan(t, "did:key:test9", BOOT)[0]]
     assert rounds[:6] == [0, 1, 3, 7, 15, 23]  # busy at first, then 1, 2, 4, 8, 8 rounds apart
     assert all(b - a == IDLE_WAIT_MAX for a, b in zip(rounds[4:], rounds[5:]))
+    # News starts the waits over: a busy round, then quiet exchanges 1, 2 and 4 rounds apart again.
+    t.offer(entry(99))
+    rounds = [r for r in range(40, 60) if schedule.plan(t, "did:key:test9", BOOT)[0]]
+    assert rounds[:5] == [40, 41, 43, 47, 55]
 
 
 def test_a_quiet_node_in_a_small_corner_asks_for_a_new_sample() -> None:
