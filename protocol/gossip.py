@@ -338,7 +338,8 @@ class Exchange:
         )
 
     def next(self, reply: PeerExchangeResult) -> PeerExchange | None:
-        self.told = max(self.told, reply.held)
+        if reply.held is not None:  # a node of an earlier version does not say
+            self.told = max(self.told, reply.held)
         if self.introduce is not None or self.ask_sample or self.steps >= MAX_STEPS:
             return None
         wanted = self.table.resolve(reply.want)

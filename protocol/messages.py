@@ -67,12 +67,15 @@ _INT_FIELDS: dict[type, tuple[str, ...]] = {}
 def _int_fields(cls: type) -> tuple[str, ...]:
     names = _INT_FIELDS.get(cls)
     if names is None:
-        names = _INT_FIELDS[cls] = tuple(name for name, hint in _hints(cls).items() if hint is int)
+        names = _INT_FIELDS[cls] = tuple(name for name, hint in _hints(cls).items() if hint is int or hint == int | None)
     return names
 
 
 class Part:
     """A frozen dataclass that (de)serialises itself by its type hints."""
+
+    # Fields a peer of an earlier version leaves out: None when absent, and left out when None.
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         for name in _int_fields(type(self)):
@@ -85,7 +88,11 @@ class Part:
         """Check semantics beyond types; raise LocalProtocolError."""
 
     def to_cbor(self) -> dict[str, Any]:
-        return {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        out = {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        for name in self.OPTIONAL:
+            if out[name] is None:
+                del out[name]
+        return out
 
     @classmethod
     def from_cbor(cls: type[M], value: Any) -> M:
@@ -143,9 +150,11 @@ def _load_part(cls: type[M], value: Any, path: str) -> M:
     loaders = _loaders(cls)
     if len(value) != len(loaders) or any(name not in value for name, _ in loaders):
         names = {name for name, _ in loaders}
-        missing, extra = names - set(value), set(value) - names
-        detail = f"missing {sorted(missing)}" if missing else f"unknown keys {sorted(map(str, extra))}"
-        raise _bad(path, detail)
+        missing, extra = names - set(value) - cls.OPTIONAL, set(value) - names
+        if missing or extra:
+            detail = f"missing {sorted(missing)}" if missing else f"unknown keys {sorted(map(str, extra))}"
+            raise _bad(path, detail)
+        loaders = [(name, load) for name, load in loaders if name in value]
     kwargs = {name: load(value[name], f"{path}.{name}") for name, load in loaders}
     try:
         return cls(**kwargs)
@@ -295,12 +304,14 @@ class PeerExchange(Message):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PeerExchangeResult(PeerExchange):
     """The answer to a PeerExchange, with the same fields and ``held``: how many announcements the
-    answering node's table holds (an asker of a young network learns its size from it)."""
+    answering node's table holds (an asker of a young network learns its size from it). A node of an
+    earlier version leaves ``held`` out."""
 
     TYPE: ClassVar[str] = "peer-exchange-result"
     REPLY: ClassVar[bool] = True
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"held"})
 
-    held: int
+    held: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,6 +1,7 @@
 """The sans-IO gossip parts the node and the simulation share: tables reconcile exactly,
 quiet tables cost one small message each way, budgets hold, and the schedule is as documented."""
 
+import dataclasses
 import random
 
 from hypothesis import given, settings
@@ -169,6 +170,12 @@ def test_every_answer_says_how_large_its_table_is_and_the_asker_keeps_it_two_rou
     reply = answer(b, request, asker="did:key:test1000", me="did:key:b", budget=Budget(), rng=random.Random(2),
                    revocations={})
     assert intro.next(reply) is None and intro.told == 301
+    # A node of an earlier version does not say: the asker guesses nothing.
+    quiet = Exchange(table(entry(0)), Budget(), random.Random(1))
+    first = answer(b, quiet.first(), asker="did:key:test0", me="did:key:b", budget=Budget(), rng=random.Random(2),
+                   revocations={})
+    quiet.next(dataclasses.replace(first, held=None))
+    assert quiet.told == 0
     schedule = Schedule(3, random.Random(3))
     schedule.told(ex.told)
     schedule.told(120)  # a smaller table told later does not lower it

@@ -59,6 +59,8 @@ def test_unknown_and_missing_keys_are_refused(name: str, message, _) -> None:
         ("receipts", {"receipts": [{"ref": "x", "status": "refused", "code": "teapot", "reason": "no"}]}),
         ("queries", {"queries": []}),
         ("queries", {"queries": [{**_QUERY, "template": "drop table"}]}),
+        ("peer-exchange-result", {"held": -1}),
+        ("peer-exchange-result", {"held": "many"}),
         ("answers", {"answers": []}),
         ("answers", {"answers": [{"records": [b"x"], "evidence": [], "error": {"code": "denied", "reason": "no", "rule": None}}]}),
         ("answers", {"answers": [{"records": [], "evidence": [], "error": {"code": "teapot", "reason": "no", "rule": None}}]}),
@@ -69,6 +71,21 @@ def test_semantic_checks_refuse_bad_values(cls: str, body: dict) -> None:
     with pytest.raises(RemoteProtocolError) as info:
         type(message).from_cbor({**message.to_cbor(), **body})
     assert info.value.code == ErrorCode.MALFORMED
+
+
+def test_an_answer_of_an_earlier_version_without_held_is_read_and_says_nothing_of_the_size() -> None:
+    """Nodes upgrade one by one: a peer-exchange-result without ``held`` (as a node of an earlier version
+    sends it) is read, and its size is not guessed. Any other key still has to be there."""
+    (result,) = [m for name, m, _ in ALL if name == "peer-exchange-result"]
+    assert result.held == 250 and result.to_cbor()["held"] == 250
+    earlier = {k: v for k, v in result.to_cbor().items() if k != "held"}
+    read = type(result).from_cbor(codec.decode(codec.encode(earlier)))
+    assert read.held is None and read.announcements == result.announcements
+    assert "held" not in read.to_cbor()  # None is left out, never sent as null
+    with pytest.raises(RemoteProtocolError, match="missing"):
+        type(result).from_cbor({k: v for k, v in earlier.items() if k != "summary"})
+    with pytest.raises(RemoteProtocolError, match="unknown keys"):
+        type(result).from_cbor({**earlier, "size": 250})
 
 
 def test_local_construction_is_checked_too() -> None:
