@@ -33,6 +33,13 @@ class Metrics:
         self._latency_children: dict[str, Any] = {}
         self._decision_children: dict[tuple[str, str], Any] = {}
         self.peers = Gauge("iwlz_peers", "Peers in the peer table", registry=self.registry)
+        self.gossip_budget = Gauge("iwlz_gossip_round_budget_bytes",
+                                   "Bytes of announcements and digests this node hands out per gossip round, at most",
+                                   registry=self.registry)
+        self.gossip_told = Gauge("iwlz_gossip_told_table",
+                                 "The largest table a peer said it holds in the last two gossip rounds (at most 16,384): "
+                                 "the budget follows it while this node's own table is smaller",
+                                 registry=self.registry)
         self.clock_offset = Gauge("iwlz_clock_offset_seconds",
                                   "Median of peers' signed times minus this node's clock (positive: peers are ahead)",
                                   registry=self.registry)

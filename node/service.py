@@ -415,6 +415,8 @@ class Node:
         self.metrics.records.set(await self.registers.count())
         self.metrics.audit_entries.set(self.audit.seq)
         self.metrics.peers.set(len(self.peers))
+        self.metrics.gossip_told.set(told := self.gossiper.schedule.network_size())
+        self.metrics.gossip_budget.set(self.gossiper.table.round_budget(told).left)
         self.metrics.clock_offset.set(self.clock_watch.offset() or 0.0)
         self.metrics.meldingen_overdue.set(await self.melding_desk.overdue())
         stats = await self.outbox.stats()

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -182,6 +183,9 @@ async def test_a_newcomer_gets_a_sample_from_its_bootstrap_peer(chain: Chain) ->
     # not for the three announcements it holds.
     assert len(hub.gossiper.table) == 5 and late.gossiper.schedule.network_size() == 5
     assert len(late.gossiper.table) == 4
+    async with aiohttp.ClientSession() as http, http.get(f"{late.url}/metrics") as r:
+        text = await r.text()
+    assert "iwlz_gossip_told_table 5.0" in text and "iwlz_gossip_round_budget_bytes 100000.0" in text  # the floor
 
 
 async def test_a_peer_that_lost_our_certificate_asks_for_it_and_the_request_succeeds(chain: Chain) -> None:
