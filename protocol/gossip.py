@@ -381,8 +381,8 @@ class Schedule:
     In a round in which its table changed (or it has rumors), a node runs
     ``fanout`` exchanges with random known peers; when nothing changes it
     waits twice as long each time, up to IDLE_WAIT_MAX rounds, for a single
-    exchange, starting again at one round after every change. A bootstrap peer is asked
-    for a sample while fewer than SAMPLE other peers are known, or when a
+    exchange, starting again at one round after every change. A bootstrap
+    peer is asked for a sample while fewer than SAMPLE other peers are known, or when a
     quiet node still knows fewer than SMALL_TABLE; it is one choice among the
     rest only for quiet exchanges, since while the network is busy every
     newcomer would pick it. Bootstrap peers run no busy exchanges of their
