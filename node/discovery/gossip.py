@@ -60,8 +60,12 @@ class Gossiper:
     def budget(self) -> Budget:
         """This round's budget; renewed by time too, so a node that runs no rounds of its own still answers."""
         if time.monotonic() - self._budget_since > max(self.interval, 1.0):
-            self._budget, self._budget_since = self.table.round_budget(self.schedule.network_size()), time.monotonic()
+            self._budget, self._budget_since = self.round_budget(), time.monotonic()
         return self._budget
+
+    def round_budget(self) -> Budget:
+        """A whole round's budget, for our table and the size our peers told of."""
+        return self.table.round_budget(self.schedule.network_size())
 
     def own(self, data: bytes, seq: int, expires: int) -> None:
         """Our own (re-signed) announcement: in the table, and offered as a rumor (not a private node's)."""
@@ -99,7 +103,7 @@ class Gossiper:
 
     async def round(self) -> None:
         self.rounds += 1
-        self._budget, self._budget_since = self.table.round_budget(self.schedule.network_size()), time.monotonic()
+        self._budget, self._budget_since = self.round_budget(), time.monotonic()
         await self.maintain()
         me = self.did
         plan, rumors = self.schedule.plan(self.table, me, self._bootstrap_peers() | ({me} if self.is_bootstrap else set()))
