@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keys import Member
-from node.discovery import PeerTable
+from node.discovery import Peer, PeerTable
 from node.errors import NetworkError, NodeError, PeerRefused
 from node.faults import crash_point
 from node.interfaces import Requester
@@ -54,6 +54,9 @@ def _row(row: Any) -> dict[str, Any]:
     out["subjects"] = [{"record_id": s["subject"]} | s for s in json.loads(out["subjects"])]
     out["payload"] = json.loads(out["payload"]) if out["payload"] else None
     return out
+
+
+_NO_PEER_YET = "no peer with this identifier is known (yet)"
 
 
 def _subjects(subject: str, record_id: str) -> str:
@@ -108,11 +111,16 @@ class Outbox:
     def _insert(self, planned: Planned, now: int) -> Statement:
         subscription_id, receiver_did = planned.subscription_id, planned.receiver_did
         subjects = _subjects(planned.subject, planned.record_id)
+        # A receiver no peer names yet is not tried now: its rows wait for peer_back, or for a try every max_delay
+        # (_no_peer_yet). An import for parties not yet known (a million rows) would otherwise be read back and
+        # rewritten once, a row at a time, straight after it was written.
+        known = self._addressable(receiver_did, planned.receiver_id_type, planned.receiver_id, planned.receiver_url)
         return ("INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subscription_id, "
-                "subjects, created_at, attempts, next_attempt_at, status, receiver_url) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending', ?)",
+                "subjects, created_at, attempts, next_attempt_at, status, receiver_url, last_error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending', ?, ?)",
                 (str(uuid.uuid4()), planned.event_type, planned.receiver_id_type, planned.receiver_id, receiver_did,
-                 subscription_id, subjects, now, 0.0, planned.receiver_url), False)
+                 subscription_id, subjects, now, 0.0 if known else time.time() + self.max_delay, planned.receiver_url,
+                 None if known else _NO_PEER_YET), False)
 
     @staticmethod
     def melding_row(melding_id: str, did: str, url: str, record: str, payload: dict[str, Any], now: int) -> Statement:
@@ -348,14 +356,19 @@ class Outbox:
 
     def _receiver(self, row: dict[str, Any]) -> tuple[str, str]:
         """(url, did) of the receiver: from the peer table, or for a client's node the endpoint it subscribed with."""
-        peers = self.peers
-        peer = peers.get(row["receiver_did"]) if row["receiver_did"] else \
-            peers.by_identifier(row["receiver_id_type"].lower(), row["receiver_id"])
+        peer = self._peer(row["receiver_did"], row["receiver_id_type"], row["receiver_id"])
         if peer is not None:
             return peer.url, peer.did
         if row["receiver_did"] and row["receiver_url"]:
             return row["receiver_url"], row["receiver_did"]
         raise PeerRefused("unavailable", f"no peer with {row['receiver_id_type']} {row['receiver_id']} is known")
+
+    def _peer(self, did: str | None, id_type: str, identifier: str) -> Peer | None:
+        return self.peers.get(did) if did else self.peers.by_identifier(id_type.lower(), identifier)
+
+    def _addressable(self, did: str | None, id_type: str, identifier: str, url: str | None) -> bool:
+        """Whether a row for this receiver can be tried now (what _receiver finds)."""
+        return bool(did and url) or self._peer(did, id_type, identifier) is not None
 
     def _refused(self, row: dict[str, Any], exc: PeerRefused, now: int) -> list[Statement]:
         self.metrics.count_request("notification-sent", "refused")
@@ -395,7 +408,7 @@ class Outbox:
         """No peer names the receiver: nothing to try until one does, and then peer_back makes the row due at once.
         Trying again only every max_delay keeps a large import for parties not yet known (a million rows) from
         being rewritten at every doubling step."""
-        return self._backoff_until(row, "no peer with this identifier is known (yet)", now, delay=self.max_delay)[0]
+        return self._backoff_until(row, _NO_PEER_YET, now, delay=self.max_delay)[0]
 
     def _backoff(self, row: dict[str, Any], reason: str, now: int) -> Statement:
         return self._backoff_until(row, reason, now)[0]

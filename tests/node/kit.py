@@ -130,8 +130,9 @@ async def settle(nodes: list[Node], timeout: float = 15.0) -> None:
     while _time.monotonic() < deadline:
         busy = False
         for node in nodes:
-            pending = await node.store.fetchone(
-                "SELECT count(*) FROM outbox WHERE status = 'pending' AND attempts = 0")
+            pending = await node.store.fetchone(  # due and not tried yet (a row for no known peer waits)
+                "SELECT count(*) FROM outbox WHERE status = 'pending' AND attempts = 0 AND next_attempt_at <= ?",
+                (_time.time(),))
             waiting = await node.store.fetchone("SELECT count(*) FROM inbox WHERE status = 'received'")
             tasks = [t for t in node._tasks if not t.done() and t.get_name() not in ("gossip", "outbox", "housekeeping", "record signer")]
             busy = busy or bool(pending and pending[0]) or bool(waiting and waiting[0]) or bool(tasks)

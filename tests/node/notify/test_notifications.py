@@ -118,12 +118,14 @@ async def test_a_receiver_no_peer_names_yet_is_left_alone_until_it_appears_then_
     (ciz,) = await network.start("ciz")
     ciz.outbox.max_delay = 600.0  # the row waits this long unless the receiver appears
     await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
-    deadline = time.monotonic() + 10
-    while (await ciz.outbox.list())[0]["attempts"] == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    # Written waiting: not tried at once, read back and rewritten (an import for parties not known yet writes a
+    # million such rows), nor at every doubling step.
+    [written] = await ciz.outbox.list()
+    await asyncio.sleep(0.5)
     [row] = await ciz.outbox.list()
-    assert row["status"] == "pending" and row["attempts"] == 1 and "no peer" in row["last_error"]
-    assert row["next_attempt_at"] > time.time() + 500  # not rewritten at every doubling step
+    assert row == written
+    assert row["status"] == "pending" and row["attempts"] == 0 and "no peer" in row["last_error"]
+    assert row["next_attempt_at"] > time.time() + 500
     (zk,) = await network.start("zk5151")  # it announces itself: what waited for it is due at once
     deadline = time.monotonic() + 10
     while (await ciz.outbox.list())[0]["status"] != "delivered" and time.monotonic() < deadline:
