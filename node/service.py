@@ -46,8 +46,9 @@ from node.relay.supervisor import private_dir, worker_command
 from node.server import Dispatcher, MessageDesk, PeerApp, QueryHandlers, load_replay_guard
 from node.server.connections import Listener
 from node.store.changes import CHANGES, ChangeCount
+from node.store.preparing import Preparer
 from node.store import Actor, AuditLog, AuthorityLinks, HeldEvidence, Registers, Store, Users, registers_for
-from node.tasks import Background, Housekeeping
+from node.tasks import Background, Housekeeping, usable_cores
 from node.tls import client_context, server_context
 from node.witness import Witnessing
 from protocol import Endpoint, Message
@@ -119,7 +120,7 @@ class Node:
         self.users = Users(self.store)
         await self.users.load()
         self.registers = Registers(self.store, self.identity, self.certificate, self.member.role, self.audit,
-                                   retention=config.retention)
+                                   retention=config.retention, preparer=Preparer(use_process=usable_cores() > 1))
         await self.registers.load()
         self.peers = PeerTable(self.store, self.identity.did)
         await self.peers.load()
@@ -446,6 +447,7 @@ class Node:
             await listener.stop()
         self._listeners.clear()
         await self.client.close()
+        await self.registers.preparer.close()
         await self.store.close()
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from node.errors import NodeError, UsageError
@@ -89,9 +92,25 @@ def event_loop_runner(choice: str) -> asyncio.Runner:
 COLLECTOR_THRESHOLDS = (50_000, 20, 100)
 
 
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use: those it may run on, and no more than its cgroup's CPU quota (a container
+    given 2 CPUs on a 64-core host sees 64 in os.cpu_count())."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
 def tune_collector() -> None:
     """For a node's processes (owner and workers): collect cycles less often (COLLECTOR_THRESHOLDS)."""
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
-__all__ = ["Background", "Housekeeping", "Spawn", "event_loop_runner", "tune_collector", "COLLECTOR_THRESHOLDS"]
+__all__ = ["Background", "Housekeeping", "Spawn", "event_loop_runner", "tune_collector", "usable_cores", "COLLECTOR_THRESHOLDS"]

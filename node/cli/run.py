@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from node.cli.common import until_stopped, apply_tls, command, tls_arguments
 from node.errors import UsageError
 from node.home import NodeHome
-from node.tasks import event_loop_runner, tune_collector
+from node.tasks import event_loop_runner, tune_collector, usable_cores
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,22 +54,6 @@ def _workers(given: int | None) -> int:
     if not 1 <= given <= 256:
         raise UsageError("--workers must be between 1 and 256")
     return given
-
-
-def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
-    """The cores this process may use: those it may run on, and no more than its cgroup's CPU quota (a container
-    given 2 CPUs on a 64-core host sees 64 in os.cpu_count())."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return cores
 
 
 def _enrol_first(home: NodeHome, args: argparse.Namespace) -> None:

@@ -27,25 +27,9 @@ from node.store.records import RECORD_TYPES, RecordType, add_years, strip_nulls,
 from node.store.database import Statement, Store
 from node.store.kept import Kept
 from node.store.packing import pack, unpack
+from node.store.preparing import Prepared, Preparer, record_keys as _keys
 from protocol.records import RecordSigner, RecordVersion, assemble_record, record_header, signing_certificate
 
-_PATHS_OF_KEYS: dict[str, list[tuple[str, str]]] = {
-    # record kind -> (lookup key name, dotted path; [] walks a list)
-    "WlzIndicatie": [("bsn", "bsn"), ("zorgkantoor", "initieelVerantwoordelijkZorgkantoor")],
-    "Bemiddeling": [
-        ("bsn", "client.bsn"), ("wlzIndicatieID", "wlzIndicatieID"),
-        ("bemiddelingspecificatieID", "bemiddelingspecificatie[].bemiddelingspecificatieID"),
-        ("instelling", "bemiddelingspecificatie[].instelling"), ("instelling", "regiehouder[].instelling"),
-        ("zorgkantoor", "verantwoordelijkZorgkantoor"), ("zorgkantoor", "overdracht.verantwoordelijkZorgkantoor"),
-    ],
-    "Levering": [("bsn", "bsn"), ("bemiddelingspecificatieID", "bemiddelingspecificatieID"), ("zorgkantoor", "zorgkantoor"),
-                 ("wlzIndicatieID", "wlzIndicatieID"), ("instelling", "verzoeken[].aanbieder")],
-    "Zorgaanbod": [("instelling", "instelling"), ("regio", "regio")],
-    "Toestemming": [("bsn", "bsn")],
-    "Melding": [("melder", "melder"), ("status", "status")],
-    "VerzoekAntwoord": [("bsn", "bsn"), ("verzoekID", "verzoekID"), ("leveringID", "leveringID"), ("instelling", "aanvrager")],
-    "EigenBijdrage": [("bsn", "bsn"), ("wlzIndicatieID", "wlzIndicatieID"), ("zorgkantoor", "zorgkantoor")],
-}
 
 
 @dataclass(slots=True, eq=False)
@@ -109,9 +93,6 @@ _INSERT_KEY = f"INSERT OR IGNORE INTO record_keys (name, value, record) VALUES (
 _DELETE_KEY = f"DELETE FROM record_keys WHERE name = ? AND value = ? AND record = {_FIRST_VERSION}"
 
 
-def _keys(kind: str, record_id: str, data: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
-    """The lookup keys (name, value, kind, record id) of one version's content."""
-    return [(name, str(v), kind, record_id) for name, path in _PATHS_OF_KEYS[kind] for v in values_at(data or {}, path)]
 _COLUMNS = "kind, record_id, version, signed, signature, data, deleted, created_at, cert_hash"
 _SELECT = f"SELECT {_COLUMNS} FROM records"
 _COUNT = ("INSERT INTO register_counts (kind, current) VALUES (?, ?) "
@@ -123,8 +104,9 @@ _STORE_SIGNATURE = ("UPDATE records SET signature = ?, cert_hash = ? WHERE kind 
 class Registers:
     def __init__(self, store: Store, identity: Identity, certificate: bytes, role: str, audit: AuditLog,
                  retention: dict[str, dict[str, int]] | None = None, cache_size: int = CACHE_SIZE,
-                 changes: Callable[[], int] | None = None) -> None:
+                 changes: Callable[[], int] | None = None, preparer: Preparer | None = None) -> None:
         self.store = store
+        self.preparer = preparer or Preparer(use_process=False)
         # Current versions by (kind, id): this object is the only writer, so it can keep the
         # hot path of a query (one record by id) free of SQLite round trips. A worker process (node/relay) reads
         # what another process writes: it keeps them while the owner's change count (``changes``) stays put.
@@ -355,21 +337,27 @@ class Registers:
     # Writes -----------------------------------------------------------
 
     def _version(self, record_type: RecordType, record_id: str, version: int, data: dict[str, Any] | None,
-                 now: int, *, sign: bool) -> tuple[tuple[Any, ...], list[tuple[str, str, str, str]], StoredVersion]:
+                 now: int, *, sign: bool, prepared: Prepared | None = None
+                 ) -> tuple[tuple[Any, ...], list[tuple[str, str, str, str]], StoredVersion]:
         """The records row, the lookup keys and the stored version of one new version: signed now (one record
-        written by a person or a peer, soon read), or when first read (an import)."""
+        written by a person or a peer, soon read), or when first read (an import, whose content comes
+        ``prepared``)."""
         kind = record_type.kind
-        encoded = cbor.encode(data) if data is not None else None
+        if prepared is not None and data is not None:
+            encoded, packed, keys = prepared.encoded, prepared.packed, prepared.keys
+            retain = prepared.retain_until
+        else:
+            encoded = cbor.encode(data) if data is not None else None
+            packed = pack(encoded) if encoded is not None else None
+            keys = _keys(kind, record_id, data)
+            retain = self.retain_until(record_type, data, now)
         signature = None
         if sign:
             signature, signed = self._sign_now(kind, record_id, version, now, data is None, data, encoded)
             stored = StoredVersion(kind, record_id, version, data, data is None, now, lambda: signed, signed)
         else:
             stored = self._unsigned(kind, record_id, version, data, encoded, data is None, now)
-        retain = self.retain_until(record_type, data, now)
-        keys = _keys(kind, record_id, data)
-        row = (kind, record_id, version, signature, pack(encoded) if encoded is not None else None, data is None, now,
-               retain, self.cert_hash)
+        row = (kind, record_id, version, signature, packed, data is None, now, retain, self.cert_hash)
         return row, keys, stored
 
     def retain_until(self, record_type: RecordType, data: dict[str, Any] | None, now: int) -> str | None:
@@ -381,10 +369,11 @@ class Registers:
         return record_type.retain_until(data, years.get("ended"))
 
     def _version_statements(self, record_type: RecordType, record_id: str, version: int, data: dict[str, Any] | None,
-                            now: int, *, keyed: dict[str, Any] | None, sign: bool = True) -> tuple[list[Statement], StoredVersion]:
+                            now: int, *, keyed: dict[str, Any] | None, sign: bool = True,
+                            prepared: Prepared | None = None) -> tuple[list[Statement], StoredVersion]:
         """``keyed``: the content whose lookup keys the record has now (its last version with content), which the
         new content's keys replace."""
-        row, keys, stored = self._version(record_type, record_id, version, data, now, sign=sign)
+        row, keys, stored = self._version(record_type, record_id, version, data, now, sign=sign, prepared=prepared)
         statements: list[Statement] = []
         if version > 1:  # a first version has no earlier one to retire, nor keys to replace
             statements.append(("UPDATE records SET current = 0 WHERE kind = ? AND record_id = ? AND current = 1",
@@ -475,20 +464,15 @@ class Registers:
         record_type = self._holds(kind)
         self.importing_until = time.monotonic() + IMPORT_QUIET
         result = BatchResult()
-        prepared: list[tuple[int, str, dict[str, Any] | None]] = []
-        for n, (line, delete_id, data) in enumerate(items):
-            if n % 16 == 15:
-                await asyncio.sleep(0)  # validating 16 records takes ~0.5 ms: let requests through
-            try:
-                prepared.append((line, delete_id, None) if delete_id else (line, *await self._checked(record_type, data)))
-            except ValidationError as exc:
-                result.rejected.append((line, str(exc)))
+        prepared, result.rejected = await self.preparer.prepare(kind, items, self.retention.get(kind, {}).get("ended"))
+        prepared = await self._passing_checks(kind, prepared, result.rejected)
         async with self._lock:
-            known = await self._currents(kind, [record_id for _, record_id, _ in prepared])
+            known = await self._currents(kind, [p.record_id for p in prepared])
             written_content: dict[str, dict[str, Any]] = {}
             statements: list[Statement] = []
             changes: list[Change] = []
-            for line, record_id, data in prepared:
+            for ready in prepared:
+                record_id, data = ready.record_id, ready.data
                 current = known.get(record_id)
                 old = current.data if current is not None and not current.deleted else None
                 if old == data:
@@ -499,7 +483,7 @@ class Registers:
                 keyed = (written_content[record_id] if record_id in written_content
                          else old if current is None or not current.deleted else await self._keyed(current))
                 version_statements, written = self._version_statements(record_type, record_id, version, data, now,
-                                                                       keyed=keyed, sign=False)
+                                                                       keyed=keyed, sign=False, prepared=ready)
                 if data is not None:
                     written_content[record_id] = data
                 statements += version_statements
@@ -520,13 +504,22 @@ class Registers:
             self.on_written()
         return result
 
-    async def _checked(self, record_type: RecordType, data: Any) -> tuple[str, dict[str, Any]]:
-        validate_record(record_type.kind, data)
-        data = strip_nulls(data)
-        check = self.checks.get(record_type.kind)
-        if check is not None:
-            await check(data)
-        return record_type.record_id(data), data
+    async def _passing_checks(self, kind: str, prepared: list[Prepared], rejected: list[tuple[int, str]]) -> list[Prepared]:
+        """The prepared lines that pass this node's checks beyond the schema (self.checks); the others go to
+        ``rejected``, which is kept in line order."""
+        check = self.checks.get(kind)
+        if check is None:
+            return prepared
+        passing = []
+        for ready in prepared:
+            try:
+                if ready.data is not None:
+                    await check(ready.data)
+                passing.append(ready)
+            except ValidationError as exc:
+                rejected.append((ready.line, str(exc)))
+        rejected.sort()
+        return passing
 
     async def _currents(self, kind: str, record_ids: list[str]) -> dict[str, StoredVersion | None]:
         """Current versions of many records, in a few queries."""

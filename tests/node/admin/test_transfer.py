@@ -134,3 +134,42 @@ async def test_import_and_export_with_the_node_stopped(network: Network, tmp_pat
         assert await iwlz("audit", home, "--verify") == 0
     finally:
         await restarted.stop()
+
+
+async def test_batches_overlap_yet_every_record_keeps_the_files_order(network: Network, tmp_path: Path, capsys: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two batches are with the node at once (it checks one while it writes the other), but a batch that names a
+    record a batch in flight names waits: a record changed three times in three batches, and one created and
+    then deleted, end as the file says."""
+    import node.cli.transfer as transfer
+
+    monkeypatch.setattr(transfer, "BATCH_ITEMS", 50)
+    most = [0]
+    send = transfer.Pipeline.send
+
+    def watched(self: Any, batch: Any) -> Any:
+        most[0] = max(most[0], len(self.pending))
+        return send(self, batch)
+
+    monkeypatch.setattr(transfer.Pipeline, "send", watched)
+    (ciz,) = await network.start("ciz")
+    records = list(data.indicaties(300, seed=5))
+    changed, gone, late = records[10], records[20], records[290]
+    lines: list[dict[str, Any]] = list(records)
+    lines.insert(60, {**changed, "besluitnummer": "1111111111"})  # in the second batch
+    lines.insert(120, {**changed, "besluitnummer": "2222222222"})  # in the third
+    # The last batch is short: checked sooner than the full one before it, it would be stored first, were it not
+    # for the record they share.
+    lines.append({**late, "besluitnummer": "3333333333"})
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines)
+                      + json.dumps({"id": gone["wlzIndicatieID"], "version": 2, "deleted": True, "record": None}) + "\n")
+    assert await iwlz("--json", "import", str(ciz.home.path), "WlzIndicatie", str(source)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["created"], summary["updated"], summary["deleted"], summary["rejected"]) == (300, 3, 1, 0)
+    assert [v.data["besluitnummer"] for v in await ciz.registers.history("WlzIndicatie", late["wlzIndicatieID"])
+            if v.data] == [late["besluitnummer"], "3333333333"]
+    history = await ciz.registers.history("WlzIndicatie", changed["wlzIndicatieID"])
+    assert [v.data["besluitnummer"] for v in history if v.data] == [changed["besluitnummer"], "1111111111", "2222222222"]
+    assert (await ciz.registers.current("WlzIndicatie", gone["wlzIndicatieID"])).deleted  # type: ignore[union-attr]
+    assert most[0] >= 1  # a batch was sent while another was still with the node
