@@ -18,12 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from node.admin.parts import RouteGroup, read_json
+from node.admin.parts import RouteGroup
 from node.errors import ValidationError
 from node.store import RECORD_TYPES, Registers, StoredVersion
 from node.store.tabular import columns, flatten
 
-MAX_BATCH = 5000
 PAGE = 1000
 FORMATS = ("jsonl", "csv")
 
@@ -75,20 +74,6 @@ def _csv_rows(rows: list[dict[str, str]], header: list[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def batch_items(body: Any) -> list[tuple[int, str | None, Any]]:
-    """(line, id to delete or None, record) from an import request's JSON."""
-    items = body.get("items") if isinstance(body, dict) else None
-    if not isinstance(items, list) or len(items) > MAX_BATCH:
-        raise ValidationError(f"an import batch is {{\"items\": [...]}} with at most {MAX_BATCH} items")
-    out = []
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("line"), int):
-            raise ValidationError("each item is {\"line\": n, \"record\": {...}} or {\"line\": n, \"delete\": id}")
-        delete = item.get("delete")
-        out.append((item["line"], str(delete) if delete else None, item.get("record")))
-    return out
-
-
 class TransferRoutes(RouteGroup):
     ROUTES = (
         ("POST", "/admin/v1/import/{kind}", "write", "import_batch"),
@@ -96,9 +81,9 @@ class TransferRoutes(RouteGroup):
     )
 
     async def import_batch(self, request: web.Request) -> web.Response:
-        items = batch_items(await read_json(request))
-        result = await self.p.registers.put_many(request.match_info["kind"], items, actor=self.actor(request),
-                                                 now=self.now())
+        # The body as it came: a large one is read (as JSON) where the batch is prepared, off this process
+        result = await self.p.registers.put_many(request.match_info["kind"], await request.read(),
+                                                 actor=self.actor(request), now=self.now())
         return web.json_response({"created": result.created, "updated": result.updated, "deleted": result.deleted,
                                   "unchanged": result.unchanged,
                                   "rejected": [{"line": line, "reason": reason} for line, reason in result.rejected]})
@@ -119,4 +104,4 @@ class TransferRoutes(RouteGroup):
         return response
 
 
-__all__ = ["TransferRoutes", "export_chunks", "batch_items", "version_line"]
+__all__ = ["TransferRoutes", "export_chunks", "version_line"]

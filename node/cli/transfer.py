@@ -306,7 +306,7 @@ def import_file(args: argparse.Namespace) -> int:
 
 async def _direct_import(home: NodeHome, path: Path, kind: str, fmt: str, rejects: Rejects, progress: Any) -> Summary:
     """The node is stopped: start it here for the import (notifications wait in its outbox until it runs again)."""
-    from node.admin.transfer import batch_items
+    from node.store.preparing import batch_items
 
     async with _node_here(home) as node:
         loop = asyncio.get_running_loop()

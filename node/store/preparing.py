@@ -10,6 +10,7 @@ it is the same function, ``prepare``, so what is stored does not depend on where
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import pickle
 import sys
@@ -60,11 +61,39 @@ class Prepared(NamedTuple):
     retain_until: str | None = None
 
 
-def prepare(kind: str, items: list[tuple[int, str | None, Any]], ended_years: int | None
-            ) -> tuple[list[Prepared], list[tuple[int, str]]]:
-    """(the lines that can be stored, the refused ones with their reasons); ``items`` as Registers.put_many takes
-    them; ``ended_years``: the node's retention after a record ended, None for the kind's own."""
+Item = tuple[int, str | None, Any]  # (line, id of the record to delete or None, record)
+Batch = list[Item] | bytes  # the lines, or the admin API's request body that holds them (JSON)
+MAX_BATCH = 5000
+
+
+def batch_items(body: Any) -> list[Item]:
+    """The lines of an import request's JSON: {"items": [{"line": n, "record": {...}} or {"line": n, "delete": id}]}."""
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list) or len(items) > MAX_BATCH:
+        raise ValidationError(f"an import batch is {{\"items\": [...]}} with at most {MAX_BATCH} items")
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("line"), int):
+            raise ValidationError("each item is {\"line\": n, \"record\": {...}} or {\"line\": n, \"delete\": id}")
+        delete = item.get("delete")
+        out.append((item["line"], str(delete) if delete else None, item.get("record")))
+    return out
+
+
+def lines_of(batch: Batch) -> list[Item]:
+    if not isinstance(batch, bytes):
+        return batch
+    try:
+        return batch_items(json.loads(batch))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValidationError("request body is not JSON") from exc
+
+
+def prepare(kind: str, batch: Batch, ended_years: int | None) -> tuple[list[Prepared], list[tuple[int, str]]]:
+    """(the lines that can be stored, the refused ones with their reasons); ``ended_years``: the node's retention
+    after a record ended, None for the kind's own. A batch that is not one raises ValidationError."""
     record_type = RECORD_TYPES[kind]
+    items = lines_of(batch)
     ready: list[Prepared] = []
     refused: list[tuple[int, str]] = []
     for line, delete_id, data in items:
@@ -89,7 +118,7 @@ class Preparer:
     the first large batch, ended after IDLE seconds without one), else here. The process is this module run as a
     program: it reads requests from its stdin and answers on its stdout, one at a time, in order."""
 
-    SMALL = 256  # lines: a smaller batch is prepared here
+    SMALL = 256  # lines (or 400 bytes each of a body): a smaller batch is prepared here
     IDLE = 60.0
 
     def __init__(self, use_process: bool) -> None:
@@ -103,31 +132,30 @@ class Preparer:
     def started(self) -> bool:
         return self._process is not None
 
-    async def prepare(self, kind: str, items: list[tuple[int, str | None, Any]], ended_years: int | None
+    async def prepare(self, kind: str, batch: Batch, ended_years: int | None
                       ) -> tuple[list[Prepared], list[tuple[int, str]]]:
-        if not self.use_process or len(items) < self.SMALL:
-            return await self._here(kind, items, ended_years)
+        if not self.use_process or len(batch) < self.SMALL * (400 if isinstance(batch, bytes) else 1):
+            return await self._here(kind, lines_of(batch), ended_years)
         async with self._turn:
             self._stop_idle_timer()
             try:
-                return await self._there(kind, items, ended_years)
+                return await self._there(kind, batch, ended_years)
             except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError) as exc:
                 log.warning("the import's preparing process failed (%s); preparing here", type(exc).__name__)
                 await self.close()
-                return await self._here(kind, items, ended_years)
+                return await self._here(kind, lines_of(batch), ended_years)
             finally:
                 if self._process is not None:
                     self._idle = asyncio.get_running_loop().call_later(self.IDLE, self._close_when_idle)
 
-    async def _there(self, kind: str, items: list[tuple[int, str | None, Any]], ended_years: int | None
-                     ) -> tuple[list[Prepared], list[tuple[int, str]]]:
+    async def _there(self, kind: str, batch: Batch, ended_years: int | None) -> tuple[list[Prepared], list[tuple[int, str]]]:
         if self._process is None:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", _PROGRAM, stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, limit=_MAX_ANSWER)
         process = self._process
         assert process.stdin is not None and process.stdout is not None
-        _write(process.stdin.write, (kind, items, ended_years))
+        _write(process.stdin.write, (kind, batch, ended_years))
         await process.stdin.drain()
         size = int.from_bytes(await process.stdout.readexactly(8), "big")
         answer = pickle.loads(await process.stdout.readexactly(size))  # our own child's answer
@@ -137,8 +165,7 @@ class Preparer:
         return [Prepared(*fields) for fields in ready], refused
 
     @staticmethod
-    async def _here(kind: str, items: list[tuple[int, str | None, Any]], ended_years: int | None
-                    ) -> tuple[list[Prepared], list[tuple[int, str]]]:
+    async def _here(kind: str, items: list[Item], ended_years: int | None) -> tuple[list[Prepared], list[tuple[int, str]]]:
         """In this process, a few lines at a time: preparing 16 takes ~0.7 ms, and requests are let through."""
         ready: list[Prepared] = []
         refused: list[tuple[int, str]] = []
@@ -192,17 +219,17 @@ def serve() -> None:
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the answers
     while len(head := requests.read(8)) == 8:
-        kind, items, ended_years = pickle.loads(requests.read(int.from_bytes(head, "big")))  # our parent's request
+        kind, batch, ended_years = pickle.loads(requests.read(int.from_bytes(head, "big")))  # our parent's request
         try:
-            ready, refused = prepare(kind, items, ended_years)
+            ready, refused = prepare(kind, batch, ended_years)
             answer: Any = ([tuple(p) for p in ready], refused)
-        except Exception as exc:  # noqa: BLE001 - a fault in prepare: the parent raises it
+        except Exception as exc:  # noqa: BLE001 - a batch that is not one, or a fault: the parent raises it
             answer = exc
         _write(answers.write, answer)
         answers.flush()
 
 
-__all__ = ["PATHS_OF_KEYS", "Prepared", "Preparer", "prepare", "record_keys"]
+__all__ = ["MAX_BATCH", "PATHS_OF_KEYS", "Batch", "Item", "Prepared", "Preparer", "batch_items", "prepare", "record_keys"]
 
 if __name__ == "__main__":
     serve()

@@ -27,7 +27,7 @@ from node.store.records import RECORD_TYPES, RecordType, add_years, strip_nulls,
 from node.store.database import Statement, Store
 from node.store.kept import Kept
 from node.store.packing import pack, unpack
-from node.store.preparing import Prepared, Preparer, record_keys as _keys
+from node.store.preparing import Batch, Prepared, Preparer, record_keys as _keys
 from protocol.records import RecordSigner, RecordVersion, assemble_record, record_header, signing_certificate
 
 
@@ -456,15 +456,15 @@ class Registers:
             self._current.put((kind, record_id), stored)
         return stored
 
-    async def put_many(self, kind: str, items: list[tuple[int, str | None, Any]], *, actor: Actor,
-                       now: int) -> BatchResult:
-        """Store a batch (an import): each item is (line, record id to delete or None, record). A record equal to the
-        current version makes nothing, a changed one a new version; a line that fails is rejected with its reason,
-        the rest is written in one transaction, with its audit entries and the notifications it causes."""
+    async def put_many(self, kind: str, batch: Batch, *, actor: Actor, now: int) -> BatchResult:
+        """Store a batch (an import): its lines (line, record id to delete or None, record), or the admin API's
+        body that holds them. A record equal to the current version makes nothing, a changed one a new version;
+        a line that fails is rejected with its reason, the rest is written in one transaction, with its audit
+        entries and the notifications it causes. A body that is not a batch raises ValidationError."""
         record_type = self._holds(kind)
         self.importing_until = time.monotonic() + IMPORT_QUIET
         result = BatchResult()
-        prepared, result.rejected = await self.preparer.prepare(kind, items, self.retention.get(kind, {}).get("ended"))
+        prepared, result.rejected = await self.preparer.prepare(kind, batch, self.retention.get(kind, {}).get("ended"))
         prepared = await self._passing_checks(kind, prepared, result.rejected)
         async with self._lock:
             known = await self._currents(kind, [p.record_id for p in prepared])

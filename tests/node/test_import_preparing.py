@@ -5,6 +5,7 @@ process that dies must cost no line, and the process must not outlive its use or
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from bench import data
+from node.errors import ValidationError
 from node.store.preparing import Preparer, prepare
 from node.store.records import strip_nulls
 from tests.node.kit import Network
@@ -119,3 +121,28 @@ async def test_the_process_ends_when_no_batch_came_for_a_while(monkeypatch: pyte
     assert not preparer.started
     await asyncio.wait_for(process.wait(), 5)
     assert not alive(process.pid)
+
+
+def body(items: list[tuple[int, str | None, Any]]) -> bytes:
+    return json.dumps({"items": [{"line": n, "delete": d} if d else {"line": n, "record": r} for n, d, r in items]}).encode()
+
+
+async def test_the_admin_apis_body_is_read_where_the_batch_is_prepared() -> None:
+    items = lines(400, seed=40)
+    preparer = Preparer(use_process=True)
+    try:
+        assert await preparer.prepare("WlzIndicatie", body(items), None) == prepare("WlzIndicatie", items, None)
+        assert preparer.started
+        # A body that is no batch is refused with the reason it would get here, and the process stays usable.
+        large = b"x" * (Preparer.SMALL * 400)
+        for bad, reason in ((large, "request body is not JSON"), (b"\xff" + large, "request body is not JSON"),
+                            (json.dumps({"items": "no", "pad": large.decode()}).encode(), "an import batch is"),
+                            (json.dumps({"items": [{"line": "1"}] * 300}).encode(), "each item is")):
+            for where in (preparer, Preparer(use_process=False)):
+                with pytest.raises(ValidationError, match=reason):
+                    await where.prepare("WlzIndicatie", bad, None)
+        process = preparer._process
+        assert await preparer.prepare("WlzIndicatie", body(items), None) == prepare("WlzIndicatie", items, None)
+        assert preparer._process is process
+    finally:
+        await preparer.close()
