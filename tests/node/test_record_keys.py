@@ -85,6 +85,35 @@ async def test_one_import_batch_that_creates_deletes_and_brings_back_a_record(ne
     assert orphan_keys(ciz) == 0
 
 
+async def test_one_import_batch_that_changes_many_records_once_each(network: Network) -> None:
+    """Each record changes once, so the batch's statements run a kind at a time (every retired version, then every
+    new row, every key that goes, every new key): each record still ends with one current version and its own
+    keys."""
+    (ciz,) = await network.start("ciz")
+    old = [indicatie(f"{n:08d}0") for n in range(1, 7)]
+    old = [with_bsn(r, bsn) for r, bsn in zip(old, ("111222333", "123123124", "444555663", "777888993",
+                                                    "100000009", "200000007"))]
+    await ciz.registers.put_many("WlzIndicatie", [(n, None, r) for n, r in enumerate(old)], actor=ciz.actor,
+                                 now=ciz.now())
+    new = indicatie("300000005")
+    batch = [(1, None, with_bsn(old[0], "400000003")), (2, old[1]["wlzIndicatieID"], None), (3, None, new),
+             (4, None, {**old[2], "besluitnummer": "9999999999"}), (5, None, with_bsn(old[3], "500000001"))]
+    result = await ciz.registers.put_many("WlzIndicatie", batch, actor=ciz.actor, now=ciz.now())
+    assert (result.created, result.updated, result.deleted) == (1, 3, 1)
+    assert await found(ciz, "111222333", history=True) == []  # its keys went with its content
+    assert await found(ciz, "400000003") == [(old[0]["wlzIndicatieID"], 2)]
+    assert await found(ciz, "123123124") == [] and await found(ciz, "123123124", history=True) == [
+        (old[1]["wlzIndicatieID"], 1), (old[1]["wlzIndicatieID"], 2)]
+    assert await found(ciz, "300000005") == [(new["wlzIndicatieID"], 1)]
+    assert await found(ciz, "444555663") == [(old[2]["wlzIndicatieID"], 2)]
+    assert await found(ciz, "777888993", history=True) == [] and await found(ciz, "500000001") == [(old[3]["wlzIndicatieID"], 2)]
+    assert await found(ciz, "100000009") == [(old[4]["wlzIndicatieID"], 1)]
+    with sqlite3.connect(ciz.home.database_path) as db:
+        assert db.execute("SELECT record_id FROM records WHERE current = 1 GROUP BY record_id HAVING count(*) > 1"
+                          ).fetchall() == []
+    assert orphan_keys(ciz) == 0
+
+
 async def test_a_purge_takes_the_keys_and_a_vacuum_keeps_the_rest(network: Network) -> None:
     (ciz,) = await network.start("ciz", retention={"WlzIndicatie": {"ended": 0, "withdrawn": 0}})
     ended = [indicatie(bsn, einddatum="2020-01-31") for bsn in ("900000004", "900000016", "900000028")]
