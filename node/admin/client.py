@@ -48,7 +48,8 @@ class AdminClient:
             raise NetworkError(f"cannot reach the node's admin API at {self.base}: {exc.__class__.__name__}") from exc
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
+        """``body``: a value to send as JSON, or bytes that are JSON already."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method, headers={
             "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
         try:

@@ -40,6 +40,12 @@ class Line:
     raw: Any  # the line's text (JSON Lines) or its row (CSV), for the rejects file
     item: dict[str, Any] | None = None  # {"line", "record"} or {"line", "delete"}
     reason: str | None = None  # why it could not be read
+    text: str | None = None  # the item as JSON, when the line holds it as it is (made from ``item`` when not)
+
+    def item_json(self) -> str:
+        if self.text is None:
+            self.text = json.dumps(self.item, separators=(",", ":"))
+        return self.text
 
 
 @dataclass
@@ -84,9 +90,10 @@ def _jsonl(stream: IO[str]) -> Iterator[Line]:
             continue
         if isinstance(value, dict) and "version" in value and "record" in value and "id" in value:  # a history export
             item = {"line": number, "delete": value["id"]} if value.get("deleted") else {"line": number, "record": value["record"]}
-        else:
-            item = {"line": number, "record": value}
-        yield Line(number, text.rstrip("\n"), item=item)
+            yield Line(number, text.rstrip("\n"), item=item)
+        else:  # the line is the record's JSON already: it goes as it is (read above by the same parser as the node's)
+            yield Line(number, text.rstrip("\n"), item={"line": number, "record": value},
+                       text=f'{{"line":{number},"record":{text.strip()}}}')
 
 
 def _csv(stream: IO[str], kind: str) -> Iterator[Line]:
@@ -110,7 +117,7 @@ def _batches(lines: Iterator[Line]) -> Iterator[list[Line]]:
     size = 0
     for line in lines:
         batch.append(line)
-        size += len(json.dumps(line.item, separators=(",", ":"))) if line.item else 0
+        size += len(line.item_json()) if line.item else 0
         if len(batch) >= BATCH_ITEMS or size >= BATCH_BYTES:
             yield batch
             batch, size = [], 0
@@ -164,7 +171,7 @@ class Rejects:
             self._file.close()
 
 
-Store = Callable[[list[dict[str, Any]]], dict[str, Any]]
+Store = Callable[[bytes], dict[str, Any]]  # an import request's body ({"items": [...]}) to its result
 
 
 def _run_import(path: Path, kind: str, fmt: str, store: Store, rejects: Rejects, progress: Any) -> Summary:
@@ -224,14 +231,15 @@ class Pipeline:
 
     def send(self, batch: list[Line]) -> Iterator[tuple[list[Line], dict[str, Any]]]:
         """Hand ``batch`` on; yields the batches that finished first, with their results."""
-        items = [line.item for line in batch if line.item is not None]
+        items = [line for line in batch if line.item is not None]
         if not items:
             return
-        ids = self._ids(items)
+        ids = self._ids([line.item for line in items if line.item is not None])
         while self.pending and (len(self.pending) >= self.IN_FLIGHT or ids is None or any(
                 other is None or ids & other for _, other, _ in self.pending)):
             yield self._oldest()
-        self.pending.append((batch, ids, self.pool.submit(self.store, items)))
+        body = ('{"items":[' + ",".join(line.item_json() for line in items) + "]}").encode()
+        self.pending.append((batch, ids, self.pool.submit(self.store, body)))
 
     def drain(self) -> Iterator[tuple[list[Line], dict[str, Any]]]:
         while self.pending:
@@ -288,8 +296,8 @@ def import_file(args: argparse.Namespace) -> int:
                 from node.admin.client import AdminClient
 
                 client = AdminClient(home, timeout=600)
-                summary = _run_import(path, args.kind, fmt, lambda items: client.call(
-                    "POST", f"/admin/v1/import/{args.kind}", {"items": items}), rejects, progress)
+                summary = _run_import(path, args.kind, fmt, lambda body: client.call(
+                    "POST", f"/admin/v1/import/{args.kind}", body), rejects, progress)
             else:
                 summary = asyncio.run(_direct_import(home, path, args.kind, fmt, rejects, progress))
         finally:
@@ -306,14 +314,12 @@ def import_file(args: argparse.Namespace) -> int:
 
 async def _direct_import(home: NodeHome, path: Path, kind: str, fmt: str, rejects: Rejects, progress: Any) -> Summary:
     """The node is stopped: start it here for the import (notifications wait in its outbox until it runs again)."""
-    from node.store.preparing import batch_items
-
     async with _node_here(home) as node:
         loop = asyncio.get_running_loop()
 
-        def store(items: list[dict[str, Any]]) -> dict[str, Any]:
+        def store(body: bytes) -> dict[str, Any]:
             future = asyncio.run_coroutine_threadsafe(
-                node.registers.put_many(kind, batch_items({"items": items}), actor=node.actor, now=node.now()), loop)
+                node.registers.put_many(kind, body, actor=node.actor, now=node.now()), loop)
             result = future.result()
             return {"created": result.created, "updated": result.updated, "deleted": result.deleted,
                     "unchanged": result.unchanged, "rejected": [{"line": n, "reason": r} for n, r in result.rejected]}

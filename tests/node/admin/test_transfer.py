@@ -94,6 +94,23 @@ async def test_bad_lines_end_up_in_the_rejects_file_with_their_reason(network: N
     assert set(await stored(ciz)) == {good[i]["wlzIndicatieID"] for i in (0, 3, 4)}
 
 
+async def test_a_jsonl_line_goes_to_the_node_as_it_is_written(network: Network, tmp_path: Path, capsys: Any) -> None:
+    """The import sends each record line's own JSON text on: a byte-order mark, Windows line ends, spaces around
+    the record, non-ASCII letters and escapes in the file reach the register as the record they spell."""
+    (ciz,) = await network.start("ciz")
+    records = list(data.indicaties(4, seed=6))
+    records[0]["client"]["geslachtsnaam"] = "Çelik-Öztürk"
+    records[1]["client"]["geslachtsnaam"] = "Jansén"  # json.dumps writes it as an escape: Jans\\u00e9n
+    texts = ["  " + json.dumps(records[0], ensure_ascii=False) + " ", json.dumps(records[1]),
+             json.dumps(records[2], indent=1).replace("\n", " "), json.dumps(records[3])]
+    assert "\\u00e9" in texts[1]
+    source = tmp_path / "windows.jsonl"
+    source.write_bytes("\ufeff".encode() + "\r\n".join(texts).encode() + b"\r\n")
+    assert await iwlz("--json", "import", str(ciz.home.path), "WlzIndicatie", str(source)) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == 4
+    assert await stored(ciz) == {r["wlzIndicatieID"]: strip_nulls(r) for r in records}
+
+
 async def test_csv_rejects_keep_the_row_and_the_columns(network: Network, tmp_path: Path, capsys: Any) -> None:
     (ciz,) = await network.start("ciz")
     source = tmp_path / "in.csv"
