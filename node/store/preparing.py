@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import pickle
+import signal
 import sys
 from typing import Any, NamedTuple
 
@@ -205,7 +206,7 @@ class Preparer:
 # The collector as in the node's own processes (node/tasks.py): a batch's thousands of young objects are not
 # walked again and again.
 _PROGRAM = "from node.tasks import tune_collector; tune_collector(); from node.store.preparing import serve; serve()"
-_MAX_ANSWER = 64 * 1024 * 1024  # an import batch is at most 4 MiB of JSON; prepared, it grows about 1.5 times
+_MAX_ANSWER = 64 * 1024 * 1024  # the pipe's read buffer: an answer (a few MiB) comes in without pausing the pipe
 
 
 def _write(write: Any, value: Any) -> None:
@@ -216,6 +217,8 @@ def _write(write: Any, value: Any) -> None:
 
 def serve() -> None:
     """The preparing process: answer each request on stdin until it closes."""
+    # Ctrl-C in a terminal reaches the whole process group: the node ends this process by closing its stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the answers
     while len(head := requests.read(8)) == 8:

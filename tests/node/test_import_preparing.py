@@ -146,3 +146,22 @@ async def test_the_admin_apis_body_is_read_where_the_batch_is_prepared() -> None
         assert preparer._process is process
     finally:
         await preparer.close()
+
+
+async def test_ctrl_c_in_a_terminal_leaves_the_process_to_its_node() -> None:
+    """SIGINT reaches every process of the terminal's group: the preparing process leaves its end to the node (which
+    closes its stdin), so it neither dies under a batch nor prints a traceback."""
+    items = lines(300, seed=50)
+    preparer = Preparer(use_process=True)
+    try:
+        await preparer.prepare("WlzIndicatie", items, None)
+        process = preparer._process
+        assert process is not None
+        os.kill(process.pid, signal.SIGINT)
+        await asyncio.sleep(0.3)
+        assert alive(process.pid)
+        assert await preparer.prepare("WlzIndicatie", items, None) == prepare("WlzIndicatie", items, None)
+        assert preparer._process is process
+    finally:
+        await preparer.close()
+    assert process.returncode == 0
