@@ -144,3 +144,53 @@ def test_demo_walks_through_the_scenarios(tmp_path: Path) -> None:
     assert "CAK: 876 per maand vanaf 2026-10-01 tot en met 2026-12-31" in out
     assert out.count("intact") == 7 and "BROKEN" not in out
     assert not list((tmp_path / "demo").glob("*/run.json"))  # every node stopped
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in children.read_text().split()] if children.exists() else []
+
+
+@pytest.mark.hardening
+def test_sigkill_of_a_node_in_an_import_leaves_no_process_behind_and_loses_nothing(tmp_path: Path,
+                                                                                  processes: Processes) -> None:
+    """The node prepares an import's batches in a process of its own (node/store/preparing.py). Killed in the
+    middle of an import, it leaves that process to end on its own (its pipe closes), and the same file imported
+    again after a restart ends with every record once."""
+    import time
+
+    from bench.data import indicaties, write_jsonl
+    from node.tasks import usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("with one core the node prepares batches itself")
+    iwlz("network", "init", str(tmp_path / "net"))
+    ciz = make_node(tmp_path, "ciz", "--role", "ciz", "--name", "CIZ", "--kvk", "62253778")
+    processes.start(ciz, "--workers", "1")
+    node_pid = processes.procs[str(ciz)].pid
+    file = tmp_path / "indicaties.jsonl"
+    write_jsonl(file, indicaties(30_000, seed=9))
+    importing = subprocess.Popen([sys.executable, "-m", "node", "import", str(ciz), "WlzIndicatie", str(file), "--quiet"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (preparing := _children(node_pid)) and time.monotonic() < deadline and importing.poll() is None:
+        time.sleep(0.02)
+    assert preparing, "the node started no preparing process"
+    processes.kill(ciz, signal.SIGKILL)
+    out, err = importing.communicate(timeout=60)
+    assert importing.returncode != 0 and "cannot reach the node" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in preparing) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in preparing), "the preparing process outlived its node"
+
+    (ciz / "run.json").unlink()
+    processes.start(ciz, "--workers", "1")
+    summary = json.loads(iwlz("--json", "import", str(ciz), "WlzIndicatie", str(file)).stdout)
+    assert summary["created"] + summary["unchanged"] == 30_000 and summary["rejected"] == 0 and summary["created"] > 0
+    processes.stop_all()
+    import sqlite3
+
+    with sqlite3.connect(ciz / "node.sqlite3") as db:
+        assert db.execute("SELECT count(*), count(DISTINCT record_id) FROM records").fetchone() == (30_000, 30_000)
+    assert "chain intact" in iwlz("audit", str(ciz), "--verify").stdout
