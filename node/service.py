@@ -223,6 +223,7 @@ class Node:
         housekeeping = Housekeeping()
         housekeeping.add("replay ids", 60.0, lambda: self.dispatcher.forget_old_ids(self.now()))
         housekeeping.add("inbox fetch retry", 2.0, self.inbox.retry_failed)
+        housekeeping.add("notifications that wait too long", 3600.0, lambda: self.outbox.end_waiting(self.now()))
         housekeeping.add("held evidence", self.config.evidence_refresh_interval,
                          lambda: self.inbox.refresh_evidence(now=self.now(), margin=self.config.evidence_refresh_margin))
         housekeeping.add("audit witnesses", self.config.witness_interval, self.witnessing.hand_head)

@@ -57,6 +57,9 @@ def _row(row: Any) -> dict[str, Any]:
 
 
 _NO_PEER_YET = "no peer with this identifier is known (yet)"
+# next_attempt_at of a row that waits for its receiver to become known (9999-12-31): peer_back, or the node's start
+# (wake_known), makes it due; nothing reads or rewrites it before (end_waiting ends it after dead_after).
+WAITING = 253402300799.0
 
 
 def _subjects(subject: str, record_id: str) -> str:
@@ -111,15 +114,15 @@ class Outbox:
     def _insert(self, planned: Planned, now: int) -> Statement:
         subscription_id, receiver_did = planned.subscription_id, planned.receiver_did
         subjects = _subjects(planned.subject, planned.record_id)
-        # A receiver no peer names yet is not tried now: its rows wait for peer_back, or for a try every max_delay
-        # (_no_peer_yet). An import for parties not yet known (a million rows) would otherwise be read back and
-        # rewritten once, a row at a time, straight after it was written.
+        # A receiver no peer names yet is not tried: its rows wait (WAITING) until a peer names it. An import for
+        # parties not known yet (a million rows) would otherwise be read back and rewritten, a row at a time,
+        # straight after it was written and then every max_delay.
         known = self._addressable(receiver_did, planned.receiver_id_type, planned.receiver_id, planned.receiver_url)
         return ("INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subscription_id, "
                 "subjects, created_at, attempts, next_attempt_at, status, receiver_url, last_error) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending', ?, ?)",
                 (str(uuid.uuid4()), planned.event_type, planned.receiver_id_type, planned.receiver_id, receiver_did,
-                 subscription_id, subjects, now, 0.0 if known else time.time() + self.max_delay, planned.receiver_url,
+                 subscription_id, subjects, now, 0.0 if known else WAITING, planned.receiver_url,
                  None if known else _NO_PEER_YET), False)
 
     @staticmethod
@@ -142,11 +145,31 @@ class Outbox:
         await self.store.write([(f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND {where}", params, False)])
         self.wake()
 
+    async def wake_known(self) -> None:
+        """At start: what waits for a receiver the peer table names now is due (a peer_back the node did not get
+        to, or rows from before WAITING). One statement per peer, each found through the receiver indexes."""
+        statements: list[Statement] = []
+        for peer in self.peers.all():
+            where, params = self._addressed_to(peer.did, peer.identifier_values())
+            statements.append((f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND next_attempt_at >= ? "
+                               f"AND {where}", (WAITING, *params), False))
+        if statements:
+            await self.store.write(statements)
+
+    async def end_waiting(self, now: int) -> None:
+        """Housekeeping: a row that waited dead_after for its receiver to become known ends as a dead letter, as a
+        row tried that long does."""
+        await self.store.write([("UPDATE outbox SET status = 'dead' WHERE status = 'pending' AND next_attempt_at >= ? "
+                                 "AND created_at <= ?", (WAITING, now - self.dead_after), False)])
+
     @staticmethod
     def _addressed_to(did: str, identifiers: "builtins.list[tuple[str, str]]") -> tuple[str, "builtins.list[Any]"]:
-        """The outbox rows for one receiver: by its did, or by any identifier it is known by."""
-        conditions = ["receiver_did = ?"] + ["(receiver_id_type = ? AND receiver_id = ?)"] * len(identifiers)
-        return f"({' OR '.join(conditions)})", [did] + [v for k, value in identifiers for v in (k.upper(), value)]
+        """The pending outbox rows for one receiver: by its did, or by any identifier it is known by. Each is found
+        through its receiver index (an OR of the conditions reads every pending row, a million after a large
+        import)."""
+        finds = ["SELECT rowid FROM outbox WHERE status = 'pending' AND receiver_did = ?"] + [
+            "SELECT rowid FROM outbox WHERE status = 'pending' AND receiver_id_type = ? AND receiver_id = ?"] * len(identifiers)
+        return f"rowid IN ({' UNION ALL '.join(finds)})", [did] + [v for k, value in identifiers for v in (k.upper(), value)]
 
     def _others_of(self, did: str, row: dict[str, Any]) -> tuple[str, "builtins.list[Any]"]:
         """Where-clause and parameters of every other pending row for the receiver ``did``, as the peer table knows
@@ -158,6 +181,10 @@ class Outbox:
     # Delivery -------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self.wake_known()
+        except NodeError as exc:
+            log.warning("could not make due what waits for known peers: %s", exc.__class__.__name__)
         while True:
             try:
                 wait = await self.deliver_due()
@@ -405,22 +432,22 @@ class Outbox:
         return [(f"UPDATE outbox SET next_attempt_at = 0 WHERE {others}", tuple(params), False)]
 
     def _no_peer_yet(self, row: dict[str, Any], now: int) -> Statement:
-        """No peer names the receiver: nothing to try until one does, and then peer_back makes the row due at once.
-        Trying again only every max_delay keeps a large import for parties not yet known (a million rows) from
-        being rewritten at every doubling step."""
-        return self._backoff_until(row, _NO_PEER_YET, now, delay=self.max_delay)[0]
+        """No peer names the receiver (any more): the row waits until one does, and then peer_back makes it due at
+        once."""
+        return self._backoff_until(row, _NO_PEER_YET, now, until=WAITING)[0]
 
     def _backoff(self, row: dict[str, Any], reason: str, now: int) -> Statement:
         return self._backoff_until(row, reason, now)[0]
 
     def _backoff_until(self, row: dict[str, Any], reason: str, now: int,
-                       delay: float | None = None) -> tuple[Statement, float]:
-        """The row's next attempt, after ``delay`` or doubling up to max_delay (or its end as dead), and when."""
+                       delay: float | None = None, until: float | None = None) -> tuple[Statement, float]:
+        """The row's next attempt, after ``delay`` or doubling up to max_delay, or at ``until`` (or its end as
+        dead), and when."""
         attempts = row["attempts"] + 1
         dead = now - row["created_at"] >= self.dead_after
         if delay is None:
             delay = min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
-        next_attempt = time.time() + delay
+        next_attempt = time.time() + delay if until is None else until
         self.metrics.count_request("notification-sent", "dead" if dead else "retry")
         return ("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? WHERE notification_id = ?",
                 (attempts, next_attempt, "dead" if dead else "pending", reason[:500], row["notification_id"]), False), next_attempt

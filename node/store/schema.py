@@ -322,6 +322,12 @@ MIGRATIONS: Final[list[str]] = [
     """
     ALTER TABLE audit ADD COLUMN request_sha256 BLOB;
     """,
+    # 13: what waits for a receiver is found by the receiver (a peer that appears, a node that starts), not by reading
+    # every pending row: an import for parties not known yet leaves a million of them
+    """
+    CREATE INDEX outbox_by_receiver ON outbox(receiver_id_type, receiver_id) WHERE status = 'pending';
+    CREATE INDEX outbox_by_receiver_did ON outbox(receiver_did) WHERE status = 'pending';
+    """,
 ]
 
 
