@@ -56,10 +56,10 @@ class Prepared(NamedTuple):
     line: int
     record_id: str
     data: dict[str, Any] | None
-    encoded: bytes | None = None
-    packed: bytes | None = None
-    keys: list[Key] = []
-    retain_until: str | None = None
+    encoded: bytes | None
+    packed: bytes | None
+    keys: list[Key]
+    retain_until: str | None
 
 
 Item = tuple[int, str | None, Any]  # (line, id of the record to delete or None, record)
@@ -99,7 +99,7 @@ def prepare(kind: str, batch: Batch, ended_years: int | None) -> tuple[list[Prep
     refused: list[tuple[int, str]] = []
     for line, delete_id, data in items:
         if delete_id:
-            ready.append(Prepared(line, delete_id, None))
+            ready.append(Prepared(line, delete_id, None, None, None, [], None))
             continue
         try:
             validate_record(kind, data)
