@@ -121,6 +121,7 @@ class Preparer:
 
     SMALL = 256  # lines (or 400 bytes each of a body): a smaller batch is prepared here
     IDLE = 60.0
+    AFTER_FAILURE = 60.0  # seconds of preparing here after the process failed (one that cannot start is not tried per batch)
 
     def __init__(self, use_process: bool) -> None:
         self.use_process = use_process
@@ -128,6 +129,7 @@ class Preparer:
         self._turn = asyncio.Lock()  # one request with the process at a time
         self._idle: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._failed_until = 0.0  # event loop time
 
     @property
     def started(self) -> bool:
@@ -135,14 +137,17 @@ class Preparer:
 
     async def prepare(self, kind: str, batch: Batch, ended_years: int | None
                       ) -> tuple[list[Prepared], list[tuple[int, str]]]:
-        if not self.use_process or len(batch) < self.SMALL * (400 if isinstance(batch, bytes) else 1):
+        small = len(batch) < self.SMALL * (400 if isinstance(batch, bytes) else 1)
+        if not self.use_process or small or asyncio.get_running_loop().time() < self._failed_until:
             return await self._here(kind, lines_of(batch), ended_years)
         async with self._turn:
             self._stop_idle_timer()
             try:
                 return await self._there(kind, batch, ended_years)
             except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError) as exc:
-                log.warning("the import's preparing process failed (%s); preparing here", type(exc).__name__)
+                log.warning("the import's preparing process failed (%s); preparing here for %.0f s",
+                            type(exc).__name__, self.AFTER_FAILURE)
+                self._failed_until = asyncio.get_running_loop().time() + self.AFTER_FAILURE
                 await self.close()
                 return await self._here(kind, lines_of(batch), ended_years)
             finally:

@@ -91,10 +91,14 @@ async def test_an_import_through_the_process_stores_every_line_once_and_in_order
         assert db.execute("SELECT count(*) FROM records WHERE current = 1 AND deleted = 0").fetchone()[0] == 597
 
 
-async def test_a_process_that_dies_costs_no_line_and_is_started_again(network: Network, caplog: Any) -> None:
+async def test_a_process_that_dies_costs_no_line_and_is_started_again(network: Network, caplog: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch it had is prepared here; so are the batches of the next AFTER_FAILURE seconds (a process that
+    cannot start at all is not started again for every batch); then a new process takes over."""
+    monkeypatch.setattr(Preparer, "AFTER_FAILURE", 0.5)
     (ciz,) = await network.start("ciz")
     ciz.registers.preparer = Preparer(use_process=True)
-    batches = [[(n, None, r) for n, _, r in lines(300, seed=20 + i)[:299] if n not in (4, 8)] for i in range(3)]
+    batches = [[(n, None, r) for n, _, r in lines(300, seed=20 + i)[:299] if n not in (4, 8)] for i in range(4)]
     assert (await ciz.registers.put_many("WlzIndicatie", batches[0], actor=ciz.actor, now=ciz.now())).created == 297
     process = ciz.registers.preparer._process
     assert process is not None
@@ -103,9 +107,25 @@ async def test_a_process_that_dies_costs_no_line_and_is_started_again(network: N
     assert (await ciz.registers.put_many("WlzIndicatie", batches[1], actor=ciz.actor, now=ciz.now())).created == 297
     assert "preparing process failed" in caplog.text
     assert (await ciz.registers.put_many("WlzIndicatie", batches[2], actor=ciz.actor, now=ciz.now())).created == 297
+    assert not ciz.registers.preparer.started
+    await asyncio.sleep(0.6)
+    assert (await ciz.registers.put_many("WlzIndicatie", batches[3], actor=ciz.actor, now=ciz.now())).created == 297
     again = ciz.registers.preparer._process
     assert again is not None and again.pid != process.pid and alive(again.pid)
     assert (await ciz.audit.verify())[0]
+
+
+async def test_a_process_that_cannot_start_is_not_started_for_every_batch(monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: Any) -> None:
+    import node.store.preparing as preparing
+
+    monkeypatch.setattr(preparing, "_PROGRAM", "raise SystemExit(3)")  # a broken install: it ends at once
+    preparer = Preparer(use_process=True)
+    items = lines(300, seed=60)
+    for _ in range(3):
+        assert await preparer.prepare("WlzIndicatie", items, None) == prepare("WlzIndicatie", items, None)
+    assert caplog.text.count("preparing process failed") == 1
+    assert not preparer.started
 
 
 async def test_the_process_ends_when_no_batch_came_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
