@@ -82,6 +82,8 @@ async def test_an_upgraded_database_starts_with_the_right_count(network: Network
         db.execute("PRAGMA user_version = 8")
         db.execute("DROP TABLE register_counts")
         db.execute("DROP INDEX outbox_dead")
+        db.execute("DROP INDEX outbox_by_receiver")  # schema 13's
+        db.execute("DROP INDEX outbox_by_receiver_did")
         db.executescript(AS_SCHEMA_9)
     again = Node(ciz.home, mdns=False, gossip_interval=0)
     await again.start()
