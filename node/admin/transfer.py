@@ -1,9 +1,11 @@
 """Import and export through the admin API: records in batches in, a register streamed out (JSON Lines or CSV).
 
 Import takes batches of at most a few thousand lines (``iwlz import`` cuts a
-file of any size into them and sends them one after the other): each is one
-transaction, idempotent per record (the same content makes no new version),
-with the lines that fail named. Export streams a register page by page, in
+file of any size into them and keeps two with the node, never two naming the
+same record): each is one transaction, idempotent per record (the same
+content makes no new version), with the lines that fail named. A large
+batch's body is read and prepared off the node's process
+(node/store/preparing.py). Export streams a register page by page, in
 id order, so neither side ever holds more than a page.
 """
 

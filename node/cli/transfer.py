@@ -1,8 +1,8 @@
 """iwlz import and iwlz export: a register to and from JSON Lines or CSV, at any size.
 
-Import reads the file as a stream, cuts it into batches and hands each to
+Import reads the file as a stream, cuts it into batches and hands them to
 the node (over its admin API when it runs, else to the node started here for
-the import), while the next batch is being read. Each line is one record
+the import), two at a time, while the next batch is being read. Each line is one record
 (JSON Lines) or one row (CSV, columns named as in node/store/tabular.py); a
 line that cannot be read or is refused goes to the rejects file with its
 reason. Running the same file again adds no version. Exit code 0 when every
