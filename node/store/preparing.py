@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import pickle
 import signal
 import sys
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from node.errors import ValidationError
@@ -116,8 +118,8 @@ def prepare(kind: str, batch: Batch, ended_years: int | None) -> tuple[list[Prep
 
 class Preparer:
     """Where import batches are prepared: in a process of its own when the machine has a core to spare (started at
-    the first large batch, ended after IDLE seconds without one), else here. The process is this module run as a
-    program: it reads requests from its stdin and answers on its stdout, one at a time, in order."""
+    the first large batch, ended after IDLE seconds without one), else here. The process runs ``serve``: it reads
+    requests from its stdin and answers on its stdout, one at a time, in order."""
 
     SMALL = 256  # lines (or 400 bytes each of a body): a smaller batch is prepared here
     IDLE = 60.0
@@ -156,9 +158,11 @@ class Preparer:
 
     async def _there(self, kind: str, batch: Batch, ended_years: int | None) -> tuple[list[Prepared], list[tuple[int, str]]]:
         if self._process is None:
+            # -P: not the working directory first on its path (whoever may write there could plant a package
+            # named node); the node's own code is found where this module was.
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _PROGRAM, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, limit=_MAX_ANSWER)
+                sys.executable, "-P", "-c", _PROGRAM, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, limit=_MAX_ANSWER, env=_child_environment())
         process = self._process
         assert process.stdin is not None and process.stdout is not None
         _write(process.stdin.write, (kind, batch, ended_years))
@@ -214,6 +218,13 @@ _PROGRAM = "from node.tasks import tune_collector; tune_collector(); from node.s
 _MAX_ANSWER = 64 * 1024 * 1024  # the pipe's read buffer: an answer (a few MiB) comes in without pausing the pipe
 
 
+def _child_environment() -> dict[str, str]:
+    """This environment, with the directory that holds this node's code (the ``node`` package) first on the path."""
+    code = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": code + (os.pathsep + path if path else "")}
+
+
 def _write(write: Any, value: Any) -> None:
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     write(len(data).to_bytes(8, "big"))
@@ -238,6 +249,3 @@ def serve() -> None:
 
 
 __all__ = ["MAX_BATCH", "PATHS_OF_KEYS", "Batch", "Item", "Prepared", "Preparer", "batch_items", "prepare", "record_keys"]
-
-if __name__ == "__main__":
-    serve()

@@ -185,3 +185,23 @@ async def test_ctrl_c_in_a_terminal_leaves_the_process_to_its_node() -> None:
     finally:
         await preparer.close()
     assert process.returncode == 0
+
+
+async def test_the_process_runs_the_nodes_own_code_not_a_node_package_in_its_working_directory(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever may write to the directory a node was started in (a shared /tmp, a project folder) could plant a
+    package named node there. The preparing process must import the code its node runs, never that: it would run
+    as the node's user, next to its key and its database."""
+    planted = tmp_path / "node"
+    planted.mkdir()
+    marker = tmp_path / "ran"
+    (planted / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    items = lines(300, seed=70)
+    preparer = Preparer(use_process=True)
+    try:
+        assert await preparer.prepare("WlzIndicatie", items, None) == prepare("WlzIndicatie", items, None)
+        assert preparer.started  # prepared there, by the node's own code
+    finally:
+        await preparer.close()
+    assert not marker.exists()
