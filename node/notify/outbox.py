@@ -141,18 +141,13 @@ class Outbox:
         """A peer (re)announced itself: what waits for it (by did, or by any identifier) is due now, whatever its
         backoff."""
         self._unreachable.pop(did, None)
-        where, params = self._addressed_to(did, identifiers)
-        await self.store.write([(f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND {where}", params, False)])
+        await self.store.write([self._due_now(did, identifiers)])
         self.wake()
 
     async def wake_known(self) -> None:
         """At start: what waits for a receiver the peer table names now is due (a peer_back the node did not get
         to, or rows from before WAITING). One statement per peer, each found through the receiver indexes."""
-        statements: list[Statement] = []
-        for peer in self.peers.all():
-            where, params = self._addressed_to(peer.did, peer.identifier_values())
-            statements.append((f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND next_attempt_at >= ? "
-                               f"AND {where}", (WAITING, *params), False))
+        statements = [self._due_now(peer.did, peer.identifier_values(), waiting_only=True) for peer in self.peers.all()]
         if statements:
             await self.store.write(statements)
 
@@ -161,6 +156,14 @@ class Outbox:
         row tried that long does."""
         await self.store.write([("UPDATE outbox SET status = 'dead' WHERE status = 'pending' AND next_attempt_at >= ? "
                                  "AND created_at <= ?", (WAITING, now - self.dead_after), False)])
+
+    def _due_now(self, did: str, identifiers: "builtins.list[tuple[str, str]]", *, waiting_only: bool = False) -> Statement:
+        """What waits for this receiver is due now: all of it, or only what waits for it to become known (rows
+        backing off from a receiver that did not answer keep their time)."""
+        where, params = self._addressed_to(did, identifiers)
+        if waiting_only:
+            where, params = f"next_attempt_at >= ? AND {where}", [WAITING, *params]
+        return (f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND {where}", params, False)
 
     @staticmethod
     def _addressed_to(did: str, identifiers: "builtins.list[tuple[str, str]]") -> tuple[str, "builtins.list[Any]"]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from node.notify.outbox import WAITING, Outbox
+from node.notify.outbox import WAITING
 from node.service import Node
 from tests.node.kit import Network, sample
 
@@ -74,11 +74,10 @@ async def test_what_waits_for_a_receiver_is_found_through_its_indexes(network: N
     """peer_back (every announcement a node takes), wake_known (every start) and a probe's outcome find a
     receiver's rows through the receiver indexes: never by reading every pending row."""
     (ciz,) = await network.start("ciz")
-    where, params = Outbox._addressed_to("did:key:z6Mk", [("uzovi", "5151"), ("kvk", "12345678")])
+    identifiers = [("uzovi", "5151"), ("kvk", "12345678")]
     with sqlite3.connect(ciz.home.database_path) as db:
-        for sql, args in ((f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND {where}", params),
-                          (f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND next_attempt_at >= ? "
-                           f"AND {where}", [WAITING, *params])):
+        for waiting_only in (False, True):  # peer_back's, wake_known's
+            sql, args, _ = ciz.outbox._due_now("did:key:z6Mk", identifiers, waiting_only=waiting_only)
             plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
             assert not any(step.startswith("SCAN") for step in plan), plan
             assert sum("outbox_by_receiver" in step for step in plan) == 3, plan
