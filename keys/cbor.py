@@ -64,16 +64,41 @@ def _semantic_decoders(allowed_tags: frozenset[int]) -> dict[int, Any]:
 
 _KEY_BYTES: dict[int | str, bytes] = {}
 _KEY_CACHE_LIMIT: Final = 4096
+# Only short keys are remembered: a peer's message may hold keys of any length, and what is remembered outlives it.
+_REMEMBERED_KEY: Final = 64
 
 
 def _key_bytes(key: int | str) -> bytes:
-    """The encoding of a map key; keys repeat a lot, so they are cached."""
+    """The encoding of a map key; keys repeat a lot, so short ones are cached."""
     encoded = _KEY_BYTES.get(key)
     if encoded is None:
-        if len(_KEY_BYTES) >= _KEY_CACHE_LIMIT:
-            _KEY_BYTES.clear()
-        encoded = _KEY_BYTES[key] = cbor2.dumps(key)
+        encoded = cbor2.dumps(key)
+        if len(encoded) <= _REMEMBERED_KEY:
+            if len(_KEY_BYTES) >= _KEY_CACHE_LIMIT:
+                _KEY_BYTES.clear()
+            _KEY_BYTES[key] = encoded
     return encoded
+
+
+# The deterministic order of text-key sets seen before, by the keys as given. Messages repeat a few key sets, so
+# the per-key work (encoding each key, sorting) is done once per set. Only sets of text keys are remembered: a key
+# equal to a text key is that text (unlike 1, which equals True and 1.0), so a hit cannot let another type through.
+# At most _ORDER_CACHE_LIMIT sets of at most _REMEMBERED_KEYS short keys: a few MiB whatever peers send.
+_ORDERS: dict[tuple[Any, ...], tuple[str, ...]] = {}
+_ORDERED: set[tuple[Any, ...]] = set()  # text-key sets seen already in deterministic order (decoding)
+_ORDER_CACHE_LIMIT: Final = 1024
+_REMEMBERED_KEYS: Final = 32
+
+
+def _remember(cache: Any, key: tuple[Any, ...], value: Any = None) -> None:
+    if len(key) > _REMEMBERED_KEYS or any(len(k) > _REMEMBERED_KEY for k in key):
+        return
+    if len(cache) >= _ORDER_CACHE_LIMIT:
+        cache.clear()
+    if isinstance(cache, set):
+        cache.add(key)
+    else:
+        cache[key] = value
 
 
 _SCALARS: Final = (str, bytes, bool, type(None))
@@ -98,14 +123,10 @@ def _validate(value: Any, depth: int, max_depth: int, allowed_tags: frozenset[in
                 _validate(item, depth + 1, max_depth, allowed_tags)
         return
     if kind in _MAPS:
-        previous = b""
-        for key, item in value.items():
-            if type(key) is not str and type(key) is not int:
-                raise MalformedData("map keys must be integers or text")
-            encoded = _key_bytes(key)
-            if encoded <= previous:
-                raise MalformedData("input is not in deterministic CBOR encoding (map key order)")
-            previous = encoded
+        keys = tuple(value)
+        if keys not in _ORDERED:
+            _check_order(keys)
+        for item in value.values():
             if type(item) not in _SCALARS:
                 _validate(item, depth + 1, max_depth, allowed_tags)
         return
@@ -115,6 +136,22 @@ def _validate(value: Any, depth: int, max_depth: int, allowed_tags: frozenset[in
         _validate(value.value, depth + 1, max_depth, allowed_tags)
         return
     raise MalformedData(f"CBOR type {kind.__name__} is not allowed")
+
+
+def _check_order(keys: tuple[Any, ...]) -> None:
+    previous = b""
+    text_only = True
+    for key in keys:
+        if type(key) is not str:
+            if type(key) is not int:
+                raise MalformedData("map keys must be integers or text")
+            text_only = False
+        encoded = _key_bytes(key)
+        if encoded <= previous:
+            raise MalformedData("input is not in deterministic CBOR encoding (map key order)")
+        previous = encoded
+    if text_only:
+        _remember(_ORDERED, keys)
 
 
 def _thaw(value: Any) -> Any:
@@ -143,13 +180,10 @@ def _prepare(value: Any, depth: int) -> Any:
     if kind in _ARRAYS:
         return [v if type(v) in _SCALARS else _prepare(v, depth + 1) for v in value]
     if isinstance(value, Mapping):
-        items = []
-        for key, item in value.items():
-            if isinstance(key, bool) or not isinstance(key, (int, str)):
-                raise MalformedData("map keys must be integers or text")
-            items.append((_key_bytes(key), key, item if type(item) in _SCALARS else _prepare(item, depth + 1)))
-        items.sort(key=_first)
-        return {key: item for _, key, item in items}
+        order = _ORDERS.get(tuple(value))
+        if order is None:
+            order = _sorted_keys(value)
+        return {key: item if type(item := value[key]) in _SCALARS else _prepare(item, depth + 1) for key in order}
     if kind is cbor2.CBORTag:
         return cbor2.CBORTag(value.tag, _prepare(value.value, depth + 1))
     if isinstance(value, (int, str, bytes)):  # subclasses such as IntEnum or StrEnum
@@ -157,8 +191,15 @@ def _prepare(value: Any, depth: int) -> Any:
     raise MalformedData(f"CBOR type {kind.__name__} is not allowed")
 
 
-def _first(item: tuple[bytes, Any, Any]) -> bytes:
-    return item[0]
+def _sorted_keys(value: Mapping[Any, Any]) -> tuple[Any, ...]:
+    keys = tuple(value)
+    for key in keys:
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise MalformedData("map keys must be integers or text")
+    order = tuple(sorted(keys, key=_key_bytes))
+    if all(type(key) is str for key in keys):
+        _remember(_ORDERS, keys, order)
+    return order
 
 
 def encode(value: Any) -> bytes:

@@ -147,6 +147,20 @@ def parse_sign1(data: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE) -> Sign1:
     signature, pos = _bstr(data, pos, "signature")
     if len(signature) != SIGNATURE_SIZE or pos != len(data):
         raise MalformedData("COSE_Sign1 must end with a 64-byte signature")
+    return Sign1(_protected_header(protected_bytes), protected_bytes, {}, payload, signature)
+
+
+# A sender encodes its protected header once and sends the same bytes with every message: the decoded header is
+# kept by those bytes (at most _HEADERS_LIMIT of at most MAX_PROTECTED bytes: 4 MiB whatever is sent). Only a
+# header that passed every check is kept, and no reader changes it.
+_HEADERS: dict[bytes, dict[int | str, Any]] = {}
+_HEADERS_LIMIT: Final = 256
+
+
+def _protected_header(protected_bytes: bytes) -> dict[int | str, Any]:
+    protected = _HEADERS.get(protected_bytes)
+    if protected is not None:
+        return protected
     if len(protected_bytes) > MAX_PROTECTED:
         raise MalformedData("protected header is too large")
     protected = cbor.decode(protected_bytes, max_size=MAX_PROTECTED) if protected_bytes else {}
@@ -154,7 +168,10 @@ def parse_sign1(data: bytes, *, max_size: int = cbor.DEFAULT_MAX_SIZE) -> Sign1:
         raise MalformedData("protected header must be a map")
     if protected.get(ALG) != EDDSA:
         raise MalformedData("only alg EdDSA (-8) is accepted")
-    return Sign1(protected, protected_bytes, {}, payload, signature)
+    if len(_HEADERS) >= _HEADERS_LIMIT:
+        _HEADERS.clear()
+    _HEADERS[protected_bytes] = protected
+    return protected
 
 
 def parse_typed(data: bytes, *, typ: str, what: str, error: type[KeysError], max_size: int) -> tuple[Sign1, dict[str, Any]]:

@@ -90,3 +90,42 @@ def test_any_bytes_decode_or_raise_malformed(data: bytes) -> None:
     except MalformedData:
         return
     assert cbor.encode(value) == data
+
+
+# The codec remembers the deterministic order of the text-key sets it has seen. Keys that compare equal to text
+# but are not text (none can be: 1 == True and 1 == 1.0, never "a" == anything but "a"), and an order seen before
+# presented unsorted, must still be judged on their own.
+def test_a_remembered_key_order_is_not_trusted_for_other_keys() -> None:
+    assert cbor.encode({"b": 1, "a": 2}).hex() == "a2" + "616102" + "616201"
+    assert cbor.encode({"a": 2, "b": 1}).hex() == "a2" + "616102" + "616201"
+    assert cbor.encode({1: "x", 2: "y"}).hex() == "a2" + "016178" + "026179"
+    with pytest.raises(MalformedData, match="map keys"):
+        cbor.encode({True: "x", 2: "y"})
+    with pytest.raises(MalformedData, match="map keys"):
+        cbor.encode({1.0: "x", 2: "y"})
+    cbor.decode(bytes.fromhex("a2616101616202"))  # {"a": 1, "b": 2}: in order, and now remembered
+    with pytest.raises(MalformedData, match="deterministic"):
+        cbor.decode(bytes.fromhex("a2616202616101"))  # the same keys out of order
+    cbor.decode(bytes.fromhex("a2010102f6"))  # {1: 1, 2: None}
+    with pytest.raises(MalformedData):
+        cbor.decode(bytes.fromhex("a2f50102f6"))  # {true: 1, 2: None}: a bool key
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=3), st.integers(0, 3), max_size=4), max_size=6))
+def test_encoding_the_same_keys_again_gives_the_same_order(values: list[dict[str, int]]) -> None:
+    for value in values:
+        first = cbor.encode(value)
+        assert cbor.encode(dict(reversed(value.items()))) == first
+        assert cbor.decode(first) == value
+
+
+def test_what_the_codec_remembers_of_peers_keys_stays_small() -> None:
+    """Keys are remembered across messages (their encoding, the order of a key set): a peer sending long keys, each
+    message new ones, must not make the node hold them. Attack: 300 maps, each with two distinct 16 KiB keys."""
+    for n in range(300):
+        long_keys = {f"{n:05d}a" + "x" * 16_384: 1, f"{n:05d}b" + "x" * 16_384: 2}
+        data = cbor.encode(long_keys)
+        assert cbor.decode(data) == long_keys
+    remembered = sum(len(k) for k in cbor._KEY_BYTES if isinstance(k, str))  # noqa: SLF001
+    remembered += sum(len(k) for keys in [*cbor._ORDERS, *cbor._ORDERED] for k in keys)  # noqa: SLF001
+    assert remembered < 1_000_000

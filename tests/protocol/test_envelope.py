@@ -5,7 +5,7 @@ The order is size → decode → signature → certificate → recipient → tim
 
 import pytest
 
-from keys import cbor, cose, sign_revocation_list
+from keys import MalformedData, cbor, cose, sign_revocation_list
 from protocol import (
     Ack,
     Announcement,
@@ -167,6 +167,25 @@ def test_tampered_protected_header_is_bad_signature(net: Network, alice: Endpoin
     protected[CERT_LABEL] = net.certificate(seeded(2), "zorgaanbieder")  # claim another role
     data = cbor.encode(cbor.Tag(18, [cbor.encode(protected), {}, sign1.payload, sign1.signature]))
     assert refused(bob, data).code == ErrorCode.BAD_SIGNATURE
+
+
+def test_a_protected_header_seen_before_vouches_for_nothing(alice: Endpoint, bob: Endpoint) -> None:
+    """The decoded protected header is kept by its bytes (a sender sends the same ones each time). Attack: take
+    alice's header from a message bob accepted, put it over another payload signed with another key."""
+    first = alice.send(query(), to=bob.did, now=NOW)
+    bob.receive(first.data, now=NOW)
+    sign1 = cose.parse_sign1(first.data)
+    payload = cbor.decode(sign1.payload)
+    payload["id"] = bytes(16)
+    forged_payload = cbor.encode(payload)
+    forged_signature = seeded(7).sign(cose.sig_structure(sign1.protected_bytes, forged_payload))
+    forged = cose.assemble_sign1(sign1.protected_bytes, forged_payload, forged_signature)
+    for _ in range(2):
+        assert refused(bob, forged).code == ErrorCode.BAD_SIGNATURE
+    without_alg = cbor.encode({k: v for k, v in sign1.protected.items() if k != cose.ALG})
+    for _ in range(2):
+        with pytest.raises(MalformedData, match="EdDSA"):
+            cose.parse_sign1(cose.assemble_sign1(without_alg, sign1.payload, sign1.signature))
 
 
 def test_wrong_key_is_bad_signature(alice: Endpoint, bob: Endpoint) -> None:
