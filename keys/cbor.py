@@ -179,7 +179,7 @@ def _prepare(value: Any, depth: int) -> Any:
         raise MalformedData("CBOR nesting is too deep")
     if kind in _ARRAYS:
         return [v if type(v) in _SCALARS else _prepare(v, depth + 1) for v in value]
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         order = _ORDERS.get(tuple(value))
         if order is None:
             order = _sorted_keys(value)

@@ -88,7 +88,7 @@ class Part:
         """Check semantics beyond types; raise LocalProtocolError."""
 
     def to_cbor(self) -> dict[str, Any]:
-        out = {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        out = {name: _dump(getattr(self, name)) for name in _field_names(type(self))}
         for name in self.OPTIONAL:
             if out[name] is None:
                 del out[name]
@@ -107,11 +107,26 @@ class Message(Part):
     REPLY: ClassVar[bool] = False  # only valid as an answer bound to a request
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+_PLAIN: Final = (str, bytes, int, bool, type(None))
+
+
 def _dump(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, Part):
         return value.to_cbor()
     if isinstance(value, tuple):
-        return [_dump(v) for v in value]
+        return [v if type(v) in _PLAIN else _dump(v) for v in value]
     if isinstance(value, Mapping):
         return {k: _dump(v) for k, v in value.items()}
     return value
