@@ -90,15 +90,13 @@ _ORDER_CACHE_LIMIT: Final = 1024
 _REMEMBERED_KEYS: Final = 32
 
 
-def _remember(cache: Any, key: tuple[Any, ...], value: Any = None) -> None:
-    if len(key) > _REMEMBERED_KEYS or any(len(k) > _REMEMBERED_KEY for k in key):
-        return
+def _worth_keeping(keys: tuple[str, ...]) -> bool:
+    return len(keys) <= _REMEMBERED_KEYS and all(len(key) <= _REMEMBERED_KEY for key in keys)
+
+
+def _make_room(cache: dict[tuple[Any, ...], tuple[str, ...]] | set[tuple[Any, ...]]) -> None:
     if len(cache) >= _ORDER_CACHE_LIMIT:
         cache.clear()
-    if isinstance(cache, set):
-        cache.add(key)
-    else:
-        cache[key] = value
 
 
 _SCALARS: Final = (str, bytes, bool, type(None))
@@ -150,8 +148,9 @@ def _check_order(keys: tuple[Any, ...]) -> None:
         if encoded <= previous:
             raise MalformedData("input is not in deterministic CBOR encoding (map key order)")
         previous = encoded
-    if text_only:
-        _remember(_ORDERED, keys)
+    if text_only and _worth_keeping(keys):
+        _make_room(_ORDERED)
+        _ORDERED.add(keys)
 
 
 def _thaw(value: Any) -> Any:
@@ -197,8 +196,9 @@ def _sorted_keys(value: Mapping[Any, Any]) -> tuple[Any, ...]:
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise MalformedData("map keys must be integers or text")
     order = tuple(sorted(keys, key=_key_bytes))
-    if all(type(key) is str for key in keys):
-        _remember(_ORDERS, keys, order)
+    if all(type(key) is str for key in keys) and _worth_keeping(keys):
+        _make_room(_ORDERS)
+        _ORDERS[keys] = order
     return order
 
 
