@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +48,7 @@ async def main() -> None:
     finally:
         await zk.stop()
         await ciz.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the nodes' keys and a sample client's data
 
 
 if __name__ == "__main__":

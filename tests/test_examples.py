@@ -1,6 +1,7 @@
 """The examples run and say what they promise."""
 
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -20,6 +21,8 @@ def test_sans_io_example() -> None:
 
 
 def test_two_nodes_example() -> None:
+    left_before = set(Path(tempfile.gettempdir()).glob("iwlz-example-*"))
     out = run("two_nodes.py")
+    assert set(Path(tempfile.gettempdir()).glob("iwlz-example-*")) <= left_before  # its keys and data are gone
     assert "('NIEUWE_INDICATIE_ZORGKANTOOR', 'fetched', 1)" in out
     assert "signed by CIZ" in out and "(True, 4, 'chain intact')" in out
