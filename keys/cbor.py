@@ -74,10 +74,15 @@ def _key_bytes(key: int | str) -> bytes:
     if encoded is None:
         encoded = cbor2.dumps(key)
         if len(encoded) <= _REMEMBERED_KEY:
-            if len(_KEY_BYTES) >= _KEY_CACHE_LIMIT:
-                _KEY_BYTES.clear()
+            _make_room(_KEY_BYTES, _KEY_CACHE_LIMIT)
             _KEY_BYTES[key] = encoded
     return encoded
+
+
+def _make_room(cache: dict[Any, Any] | set[Any], limit: int) -> None:
+    """A cache of what peers send is emptied when full: it can never hold more than ``limit`` entries."""
+    if len(cache) >= limit:
+        cache.clear()
 
 
 # The deterministic order of text-key sets seen before, by the keys as given. Messages repeat a few key sets, so
@@ -92,11 +97,6 @@ _REMEMBERED_KEYS: Final = 32
 
 def _worth_keeping(keys: tuple[str, ...]) -> bool:
     return len(keys) <= _REMEMBERED_KEYS and all(len(key) <= _REMEMBERED_KEY for key in keys)
-
-
-def _make_room(cache: dict[tuple[Any, ...], tuple[str, ...]] | set[tuple[Any, ...]]) -> None:
-    if len(cache) >= _ORDER_CACHE_LIMIT:
-        cache.clear()
 
 
 _SCALARS: Final = (str, bytes, bool, type(None))
@@ -149,7 +149,7 @@ def _check_order(keys: tuple[Any, ...]) -> None:
             raise MalformedData("input is not in deterministic CBOR encoding (map key order)")
         previous = encoded
     if text_only and _worth_keeping(keys):
-        _make_room(_ORDERED)
+        _make_room(_ORDERED, _ORDER_CACHE_LIMIT)
         _ORDERED.add(keys)
 
 
@@ -179,9 +179,10 @@ def _prepare(value: Any, depth: int) -> Any:
     if kind in _ARRAYS:
         return [v if type(v) in _SCALARS else _prepare(v, depth + 1) for v in value]
     if kind is dict or isinstance(value, Mapping):
-        order = _ORDERS.get(tuple(value))
+        keys = tuple(value)
+        order = _ORDERS.get(keys)
         if order is None:
-            order = _sorted_keys(value)
+            order = _sorted_keys(keys)
         return {key: item if type(item := value[key]) in _SCALARS else _prepare(item, depth + 1) for key in order}
     if kind is cbor2.CBORTag:
         return cbor2.CBORTag(value.tag, _prepare(value.value, depth + 1))
@@ -190,14 +191,13 @@ def _prepare(value: Any, depth: int) -> Any:
     raise MalformedData(f"CBOR type {kind.__name__} is not allowed")
 
 
-def _sorted_keys(value: Mapping[Any, Any]) -> tuple[Any, ...]:
-    keys = tuple(value)
+def _sorted_keys(keys: tuple[Any, ...]) -> tuple[Any, ...]:
     for key in keys:
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise MalformedData("map keys must be integers or text")
     order = tuple(sorted(keys, key=_key_bytes))
     if all(type(key) is str for key in keys) and _worth_keeping(keys):
-        _make_room(_ORDERS)
+        _make_room(_ORDERS, _ORDER_CACHE_LIMIT)
         _ORDERS[keys] = order
     return order
 

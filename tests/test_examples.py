@@ -1,8 +1,8 @@
 """The examples run and say what they promise."""
 
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
