@@ -48,9 +48,10 @@ class Target:
 
 def _idle_rss() -> dict[str, float]:
     """A CIZ node's resident memory once it is ready, as its own process."""
-    from bench.procs import status_kib
+    from bench.procs import compile_bytecode, status_kib
     from node.home import NetworkDir, NodeHome
 
+    compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="iwlz-bench-rss-") as tmp:
         net = NetworkDir.create(Path(tmp) / "net", "bench")
         home = NodeHome.create(Path(tmp) / "ciz", role="ciz", name="CIZ", identifiers={"kvk": "62253778"}, region=None)

@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.procs import compile_bytecode
 from node.admin.client import AdminClient
 from node.home import NetworkDir, NodeHome
 
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def measure(args: Any) -> dict[str, float]:
     """Delivery rate with every receiver up, then the drain time of a backlog; ``args`` as main's."""
+    compile_bytecode()
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-notify-"))
     procs: list[Proc] = []
     try:

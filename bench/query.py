@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.procs import status_kib
+from bench.procs import compile_bytecode, status_kib
 from bench.transfer import wait_until_signed
 
 SERVER_CORE, LOAD_CORE = 0, 1
@@ -245,6 +245,7 @@ def _wrk(url: str, setup: dict[str, Any], inflight: int, seconds: float) -> dict
 @contextlib.contextmanager
 def _running_node(home: Path, event_loop: str, *, workers: int, pin: bool) -> Iterator[str]:
     """``iwlz run`` on ``home`` as its own process (pinned to the server core when ``pin``); yields its URL."""
+    compile_bytecode()
     command = [sys.executable, "-m", "node", "run", str(home), "--quiet", "--no-mdns", "--event-loop", event_loop,
                "--workers", str(workers)]
     node = subprocess.Popen((["taskset", "-c", str(SERVER_CORE)] if pin else []) + command, stdout=subprocess.PIPE,

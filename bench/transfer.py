@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.data import indicaties, write_csv, write_jsonl
-from bench.procs import status_kib
+from bench.procs import compile_bytecode, status_kib
 from node.home import NetworkDir, NodeHome
 
 
@@ -83,6 +83,7 @@ def _import(home: NodeHome, file: Path, fmt: str, rejects: Path) -> dict[str, An
 
 
 def run(records: int, formats: list[str], keep: Path | None) -> list[dict[str, Any]]:
+    compile_bytecode()
     root = keep or Path(tempfile.mkdtemp(prefix="iwlz-bench-transfer-"))
     results = []
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
@@ -51,11 +52,26 @@ def error(status: int, name: str, reason: str, **extra: Any) -> web.Response:
     return web.json_response({"error": name, "reason": reason, **extra}, status=status)
 
 
+# JSON may write any code unit as an escape, so "\ud800" parses to a string that holds no character and has no
+# UTF-8: it cannot be stored (SQLite takes UTF-8), encoded to be signed (CBOR text is UTF-8) or sent, and taken in
+# it failed far from the door, as an internal error. Only an escape in D800-DFFF can make one (UTF-8 has no bytes
+# for it), so only a body that holds one is looked at again; a pair is one character, which json.loads joins.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 async def read_json(request: web.Request) -> Any:
+    """The JSON value of the request's body; ValidationError when it is not JSON, or not Unicode."""
+    body = await request.read()
     try:
-        return await request.json()
-    except json.JSONDecodeError as exc:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValidationError("request body is not JSON") from exc
+    if _SURROGATE_ESCAPE.search(body):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError("request body holds half of a surrogate pair (\\ud800-\\udfff): not Unicode") from exc
+    return value
 
 
 class RouteGroup:

@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
 
 from keys import Member
@@ -63,7 +64,11 @@ WAITING = 253402300799.0
 
 
 def _subjects(subject: str, record_id: str) -> str:
-    return json.dumps([{"subject": subject} | ({} if record_id == subject else {"record_id": record_id})])
+    """What json.dumps([{"subject": ..., "record_id": ...}]) gives (record_id left out when it is the subject), at a
+    tenth of its cost: an import writes one per notification."""
+    if record_id == subject:
+        return f'[{{"subject": {_quoted(subject)}}}]'
+    return f'[{{"subject": {_quoted(subject)}, "record_id": {_quoted(record_id)}}}]'
 
 
 class Outbox:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from node.errors import ValidationError
 from node.store.packing import pack
 from keys import cbor
-from node.store.records import RECORD_TYPES, strip_nulls, validate_record, values_at
+from node.store.records import RECORD_TYPES, checked_record, is_text, values_at
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,13 @@ def prepare(kind: str, batch: Batch, ended_years: int | None) -> tuple[list[Prep
     refused: list[tuple[int, str]] = []
     for line, delete_id, data in items:
         if delete_id:
-            ready.append(Prepared(line, delete_id, None, None, None, [], None))
+            if is_text(delete_id):
+                ready.append(Prepared(line, delete_id, None, None, None, [], None))
+            else:  # a lone surrogate (JSON's \ud800) names no record, and no database could hold it
+                refused.append((line, "delete is not a valid record id"))
             continue
         try:
-            validate_record(kind, data)
-            data = strip_nulls(data)
+            data = checked_record(kind, data)
             record_id = record_type.record_id(data)
         except ValidationError as exc:
             refused.append((line, str(exc)))

@@ -198,8 +198,22 @@ def _is_datetime(value: Any) -> bool:
         return False
 
 
+def is_text(value: Any) -> bool:
+    """1 to 1,000 characters of Unicode. JSON can spell a lone surrogate (\\ud800), which is no character and has no
+    UTF-8: such a record could never be encoded to be signed, and made its whole import batch fail."""
+    if not isinstance(value, str) or not 0 < len(value) <= 1000:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 SCALARS: Final[dict[str, Callable[[Any], bool]]] = {
-    "text": lambda v: isinstance(v, str) and 0 < len(v) <= 1000,
+    "text": is_text,
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**53) < v < 2**53,
     "bool": lambda v: isinstance(v, bool),
     "uuid": lambda v: isinstance(v, str) and bool(_UUID4.match(v)),
@@ -211,71 +225,119 @@ SCALARS: Final[dict[str, Callable[[Any], bool]]] = {
 }
 
 
-Checker = Callable[[Any, str], None]
+Checker = Callable[[Any], Any]  # a value that fits -> the value with its nulls left out; raises _Misfit
 _COMPILED: dict[int, Checker] = {}
 
 
+class _Misfit(Exception):
+    """A value that does not fit its schema, on its way up to the record: each level it passes adds its step of
+    the path (a field's name, a list's [index]), so a record that fits builds no path at all."""
+
+    def __init__(self, says: str) -> None:
+        self.says = says  # what follows the path in the message
+        self.steps: list[str] = []
+
+    def error(self, path: str) -> ValidationError:
+        for step in reversed(self.steps):
+            path += step if step.startswith("[") or not path else f".{step}"
+        return ValidationError(f"{path or 'record'}{self.says}", field=path or None)
+
+
+def _shown(name: Any) -> str:
+    """A field name the caller sent, fit to be shown back: written out where it is no Unicode (a lone surrogate)."""
+    return str(name).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _compile(spec: Any) -> Checker:
-    """A checker for one schema node, built once; raises ValidationError naming the field."""
+    """A checker for one schema node, built once."""
     if isinstance(spec, dict):
         fields = [(key.rstrip("?"), key.endswith("?"), _compile(sub)) for key, sub in spec.items()]
         names = frozenset(name for name, _, _ in fields)
 
-        def check_object(value: Any, path: str) -> None:
+        def check_object(value: Any) -> dict[str, Any]:
             if type(value) is not dict:
-                raise ValidationError(f"{path or 'record'} must be an object", field=path or None)
+                raise _Misfit(" must be an object")
             if not names.issuperset(value):
-                unknown = sorted(set(value) - names)
-                raise ValidationError(f"{path or 'record'} has unknown field(s): {', '.join(unknown)}", field=path or None)
+                raise _Misfit(f" has unknown field(s): {', '.join(sorted(_shown(key) for key in set(value) - names))}")
+            out = {}
             for name, optional, check in fields:
                 item = value.get(name)
-                if item is None:
-                    if not optional:
-                        where = f"{path + '.' if path else ''}{name}"
-                        raise ValidationError(f"{where} is required", field=where)
-                    continue
-                check(item, f"{path}.{name}" if path else name)
+                try:
+                    if item is None:
+                        if not optional:
+                            raise _Misfit(" is required")
+                        continue
+                    out[name] = check(item)
+                except _Misfit as misfit:
+                    misfit.steps.append(name)
+                    raise
+            return out
 
         return check_object
     if isinstance(spec, list):
         check_item = _compile(spec[0])
 
-        def check_list(value: Any, path: str) -> None:
+        def check_list(value: Any) -> list[Any]:
             if type(value) is not list or len(value) > 1000:
-                raise ValidationError(f"{path} must be a list", field=path)
+                raise _Misfit(" must be a list")
+            out = []
             for i, item in enumerate(value):
-                check_item(item, f"{path}[{i}]")
+                try:
+                    out.append(check_item(item))
+                except _Misfit as misfit:
+                    misfit.steps.append(f"[{i}]")
+                    raise
+            return out
 
         return check_list
     test = SCALARS[spec]
+    says = f" is not a valid {spec}"
 
-    def check_scalar(value: Any, path: str) -> None:
+    def check_scalar(value: Any) -> Any:
         if not test(value):
-            raise ValidationError(f"{path} is not a valid {spec}", field=path)
+            raise _Misfit(says)
+        return value
 
     return check_scalar
 
 
-def validate(schema: Schema, value: Any, path: str = "") -> None:
-    """Raise ValidationError naming the first field that does not fit ``schema``."""
+def checked(schema: Schema, value: Any, path: str = "") -> Any:
+    """``value`` as ``schema`` has it: its absent optional fields (nulls) left out, so that equal records have
+    equal bytes, in one walk with the check. Raises ValidationError naming the first field that does not fit
+    (``path``: where ``value`` is, for the message)."""
     check = _COMPILED.get(id(schema))
     if check is None:
         check = _COMPILED[id(schema)] = _compile(schema)
-    check(value, path)
+    try:
+        return check(value)
+    except _Misfit as misfit:
+        raise misfit.error(path) from None
 
 
-def validate_record(kind: str, data: Any) -> RecordType:
+def validate(schema: Schema, value: Any, path: str = "") -> None:
+    """Raise ValidationError naming the first field that does not fit ``schema``."""
+    checked(schema, value, path)
+
+
+def checked_record(kind: str, data: Any) -> dict[str, Any]:
+    """A record of ``kind`` as it is stored: checked against its schema and the rules beyond it, with its nulls
+    left out. Raises ValidationError naming the field that does not fit."""
     record_type = RECORD_TYPES.get(kind)
     if record_type is None:
         raise ValidationError(f"unknown record type {kind!r}; known: {', '.join(RECORD_TYPES)}")
-    validate(record_type.schema, data)
+    data = checked(record_type.schema, data)
     if kind == "WlzIndicatie" and data["client"]["bsn"] != data["bsn"]:
         raise ValidationError("client.bsn must equal bsn", field="client.bsn")
     if kind == "Melding" and data["status"] not in MELDING_STATUSES:
         raise ValidationError(f"status must be one of {', '.join(MELDING_STATUSES)}", field="status")
     if kind == "Toestemming" and not data["ontvanger"]:
         raise ValidationError("ontvanger must name the party (agb, uzovi, kvk or did)", field="ontvanger")
-    return record_type
+    return data  # type: ignore[no-any-return]
+
+
+def validate_record(kind: str, data: Any) -> RecordType:
+    checked_record(kind, data)
+    return RECORD_TYPES[kind]
 
 
 _JSON_SCALARS: Final[dict[str, dict[str, Any]]] = {
@@ -338,5 +400,5 @@ def strip_nulls(value: Any) -> Any:
     return value
 
 
-__all__ = ["RecordType", "RECORD_TYPES", "validate_record", "validate", "registers_for", "kinds_for", "strip_nulls",
+__all__ = ["RecordType", "RECORD_TYPES", "checked_record", "validate_record", "validate", "checked", "is_text", "registers_for", "kinds_for", "strip_nulls",
            "json_schema", "PERSONAL_FIELDS", "masked", "values_at", "add_years", "MELDING_STATUSES", "bsn_of"]

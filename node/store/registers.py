@@ -23,7 +23,7 @@ from typing import Any
 from keys import Identity, cbor
 from node.store.audit import Actor, AuditLog
 from node.errors import ValidationError
-from node.store.records import RECORD_TYPES, RecordType, add_years, strip_nulls, validate_record, values_at
+from node.store.records import RECORD_TYPES, RecordType, add_years, checked_record, values_at
 from node.store.database import Statement, Store
 from node.store.kept import Kept
 from node.store.packing import pack, unpack
@@ -423,8 +423,7 @@ class Registers:
                   request: bytes | None = None) -> tuple[StoredVersion, bool]:
         """Store a new version; returns it and whether anything changed (an identical put is a no-op)."""
         record_type = self._holds(kind)
-        validate_record(kind, data)
-        data = strip_nulls(data)
+        data = checked_record(kind, data)
         record_id = record_type.record_id(data)
         check = self.checks.get(kind)
         if check is not None:
@@ -554,8 +553,7 @@ class Registers:
         for n, data in enumerate(records):
             if n % 16 == 15:
                 await asyncio.sleep(0)  # validating 16 records takes ~0.5 ms: let requests through
-            validate_record(kind, data)
-            data = strip_nulls(data)
+            data = checked_record(kind, data)
             record_id = record_type.record_id(data)
             if kind in self.checks:
                 await self.checks[kind](data)

@@ -139,3 +139,30 @@ async def test_audit_verify_detects_tampering(network: Network, tamper: str, det
         db.executescript(tamper)
     intact, _, found, _ = await read_audit(ciz.home, verify=True, limit=0)
     assert not intact and detail in found
+
+
+async def test_a_body_spelling_half_a_surrogate_pair_is_refused_as_the_callers_mistake(network: Network,
+                                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """JSON may escape a lone surrogate ("\\ud800"): no character, no UTF-8, so nothing the node can store, sign or
+    send. A record holding one was taken in and failed deep inside, as "the node could not handle this request"
+    (503) with a traceback in the log; the other bodies failed later checks by luck. Every body is refused at the
+    door now, as the caller's mistake, and nothing is stored."""
+    ciz, zk = await network.start("ciz", "zk5151")
+    lone = "\ud800"
+    record = sample("wlzIndicaties", 0) | {"besluitnummer": f"B-{lone}"}
+    bodies = [
+        (ciz, "records/WlzIndicatie", record),
+        (ciz, "records/WlzIndicatie/bulk", [record]),
+        (zk, "query", {"peer": ciz.identity.did, "template": "QIR-0001-ZKi", "params": {"wlzIndicatieID": lone, "uzovi": "5151"}}),
+        (zk, "melding", {"peer": ciz.identity.did, "record": f"WlzIndicatie/{lone}", "rule": "R1", "description": lone}),
+        (zk, "users", {"name": f"a{lone}", "role": "reader"}),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for node, path, body in bodies:
+            async with http.post(f"{node.admin_url}/admin/v1/{path}", json=body, headers=auth(node)) as r:
+                answer = await r.json()
+                assert (r.status, answer["error"]) == (400, "invalid"), (path, answer)
+                assert "surrogate" in answer["reason"], (path, answer)
+    assert "the admin API failed" not in caplog.text
+    assert await ciz.registers.count() == 0
+    assert [u for u in await zk.users.list() if lone in u["name"]] == []

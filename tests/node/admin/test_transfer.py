@@ -94,6 +94,30 @@ async def test_bad_lines_end_up_in_the_rejects_file_with_their_reason(network: N
     assert set(await stored(ciz)) == {good[i]["wlzIndicatieID"] for i in (0, 3, 4)}
 
 
+@pytest.mark.parametrize("count", [10, 400])  # a batch prepared in the node's process, and one in the preparing process
+async def test_a_line_with_half_a_surrogate_pair_is_rejected_and_the_rest_stored(network: Network, tmp_path: Path,
+                                                                                  capsys: Any, count: int) -> None:
+    """JSON can spell a lone surrogate (\\ud800), which has no UTF-8. Such a line made the node's answer to its
+    whole batch "could not handle this request": the import stopped with nothing stored."""
+    (ciz,) = await network.start("ciz")
+    good = list(data.indicaties(count, seed=count))
+    lines = [json.dumps(record) for record in good]
+    lines[2] = lines[2].replace('"besluitnummer": "', '"besluitnummer": "\\ud800')
+    lines[4] = lines[4].replace('"besluitnummer": "', '"\\udfff": 1, "besluitnummer": "')  # a field's name
+    lines[5] = json.dumps({"id": "\udc00", "version": 2, "record": None, "deleted": True})  # a delete, as exported
+    source = tmp_path / "surrogate.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    rejects = tmp_path / "rejects.jsonl"
+    assert await iwlz("--json", "import", str(ciz.home.path), "WlzIndicatie", str(source), "--rejects", str(rejects)) == 4
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["created"], summary["rejected"]) == (count - 3, 3)
+    refused = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [(r["line"], r["reason"]) for r in refused] == [
+        (3, "besluitnummer is not a valid text"), (5, "record has unknown field(s): \\udfff"),
+        (6, "delete is not a valid record id")]
+    assert set(await stored(ciz)) == {r["wlzIndicatieID"] for n, r in enumerate(good) if n not in (2, 4, 5)}
+
+
 async def test_a_jsonl_line_goes_to_the_node_as_it_is_written(network: Network, tmp_path: Path, capsys: Any) -> None:
     """The import sends each record line's own JSON text on: a byte-order mark, Windows line ends, spaces around
     the record, non-ASCII letters and escapes in the file reach the register as the record they spell."""

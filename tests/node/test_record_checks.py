@@ -1,0 +1,154 @@
+"""A record is checked against its kind's schema and stripped of its nulls in one walk (node/store/records.py,
+``checked_record``). Specified here for every kind, with records made from the schema itself: what fits comes back
+as the record without its nulls (so equal records have equal bytes), and what does not fit is refused naming the
+one field that was broken, never with its value."""
+
+from __future__ import annotations
+
+import json
+from datetime import timezone
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from keys import cbor
+from node.errors import ValidationError
+from node.store.records import MELDING_STATUSES, RECORD_TYPES, checked_record, strip_nulls
+from tests.node.kit import sample
+
+BSNS = ("999999990", "111222333", "123456782", "999990019")
+
+
+def _valid(spec: Any) -> st.SearchStrategy[Any]:
+    if isinstance(spec, dict):
+        required = {key: _valid(sub) for key, sub in spec.items() if not key.endswith("?")}
+        optional = {key[:-1]: st.none() | _valid(sub) for key, sub in spec.items() if key.endswith("?")}
+        return st.fixed_dictionaries(required, optional=optional)
+    if isinstance(spec, list):
+        return st.lists(_valid(spec[0]), max_size=3)
+    return {
+        "text": st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12),
+        "int": st.integers(-(2**53) + 1, 2**53 - 1),
+        "bool": st.booleans(),
+        "uuid": st.uuids(version=4).map(str),
+        "date": st.dates().map(lambda d: d.isoformat()),
+        "datetime": st.datetimes(timezones=st.just(timezone.utc)).map(lambda d: d.isoformat()),
+        "bsn": st.sampled_from(BSNS),
+        "agb": st.from_regex(r"\A[0-9]{8}\Z"),
+        "uzovi": st.from_regex(r"\A[0-9]{4}\Z"),
+    }[spec]
+
+
+def _fits(kind: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The rules beyond the schema, made true."""
+    if kind == "WlzIndicatie":
+        record["client"]["bsn"] = record["bsn"]
+    if kind == "Melding":
+        record["status"] = MELDING_STATUSES[len(record["meldingID"]) % len(MELDING_STATUSES)]
+    if kind == "Toestemming" and not strip_nulls(record["ontvanger"]):
+        record["ontvanger"]["agb"] = "12345678"
+    return record
+
+
+records = st.sampled_from(sorted(RECORD_TYPES)).flatmap(
+    lambda kind: st.tuples(st.just(kind), _valid(RECORD_TYPES[kind].schema).map(lambda r: _fits(kind, r))))
+
+
+def _leaves(value: Any, path: str = "") -> list[str]:
+    """The paths of every scalar in ``value``, as the error names them (a.b, a[0].b)."""
+    if isinstance(value, dict):
+        return [leaf for key, item in value.items() if item is not None
+                for leaf in _leaves(item, f"{path}.{key}" if path else key)]
+    if isinstance(value, list):
+        return [leaf for i, item in enumerate(value) for leaf in _leaves(item, f"{path}[{i}]")]
+    return [path]
+
+
+def _set(record: dict[str, Any], path: str, new: Any) -> None:
+    steps = path.replace("[", ".[").split(".")
+    where: Any = record
+    for step in steps[:-1]:
+        where = where[int(step[1:-1])] if step.startswith("[") else where[step]
+    last = steps[-1]
+    if last.startswith("["):
+        where[int(last[1:-1])] = new
+    else:
+        where[last] = new
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records)
+def test_a_record_that_fits_comes_back_without_its_nulls(kind_record: tuple[str, dict[str, Any]]) -> None:
+    kind, record = kind_record
+    stored = checked_record(kind, record)
+    assert stored == strip_nulls(record)
+    assert cbor.encode(stored) == cbor.encode(strip_nulls(record))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records, st.data())
+def test_a_broken_field_is_named_and_its_value_never_repeated(kind_record: tuple[str, dict[str, Any]], data: st.DataObject) -> None:
+    kind, record = kind_record
+    path = data.draw(st.sampled_from(_leaves(record)))
+    _set(record, path, 1.5)  # no scalar of any schema is a float
+    with pytest.raises(ValidationError) as refused:
+        checked_record(kind, record)
+    assert refused.value.field == path
+    assert str(refused.value) in (f"{path} is not a valid " + t for t in ("text", "int", "bool", "uuid", "date",
+                                                                          "datetime", "bsn", "agb", "uzovi"))
+    assert "1.5" not in str(refused.value)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records, st.data())
+def test_a_required_field_left_out_or_null_is_named(kind_record: tuple[str, dict[str, Any]], data: st.DataObject) -> None:
+    kind, record = kind_record
+    required = [key for key in RECORD_TYPES[kind].schema if not key.endswith("?")]
+    name = data.draw(st.sampled_from(required))
+    if data.draw(st.booleans()):
+        del record[name]
+    else:
+        record[name] = None
+    with pytest.raises(ValidationError, match=f"^{name} is required$") as refused:
+        checked_record(kind, record)
+    assert refused.value.field == name
+
+
+def test_what_is_not_an_object_a_list_or_a_known_field_is_refused_by_where_it_is() -> None:
+    record = sample("wlzIndicaties", 0)
+    cases = [
+        ([], "record must be an object", None),
+        ({**record, "extra": 1, "another": None}, "record has unknown field(s): another, extra", None),
+        ({**record, "client": "999999990"}, "client must be an object", "client"),
+        ({**record, "client": {**record["client"], "bsn": None}}, "client.bsn is required", "client.bsn"),
+        ({**record, "geindiceerdZorgzwaartepakket": {"zzpCode": "x"}}, "geindiceerdZorgzwaartepakket must be a list",
+         "geindiceerdZorgzwaartepakket"),
+        ({**record, "beperking": ["a"] * 1001}, "beperking must be a list", "beperking"),
+        ({**record, "beperking": ["a", None]}, "beperking[1] is not a valid text", "beperking[1]"),
+    ]
+    for value, message, field in cases:
+        with pytest.raises(ValidationError) as refused:
+            checked_record("WlzIndicatie", value)
+        assert (str(refused.value), refused.value.field) == (message, field)
+
+
+@settings(max_examples=20, deadline=None)
+@given(_valid(RECORD_TYPES["Toestemming"].schema))
+def test_a_consent_whose_receiver_names_no_party_is_refused(consent: dict[str, Any]) -> None:
+    """Its receiver's fields all null: it was taken, and stored naming no one (the nulls were stripped after the
+    check that it names someone)."""
+    consent["ontvanger"] = {"agb": None, "uzovi": None}
+    with pytest.raises(ValidationError, match="^ontvanger must name the party"):
+        checked_record("Toestemming", consent)
+
+
+def test_text_is_unicode_a_lone_surrogate_is_not() -> None:
+    """JSON can spell half of a surrogate pair (\\ud800): no character, no UTF-8, so never encodable to be signed."""
+    record = sample("wlzIndicaties", 0)
+    record["besluitnummer"] = json.loads('"B-\\ud800"')
+    with pytest.raises(ValidationError) as refused:
+        checked_record("WlzIndicatie", record)
+    assert (str(refused.value), refused.value.field) == ("besluitnummer is not a valid text", "besluitnummer")
+    record["besluitnummer"] = json.loads('"B-\\ud83d\\ude00-\\u00e9"')  # a pair is one character
+    assert checked_record("WlzIndicatie", record)["besluitnummer"] == "B-\U0001f600-\u00e9"
