@@ -166,7 +166,7 @@ def verify(backup: Path, home: NodeHome, workdir: Path) -> dict[str, Any]:
     files: dict[str, str] = manifest["files"]
     with tarfile.open(backup, "r:gz") as tar:
         for name, expected in files.items():
-            if not _FILE_NAMES.match(name):
+            if not _FILE_NAMES.fullmatch(name):
                 raise UsageError(f"the backup names a file a home does not hold: {name!r}")
             target = workdir / name
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -151,7 +151,7 @@ def parse_envelope(payload: Any) -> tuple[Envelope, Any]:
     if len(message_id) != MESSAGE_ID_SIZE:
         raise _remote(ErrorCode.MALFORMED, "message id must be 16 bytes")
     trace_id = _field(payload, "trace", str)
-    if not _TRACE.match(trace_id):
+    if not _TRACE.fullmatch(trace_id):
         raise _remote(ErrorCode.MALFORMED, "trace id must be 32 lowercase hex digits")
     envelope = Envelope(
         type=_field(payload, "typ", str),

@@ -57,9 +57,9 @@ class RecordRoutes(RouteGroup):
         """The own records of a client (a BSN) or with an id: every kind this node holds, current versions."""
         query = request.query.get("q", "").strip()
         found: list[StoredVersion] = []
-        if _BSN.match(query):
+        if _BSN.fullmatch(query):
             found = await self.p.registers.find("bsn", query)
-        elif _UUID.match(query.lower()):
+        elif _UUID.fullmatch(query.lower()):
             query = query.lower()
             for kind, record_type in RECORD_TYPES.items():
                 if record_type.source_role in ("*", self.p.registers.role):

@@ -159,11 +159,14 @@ class PolicyDecisionPoint:
     def _template(self, query: Query) -> dict[str, Any]:
         template = self.matrix["templates"].get(query.template)
         if template is None or query.template not in (self._answered or self.templates()):
-            raise RemoteProtocolError(ErrorCode.NOT_FOUND, f"this node answers no template {query.template}")
+            # What the peer asked for is not named back (a reason reaches this node's log); what it could ask is.
+            answered = ", ".join(sorted(self._answered or self.templates()))
+            raise RemoteProtocolError(ErrorCode.NOT_FOUND, f"this node answers no such template; it answers {answered}")
         missing = [p for p in template["params"] if p not in query.params]
         extra = [p for p in query.params if p not in template["params"]]
         if missing or extra:
-            detail = f"missing {', '.join(missing)}" if missing else f"not in the template: {', '.join(extra)}"
+            detail = (f"missing {', '.join(missing)}" if missing
+                      else f"{len(extra)} not in the template, which takes {', '.join(template['params'])}")
             raise RemoteProtocolError(ErrorCode.MALFORMED, f"{query.template} parameters: {detail}", rule=query.template)
         return template  # type: ignore[no-any-return]
 

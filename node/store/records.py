@@ -216,7 +216,7 @@ SCALARS: Final[dict[str, Callable[[Any], bool]]] = {
     "text": is_text,
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**53) < v < 2**53,
     "bool": lambda v: isinstance(v, bool),
-    "uuid": lambda v: isinstance(v, str) and bool(_UUID4.match(v)),
+    "uuid": lambda v: isinstance(v, str) and bool(_UUID4.fullmatch(v)),
     "date": _is_date,
     "datetime": _is_datetime,
     "bsn": _identifier(check_bsn),

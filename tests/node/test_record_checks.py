@@ -152,3 +152,11 @@ def test_text_is_unicode_a_lone_surrogate_is_not() -> None:
     assert (str(refused.value), refused.value.field) == ("besluitnummer is not a valid text", "besluitnummer")
     record["besluitnummer"] = json.loads('"B-\\ud83d\\ude00-\\u00e9"')  # a pair is one character
     assert checked_record("WlzIndicatie", record)["besluitnummer"] == "B-\U0001f600-\u00e9"
+
+
+def test_an_id_with_a_line_break_after_it_is_no_id() -> None:
+    """``$`` matches before a final line break: "<uuid>\\n" passed, a second record whose id looks like the first's."""
+    record = sample("wlzIndicaties", 0)
+    record["wlzIndicatieID"] += "\n"
+    with pytest.raises(ValidationError, match="^wlzIndicatieID is not a valid uuid$"):
+        checked_record("WlzIndicatie", record)

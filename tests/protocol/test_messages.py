@@ -128,3 +128,30 @@ def test_mutated_envelopes_give_a_message_or_a_protocol_error(receiver: Endpoint
         receiver.receive(bytes(raw), now=NOW)
     except RemoteProtocolError as exc:
         assert exc.code in set(ErrorCode)
+
+
+HOSTILE = "Jansen 106658037\n[INFO] forged line \u202e\x00"
+
+
+@pytest.mark.parametrize("check,good", [("check_uuid", "31835d1d-3933-4ffe-9f57-8985f41fae4a"), ("check_name", "QIR-0001-ZKi")])
+def test_an_id_or_name_with_a_line_break_after_it_is_refused(check: str, good: str) -> None:
+    """``$`` matches before a final line break: "id\\n" passed as an id, and reached the log in reasons."""
+    from protocol import messages
+
+    getattr(messages, check)(good, "x")
+    for bad in (good + "\n", good + "\r\n", "\n" + good):
+        with pytest.raises(LocalProtocolError):
+            getattr(messages, check)(bad, "x")
+
+
+def test_a_reason_never_names_back_what_a_peer_sent() -> None:
+    """Reasons go into the receiver's log: a peer's text there could forge or hide a line, or be personal data."""
+    query = {**_QUERY, "params": {**_QUERY["params"], HOSTILE: 7}}
+    subscribe = {**_BODY["subscribe"], "events": ["NIEUWE_INDICATIE_ZORGKANTOOR", HOSTILE]}
+    for cls, body in ((MESSAGE_TYPES["queries"], {**_BODY["queries"], "queries": [query]}),
+                      (MESSAGE_TYPES["subscribe"], subscribe),
+                      (MESSAGE_TYPES["subscribe"], {**_BODY["subscribe"], HOSTILE: 1})):
+        with pytest.raises(RemoteProtocolError) as refused:
+            cls.from_cbor(codec.decode(codec.encode(body)))
+        assert "106658037" not in refused.value.reason and "\n" not in refused.value.reason
+    assert refused.value.reason == "Subscribe: unknown keys (known: ['bsn', 'endpoint', 'events'])"

@@ -1,0 +1,127 @@
+"""A hostile member: messages of every type that pass the protocol's own type checks, signed by a member with a valid
+certificate, with values chosen at random from what each field could hold: real ids, dids, template and event names,
+BSNs, alongside random text, bytes and integers at their bounds. Mutated bytes stop at the signature
+(tests/hardening/test_fuzz_http.py); these reach every handler. Each must be answered with a signed reply or a
+signed error, never a 5xx, never with an error in the node's log; the audit chain stays intact and the node still
+answers a genuine query."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import types
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import aiohttp
+import pytest
+
+from keys import cbor, cose
+from protocol import MEDIA_TYPE, Query
+from protocol.messages import MAX_UINT, MESSAGE_TYPES, Message, Part
+from tests.hardening.forge import forge
+from tests.node.kit import IND0, Network, put, sample
+
+pytestmark = pytest.mark.asyncio
+PER_TYPE = 40  # messages of each type, for each sender and receiver
+
+
+class Values:
+    """Random field values: half of them what a real message would hold, so that handlers get past their first
+    check; the rest anything of the field's type."""
+
+    def __init__(self, rng: random.Random, real: list[str]) -> None:
+        self.rng, self.real = rng, real
+
+    def text(self) -> str:
+        rng = self.rng
+        choice = rng.random()
+        if choice < 0.5:
+            return rng.choice(self.real)
+        if choice < 0.6:
+            return ""
+        if choice < 0.7:
+            return rng.choice(self.real) + rng.choice(["/", ":", "..", "\x00", "%", "'", " OR 1=1", "*"]) + rng.choice(self.real)
+        alphabet = "abcXYZ019-_/:.\x00\t\n é\u202e\U0001f600"
+        return "".join(rng.choice(alphabet) for _ in range(rng.choice([1, 5, 40, 1000, 4000])))
+
+    def integer(self) -> int:
+        return self.rng.choice([0, 1, 59, 2**31, 2**32 + 1, 2**53 + 1, MAX_UINT, self.rng.randrange(MAX_UINT)])
+
+    def value(self, tp: Any, depth: int = 0) -> Any:
+        rng = self.rng
+        origin = get_origin(tp)
+        if tp is Any:
+            return rng.choice([None, 1, self.text(), b"\x00", [self.text()], {self.text(): self.text()}])
+        if origin in (Union, types.UnionType):
+            (inner,) = [a for a in get_args(tp) if a is not type(None)]
+            return None if rng.random() < 0.3 else self.value(inner, depth)
+        if origin is tuple:
+            return [self.value(get_args(tp)[0], depth + 1) for _ in range(rng.choice([0, 1, 1, 2, 3] if depth < 2 else [0, 1]))]
+        if origin is dict:
+            names = ["wlzIndicatieID", "bsn", "uzovi", "kind", "id", "agb", "kvk", "bemiddelingID", "since"]
+            return {rng.choice(names) if rng.random() < 0.8 else self.text(): self.value(get_args(tp)[1], depth + 1)
+                    for _ in range(rng.choice([0, 1, 2, 3]))}
+        if isinstance(tp, type) and issubclass(tp, Part):
+            return body(tp, self, depth + 1)
+        if tp is bool:
+            return rng.random() < 0.5
+        if tp is int:
+            return self.integer()
+        if tp is bytes:
+            return rng.choice([b"", rng.randbytes(rng.choice([1, 16, 32, 64, 300]))])
+        return self.text()
+
+
+def body(cls: type[Part], values: Values, depth: int = 0) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: values.value(hints[f.name], depth) for f in dataclasses.fields(cls)}
+
+
+async def test_type_valid_messages_with_random_values_get_signed_answers_and_break_nothing(
+        network: Network, caplog: pytest.LogCaptureFixture) -> None:
+    ciz, zk, client = await network.start("ciz", "zk5151", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    dids = [n.identity.did for n in (ciz, zk, client)]
+    real = [IND0, f"WlzIndicatie/{IND0}", "WlzIndicatie", "QIR-0001-ZKi", "RECORD-STATUS", "CLIENT-EIGEN-GEGEVENS",
+            "NIEUWE_INDICATIE_ZORGKANTOOR", "GEWIJZIGDE_INDICATIE", "106658037", "5151", "62253778", "12345678",
+            "UZOVI", "KVK", "AGB", "BSN", "0b9e1c0e-1d2a-4f5b-9c3d-2e4f6a8b0c1d", ciz.url, *dids]
+    values = Values(random.Random(20261206), real)
+    requests = [cls for cls in MESSAGE_TYPES.values() if not cls.REPLY and cls.TYPE != "error"]
+    pairs = [(zk, ciz), (client, ciz), (ciz, zk)]
+    statuses: dict[int, int] = {}
+    caplog.set_level(logging.DEBUG)
+    async with aiohttp.ClientSession() as http:
+        for sender, receiver in pairs:
+            for cls in requests:
+                for _ in range(PER_TYPE):
+                    await _send_one(http, cls, values, sender, receiver, statuses)
+        # The node still does its work: a genuine query is answered with the record.
+        query = Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": IND0, "uzovi": "5151"}, evidence=(), history=False)
+        result = await zk.router.query(ciz.identity.did, query.template, query.params, [], False)
+        assert [r for r in result if r]  # the indicatie comes back
+    assert all(status < 500 for status in statuses), statuses
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors[:5]]
+    # What a peer sent never reaches a log line as it was sent: no line break, control or bidi character that could
+    # forge or hide a line, and no BSN (the sender put one in every kind of field).
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line for line in lines if any(c in line for c in "\n\r\x00\t\u202e")] == []
+    assert [line for line in lines if "106658037" in line] == []
+    for node in (ciz, zk, client):
+        assert (await node.audit.verify(full=True))[0]
+
+
+async def _send_one(http: aiohttp.ClientSession, cls: type[Message], values: Values, sender: Any, receiver: Any,
+                    statuses: dict[int, int]) -> None:
+    to = "*" if cls.BROADCAST else receiver.identity.did
+    now = receiver.now()
+    data = forge(sender.endpoint, cls.TYPE, body(cls, values), to=to, now=now, sealed=cls.SEALED,
+                 exp=now + (3600 if cls.BROADCAST else 60))
+    async with http.post(receiver.url + "/iwlz/v1/messages", data=data, headers={"Content-Type": MEDIA_TYPE}) as r:
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+        answer = await r.read()
+        assert r.status < 500, (cls.TYPE, r.status, answer[:200])
+        if r.status in (200, 400, 403, 404, 409, 422):
+            signed = cose.parse_sign1(answer)  # a signed reply or a signed error, from the receiver
+            assert cbor.decode(signed.payload)["from"] == receiver.identity.did
