@@ -14,12 +14,14 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from keys.did import is_did
 from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from protocol.events import EVENT_RULES, ID_TYPES, MELDING_EVENT
 
 MAX_TEXT: Final = 4096
+MAX_URL: Final = 2048  # what browsers and proxies take; a node's endpoint is far shorter
 MAX_UINT: Final = 2**63 - 1  # every integer in a body is 0..MAX_UINT: what a store keeps as a signed 64-bit integer
 MAX_TIME: Final = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a calendar date can name
 MAX_ITEMS: Final = 10_000
@@ -59,6 +61,21 @@ def _check_batch(items: tuple[Any, ...], message: str, what: str) -> None:
 def check_name(value: str, name: str) -> None:
     if not _NAME.fullmatch(value):
         raise _fail(f"{name} is not a valid name")
+
+
+def check_url(value: str, name: str) -> None:
+    """An http(s) URL with a host, in printable ASCII without spaces: a node calls it, and may name it in its log
+    (a line break or a control character there would forge or hide a line). A name of another script is written
+    in its ASCII form (IDNA), as DNS has it."""
+    ok = (value.startswith(("http://", "https://")) and len(value) <= MAX_URL and value.isascii()
+          and value.isprintable() and " " not in value)
+    if ok:
+        try:
+            ok = bool(urlsplit(value).hostname)
+        except ValueError:  # a malformed port or IPv6 literal
+            ok = False
+    if not ok:
+        raise _fail(f"{name} must be an http(s) URL")
 
 
 
@@ -278,8 +295,10 @@ class Announcement(Message):
     def validate(self) -> None:
         if self.seq < 0:
             raise _fail("seq must not be negative")
-        if not self.endpoints or not all(e.startswith(("http://", "https://")) for e in self.endpoints):
+        if not self.endpoints:
             raise _fail("endpoints must be http(s) URLs")
+        for endpoint in self.endpoints:
+            check_url(endpoint, "endpoints")
         for name in self.registers + self.templates + self.events:
             check_name(name, "register, template or event")
 
@@ -382,10 +401,10 @@ class Subscribe(Message):
         for i, event in enumerate(self.events):
             if event not in EVENT_RULES:
                 raise _fail(f"events[{i}] is not an event type")
-        if self.bsn is not None and not (len(self.bsn) == 9 and self.bsn.isdigit()):
+        if self.bsn is not None and not (len(self.bsn) == 9 and self.bsn.isascii() and self.bsn.isdigit()):
             raise _fail("bsn must be 9 digits")
-        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
-            raise _fail("endpoint must be an http(s) URL")
+        if self.endpoint is not None:
+            check_url(self.endpoint, "endpoint")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -566,8 +585,8 @@ class Melding(Message):
 
     def validate(self) -> None:
         check_uuid(self.melding_id, "melding_id")
-        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
-            raise _fail("endpoint must be an http(s) URL")
+        if self.endpoint is not None:
+            check_url(self.endpoint, "endpoint")
         if self.event_type != MELDING_EVENT:
             raise _fail(f"a melding has event type {MELDING_EVENT}")
         check_name(self.rule, "rule")

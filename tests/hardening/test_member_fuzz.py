@@ -41,7 +41,7 @@ class Values:
         if choice < 0.6:
             return ""
         if choice < 0.7:
-            return rng.choice(self.real) + rng.choice(["/", ":", "..", "\x00", "%", "'", " OR 1=1", "*"]) + rng.choice(self.real)
+            return rng.choice(self.real) + rng.choice(["/", ":", "..", "\x00", "\n", "%", "'", " OR 1=1", "*"]) + rng.choice(self.real)
         alphabet = "abcXYZ019-_/:.\x00\t\n é\u202e\U0001f600"
         return "".join(rng.choice(alphabet) for _ in range(rng.choice([1, 5, 40, 1000, 4000])))
 

@@ -155,3 +155,27 @@ def test_a_reason_never_names_back_what_a_peer_sent() -> None:
             cls.from_cbor(codec.decode(codec.encode(body)))
         assert "106658037" not in refused.value.reason and "\n" not in refused.value.reason
     assert refused.value.reason == "Subscribe: unknown keys (known: ['bsn', 'endpoint', 'events'])"
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("http://127.0.0.1:8700", True), ("https://ciz.example.nl/iwlz", True), ("http://[::1]:8700/", True),
+    ("http://iwlz_ciz:8700", True), ("http://xn--bcher-kva.example", True),
+    ("http://127.0.0.1:8700\n2026-12-06 WARNING forged", False), ("http://a\x00b", False), ("http://a b", False),
+    ("http://bücher.example", False), ("http://", False), ("http://:80", False), ("http://[::1", False),
+    ("ftp://example.nl", False), ("http://a/" + "x" * 2048, False), ("http://a\u202e", False),
+])
+def test_an_endpoint_is_a_url_a_node_can_call_and_log(url: str, ok: bool) -> None:
+    """Only the scheme was checked: a member could announce, or subscribe with, an endpoint holding a line break."""
+    from protocol.messages import check_url
+
+    if ok:
+        check_url(url, "endpoint")
+    else:
+        with pytest.raises(LocalProtocolError, match="^malformed: endpoint must be an http\\(s\\) URL$"):
+            check_url(url, "endpoint")
+
+
+def test_a_subscription_bsn_is_nine_ascii_digits() -> None:
+    body = {**_BODY["subscribe"], "bsn": "\u0661" * 9}  # Arabic-Indic digits: str.isdigit() says yes
+    with pytest.raises(RemoteProtocolError, match="bsn must be 9 digits"):
+        MESSAGE_TYPES["subscribe"].from_cbor(codec.decode(codec.encode(body)))
