@@ -50,6 +50,8 @@ from node.store.preparing import Preparer
 from node.store import Actor, AuditLog, AuthorityLinks, HeldEvidence, Registers, Store, Users, registers_for
 from node.tasks import Background, Housekeeping, usable_cores
 from node.tls import client_context, server_context
+from protocol import LocalProtocolError
+from protocol.messages import check_url
 from node.witness import Witnessing
 from protocol import Endpoint, Message
 from protocol.events import EVENT_RULES
@@ -69,6 +71,8 @@ class Node:
         self.port = config.port if port is None else port
         self.admin_port = config.admin_port if admin_port is None else admin_port
         self.public_url = public_url or config.public_url
+        if self.public_url is not None:
+            _check_public_url(self.public_url)
         self.bootstrap = list(bootstrap if bootstrap is not None else config.bootstrap)
         self.clock = clock
         self.gossip_interval = gossip_interval if gossip_interval is not None else config.gossip_interval
@@ -486,6 +490,15 @@ class Node:
 
     async def access_log(self, target: str, bsn: str, since: int = 0) -> list[dict[str, Any]]:
         return await self.router.access_log(target, bsn, since)
+
+
+def _check_public_url(url: str) -> None:
+    """The URL peers are told to reach this node at, checked as peers will check it when it is announced."""
+    try:
+        check_url(url, "public URL")
+    except LocalProtocolError as exc:
+        raise ConfigError(f"{exc.reason}, in printable ASCII with a host (a name in another script in its IDNA "
+                          "form, xn--...)") from exc
 
 
 __all__ = ["Node"]

@@ -179,3 +179,4 @@ def test_a_subscription_bsn_is_nine_ascii_digits() -> None:
     body = {**_BODY["subscribe"], "bsn": "\u0661" * 9}  # Arabic-Indic digits: str.isdigit() says yes
     with pytest.raises(RemoteProtocolError, match="bsn must be 9 digits"):
         MESSAGE_TYPES["subscribe"].from_cbor(codec.decode(codec.encode(body)))
+
