@@ -296,9 +296,9 @@ class Announcement(Message):
         if self.seq < 0:
             raise _fail("seq must not be negative")
         if not self.endpoints:
-            raise _fail("endpoints must be http(s) URLs")
+            raise _fail("an announcement names at least one endpoint")
         for endpoint in self.endpoints:
-            check_url(endpoint, "endpoints")
+            check_url(endpoint, "an endpoint")
         for name in self.registers + self.templates + self.events:
             check_name(name, "register, template or event")
 
