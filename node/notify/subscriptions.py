@@ -20,6 +20,7 @@ from node.store import RECORD_TYPES, Actor, AuditLog, Statement, Store, bsn_of, 
 from protocol import Ack, ErrorCode, Incoming, RemoteProtocolError, Subscribe, Unsubscribe
 from protocol.events import EVENT_RULES
 
+MAX_PER_MEMBER = 32  # subscriptions a member holds here: a few event sets for an organisation, one for a client
 _COLUMNS = ("subscription_id", "subscriber_did", "subscriber_org", "receiver_id_type", "receiver_id", "events", "created_at")
 # (authority name, record kind, record data) -> the parties that hold, held or were handed it
 Parties = Callable[[str, str, dict[str, Any]], Awaitable[set[str]]]
@@ -56,6 +57,9 @@ class Subscriptions:
         for data, planned in changes:
             bsn = bsn_of(data)
             extra = []
+            # A receiver hears of a change once, however many of its subscriptions (or the planned notification
+            # itself) name it.
+            going = {(p.receiver_id_type, p.receiver_id, p.event_type) for p in planned}
             for subscription_id, did, id_type, receiver_id, events, client_bsn, endpoint in rows:
                 if client_bsn is not None and client_bsn != bsn:
                     continue  # a client hears only of his own records
@@ -63,7 +67,10 @@ class Subscriptions:
                 for p in planned:
                     if p.event_type not in wanted or (p.receiver_id_type, p.receiver_id) == (id_type, receiver_id):
                         continue
+                    if (id_type, receiver_id, p.event_type) in going:
+                        continue
                     if await self._related(p.event_type, id_type, receiver_id, client_bsn, kind, data):
+                        going.add((id_type, receiver_id, p.event_type))
                         extra.append(replace(p, receiver_id_type=id_type, receiver_id=receiver_id,
                                              subscription_id=subscription_id, receiver_did=did, receiver_url=endpoint))
             out.append(extra)
@@ -116,6 +123,17 @@ class Subscriptions:
         else:
             id_type, key = ID_TYPE_OF_ROLE[member.role]
             receiver_id = member.identifiers[key]
+        held = await self.store.fetchall(
+            "SELECT subscription_id, events, bsn, endpoint FROM subscriptions WHERE subscriber_did = ?", (member.did,))
+        for subscription_id, events, bsn, endpoint in held:
+            if set(json.loads(events)) == set(request.events) and (bsn, endpoint) == (request.bsn, request.endpoint):
+                # Asked again (a restart, a retry whose answer was lost): the same subscription, not one more.
+                return Ack(ref=subscription_id, status="accepted"), [self.audit.entry(
+                    now=now, event="subscription.create", action="R", result="exists", actor=Actor.of(member),
+                    rule=matrix["rule"], trace_id=incoming.envelope.trace_id, request=incoming.data)]
+        if len(held) >= MAX_PER_MEMBER:
+            raise RemoteProtocolError(ErrorCode.CONFLICT, f"a member holds at most {MAX_PER_MEMBER} subscriptions here: "
+                                      "unsubscribe one first")
         subscription_id = str(uuid.uuid4())
         return Ack(ref=subscription_id, status="accepted"), [
             ("INSERT INTO subscriptions (subscription_id, subscriber_did, subscriber_org, receiver_id_type, receiver_id, events, "

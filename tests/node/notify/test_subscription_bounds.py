@@ -1,0 +1,52 @@
+"""A member's subscriptions at a source: asking again for the same is the same subscription, there are at most
+MAX_PER_MEMBER of them, and one change reaches a subscriber once however many of its subscriptions match it. Each
+subscription made every change of the source's register plan one more notification to the same receiver: a
+member subscribing in a loop made the source write a notification per subscription per record it stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.errors import PeerRefused
+from node.notify.subscriptions import MAX_PER_MEMBER
+from protocol import Subscribe
+from tests.node.kit import Network, put, sample
+
+pytestmark = pytest.mark.asyncio
+EVENT = "NIEUWE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR"
+
+
+def _moved_to_5050() -> dict:
+    moved = sample("bemiddelingen", 1)
+    moved["overdracht"] = {"overdrachtID": "4b8e2f6a-9c1d-4e3f-8a5b-7c9d1e2f3a4b", "verantwoordelijkZorgkantoor": "5050",
+                           "overdrachtDatum": "2026-10-01", "verhuisDatum": "2026-09-15",
+                           "overdrachtspecificatie": [{"leveringsstatus": "1"}]}
+    moved["bemiddelingspecificatie"][0]["uitvoerendZorgkantoor"] = "5252"
+    return moved
+
+
+async def test_the_same_subscription_asked_again_is_the_same_and_a_change_reaches_its_subscriber_once(network: Network) -> None:
+    zk, zk5050 = await network.start("zk5151", "zk5050")
+    ids = {(await zk5050.send_to_peer(zk.url, Subscribe(events=(EVENT,)))).message.ref for _ in range(5)}
+    assert len(ids) == 1
+    other = (await zk5050.send_to_peer(zk.url, Subscribe(events=(EVENT, "GEWIJZIGDE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR")))).message.ref
+    assert other not in ids  # another set of events is another subscription, and it matches the same change
+    assert len(await zk.store.fetchall("SELECT 1 FROM subscriptions")) == 2
+    await put(zk, "Bemiddeling", _moved_to_5050())
+    await network.settle()
+    to_5050 = [r for r in await zk.outbox.list() if r["receiver_id"] == "5050" and r["event_type"] == EVENT]
+    assert len(to_5050) == 1 and to_5050[0]["status"] == "delivered"
+    assert len([n for n in await zk5050.inbox.list() if n["event_type"] == EVENT]) == 1
+
+
+async def test_a_member_holds_a_bounded_number_of_subscriptions(network: Network) -> None:
+    ciz, client = await network.start("ciz", "client")
+    bsn = "106658037"  # the client of tests/node/kit.py PARTIES
+    for n in range(MAX_PER_MEMBER):  # a client may name any endpoint: each is another subscription
+        await client.send_to_peer(ciz.url, Subscribe(events=("GEWIJZIGDE_INDICATIE_ZORGKANTOOR",), bsn=bsn,
+                                                     endpoint=f"http://127.0.0.1:{20000 + n}"))
+    with pytest.raises(PeerRefused) as refused:
+        await client.send_to_peer(ciz.url, Subscribe(events=("GEWIJZIGDE_INDICATIE_ZORGKANTOOR",), bsn=bsn,
+                                                     endpoint="http://127.0.0.1:30000"))
+    assert refused.value.code == "conflict" and "at most" in refused.value.reason
+    assert len(await ciz.store.fetchall("SELECT 1 FROM subscriptions")) == MAX_PER_MEMBER
