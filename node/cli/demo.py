@@ -151,6 +151,7 @@ class Demo(CareChain):
             if not pending and not received:
                 return
             time.sleep(0.3)
+        print(f"   (after {timeout:.0f} s, {pending} notification(s) still pending and {received} not yet acted on)")
 
     def run(self) -> None:
         data = sample_data()

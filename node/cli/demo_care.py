@@ -32,6 +32,7 @@ class CareChain:
     explain: Callable[[str], None]
     query: Callable[..., list[dict[str, Any]]]
     _settle: Callable[..., None]
+    expect: Callable[[str, object, object], None]
 
     def care_chain(self, bemiddeling: dict[str, Any], indicatie_id: str) -> None:
         provider, cak = self.admin[PROVIDER], self.admin["cak"]
@@ -68,9 +69,11 @@ class CareChain:
 
     def _told(self, event: str) -> None:
         for name in (ZK, "cak"):
-            for row in self.admin[name].call("GET", "/admin/v1/inbox")["inbox"]:
-                if row["event_type"].startswith(event):
-                    print(f"   {name:24} got {row['event_type']:34} from {row['sender_org']:20} {row['status']}: {row['detail']}")
+            told = [row for row in self.admin[name].call("GET", "/admin/v1/inbox")["inbox"]
+                    if row["event_type"].startswith(event)]
+            for row in told:
+                print(f"   {name:24} got {row['event_type']:34} from {row['sender_org']:20} {row['status']}: {row['detail']}")
+            self.expect(f"{name} told of {event}", bool(told), True)
 
     def _eigen_bijdrage(self, cak: AdminClient) -> None:
         for record in cak.call("GET", "/admin/v1/records/EigenBijdrage")["records"]:
