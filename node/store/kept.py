@@ -46,6 +46,10 @@ class Kept(Generic[K, V]):
         self._items.move_to_end(key)
         return True, self._items[key]
 
+    def peek(self, key: K) -> V | None:
+        """The value kept for ``key``, if any, leaving the order of use as it is (for housekeeping, not readers)."""
+        return self._items.get(key)
+
     def keep(self, key: K, value: V, seen: int) -> None:
         """Keep what a read found, unless the store changed since ``seen`` or a writer put the key meanwhile."""
         if key not in self._items and seen == self.seen():

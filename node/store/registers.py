@@ -230,7 +230,13 @@ class Registers:
                 return done
             self._unsigned_after = int(rows[-1][0])
             for row in rows:
-                self._row(row[1:]).signed
+                version = self._row(row[1:])
+                signed = version.signed
+                # The import kept its versions unsigned: give a kept one these bytes, or its first reader would
+                # sign it again and store the same signature once more.
+                kept = self._current.peek((version.kind, version.record_id))
+                if kept is not None and kept.version == version.version and kept._signed is None:
+                    kept._signed = signed
             await self.keep_signatures()
             done += len(rows)
             await asyncio.sleep(0)  # let requests through between batches
