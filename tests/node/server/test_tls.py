@@ -61,6 +61,11 @@ async def test_a_certificate_from_a_ca_the_node_does_not_trust_is_refused(networ
     with pytest.raises(NetworkError):
         await zk.client.fetch_announcement(ciz.url)
     assert zk.peers.get(ciz.identity.did) is None or zk.peers.get(ciz.identity.did).url != ciz.url
+    # One that names no CA trusts the system's only (aiohttp's own context): a network's private CA is not among them.
+    (cak,) = await network.start("cak")
+    assert cak.client.tls is None
+    with pytest.raises(NetworkError):
+        await cak.client.fetch_announcement(ciz.url)
 
 
 @pytest.mark.asyncio
