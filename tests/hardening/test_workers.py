@@ -333,7 +333,11 @@ async def test_a_batch_of_queries_is_answered_by_a_worker_and_its_writes_reach_t
     traces, served = [], set()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                      timeout=aiohttp.ClientTimeout(total=20)) as http:
-        for _ in range(6):  # on fresh connections: both workers receive one
+        # On fresh connections, until both workers answered some (the kernel spreads connections by their address
+        # hash: six alone went to one worker about once in thirty runs), and at least six.
+        for _ in range(40):
+            if served == BOTH and len(traces) >= 6:
+                break
             outgoing = requester.endpoint.send(batch, to=requester.did, now=int(time.time()), lifetime=120,
                                                cert_by_hash=False)
             async with http.post(requester.url, data=outgoing.data, headers={"Content-Type": MEDIA_TYPE}) as response:
@@ -346,5 +350,5 @@ async def test_a_batch_of_queries_is_answered_by_a_worker_and_its_writes_reach_t
     assert served == BOTH, served
     node.stop()
     audited = audited_queries(node)
-    assert all(audited.count(trace) == MAX_BATCH for trace in traces) and len(audited) == 6 * MAX_BATCH
+    assert all(audited.count(trace) == MAX_BATCH for trace in traces) and len(audited) == len(traces) * MAX_BATCH
     assert "chain intact" in chain_verifies(node)

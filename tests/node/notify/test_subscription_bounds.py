@@ -50,3 +50,26 @@ async def test_a_member_holds_a_bounded_number_of_subscriptions(network: Network
                                                      endpoint="http://127.0.0.1:30000"))
     assert refused.value.code == "conflict" and "at most" in refused.value.reason
     assert len(await ciz.store.fetchall("SELECT 1 FROM subscriptions")) == MAX_PER_MEMBER
+
+
+async def test_a_subscribe_reads_its_members_subscriptions_through_an_index(network: Network) -> None:
+    """Every client may follow his records at a source: a subscribe must not read every client's subscription."""
+    import sqlite3
+
+    ciz, zk = await network.start("ciz", "zk5151")
+    reads: list[tuple[str, tuple]] = []
+    fetchall = ciz.store.fetchall
+
+    async def spy(sql: str, params: tuple = ()) -> list:
+        reads.append((sql, tuple(params)))
+        return await fetchall(sql, params)
+
+    ciz.store.fetchall = spy  # type: ignore[method-assign]
+    await zk.send_to_peer(ciz.url, Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",)))
+    ciz.store.fetchall = fetchall  # type: ignore[method-assign]
+    mine = [(sql, params) for sql, params in reads if "FROM subscriptions" in sql]
+    assert mine
+    with sqlite3.connect(ciz.home.database_path) as db:
+        for sql, params in mine:
+            plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            assert not any(step.startswith("SCAN") for step in plan), plan
