@@ -33,7 +33,7 @@ BUCKETS: Final = 64
 FINGERPRINT_SIZE: Final = 8
 SUMMARY_SIZE: Final = BUCKETS * FINGERPRINT_SIZE
 TABLE_HASH_SIZE: Final = 16
-_UUID4: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+UUID4: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")  # a lowercase UUID v4
 _NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_.:/-]{0,127}$")
 
 M = TypeVar("M", bound="Part")
@@ -44,7 +44,7 @@ def _fail(reason: str) -> LocalProtocolError:
 
 
 def check_uuid(value: str, name: str) -> None:
-    if not _UUID4.fullmatch(value):
+    if not UUID4.fullmatch(value):
         raise _fail(f"{name} must be a lowercase UUID v4")
 
 
@@ -708,5 +708,5 @@ __all__ = [
     "Part", "Message", "Subject", "DigestEntry", "Announcement", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult",
     "Subscribe", "Unsubscribe", "Notification", "Ack", "Melding", "AccessLogRequest", "AccessLogResult",
     "RevocationNews", "Consent", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "Error", "Notifications", "Receipt", "Receipts",
-    "Queries", "Answer", "Answers", "MAX_BATCH", "MESSAGE_TYPES", "check_uuid", "check_did", "check_name",
+    "Queries", "Answer", "Answers", "MAX_BATCH", "MESSAGE_TYPES", "UUID4", "check_uuid", "check_did", "check_name",
 ]

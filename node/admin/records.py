@@ -12,8 +12,8 @@ from node.errors import ValidationError
 from node.policy.matrix import load_uitleg
 from node.store import RECORD_TYPES, StoredVersion
 from node.store.records import json_schema
+from protocol.messages import UUID4
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _BSN = re.compile(r"^[0-9]{9}$")
 
 
@@ -59,7 +59,7 @@ class RecordRoutes(RouteGroup):
         found: list[StoredVersion] = []
         if _BSN.fullmatch(query):
             found = await self.p.registers.find("bsn", query)
-        elif _UUID.fullmatch(query.lower()):
+        elif UUID4.fullmatch(query.lower()):
             query = query.lower()
             for kind, record_type in RECORD_TYPES.items():
                 if record_type.source_role in ("*", self.p.registers.role):

@@ -8,15 +8,14 @@ Unknown fields are refused. Error messages name the field, never its value.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Final
 
 from keys import KeysError, check_agb, check_bsn, check_uzovi
 from node.errors import ValidationError
+from protocol.messages import UUID4
 
-_UUID4: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 Schema = dict[str, Any]
 
 ZZP: Final[Schema] = {"zzpCode": "text", "ingangsdatum": "date", "einddatum?": "date", "financiering": "text"}
@@ -216,7 +215,7 @@ SCALARS: Final[dict[str, Callable[[Any], bool]]] = {
     "text": is_text,
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**53) < v < 2**53,
     "bool": lambda v: isinstance(v, bool),
-    "uuid": lambda v: isinstance(v, str) and bool(_UUID4.fullmatch(v)),
+    "uuid": lambda v: isinstance(v, str) and bool(UUID4.fullmatch(v)),
     "date": _is_date,
     "datetime": _is_datetime,
     "bsn": _identifier(check_bsn),
@@ -344,7 +343,7 @@ _JSON_SCALARS: Final[dict[str, dict[str, Any]]] = {
     "text": {"type": "string", "minLength": 1, "maxLength": 1000},
     "int": {"type": "integer", "minimum": -(2**53) + 1, "maximum": 2**53 - 1},
     "bool": {"type": "boolean"},
-    "uuid": {"type": "string", "pattern": _UUID4.pattern, "description": "a lowercase UUID v4"},
+    "uuid": {"type": "string", "pattern": UUID4.pattern, "description": "a lowercase UUID v4"},
     "date": {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
     "datetime": {"type": "string", "format": "date-time", "description": "with a time zone"},
     "bsn": {"type": "string", "pattern": r"^\d{9}$", "description": "9 digits that pass the 11-proef"},
