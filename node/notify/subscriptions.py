@@ -126,11 +126,16 @@ class Subscriptions:
         held = await self.store.fetchall(
             "SELECT subscription_id, events, bsn, endpoint FROM subscriptions WHERE subscriber_did = ?", (member.did,))
         for subscription_id, events, bsn, endpoint in held:
-            if set(json.loads(events)) == set(request.events) and (bsn, endpoint) == (request.bsn, request.endpoint):
-                # Asked again (a restart, a retry whose answer was lost): the same subscription, not one more.
-                return Ack(ref=subscription_id, status="accepted"), [self.audit.entry(
-                    now=now, event="subscription.create", action="R", result="exists", actor=Actor.of(member),
-                    rule=matrix["rule"], trace_id=incoming.envelope.trace_id, request=incoming.data)]
+            if set(json.loads(events)) == set(request.events) and bsn == request.bsn:
+                # Asked again (a restart, a retry whose answer was lost): the same subscription, not one more; a
+                # client's node that moved (another port after a restart) is reached where it is now.
+                moved = endpoint != request.endpoint
+                return Ack(ref=subscription_id, status="accepted"), [
+                    *([("UPDATE subscriptions SET endpoint = ? WHERE subscription_id = ?",
+                        (request.endpoint, subscription_id), False)] if moved else []),
+                    self.audit.entry(now=now, event="subscription.create", action="U" if moved else "R",
+                                     result="moved" if moved else "exists", actor=Actor.of(member), rule=matrix["rule"],
+                                     trace_id=incoming.envelope.trace_id, request=incoming.data)]
         if len(held) >= MAX_PER_MEMBER:
             raise RemoteProtocolError(ErrorCode.CONFLICT, f"a member holds at most {MAX_PER_MEMBER} subscriptions here: "
                                       "unsubscribe one first")

@@ -40,16 +40,32 @@ async def test_the_same_subscription_asked_again_is_the_same_and_a_change_reache
 
 
 async def test_a_member_holds_a_bounded_number_of_subscriptions(network: Network) -> None:
-    ciz, client = await network.start("ciz", "client")
+    from itertools import combinations
+
+    zk, client = await network.start("zk5151", "client")
     bsn = "106658037"  # the client of tests/node/kit.py PARTIES
-    for n in range(MAX_PER_MEMBER):  # a client may name any endpoint: each is another subscription
-        await client.send_to_peer(ciz.url, Subscribe(events=("GEWIJZIGDE_INDICATIE_ZORGKANTOOR",), bsn=bsn,
-                                                     endpoint=f"http://127.0.0.1:{20000 + n}"))
+    followed = ("NIEUWE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", "GEWIJZIGDE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR",
+                "VERWIJDERDE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", "NIEUWE_OVERDRACHT_ZORGKANTOOR",
+                "GEWIJZIGDE_OVERDRACHT_ZORGKANTOOR", "VERWIJDERDE_OVERDRACHT_ZORGKANTOOR")
+    sets = [events for n in (1, 2, 3) for events in combinations(followed, n)]  # 41 sets of events
+    for events in sets[:MAX_PER_MEMBER]:
+        await client.send_to_peer(zk.url, Subscribe(events=events, bsn=bsn, endpoint=client.url))
     with pytest.raises(PeerRefused) as refused:
-        await client.send_to_peer(ciz.url, Subscribe(events=("GEWIJZIGDE_INDICATIE_ZORGKANTOOR",), bsn=bsn,
-                                                     endpoint="http://127.0.0.1:30000"))
+        await client.send_to_peer(zk.url, Subscribe(events=sets[MAX_PER_MEMBER], bsn=bsn, endpoint=client.url))
     assert refused.value.code == "conflict" and "at most" in refused.value.reason
-    assert len(await ciz.store.fetchall("SELECT 1 FROM subscriptions")) == MAX_PER_MEMBER
+    assert len(await zk.store.fetchall("SELECT 1 FROM subscriptions")) == MAX_PER_MEMBER
+
+
+async def test_a_client_whose_node_moved_keeps_one_subscription_at_its_new_address(network: Network) -> None:
+    """A client's node on a laptop starts on another port: following again must not add a subscription (and a
+    delivery to the old address that fails until it is a dead letter) at every start."""
+    ciz, client = await network.start("ciz", "client")
+    events = ("GEWIJZIGDE_INDICATIE_ZORGKANTOOR",)
+    ids = {(await client.send_to_peer(ciz.url, Subscribe(events=events, bsn="106658037",
+                                                         endpoint=f"http://127.0.0.1:{20000 + n}"))).message.ref
+           for n in range(40)}
+    assert len(ids) == 1
+    assert await ciz.store.fetchall("SELECT endpoint FROM subscriptions") == [("http://127.0.0.1:20039",)]
 
 
 async def test_a_subscribe_reads_its_members_subscriptions_through_an_index(network: Network) -> None:
