@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import unicodedata
 from collections.abc import Callable
 
 import aiohttp
@@ -34,6 +35,20 @@ async def read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
             break
         data += chunk
     return bytes(data)
+
+
+def shown(text: str, limit: int = 500) -> str:
+    """A peer's own words (an error's reason) as this node may show and log them: what could break a log line or
+    hide part of it (control and format characters, bidi overrides, line and paragraph separators) written out as
+    escapes, and at most ``limit`` characters."""
+    out = []
+    for char in text[:limit]:
+        if unicodedata.category(char)[0] == "C" or char in "\u2028\u2029":
+            code = ord(char)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out) + ("..." if len(text) > limit else "")
 
 
 class PeerClient:
@@ -104,7 +119,9 @@ class PeerClient:
             if reply.message.code == ErrorCode.UNKNOWN_CERTIFICATE:
                 raise _CertificateNotHeld(f"{base_url} does not hold our certificate")
             hint = self.watch.hint(offset) if reply.message.code in (ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) else ""
-            raise PeerRefused(reply.message.code, reply.message.reason + hint, reply.message.rule)
+            rule = reply.message.rule
+            raise PeerRefused(reply.message.code, shown(reply.message.reason) + hint,
+                              shown(rule, 128) if rule is not None else None)
         return reply
 
     def _hint(self, exc: RemoteProtocolError) -> str:
@@ -134,4 +151,4 @@ class PeerClient:
             return await self._exchange(base_url, outgoing.data, to=to, request_id=outgoing.envelope.message_id)
 
 
-__all__ = ["PeerClient", "read_bounded", "MESSAGES_PATH", "ANNOUNCEMENT_PATH"]
+__all__ = ["PeerClient", "read_bounded", "shown", "MESSAGES_PATH", "ANNOUNCEMENT_PATH"]

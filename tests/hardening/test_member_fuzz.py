@@ -154,3 +154,39 @@ async def _send_one(http: aiohttp.ClientSession, cls: type[Message], content: di
         if r.status in (200, 400, 403, 404, 409, 422):
             signed = cose.parse_sign1(answer)  # a signed reply or a signed error, from the receiver
             assert cbor.decode(signed.payload)["from"] == receiver.identity.did
+
+
+async def test_a_hostile_receivers_refusal_reaches_no_log_as_it_was_written(network: Network) -> None:
+    """The other way round: a member answers with a signed error whose reason and rule hold line breaks, NUL and
+    bidi characters. The node turns it into PeerRefused, whose text its outbox and discovery log: written out as
+    escapes there, and bounded."""
+    from aiohttp import web
+
+    from node.errors import PeerRefused
+    from protocol import Error
+
+    ciz, zk = await network.start("ciz", "zk5151")
+    nasty = "refused\n2026-12-06 WARNING forged line\r\x00\u202e\u2028" + "x" * 4000
+
+    async def hostile(request: web.Request) -> web.Response:
+        incoming = zk.endpoint.receive(await request.read(), now=zk.now())
+        answer = zk.endpoint.reply(incoming, Error(code="denied", reason=nasty, rule="R\nforged"), now=zk.now())
+        return web.Response(body=answer.data, content_type=MEDIA_TYPE)
+
+    app = web.Application()
+    app.router.add_post("/iwlz/v1/messages", hostile)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        query = Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": IND0, "uzovi": "5151"}, evidence=(), history=False)
+        with pytest.raises(PeerRefused) as refused:
+            await ciz.client.request(f"http://127.0.0.1:{port}", query, to=zk.identity.did)
+    finally:
+        await runner.cleanup()
+    text = str(refused.value)
+    assert not any(c in text for c in "\n\r\x00\u202e\u2028"), text[:200]
+    assert "refused\\u000a2026-12-06 WARNING forged line" in text and len(text) < 700
+    assert refused.value.code == "denied" and "\n" not in (refused.value.rule or "")
