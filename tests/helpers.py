@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
+from aiohttp import web
 
 from keys import Identity, TrustStore, issue_certificate
 from protocol import Endpoint
@@ -49,3 +53,17 @@ class Network:
 
     def endpoint(self, identity: Identity, role: str = "ciz", **kwargs: object) -> Endpoint:
         return Endpoint(identity, self.certificate(identity, role, **kwargs), self.trust())  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """``app`` listening on 127.0.0.1 at a free port; yields its base URL (no trailing slash)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

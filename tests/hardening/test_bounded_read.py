@@ -12,6 +12,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from node.client import read_bounded
+from tests.helpers import served
 
 PIECE = 50_000
 
@@ -30,13 +31,8 @@ async def _slow_body(request: web.Request) -> web.StreamResponse:
 async def url() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/", _slow_body)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/"
-    await runner.cleanup()
+    async with served(app) as base:
+        yield base + "/"
 
 
 @pytest.mark.asyncio

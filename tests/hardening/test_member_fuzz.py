@@ -20,6 +20,7 @@ from keys import cbor, cose
 from protocol import MEDIA_TYPE, Query
 from protocol.messages import MAX_UINT, MESSAGE_TYPES, Message, Part
 from tests.hardening.forge import forge
+from tests.helpers import served
 from tests.node.kit import IND0, Network, put, sample
 from tests.vectors.generate import messages
 
@@ -175,17 +176,10 @@ async def test_a_hostile_receivers_refusal_reaches_no_log_as_it_was_written(netw
 
     app = web.Application()
     app.router.add_post("/iwlz/v1/messages", hostile)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        query = Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": IND0, "uzovi": "5151"}, evidence=(), history=False)
+    query = Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": IND0, "uzovi": "5151"}, evidence=(), history=False)
+    async with served(app) as url:
         with pytest.raises(PeerRefused) as refused:
-            await ciz.client.request(f"http://127.0.0.1:{port}", query, to=zk.identity.did)
-    finally:
-        await runner.cleanup()
+            await ciz.client.request(url, query, to=zk.identity.did)
     text = str(refused.value)
     assert not any(c in text for c in "\n\r\x00\u202e\u2028"), text[:200]
     assert "refused\\u000a2026-12-06 WARNING forged line" in text and len(text) < 700
