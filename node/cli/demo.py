@@ -141,7 +141,7 @@ class Demo(CareChain):
             print(f"   each node serves it at /beheer on its admin listener, e.g. {url} while it runs;\n"
                   f"   a person signs in with his own code: iwlz user add HOME NAME --role medewerker")
 
-    def _settle(self, timeout: float = 30, names: tuple[str, ...] = ("ciz", "zorgkantoor-5151")) -> None:
+    def _settle(self, timeout: float = 60, names: tuple[str, ...] = ("ciz", "zorgkantoor-5151")) -> None:
         """Wait until the sources have delivered what they had to say."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
