@@ -328,10 +328,11 @@ MIGRATIONS: Final[list[str]] = [
     CREATE INDEX outbox_by_receiver ON outbox(receiver_id_type, receiver_id) WHERE status = 'pending';
     CREATE INDEX outbox_by_receiver_did ON outbox(receiver_did) WHERE status = 'pending';
     """,
-    # 14: a subscribe looks up what its member holds already (the same subscription again, at most 32): by member,
-    # not by reading every client's subscription
+    # 14: a subscribe looks up what its member holds already (the same subscription again, at most 32), and every
+    # write plans for the organisations' subscriptions: neither by reading every client's subscription
     """
     CREATE INDEX subscriptions_by_subscriber ON subscriptions(subscriber_did);
+    CREATE INDEX subscriptions_of_organisations ON subscriptions(subscriber_did) WHERE bsn IS NULL;
     """,
 ]
 
