@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-import unicodedata
 from collections.abc import Callable
 
 import aiohttp
 
 from node.clock import ClockWatch
-from node.errors import NetworkError, PeerRefused
+from node.errors import NetworkError, PeerRefused, shown
 from protocol import MEDIA_TYPE, Endpoint, Error, ErrorCode, Incoming, Message, RemoteProtocolError
 
 MESSAGES_PATH = "/iwlz/v1/messages"
@@ -35,20 +34,6 @@ async def read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
             break
         data += chunk
     return bytes(data)
-
-
-def shown(text: str, limit: int = 500) -> str:
-    """A peer's own words (an error's reason) as this node may show and log them: what could break a log line or
-    hide part of it (control and format characters, bidi overrides, line and paragraph separators) written out as
-    escapes, and at most ``limit`` characters."""
-    out = []
-    for char in text[:limit]:
-        if unicodedata.category(char)[0] == "C" or char in "\u2028\u2029":
-            code = ord(char)
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(char)
-    return "".join(out) + ("..." if len(text) > limit else "")
 
 
 class PeerClient:
@@ -151,4 +136,4 @@ class PeerClient:
             return await self._exchange(base_url, outgoing.data, to=to, request_id=outgoing.envelope.message_id)
 
 
-__all__ = ["PeerClient", "read_bounded", "shown", "MESSAGES_PATH", "ANNOUNCEMENT_PATH"]
+__all__ = ["PeerClient", "read_bounded", "MESSAGES_PATH", "ANNOUNCEMENT_PATH"]

@@ -6,6 +6,8 @@ the boundary of the module that called the library.
 
 from __future__ import annotations
 
+import unicodedata
+
 
 class NodeError(Exception):
     """Base of every error raised by ``node``; ``str()`` is fit for a user."""
@@ -54,4 +56,20 @@ class ValidationError(UsageError):
         self.field = field
 
 
-__all__ = ["NodeError", "UsageError", "ConfigError", "StorageError", "ReplayedElsewhere", "NetworkError", "PeerRefused", "ValidationError"]
+
+def shown(text: str, limit: int = 500) -> str:
+    """Words that came from outside (a peer's reason, a caller's field name) as this node may put them in its own
+    messages and log lines: what could break a line or hide part of it (control and format characters, bidi
+    overrides, line and paragraph separators, lone surrogates) written out as escapes, and at most ``limit``
+    characters."""
+    out = []
+    for char in text[:limit]:
+        if unicodedata.category(char)[0] == "C" or char in "\u2028\u2029":
+            code = ord(char)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out) + ("..." if len(text) > limit else "")
+
+
+__all__ = ["NodeError", "UsageError", "ConfigError", "StorageError", "ReplayedElsewhere", "NetworkError", "PeerRefused", "ValidationError", "shown"]

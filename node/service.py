@@ -50,11 +50,10 @@ from node.store.preparing import Preparer
 from node.store import Actor, AuditLog, AuthorityLinks, HeldEvidence, Registers, Store, Users, registers_for
 from node.tasks import Background, Housekeeping, usable_cores
 from node.tls import client_context, server_context
-from protocol import LocalProtocolError
-from protocol.messages import check_url
 from node.witness import Witnessing
-from protocol import Endpoint, Message
+from protocol import Endpoint, LocalProtocolError, Message
 from protocol.events import EVENT_RULES
+from protocol.messages import check_url
 
 log = logging.getLogger(__name__)
 

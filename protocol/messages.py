@@ -78,7 +78,6 @@ def check_url(value: str, name: str) -> None:
         raise _fail(f"{name} must be an http(s) URL")
 
 
-
 _INT_FIELDS: dict[type, tuple[str, ...]] = {}
 
 

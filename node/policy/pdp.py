@@ -158,10 +158,11 @@ class PolicyDecisionPoint:
 
     def _template(self, query: Query) -> dict[str, Any]:
         template = self.matrix["templates"].get(query.template)
-        if template is None or query.template not in (self._answered or self.templates()):
+        answered = self._answered or self.templates()
+        if template is None or query.template not in answered:
             # What the peer asked for is not named back (a reason reaches this node's log); what it could ask is.
-            answered = ", ".join(sorted(self._answered or self.templates()))
-            raise RemoteProtocolError(ErrorCode.NOT_FOUND, f"this node answers no such template; it answers {answered}")
+            raise RemoteProtocolError(ErrorCode.NOT_FOUND,
+                                      f"this node answers no such template; it answers {', '.join(sorted(answered))}")
         missing = [p for p in template["params"] if p not in query.params]
         extra = [p for p in query.params if p not in template["params"]]
         if missing or extra:

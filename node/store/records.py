@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any, Callable, Final
 
 from keys import KeysError, check_agb, check_bsn, check_uzovi
-from node.errors import ValidationError
+from node.errors import ValidationError, shown
 from protocol.messages import UUID4
 
 Schema = dict[str, Any]
@@ -236,15 +236,11 @@ class _Misfit(Exception):
         self.says = says  # what follows the path in the message
         self.steps: list[str] = []
 
-    def error(self, path: str) -> ValidationError:
+    def error(self) -> ValidationError:
+        path = ""
         for step in reversed(self.steps):
             path += step if step.startswith("[") or not path else f".{step}"
         return ValidationError(f"{path or 'record'}{self.says}", field=path or None)
-
-
-def _shown(name: Any) -> str:
-    """A field name the caller sent, fit to be shown back: written out where it is no Unicode (a lone surrogate)."""
-    return str(name).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _compile(spec: Any) -> Checker:
@@ -257,7 +253,8 @@ def _compile(spec: Any) -> Checker:
             if type(value) is not dict:
                 raise _Misfit(" must be an object")
             if not names.issuperset(value):
-                raise _Misfit(f" has unknown field(s): {', '.join(sorted(_shown(key) for key in set(value) - names))}")
+                # The caller's own names, shown back: a lone surrogate or a line break in one is written out
+                raise _Misfit(f" has unknown field(s): {', '.join(sorted(shown(str(key)) for key in set(value) - names))}")
             out = {}
             for name, optional, check in fields:
                 item = value.get(name)
@@ -300,22 +297,16 @@ def _compile(spec: Any) -> Checker:
     return check_scalar
 
 
-def checked(schema: Schema, value: Any, path: str = "") -> Any:
+def checked(schema: Schema, value: Any) -> Any:
     """``value`` as ``schema`` has it: its absent optional fields (nulls) left out, so that equal records have
-    equal bytes, in one walk with the check. Raises ValidationError naming the first field that does not fit
-    (``path``: where ``value`` is, for the message)."""
+    equal bytes, in one walk with the check. Raises ValidationError naming the first field that does not fit."""
     check = _COMPILED.get(id(schema))
     if check is None:
         check = _COMPILED[id(schema)] = _compile(schema)
     try:
         return check(value)
     except _Misfit as misfit:
-        raise misfit.error(path) from None
-
-
-def validate(schema: Schema, value: Any, path: str = "") -> None:
-    """Raise ValidationError naming the first field that does not fit ``schema``."""
-    checked(schema, value, path)
+        raise misfit.error() from None
 
 
 def checked_record(kind: str, data: Any) -> dict[str, Any]:
@@ -399,5 +390,5 @@ def strip_nulls(value: Any) -> Any:
     return value
 
 
-__all__ = ["RecordType", "RECORD_TYPES", "checked_record", "validate_record", "validate", "checked", "is_text", "registers_for", "kinds_for", "strip_nulls",
+__all__ = ["RecordType", "RECORD_TYPES", "checked_record", "validate_record", "checked", "is_text", "registers_for", "kinds_for", "strip_nulls",
            "json_schema", "PERSONAL_FIELDS", "masked", "values_at", "add_years", "MELDING_STATUSES", "bsn_of"]

@@ -120,6 +120,7 @@ def test_what_is_not_an_object_a_list_or_a_known_field_is_refused_by_where_it_is
     cases = [
         ([], "record must be an object", None),
         ({**record, "extra": 1, "another": None}, "record has unknown field(s): another, extra", None),
+        ({**record, "a\nb": 1}, "record has unknown field(s): a\\u000ab", None),  # a caller's name, written out
         ({**record, "client": "999999990"}, "client must be an object", "client"),
         ({**record, "client": {**record["client"], "bsn": None}}, "client.bsn is required", "client.bsn"),
         ({**record, "geindiceerdZorgzwaartepakket": {"zzpCode": "x"}}, "geindiceerdZorgzwaartepakket must be a list",
