@@ -92,3 +92,15 @@ async def test_a_subscribe_and_a_write_read_subscriptions_through_indexes(networ
             plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
             # a search, or the scan of a partial index that holds only what the query wants
             assert all(step.startswith("SEARCH") or "subscriptions_of_organisations" in step for step in plan), plan
+
+
+async def test_asking_for_what_another_member_holds_touches_nothing_of_it(network: Network) -> None:
+    """The same events asked by another member are that member's own subscription: a subscription is found (and its
+    endpoint moved) by the verified sender only."""
+    ciz, zk, zk5050 = await network.start("ciz", "zk5151", "zk5050")
+    events = ("NIEUWE_INDICATIE_ZORGKANTOOR",)
+    mine = (await zk.send_to_peer(ciz.url, Subscribe(events=events))).message.ref
+    theirs = (await zk5050.send_to_peer(ciz.url, Subscribe(events=events))).message.ref
+    assert mine != theirs
+    rows = await ciz.store.fetchall("SELECT subscription_id, subscriber_did FROM subscriptions ORDER BY subscriber_did")
+    assert sorted(map(tuple, rows)) == sorted([(mine, zk.identity.did), (theirs, zk5050.identity.did)])
