@@ -55,7 +55,7 @@ class AuthorityLinks:
         found, kept = self._kept.get(key)
         if found and kept is not None:
             return list(kept)
-        rows = await self.store.fetchall(
+        rows = await self.store.lookup(
             f"SELECT {', '.join(_COLUMNS)} FROM authority_links WHERE authority = ? AND subject = ?", (authority, subject))
         links = [Link(str(r[0]), str(r[1]), str(r[2]), r[3], int(r[4]), str(r[5]), str(r[6]), bytes(r[7])) for r in rows]
         self._kept.keep(key, tuple(links), seen)

@@ -16,9 +16,9 @@ class RevokedConsents:
 
     async def revoked(self, consent_id: str, client_did: str) -> bool:
         """Withdrawn by the client who signed it (a revocation from anyone else counts for nothing)."""
-        row = await self.store.fetchone("SELECT 1 FROM revoked_consents WHERE consent_id = ? AND client_did = ?",
-                                        (consent_id, client_did))
-        return row is not None
+        rows = await self.store.lookup("SELECT 1 FROM revoked_consents WHERE consent_id = ? AND client_did = ?",
+                                       (consent_id, client_did))
+        return bool(rows)
 
 
 __all__ = ["RevokedConsents"]

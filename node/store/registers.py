@@ -98,6 +98,8 @@ _RETIRE = "UPDATE records SET current = 0 WHERE kind = ? AND record_id = ? AND c
 _WRITE_ORDER = {_RETIRE: 0, _INSERT_RECORD: 1, _DELETE_KEY: 2, _INSERT_KEY: 3}
 _COLUMNS = "kind, record_id, version, signed, signature, data, deleted, created_at, cert_hash"
 _SELECT = f"SELECT {_COLUMNS} FROM records"
+# Lookup keys whose value names a few records (a client's, an indicatie's); the others name thousands.
+_NAMING_FEW = frozenset({"bsn", "wlzIndicatieID", "bemiddelingspecificatieID", "verzoekID", "leveringID"})
 _COUNT = ("INSERT INTO register_counts (kind, current) VALUES (?, ?) "
           "ON CONFLICT (kind) DO UPDATE SET current = current + excluded.current")
 _STORE_SIGNATURE = ("UPDATE records SET signature = ?, cert_hash = ? WHERE kind = ? AND record_id = ? AND version = ? "
@@ -204,10 +206,12 @@ class Registers:
         signature = self.signer.signature(record, encoded)
         return signature, assemble_record(self.signer.header, record, encoded, signature)
 
-    async def _rows(self, sql: str, params: tuple[Any, ...]) -> list[StoredVersion]:
+    async def _rows(self, sql: str, params: tuple[Any, ...], *, few: bool = True) -> list[StoredVersion]:
+        """``few``: the read is one an index bounds to a few versions (``Store.lookup``)."""
         if len(self._signatures) >= 256:  # the background signer keeps them too; this bounds what waits
             await self.keep_signatures()
-        return [self._row(r) for r in await self.store.fetchall(sql, params)]
+        rows = await (self.store.lookup if few else self.store.fetchall)(sql, params)
+        return [self._row(r) for r in rows]
 
     async def keep_signatures(self) -> None:
         """Store the signatures made on reading (Ed25519 is deterministic: one made twice is the same)."""
@@ -298,13 +302,14 @@ class Registers:
         return await self._rows(f"{_SELECT} WHERE kind = ? AND record_id = ? ORDER BY version", (kind, record_id))
 
     async def find(self, name: str, value: str, *, kinds: tuple[str, ...] | None = None, history: bool = False) -> list[StoredVersion]:
-        """Records whose lookup key ``name`` has ``value``: current versions (not deleted), or every version."""
+        """Records whose lookup key ``name`` has ``value``: current versions (not deleted), or every version. The
+        keys that name many records (a zorgkantoor's, an instelling's) are read on the store's thread."""
         sql = (f"SELECT {', '.join('r.' + c for c in _COLUMNS.split(', '))} FROM record_keys k "
                "JOIN records first ON first.id = k.record "
                "JOIN records r ON r.kind = first.kind AND r.record_id = first.record_id WHERE k.name = ? AND k.value = ?")
         if not history:
             sql += " AND r.current = 1 AND r.deleted = 0"
-        rows = await self._rows(sql + " ORDER BY r.kind, r.record_id, r.version", (name, value))
+        rows = await self._rows(sql + " ORDER BY r.kind, r.record_id, r.version", (name, value), few=name in _NAMING_FEW)
         return [r for r in rows if kinds is None or r.kind in kinds]
 
     async def list_current(self, kind: str, *, limit: int = 100, offset: int = 0) -> list[StoredVersion]:

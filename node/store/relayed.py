@@ -17,7 +17,7 @@ import aiosqlite
 
 from node.errors import NodeError, ReplayedElsewhere, StorageError
 from node.store.audit import portable
-from node.store.database import Statement, Store, describe
+from node.store.database import Statement, Store, describe, open_reader
 from node.store.schema import MIGRATIONS
 
 # What the owner answers per group of statements: committed, a message id it already had, or not committed.
@@ -36,6 +36,8 @@ class RelayedStore(Store):
             await self._db.execute("PRAGMA query_only=1")
             await self._db.execute("PRAGMA cache_size=-8192")
             (version,) = await (await self._db.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+            if version == len(MIGRATIONS):
+                self._reader = open_reader(self.path)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read the store at {self.path}: {describe(exc)}") from exc
         if version != len(MIGRATIONS):

@@ -1,0 +1,55 @@
+"""Store.lookup: a read an index bounds, on the event loop's own thread through a read-only connection
+(node/store/database.py). It sees every committed write at once, never blocks the loop on a lock, and writes
+nothing; when SQLite answers busy, it reads on the store's thread, where waiting blocks no one."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from node.errors import StorageError
+from node.store.database import Store
+
+SETTING = "INSERT INTO settings (name, value) VALUES (?, ?)"
+READ = "SELECT value FROM settings WHERE name = ?"
+
+
+@pytest.mark.asyncio
+async def test_a_lookup_sees_a_write_as_soon_as_it_committed_and_agrees_with_the_thread(tmp_path: Path) -> None:
+    async with Store(tmp_path / "node.sqlite3") as store:
+        assert await store.lookup(READ, ("a",)) == []
+        await store.write([(SETTING, ("a", "1"), False)])
+        assert await store.lookup(READ, ("a",)) == [("1",)]
+        await store.write([("UPDATE settings SET value = ? WHERE name = ?", ("2", "a"), False)])
+        assert await store.lookup(READ, ("a",)) == [("2",)] == [tuple(r) for r in await store.fetchall(READ, ("a",))]
+
+
+@pytest.mark.asyncio
+async def test_a_lookup_writes_nothing(tmp_path: Path) -> None:
+    async with Store(tmp_path / "node.sqlite3") as store:
+        with pytest.raises(StorageError):
+            await store.lookup(SETTING, ("b", "1"))
+        assert await store.fetchall(READ, ("b",)) == []
+
+
+class _Busy:
+    """A reader SQLite answers busy (a connection recovering the WAL after a crash holds it for a moment; no
+    connection can take the exclusive lock that would make it busy while the store is open)."""
+
+    def execute(self, *_: object) -> None:
+        error = sqlite3.OperationalError("database is locked")
+        error.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+        raise error
+
+
+@pytest.mark.asyncio
+async def test_a_lookup_sqlite_answers_busy_is_read_on_the_stores_thread(tmp_path: Path) -> None:
+    async with Store(tmp_path / "node.sqlite3") as store:
+        await store.write([(SETTING, ("c", "1"), False)])
+        reader, store._reader = store._reader, _Busy()  # type: ignore[assignment]  # noqa: SLF001
+        try:
+            assert await store.lookup(READ, ("c",)) == [("1",)]
+        finally:
+            store._reader = reader  # noqa: SLF001
