@@ -4,6 +4,7 @@ nothing; when SQLite answers busy, it reads on the store's thread, where waiting
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -53,3 +54,36 @@ async def test_a_lookup_sqlite_answers_busy_is_read_on_the_stores_thread(tmp_pat
             assert await store.lookup(READ, ("c",)) == [("1",)]
         finally:
             store._reader = reader  # noqa: SLF001
+
+
+def _in_the_database_file(path: Path, tmp_path: Path, name: str) -> bool:
+    """Whether the database file alone (what a checkpoint copied from the WAL) holds setting ``name``."""
+    import shutil
+
+    alone = tmp_path / "alone.sqlite3"
+    shutil.copyfile(path, alone)
+    with sqlite3.connect(alone) as db:
+        return db.execute(READ, (name,)).fetchall() != []
+
+
+@pytest.mark.asyncio
+async def test_commits_leave_the_checkpoint_to_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit that fills the WAL does not copy it into the database (every reply waiting for that commit would
+    wait for the copy); the store's checkpointer does, within CHECKPOINT_EVERY of a write."""
+    import node.store.database as database
+
+    monkeypatch.setattr(database, "CHECKPOINT_EVERY", 3600.0)
+    path = tmp_path / "node.sqlite3"
+    async with Store(path):
+        pass  # the last connection to close copies the WAL in: the file holds the schema
+    async with Store(path) as store:
+        await store.write([(SETTING, [(f"n{i}", "x" * 500) for i in range(10_000)], True)])  # ~1,500 pages of WAL
+        assert not _in_the_database_file(path, tmp_path, "n1")
+    monkeypatch.setattr(database, "CHECKPOINT_EVERY", 0.05)
+    async with Store(path) as store:
+        await store.write([(SETTING, ("later", "1"), False)])
+        for _ in range(100):
+            if _in_the_database_file(path, tmp_path, "later"):
+                break
+            await asyncio.sleep(0.05)
+        assert _in_the_database_file(path, tmp_path, "later")
