@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+from pathlib import Path
 
 from node.tasks import COLLECTOR_THRESHOLDS, tune_collector
 
@@ -34,3 +35,16 @@ print(rss() - first)
 """
     grown_kib = int(subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout)
     assert grown_kib < 64 * 1024, grown_kib  # a million cycles of ~400 bytes kept would be ~400 MB
+
+
+def test_iwlz_import_collects_as_a_node_does(tmp_path: Path) -> None:
+    """Its batches read ahead and in flight are thousands of live objects a full collection would walk for nothing."""
+    from node.cli import main
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        main(["import", str(tmp_path / "no-node"), "WlzIndicatie", str(tmp_path / "none.jsonl")])
+        assert gc.get_threshold() == COLLECTOR_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)
