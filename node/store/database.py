@@ -4,9 +4,10 @@ Discipline: one aiosqlite connection (its own thread, so the event loop never
 waits for a write or a long read); every write goes through ``write`` which
 groups the writes of one event-loop turn into one transaction (group commit);
 each caller's future resolves only after that commit. A read that an index
-bounds to a few pages (``lookup``) is cheaper on the event loop's thread, through
-a read-only connection of its own, than the hop to the connection's thread. WAL with synchronous=NORMAL survives a
-killed process; FULL is configurable for power-loss durability.
+bounds to a few pages (``lookup``) costs less on the event loop's thread, through
+a read-only connection of its own, than the hop to the connection's thread.
+Checkpoints run beside the commits, not in them. WAL with synchronous=NORMAL
+survives a killed process; FULL is configurable for power-loss durability.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class Store:
         """``fetchall`` for a read an index bounds to a few pages (a record by its id, a client's records, the steps
         of authority over one subject), on this thread: the hop to the connection's thread costs ~45 µs of CPU
         more than such a read (docs/DECISIONS.md). The reader never waits for a lock: when SQLite answers busy
-        (a checkpoint resetting the WAL) the read takes the hop."""
+        (a connection recovering the WAL after a crash) the read takes the hop, where waiting blocks no one."""
         reader = self._reader
         if reader is not None:
             try:
@@ -245,6 +246,7 @@ class Store:
 
 
 CHECKPOINT_EVERY = 1.0  # seconds
+_FALLEN_BEHIND = 16_000  # pages (64 MiB): a commit checkpoints itself only when the checkpoints fell this far behind
 
 
 def _checkpoint(path: Path) -> None:
@@ -254,7 +256,6 @@ def _checkpoint(path: Path) -> None:
         connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     finally:
         connection.close()
-_FALLEN_BEHIND = 16_000  # pages (64 MiB): a commit checkpoints itself only when the checkpoints fell this far behind
 
 
 def open_reader(path: Path) -> sqlite3.Connection:
