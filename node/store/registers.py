@@ -393,7 +393,7 @@ class Registers:
             statements.append((_RETIRE, (record_type.kind, record_id), False))
         statements.append((_INSERT_RECORD, row, False))
         if data is not None:  # a tombstone keeps the keys, so history stays findable
-            gone = set(_keys(record_type.kind, record_id, keyed)) - set(keys)
+            gone = set(_keys(record_type.kind, record_id, keyed)) - set(keys) if keyed is not None else None
             if gone:
                 statements.append((_DELETE_KEY, sorted(gone), True))
             statements.append((_INSERT_KEY, keys, True))
