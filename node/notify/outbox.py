@@ -35,12 +35,7 @@ from protocol import (
 )
 
 log = logging.getLogger(__name__)
-# Deliveries in flight at most; the concurrency limit bounds how many talk at the same moment. A pass groups what
-# it read per receiver, up to 64 in a message: 512 rows over 50 receivers made messages of ~10, each paying the
-# signatures, the round trip, the commits and a fetch-back query of its own (bench.notify, 50 receivers: the backlog
-# acted on 5.8-9.8 s after the last receiver was ready at 512, 4.1-4.7 s at 4,096). This fills a message for each of
-# 64 receivers at once; a row in flight is a few hundred bytes.
-BATCH = 4096
+BATCH = 512  # deliveries in flight at most; the concurrency limit bounds how many talk at the same moment
 
 # (record kind, record data) -> every party that holds, held or was handed authority over the record
 Parties = Callable[[str, dict[str, Any]], Awaitable[set[str]]]
