@@ -56,7 +56,6 @@ class ValidationError(UsageError):
         self.field = field
 
 
-
 def shown(text: str, limit: int = 500) -> str:
     """Words that came from outside (a peer's reason, a caller's field name) as this node may put them in its own
     messages and log lines: what could break a line or hide part of it (control and format characters, bidi
