@@ -15,6 +15,8 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
 from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
@@ -35,7 +37,12 @@ from protocol import (
 )
 
 log = logging.getLogger(__name__)
-BATCH = 512  # deliveries in flight at most; the concurrency limit bounds how many talk at the same moment
+BATCH = 4096  # deliveries in flight at most; the concurrency limit bounds how many talk at the same moment
+# Deliveries in flight to one receiver at most: eight full messages once it has answered (a receiver stores and
+# fetches back while the next messages arrive), one before: a receiver that has not answered since the node
+# started, or since it stopped answering, may swallow connections, and holds one of the shared slots for talking
+# until the client's timeout, not eight.
+PER_RECEIVER = 8 * MAX_BATCH
 
 # (record kind, record data) -> every party that holds, held or was handed authority over the record
 Parties = Callable[[str, dict[str, Any]], Awaitable[set[str]]]
@@ -55,6 +62,17 @@ def _row(row: Any) -> dict[str, Any]:
     out["subjects"] = [{"record_id": s["subject"]} | s for s in json.loads(out["subjects"])]
     out["payload"] = json.loads(out["payload"]) if out["payload"] else None
     return out
+
+
+# What a pass reads of every due row to choose what to start: its address, not the notification.
+_CANDIDATE_COLUMNS = "rowid, notification_id, event_type, receiver_id_type, receiver_id, receiver_did, receiver_url"
+
+
+@dataclass
+class _Chosen:
+    start: list[tuple[int, str]]  # (rowid, receiver did), in the order due
+    nowhere: list[int]  # rowids of rows no peer names a receiver for
+    waiting: list[tuple[str, float]]  # (notification id, when due) of rows that wait for a probe's outcome
 
 
 _NO_PEER_YET = "no peer with this identifier is known (yet)"
@@ -86,6 +104,9 @@ class Outbox:
         self.subscribers = subscribers
         self.spawn = spawn
         self._in_flight: set[str] = set()
+        self._flying: Counter[str] = Counter()  # receiver did -> its deliveries in flight
+        self._answered: set[str] = set()  # receivers that answered the last delivery to them
+        self._capped: set[str] = set()  # receivers with due rows a pass left for want of room: a delivery's end wakes
         # Receivers whose last delivery did not get through: one notification at a time probes them, the rest
         # wait for its outcome, so a stopped receiver costs an attempt per backoff step, not one per notification.
         self._unreachable: dict[str, float] = {}  # receiver did -> when the next probe may go
@@ -122,7 +143,7 @@ class Outbox:
         # A receiver no peer names yet is not tried: its rows wait (WAITING) until a peer names it. An import for
         # parties not known yet (a million rows) would otherwise be read back and rewritten, a row at a time,
         # straight after it was written and then every max_delay.
-        known = self._addressable(receiver_did, planned.receiver_id_type, planned.receiver_id, planned.receiver_url)
+        known = self._did_of(receiver_did, planned.receiver_id_type, planned.receiver_id, planned.receiver_url) is not None
         return ("INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subscription_id, "
                 "subjects, created_at, attempts, next_attempt_at, status, receiver_url, last_error) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending', ?, ?)",
@@ -217,35 +238,22 @@ class Outbox:
         room = BATCH - len(self._in_flight)
         if room <= 0:  # a delivery that ends wakes us (_finished)
             return 5.0
-        # What is in flight was due first, so BATCH rows hold it and as many as there is room for; it is
-        # skipped before it is decoded.
-        fetched = await self.store.fetchall(
-            f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
+        # What is in flight was due first, so BATCH rows hold it and as many as there is room for. A pass reads
+        # their addresses to choose, and the notifications only of what it starts.
+        candidates = await self.store.fetchall(
+            f"SELECT {_CANDIDATE_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at LIMIT ?", (now, BATCH))
-        started = 0
-        nowhere: list[dict[str, Any]] = []
-        waiting: list[tuple[dict[str, Any], float]] = []
+        chosen = self._choose(candidates, room, now)
+        rows = await self._rows([rowid for rowid, _ in chosen.start] + chosen.nowhere)
         groups: dict[str, list[dict[str, Any]]] = {}  # receiver did -> notifications to send it in one message
-        for raw in fetched:
-            if started == room:
-                break
-            if raw[0] in self._in_flight:
+        for rowid, did in chosen.start:
+            row = rows.get(rowid)
+            if row is None:  # gone since it was chosen
                 continue
-            row = _row(raw)
-            did = self._did_of(row)
-            if did is None:
-                nowhere.append(row)  # no address to try: backed off with the others below, no task, no request
-                continue
-            if did in self._unreachable and did not in groups:  # rows joining an open group join its probe
-                if did in self._probing:  # the probe's outcome sets when this one is due
-                    waiting.append((row, now + self.max_delay))
-                    continue
-                if now < self._unreachable[did]:  # due with the next probe
-                    waiting.append((row, self._unreachable[did]))
-                    continue
-                self._probing.add(did)
             self._in_flight.add(row["notification_id"])
-            started += 1
+            self._flying[did] += 1
+            if did in self._unreachable:
+                self._probing.add(did)
             if row["event_type"] == MELDING_EVENT or self._single_only.get(did, 0.0) > now:
                 self.spawn(self._deliver_and_record([row], did), "delivery")
                 continue
@@ -255,19 +263,72 @@ class Outbox:
                 self.spawn(self._deliver_and_record(groups.pop(did), did), "delivery")
         for did, group in groups.items():
             self.spawn(self._deliver_and_record(group, did), "delivery")
+        nowhere = [rows[rowid] for rowid in chosen.nowhere if rowid in rows]
         if nowhere:
             log.info("%d notification(s) wait for a receiver no peer table entry names yet", len(nowhere))
-        if nowhere or waiting:
+        if nowhere or chosen.waiting:
             await self.store.write(
                 [self._no_peer_yet(row, int(now)) for row in nowhere]
                 + [("UPDATE outbox SET next_attempt_at = ? WHERE notification_id = ? AND status = 'pending'",
-                    (due, row["notification_id"]), False) for row, due in waiting])
-        if len(fetched) == BATCH:  # at least a full batch was due: there may be more, once there is room
-            return 0.0 if started < room else 5.0
-        nxt = await self.store.fetchone("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
+                    (due, notification_id), False) for notification_id, due in chosen.waiting])
+        # What this pass left due is in flight, or waits for room at its receiver: the end of a delivery wakes the
+        # next pass (_finished). Reading it again before would find the same rows.
+        if len(candidates) == BATCH:  # more may be due beyond what was read: only rows moved on make room to see it
+            return 0.0 if chosen.nowhere or chosen.waiting else 5.0
+        nxt = await self.store.fetchone(
+            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending' AND next_attempt_at > ?", (now,))
         if nxt is None or nxt[0] is None:
             return 5.0
         return max(0.0, min(5.0, float(nxt[0]) - time.time()))
+
+    def _choose(self, candidates: "builtins.list[Any]", room: int, now: float) -> _Chosen:
+        """Which due rows a pass starts (in order, with their receiver), which wait for a receiver no peer names,
+        and which wait for a probe: decided on their addresses alone, so that what is skipped is never decoded."""
+        chosen = _Chosen([], [], [])
+        counts: Counter[str] = Counter()  # rows started this pass, per receiver
+        opened: dict[str, int] = {}  # unreachable receiver -> rows of the probe message this pass opens
+        self._capped.clear()
+        for rowid, notification_id, event_type, id_type, identifier, receiver_did, url in candidates:
+            if len(chosen.start) == room:
+                break
+            if notification_id in self._in_flight:
+                continue
+            did = self._did_of(receiver_did, id_type, identifier, url)
+            if did is None:
+                chosen.nowhere.append(rowid)  # no address to try: backed off, no task, no request
+                continue
+            if did in self._unreachable:
+                # One message probes it: rows join the one this pass opens; the rest wait for its outcome.
+                if did in opened or did in self._probing:
+                    if did not in opened or counts[did] >= opened[did]:
+                        chosen.waiting.append((notification_id, now + self.max_delay))
+                        continue
+                elif now < self._unreachable[did]:  # due with the next probe
+                    chosen.waiting.append((notification_id, self._unreachable[did]))
+                    continue
+                else:
+                    single = event_type == MELDING_EVENT or self._single_only.get(did, 0.0) > now
+                    opened[did] = 1 if single else MAX_BATCH
+            elif self._flying[did] + counts[did] >= self._room_of(did):
+                self._capped.add(did)
+                continue
+            counts[did] += 1
+            chosen.start.append((rowid, did))
+        return chosen
+
+    async def _rows(self, rowids: "builtins.list[int]") -> dict[int, dict[str, Any]]:
+        if not rowids:
+            return {}
+        fetched = await self.store.fetchall(
+            f"SELECT rowid, {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE rowid IN (SELECT value FROM json_each(?))",
+            (json.dumps(rowids),))
+        return {raw[0]: _row(raw[1:]) for raw in fetched}
+
+    def _room_of(self, did: str) -> int:
+        """Deliveries that may be in flight to this receiver: eight messages' worth, or one message's."""
+        if self._single_only.get(did, 0.0) > time.time():  # a message holds one notification
+            return PER_RECEIVER // MAX_BATCH
+        return PER_RECEIVER if did in self._answered else MAX_BATCH
 
     async def _deliver_and_record(self, rows: "builtins.list[dict[str, Any]]", did: str) -> None:
         try:
@@ -277,14 +338,18 @@ class Outbox:
         except NodeError as exc:
             log.warning("could not record a delivery: %s", exc.__class__.__name__)
         finally:
-            for row in rows:
-                self._finished(row["notification_id"])
+            self._finished(rows, did)
 
-    def _finished(self, notification_id: str) -> None:
-        """A delivery ended. The next pass waits until half the room is free, so that one pass starts many
-        deliveries rather than one pass per delivery each reading a batch of rows."""
-        self._in_flight.discard(notification_id)
-        if len(self._in_flight) <= BATCH // 2:
+    def _finished(self, rows: "builtins.list[dict[str, Any]]", did: str) -> None:
+        """A delivery ended. The next pass waits until half the room is free, in all or at a receiver that had rows
+        waiting for room, so that one pass starts many deliveries rather than one pass per delivery each reading a
+        batch of rows."""
+        for row in rows:
+            self._in_flight.discard(row["notification_id"])
+        self._flying[did] -= len(rows)
+        if self._flying[did] <= 0:
+            del self._flying[did]
+        if len(self._in_flight) <= BATCH // 2 or (did in self._capped and self._flying[did] <= self._room_of(did) // 2):
             self.wake()
 
     async def settled(self) -> None:
@@ -382,12 +447,10 @@ class Outbox:
                              trace_id=reply.envelope.trace_id, rule=row["notification_id"]),
         ]
 
-    def _did_of(self, row: dict[str, Any]) -> str | None:
-        """The receiver's did, or None when no peer (or subscription endpoint) names it yet."""
-        try:
-            return self._receiver(row)[1]
-        except PeerRefused:
-            return None
+    def _did_of(self, did: str | None, id_type: str, identifier: str, url: str | None) -> str | None:
+        """The receiver's did from a row's columns, or None when no peer (or subscription endpoint) names it yet."""
+        peer = self._peer(did, id_type, identifier)
+        return peer.did if peer is not None else did if did and url else None
 
     def _receiver(self, row: dict[str, Any]) -> tuple[str, str]:
         """(url, did) of the receiver: from the peer table, or for a client's node the endpoint it subscribed with."""
@@ -400,10 +463,6 @@ class Outbox:
 
     def _peer(self, did: str | None, id_type: str, identifier: str) -> Peer | None:
         return self.peers.get(did) if did else self.peers.by_identifier(id_type.lower(), identifier)
-
-    def _addressable(self, did: str | None, id_type: str, identifier: str, url: str | None) -> bool:
-        """Whether a row for this receiver can be tried now (what _receiver finds)."""
-        return bool(did and url) or self._peer(did, id_type, identifier) is not None
 
     def _refused(self, row: dict[str, Any], exc: PeerRefused, now: int) -> list[Statement]:
         self.metrics.count_request("notification-sent", "refused")
@@ -424,6 +483,7 @@ class Outbox:
         delay = min(self.max_delay, self.probe_max_delay, self.first_delay * 2 ** row["attempts"])
         statement, next_attempt = self._backoff_until(row, reason, now, delay=delay)
         self._unreachable[did] = next_attempt
+        self._answered.discard(did)
         others, params = self._others_of(did, row)
         return [statement,
                 (f"UPDATE outbox SET next_attempt_at = ? WHERE {others}", (next_attempt, *params), False),
@@ -432,6 +492,8 @@ class Outbox:
 
     def _reached(self, row: dict[str, Any], did: str | None) -> list[Statement]:
         """The receiver answered, whatever it said: what waited for the probe is due now."""
+        if did is not None:
+            self._answered.add(did)
         if did is None or did not in self._unreachable:
             return []
         del self._unreachable[did]

@@ -59,3 +59,99 @@ async def test_a_large_backlog_is_delivered_once_with_bounded_work(network: Netw
     assert sum(sizes) == BACKLOG and len(sizes) <= BACKLOG // (AT_ONCE // 2), sizes
     # Every row is read as a candidate about once: a pass skips what is in flight without decoding it.
     assert parsed[0] <= 2 * BACKLOG, parsed[0]
+
+
+def _indicaties(count: int, uzovi: str) -> list[dict[str, Any]]:
+    return [{**sample("wlzIndicaties", 0), "wlzIndicatieID": str(uuid.uuid4()),
+             "initieelVerantwoordelijkZorgkantoor": uzovi} for _ in range(count)]
+
+
+async def _load(node: Any, records: list[dict[str, Any]]) -> None:
+    result = await node.registers.put_many("WlzIndicatie", [(n, None, r) for n, r in enumerate(records)],
+                                           actor=node.actor, now=node.now())
+    assert result.created == len(records)
+
+
+async def test_while_deliveries_are_under_way_the_outbox_is_not_read_again_and_again(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    passes = [0]
+    deliver_due, deliver = Outbox.deliver_due, Outbox._deliver_batch
+
+    async def counting_pass(self: Outbox) -> float:
+        passes[0] += 1
+        return await deliver_due(self)
+
+    async def slow_receiver(self: Outbox, rows: list[dict[str, Any]], did: str) -> Any:
+        await asyncio.sleep(0.5)
+        return await deliver(self, rows, did)
+
+    monkeypatch.setattr(Outbox, "deliver_due", counting_pass)
+    monkeypatch.setattr(Outbox, "_deliver_batch", slow_receiver)
+    ciz, zk = await network.start("ciz", "zk5151")
+    await _load(ciz, _indicaties(200, "5151"))
+    await network.settle(timeout=60)
+    assert ciz.outbox.delivered_since_start == 200
+    # Four messages (64 to a receiver that has not answered yet, then the rest), each half a second under way: a
+    # pass when the records were stored, one when each message ended, and a few on timers. Passes that found only
+    # what is in flight made 800 reads in those two seconds.
+    assert passes[0] <= 12, passes[0]
+
+
+async def test_a_receiver_with_a_large_backlog_gets_full_messages_and_at_most_its_share_in_flight(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    at_receiver: list[int] = []
+    sizes: list[int] = []
+    deliver = Outbox._deliver_batch
+
+    async def measuring(self: Outbox, rows: list[dict[str, Any]], did: str) -> Any:
+        sizes.append(len(rows))
+        at_receiver.append(self._flying[did])
+        await asyncio.sleep(0.05)
+        return await deliver(self, rows, did)
+
+    monkeypatch.setattr(Outbox, "_deliver_batch", measuring)
+    ciz, zk = await network.start("ciz", "zk5151")
+    await _load(ciz, _indicaties(2, "5151"))  # it answers once
+    await network.settle(timeout=30)
+    sizes.clear()
+    await _load(ciz, _indicaties(1200, "5151"))
+    await network.settle(timeout=120)
+    rows = await ciz.outbox.list(limit=1300)
+    assert len(rows) == 1202 and all(r["status"] == "delivered" and r["attempts"] == 1 for r in rows)
+    assert sum(sizes) == 1200 and sizes.count(outbox_module.MAX_BATCH) >= 1200 // outbox_module.MAX_BATCH - 1, sizes
+    assert max(at_receiver) == outbox_module.PER_RECEIVER  # eight messages at once, never the whole backlog
+
+
+async def test_a_receiver_that_swallows_connections_holds_one_message_and_never_holds_up_the_others(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attacker (or a broken host) that accepts connections and never answers: each delivery to it waits for the
+    client's timeout. What it is sent at once is one message, whatever its backlog, and every other receiver gets
+    its notifications meanwhile."""
+    ciz, good, silent = await network.start("ciz", "zk5151", "zk5050")
+    port = int(silent.url.rsplit(":", 1)[1].split("/")[0])
+    await silent.stop()
+    del network.nodes["zk5050"]
+    requests = [0]
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests[0] += 1
+        try:
+            await reader.read()  # until the sender gives up; nothing is ever answered
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", port)
+    try:
+        await _load(ciz, _indicaties(600, "5050") + _indicaties(300, "5151"))
+        deadline = time.monotonic() + 8  # under the client's 10-s timeout: the first message to it is still waiting
+        delivered: set[str] = set()
+        while len(delivered) < 300 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            delivered = {r["notification_id"] for r in await ciz.outbox.list(limit=1000) if r["status"] == "delivered"}
+        assert len(delivered) == 300 and ciz.outbox.delivered_since_start == 300
+        assert {r["notification_id"] for r in await good.inbox.list(limit=400)} == delivered
+        silent_did = next(p.did for p in ciz.peers.all() if p.identifiers.get("uzovi") == "5050")
+        assert ciz.outbox._flying[silent_did] == outbox_module.MAX_BATCH and requests[0] == 1
+    finally:
+        server.close()
+        await server.wait_closed()
