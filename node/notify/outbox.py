@@ -72,7 +72,7 @@ _CANDIDATE_COLUMNS = "rowid, notification_id, event_type, receiver_id_type, rece
 class _Chosen:
     start: list[tuple[int, str]]  # (rowid, receiver did), in the order due
     nowhere: list[int]  # rowids of rows no peer names a receiver for
-    waiting: list[tuple[str, float]]  # (notification id, when due) of rows that wait for a probe's outcome
+    waiting: list[tuple[str, float, str]]  # (notification id, when due, receiver did): rows that wait for a probe
 
 
 _NO_PEER_YET = "no peer with this identifier is known (yet)"
@@ -266,11 +266,14 @@ class Outbox:
         nowhere = [rows[rowid] for rowid in chosen.nowhere if rowid in rows]
         if nowhere:
             log.info("%d notification(s) wait for a receiver no peer table entry names yet", len(nowhere))
-        if nowhere or chosen.waiting:
+        # A probe that got through while the rows were read made everything for its receiver due: what was to
+        # wait for it must not be put off after all.
+        waiting = [(notification_id, due) for notification_id, due, did in chosen.waiting if did in self._unreachable]
+        if nowhere or waiting:
             await self.store.write(
                 [self._no_peer_yet(row, int(now)) for row in nowhere]
                 + [("UPDATE outbox SET next_attempt_at = ? WHERE notification_id = ? AND status = 'pending'",
-                    (due, notification_id), False) for notification_id, due in chosen.waiting])
+                    (due, notification_id), False) for notification_id, due in waiting])
         # What this pass left due is in flight, or waits for room at its receiver: the end of a delivery wakes the
         # next pass (_finished). Reading it again before would find the same rows.
         if len(candidates) == BATCH:  # more may be due beyond what was read: only rows moved on make room to see it
@@ -301,10 +304,10 @@ class Outbox:
                 # One message probes it: rows join the one this pass opens; the rest wait for its outcome.
                 if did in opened or did in self._probing:
                     if did not in opened or counts[did] >= opened[did]:
-                        chosen.waiting.append((notification_id, now + self.max_delay))
+                        chosen.waiting.append((notification_id, now + self.max_delay, did))
                         continue
                 elif now < self._unreachable[did]:  # due with the next probe
-                    chosen.waiting.append((notification_id, self._unreachable[did]))
+                    chosen.waiting.append((notification_id, self._unreachable[did], did))
                     continue
                 else:
                     single = event_type == MELDING_EVENT or self._single_only.get(did, 0.0) > now

@@ -155,3 +155,31 @@ async def test_a_receiver_that_swallows_connections_holds_one_message_and_never_
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_what_waits_for_a_probe_is_due_when_the_probe_got_through_while_a_pass_was_reading(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass decides that the rows of a receiver that is being probed wait for the probe's outcome, then reads the
+    rows it starts. If the probe gets through during that read (its outcome makes every row of the receiver due),
+    the pass must not then park them for max_delay: they were stuck for 300 s in a 50-receiver benchmark."""
+    ciz, zk = await network.start("ciz", "zk5151")
+    outbox = ciz.outbox
+    await _load(ciz, _indicaties(3, "5151"))
+    await network.settle(timeout=30)
+    did = zk.identity.did
+    outbox._unreachable[did] = 0.0  # a probe to it is under way
+    outbox._probing.add(did)
+    await outbox.store.write([("UPDATE outbox SET status = 'pending', next_attempt_at = 0, attempts = 0", (), False)])
+    rows = outbox._rows
+
+    async def probe_gets_through_meanwhile(self: Outbox, rowids: list[int]) -> Any:
+        [row] = await self.list(limit=1)
+        self._probing.discard(did)
+        await self.store.write(self._reached(row, did))
+        return await rows(rowids)
+
+    monkeypatch.setattr(Outbox, "_rows", probe_gets_through_meanwhile)
+    await outbox.deliver_due()
+    parked = await outbox.store.fetchall("SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at > ?",
+                                         (time.time(),))
+    assert parked[0][0] == 0
