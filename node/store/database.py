@@ -85,6 +85,9 @@ class Store:
             # Checkpoints run beside the commits (``_checkpoint_loop``); a commit checkpoints only when they fell
             # this far behind.
             await self._db.execute(f"PRAGMA wal_autocheckpoint={_FALLEN_BEHIND}")
+            # When a write starts the WAL over (after a checkpoint copied all of it), the file is cut back to this
+            # size: an import grows it to tens of MiB, which the node would otherwise keep for as long as it runs.
+            await self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             await self._migrate()
             self._reader = open_reader(self.path)
         except sqlite3.Error as exc:
@@ -246,6 +249,7 @@ class Store:
 
 
 CHECKPOINT_EVERY = 1.0  # seconds
+WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes: the WAL of a few seconds of queries at full load stays below it
 _FALLEN_BEHIND = 16_000  # pages (64 MiB): a commit checkpoints itself only when the checkpoints fell this far behind
 
 

@@ -87,3 +87,25 @@ async def test_commits_leave_the_checkpoint_to_the_background(tmp_path: Path, mo
                 break
             await asyncio.sleep(0.05)
         assert _in_the_database_file(path, tmp_path, "later")
+
+
+@pytest.mark.asyncio
+async def test_the_wal_file_shrinks_back_after_a_large_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import grows the WAL to tens of MiB; once it is checkpointed, the next write starts the WAL over and cuts
+    the file back to WAL_SIZE_LIMIT, instead of keeping the disk space for as long as the node runs."""
+    import node.store.database as database
+
+    monkeypatch.setattr(database, "CHECKPOINT_EVERY", 0.05)
+    path = tmp_path / "node.sqlite3"
+    wal = tmp_path / "node.sqlite3-wal"
+    async with Store(path) as store:
+        await store.write([(SETTING, [(f"n{i}", "x" * 3000) for i in range(10_000)], True)])  # ~40 MiB of WAL
+        grown = wal.stat().st_size
+        assert grown > 2 * database.WAL_SIZE_LIMIT
+        for n in range(100):
+            await store.write([(SETTING, (f"later{n}", "1"), False)])
+            if wal.stat().st_size <= database.WAL_SIZE_LIMIT:
+                break
+            await asyncio.sleep(0.05)
+        assert wal.stat().st_size <= database.WAL_SIZE_LIMIT
+        assert await store.lookup("SELECT count(*) FROM settings WHERE name LIKE 'n%'") == [(10_000,)]
