@@ -81,7 +81,7 @@ def _transfer(records: int) -> dict[str, float]:
 
 
 def benchmarks(quick: bool) -> list[tuple[str, Callable[[], dict[str, float]], list[Target]]]:
-    from bench import audit, discovery, envelope, gossip, notify, query, replay
+    from bench import audit, discovery, envelope, gossip, notify, outbox, query, replay
 
     size = 10_000 if quick else 1_000_000
     backlog = 1_000 if quick else 10_000
@@ -119,6 +119,9 @@ def benchmarks(quick: bool) -> list[tuple[str, Callable[[], dict[str, float]], l
          [Target("rate", "records/s", 20_000), Target("rerun_new_versions", "versions", 0, False),
           Target("bytes_per_record", "B", 1500, False), Target("node_peak_mib", "MiB", None, False),
           Target("import_peak_mib", "MiB", None, False)]),
+        (f"outbox rows, {10 * size if quick else size:,}", lambda: outbox.measure(10 * size if quick else size),
+         [Target("ratio", "x random ids", None, False), Target("ordered_us", "µs", None, False),
+          Target("random_us", "µs", None, False)]),
         (f"notifications, 10 receivers, fetch-back, backlog {backlog:,}",
          lambda: notify.measure(SimpleNamespace(records=2000 if not quick else 500, backlog=backlog,
                                                 receivers=10, no_fetch=False, gossip_interval=None)),

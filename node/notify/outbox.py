@@ -81,6 +81,12 @@ _NO_PEER_YET = "no peer with this identifier is known (yet)"
 WAITING = 253402300799.0
 
 
+INSERT_NOTIFICATION = (
+    "INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subscription_id, "
+    "subjects, created_at, attempts, next_attempt_at, status, receiver_url, last_error) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending', ?, ?)")
+
+
 def notification_id() -> str:
     """A lowercase UUID in the v4 form the protocol names, whose first 48 bits are the time in milliseconds: ids
     made one after another sort one after another, so the outbox's key index (and a receiver's inbox) grows at its
@@ -154,9 +160,7 @@ class Outbox:
         # parties not known yet (a million rows) would otherwise be read back and rewritten, a row at a time,
         # straight after it was written and then every max_delay.
         known = self._did_of(receiver_did, planned.receiver_id_type, planned.receiver_id, planned.receiver_url) is not None
-        return ("INSERT INTO outbox (notification_id, event_type, receiver_id_type, receiver_id, receiver_did, subscription_id, "
-                "subjects, created_at, attempts, next_attempt_at, status, receiver_url, last_error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 'pending', ?, ?)",
+        return (INSERT_NOTIFICATION,
                 (notification_id(), planned.event_type, planned.receiver_id_type, planned.receiver_id, receiver_did,
                  subscription_id, subjects, now, 0.0 if known else WAITING, planned.receiver_url,
                  None if known else _NO_PEER_YET), False)
