@@ -199,11 +199,14 @@ class Outbox:
 
     def _due_now(self, did: str, identifiers: "builtins.list[tuple[str, str]]", *, waiting_only: bool = False) -> Statement:
         """What waits for this receiver is due now: all of it, or only what waits for it to become known (rows
-        backing off from a receiver that did not answer keep their time)."""
+        backing off from a receiver that did not answer keep their time). Due *now*, not at 0: a backlog that
+        waited queues behind what is due already and what falls due later (a new row is due at 0), so that the
+        notifications to everyone else do not wait until it has all gone."""
         where, params = self._addressed_to(did, identifiers)
         if waiting_only:
             where, params = f"next_attempt_at >= ? AND {where}", [WAITING, *params]
-        return (f"UPDATE outbox SET next_attempt_at = 0 WHERE status = 'pending' AND {where}", params, False)
+        return (f"UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND {where}", [time.time(), *params],
+                False)
 
     @staticmethod
     def _addressed_to(did: str, identifiers: "builtins.list[tuple[str, str]]") -> tuple[str, "builtins.list[Any]"]:
@@ -508,7 +511,7 @@ class Outbox:
                  (reason[:500], *params, now - self.dead_after), False)]
 
     def _reached(self, row: dict[str, Any], did: str | None) -> list[Statement]:
-        """The receiver answered, whatever it said: what waited for the probe is due now."""
+        """The receiver answered, whatever it said: what waited for the probe is due now (as in _due_now)."""
         if did is not None:
             self._answered.add(did)
         if did is None or did not in self._unreachable:
@@ -516,7 +519,7 @@ class Outbox:
         del self._unreachable[did]
         self.wake()
         others, params = self._others_of(did, row)
-        return [(f"UPDATE outbox SET next_attempt_at = 0 WHERE {others}", tuple(params), False)]
+        return [(f"UPDATE outbox SET next_attempt_at = ? WHERE {others}", (time.time(), *params), False)]
 
     def _no_peer_yet(self, row: dict[str, Any], now: int) -> Statement:
         """No peer names the receiver (any more): the row waits until one does, and then peer_back makes it due at

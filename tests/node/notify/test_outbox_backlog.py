@@ -183,3 +183,37 @@ async def test_what_waits_for_a_probe_is_due_when_the_probe_got_through_while_a_
     parked = await outbox.store.fetchall("SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at > ?",
                                          (time.time(),))
     assert parked[0][0] == 0
+
+
+async def test_a_receivers_returning_backlog_does_not_hold_up_what_others_get_after_it(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver that comes back after a while has a backlog older than anything else due. Made due when it is back,
+    that backlog queues behind what is due already and what falls due later, instead of in front of it: the other
+    receivers' notifications do not wait until it has all gone."""
+    monkeypatch.setattr(outbox_module, "BATCH", 64)  # a window of 64 rows, 16 of them to one receiver at most
+    monkeypatch.setattr(outbox_module, "PER_RECEIVER", 16)
+    ciz, other = await network.start("ciz", "zk5050")
+    await _load(ciz, _indicaties(300, "5151"))  # for a receiver no peer names yet: they wait for it
+    deliver = Outbox._deliver_batch
+    slow: set[str] = set()
+
+    async def slow_for_the_returning_one(self: Outbox, rows: list[dict[str, Any]], did: str) -> Any:
+        if did in slow:
+            await asyncio.sleep(0.3)
+        return await deliver(self, rows, did)
+
+    monkeypatch.setattr(Outbox, "_deliver_batch", slow_for_the_returning_one)
+    [returning] = await network.start("zk5151")
+    slow.add(returning.identity.did)
+    for _ in range(40):  # it answered once: the whole backlog is due, 16 at a time
+        if ciz.outbox._answered.issuperset(slow):
+            break
+        await asyncio.sleep(0.05)
+    fresh = _indicaties(5, "5050")
+    await _load(ciz, fresh)
+    deadline = time.monotonic() + 3
+    while len(await other.inbox.list()) < 5 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert len(await other.inbox.list()) == 5
+    pending = await ciz.outbox.stats()
+    assert pending["pending"] >= 150  # the backlog is still being worked through
