@@ -13,8 +13,8 @@ import asyncio
 import builtins
 import json
 import logging
+import os
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
@@ -92,9 +92,12 @@ def notification_id() -> str:
     made one after another sort one after another, so the outbox's key index (and a receiver's inbox) grows at its
     end instead of in a random page. Inserting 100,000 outbox rows cost 14.6 µs a row with random ids, 7.2 µs with
     these. The other 74 bits are random: two ids of the same millisecond are the same with a chance of one in 10^22."""
-    random = uuid.uuid4().hex
+    random = os.urandom(10).hex()  # 74 of its 80 bits are used (two of the fourth digit's, for the variant)
     ms = f"{time.time_ns() // 1_000_000:012x}"
-    return f"{ms[:8]}-{ms[8:]}-4{random[13:16]}-{random[16:20]}-{random[20:]}"
+    return f"{ms[:8]}-{ms[8:]}-4{random[:3]}-{_VARIANT[random[3]]}{random[4:7]}-{random[7:19]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 9562's variant bits, 10xx
 
 
 def _subjects(subject: str, record_id: str) -> str:
