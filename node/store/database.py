@@ -86,7 +86,8 @@ class Store:
             # this far behind.
             await self._db.execute(f"PRAGMA wal_autocheckpoint={_FALLEN_BEHIND}")
             # When a write starts the WAL over (after a checkpoint copied all of it), the file is cut back to this
-            # size: an import grows it to tens of MiB, which the node would otherwise keep for as long as it runs.
+            # size: a WAL that grew past it (a long read held the checkpoints back) would otherwise keep the disk
+            # space for as long as the node runs.
             await self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             await self._migrate()
             self._reader = open_reader(self.path)
@@ -249,8 +250,11 @@ class Store:
 
 
 CHECKPOINT_EVERY = 1.0  # seconds
-WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes: the WAL of a few seconds of queries at full load stays below it
 _FALLEN_BEHIND = 16_000  # pages (64 MiB): a commit checkpoints itself only when the checkpoints fell this far behind
+# Bytes: what the WAL holds between two checkpoints stays below it, even under an import (the commits checkpoint
+# themselves at 64 MiB), so it is not cut and grown again every second; a WAL that a long read let grow past it
+# shrinks back once checkpointed.
+WAL_SIZE_LIMIT = _FALLEN_BEHIND * 4096 + 16 * 1024 * 1024
 
 
 def _checkpoint(path: Path) -> None:

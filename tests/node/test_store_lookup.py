@@ -91,11 +91,13 @@ async def test_commits_leave_the_checkpoint_to_the_background(tmp_path: Path, mo
 
 @pytest.mark.asyncio
 async def test_the_wal_file_shrinks_back_after_a_large_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An import grows the WAL to tens of MiB; once it is checkpointed, the next write starts the WAL over and cuts
-    the file back to WAL_SIZE_LIMIT, instead of keeping the disk space for as long as the node runs."""
+    """A WAL that grew past WAL_SIZE_LIMIT (a long read held the checkpoints back): once it is checkpointed, the next
+    write starts it over and cuts the file back, instead of keeping the disk space for as long as the node runs.
+    (The limit is made small here so that a few MiB of writes pass it.)"""
     import node.store.database as database
 
     monkeypatch.setattr(database, "CHECKPOINT_EVERY", 0.05)
+    monkeypatch.setattr(database, "WAL_SIZE_LIMIT", 4 * 1024 * 1024)
     path = tmp_path / "node.sqlite3"
     wal = tmp_path / "node.sqlite3-wal"
     async with Store(path) as store:
