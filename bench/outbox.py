@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from node.notify.outbox import INSERT_NOTIFICATION, WAITING, _subjects, notification_id
+from node.notify.outbox import INSERT_NOTIFICATION, WAITING, _subjects, new_notification_id
 from node.store import Store
 
 WRITE = 500  # rows in one write, as an import batch of 500 records makes
@@ -46,7 +46,7 @@ async def _per_row(path: Path, rows: int, make_id: Callable[[], str]) -> float:
 def measure(rows: int) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="iwlz-outbox-"))
     try:
-        ordered = asyncio.run(_per_row(tmp / "ordered.sqlite3", rows, notification_id))
+        ordered = asyncio.run(_per_row(tmp / "ordered.sqlite3", rows, new_notification_id))
         random = asyncio.run(_per_row(tmp / "random.sqlite3", rows, lambda: str(uuid.uuid4())))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

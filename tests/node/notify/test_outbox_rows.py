@@ -9,7 +9,7 @@ import time
 
 from hypothesis import given, settings, strategies as st
 
-from node.notify.outbox import _subjects, notification_id
+from node.notify.outbox import _subjects, new_notification_id
 from protocol import Notification, Subject
 
 
@@ -30,7 +30,7 @@ def test_subjects_of_awkward_text() -> None:
 def test_notification_ids_are_uuid4_as_the_protocol_checks_them_and_sort_in_the_order_made() -> None:
     made = []
     for _ in range(3):
-        made += [notification_id() for _ in range(2000)]
+        made += [new_notification_id() for _ in range(2000)]
         time.sleep(0.002)  # the next ones fall in a later millisecond
     assert len(set(made)) == len(made)
     assert [i[:13] for i in made] == sorted(i[:13] for i in made)  # the time part
