@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from node.notify.outbox import INSERT_NOTIFICATION, WAITING, _subjects, new_notification_id
+from node.notify.outbox import INSERT_NOTIFICATION, NO_PEER_YET, WAITING, _subjects, new_notification_id
 from node.store import Store
 
 WRITE = 500  # rows in one write, as an import batch of 500 records makes
@@ -35,7 +35,7 @@ async def _per_row(path: Path, rows: int, make_id: Callable[[], str]) -> float:
                 (INSERT_NOTIFICATION,
                  (make_id(), "NIEUWE_INDICATIE_ZORGKANTOOR", "UZOVI", str(5100 + n % 10), None, None,
                   _subjects(f"WlzIndicatie/{uuid.uuid4()}", f"WlzIndicatie/{uuid.uuid4()}"), int(time.time()), WAITING,
-                  None, "no peer with this identifier is known (yet)"), False)
+                  None, NO_PEER_YET), False)
                 for n in range(first, min(rows, first + WRITE))])
         spent = time.process_time() - started
         stored = await store.fetchone("SELECT count(*) FROM outbox WHERE status = 'pending'")

@@ -75,7 +75,7 @@ class _Chosen:
     waiting: list[tuple[str, float, str]]  # (notification id, when due, receiver did): rows that wait for a probe
 
 
-_NO_PEER_YET = "no peer with this identifier is known (yet)"
+NO_PEER_YET = "no peer with this identifier is known (yet)"
 # next_attempt_at of a row that waits for its receiver to become known (9999-12-31): peer_back, or the node's start
 # (wake_known), makes it due; nothing reads or rewrites it before (end_waiting ends it after dead_after).
 WAITING = 253402300799.0
@@ -167,7 +167,7 @@ class Outbox:
         return (INSERT_NOTIFICATION,
                 (new_notification_id(), planned.event_type, planned.receiver_id_type, planned.receiver_id, receiver_did,
                  subscription_id, subjects, now, 0.0 if known else WAITING, planned.receiver_url,
-                 None if known else _NO_PEER_YET), False)
+                 None if known else NO_PEER_YET), False)
 
     @staticmethod
     def melding_row(melding_id: str, did: str, url: str, record: str, payload: dict[str, Any], now: int) -> Statement:
@@ -471,19 +471,23 @@ class Outbox:
                              trace_id=reply.envelope.trace_id, rule=row["notification_id"]),
         ]
 
-    def _did_of(self, did: str | None, id_type: str, identifier: str, url: str | None) -> str | None:
-        """The receiver's did from a row's columns, or None when no peer (or subscription endpoint) names it yet."""
+    def _address(self, did: str | None, id_type: str, identifier: str, url: str | None) -> tuple[str, str] | None:
+        """(url, did) of a receiver, from a row's columns: from the peer table, or for a client's node the endpoint it
+        subscribed with; None when neither names it yet."""
         peer = self._peer(did, id_type, identifier)
-        return peer.did if peer is not None else did if did and url else None
-
-    def _receiver(self, row: dict[str, Any]) -> tuple[str, str]:
-        """(url, did) of the receiver: from the peer table, or for a client's node the endpoint it subscribed with."""
-        peer = self._peer(row["receiver_did"], row["receiver_id_type"], row["receiver_id"])
         if peer is not None:
             return peer.url, peer.did
-        if row["receiver_did"] and row["receiver_url"]:
-            return row["receiver_url"], row["receiver_did"]
-        raise PeerRefused("unavailable", f"no peer with {row['receiver_id_type']} {row['receiver_id']} is known")
+        return (url, did) if did and url else None
+
+    def _did_of(self, did: str | None, id_type: str, identifier: str, url: str | None) -> str | None:
+        address = self._address(did, id_type, identifier, url)
+        return address[1] if address is not None else None
+
+    def _receiver(self, row: dict[str, Any]) -> tuple[str, str]:
+        address = self._address(row["receiver_did"], row["receiver_id_type"], row["receiver_id"], row["receiver_url"])
+        if address is None:
+            raise PeerRefused("unavailable", f"no peer with {row['receiver_id_type']} {row['receiver_id']} is known")
+        return address
 
     def _peer(self, did: str | None, id_type: str, identifier: str) -> Peer | None:
         return self.peers.get(did) if did else self.peers.by_identifier(id_type.lower(), identifier)
@@ -528,7 +532,7 @@ class Outbox:
     def _no_peer_yet(self, row: dict[str, Any], now: int) -> Statement:
         """No peer names the receiver (any more): the row waits until one does, and then peer_back makes it due at
         once."""
-        return self._backoff_until(row, _NO_PEER_YET, now, until=WAITING)[0]
+        return self._backoff_until(row, NO_PEER_YET, now, until=WAITING)[0]
 
     def _backoff(self, row: dict[str, Any], reason: str, now: int) -> Statement:
         return self._backoff_until(row, reason, now)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,18 @@ async def settle(nodes: list[Node], timeout: float = 15.0) -> None:
 async def put(node: Node, kind: str, data: dict[str, Any]) -> None:
     """Store a record at ``node`` as its own organisation would."""
     await node.registers.put(kind, data, actor=node.actor, now=node.now())
+
+
+def indicatie(zorgkantoor: str = "5151") -> dict[str, Any]:
+    """A new indicatie (its own id) for the clients of ``zorgkantoor``."""
+    return {**sample("wlzIndicaties", 0), "wlzIndicatieID": str(uuid.uuid4()), "initieelVerantwoordelijkZorgkantoor": zorgkantoor}
+
+
+async def put_indicaties(node: Node, records: list[dict[str, Any]]) -> None:
+    """Store new indicaties at ``node`` in one batch, as an import does; every one is created."""
+    result = await node.registers.put_many("WlzIndicatie", [(n, None, r) for n, r in enumerate(records)],
+                                           actor=node.actor, now=node.now())
+    assert result.created == len(records)
 
 
 CHROMIUM = __import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")

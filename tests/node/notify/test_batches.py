@@ -15,20 +15,9 @@ from node.discovery.routing import _chunks
 from node.service import Node
 from protocol import Notification, Notifications, Queries, Query, Receipts, Subject
 from protocol.records import verify_record
-from tests.node.kit import Network, sample
+from tests.node.kit import Network, indicatie, put_indicaties
 
 pytestmark = pytest.mark.asyncio
-
-
-def _indicatie(zorgkantoor: str = "5151") -> dict[str, Any]:
-    return {**sample("wlzIndicaties", 0), "wlzIndicatieID": str(uuid.uuid4()),
-            "initieelVerantwoordelijkZorgkantoor": zorgkantoor}
-
-
-async def _load(node: Node, records: list[dict[str, Any]]) -> None:
-    result = await node.registers.put_many("WlzIndicatie", [(n, None, r) for n, r in enumerate(records)],
-                                           actor=node.actor, now=node.now())
-    assert result.created == len(records)
 
 
 def _handled(node: Node, kind: str, outcome: str = "ok") -> int:
@@ -45,8 +34,8 @@ def _note(record_id: str, *, receiver: str = "5151", sender: str = "62253778") -
 
 async def test_each_notification_of_a_batch_is_checked_stored_and_acknowledged_on_its_own(network: Network) -> None:
     ciz, zk = await network.start("ciz", "zk5151")
-    record = _indicatie()
-    await _load(ciz, [record])
+    record = indicatie()
+    await put_indicaties(ciz, [record])
     good = _note(record["wlzIndicatieID"])
     batch = Notifications(notifications=(good, _note(record["wlzIndicatieID"], receiver="5050"),
                                          _note(record["wlzIndicatieID"], sender="12345678")))
@@ -69,8 +58,8 @@ async def test_each_notification_of_a_batch_is_checked_stored_and_acknowledged_o
 
 async def test_a_backlog_goes_in_batches_and_is_fetched_back_in_batches(network: Network) -> None:
     ciz, zk = await network.start("ciz", "zk5151")
-    records = [_indicatie() for _ in range(150)]
-    await _load(ciz, records)
+    records = [indicatie() for _ in range(150)]
+    await put_indicaties(ciz, records)
     await network.settle(timeout=60)
     rows = await ciz.outbox.list(limit=200)
     assert len(rows) == 150 and all(r["status"] == "delivered" and r["attempts"] == 1 for r in rows)
@@ -89,7 +78,7 @@ async def test_a_backlog_goes_in_batches_and_is_fetched_back_in_batches(network:
 async def test_a_receiver_that_does_not_know_batches_gets_one_notification_per_message(network: Network) -> None:
     ciz, zk = await network.start("ciz", "zk5151")
     del zk.dispatcher._handlers[Notifications]  # as a node of an earlier version
-    await _load(ciz, [_indicatie() for _ in range(12)])
+    await put_indicaties(ciz, [indicatie() for _ in range(12)])
     await network.settle(timeout=30)
     rows = await ciz.outbox.list()
     assert len(rows) == 12 and all(r["status"] == "delivered" for r in rows)
@@ -100,7 +89,7 @@ async def test_a_receiver_that_does_not_know_batches_gets_one_notification_per_m
 async def test_a_source_that_does_not_know_batches_is_asked_one_query_at_a_time(network: Network) -> None:
     ciz, zk = await network.start("ciz", "zk5151")
     del ciz.dispatcher._handlers[Queries]
-    await _load(ciz, [_indicatie() for _ in range(12)])
+    await put_indicaties(ciz, [indicatie() for _ in range(12)])
     await network.settle(timeout=30)
     received = await zk.inbox.list()
     assert len(received) == 12 and {r["status"] for r in received} == {"fetched"}
@@ -109,8 +98,8 @@ async def test_a_source_that_does_not_know_batches_is_asked_one_query_at_a_time(
 
 async def test_each_query_of_a_batch_is_decided_and_audited_on_its_own(network: Network) -> None:
     ciz, zk = await network.start("ciz", "zk5151")
-    mine, other = _indicatie("5151"), _indicatie("5050")
-    await _load(ciz, [mine, other])
+    mine, other = indicatie("5151"), indicatie("5050")
+    await put_indicaties(ciz, [mine, other])
 
     def ask(record: dict[str, Any], uzovi: str = "5151") -> Query:
         return Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": record["wlzIndicatieID"], "uzovi": uzovi},
@@ -141,8 +130,8 @@ async def test_each_query_of_a_batch_is_decided_and_audited_on_its_own(network: 
 async def test_a_query_whose_answer_does_not_fit_the_batch_is_refused_unaudited_and_asked_alone(
         network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
     ciz, zk = await network.start("ciz", "zk5151")
-    records = [_indicatie() for _ in range(3)]
-    await _load(ciz, records)
+    records = [indicatie() for _ in range(3)]
+    await put_indicaties(ciz, records)
     await network.settle()
     monkeypatch.setattr(queries_module, "ANSWERS_LIMIT", 1000)  # one signed indicatie (~1.2 kB) fills it
     asked = [("QIR-0001-ZKi", {"wlzIndicatieID": r["wlzIndicatieID"], "uzovi": "5151"}, []) for r in records]
@@ -179,7 +168,7 @@ async def test_receipts_that_do_not_name_the_batch_deliver_nothing(network: Netw
 
     monkeypatch.setitem(zk.dispatcher._handlers, Notifications, shuffled)
     ciz.outbox.max_delay = 600.0  # a row tried once stays pending for the test to see
-    await _load(ciz, [_indicatie() for _ in range(5)])
+    await put_indicaties(ciz, [indicatie() for _ in range(5)])
     deadline = asyncio.get_running_loop().time() + 10
     while not all(r["attempts"] >= 1 for r in await ciz.outbox.list()) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 import pytest
 
 import node.notify.outbox as outbox_module
 from node.notify.outbox import Outbox
-from tests.node.kit import Network, sample
+from tests.node.kit import Network, indicatie, put_indicaties
 
 pytestmark = pytest.mark.asyncio
 
 BACKLOG = 300
 AT_ONCE = 20
+
+
+def _indicaties(count: int, zorgkantoor: str) -> list[dict[str, Any]]:
+    return [indicatie(zorgkantoor) for _ in range(count)]
 
 
 async def test_a_large_backlog_is_delivered_once_with_bounded_work(network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,10 +44,7 @@ async def test_a_large_backlog_is_delivered_once_with_bounded_work(network: Netw
     monkeypatch.setattr(outbox_module, "_row", counting_row)
 
     ciz, zk = await network.start("ciz", "zk5151")
-    records = [{**sample("wlzIndicaties", 0), "wlzIndicatieID": str(uuid.uuid4())} for _ in range(BACKLOG)]
-    result = await ciz.registers.put_many("WlzIndicatie", [(n, None, r) for n, r in enumerate(records)],
-                                          actor=ciz.actor, now=ciz.now())
-    assert result.created == BACKLOG
+    await put_indicaties(ciz, _indicaties(BACKLOG, "5151"))
     deadline = time.monotonic() + 60
     while ciz.outbox.delivered_since_start < BACKLOG and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -59,17 +59,6 @@ async def test_a_large_backlog_is_delivered_once_with_bounded_work(network: Netw
     assert sum(sizes) == BACKLOG and len(sizes) <= BACKLOG // (AT_ONCE // 2), sizes
     # Every row is read as a candidate about once: a pass skips what is in flight without decoding it.
     assert parsed[0] <= 2 * BACKLOG, parsed[0]
-
-
-def _indicaties(count: int, uzovi: str) -> list[dict[str, Any]]:
-    return [{**sample("wlzIndicaties", 0), "wlzIndicatieID": str(uuid.uuid4()),
-             "initieelVerantwoordelijkZorgkantoor": uzovi} for _ in range(count)]
-
-
-async def _load(node: Any, records: list[dict[str, Any]]) -> None:
-    result = await node.registers.put_many("WlzIndicatie", [(n, None, r) for n, r in enumerate(records)],
-                                           actor=node.actor, now=node.now())
-    assert result.created == len(records)
 
 
 async def test_while_deliveries_are_under_way_the_outbox_is_not_read_again_and_again(
@@ -88,7 +77,7 @@ async def test_while_deliveries_are_under_way_the_outbox_is_not_read_again_and_a
     monkeypatch.setattr(Outbox, "deliver_due", counting_pass)
     monkeypatch.setattr(Outbox, "_deliver_batch", slow_receiver)
     ciz, zk = await network.start("ciz", "zk5151")
-    await _load(ciz, _indicaties(200, "5151"))
+    await put_indicaties(ciz, _indicaties(200, "5151"))
     await network.settle(timeout=60)
     assert ciz.outbox.delivered_since_start == 200
     # Four messages (64 to a receiver that has not answered yet, then the rest), each half a second under way: a
@@ -111,10 +100,10 @@ async def test_a_receiver_with_a_large_backlog_gets_full_messages_and_at_most_it
 
     monkeypatch.setattr(Outbox, "_deliver_batch", measuring)
     ciz, zk = await network.start("ciz", "zk5151")
-    await _load(ciz, _indicaties(2, "5151"))  # it answers once
+    await put_indicaties(ciz, _indicaties(2, "5151"))  # it answers once
     await network.settle(timeout=30)
     sizes.clear()
-    await _load(ciz, _indicaties(1200, "5151"))
+    await put_indicaties(ciz, _indicaties(1200, "5151"))
     await network.settle(timeout=120)
     rows = await ciz.outbox.list(limit=1300)
     assert len(rows) == 1202 and all(r["status"] == "delivered" and r["attempts"] == 1 for r in rows)
@@ -142,7 +131,7 @@ async def test_a_receiver_that_swallows_connections_holds_one_message_and_never_
 
     server = await asyncio.start_server(swallow, "127.0.0.1", port)
     try:
-        await _load(ciz, _indicaties(600, "5050") + _indicaties(300, "5151"))
+        await put_indicaties(ciz, _indicaties(600, "5050") + _indicaties(300, "5151"))
         deadline = time.monotonic() + 8  # under the client's 10-s timeout: the first message to it is still waiting
         delivered: set[str] = set()
         while len(delivered) < 300 and time.monotonic() < deadline:
@@ -164,7 +153,7 @@ async def test_what_waits_for_a_probe_is_due_when_the_probe_got_through_while_a_
     the pass must not then park them for max_delay: they were stuck for 300 s in a 50-receiver benchmark."""
     ciz, zk = await network.start("ciz", "zk5151")
     outbox = ciz.outbox
-    await _load(ciz, _indicaties(3, "5151"))
+    await put_indicaties(ciz, _indicaties(3, "5151"))
     await network.settle(timeout=30)
     did = zk.identity.did
     outbox._unreachable[did] = 0.0  # a probe to it is under way
@@ -193,7 +182,7 @@ async def test_a_receivers_returning_backlog_does_not_hold_up_what_others_get_af
     monkeypatch.setattr(outbox_module, "BATCH", 64)  # a window of 64 rows, 16 of them to one receiver at most
     monkeypatch.setattr(outbox_module, "PER_RECEIVER", 16)
     ciz, other = await network.start("ciz", "zk5050")
-    await _load(ciz, _indicaties(300, "5151"))  # for a receiver no peer names yet: they wait for it
+    await put_indicaties(ciz, _indicaties(300, "5151"))  # for a receiver no peer names yet: they wait for it
     deliver = Outbox._deliver_batch
     slow: set[str] = set()
 
@@ -210,7 +199,7 @@ async def test_a_receivers_returning_backlog_does_not_hold_up_what_others_get_af
             break
         await asyncio.sleep(0.05)
     fresh = _indicaties(5, "5050")
-    await _load(ciz, fresh)
+    await put_indicaties(ciz, fresh)
     deadline = time.monotonic() + 3
     while len(await other.inbox.list()) < 5 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
