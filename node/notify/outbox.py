@@ -269,7 +269,7 @@ class Outbox:
         groups: dict[str, list[dict[str, Any]]] = {}  # receiver did -> notifications to send it in one message
         for rowid, did in chosen.start:
             row = rows.get(rowid)
-            if row is None:  # gone since it was chosen
+            if row is None:  # no longer pending since it was chosen
                 continue
             self._in_flight.add(row["notification_id"])
             self._flying[did] += 1
@@ -341,11 +341,13 @@ class Outbox:
         return chosen
 
     async def _rows(self, rowids: "builtins.list[int]") -> dict[int, dict[str, Any]]:
+        """The rows a pass chose, as long as they are still pending: one that stopped meanwhile (its receiver was
+        revoked, say) is not started."""
         if not rowids:
             return {}
         fetched = await self.store.fetchall(
-            f"SELECT rowid, {', '.join(_OUTBOX_COLUMNS)} FROM outbox WHERE rowid IN (SELECT value FROM json_each(?))",
-            (json.dumps(rowids),))
+            f"SELECT rowid, {', '.join(_OUTBOX_COLUMNS)} FROM outbox "
+            "WHERE rowid IN (SELECT value FROM json_each(?)) AND status = 'pending'", (json.dumps(rowids),))
         return {raw[0]: _row(raw[1:]) for raw in fetched}
 
     def _room_of(self, did: str) -> int:

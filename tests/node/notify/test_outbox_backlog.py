@@ -206,3 +206,27 @@ async def test_a_receivers_returning_backlog_does_not_hold_up_what_others_get_af
     assert len(await other.inbox.list()) == 5
     pending = await ciz.outbox.stats()
     assert pending["pending"] >= 150  # the backlog is still being worked through
+
+
+async def test_a_receiver_revoked_while_a_pass_was_reading_is_not_sent_what_the_pass_had_chosen(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass chooses on the rows' addresses, then reads the rows it starts: a revocation that ends what waits for
+    the receiver in between must stop those rows, not be overwritten by their delivery."""
+    ciz, zk = await network.start("ciz", "zk5151")
+    rows = Outbox._rows
+
+    async def revoked_meanwhile(self: Outbox, rowids: list[int]) -> Any:
+        await self.store.write([Outbox.stop_for([zk.identity.did])])
+        return await rows(self, rowids)
+
+    monkeypatch.setattr(Outbox, "_rows", revoked_meanwhile)
+    records = _indicaties(3, "5151")
+    await ciz.store.write([("UPDATE outbox SET status = 'delivered' WHERE status = 'pending'", (), False)])
+    await ciz.store.write([ciz.outbox._insert(p, ciz.now()) for r in records for p in [
+        outbox_module.Planned("NIEUWE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{r['wlzIndicatieID']}",
+                              f"WlzIndicatie/{r['wlzIndicatieID']}", receiver_did=zk.identity.did)]])
+    await ciz.outbox.deliver_due()
+    await ciz.outbox.settled()
+    stored = await ciz.store.fetchall("SELECT status FROM outbox WHERE receiver_did = ?", (zk.identity.did,))
+    assert [s for (s,) in stored] == ["dead"] * 3
+    assert await zk.inbox.list() == []
