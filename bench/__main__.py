@@ -123,16 +123,19 @@ def benchmarks(quick: bool) -> list[tuple[str, Callable[[], dict[str, float]], l
          [Target("ratio", "x random ids", None, False), Target("ordered_us", "µs", None, False),
           Target("random_us", "µs", None, False)]),
         (f"notifications, 10 receivers, fetch-back, backlog {backlog:,}",
-         lambda: notify.measure(SimpleNamespace(records=2000 if not quick else 500, backlog=backlog,
+         lambda: notify.measure(SimpleNamespace(records=2000 if not quick else 500, backlog=backlog, busy=20_000,
                                                 receivers=10, no_fetch=False, gossip_interval=None)),
          # The drain target is for a backlog of 10,000: a quick run's smaller one is not held to it.
          [Target("rate", "/s", 1000), Target("drain_s", "s", None if quick else 10, False),
           Target("receivers_ready_s", "s", None, False), Target("drain_after_ready_s", "s", None, False),
-          Target("attempts_while_down", "attempts", None, False)]),
+          Target("attempts_while_down", "attempts", None, False),
+          # 20,000 for one receiver, then one for each other: how long the others wait for theirs
+          Target("others_s", "s", None, False), Target("busy_s", "s", None, False)]),
     ]
     if not quick:
         out.append(("notifications, 50 receivers, fetch-back",
-                    lambda: notify.measure(SimpleNamespace(records=2000, backlog=10_000, receivers=50, no_fetch=False, gossip_interval=None)),
+                    lambda: notify.measure(SimpleNamespace(records=2000, backlog=10_000, receivers=50, no_fetch=False, gossip_interval=None,
+                                                           busy=0)),
                     [Target("rate", "/s", 800), Target("drain_s", "s", 10, False),
                      Target("receivers_ready_s", "s", None, False), Target("drain_after_ready_s", "s", None, False)]))
     for entries in ([10_000] if quick else [10_000, 1_000_000]):

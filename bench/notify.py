@@ -12,6 +12,9 @@ attempts made while the receivers were down). Each receiver acts on every
 notification as a node does by default: it fetches the indicatie back from
 the source with QIR-0001-ZKi (batched: ``queries``). Both figures count a
 notification once its receiver has acted on it, not when it is acknowledged.
+(1b) With ``--busy N``, between the two: N indicaties for one receiver, then
+one for each of the others: the time until the others have acted on theirs
+(an import for one zorgkantoor must not hold up everyone else's).
 """
 
 from __future__ import annotations
@@ -62,13 +65,14 @@ class Proc:
             self.proc = None
 
 
-def indicaties(n: int, receivers: int, template: dict) -> list[dict]:
-    rng = random.Random(n)
+def indicaties(n: int, receivers: int, template: dict, *, first: int = 0, seed: int | None = None) -> list[dict]:
+    """n indicaties for the receivers' zorgkantoren in turn, from the ``first``'th receiver on."""
+    rng = random.Random(n if seed is None else seed)
     out = []
     for i in range(n):
         record = json.loads(json.dumps(template))
         record["wlzIndicatieID"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        record["initieelVerantwoordelijkZorgkantoor"] = f"{5100 + i % receivers}"
+        record["initieelVerantwoordelijkZorgkantoor"] = f"{5100 + first + i % receivers}"
         out.append(record)
     return out
 
@@ -123,12 +127,28 @@ def wait_acted_on(receivers: list[Proc], total: int, timeout: float = 600) -> tu
     raise RuntimeError(f"not acted on in time: {acted} of {total}")
 
 
+def one_busy(admin: AdminClient, receivers: list[Proc], busy: int, template: dict, done: int) -> tuple[float, float]:
+    """Seconds until the other receivers acted on one notification each, loaded right after ``busy`` for the first
+    receiver; and until that one acted on all of its."""
+    others = receivers[1:]
+    before = acted_on(others)[0]
+    load(admin, indicaties(busy, 1, template, seed=busy + 1))
+    started = time.monotonic()
+    load(admin, indicaties(len(others), len(others), template, first=1, seed=busy + 2))
+    wait_acted_on(others, before + len(others))
+    others_s = time.monotonic() - started
+    wait_acted_on(receivers, done + busy + len(others))
+    return others_s, time.monotonic() - started
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--backlog", type=int, default=10000)
     parser.add_argument("--receivers", type=int, default=10)
     parser.add_argument("--no-fetch", action="store_true", help="receivers only store and acknowledge")
+    parser.add_argument("--busy", type=int, default=0, help="then this many for one receiver and one for each other "
+                        "right after: the time until the others acted on theirs")
     parser.add_argument("--gossip-interval", type=float, help="seconds between a node's gossip rounds (default: the "
                         "node's own, 30 s)")
     measure(parser.parse_args(argv))
@@ -179,6 +199,13 @@ def measure(args: Any) -> dict[str, float]:
               f"in {elapsed:.1f} s (bulk load of the records {loaded:.1f} s included): {args.records / elapsed:,.0f}/s  "
               f"(target >= 1,000/s)")
 
+        done = args.records
+        others_s = busy_s = 0.0
+        if args.busy:
+            others_s, busy_s = one_busy(admin, receivers, args.busy, template, done)
+            done += args.busy + len(receivers) - 1
+            print(f"{args.busy} notifications for one receiver, then one for each of the {len(receivers) - 1} others: "
+                  f"the others acted on theirs in {others_s:.2f} s, the one on its {args.busy} in {busy_s:.1f} s")
         for r in receivers:
             r.stop()
         backlog = indicaties(args.backlog, args.receivers, template)
@@ -195,22 +222,23 @@ def measure(args: Any) -> dict[str, float]:
         for r in receivers:
             r.wait_ready()
         ready = time.monotonic() - back  # what the source can deliver to a receiver waits for its start
-        wait_delivered(admin, args.records + args.backlog)
+        wait_delivered(admin, done + args.backlog)
         acknowledged = time.monotonic() - back
-        drain, fetched = wait_acted_on(receivers, args.records + args.backlog)
-        failed = not_fetched(receivers) if fetched < args.records + args.backlog and not args.no_fetch else {}
+        drain, fetched = wait_acted_on(receivers, done + args.backlog)
+        failed = not_fetched(receivers) if fetched < done + args.backlog and not args.no_fetch else {}
         drain += acknowledged
         after_ready = drain - ready
         print(f"backlog of {args.backlog} (outbox before the receivers returned: {stats}; {attempts} delivery attempts "
               f"while they were down) acknowledged {acknowledged:.1f} s and acted on {drain:.1f} s after they were "
               f"started again  (target <= 10 s; the last receiver was ready after {ready:.1f} s, and the backlog acted on {after_ready:.1f} s "
               f"later); {fetched} of "
-              f"{args.records + args.backlog} records fetched back")
+              f"{done + args.backlog} records fetched back")
         verify = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz.path), "--verify"], capture_output=True, text=True)
         print(f"source audit: {verify.stdout.strip()}")
         if failed:
             print(f"not fetched back when the backlog was acted on (a receiver tries these again later): {failed}")
-        return {"rate": args.records / elapsed, "drain_s": drain, "receivers_ready_s": ready, "drain_after_ready_s": after_ready, "attempts_while_down": attempts}
+        return {"rate": args.records / elapsed, "drain_s": drain, "receivers_ready_s": ready, "drain_after_ready_s": after_ready,
+                "attempts_while_down": attempts, **({"others_s": others_s, "busy_s": busy_s} if args.busy else {})}
     finally:
         for p in procs:
             p.stop()

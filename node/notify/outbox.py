@@ -17,7 +17,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
 
@@ -70,10 +70,44 @@ _CANDIDATE_COLUMNS = "rowid, notification_id, event_type, receiver_id_type, rece
 
 @dataclass
 class _Chosen:
-    start: list[tuple[int, str]]  # (rowid, receiver did), in the order due
-    nowhere: list[int]  # rowids of rows no peer names a receiver for
-    waiting: list[tuple[str, float, str]]  # (notification id, when due, receiver did): rows that wait for a probe
+    start: list[tuple[int, str]] = field(default_factory=list)  # (rowid, receiver did), in the order due
+    nowhere: list[int] = field(default_factory=list)  # rowids of rows no peer names a receiver for
+    # (notification id, when due, receiver did): rows that wait for a probe
+    waiting: list[tuple[str, float, str]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)  # rows started this pass, per receiver
+    opened: dict[str, int] = field(default_factory=dict)  # unreachable receiver -> rows of the probe message opened
 
+
+# The receivers (receiver_id_type, receiver_id) with pending rows, at most ? of them, that have a row due by ?: one
+# seek in the receiver index per type and per receiver (SQLite has no skip scan for this), so a receiver with a
+# million rows costs what one with a single row does.
+_DUE_RECEIVERS = """
+WITH RECURSIVE
+  types(t) AS (
+    SELECT min(receiver_id_type) FROM outbox WHERE status = 'pending'
+    UNION ALL
+    SELECT (SELECT min(receiver_id_type) FROM outbox WHERE status = 'pending' AND receiver_id_type > types.t)
+    FROM types WHERE types.t IS NOT NULL),
+  receivers(t, i) AS (
+    SELECT t, (SELECT min(receiver_id) FROM outbox WHERE status = 'pending' AND receiver_id_type = types.t)
+    FROM types WHERE t IS NOT NULL
+    UNION ALL
+    SELECT t, (SELECT min(receiver_id) FROM outbox WHERE status = 'pending' AND receiver_id_type = receivers.t
+               AND receiver_id > receivers.i)
+    FROM receivers WHERE i IS NOT NULL LIMIT ?)
+SELECT t, i FROM receivers WHERE i IS NOT NULL AND (
+  SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending' AND receiver_id_type = receivers.t
+  AND receiver_id = receivers.i) <= ?
+"""
+# The oldest rows due of each receiver in a JSON list of [receiver_id_type, receiver_id], at most ? a receiver and ?
+# in all, oldest first.
+_DUE_OF_RECEIVERS = f"""
+SELECT {', '.join('o.' + column for column in _CANDIDATE_COLUMNS.split(', '))} FROM json_each(?1) AS r, outbox AS o
+WHERE o.rowid IN (SELECT rowid FROM outbox WHERE status = 'pending' AND receiver_id_type = json_extract(r.value, '$[0]')
+                  AND receiver_id = json_extract(r.value, '$[1]') AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3)
+ORDER BY o.next_attempt_at LIMIT ?4
+"""
+_MAX_RECEIVERS_READ = 10_000  # bounds the scan; a receiver past it is read in due order, as before
 
 NO_PEER_YET = "no peer with this identifier is known (yet)"
 # next_attempt_at of a row that waits for its receiver to become known (9999-12-31): peer_back, or the node's start
@@ -264,7 +298,15 @@ class Outbox:
         candidates = await self.store.fetchall(
             f"SELECT {_CANDIDATE_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at LIMIT ?", (now, BATCH))
-        chosen = self._choose(candidates, room, now)
+        chosen = _Chosen()
+        self._capped.clear()
+        self._choose(candidates, room, now, chosen)
+        if len(candidates) == BATCH and self._capped and len(chosen.start) < room:
+            # The window is full of rows for receivers without room (an import for one of them): what the others
+            # have due may lie past it, and is read receiver by receiver.
+            read = {candidate[0] for candidate in candidates}
+            others = await self._due_past(now, chosen)
+            self._choose([row for row in others if row[0] not in read], room, now, chosen)
         rows = await self._rows([rowid for rowid, _ in chosen.start] + chosen.nowhere)
         groups: dict[str, list[dict[str, Any]]] = {}  # receiver did -> notifications to send it in one message
         for rowid, did in chosen.start:
@@ -305,13 +347,10 @@ class Outbox:
             return 5.0
         return max(0.0, min(5.0, float(nxt[0]) - time.time()))
 
-    def _choose(self, candidates: "builtins.list[Any]", room: int, now: float) -> _Chosen:
+    def _choose(self, candidates: "builtins.list[Any]", room: int, now: float, chosen: _Chosen) -> None:
         """Which due rows a pass starts (in order, with their receiver), which wait for a receiver no peer names,
         and which wait for a probe: decided on their addresses alone, so that what is skipped is never decoded."""
-        chosen = _Chosen([], [], [])
-        counts: Counter[str] = Counter()  # rows started this pass, per receiver
-        opened: dict[str, int] = {}  # unreachable receiver -> rows of the probe message this pass opens
-        self._capped.clear()
+        counts, opened = chosen.counts, chosen.opened
         for rowid, notification_id, event_type, id_type, identifier, receiver_did, url in candidates:
             if len(chosen.start) == room:
                 break
@@ -338,7 +377,21 @@ class Outbox:
                 continue
             counts[did] += 1
             chosen.start.append((rowid, did))
-        return chosen
+
+    async def _due_past(self, now: float, chosen: _Chosen) -> "builtins.list[Any]":
+        """What is due for receivers that still have room, read receiver by receiver through the receiver index
+        (a scan from one receiver's key to the next, then each one's oldest rows): the cost grows with the number
+        of receivers, not with the backlog a full one has."""
+        keys = await self.store.fetchall(_DUE_RECEIVERS, (_MAX_RECEIVERS_READ, now))
+        wanted = []
+        for id_type, identifier in keys:
+            did = self._did_of(identifier if id_type == "DID" else None, id_type, identifier, None)
+            if did is None or did in self._unreachable or \
+                    self._flying[did] + chosen.counts[did] < self._room_of(did):
+                wanted.append((id_type, identifier))
+        if not wanted:
+            return []
+        return await self.store.fetchall(_DUE_OF_RECEIVERS, (json.dumps(wanted), now, PER_RECEIVER, BATCH))
 
     async def _rows(self, rowids: "builtins.list[int]") -> dict[int, dict[str, Any]]:
         """The rows a pass chose, as long as they are still pending: one that stopped meanwhile (its receiver was

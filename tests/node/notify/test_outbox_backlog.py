@@ -230,3 +230,34 @@ async def test_a_receiver_revoked_while_a_pass_was_reading_is_not_sent_what_the_
     stored = await ciz.store.fetchall("SELECT status FROM outbox WHERE receiver_did = ?", (zk.identity.did,))
     assert [s for (s,) in stored] == ["dead"] * 3
     assert await zk.inbox.list() == []
+
+
+async def test_a_receiver_with_more_due_than_a_pass_reads_does_not_hold_up_the_others(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import for one zorgkantoor leaves more rows due for it than a pass reads, all due before what anyone else
+    gets next. A pass that finds its window full of rows for receivers without room looks past them, receiver by
+    receiver: the others' notifications go out while that backlog is still being worked through."""
+    monkeypatch.setattr(outbox_module, "BATCH", 64)  # a window of 64 rows; 16 in flight to one receiver at most
+    monkeypatch.setattr(outbox_module, "PER_RECEIVER", 16)
+    monkeypatch.setattr(outbox_module, "MAX_BATCH", 8)
+    ciz, busy, other = await network.start("ciz", "zk5151", "zk5050")
+    deliver = Outbox._deliver_batch
+
+    async def slow_for_the_busy_one(self: Outbox, rows: list[dict[str, Any]], did: str) -> Any:
+        if did == busy.identity.did:
+            await asyncio.sleep(0.3)
+        return await deliver(self, rows, did)
+
+    monkeypatch.setattr(Outbox, "_deliver_batch", slow_for_the_busy_one)
+    await put_indicaties(ciz, _indicaties(400, "5151"))
+    await put_indicaties(ciz, _indicaties(5, "5050"))
+    deadline = time.monotonic() + 3
+    while len(await other.inbox.list()) < 5 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert len(await other.inbox.list()) == 5
+    assert (await ciz.outbox.stats())["pending"] >= 250  # the backlog is still being worked through
+    assert max(ciz.outbox._flying.values(), default=0) <= 16
+    await network.settle(timeout=60)
+    delivered = await ciz.store.fetchall("SELECT count(*), sum(attempts) FROM outbox WHERE status = 'delivered'")
+    assert delivered == [(405, 405)]  # every one of them once, none tried twice
+    assert len(await busy.inbox.list(limit=1000)) == 400
