@@ -631,8 +631,10 @@ class Outbox:
 
     async def forget_delivered(self, before: int, *, dry_run: bool = False) -> int:
         """Retention: notifications delivered or refused before ``before`` go (meldingen stay: they are followed)."""
-        where = ("WHERE status IN ('delivered', 'refused') AND coalesce(delivered_at, created_at) < ? "
-                 "AND event_type != ?")
+        # A row is delivered after it was made: created_at < ? says so too, and lets the index on it (outbox_newest)
+        # read only what is old enough, not the whole outbox.
+        where = ("WHERE created_at < ?1 AND status IN ('delivered', 'refused') AND coalesce(delivered_at, created_at) < ?1 "
+                 "AND event_type != ?2")
         row = await self.store.fetchone(f"SELECT count(*) FROM outbox {where}", (before, MELDING_EVENT))
         count = int(row[0]) if row else 0
         if count and not dry_run:

@@ -334,11 +334,31 @@ MIGRATIONS: Final[list[str]] = [
     CREATE INDEX subscriptions_by_subscriber ON subscriptions(subscriber_did);
     CREATE INDEX subscriptions_of_organisations ON subscriptions(subscriber_did) WHERE bsn IS NULL;
     """,
-    # 15: a pass whose window is full of rows for receivers without room reads what is due for the others receiver
-    # by receiver, oldest first: the receiver index orders each receiver's rows by when they are due
+    # 15: nothing a timer or a request does reads a table that grows with history or traffic.
+    # - A pass whose window is full of rows for receivers without room reads what is due for the others receiver by
+    #   receiver, oldest first: the receiver index orders each receiver's rows by when they are due.
+    # - The replay ids are kept in the order they come, not by (sender, id): an id went to a random page of a
+    #   B-tree that outgrows the cache at sustained load (27.9 against 3.6 µs a row with 825,000 ids kept), and
+    #   forgetting a minute read all of them. The guard in memory refuses a repeated id; the table only carries
+    #   the ids over a restart.
+    # - What the inbox has yet to act on is found by its own small index, not by reading every notification
+    #   received (every 2 s).
+    # - Retention finds the records whose period ended by that date, not by reading every current version (a
+    #   register of a million, once a day, with the writes waiting behind the read).
     """
     DROP INDEX outbox_by_receiver;
     CREATE INDEX outbox_by_receiver ON outbox(receiver_id_type, receiver_id, next_attempt_at) WHERE status = 'pending';
+    CREATE TABLE replay_in_order (
+        forget_after INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        message_id BLOB NOT NULL
+    );
+    INSERT INTO replay_in_order (forget_after, sender, message_id)
+        SELECT forget_after, sender, message_id FROM replay ORDER BY forget_after;
+    DROP TABLE replay;
+    ALTER TABLE replay_in_order RENAME TO replay;
+    CREATE INDEX inbox_to_act ON inbox(status) WHERE status = 'received' OR status = 'fetch-failed';
+    CREATE INDEX records_retention ON records(retain_until) WHERE current = 1 AND retain_until IS NOT NULL;
     """,
 ]
 

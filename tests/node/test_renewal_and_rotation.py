@@ -173,3 +173,28 @@ async def test_the_running_node_takes_up_a_certificate_dropped_in_its_home(netwo
 
     await until(switched)
     assert (await ciz.audit.verify())[0]  # the chain head is signed under the new certificate's key
+
+
+async def test_held_evidence_is_checked_a_page_at_a_time_each_piece_once(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A holder of a whole region's records checks its evidence in pages, not by reading it all at once: every piece
+    is still checked, once, and what is stale is fetched again."""
+    import node.notify.inbox as inbox_module
+    ciz, zk, za = await three(network)
+    [(kind, signed, rest)] = await za.store.fetchall("SELECT kind, signed, wlzIndicatieID FROM evidence")
+    await za.store.write([("INSERT INTO evidence (kind, record_id, wlzIndicatieID, signed) VALUES (?, ?, ?, ?)",
+                           (kind, f"copy-{i}", rest, signed), False) for i in range(6)])
+    monkeypatch.setattr(inbox_module, "EVIDENCE_PAGE", 2)
+    reads: list[str] = []
+    fetchall = za.store.fetchall
+
+    async def counting(sql: str, params: Any = ()) -> Any:
+        if "FROM evidence" in sql:
+            reads.append(sql)
+        return await fetchall(sql, params)
+
+    monkeypatch.setattr(za.store, "fetchall", counting)
+    seen: list[bytes] = []
+    monkeypatch.setattr(za.inbox, "_stale", lambda signed, source_org, then: seen.append(signed) or False)
+    assert await za.inbox.refresh_evidence(now=za.now(), margin=3) == 0
+    assert len(seen) == 7 and len(reads) == 4  # 7 pieces in pages of 2: 2, 2, 2, 1
