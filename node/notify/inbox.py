@@ -327,7 +327,7 @@ class Inbox:
         row = await self.store.fetchone(f"SELECT count(*) FROM inbox {where}", (before,))
         count = int(row[0]) if row else 0
         if count and not dry_run:
-            await self.store.write([(f"DELETE FROM inbox {where}", (before,), False)])
+            await self.store.delete_in_slices("inbox", where, (before,), count)
         return count
 
     async def list(self, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:

@@ -638,7 +638,7 @@ class Outbox:
         row = await self.store.fetchone(f"SELECT count(*) FROM outbox {where}", (before, MELDING_EVENT))
         count = int(row[0]) if row else 0
         if count and not dry_run:
-            await self.store.write([(f"DELETE FROM outbox {where}", (before, MELDING_EVENT), False)])
+            await self.store.delete_in_slices("outbox", where, (before, MELDING_EVENT), count)
         return count
 
     async def stats(self) -> dict[str, int]:
