@@ -109,6 +109,15 @@ ORDER BY o.next_attempt_at LIMIT ?4
 """
 _MAX_RECEIVERS_READ = 10_000  # bounds the scan; a receiver past it is read in due order, as before
 
+# How a list of one status finds its rows: dead letters and what is pending through the partial indexes that hold
+# only them (the status written out, or SQLite would not use them), not by walking every notification ever sent,
+# newest first, until a page of the few is found. Delivered ones are the bulk: the newest of all is as good.
+_LISTED: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "": ("", ()),
+    "dead": ("INDEXED BY outbox_dead WHERE status = 'dead'", ()),
+    "pending": ("INDEXED BY outbox_due WHERE status = 'pending'", ()),
+}
+
 NO_PEER_YET = "no peer with this identifier is known (yet)"
 # next_attempt_at of a row that waits for its receiver to become known (9999-12-31): peer_back, or the node's start
 # (wake_known), makes it due; nothing reads or rewrites it before (end_waiting ends it after dead_after).
@@ -609,7 +618,7 @@ class Outbox:
 
     async def list(self, status: str | None = None, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         """Notifications, newest first, a page at a time."""
-        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        where, params = _LISTED.get(status or "", ("WHERE status = ?", (status,)))
         rows = await self.store.fetchall(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox {where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
             (*params, limit, offset))
