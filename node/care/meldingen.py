@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 OPEN = ("ontvangen", "in_behandeling")
 FINAL = ("afgehandeld", "afgewezen")
 NEXT: dict[str, tuple[str, ...]] = {"ontvangen": ("in_behandeling", *FINAL), "in_behandeling": FINAL}
+# Meldingen of one reporter a source keeps open at most: more than a party's honest errors after a bad load, few
+# enough that a related party cannot fill the source's store with them. The next is refused for now (conflict): its
+# reporter's outbox sends it again, and it is kept once the source has answered one of the others.
+MAX_OPEN_PER_REPORTER = 1000
+# A reporter's open meldingen, counted on the lookup keys alone: one seek per melding of his, nothing decoded.
+_OPEN_FROM = ("SELECT count(*) FROM record_keys m JOIN record_keys s ON s.record = m.record "
+              "WHERE m.name = 'melder' AND m.value = ? AND s.name = 'status' AND s.value IN "
+              f"({', '.join(repr(status) for status in OPEN)})")
 # Raises a signed denial when the member may not report an error in this record (PolicyDecisionPoint.check_reporter).
 CheckReporter = Callable[[Member, str, dict[str, Any]], Awaitable[None]]
 
@@ -65,6 +73,10 @@ class MeldingDesk:
             return Ack(ref=melding.melding_id, status="duplicate"), []
         kind, target = await self._target(melding.record)
         await self.check_reporter(incoming.sender, kind, target)
+        row = await self.registers.store.fetchone(_OPEN_FROM, (incoming.sender.did,))
+        if row is not None and row[0] >= MAX_OPEN_PER_REPORTER:
+            raise RemoteProtocolError(ErrorCode.CONFLICT, f"{row[0]} meldingen of yours are open here: this one is "
+                                      "kept once one of them is answered", rule="MELDING-OPEN")
         received = date.fromtimestamp(now)
         data = {
             "meldingID": melding.melding_id, "record": melding.record, "regel": melding.rule,

@@ -199,3 +199,46 @@ async def test_meldingen_kept_before_the_life_cycle_become_records_at_start(netw
     assert (kept["meldingID"], kept["melder"], kept["status"], kept["antwoordAan"]) == (
         old_id, zk.identity.did, "ontvangen", {"idType": "DID", "id": zk.identity.did})
     assert await restarted.store.fetchall("SELECT * FROM meldingen") == []
+
+
+async def test_a_reporter_has_at_most_so_many_meldingen_open_at_a_source_and_the_next_waits_its_turn(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A party related to a record cannot fill its source's store with meldingen about it: with MAX_OPEN of its own
+    not yet answered, the source refuses the next (conflict) and keeps nothing of it. The reporter's outbox keeps
+    that one and sends it again, and it is kept once the source has answered one of the others."""
+    import uuid
+
+    import node.care.meldingen as desk_module
+    from node.errors import PeerRefused
+    monkeypatch.setattr(desk_module, "MAX_OPEN_PER_REPORTER", 3, raising=False)  # without the bound: the attack runs
+    ciz, zk, client = await indicatie(network, "zk5151", "client")
+
+    def melding() -> Melding:
+        return Melding(melding_id=str(uuid.uuid4()), event_type="IWLZFOUTMELDING", rule="IRG0012",
+                       record=f"WlzIndicatie/{IND0}", description="")
+
+    for _ in range(3):
+        assert (await zk.client.request(ciz.url, melding(), to=ciz.identity.did)).message.status == "accepted"
+    fourth = melding()
+    with pytest.raises(PeerRefused) as info:
+        await zk.client.request(ciz.url, fourth, to=ciz.identity.did)
+    assert (info.value.code, info.value.rule) == ("conflict", "MELDING-OPEN")
+    assert len(await ciz.melding_desk.list(state="open")) == 3
+    assert await ciz.registers.current("Melding", fourth.melding_id) is None
+    # Another reporter's meldingen are not held up by this one's.
+    assert (await client.client.request(ciz.url, melding(), to=ciz.identity.did)).message.status == "accepted"
+    # Through the outbox: refused for now, not for good; kept once the source answered one.
+    waiting = await send(zk, ciz)
+    await network.settle()
+    row = await sent(zk, waiting)
+    assert (row["status"], row["delivery"]) == ("verzonden", "pending") and "MELDING-OPEN" in row["last_error"]
+    opened = [m for m in await ciz.melding_desk.list(state="open") if m["melder"] == zk.identity.did]
+    await ciz.melding_desk.answer(opened[0]["meldingID"], "in_behandeling", None)  # still open: no room yet
+    await ciz.melding_desk.answer(opened[0]["meldingID"], "afgehandeld", "hersteld")
+    deadline = time.monotonic() + 10
+    while (await sent(zk, waiting))["delivery"] != "delivered" and time.monotonic() < deadline:
+        await zk.outbox.deliver_due()
+        await asyncio.sleep(0.2)
+    assert (await sent(zk, waiting))["delivery"] == "delivered"
+    assert await ciz.registers.current("Melding", waiting) is not None
+    assert len([m for m in await ciz.melding_desk.list(state="open") if m["melder"] == zk.identity.did]) == 3
