@@ -98,6 +98,7 @@ _RETIRE = "UPDATE records SET current = 0 WHERE kind = ? AND record_id = ? AND c
 _WRITE_ORDER = {_RETIRE: 0, _INSERT_RECORD: 1, _DELETE_KEY: 2, _INSERT_KEY: 3}
 _COLUMNS = "kind, record_id, version, signed, signature, data, deleted, created_at, cert_hash"
 _SELECT = f"SELECT {_COLUMNS} FROM records"
+PURGE_SLICE = 500  # records retention removes per commit (their versions, keys and audit entries)
 # Lookup keys whose value names a few records (a client's, an indicatie's); the others name thousands.
 _NAMING_FEW = frozenset({"bsn", "wlzIndicatieID", "bemiddelingspecificatieID", "verzoekID", "leveringID"})
 _COUNT = ("INSERT INTO register_counts (kind, current) VALUES (?, ?) "
@@ -602,20 +603,23 @@ class Registers:
         paths = [f"{kind}/{record_id}" for kind, record_id, _ in rows]
         if dry_run or not rows:
             return paths
-        statements: list[Statement] = []
-        held: dict[str, int] = {}
-        for kind, record_id, deleted in rows:
-            if not deleted:
-                held[kind] = held.get(kind, 0) - 1
-            # The keys first: they find their record through its first version.
-            statements.append((_DELETE_KEY, _keys(kind, record_id, await self._last_content(kind, record_id)), True))
-            statements.append(("DELETE FROM records WHERE kind = ? AND record_id = ?", (kind, record_id), False))
-            statements.append(self.audit.entry(now=now, event="record.purge", action="D", result="retention ended",
-                                               actor=actor, record=f"{kind}/{record_id}"))
-        async with self._lock:
-            await self._write(statements, held)
-            self._current.clear()
-            self._unsigned_after = 0  # rowids of purged versions may be given out again
+        # A slice at a time, each its own commit: the first run after retention was set (or after a long stop) may
+        # purge a large part of a register, and one transaction would hold every other write until it ends.
+        for start in range(0, len(rows), PURGE_SLICE):
+            statements: list[Statement] = []
+            held: dict[str, int] = {}
+            for kind, record_id, deleted in rows[start:start + PURGE_SLICE]:
+                if not deleted:
+                    held[kind] = held.get(kind, 0) - 1
+                # The keys first: they find their record through its first version.
+                statements.append((_DELETE_KEY, _keys(kind, record_id, await self._last_content(kind, record_id)), True))
+                statements.append(("DELETE FROM records WHERE kind = ? AND record_id = ?", (kind, record_id), False))
+                statements.append(self.audit.entry(now=now, event="record.purge", action="D", result="retention ended",
+                                                   actor=actor, record=f"{kind}/{record_id}"))
+            async with self._lock:
+                await self._write(statements, held)
+                self._current.clear()
+                self._unsigned_after = 0  # rowids of purged versions may be given out again
         return paths
 
 __all__ = ["Registers", "StoredVersion", "BatchResult", "values_at"]

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import date
 from typing import Any
 
 import pytest
@@ -70,3 +71,28 @@ async def test_the_node_purges_on_its_own_exactly_what_the_retention_table_says(
     assert await restarted.outbox.list() == []
     [gone] = [e for e in await restarted.audit.entries(limit=100_000) if e.event == "notification.purge"]
     assert gone.result == "5 removed"  # four NIEUWE_ and one VERWIJDERDE_INDICATIE_ZORGKANTOOR, delivered
+
+
+async def test_retention_purges_a_slice_of_records_at_a_time(network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first purge after retention was set may remove much of a register: it goes in slices, each its own
+    commit, so that everyone else's writes get in between; every record whose period ended goes, each audited."""
+    import node.store.registers as registers_module
+    monkeypatch.setattr(registers_module, "PURGE_SLICE", 2, raising=False)
+    (ciz,) = await network.start("ciz", retention={"WlzIndicatie": {"ended": 1, "withdrawn": 0}})
+    ended = [indicatie("2024-06-30") for _ in range(5)]
+    for data in [*ended, indicatie(None)]:
+        await put(ciz, "WlzIndicatie", data)
+    commits: list[int] = []
+    write = ciz.registers._write
+
+    async def counting(statements: Any, *args: Any) -> Any:
+        commits.append(len(statements))
+        return await write(statements, *args)
+
+    monkeypatch.setattr(ciz.registers, "_write", counting)
+    purged = await ciz.registers.purge(today=date(2026, 12, 6), actor=ciz.actor, now=ciz.now())
+    assert sorted(purged) == sorted(f"WlzIndicatie/{d['wlzIndicatieID']}" for d in ended)
+    assert len(commits) == 3  # 2 + 2 + 1 records
+    assert len(await remaining(ciz)) == 1 and ciz.registers.counts() == {"WlzIndicatie": 1}
+    assert len([e for e in await ciz.audit.entries(limit=1000) if e.event == "record.purge"]) == 5
+    assert (await ciz.audit.verify())[0]
