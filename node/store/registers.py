@@ -50,6 +50,12 @@ class StoredVersion:
             self._signed = self.make_signed()
         return self._signed
 
+    def adopt_signed(self, signed: bytes) -> None:
+        """Bytes signed elsewhere for this very version (the background signer's), unless it has its own: its first
+        reader would otherwise sign it again and store the same signature once more."""
+        if self._signed is None:
+            self._signed = signed
+
     @property
     def path(self) -> str:
         return f"{self.kind}/{self.record_id}"
@@ -236,12 +242,10 @@ class Registers:
             self._unsigned_after = int(rows[-1][0])
             for row in rows:
                 version = self._row(row[1:])
-                signed = version.signed
-                # The import kept its versions unsigned: give a kept one these bytes, or its first reader would
-                # sign it again and store the same signature once more.
-                kept = self._current.peek((version.kind, version.record_id))
-                if kept is not None and kept.version == version.version and kept._signed is None:
-                    kept._signed = signed
+                signed = version.signed  # made here: what this pass is for
+                kept = self._current.peek((version.kind, version.record_id))  # the import kept it unsigned
+                if kept is not None and kept.version == version.version:
+                    kept.adopt_signed(signed)
             await self.keep_signatures()
             done += len(rows)
             await asyncio.sleep(0)  # let requests through between batches
