@@ -118,3 +118,17 @@ async def test_housekeeping_forgets_replay_ids_only_after_their_window(network: 
     await ciz.dispatcher.forget_old_ids(ciz.now())
     assert await ciz.store.fetchall("SELECT 1 FROM replay") == []
     assert len(ciz.endpoint.replay) == 0
+
+
+def test_an_upgraded_store_keeps_its_replay_ids_in_the_order_they_are_forgotten() -> None:
+    """Schema 15 keeps replay ids in arrival order (forgotten from the front) instead of by (sender, id): the ids a
+    store held before still count after the upgrade, first to be forgotten first."""
+    from node.store.schema import MIGRATIONS
+    db = sqlite3.connect(":memory:")
+    for script in MIGRATIONS[:14]:
+        db.executescript(script)
+    ids = [("did:key:z6MkA", bytes([i]) * 16, 1000 - i) for i in range(5)]
+    db.executemany("INSERT INTO replay (sender, message_id, forget_after) VALUES (?, ?, ?)", ids)
+    db.executescript(MIGRATIONS[14])
+    kept = db.execute("SELECT sender, message_id, forget_after FROM replay ORDER BY rowid").fetchall()
+    assert kept == sorted(ids, key=lambda row: row[2])
