@@ -120,7 +120,7 @@ async def test_housekeeping_forgets_replay_ids_only_after_their_window(network: 
     assert len(ciz.endpoint.replay) == 0
 
 
-def test_an_upgraded_store_keeps_its_replay_ids_in_the_order_they_are_forgotten() -> None:
+async def test_an_upgraded_store_keeps_its_replay_ids_in_the_order_they_are_forgotten() -> None:
     """Schema 15 keeps replay ids in arrival order (forgotten from the front) instead of by (sender, id): the ids a
     store held before still count after the upgrade, first to be forgotten first."""
     from node.store.schema import MIGRATIONS
