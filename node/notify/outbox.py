@@ -112,10 +112,10 @@ _MAX_RECEIVERS_READ = 10_000  # bounds the scan; a receiver past it is read in d
 # How a list of one status finds its rows: dead letters and what is pending through the partial indexes that hold
 # only them (the status written out, or SQLite would not use them), not by walking every notification ever sent,
 # newest first, until a page of the few is found. Delivered ones are the bulk: the newest of all is as good.
-_LISTED: dict[str, tuple[str, tuple[Any, ...]]] = {
-    "": ("", ()),
-    "dead": ("INDEXED BY outbox_dead WHERE status = 'dead'", ()),
-    "pending": ("INDEXED BY outbox_due WHERE status = 'pending'", ()),
+_LISTED: dict[str, str] = {
+    "": "",
+    "dead": "INDEXED BY outbox_dead WHERE status = 'dead'",
+    "pending": "INDEXED BY outbox_due WHERE status = 'pending'",
 }
 
 NO_PEER_YET = "no peer with this identifier is known (yet)"
@@ -326,7 +326,7 @@ class Outbox:
             self._flying[did] += 1
             if did in self._unreachable:
                 self._probing.add(did)
-            if row["event_type"] == MELDING_EVENT or self._single_only.get(did, 0.0) > now:
+            if self._one_per_message(row["event_type"], did, now):
                 self.spawn(self._deliver_and_record([row], did), "delivery")
                 continue
             group = groups.setdefault(did, [])
@@ -379,9 +379,8 @@ class Outbox:
                     chosen.waiting.append((notification_id, self._unreachable[did], did))
                     continue
                 else:
-                    single = event_type == MELDING_EVENT or self._single_only.get(did, 0.0) > now
-                    opened[did] = 1 if single else MAX_BATCH
-            elif self._flying[did] + counts[did] >= self._room_of(did):
+                    opened[did] = 1 if self._one_per_message(event_type, did, now) else MAX_BATCH
+            elif self._flying[did] + counts[did] >= self._room_of(did, now):
                 self._capped.add(did)
                 continue
             counts[did] += 1
@@ -396,7 +395,7 @@ class Outbox:
         for id_type, identifier in keys:
             did = self._did_of(identifier if id_type == "DID" else None, id_type, identifier, None)
             if did is None or did in self._unreachable or \
-                    self._flying[did] + chosen.counts[did] < self._room_of(did):
+                    self._flying[did] + chosen.counts[did] < self._room_of(did, now):
                 wanted.append((id_type, identifier))
         if not wanted:
             return []
@@ -412,9 +411,17 @@ class Outbox:
             "WHERE rowid IN (SELECT value FROM json_each(?)) AND status = 'pending'", (json.dumps(rowids),))
         return {raw[0]: _row(raw[1:]) for raw in fetched}
 
-    def _room_of(self, did: str) -> int:
+    def _single_only_at(self, did: str, now: float) -> bool:
+        """Whether this receiver refused a message of several lately: it gets one notification per message."""
+        return self._single_only.get(did, 0.0) > now
+
+    def _one_per_message(self, event_type: str, did: str, now: float) -> bool:
+        """A melding goes alone, and so does everything to a receiver that gets one notification per message."""
+        return event_type == MELDING_EVENT or self._single_only_at(did, now)
+
+    def _room_of(self, did: str, now: float) -> int:
         """Deliveries that may be in flight to this receiver: eight messages' worth, or one message's."""
-        if self._single_only.get(did, 0.0) > time.time():  # a message holds one notification
+        if self._single_only_at(did, now):  # a message holds one notification
             return PER_RECEIVER // MAX_BATCH
         return PER_RECEIVER if did in self._answered else MAX_BATCH
 
@@ -437,7 +444,8 @@ class Outbox:
         self._flying[did] -= len(rows)
         if self._flying[did] <= 0:
             del self._flying[did]
-        if len(self._in_flight) <= BATCH // 2 or (did in self._capped and self._flying[did] <= self._room_of(did) // 2):
+        room_again = did in self._capped and self._flying[did] <= self._room_of(did, time.time()) // 2
+        if len(self._in_flight) <= BATCH // 2 or room_again:
             self.wake()
 
     async def settled(self) -> None:
@@ -618,7 +626,7 @@ class Outbox:
 
     async def list(self, status: str | None = None, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         """Notifications, newest first, a page at a time."""
-        where, params = _LISTED.get(status or "", ("WHERE status = ?", (status,)))
+        where, params = (_LISTED[status or ""], ()) if (status or "") in _LISTED else ("WHERE status = ?", (status,))
         rows = await self.store.fetchall(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox {where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
             (*params, limit, offset))
