@@ -132,3 +132,27 @@ async def test_an_upgraded_store_keeps_its_replay_ids_in_the_order_they_are_forg
     db.executescript(MIGRATIONS[14])
     kept = db.execute("SELECT sender, message_id, forget_after FROM replay ORDER BY rowid").fetchall()
     assert kept == sorted(ids, key=lambda row: row[2])
+
+
+async def test_a_message_replayed_after_a_restart_is_refused_and_changes_nothing(network: Network) -> None:
+    """The store keeps the replay ids only to carry them over a restart (schema 15: in arrival order, without a key
+    of its own): a message the node answered before it restarted is still a replay after it."""
+    ciz, zk = await network.start("ciz", "zk5151")
+    await ciz.registers.put("WlzIndicatie", sample("wlzIndicaties", 0), actor=ciz.actor, now=ciz.now())
+    # With its certificate whole: one sent by hash would be refused after the restart for that alone.
+    good = zk.endpoint.send(query(), to=ciz.identity.did, now=ciz.now(), cert_by_hash=False)
+    assert (await post(ciz, good.data))[0] == 200
+    await network.settle()
+    await ciz.stop()
+    again = Node(ciz.home, port=int(ciz.url.rsplit(":", 1)[1]), mdns=False, gossip_interval=0)
+    await again.start()
+    network.nodes["ciz"] = again
+    before = dump(again)
+    status, body = await post(again, good.data)
+    assert status == 409, status  # answered again, without the ids kept over the restart
+    signed = cose.parse_sign1(body)  # a signed error, bound to what was sent
+    signed.verify(Verifier.from_did(again.identity.did))
+    reply = cbor.decode(signed.payload)
+    assert (reply["typ"], reply["body"]["code"]) == ("error", "replay")
+    assert reply["re"]["h"] == digest(good.data)
+    assert dump(again) == before  # nothing stored, the id not remembered twice
