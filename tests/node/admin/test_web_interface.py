@@ -167,3 +167,51 @@ async def test_the_page_is_served_but_nothing_behind_it_without_a_code(network: 
             assert r.status == 401
         async with http.get(f"{ciz.admin_url}/admin/v1/node", headers={"Authorization": "Bearer iwlz_wrong"}) as r:
             assert r.status == 401
+        bearer = {"Authorization": f"Bearer {ciz.home.admin_token()}"}
+        for path in ("/admin/v1/node", "/admin/v1/export/WlzIndicatie"):  # an answer, and a streamed one
+            async with http.get(f"{ciz.admin_url}{path}", headers=bearer) as r:
+                assert r.status == 200, path
+                assert (r.headers["Cache-Control"], r.headers["X-Content-Type-Options"]) == ("no-store", "nosniff")
+
+
+# A flaw that lets text become markup (in this page or a later change to it) must not become a script: the pages
+# run only the one script they ship, and cannot be framed by another site.
+INJECTED = """() => {
+    document.body.insertAdjacentHTML('beforeend', '<img src="x" onerror="window.injected = 1">');
+    const script = document.createElement('script');
+    script.textContent = 'window.injected = 2';
+    document.body.append(script);
+    const style = document.createElement('style');
+    style.textContent = 'body { display: none }';
+    document.head.append(style);
+}"""
+
+
+@pytest.mark.parametrize("name, path", [("ciz", "/beheer"), ("client", "/mijn")])
+async def test_a_script_the_page_did_not_ship_never_runs(network: Network, name: str, path: str) -> None:
+    (node,) = await network.start(name)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{node.admin_url}{path}") as r:
+            policy = r.headers["Content-Security-Policy"]
+            assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["Referrer-Policy"] == "no-referrer"
+    directives = dict(d.strip().partition(" ")[::2] for d in policy.split(";"))
+    assert "unsafe-inline" not in policy and directives["frame-ancestors"] == "'none'"
+    assert directives["default-src"] == "'none'" and directives["connect-src"] == "'self'"
+    async with Browser() as page:
+        refused: list[str] = []
+        page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None)
+        if path == "/beheer":  # the page's own script and style work under the policy
+            await sign_in(page, node, await user(node, "Anna de Vries", "medewerker"))
+            await page.click("#menu >> text=Uitleg")
+            assert "Het zorgkantoor dat verantwoordelijk is" in await page.inner_text("#woorden")
+        else:
+            await page.goto(f"{node.admin_url}/mijn#token={node.home.admin_token()}")
+            await page.wait_for_selector("#content:not([hidden])")
+            assert await page.evaluate("getComputedStyle(document.querySelector('section')).borderRadius") == "8px"
+        assert refused == []  # nothing the page itself does is blocked
+        visible = await page.evaluate("getComputedStyle(document.body).display")
+        await page.evaluate(INJECTED)
+        await page.wait_for_timeout(300)
+        assert await page.evaluate("window.injected") is None
+        assert await page.evaluate("getComputedStyle(document.body).display") == visible
+        assert len(refused) >= 3  # the handler, the script and the style, each refused by the policy
