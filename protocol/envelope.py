@@ -19,11 +19,11 @@ time window, replay. Then the body is opened and typed.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-import nacl.utils
 
 from keys import cose
 from keys.certificate import Member
@@ -56,7 +56,7 @@ _KEYS: Final = frozenset({"v", "typ", "id", "from", "to", "iat", "exp", "trace",
 
 
 def new_trace_id() -> str:
-    return nacl.utils.random(16).hex()
+    return os.urandom(16).hex()
 
 
 def digest(data: bytes) -> bytes:
@@ -272,7 +272,7 @@ class Endpoint:
             raise LocalProtocolError(ErrorCode.MALFORMED, f"lifetime must be 1..{limit} seconds")
         envelope = Envelope(
             type=message.TYPE,
-            message_id=message_id if message_id is not None else nacl.utils.random(MESSAGE_ID_SIZE),
+            message_id=message_id if message_id is not None else os.urandom(MESSAGE_ID_SIZE),
             sender=self.did,
             recipient=to,
             issued_at=now,
