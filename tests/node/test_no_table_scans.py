@@ -45,6 +45,13 @@ async def _traced(node: Node, statements: list[str]) -> None:
     reader = node.store._reader
     if reader is not None:
         reader.set_trace_callback(statements.append)
+    read_aside = node.store.read_aside  # a connection of its own per read (the outbox's counts)
+
+    async def traced_aside(sql: str, params: Any = ()) -> Any:
+        statements.append(sql)
+        return await read_aside(sql, params)
+
+    node.store.read_aside = traced_aside  # type: ignore[method-assign]
 
 
 def _whole_table_reads(database: Any, statements: list[str]) -> dict[str, list[str]]:
