@@ -24,7 +24,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-
 from keys import cose
 from keys.certificate import Member
 from keys.did import did_to_public_key
