@@ -380,7 +380,7 @@ class Outbox:
                     continue
                 else:
                     opened[did] = 1 if self._one_per_message(event_type, did, now) else MAX_BATCH
-            elif self._flying[did] + counts[did] >= self._room_of(did, now):
+            elif not self._has_room(did, counts, now):
                 self._capped.add(did)
                 continue
             counts[did] += 1
@@ -394,8 +394,7 @@ class Outbox:
         wanted = []
         for id_type, identifier in keys:
             did = self._did_of(identifier if id_type == "DID" else None, id_type, identifier, None)
-            if did is None or did in self._unreachable or \
-                    self._flying[did] + chosen.counts[did] < self._room_of(did, now):
+            if did is None or did in self._unreachable or self._has_room(did, chosen.counts, now):
                 wanted.append((id_type, identifier))
         if not wanted:
             return []
@@ -418,6 +417,10 @@ class Outbox:
     def _one_per_message(self, event_type: str, did: str, now: float) -> bool:
         """A melding goes alone, and so does everything to a receiver that gets one notification per message."""
         return event_type == MELDING_EVENT or self._single_only_at(did, now)
+
+    def _has_room(self, did: str, counts: Counter[str], now: float) -> bool:
+        """Whether one more may start to this receiver, with ``counts`` started by this pass so far."""
+        return self._flying[did] + counts[did] < self._room_of(did, now)
 
     def _room_of(self, did: str, now: float) -> int:
         """Deliveries that may be in flight to this receiver: eight messages' worth, or one message's."""
@@ -626,7 +629,8 @@ class Outbox:
 
     async def list(self, status: str | None = None, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         """Notifications, newest first, a page at a time."""
-        where, params = (_LISTED[status or ""], ()) if (status or "") in _LISTED else ("WHERE status = ?", (status,))
+        listed = _LISTED.get(status or "")
+        where, params = (listed, ()) if listed is not None else ("WHERE status = ?", (status,))
         rows = await self.store.fetchall(
             f"SELECT {', '.join(_OUTBOX_COLUMNS)} FROM outbox {where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
             (*params, limit, offset))
