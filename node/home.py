@@ -117,6 +117,7 @@ class NodeConfig:
     retention: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> {"ended": years, "withdrawn": years}
     retention_interval: float = 24 * 3600.0  # how often the node purges on its own
     notification_retention_days: int = 90  # delivered notifications (outbox) and those acted on (inbox): ids only
+    audit_request_days: int | None = 90  # an audit entry's signed request, then its SHA-256 only; None: kept always
     holidays: list[str] | None = None  # non-working days besides weekends (ISO dates); None: the Dutch public holidays
     header_timeout: float = 15.0
     synchronous: str = "NORMAL"
@@ -153,6 +154,8 @@ class NodeConfig:
             wrong = set(states) - {"ended", "withdrawn"}
             if wrong or not all(type(v) is int and v >= 0 for v in states.values()):
                 raise ConfigError(f"retention of {kind}: give years (0 or more) for 'ended' and/or 'withdrawn'")
+        if self.audit_request_days is not None and (type(self.audit_request_days) is not int or self.audit_request_days < 0):
+            raise ConfigError("audit_request_days: give days (0 or more), or null to keep signed requests always")
         try:
             for day in self.holidays or []:
                 date.fromisoformat(day)

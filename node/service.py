@@ -371,8 +371,9 @@ class Node:
         return []
 
     async def purge(self, today: date | None = None, dry_run: bool = False) -> dict[str, Any]:
-        """Retention (the housekeeping job, and iwlz purge): records past their period, and notifications delivered
-        or acted on longer ago than notification_retention_days."""
+        """Retention (the housekeeping job, and iwlz purge): records past their period, notifications delivered
+        or acted on longer ago than notification_retention_days, and the signed requests of audit entries older than
+        audit_request_days (their hash stays)."""
         now = self.now()
         today = today or date.fromtimestamp(now)
         records = await self.registers.purge(today=today, actor=self.actor, now=now, dry_run=dry_run)
@@ -382,9 +383,17 @@ class Node:
         if notifications and not dry_run:  # ids only, and many: one entry says how many went
             await self.store.write([self.audit.entry(now=now, event="notification.purge", action="D",
                                                      result=f"{notifications} removed", actor=self.actor)])
-        if (records or notifications) and not dry_run:
-            log.info("retention: purged %d record(s) and %d notification(s)", len(records), notifications)
-        return {"purged": len(records), "records": records, "notifications": notifications, "dry_run": dry_run}
+        requests = 0
+        if self.config.audit_request_days is not None:
+            requests = await self.audit.forget_requests(now - self.config.audit_request_days * 24 * 3600, dry_run=dry_run)
+            if requests and not dry_run:
+                await self.store.write([self.audit.entry(now=now, event="request.purge", action="U",
+                                                         result=f"{requests} kept by their hash only", actor=self.actor)])
+        if (records or notifications or requests) and not dry_run:
+            log.info("retention: purged %d record(s) and %d notification(s); %d signed request(s) kept by hash only",
+                     len(records), notifications, requests)
+        return {"purged": len(records), "records": records, "notifications": notifications, "requests": requests,
+                "dry_run": dry_run}
 
     def _source_ids(self) -> set[str]:
         """How a consent names this node as a source."""

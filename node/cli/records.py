@@ -75,7 +75,9 @@ def purge(args: argparse.Namespace) -> int:
     result = admin(args).call("POST", "/admin/v1/purge", body)
     verb = "would purge" if args.dry_run else "purged"
     lines = [f"{verb} {result['purged']} record(s) whose retention period ended, "
-             f"and {result['notifications']} notification(s) delivered or acted on long enough ago"]
+             f"and {result['notifications']} notification(s) delivered or acted on long enough ago; "
+             f"{result['requests']} signed request(s) in the audit log {'would be' if args.dry_run else 'are now'} "
+             "kept by their hash only"]
     emit(args, result, "\n".join(lines + [f"  {path}" for path in result["records"]]))
     return 0
 

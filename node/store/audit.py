@@ -1,4 +1,5 @@
-"""The audit log: NEN 7513 fields, hash-chained, with the signed request kept for non-repudiation.
+"""The audit log: NEN 7513 fields, hash-chained, with the signed request kept for non-repudiation (for
+``audit_request_days``; then by its SHA-256, which the chain hashes either way).
 
 Each entry's hash is SHA-256 over the previous hash and the deterministic CBOR
 of its fields (the request by its SHA-256), so changing, removing or
@@ -15,13 +16,14 @@ from typing import Any, Final
 
 from keys import Identity, Member
 from node.errors import StorageError
-from node.store.audit_check import COLUMNS, GENESIS, ChainCheck, check_chain, checkpoint_bytes, entry_fields, entry_hash
+from node.store.audit_check import COLUMNS, GENESIS, ROWS, ChainCheck, check_chain, checkpoint_bytes, entry_fields, entry_hash
 from node.store.database import Statement, Store
 from node.store.records import bsn_of
 from protocol import AuditHead
 from protocol.witness import head_bytes
 
 _PENDING: Final = "-- audit entry, numbered at commit --"
+_FORGET_SLICE: Final = 1000  # entries per commit when signed requests pass their keeping time
 ACTIONS: Final = frozenset("CRUDE")
 _COLUMNS: Final = COLUMNS
 
@@ -56,7 +58,7 @@ class AuditEntry:
     request: bytes | None
     hash: bytes
     actor_user: str | None = None
-    request_sha256: bytes | None = None  # when the bytes are kept in another entry of the same request
+    request_sha256: bytes | None = None  # the request's hash (entries before schema 16: when the bytes are elsewhere)
 
     def public(self, *, with_subject: bool = True, with_user: bool = True) -> dict[str, Any]:
         """The entry as shown to a reader (the request bytes by hash only); a client is shown the role of the person
@@ -196,6 +198,7 @@ class AuditLog:
         self._before = (self._seq, self._head)
         out: list[Statement] = []
         kept: set[bytes] = set()  # requests whose bytes an entry of this commit holds already
+        requests: list[tuple[int, bytes]] = []
         for statement in statements:
             if statement[0] is not _PENDING:
                 out.append(statement)
@@ -203,20 +206,19 @@ class AuditLog:
             fields: Any = statement[1]
             at, event, action, result, actor, subject, record, trace_id, rule, request = fields
             request_sha256 = hashlib.sha256(request).digest() if request else None
-            stored_sha256 = None  # derived from the bytes where they are kept
-            if request_sha256 is not None:
-                # A query that shows ten records makes ten entries of one signed request: its bytes once.
-                if request_sha256 in kept:
-                    request, stored_sha256 = None, request_sha256
-                else:
-                    kept.add(request_sha256)
             self._seq += 1
+            # A query that shows ten records makes ten entries of one signed request: its bytes once.
+            if request_sha256 is not None and request_sha256 not in kept:
+                kept.add(request_sha256)
+                requests.append((self._seq, request))
             digest = entry_hash(self._head, _fields(self._seq, at, event, action, result, actor, subject, record,
                                                     trace_id, rule, request_sha256))
             row = (self._seq, at, event, action, result, actor.did, actor.role, actor.organisation, subject, record,
-                   trace_id, rule, request, digest, actor.user, stored_sha256)
+                   trace_id, rule, None, digest, actor.user, request_sha256)
             self._head = digest
             out.append((_INSERT, row, False))
+        if requests:
+            out.append(("INSERT INTO audit_requests (seq, request) VALUES (?, ?)", requests, True))
         out.extend(self._head_statements())
         return out
 
@@ -235,20 +237,57 @@ class AuditLog:
     async def entries(self, *, subject: str | None = None, record: str | None = None, since_seq: int = 0,
                       since_at: str | None = None, limit: int = 1000, newest_first: bool = False) -> list[AuditEntry]:
         """Entries that pass every filter, then at most ``limit`` of them (the newest, when ``newest_first``)."""
-        where, params = "seq > ?", [since_seq]
+        where, params = "a.seq > ?", [since_seq]
         if subject is not None:
-            where += " AND subject = ?"
+            where += " AND a.subject = ?"
             params.append(subject)  # type: ignore[arg-type]
         if record is not None:
-            where += " AND record = ?"
+            where += " AND a.record = ?"
             params.append(record)  # type: ignore[arg-type]
         if since_at is not None:
-            where += " AND at >= ?"  # ISO 8601 UTC text of one format: text order is time order
+            where += " AND a.at >= ?"  # ISO 8601 UTC text of one format: text order is time order
             params.append(since_at)  # type: ignore[arg-type]
         order = "DESC" if newest_first else ""
-        rows = await self.store.fetchall(
-            f"SELECT {', '.join(_COLUMNS)} FROM audit WHERE {where} ORDER BY seq {order} LIMIT ?", (*params, limit))
+        rows = await self.store.fetchall(f"{ROWS} WHERE {where} ORDER BY a.seq {order} LIMIT ?", (*params, limit))
         return [AuditEntry(*row) for row in rows]
+
+    async def forget_requests(self, before: float, *, dry_run: bool = False) -> int:
+        """The signed requests of entries made before ``before`` go; their entries keep each one's SHA-256, which the
+        chain hashes either way. Returns how many went (or would go).
+
+        A slice per commit, so that other writes get through; entries are in time order, so the last one made
+        before ``before`` is found by halving, and everything up to it goes.
+        """
+        last = await self._last_before(utc(before))
+        if dry_run:
+            row = await self.store.fetchone("SELECT count(*) FROM audit_requests WHERE seq <= ?", (last,))
+            return int(row[0]) if row else 0
+        forgotten = 0
+        while True:
+            # Entries moved here by schema 16 hold no hash of their own yet: they are given it as their bytes go.
+            rows = await self.store.fetchall(
+                "SELECT r.seq, CASE WHEN a.request_sha256 IS NULL THEN r.request END FROM audit_requests r "
+                "JOIN audit a ON a.seq = r.seq WHERE r.seq <= ? ORDER BY r.seq LIMIT ?", (last, _FORGET_SLICE))
+            if not rows:
+                return forgotten
+            hashed = [(hashlib.sha256(request).digest(), seq) for seq, request in rows if request is not None]
+            await self.store.write([("UPDATE audit SET request_sha256 = ? WHERE seq = ?", hashed, True),
+                                    ("DELETE FROM audit_requests WHERE seq <= ?", (rows[-1][0],), False)])
+            forgotten += len(rows)
+            if len(rows) < _FORGET_SLICE:
+                return forgotten
+
+    async def _last_before(self, at: str) -> int:
+        """The number of the last entry made before ``at`` (0: none), halving between the first entry and the last."""
+        low, high = 0, self._seq  # every entry up to low was made before at; every one after high was not
+        while low < high:
+            middle = (low + high + 1) // 2
+            row = await self.store.fetchone("SELECT at FROM audit WHERE seq = ?", (middle,))
+            if row is not None and row[0] < at:
+                low = middle
+            else:
+                high = middle - 1
+        return low
 
     async def verify(self, *, full: bool = False) -> tuple[bool, int, str]:
         """Check the chain against its signed head: (intact, entries, what is wrong where).

@@ -25,6 +25,9 @@ GENESIS: Final = b"\x00" * 32
 COLUMNS: Final = ("seq", "at", "event", "action", "result", "actor_did", "actor_role", "actor_org",
                   "subject", "record", "trace_id", "rule", "request", "hash", "actor_user", "request_sha256")
 CHECKPOINT_LABEL: Final = "iwlz-audit-checkpoint"
+# An entry's row with its request's bytes where they are still kept (the first entry of a request in its commit).
+ROWS: Final = (f"SELECT {', '.join('r.request' if c == 'request' else 'a.' + c for c in COLUMNS)} "
+               "FROM audit a LEFT JOIN audit_requests r ON r.seq = a.seq")
 
 
 def entry_hash(prev_hash: bytes, fields: list[Any]) -> bytes:
@@ -35,10 +38,14 @@ def entry_fields(row: tuple[Any, ...]) -> list[Any]:
     """The hashed fields of a stored row (the request by its SHA-256; the person, when one acted, last, so that
     entries from before users existed keep their hashes)."""
     seq, at, event, action, result, did, role, org, subject, record, trace_id, rule, request = row[:13]
-    # A request's bytes are kept in the first of its entries; the others keep its hash (request_sha256).
+    # An entry keeps its request's SHA-256 (request_sha256); the first of a commit's entries for one request has its
+    # bytes too, for audit_request_days, and they must be what that hash says (entries from before schema 16 had
+    # only the bytes until they went).
     kept_hash = bytes(row[15]) if len(row) > 15 and row[15] is not None else None
-    fields = [seq, at, event, action, result, did, role, org, subject, record, trace_id, rule,
-              hashlib.sha256(request).digest() if request else kept_hash]
+    digest = hashlib.sha256(request).digest() if request else kept_hash
+    if kept_hash is not None and digest != kept_hash:
+        digest = b""  # bytes that are not the request the entry names: the entry does not verify
+    fields = [seq, at, event, action, result, did, role, org, subject, record, trace_id, rule, digest]
     user = row[14] if len(row) > 14 else None
     return fields + [user] if user is not None else fields
 
@@ -90,7 +97,7 @@ def _start(conn: sqlite3.Connection, verifier: Verifier, full: bool) -> tuple[in
 def _check(conn: sqlite3.Connection, verifier: Verifier, full: bool) -> ChainCheck:
     start, prev = _start(conn, verifier, full)
     expected, checked = start + 1, 0
-    for row in conn.execute(f"SELECT {', '.join(COLUMNS)} FROM audit WHERE seq > ? ORDER BY seq", (start,)):
+    for row in conn.execute(f"{ROWS} WHERE a.seq > ? ORDER BY a.seq", (start,)):
         seq, digest = row[0], bytes(row[13])
         if seq != expected:
             return ChainCheck(False, expected - 1, checked, f"entry {expected} is missing (next is {seq})", None)
@@ -112,4 +119,4 @@ def _check(conn: sqlite3.Connection, verifier: Verifier, full: bool) -> ChainChe
     return ChainCheck(True, last, checked, f"chain intact{since}", (last, prev))
 
 
-__all__ = ["ChainCheck", "check_chain", "checkpoint_bytes", "entry_hash", "entry_fields", "GENESIS", "COLUMNS"]
+__all__ = ["ChainCheck", "check_chain", "checkpoint_bytes", "entry_hash", "entry_fields", "GENESIS", "COLUMNS", "ROWS"]

@@ -1,6 +1,6 @@
-"""The entries one request makes (a query that shows several records) keep its signed bytes once; the others keep
-its SHA-256. The chain hashes the same either way, so it verifies, a changed hash is caught, and every entry still
-shows which request it was."""
+"""The entries one request makes (a query that shows several records) keep its signed bytes once (beside the
+first, in audit_requests) and every one its SHA-256. The chain hashes the same either way, so it verifies, a
+changed hash is caught, and every entry still shows which request it was."""
 
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ async def test_a_request_shown_three_records_is_kept_once(tmp_path: Path) -> Non
     assert [s["request_sha256"] for s in shown] == [hashlib.sha256(request).hexdigest()] * 3 + [
         hashlib.sha256(other).hexdigest()]
     with sqlite3.connect(path) as db:
-        stored = db.execute("SELECT request, request_sha256 FROM audit ORDER BY seq").fetchall()
+        stored = db.execute("SELECT r.request, a.request_sha256 FROM audit a LEFT JOIN audit_requests r USING (seq) "
+                            "ORDER BY seq").fetchall()
         assert [bytes(r) if r else None for r, _ in stored] == [request, None, None, other]
-        assert [bytes(h) if h else None for _, h in stored] == [None, hashlib.sha256(request).digest(),
-                                                                hashlib.sha256(request).digest(), None]
+        assert [bytes(h) for _, h in stored] == [hashlib.sha256(r).digest() for r in (request, request, request, other)]
         db.execute("UPDATE audit SET request_sha256 = ? WHERE seq = 3", (hashlib.sha256(other).digest(),))
     async with Store(path) as store:
         audit = AuditLog(store, Identity.from_seed(b"\x01" * 32))

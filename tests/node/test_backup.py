@@ -8,6 +8,7 @@ import json
 import sqlite3
 import tarfile
 import time
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from node.store.schema import MIGRATIONS
 from protocol.records import RecordSigner, RecordVersion
 from protocol.witness import head_bytes
 from tests.node.kit import IND0, Network, sample
+
+OLD_REQUEST = b"\xd2a signed query, as the first schema kept it " * 20
 
 pytestmark = pytest.mark.asyncio
 
@@ -130,7 +133,7 @@ def _schema_1_database(home: Any) -> None:
     prev = GENESIS
     for seq, event in enumerate(("record.create", "query QIR-0001-ZKi"), start=1):
         row = (seq, f"2026-01-01T00:00:0{seq}.000000Z", event, "C", "ok", identity.did, "ciz", "CIZ", record["bsn"],
-               f"WlzIndicatie/{IND0}", None, None, None)
+               f"WlzIndicatie/{IND0}", None, None, OLD_REQUEST if event.startswith("query") else None)
         digest = entry_hash(prev, entry_fields(row))
         db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, prev, digest))
         prev = digest
@@ -155,6 +158,13 @@ async def test_a_database_of_the_first_schema_is_upgraded_on_start(network: Netw
         assert [r.record_id for r in await node.registers.find("bsn", current.data["bsn"])] == [IND0]
         intact, entries, _ = await node.audit.verify(full=True)
         assert intact and entries >= 3  # the two old entries, and what the upgrade itself wrote
+        # The signed request kept in its entry moved beside it (schema 16), and goes with its time like any other.
+        assert (await node.store.fetchall("SELECT seq, request FROM audit_requests")) == [(2, OLD_REQUEST)]
+        asked = (await node.audit.entries(limit=2))[1]
+        assert asked.request == OLD_REQUEST and asked.public()["request_sha256"] == sha256(OLD_REQUEST).hexdigest()
+        assert await node.audit.forget_requests(node.now()) == 1
+        assert (await node.audit.entries(limit=2))[1].public() == asked.public()
+        assert (await node.audit.verify(full=True))[0]
         [old] = await node.melding_desk.list()
         assert (old["meldingID"], old["status"]) == ("7c2d9e4f-3a5b-4c6d-8e7f-9a0b1c2d3e4f", "ontvangen")
         # Re-signed under today's certificate in the background (records from before cert_hash existed).

@@ -36,13 +36,17 @@ def rechain_without(path: Path, identity: Identity, seqs: set[int]) -> None:
     """What an operator holding node.key could do: drop entries, number and chain the rest again, sign a new head."""
     with sqlite3.connect(path) as db:
         rows = [r for r in db.execute("SELECT * FROM audit ORDER BY seq") if r[0] not in seqs]
+        requests = dict(db.execute("SELECT seq, request FROM audit_requests"))
         db.execute("DELETE FROM audit")
         db.execute("DELETE FROM audit_checkpoint")
+        db.execute("DELETE FROM audit_requests")
         prev = GENESIS
         for n, row in enumerate(rows, start=1):
             fields = (n, *row[1:13])
             digest = entry_hash(prev, entry_fields((*fields, None, row[14], row[15])))
             db.execute(f"INSERT INTO audit VALUES ({', '.join('?' * 16)})", (*fields, digest, row[14], row[15]))
+            if row[0] in requests:  # the signed requests kept move with their entries
+                db.execute("INSERT INTO audit_requests VALUES (?, ?)", (n, requests[row[0]]))
             prev = digest
         db.execute("UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1",
                    (len(rows), prev, identity.sign(head_bytes(len(rows), prev))))
