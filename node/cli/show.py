@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from node.admin.client import AdminClient
 from node.cli.common import admin, command, emit
+from node.errors import UsageError
 from node.home import NodeHome
 
 
@@ -19,6 +21,8 @@ def audit(args: argparse.Namespace) -> int:
     home = NodeHome(Path(args.home)).require()
     if args.witnesses:
         return _verify_with_witnesses(args, home)
+    if args.request is not None:
+        return _signed_request(args, home)
     intact, count, detail, entries = asyncio.run(read_audit(home, verify=args.verify, limit=args.limit,
                                                             full=not args.incremental))
     if args.verify:
@@ -42,6 +46,28 @@ def _verify_with_witnesses(args: argparse.Namespace, home: NodeHome) -> int:
     emit(args, result, f"audit chain {'intact' if result['intact'] else 'BROKEN'}: {result['entries']} entries; "
                        f"{result['detail']}; witnesses: {result['witnesses']}")
     return 0 if result["intact"] else 3
+
+
+def _signed_request(args: argparse.Namespace, home: NodeHome) -> int:
+    """The proof of who asked, for a dispute: the requester's signed message as it came, while the node keeps it."""
+    from node.store.offline import signed_request
+
+    if args.out is None:
+        raise UsageError("give --out FILE: the signed request is binary (COSE), and may hold personal data, sealed")
+    request, digest = asyncio.run(signed_request(home, args.request))
+    if digest is None:
+        raise UsageError(f"audit entry {args.request} names no signed request")
+    if request is None:
+        raise UsageError(f"audit entry {args.request} keeps its signed request by its SHA-256 only ({digest.hex()}): "
+                         "the bytes went after audit_request_days")
+    try:
+        with os.fdopen(os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            out.write(request)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror}") from exc
+    emit(args, {"seq": args.request, "request_sha256": digest.hex(), "bytes": len(request), "out": args.out},
+         f"audit entry {args.request}: the signed request ({len(request)} bytes, SHA-256 {digest.hex()}) is in {args.out}")
+    return 0
 
 
 def policy(args: argparse.Namespace) -> int:
@@ -75,6 +101,9 @@ def register(sub: Any) -> None:
     p.add_argument("--witnesses", action="store_true",
                    help="also ask the witnesses which head they hold (the node must run)")
     p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--request", type=int, metavar="SEQ",
+                   help="write the signed request audit entry SEQ names (COSE, as it came) to --out: the proof of who asked")
+    p.add_argument("--out", "-o", metavar="FILE", help="where --request writes (readable by its owner only)")
     command(sub, "policy", policy, "print the authorization matrix this node applies")
     command(sub, "peers", peers, "show the peer table")
     p = command(sub, "schema", schema, "print the JSON Schema of a record type (what iwlz record put takes)", home=False)

@@ -24,6 +24,7 @@ from protocol.witness import head_bytes
 
 _PENDING: Final = "-- audit entry, numbered at commit --"
 _FORGET_SLICE: Final = 1000  # entries per commit when signed requests pass their keeping time
+_SAME_COMMIT: Final = 4096  # requests kept in one commit, at most, before an entry of the last of them
 ACTIONS: Final = frozenset("CRUDE")
 _COLUMNS: Final = COLUMNS
 
@@ -250,6 +251,23 @@ class AuditLog:
         order = "DESC" if newest_first else ""
         rows = await self.store.fetchall(f"{ROWS} WHERE {where} ORDER BY a.seq {order} LIMIT ?", (*params, limit))
         return [AuditEntry(*row) for row in rows]
+
+    async def signed_request(self, seq: int) -> tuple[bytes | None, bytes | None]:
+        """The signed request entry ``seq`` names: (its bytes while they are kept, its SHA-256); (None, None) for an
+        entry that names none."""
+        row = await self.store.fetchone("SELECT a.request_sha256, r.request FROM audit a "
+                                        "LEFT JOIN audit_requests r ON r.seq = a.seq WHERE a.seq = ?", (seq,))
+        if row is None or row == (None, None):
+            return None, None
+        digest, request = (bytes(row[0]) if row[0] is not None else None), row[1]
+        if request is not None:
+            return bytes(request), hashlib.sha256(request).digest()
+        # An earlier entry of the same commit holds the bytes: the commit's entries are numbered together.
+        for (kept,) in await self.store.fetchall("SELECT request FROM audit_requests WHERE seq < ? ORDER BY seq DESC "
+                                                 "LIMIT ?", (seq, _SAME_COMMIT)):
+            if hashlib.sha256(kept).digest() == digest:
+                return bytes(kept), digest
+        return None, digest
 
     async def forget_requests(self, before: float, *, dry_run: bool = False) -> int:
         """The signed requests of entries made before ``before`` go; their entries keep each one's SHA-256, which the

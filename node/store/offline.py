@@ -31,4 +31,10 @@ async def read_audit(home: Home, *, verify: bool, limit: int, full: bool = True)
         return True, len(entries), "", [e.public(with_subject=False) for e in entries]
 
 
-__all__ = ["read_audit"]
+async def signed_request(home: Home, seq: int) -> tuple[bytes | None, bytes | None]:
+    """The signed request audit entry ``seq`` names: (its bytes while the node keeps them, its SHA-256)."""
+    async with Store(home.database_path) as store:
+        return await AuditLog(store, home.identity()).signed_request(seq)
+
+
+__all__ = ["read_audit", "signed_request"]

@@ -13,7 +13,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
+from pycose.keys.curves import Ed25519
+from pycose.keys.okp import OKPKey
+from pycose.messages import Sign1Message
 
 import node.store.audit as audit_module
 from keys import Identity
@@ -60,6 +64,10 @@ async def test_requests_older_than_the_window_keep_their_hash_and_the_chain_veri
         digests = [hashlib.sha256(r).digest() for r in old + recent]
         assert [row[1:] for row in rows_before] == [(r, d) for r, d in zip(old + recent, digests) for r in (r, None)]
 
+        # Each entry leads to its request, the second of a pair through the first.
+        assert [await audit.signed_request(seq) for seq in (1, 2, 10)] == [
+            (old[0], digests[0]), (old[0], digests[0]), (recent[0], digests[4])]
+
         # What would go, counted; nothing changes.
         assert await audit.forget_requests(T0 + 10 * DAY, dry_run=True) == 4
         assert stored(path) == rows_before
@@ -70,6 +78,7 @@ async def test_requests_older_than_the_window_keep_their_hash_and_the_chain_veri
         assert rows[8:] == rows_before[8:] and rows[8][1] == recent[0]  # the recent request whole
         assert [e.public() for e in await audit.entries()] == shown_before
         assert await audit.verify(full=True) == (True, 10, "chain intact")
+        assert await audit.signed_request(2) == (None, digests[0])
 
         # A later run starts where this one stopped, and the recent request goes once it is old enough.
         assert await audit.forget_requests(T0 + 10 * DAY) == 0
@@ -116,6 +125,19 @@ async def test_the_node_keeps_requests_by_hash_after_the_window(network: Network
     assert len(asked) == 4 and all(e.request for e in asked)
     bsn = asked[0].subject
     seen_before = [e.public() for e in await ciz.audit.entries(subject=bsn, limit=1000)]
+
+    # For a dispute: the operator takes out the signed request an entry names; it verifies with the requester's key.
+    proof = ciz.home.path.parent / "proof.cose"
+    assert await asyncio.to_thread(main, ["audit", str(ciz.home.path), "--request", str(asked[-1].seq),
+                                          "--out", str(proof), "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["request_sha256"] == asked[-1].public()["request_sha256"] == hashlib.sha256(proof.read_bytes()).hexdigest()
+    assert proof.stat().st_mode & 0o777 == 0o600  # sealed, but personal data all the same
+    tagged = cbor2.loads(proof.read_bytes())
+    message = Sign1Message.from_cose_obj([tagged.value[0], dict(tagged.value[1]), *tagged.value[2:]],
+                                         allow_unknown_attributes=True)
+    message.key = OKPKey(crv=Ed25519, x=zk.identity.public_key)
+    assert tagged.tag == 18 and message.verify_signature()
     await asyncio.sleep(1.05)  # the window is 0 days: all written before this (whole) second has passed it
 
     assert await asyncio.to_thread(main, ["purge", str(ciz.home.path), "--json"]) == 0
@@ -126,6 +148,9 @@ async def test_the_node_keeps_requests_by_hash_after_the_window(network: Network
     [said] = [e for e in await ciz.audit.entries(limit=1000) if e.event == "request.purge"]
     assert said.result == "4 kept by their hash only" and said.subject is None
     assert (await ciz.audit.verify(full=True))[0]
+    assert await asyncio.to_thread(main, ["audit", str(ciz.home.path), "--request", str(asked[-1].seq),
+                                          "--out", str(proof)]) != 0
+    assert "by its SHA-256 only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("days", [-1, "90", 1.5])
