@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.procs import compile_bytecode
+from bench.procs import compile_bytecode, cpu_seconds
 from node.admin.client import AdminClient
 from node.home import NetworkDir, NodeHome
 
@@ -53,8 +53,13 @@ class Proc:
                                           "--port", str(self.port), *self.extra],
                                          stdout=subprocess.PIPE, stderr=log, text=True)
 
-    def wait_ready(self) -> None:
+    def wait_ready(self) -> float:
+        """Wait for the node's "ready" line; the CPU seconds its start took."""
         assert self.proc is not None and self.proc.stdout is not None and self.proc.stdout.readline().startswith("ready")
+        return cpu_seconds(self.proc.pid)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -216,15 +221,16 @@ def measure(args: Any) -> dict[str, float]:
         stats = admin.call("GET", "/admin/v1/outbox/stats")
         with sqlite3.connect(f"file:{ciz.database_path}?mode=ro", uri=True) as db:
             (attempts,) = db.execute("SELECT coalesce(sum(attempts), 0) FROM outbox WHERE status = 'pending'").fetchone()
-        back = time.monotonic()
+        back, source_cpu = time.monotonic(), source.cpu()
         for r in receivers:  # all at once, as after a network outage
             r.spawn()
-        for r in receivers:
-            r.wait_ready()
+        start_cpu = sum(r.wait_ready() for r in receivers)
         ready = time.monotonic() - back  # what the source can deliver to a receiver waits for its start
         wait_delivered(admin, done + args.backlog)
         acknowledged = time.monotonic() - back
         drain, fetched = wait_acted_on(receivers, done + args.backlog)
+        # On one machine the receivers' starts share its cores with the drain: what each part cost, in CPU seconds.
+        drain_cpu = source.cpu() - source_cpu + sum(r.cpu() for r in receivers)
         failed = not_fetched(receivers) if fetched < done + args.backlog and not args.no_fetch else {}
         drain += acknowledged
         after_ready = drain - ready
@@ -232,12 +238,14 @@ def measure(args: Any) -> dict[str, float]:
               f"while they were down) acknowledged {acknowledged:.1f} s and acted on {drain:.1f} s after they were "
               f"started again  (target <= 10 s; the last receiver was ready after {ready:.1f} s, and the backlog acted on {after_ready:.1f} s "
               f"later); {fetched} of "
-              f"{done + args.backlog} records fetched back")
+              f"{done + args.backlog} records fetched back; CPU in that time {drain_cpu:.1f} s, of which the "
+              f"receivers' starts {start_cpu:.1f} s ({start_cpu / len(receivers):.2f} s each)")
         verify = subprocess.run([sys.executable, "-m", "node", "audit", str(ciz.path), "--verify"], capture_output=True, text=True)
         print(f"source audit: {verify.stdout.strip()}")
         if failed:
             print(f"not fetched back when the backlog was acted on (a receiver tries these again later): {failed}")
         return {"rate": args.records / elapsed, "drain_s": drain, "receivers_ready_s": ready, "drain_after_ready_s": after_ready,
+                "drain_cpu_s": drain_cpu, "receivers_start_cpu_s": start_cpu,
                 "attempts_while_down": attempts, **({"others_s": others_s, "busy_s": busy_s} if args.busy else {})}
     finally:
         for p in procs:
