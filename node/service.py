@@ -508,7 +508,7 @@ def _check_public_url(url: str) -> None:
         check_url(url, "public URL")
     except LocalProtocolError as exc:
         raise ConfigError(f"{exc.reason}, in printable ASCII with a host (a name in another script in its IDNA "
-                          "form, xn--...)") from exc
+                          "form, xn--...), and no query, fragment or user: peers append their paths to it") from exc
 
 
 __all__ = ["Node"]

@@ -66,9 +66,11 @@ def check_name(value: str, name: str) -> None:
 def check_url(value: str, name: str) -> None:
     """An http(s) URL with a host, in printable ASCII without spaces: a node calls it, and may name it in its log
     (a line break or a control character there would forge or hide a line). A name of another script is written
-    in its ASCII form (IDNA), as DNS has it."""
+    in its ASCII form (IDNA), as DNS has it. It is a base a node appends its own paths to, so it has no query, no
+    fragment and no user: with those a member could steer another node to any path of a service it reaches (what
+    follows a '?' or '#' is no longer the path) or make it send credentials."""
     ok = (value.startswith(("http://", "https://")) and len(value) <= MAX_URL and value.isascii()
-          and value.isprintable() and " " not in value)
+          and value.isprintable() and not any(c in value for c in " ?#@"))
     if ok:
         try:
             ok = bool(urlsplit(value).hostname)

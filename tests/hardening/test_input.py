@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
+from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
+from aiohttp import web
 
 from keys import cbor, cose
 from node.service import Node
@@ -206,3 +209,54 @@ async def test_the_node_answers_no_500_to_anything_in_a_sample_of_junk(network: 
             async with http.get(ciz.url + path) as r:
                 assert r.status < 500
     assert dump(ciz) == before
+
+
+@pytest_asyncio.fixture
+async def internal_service() -> Any:
+    """An HTTP service on the node's own network that no member should make the node call: it records every call."""
+    calls: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        calls.append(request.path_qs)
+        return web.Response(text="done")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", calls
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("typ,tail", [("announcement", "/admin/delete?id=7&x="), ("announcement", "/admin#"),
+                                      ("subscribe", "/admin/delete?id=7&x=")])
+async def test_an_endpoint_cannot_steer_a_node_to_another_path(network: Network, internal_service: Any, typ: str,
+                                                               tail: str) -> None:
+    """A node appends its own paths to a peer's endpoint (/iwlz/v1/messages). With a query or a fragment in the
+    endpoint a member could make it call any path of any service it can reach (a blind request from inside): the
+    rest of the path becomes a parameter, or is cut off."""
+    ciz, member = await network.start("ciz", "zk5151" if typ == "announcement" else "client")
+    service, calls = internal_service
+    if typ == "announcement":
+        seq = ciz.peers.get(member.identity.did).seq + 1  # news: newer than what the node holds
+        body: dict[str, Any] = {"seq": seq, "endpoints": [service + tail], "registers": [], "templates": [], "events": []}
+        data = forge(member.endpoint, "announcement", body, to="*", now=ciz.now(), exp=ciz.now() + 3600)
+    else:
+        body = {"events": ["GEWIJZIGDE_INDICATIE_ZORGKANTOOR"], "bsn": "106658037", "endpoint": service + tail}
+        data = forge(member.endpoint, "subscribe", body, to=ciz.identity.did, now=ciz.now(), sealed=True)
+    before = dump(ciz)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(ciz.url + "/iwlz/v1/messages", data=data, headers={"Content-Type": MEDIA_TYPE}) as r:
+            assert r.status == 400
+            reply = reply_of(ciz, await r.read())
+    assert reply["body"]["code"] == "malformed" and "endpoint" in reply["body"]["reason"]
+    assert dump(ciz) == before
+    # A change the member hears of goes where it always did, and the service is never called.
+    record = sample("wlzIndicaties", 0)  # the client's: a new indicatie, then a change to it
+    await put(ciz, "WlzIndicatie", record)
+    await put(ciz, "WlzIndicatie", record | {"besluitnummer": "9" + record["besluitnummer"][1:]})
+    await network.settle()
+    assert calls == []

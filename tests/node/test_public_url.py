@@ -18,6 +18,6 @@ def test_a_public_url_peers_would_refuse_stops_the_node_before_it_starts(tmp_pat
     home = NodeHome.create(tmp_path / "ciz", role="ciz", name="CIZ", identifiers={"kvk": "62253778"}, region=None)
     net.issue(home, now=NOW, days=1)
     Node(home, public_url="https://ciz.example.nl:8700")
-    for bad in ("https://zorg-ñ.example", "http://ciz.example.nl\n", "ciz.example.nl:8700"):
+    for bad in ("https://zorg-ñ.example", "http://ciz.example.nl\n", "ciz.example.nl:8700", "https://gw.example/?node=ciz"):
         with pytest.raises(ConfigError, match="public URL must be an http"):
             Node(home, public_url=bad)

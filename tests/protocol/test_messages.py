@@ -163,6 +163,8 @@ def test_a_reason_never_names_back_what_a_peer_sent() -> None:
     ("http://127.0.0.1:8700\n2026-12-06 WARNING forged", False), ("http://a\x00b", False), ("http://a b", False),
     ("http://bücher.example", False), ("http://", False), ("http://:80", False), ("http://[::1", False),
     ("ftp://example.nl", False), ("http://a/" + "x" * 2048, False), ("http://a\u202e", False),
+    ("http://10.0.0.5/admin/delete?id=7&x=", False), ("http://10.0.0.5/admin#", False), ("http://a/?", False),
+    ("http://user:secret@ciz.example", False), ("http://ciz.example@10.0.0.5", False),
 ])
 def test_an_endpoint_is_a_url_a_node_can_call_and_log(url: str, ok: bool) -> None:
     """Only the scheme was checked: a member could announce, or subscribe with, an endpoint holding a line break."""
