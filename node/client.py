@@ -99,7 +99,7 @@ class PeerClient:
             if exc.code is ErrorCode.UNKNOWN_CERTIFICATE:
                 raise _CertificateNotHeld(f"reply from {base_url} names a certificate we do not hold") from exc
             raise NetworkError(f"reply from {base_url} refused ({exc.code}): {exc.reason}{self._hint(exc)}") from exc
-        offset = self.watch.saw(reply.envelope.issued_at)
+        offset = self.watch.saw(reply.envelope.issued_at, reply.envelope.sender)
         if isinstance(reply.message, Error):
             if reply.message.code == ErrorCode.UNKNOWN_CERTIFICATE:
                 raise _CertificateNotHeld(f"{base_url} does not hold our certificate")
@@ -111,9 +111,9 @@ class PeerClient:
 
     def _hint(self, exc: RemoteProtocolError) -> str:
         """A refusal for time: note the peer's time, and say how far the clocks differ."""
-        if exc.code not in (ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) or exc.issued_at is None:
+        if exc.code not in (ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) or exc.issued_at is None or exc.sender is None:
             return ""
-        return self.watch.hint(self.watch.saw(exc.issued_at))
+        return self.watch.hint(self.watch.saw(exc.issued_at, exc.sender))
 
     async def push(self, base_url: str, data: bytes, *, to: str) -> Incoming:
         """POST an envelope made earlier (our signed announcement) and verify the reply bound to it."""

@@ -3,9 +3,12 @@
 A node whose clock is off refuses good messages as expired or not yet valid,
 and its own are refused; without this the operator saw only "peer-unreachable"
 or "did not give a valid announcement". Each signed message from a peer is a
-sample (peer's time minus ours, latency included); the median of recent
-samples is logged when it passes ``warn_at`` seconds, shown in /health and
-/metrics, and named in the errors that a clock difference causes.
+sample (peer's time minus ours, latency included). The estimate is the
+median over the peers heard from lately, each by its latest sample: one
+member whose clock is off, or that sends requests signed long before, may
+send as many as it likes without making the node doubt its own clock. It is
+logged when it passes ``warn_at`` seconds, shown in /health and /metrics, and
+a single peer's offset is named in the errors that a clock difference causes.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections import deque
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -25,13 +27,17 @@ class ClockWatch:
         self.clock = clock
         self.warn_at = warn_at
         self.warn_every = warn_every
-        self._samples: deque[float] = deque(maxlen=window)
+        self.window = window
+        self._samples: dict[str, int] = {}  # peer -> its latest offset, the peer heard from longest ago first
         self._warned = -warn_every
 
-    def saw(self, peer_time: int) -> float:
-        """A peer signed ``peer_time`` just now; returns that peer's offset (positive: it is ahead of us)."""
+    def saw(self, peer_time: int, peer: str) -> float:
+        """``peer`` signed ``peer_time`` just now; returns its offset (positive: it is ahead of us)."""
         offset = peer_time - int(self.clock())  # both in whole seconds, as signed
-        self._samples.append(offset)
+        self._samples.pop(peer, None)
+        self._samples[peer] = offset
+        if len(self._samples) > self.window:
+            del self._samples[next(iter(self._samples))]
         estimate = self.offset()
         now = time.monotonic()
         if estimate is not None and abs(estimate) >= self.warn_at and now - self._warned >= self.warn_every:
@@ -42,7 +48,7 @@ class ClockWatch:
 
     def offset(self) -> float | None:
         """The median offset of the peers heard from lately (positive: they are ahead of us), or None."""
-        return float(statistics.median(self._samples)) if self._samples else None
+        return float(statistics.median(self._samples.values())) if self._samples else None
 
     @staticmethod
     def hint(offset: float) -> str:

@@ -72,13 +72,14 @@ class MessageDesk:
             incoming = self.endpoint.receive(data, now=now)
         except RemoteProtocolError as exc:
             self.metrics.count_request("unknown", exc.code.value)
-            hint = self.watch.hint(self.watch.saw(exc.issued_at)) if exc.issued_at is not None and exc.code in (
-                ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) else ""
+            hint = self.watch.hint(self.watch.saw(exc.issued_at, exc.sender)) if (
+                exc.issued_at is not None and exc.sender is not None
+                and exc.code in (ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID)) else ""
             log.info("refused a message (%s): %s%s", exc.code.value, exc.reason, hint)
             bound_to = exc.body if isinstance(exc, _Unreadable) else data
             reply = self.endpoint.error_reply(bound_to, exc, now=now)
             return _cose(reply.data, exc.status_hint)
-        self.watch.saw(incoming.envelope.issued_at)
+        self.watch.saw(incoming.envelope.issued_at, incoming.envelope.sender)
         if self.forward is not None and not self.dispatcher.handles(incoming.message):
             self.dispatcher.own_id(incoming)  # the owner remembers it; it must not ride along with a later request
             try:

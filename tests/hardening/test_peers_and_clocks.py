@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 
@@ -105,3 +106,28 @@ async def test_the_receiving_side_sees_the_offset_too(network: Network) -> None:
     except NetworkError:
         pass
     assert ciz.clock_watch.offset() is not None and ciz.clock_watch.offset() > 30
+
+
+async def test_one_member_whose_clock_is_off_does_not_make_a_node_doubt_its_own(network: Network,
+                                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """The offset is the median over the peers heard from, one sample each: a member whose clock is off (or that
+    sends requests signed long before) may send as many as it likes, and the node does not tell its operator that
+    its own clock is wrong, which he might then "fix"."""
+    ciz, zk5050, cak = await network.start("ciz", "zk5050", "cak")
+    skewed = await start_with_clock(network, "zk5151", -20)  # within the window both ways: its queries are answered
+    query = Query(template="RECORD-STATUS", params={"kind": "WlzIndicatie", "id": IND0}, evidence=(), history=False)
+    for member in (zk5050, cak):
+        await member.client.request(ciz.url, query, to=ciz.identity.did)
+    with caplog.at_level(logging.WARNING, logger="node.clock"):
+        for _ in range(100):
+            await skewed.client.request(ciz.url, query, to=ciz.identity.did)
+    estimate = ciz.clock_watch.offset()
+    assert estimate is not None and abs(estimate) < 5
+    # (The late member itself is told, rightly, that its clock is behind its one peer's.)
+    assert not [r for r in caplog.records if "ahead of its peers' clocks" in r.getMessage()]
+    # Most of its peers behind is the node ahead: then it says so.
+    for name in ("zk5252", "za_a"):
+        late = await start_with_clock(network, name, -20)
+        await late.client.request(ciz.url, query, to=ciz.identity.did)
+    estimate = ciz.clock_watch.offset()
+    assert estimate is not None and estimate < -15
