@@ -47,6 +47,7 @@ MESSAGE_ID_SIZE: Final = 16
 DEFAULT_LIFETIME: Final = 60
 MAX_LIFETIME: Final = 300
 MAX_BROADCAST_LIFETIME: Final = 7 * 24 * 3600
+MAX_BROADCAST_SIZE: Final = 16 * 1024  # a certificate of at most 8 KiB, and what is announced with it
 CLOCK_SKEW: Final = 30
 MEDIA_TYPE: Final = 'application/cose; cose-type="cose-sign1"'
 _VERIFIER_CACHE_LIMIT: Final = 10_000
@@ -377,6 +378,9 @@ class Endpoint:
         cls = MESSAGE_TYPES.get(envelope.type)
         if cls is None:
             raise _remote(ErrorCode.UNSUPPORTED, "unknown message type", sender, mid, envelope)
+        if cls.BROADCAST and len(data) > MAX_BROADCAST_SIZE:
+            # Every node keeps a broadcast (an announcement) and passes it on within a gossip round's bytes.
+            raise _remote(ErrorCode.TOO_LARGE, f"a broadcast is at most {MAX_BROADCAST_SIZE} bytes", sender, mid, envelope)
         self._check_recipient(envelope, cls, reply=reply, relayed=relayed)
         self._check_time(envelope, cls, now)
         guarded = not (cls.BROADCAST or reply)
@@ -464,4 +468,5 @@ class Endpoint:
 __all__ = [
     "Endpoint", "Envelope", "Incoming", "Outgoing", "ReplyTo", "parse_envelope", "digest", "new_trace_id",
     "VERSION", "CERT_LABEL", "CERT_HASH_LABEL", "HELD_LABEL", "BROADCAST", "MEDIA_TYPE", "MAX_LIFETIME", "DEFAULT_LIFETIME", "CLOCK_SKEW",
+    "MAX_BROADCAST_SIZE",
 ]

@@ -26,6 +26,7 @@ MAX_UINT: Final = 2**63 - 1  # every integer in a body is 0..MAX_UINT: what a st
 MAX_TIME: Final = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a calendar date can name
 MAX_ITEMS: Final = 10_000
 MAX_ANNOUNCEMENTS: Final = 256
+MAX_ENDPOINTS: Final = 8  # a node announces one; a few more for its other networks (only the first is called)
 MAX_SAMPLE: Final = 16
 MAX_BATCH: Final = 64  # notifications in one `notifications` message, queries in one `queries` message
 # Gossip table geometry (protocol/gossip.py): 64 buckets, an 8-byte fingerprint each, a 16-byte hash of them all.
@@ -296,8 +297,8 @@ class Announcement(Message):
     def validate(self) -> None:
         if self.seq < 0:
             raise _fail("seq must not be negative")
-        if not self.endpoints:
-            raise _fail("an announcement names at least one endpoint")
+        if not 0 < len(self.endpoints) <= MAX_ENDPOINTS:
+            raise _fail(f"an announcement names 1 to {MAX_ENDPOINTS} endpoints")
         for endpoint in self.endpoints:
             check_url(endpoint, "an endpoint")
         for name in self.registers + self.templates + self.events:

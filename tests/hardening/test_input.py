@@ -260,3 +260,25 @@ async def test_an_endpoint_cannot_steer_a_node_to_another_path(network: Network,
     await put(ciz, "WlzIndicatie", record | {"besluitnummer": "9" + record["besluitnummer"][1:]})
     await network.settle()
     assert calls == []
+
+
+@pytest.mark.parametrize("field,count", [("endpoints", 9), ("registers", 2000), ("events", 2000)])
+async def test_an_announcement_that_every_node_would_keep_and_pass_on_is_bounded(network: Network, field: str,
+                                                                                 count: int) -> None:
+    """Every node keeps a member's announcement in its peer table and passes it on in gossip, whose rounds have a
+    budget of bytes: one of ~60 kB would be kept everywhere, eat most of a round, and one larger than a round is
+    never passed on while the peers that want it keep asking (the others queued behind it in that exchange)."""
+    ciz, zk = await network.start("ciz", "zk5151")
+    body: dict[str, Any] = {"seq": ciz.peers.get(zk.identity.did).seq + 1, "endpoints": [zk.url], "registers": [],
+                            "templates": [], "events": []}
+    body[field] = [zk.url] * count if field == "endpoints" else [f"name{n:04}" + "x" * 20 for n in range(count)]
+    data = forge(zk.endpoint, "announcement", body, to="*", now=ciz.now(), exp=ciz.now() + 3600)
+    before = dump(ciz)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(ciz.url + "/iwlz/v1/messages", data=data, headers={"Content-Type": MEDIA_TYPE}) as r:
+            reply = reply_of(ciz, await r.read())
+    assert reply["body"]["code"] in ("malformed", "too-large"), reply["body"]
+    assert dump(ciz) == before
+    # Nor does it come in relayed by gossip.
+    assert await ciz.discovery.absorb_announcements([data], source="gossip") == 0
+    assert dump(ciz) == before
