@@ -266,8 +266,9 @@ async def test_an_endpoint_cannot_steer_a_node_to_another_path(network: Network,
 async def test_an_announcement_that_every_node_would_keep_and_pass_on_is_bounded(network: Network, field: str,
                                                                                  count: int) -> None:
     """Every node keeps a member's announcement in its peer table and passes it on in gossip, whose rounds have a
-    budget of bytes: one of ~60 kB would be kept everywhere, eat most of a round, and one larger than a round is
-    never passed on while the peers that want it keep asking (the others queued behind it in that exchange)."""
+    budget of bytes: one of ~60 kB would be kept everywhere and eat most of a round, and one larger than a round
+    stops the announcements wanted after it in that exchange (a round hands them out in order until its bytes run
+    out)."""
     ciz, zk = await network.start("ciz", "zk5151")
     body: dict[str, Any] = {"seq": ciz.peers.get(zk.identity.did).seq + 1, "endpoints": [zk.url], "registers": [],
                             "templates": [], "events": []}
