@@ -34,7 +34,7 @@ from node.care.meldingen import MeldingDesk
 from node.client import PeerClient
 from node.clock import ClockWatch
 from node.discovery import Discovery, PeerTable, Router
-from node.errors import ConfigError, NodeError
+from node.errors import ConfigError, NodeError, ValidationError
 from node.home import NodeConfig, NodeHome
 from node.metrics import Metrics
 from node.notify import Inbox, MeldingenSent, Outbox, Subscriptions
@@ -370,25 +370,30 @@ class Node:
             return [EigenBijdrageDesk(registers=self.registers, actor=lambda: self.actor, clock=clock).levering_fetched]
         return []
 
-    async def purge(self, today: date | None = None, dry_run: bool = False) -> dict[str, Any]:
+    async def purge(self, today: date | None = None, dry_run: bool = False, actor: Actor | None = None) -> dict[str, Any]:
         """Retention (the housekeeping job, and iwlz purge): records past their period, notifications delivered
         or acted on longer ago than notification_retention_days, and the signed requests of audit entries older than
-        audit_request_days (their hash stays)."""
+        audit_request_days (their hash stays). ``actor``: the person who asked, named in the audit log (else the
+        node). ``today`` may be later than today only in a dry run: it shows what would go then."""
         now = self.now()
-        today = today or date.fromtimestamp(now)
-        records = await self.registers.purge(today=today, actor=self.actor, now=now, dry_run=dry_run)
+        actual = date.fromtimestamp(now)
+        if today is not None and today > actual and not dry_run:
+            raise ValidationError(f"a purge removes what has passed its retention by today ({actual.isoformat()}); "
+                                  "a later date only shows what would go then (dry run)")
+        today, actor = today or actual, actor or self.actor
+        records = await self.registers.purge(today=today, actor=actor, now=now, dry_run=dry_run)
         before = now - self.config.notification_retention_days * 24 * 3600
         notifications = await self.outbox.forget_delivered(before, dry_run=dry_run)
         notifications += await self.inbox.forget_done(before, dry_run=dry_run)
         if notifications and not dry_run:  # ids only, and many: one entry says how many went
             await self.store.write([self.audit.entry(now=now, event="notification.purge", action="D",
-                                                     result=f"{notifications} removed", actor=self.actor)])
+                                                     result=f"{notifications} removed", actor=actor)])
         requests = 0
         if self.config.audit_request_days is not None:
             requests = await self.audit.forget_requests(now - self.config.audit_request_days * 24 * 3600, dry_run=dry_run)
             if requests and not dry_run:
                 await self.store.write([self.audit.entry(now=now, event="request.purge", action="U",
-                                                         result=f"{requests} kept by their hash only", actor=self.actor)])
+                                                         result=f"{requests} kept by their hash only", actor=actor)])
         if (records or notifications or requests) and not dry_run:
             log.info("retention: purged %d record(s) and %d notification(s); %d signed request(s) kept by hash only",
                      len(records), notifications, requests)

@@ -39,7 +39,7 @@ class OperationRoutes(RouteGroup):
     async def purge(self, request: web.Request) -> web.Response:
         body = await read_json(request) if request.can_read_body else {}
         today = date.fromisoformat(body["today"]) if body.get("today") else None
-        return web.json_response(await self.p.purge(today, bool(body.get("dry_run"))))
+        return web.json_response(await self.p.purge(today, bool(body.get("dry_run")), self.actor(request)))
 
     async def users(self, request: web.Request) -> web.Response:
         return web.json_response({"users": await self.p.users.list()})

@@ -39,7 +39,7 @@ class AdminParts:
     subscriptions: Subscriptions
     meldingen_sent: MeldingenSent
     melding_desk: MeldingDesk
-    purge: Callable[[date | None, bool], Awaitable[dict[str, Any]]]  # retention, or what it would remove
+    purge: Callable[[date | None, bool, Actor], Awaitable[dict[str, Any]]]  # retention, or what it would remove
     adopt_revocation_list: Callable[[bytes], bool]
     reload_certificate: Callable[[], Awaitable[bool]]
     check_witnesses: Callable[[], Awaitable[tuple[bool, str]]]

@@ -117,3 +117,29 @@ async def test_the_operations_guide_lists_every_route_with_its_permission() -> N
     for permission, roles in PERMISSIONS.items():
         shown = ", ".join(r for r in ("beheerder", "medewerker", "auditor") if r in roles)
         assert f"| {permission} | {shown} |" in text
+
+
+async def test_a_purge_removes_only_what_has_passed_its_retention_today_and_names_who_asked(network: Network) -> None:
+    """A purge leaves no version behind, only its audit entries. With a date of his choosing, a person allowed to
+    run the node could remove records years before their retention ended, and the log said "retention ended",
+    done by the node. A later date only shows what would go then; what a person purges carries his name."""
+    (ciz,) = await network.start("ciz")
+    ended = sample("wlzIndicaties", 0) | {"einddatum": "2026-01-31"}  # kept 5 years: until 2031-01-31
+    await ciz.registers.put("WlzIndicatie", ended, actor=ciz.actor, now=ciz.now())
+    token = await add(ciz, "j.beheerder", "beheerder")
+
+    status, answer = await call(ciz, token, "POST", "/admin/v1/purge", {"today": "2031-02-01"})
+    assert status == 400 and "later date" in answer["reason"]
+    assert [v.version for v in await ciz.registers.history("WlzIndicatie", IND0)] == [1]
+    status, answer = await call(ciz, token, "POST", "/admin/v1/purge", {"today": "2031-02-01", "dry_run": True})
+    assert status == 200 and answer["records"] == [f"WlzIndicatie/{IND0}"] and answer["dry_run"]
+    assert [v.version for v in await ciz.registers.history("WlzIndicatie", IND0)] == [1]
+
+    # What has passed its retention today goes, in the name of the person who asked.
+    ciz.registers.retention = {"WlzIndicatie": {"ended": 0, "withdrawn": 0}}
+    await ciz.registers.put("WlzIndicatie", ended | {"besluitnummer": "9" + ended["besluitnummer"][1:]},
+                            actor=ciz.actor, now=ciz.now())  # its retention date follows the new rule
+    status, answer = await call(ciz, token, "POST", "/admin/v1/purge", {})
+    assert status == 200 and answer["records"] == [f"WlzIndicatie/{IND0}"]
+    [purged] = [e for e in await ciz.audit.entries(limit=1000) if e.event == "record.purge"]
+    assert purged.actor_user == "j.beheerder" and purged.actor_did == ciz.identity.did
