@@ -374,14 +374,19 @@ class Node:
         """Retention (the housekeeping job, and iwlz purge): records past their period, notifications delivered
         or acted on longer ago than notification_retention_days, and the signed requests of audit entries older than
         audit_request_days (their hash stays). ``actor``: the person who asked, named in the audit log (else the
-        node). ``today`` may be later than today only in a dry run: it shows what would go then."""
+        node). A person may give a later ``today`` only in a dry run (what would go then); the node's own token may
+        purge by another date, and its audit entries say which."""
         now = self.now()
         actual = date.fromtimestamp(now)
-        if today is not None and today > actual and not dry_run:
+        actor = actor or self.actor
+        if today is not None and today > actual and not dry_run and actor.user is not None:
             raise ValidationError(f"a purge removes what has passed its retention by today ({actual.isoformat()}); "
                                   "a later date only shows what would go then (dry run)")
-        today, actor = today or actual, actor or self.actor
-        records = await self.registers.purge(today=today, actor=actor, now=now, dry_run=dry_run)
+        given = today is not None and today != actual
+        today = today or actual
+        ended = f"retention ended by {today.isoformat()}, a date given on {actual.isoformat()}" if given else None
+        records = await self.registers.purge(today=today, actor=actor, now=now, dry_run=dry_run,
+                                             **({"result": ended} if ended else {}))
         before = now - self.config.notification_retention_days * 24 * 3600
         notifications = await self.outbox.forget_delivered(before, dry_run=dry_run)
         notifications += await self.inbox.forget_done(before, dry_run=dry_run)

@@ -110,7 +110,7 @@ def register(sub: Any) -> None:
     p.add_argument("params", nargs="*", metavar="KEY=VALUE")
 
     p = command(sub, "purge", purge, "remove records whose retention period has ended (the node also does so itself)")
-    p.add_argument("--today", help="YYYY-MM-DD (default: today; a later date only with --dry-run: what would go then)")
+    p.add_argument("--today", help="YYYY-MM-DD (default: today; the audit log names a date given)")
     p.add_argument("--dry-run", action="store_true", help="only show what would go")
 
 

@@ -595,7 +595,8 @@ class Registers:
             self.on_written()
         return len(records)
 
-    async def purge(self, *, today: date, actor: Actor, now: int, dry_run: bool = False) -> list[str]:
+    async def purge(self, *, today: date, actor: Actor, now: int, dry_run: bool = False,
+                    result: str = "retention ended") -> list[str]:
         """Remove every version of records whose retention period has passed; returns their paths (kind/id).
 
         The audit log names each purged record by its path, never its content; a party that still holds
@@ -618,7 +619,7 @@ class Registers:
                 # The keys first: they find their record through its first version.
                 statements.append((_DELETE_KEY, _keys(kind, record_id, await self._last_content(kind, record_id)), True))
                 statements.append(("DELETE FROM records WHERE kind = ? AND record_id = ?", (kind, record_id), False))
-                statements.append(self.audit.entry(now=now, event="record.purge", action="D", result="retention ended",
+                statements.append(self.audit.entry(now=now, event="record.purge", action="D", result=result,
                                                    actor=actor, record=f"{kind}/{record_id}"))
             async with self._lock:
                 await self._write(statements, held)

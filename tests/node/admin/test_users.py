@@ -122,7 +122,9 @@ async def test_the_operations_guide_lists_every_route_with_its_permission() -> N
 async def test_a_purge_removes_only_what_has_passed_its_retention_today_and_names_who_asked(network: Network) -> None:
     """A purge leaves no version behind, only its audit entries. With a date of his choosing, a person allowed to
     run the node could remove records years before their retention ended, and the log said "retention ended",
-    done by the node. A later date only shows what would go then; what a person purges carries his name."""
+    done by the node. For a person a later date only shows what would go then, and what he purges carries his
+    name; the node's own token (its operator, who holds the database anyway) may purge by a date, which the log
+    then names."""
     (ciz,) = await network.start("ciz")
     ended = sample("wlzIndicaties", 0) | {"einddatum": "2026-01-31"}  # kept 5 years: until 2031-01-31
     await ciz.registers.put("WlzIndicatie", ended, actor=ciz.actor, now=ciz.now())
@@ -143,3 +145,13 @@ async def test_a_purge_removes_only_what_has_passed_its_retention_today_and_name
     assert status == 200 and answer["records"] == [f"WlzIndicatie/{IND0}"]
     [purged] = [e for e in await ciz.audit.entries(limit=1000) if e.event == "record.purge"]
     assert purged.actor_user == "j.beheerder" and purged.actor_did == ciz.identity.did
+    assert purged.result == "retention ended"
+
+    # The operator's own token may purge by a later date; the log says so, and by whom.
+    ciz.registers.retention = {}
+    other = sample("wlzIndicaties", 1) | {"einddatum": "2026-01-31"}
+    await ciz.registers.put("WlzIndicatie", other, actor=ciz.actor, now=ciz.now())
+    status, answer = await call(ciz, ciz.home.admin_token(), "POST", "/admin/v1/purge", {"today": "2031-02-01"})
+    assert status == 200 and answer["records"] == [f"WlzIndicatie/{other['wlzIndicatieID']}"]
+    last = [e for e in await ciz.audit.entries(limit=1000) if e.event == "record.purge"][-1]
+    assert last.result.startswith("retention ended by 2031-02-01, a date given on ") and last.actor_user is None
