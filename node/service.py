@@ -382,11 +382,9 @@ class Node:
         if today is not None and today > actual and not dry_run and actor.user is not None:
             raise ValidationError(f"a purge removes what has passed its retention by today ({actual.isoformat()}); "
                                   "a later date only shows what would go then (dry run)")
-        given = today is not None and today != actual
-        today = today or actual
-        ended = f"retention ended by {today.isoformat()}, a date given on {actual.isoformat()}" if given else None
-        records = await self.registers.purge(today=today, actor=actor, now=now, dry_run=dry_run,
-                                             **({"result": ended} if ended else {}))
+        given_on = actual if today is not None and today != actual else None
+        records = await self.registers.purge(today=today or actual, actor=actor, now=now, dry_run=dry_run,
+                                             given_on=given_on)
         before = now - self.config.notification_retention_days * 24 * 3600
         notifications = await self.outbox.forget_delivered(before, dry_run=dry_run)
         notifications += await self.inbox.forget_done(before, dry_run=dry_run)

@@ -65,8 +65,9 @@ class AuditEntry:
         """The entry as shown to a reader (the request bytes by hash only); a client is shown the role of the person
         who acted, not the name."""
         out = {k: getattr(self, k) for k in _COLUMNS if k not in ("request", "hash", "request_sha256")}
-        out["request_sha256"] = (hashlib.sha256(self.request).hexdigest() if self.request
-                                 else self.request_sha256.hex() if self.request_sha256 else None)
+        # Every entry since schema 16 holds its request's hash: the bytes are hashed only for one moved by it.
+        out["request_sha256"] = (self.request_sha256.hex() if self.request_sha256
+                                 else hashlib.sha256(self.request).hexdigest() if self.request else None)
         out["hash"] = self.hash.hex()
         if not with_subject:
             out.pop("subject")

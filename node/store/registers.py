@@ -596,7 +596,7 @@ class Registers:
         return len(records)
 
     async def purge(self, *, today: date, actor: Actor, now: int, dry_run: bool = False,
-                    result: str = "retention ended") -> list[str]:
+                    given_on: date | None = None) -> list[str]:
         """Remove every version of records whose retention period has passed; returns their paths (kind/id).
 
         The audit log names each purged record by its path, never its content; a party that still holds
@@ -608,6 +608,8 @@ class Registers:
         paths = [f"{kind}/{record_id}" for kind, record_id, _ in rows]
         if dry_run or not rows:
             return paths
+        # A date someone gave (``given_on`` the day he gave it) is named beside what it removed.
+        result = "retention ended" + (f" by {today.isoformat()}, a date given on {given_on.isoformat()}" if given_on else "")
         # A slice at a time, each its own commit: the first run after retention was set (or after a long stop) may
         # purge a large part of a register, and one transaction would hold every other write until it ends.
         for start in range(0, len(rows), PURGE_SLICE):
