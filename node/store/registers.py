@@ -137,6 +137,7 @@ class Registers:
         self._certificate_stored = False
         self.importing_until = 0.0  # the background signer waits until an import has been quiet this long
         self._unsigned_after = 0  # the background signer's place (rowid): every version before it is signed
+        self._purges = 0  # purges so far: a pass that began before one does not move the signer's place
         self._counts: dict[str, int] = {}  # records (current, not deleted) per kind, as in register_counts
         self.switch_identity(identity, certificate)
         # The outbox plans notifications inside the record's transaction; it is woken after the commit.
@@ -220,6 +221,10 @@ class Registers:
         rows = await (self.store.lookup if few else self.store.fetchall)(sql, params)
         return [self._row(r) for r in rows]
 
+    async def _newest_rowid(self) -> int:
+        rows = await self.store.lookup("SELECT max(rowid) FROM records")
+        return int(rows[0][0] or 0)
+
     async def keep_signatures(self) -> None:
         """Store the signatures made on reading (Ed25519 is deterministic: one made twice is the same)."""
         pending, self._signatures = self._signatures, []
@@ -232,12 +237,17 @@ class Registers:
         await self.keep_signatures()
         done = 0
         while time.monotonic() >= self.importing_until:
-            # By rowid from where the last pass ended: no index to keep up on every insert, and a pass over
-            # versions signed already costs nothing the next time.
-            rows = await self.store.fetchall(
-                f"SELECT rowid, {_COLUMNS} FROM records WHERE rowid > ? AND signed IS NULL AND signature IS NULL "
-                "ORDER BY rowid LIMIT ?", (self._unsigned_after, batch))
+            # By rowid from where the last pass ended, up to the newest version now: no index to keep up on every
+            # insert, and a pass finds its place past what it read, so the next one reads only what came since (a
+            # version written later has a higher rowid; a purge, which may free the highest, starts it over).
+            purges, top = self._purges, await self._newest_rowid()
+            # Aside: the first pass after a start reads every version once, and no commit waits for it.
+            rows = await self.store.read_aside(
+                f"SELECT rowid, {_COLUMNS} FROM records WHERE rowid > ? AND rowid <= ? AND signed IS NULL "
+                "AND signature IS NULL ORDER BY rowid LIMIT ?", (self._unsigned_after, top, batch))
             if not rows:
+                if purges == self._purges:
+                    self._unsigned_after = max(self._unsigned_after, top)
                 return done
             self._unsigned_after = int(rows[-1][0])
             for row in rows:
@@ -257,15 +267,17 @@ class Registers:
         A version keeps its content, number and signing time; only the signature and the certificate it
         carries change, so it stays verifiable after the earlier certificate expires or is superseded.
         """
-        done = 0
+        done, after = 0, 0
         while True:
-            rows = await self.store.fetchall(
-                f"{_SELECT} WHERE cert_hash IS NOT ? AND (signed IS NOT NULL OR signature IS NOT NULL) LIMIT ?",
-                (self.cert_hash, batch))
+            # From where the last batch ended (by rowid), aside: each version is read once, and no commit waits.
+            rows = await self.store.read_aside(
+                f"SELECT rowid, {_COLUMNS} FROM records WHERE rowid > ? AND cert_hash IS NOT ? "
+                "AND (signed IS NOT NULL OR signature IS NOT NULL) ORDER BY rowid LIMIT ?", (after, self.cert_hash, batch))
             if not rows:
                 return done
+            after = int(rows[-1][0])
             keep, signed_again = [], []
-            for kind, record_id, version, signed, _, data, deleted, created_at, _ in rows:
+            for _, kind, record_id, version, signed, _, data, deleted, created_at, _ in rows:
                 if signed is not None and signing_certificate(bytes(signed)) == self.certificate:
                     keep.append((kind, record_id, version))
                     continue
@@ -627,6 +639,7 @@ class Registers:
                 await self._write(statements, held)
                 self._current.clear()
                 self._unsigned_after = 0  # rowids of purged versions may be given out again
+                self._purges += 1
         return paths
 
 __all__ = ["Registers", "StoredVersion", "BatchResult", "values_at"]
