@@ -122,6 +122,8 @@ NO_PEER_YET = "no peer with this identifier is known (yet)"
 # next_attempt_at of a row that waits for its receiver to become known (9999-12-31): peer_back, or the node's start
 # (wake_known), makes it due; nothing reads or rewrites it before (end_waiting ends it after dead_after).
 WAITING = 253402300799.0
+# The receiver of care the CAK must hear of while no CAK is known: a KvK number no party has, so the row waits.
+ANY_CAK = "*"
 
 
 INSERT_NOTIFICATION = (
@@ -191,7 +193,9 @@ class Outbox:
                              now: int) -> list[Statement]:
         """The outbox rows a batch of record changes causes (Registers.notifier)."""
         own_uzovi = self.member.identifiers.get("uzovi")
-        cak = {p.identifiers["kvk"] for p in self.peers.all() if p.role == "cak" and "kvk" in p.identifiers}
+        # Care the CAK must hear of, recorded before this node heard of any CAK, waits for the first that announces
+        # itself (``_for_the_cak``): leaving it out lost it for good.
+        cak = {p.identifiers["kvk"] for p in self.peers.all() if p.role == "cak" and "kvk" in p.identifiers} or {ANY_CAK}
         planned: list[list[Planned]] = []
         for record_id, old, new in changes:
             # Who held authority matters only for a record that existed: a new one goes to its first party.
@@ -228,15 +232,25 @@ class Outbox:
         """A peer (re)announced itself: what waits for it (by did, or by any identifier) is due now, whatever its
         backoff."""
         self._unreachable.pop(did, None)
-        await self.store.write([self._due_now(did, identifiers)])
+        await self.store.write([*self._for_the_cak(did), self._due_now(did, identifiers)])
         self.wake()
 
     async def wake_known(self) -> None:
         """At start: what waits for a receiver the peer table names now is due (a peer_back the node did not get
         to, or rows from before WAITING). One statement per peer, each found through the receiver indexes."""
-        statements = [self._due_now(peer.did, peer.identifier_values(), waiting_only=True) for peer in self.peers.all()]
+        statements = [statement for peer in self.peers.all() for statement in (
+            *self._for_the_cak(peer.did), self._due_now(peer.did, peer.identifier_values(), waiting_only=True))]
         if statements:
             await self.store.write(statements)
+
+    def _for_the_cak(self, did: str) -> "builtins.list[Statement]":
+        """If ``did`` is a CAK: what waited for any CAK is addressed to it (found through the receiver index)."""
+        peer = self.peers.get(did)
+        kvk = peer.identifiers.get("kvk") if peer is not None and peer.role == "cak" else None
+        if kvk is None:
+            return []
+        return [("UPDATE outbox SET receiver_id = ? WHERE status = 'pending' AND receiver_id_type = 'KVK' AND receiver_id = ?",
+                 (kvk, ANY_CAK), False)]
 
     async def end_waiting(self, now: int) -> None:
         """Housekeeping: a row that waited dead_after for its receiver to become known ends as a dead letter, as a

@@ -106,3 +106,29 @@ async def test_a_provider_asks_another_for_part_of_the_care_and_gets_an_answer(n
     # The zorgkantoor sees the care, not the verzoeken between providers.
     [(care, _, _)] = await zk.query_peer(za.url, "QLR-0002-ZK", {"leveringID": LEVERING_ID, "uzovi": "5151"}, [])
     assert "verzoeken" not in care.data
+
+
+async def test_care_recorded_before_the_provider_heard_of_the_cak_reaches_the_cak_once_it_appears(network: Network) -> None:
+    """The CAK's notifications went to the CAKs in the provider's peer table when care was recorded: a provider that
+    had not heard of one yet (just started, the CAK away) never told the CAK, and its eigen bijdrage never came."""
+    ciz, zk, za = await network.start("ciz", "zk5151", "za_a")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
+    await network.settle()
+    await put(za, "Levering", levering())  # care starts; no CAK is known
+    await network.settle()
+    waiting = [(r["event_type"], r["status"]) for r in await za.outbox.list() if r["event_type"].endswith("_CAK")]
+    assert waiting == [("NIEUWE_LEVERING_CAK", "pending")]
+    (cak,) = await network.start("cak")
+    await network.settle()
+    [row] = await inbox(cak, "NIEUWE_LEVERING_CAK")
+    assert (row["status"], row["detail"]) == ("fetched", "QLR-0003-CAK: 1 record(s)")
+    [bijdrage] = await cak.registers.list_current("EigenBijdrage")
+    assert bijdrage.data["status"] == "lopend"
+    sent = {(r["event_type"], r["receiver_id"], r["status"]) for r in await za.outbox.list()}
+    assert ("NIEUWE_LEVERING_CAK", "27364237", "delivered") in sent
+    # Care recorded now goes to the CAK the provider knows, as before.
+    await put(za, "Levering", levering(leveringperiodes=[{"ingangsdatum": "2026-10-01", "einddatum": "2026-12-31",
+                                                          "reden": "verhuizing"}]))
+    await network.settle()
+    assert [r["status"] for r in await inbox(cak, "BEEINDIGDE_LEVERING_CAK")] == ["fetched"]
