@@ -119,6 +119,14 @@ async def test_care_recorded_before_the_provider_heard_of_the_cak_reaches_the_ca
     await network.settle()
     waiting = [(r["event_type"], r["status"]) for r in await za.outbox.list() if r["event_type"].endswith("_CAK")]
     assert waiting == [("NIEUWE_LEVERING_CAK", "pending")]
+    # Only a member whose certificate says CAK takes it: what a zorgkantoor's announcement does leaves it waiting.
+    peer = za.peers.get(zk.identity.did)
+    assert peer is not None and peer.role == "zorgkantoor"
+    await za.outbox.peer_back(zk.identity.did, peer.identifier_values())
+    await za.outbox.wake_known()
+    await network.settle()
+    waiting = [(r["receiver_id"], r["status"]) for r in await za.outbox.list() if r["event_type"].endswith("_CAK")]
+    assert waiting == [("*", "pending")]
     (cak,) = await network.start("cak")
     await network.settle()
     [row] = await inbox(cak, "NIEUWE_LEVERING_CAK")
