@@ -43,8 +43,9 @@ class MessageDesk:
     """
 
     def __init__(self, *, endpoint: Endpoint, dispatcher: Dispatcher, metrics: Metrics, clock: Callable[[], float],
-                 watch: ClockWatch, forward: Forward | None = None) -> None:
+                 watch: ClockWatch, body_timeout: float, forward: Forward | None = None) -> None:
         self.endpoint = endpoint
+        self.body_timeout = body_timeout
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.clock = clock
@@ -68,7 +69,7 @@ class MessageDesk:
         now = int(self.clock())
         data = b""
         try:
-            data = await read_message(request, self.endpoint.max_size)
+            data = await read_message(request, self.endpoint.max_size, self.body_timeout)
             incoming = self.endpoint.receive(data, now=now)
         except RemoteProtocolError as exc:
             self.metrics.count_request("unknown", exc.code.value)
@@ -125,7 +126,13 @@ class PeerApp:
 
     async def _revocation_list(self, request: web.Request) -> web.Response:
         """A root-signed revocation list, from anyone: it proves itself, and only a newer one changes anything."""
-        data = await read_bounded(request.content, MAX_REVOCATION_LIST)
+        try:
+            async with asyncio.timeout(self.messages.body_timeout):
+                data = await read_bounded(request.content, MAX_REVOCATION_LIST)
+        except TimeoutError:
+            return web.json_response({"error": "malformed", "reason": "the body did not arrive in time"}, status=400)
+        except (aiohttp.ClientPayloadError, ConnectionError, RuntimeError):  # see read_message
+            return web.json_response({"error": "malformed", "reason": "the body was cut short"}, status=400)
         if len(data) > MAX_REVOCATION_LIST:
             return web.json_response({"error": "too-large", "reason": "a revocation list is at most 512 KiB"}, status=413)
         adopted = self.adopt_revocation_list(data)
@@ -150,11 +157,13 @@ class _Unreadable(RemoteProtocolError):
         self.body = body
 
 
-async def read_message(request: web.Request, limit: int) -> bytes:
-    """The whole body, however many reads it takes to arrive; at most ``limit`` bytes.
+async def read_message(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The whole body, however many reads it takes to arrive; at most ``limit`` bytes, within ``timeout`` seconds.
 
     A body up to DRAIN times the limit is read to its end even when too large, so that the error is bound to
     the request's exact bytes (its SHA-256); beyond that the node stops reading and the error cannot be bound.
+    A body that does not arrive in time is refused: a sender that trickled it held a handler for as long as it
+    liked.
     """
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     declared = request.content_length
@@ -162,12 +171,17 @@ async def read_message(request: web.Request, limit: int) -> bytes:
         raise _Unreadable(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes", b"")
     chunks, size = [], 0
     try:
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit * DRAIN:
-                raise _Unreadable(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes", b"")
-            chunks.append(chunk)
-    except (aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ConnectionError) as exc:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit * DRAIN:
+                    raise _Unreadable(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes", b"")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _Unreadable(ErrorCode.MALFORMED, f"the message body did not arrive within {timeout:g} s", b"") from None
+    except (aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ConnectionError, RuntimeError) as exc:
+        # aiohttp's stream raises RuntimeError("Connection closed.") when the connection went while its body came
+        # (the guard made room, or the sender hung up): before, a traceback in the log for each.
         raise _Unreadable(ErrorCode.MALFORMED, "the message body was cut short", b"") from exc
     body = b"".join(chunks)
     if encoding not in ("identity", ""):

@@ -5,9 +5,11 @@ aiohttp has no deadline for a request's headers and no connection limit, so
 descriptors and it stopped answering anyone. The guard sits between the
 socket and aiohttp's protocol: a connection that has not started a request
 within ``header_timeout`` seconds of opening (or of its last request) is
-closed; at ``max_connections`` a new connection pushes out the oldest idle
-one, and the limit stays below the process's file limit, so accept() never
-fails. A listener logs what clients get wrong at most once a minute, without
+closed; at ``max_connections`` a new connection pushes out one that never
+started a request, else one whose request's body is still arriving, else the
+oldest idle one, and the limit stays below the process's file limit, so
+accept() never fails (a body must also arrive in time: MessageDesk). A
+listener logs what clients get wrong at most once a minute, without
 tracebacks: a client cannot flood the log.
 """
 
@@ -53,6 +55,11 @@ class _Connection:
     idle_since: float
     busy: int = 0
     served: int = 0  # requests it completed: a client that has shown it speaks HTTP is evicted last
+    body: Any = None  # the request's body (a StreamReader) while one is under way: until it is whole, evictable
+
+    def receiving(self) -> bool:
+        """In the middle of a request whose body has not all arrived: the headers alone cost a sender nothing."""
+        return self.busy > 0 and self.body is not None and not self.body.is_eof()
 
 
 class ConnectionGuard:
@@ -80,18 +87,21 @@ class ConnectionGuard:
         self._open.pop(transport, None)
 
     def _evict_one(self) -> bool:
-        """Make room: the oldest connection that never completed a request, else the oldest idle one."""
-        idle = None
+        """Make room: the oldest connection that never started a request, else the oldest whose request's body is
+        still arriving, else the oldest idle one. One handling a whole request is never pushed out."""
+        receiving = idle = None
         for transport, conn in self._open.items():
-            if conn.busy:
-                continue
-            if not conn.served:
-                self._drop(transport)
-                return True
-            idle = idle or transport
-        if idle is None:
+            if not conn.busy:
+                if not conn.served:
+                    self._drop(transport)
+                    return True
+                idle = idle or transport
+            elif receiving is None and conn.receiving():
+                receiving = transport
+        chosen = receiving or idle
+        if chosen is None:
             return False
-        self._drop(idle)
+        self._drop(chosen)
         return True
 
     def _drop(self, transport: asyncio.Transport) -> None:
@@ -121,11 +131,13 @@ class ConnectionGuard:
         conn = self._open.get(request.transport) if request.transport is not None else None
         if conn is not None:
             conn.busy += 1
+            conn.body = request.content if request.body_exists else None
         try:
             return await handler(request)  # type: ignore[no-any-return]
         finally:
             if conn is not None:
                 conn.busy -= 1
+                conn.body = None
                 conn.served += 1
                 conn.idle_since = self.clock()
 
