@@ -56,6 +56,7 @@ class _Connection:
     busy: int = 0
     served: int = 0  # requests it completed: a client that has shown it speaks HTTP is evicted last
     body: Any = None  # the request's body (a StreamReader) while one is under way: until it is whole, evictable
+    request_since: float = 0.0  # when that request's headers came
 
     def receiving(self) -> bool:
         """In the middle of a request whose body has not all arrived: the headers alone cost a sender nothing."""
@@ -87,17 +88,20 @@ class ConnectionGuard:
         self._open.pop(transport, None)
 
     def _evict_one(self) -> bool:
-        """Make room: the oldest connection that never started a request, else the oldest whose request's body is
-        still arriving, else the oldest idle one. One handling a whole request is never pushed out."""
-        receiving = idle = None
+        """Make room: the oldest connection that never started a request, else the one whose request's body has
+        been arriving the longest (a trickle, more likely than an upload that has just begun), else the oldest idle
+        one. One handling a whole request is never pushed out."""
+        receiving: asyncio.Transport | None = None
+        idle: asyncio.Transport | None = None
+        since = float("inf")
         for transport, conn in self._open.items():
             if not conn.busy:
                 if not conn.served:
                     self._drop(transport)
                     return True
                 idle = idle or transport
-            elif receiving is None and conn.receiving():
-                receiving = transport
+            elif conn.request_since < since and conn.receiving():
+                receiving, since = transport, conn.request_since
         chosen = receiving or idle
         if chosen is None:
             return False
@@ -132,6 +136,7 @@ class ConnectionGuard:
         if conn is not None:
             conn.busy += 1
             conn.body = request.content if request.body_exists else None
+            conn.request_since = self.clock()
         try:
             return await handler(request)  # type: ignore[no-any-return]
         finally:

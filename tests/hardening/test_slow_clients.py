@@ -177,6 +177,7 @@ def test_the_guard_evicts_the_oldest_idle_connection_and_sweeps_stale_ones() -> 
 
 
 def test_a_connection_whose_body_is_still_arriving_makes_room_before_an_idle_one_never_before_a_whole_request() -> None:
+    """Of those still receiving a body, the one whose request began first goes: a trickle outlasts an upload."""
     from node.server.connections import ConnectionGuard
 
     class Transport:
@@ -194,17 +195,23 @@ def test_a_connection_whose_body_is_still_arriving_makes_room_before_an_idle_one
             return self.whole
 
     guard = ConnectionGuard(max_connections=16, header_timeout=2.0, clock=lambda: 0.0)
-    handling, receiving, idle, *rest = opened = [Transport() for _ in range(18)]
+    uploading, handling, receiving, idle, *rest = opened = [Transport() for _ in range(19)]
     for t in opened[:16]:
         guard.opened(t)  # type: ignore[arg-type]
-    for t in (handling, receiving, *rest[:13]):
+    for t in (uploading, handling, receiving, *rest[:12]):
         guard._open[t].busy = 1  # type: ignore[index]
         guard._open[t].body = Body(whole=True)  # type: ignore[index]
+        guard._open[t].request_since = 5.0  # type: ignore[index]
     guard._open[receiving].body = Body(whole=False)  # type: ignore[index]  # its headers came, its body is trickling
+    guard._open[receiving].request_since = 1.0  # type: ignore[index]  # ... since long before
+    guard._open[uploading].body = Body(whole=False)  # type: ignore[index]  # an older connection's upload, just begun
     guard._open[idle].served = 1  # type: ignore[index]  # a client that finished a request and keeps its connection
+    guard.opened(rest[12])  # type: ignore[arg-type]
+    assert receiving.aborted and not uploading.aborted and not idle.aborted and not handling.aborted
+    guard._open[rest[12]].busy = 1  # type: ignore[index]  # the newcomer's request, whole
     guard.opened(rest[13])  # type: ignore[arg-type]
-    assert receiving.aborted and not idle.aborted and not handling.aborted
-    guard._open[rest[13]].busy = 1  # type: ignore[index]  # the newcomer's request, whole
+    assert uploading.aborted and not idle.aborted and not handling.aborted
+    guard._open[rest[13]].busy = 1  # type: ignore[index]
     guard.opened(rest[14])  # type: ignore[arg-type]
     assert idle.aborted and not handling.aborted and len(guard) == 16
 
