@@ -49,7 +49,7 @@ class QueryWorker:
                  changes_path: str, index: int = 1) -> None:
         self.home, self.config, self.host, self.port, self.index = home, config, host, port, index
         self.changes_path = changes_path
-        self.link = PrimaryLink(socket_path)
+        self.link = PrimaryLink(socket_path, body_timeout=config.header_timeout)
         self.tasks = Background()
         self.metrics = Metrics(tally=True)
         self.clock = time.time

@@ -11,8 +11,9 @@ import aiohttp
 import cbor2
 from aiohttp import web
 
-from node.client import MESSAGES_PATH, read_bounded
+from node.client import MESSAGES_PATH
 from node.errors import NetworkError
+from node.server.app import request_body
 from node.relay.desk import CHANGES_PATH, COMMIT_PATH, TALLY_PATH, WAIT_FOR_CHANGE
 from protocol import MEDIA_TYPE
 
@@ -32,8 +33,9 @@ def _owner_call(*also: type[Exception]) -> Iterator[None]:
 
 
 class PrimaryLink:
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, *, body_timeout: float) -> None:
         self.socket_path = socket_path
+        self.body_timeout = body_timeout  # for a body passed on: as the node's own listener has it
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -69,10 +71,7 @@ class PrimaryLink:
         headers = {name: request.headers[name] for name in _PASSED_HEADERS if name in request.headers}
         body = None
         if request.can_read_body:
-            try:
-                body = await read_bounded(request.content, MAX_PASSED_BODY)
-            except (aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ConnectionError):
-                return web.json_response({"error": "malformed", "reason": "the request body was cut short"}, status=400)
+            body = await request_body(request, MAX_PASSED_BODY, self.body_timeout)
             if len(body) > MAX_PASSED_BODY:
                 return web.json_response({"error": "too-large", "reason": "the request body is too large"}, status=413)
         try:

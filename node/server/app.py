@@ -126,13 +126,7 @@ class PeerApp:
 
     async def _revocation_list(self, request: web.Request) -> web.Response:
         """A root-signed revocation list, from anyone: it proves itself, and only a newer one changes anything."""
-        try:
-            async with asyncio.timeout(self.messages.body_timeout):
-                data = await read_bounded(request.content, MAX_REVOCATION_LIST)
-        except TimeoutError:
-            return web.json_response({"error": "malformed", "reason": "the body did not arrive in time"}, status=400)
-        except (aiohttp.ClientPayloadError, ConnectionError, RuntimeError):  # see read_message
-            return web.json_response({"error": "malformed", "reason": "the body was cut short"}, status=400)
+        data = await request_body(request, MAX_REVOCATION_LIST, self.messages.body_timeout)
         if len(data) > MAX_REVOCATION_LIST:
             return web.json_response({"error": "too-large", "reason": "a revocation list is at most 512 KiB"}, status=413)
         adopted = self.adopt_revocation_list(data)
@@ -157,6 +151,25 @@ class _Unreadable(RemoteProtocolError):
         self.body = body
 
 
+# What reading a request's body raises when the sender stops halfway. aiohttp's stream raises RuntimeError
+# ("Connection closed.") once the connection has gone (the guard made room, or the sender hung up): before, each
+# logged a traceback.
+CUT_SHORT = (aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ConnectionError, RuntimeError)
+
+
+async def request_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """A request's body to its end, or its first ``limit + 1`` bytes (the caller refuses those), within ``timeout``
+    seconds; one that is cut short or late is answered 400 with a JSON reason."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await read_bounded(request.content, limit)
+    except TimeoutError:
+        reason = f"the request body did not arrive within {timeout:g} s"
+    except CUT_SHORT:
+        reason = "the request body was cut short"
+    raise web.HTTPBadRequest(text=json.dumps({"error": "malformed", "reason": reason}), content_type="application/json")
+
+
 async def read_message(request: web.Request, limit: int, timeout: float) -> bytes:
     """The whole body, however many reads it takes to arrive; at most ``limit`` bytes, within ``timeout`` seconds.
 
@@ -179,9 +192,7 @@ async def read_message(request: web.Request, limit: int, timeout: float) -> byte
                 chunks.append(chunk)
     except TimeoutError:
         raise _Unreadable(ErrorCode.MALFORMED, f"the message body did not arrive within {timeout:g} s", b"") from None
-    except (aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ConnectionError, RuntimeError) as exc:
-        # aiohttp's stream raises RuntimeError("Connection closed.") when the connection went while its body came
-        # (the guard made room, or the sender hung up): before, a traceback in the log for each.
+    except CUT_SHORT as exc:
         raise _Unreadable(ErrorCode.MALFORMED, "the message body was cut short", b"") from exc
     body = b"".join(chunks)
     if encoding not in ("identity", ""):
