@@ -20,6 +20,7 @@ from node.discovery.gossip import Gossiper
 from node.discovery.peers import PeerTable
 from node.errors import NetworkError, NodeError
 from node.interfaces import Handlers
+from node.quiet import Throttled
 from node.store import Statement, Store
 from protocol import Ack, Announcement, Endpoint, Incoming, Message, PeerExchange, RemoteProtocolError, RevocationNews
 from protocol.gossip import Known, Planned
@@ -41,6 +42,8 @@ class Discovery:
         self.endpoint = endpoint
         self.client = client
         self.peers = peers
+        self._ignored = Throttled(log)  # what anyone can send (a revocation list) or a member relay
+        self._unreachable = Throttled(log, level=logging.WARNING)  # an address from mDNS is anyone's to give
         self.store = store
         self.trust = trust
         self.member = member
@@ -171,7 +174,7 @@ class Discovery:
             try:
                 incoming = self.endpoint.verify_broadcast(data, now=now)
             except RemoteProtocolError as exc:
-                log.info("dropped a relayed announcement (%s)", exc.code.value)
+                self._ignored.note("relayed " + exc.code.value, "dropped a relayed announcement (%s)", exc.code.value)
                 continue
             statement = self.peers.accept(incoming, source=source, now=now)
             if statement is not None:
@@ -204,7 +207,7 @@ class Discovery:
         try:
             return await self.learn(url, source=source)
         except NetworkError as exc:
-            log.warning("no announcement from %s: %s", url, exc)
+            self._unreachable.note("no-announcement", "no announcement from %s: %s", url, exc)
             return None
 
     async def learn(self, url: str, *, source: str) -> str:
@@ -224,7 +227,7 @@ class Discovery:
         try:
             newer = self.trust.apply_revocation_list(data)
         except KeysError as exc:
-            log.info("ignored a revocation list (%s)", exc.code)
+            self._ignored.note("revocation " + exc.code, "ignored a revocation list (%s)", exc.code)  # anyone may post one
             return False
         if newer:
             self.keep_revocation_list(data)

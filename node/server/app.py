@@ -22,6 +22,7 @@ from node.client import ANNOUNCEMENT_PATH, MESSAGES_PATH, read_bounded
 from node.clock import ClockWatch
 from node.errors import NodeError
 from node.metrics import Metrics
+from node.quiet import Throttled
 from node.server.dispatch import Dispatcher
 from protocol import MEDIA_TYPE, Endpoint, ErrorCode, RemoteProtocolError
 
@@ -51,6 +52,7 @@ class MessageDesk:
         self.clock = clock
         self.watch = watch
         self.forward = forward
+        self.refusals = Throttled(log)  # anyone may send junk: a line for each would fill the disk
 
     @web.middleware
     async def never_500(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -76,7 +78,7 @@ class MessageDesk:
             hint = self.watch.hint(self.watch.saw(exc.issued_at, exc.sender)) if (
                 exc.issued_at is not None and exc.sender is not None
                 and exc.code in (ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID)) else ""
-            log.info("refused a message (%s): %s%s", exc.code.value, exc.reason, hint)
+            self.refusals.note(exc.code.value, "refused a message (%s): %s%s", exc.code.value, exc.reason, hint)
             bound_to = exc.body if isinstance(exc, _Unreadable) else data
             reply = self.endpoint.error_reply(bound_to, exc, now=now)
             return _cose(reply.data, exc.status_hint)

@@ -283,3 +283,89 @@ async def test_an_announcement_that_every_node_would_keep_and_pass_on_is_bounded
     # Nor does it come in relayed by gossip.
     assert await ciz.discovery.absorb_announcements([data], source="gossip") == 0
     assert dump(ciz) == before
+
+
+async def test_junk_from_anyone_costs_the_log_a_line_a_minute_per_code_not_a_line_each(
+        network: Network, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone who can reach the port can send junk, and a member messages that are refused: a log line for each let
+    them fill the operator's disk (2,000 a second is ~20 GB a day). /metrics counts every refusal; the log names
+    each kind once a minute, with how many there were."""
+    import logging
+
+    (ciz, zk) = await network.start("ciz", "zk5151")
+    junk = [b"\xd2\x84\x40\xa0\x40", b"not cbor at all", b"\xd2" + b"\x00" * 40]
+    late = [zk.endpoint.send(Query(template="QIR-0001-ZKi", params={"wlzIndicatieID": IND0, "uzovi": "5151"},
+                                   evidence=(), history=False), to=ciz.identity.did, now=ciz.now() - 3600).data
+            for _ in range(50)]
+    with caplog.at_level(logging.INFO, logger="node.server.app"):
+        async with aiohttp.ClientSession() as http:
+            for data in [*junk * 100, *late]:
+                async with http.post(ciz.url + "/iwlz/v1/messages", data=data, headers={"Content-Type": MEDIA_TYPE}) as r:
+                    assert r.status in (400, 401)
+    lines = [r.getMessage() for r in caplog.records if r.name == "node.server.app"]
+    assert len(lines) <= 3, lines[:5]  # one for malformed, one for expired (and at most one more kind)
+    assert any("(malformed)" in line for line in lines) and any("(expired)" in line for line in lines)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(ciz.url + "/metrics") as r:
+            metrics = await r.text()
+    assert 'iwlz_requests_total{outcome="malformed",type="unknown"} 300.0' in metrics
+    assert 'iwlz_requests_total{outcome="expired",type="unknown"} 50.0' in metrics
+
+
+async def test_a_throttled_log_names_a_kind_once_a_minute_then_how_many_more() -> None:
+    import logging
+
+    from node.quiet import Throttled
+
+    now = [1000.0]
+    lines: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("test.throttled")
+    logger.addHandler(Catch())
+    logger.setLevel(logging.INFO)
+    refusals = Throttled(logger, every=60, clock=lambda: now[0])
+    for _ in range(5):
+        refusals.note("malformed", "refused a message (%s): %s", "malformed", "not a tagged COSE_Sign1")
+    refusals.note("denied", "refused a message (%s): %s", "denied", "no rule gives this")
+    now[0] += 61
+    refusals.note("malformed", "refused a message (%s): %s", "malformed", "COSE_Sign1 is cut short")
+    assert lines == ["refused a message (malformed): not a tagged COSE_Sign1",
+                     "refused a message (denied): no rule gives this",
+                     "refused a message (malformed): COSE_Sign1 is cut short (and 4 more like it since the last line)"]
+
+
+async def test_revocation_lists_that_prove_nothing_cost_the_log_a_line_a_minute(
+        network: Network, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone may post a revocation list (it proves itself or is ignored): before, each ignored one was a line."""
+    import logging
+
+    (ciz,) = await network.start("ciz")
+    with caplog.at_level(logging.INFO):
+        async with aiohttp.ClientSession() as http:
+            for i in range(100):
+                async with http.post(ciz.url + "/iwlz/v1/revocations", data=b"junk" * (i + 1)) as r:
+                    assert (await r.json()) == {"adopted": False}
+    assert len([r for r in caplog.records if "ignored a revocation list" in r.getMessage()]) == 1
+
+
+async def test_addresses_that_answer_no_announcement_cost_the_log_a_line_a_minute(
+        network: Network, caplog: pytest.LogCaptureFixture) -> None:
+    """An address from mDNS is anyone's on the LAN to give: each that answered nothing was a warning."""
+    import logging
+    import socket
+
+    (ciz,) = await network.start("ciz")
+    ports = []
+    for _ in range(20):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])  # free, and nothing listens there
+    with caplog.at_level(logging.INFO):
+        for port in ports:
+            assert await ciz.discovery.learn_from(f"http://127.0.0.1:{port}", source="mdns") is None
+    warned = [r for r in caplog.records if "no announcement from" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
