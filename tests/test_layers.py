@@ -15,13 +15,14 @@ FORBIDDEN_IN_KEYS = FORBIDDEN_IN_PURE | {"protocol"}
 # The parts of node/ and which other parts each may import (docs/ARCHITECTURE.md). A part is a
 # sub-package (node/store/) or a top-level module (node/home.py); the composition root, service,
 # builds them all, and only the CLI runs it.
-LEAVES = {"errors", "faults", "metrics", "clock"}
+LEAVES = {"errors", "faults", "metrics", "clock", "quiet"}
 NODE_PARTS: dict[str, set[str]] = {
     "__init__": set(),
     "errors": set(),
     "faults": set(),
     "metrics": set(),
     "clock": set(),
+    "quiet": set(),
     "home": {"errors"},
     "tasks": {"errors"},
     "tls": {"errors"},
@@ -29,9 +30,9 @@ NODE_PARTS: dict[str, set[str]] = {
     "store": {"errors", "faults"},
     "interfaces": {"store"},
     "policy": {"errors", "store"},
-    "discovery": {"errors", "store", "client", "interfaces", "tasks"},
+    "discovery": {"errors", "quiet", "store", "client", "interfaces", "tasks"},
     "notify": {"errors", "faults", "metrics", "store", "interfaces", "tasks", "discovery"},
-    "server": {"errors", "metrics", "store", "interfaces", "client", "policy", "clock"},
+    "server": {"errors", "quiet", "metrics", "store", "interfaces", "client", "policy", "clock"},
     "witness": {"errors", "store", "interfaces", "discovery"},
     "overview": {"errors", "store", "discovery"},
     "care": {"errors", "store", "interfaces"},
