@@ -7,7 +7,7 @@ signature: bstr])``; the signature covers the Sig_structure
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -174,11 +174,19 @@ def _protected_header(protected_bytes: bytes) -> dict[int | str, Any]:
     return protected
 
 
-def parse_typed(data: bytes, *, typ: str, what: str, error: type[KeysError], max_size: int) -> tuple[Sign1, dict[str, Any]]:
-    """A COSE_Sign1 whose payload is a map that names its type ``typ`` (a revocation list, an enrolment token);
-    the signature is not checked here. Raises ``error`` saying ``what`` was expected."""
+def parse_typed(data: bytes, *, typ: str, what: str, error: type[KeysError], max_size: int,
+                signed: Callable[[Sign1], None] | None = None) -> tuple[Sign1, dict[str, Any]]:
+    """A COSE_Sign1 whose payload is a map that names its type ``typ`` (a revocation list, an enrolment token).
+    ``signed``, when given, checks the signature from the frame alone and raises if it does not hold: it runs
+    before anything in the payload is decoded (what anyone may send must cost a hash, not a decode). Raises
+    ``error`` saying ``what`` was expected."""
     try:
         sign1 = parse_sign1(data, max_size=max_size)
+    except KeysError as exc:
+        raise error(f"{what} is malformed: {exc.reason}") from exc
+    if signed is not None:
+        signed(sign1)
+    try:
         body = cbor.decode(sign1.payload, max_size=max_size)
     except KeysError as exc:
         raise error(f"{what} is malformed: {exc.reason}") from exc

@@ -116,6 +116,29 @@ def test_revocation_list_from_another_root_is_refused() -> None:
         Network().trust().apply_revocation_list(sign_revocation_list(seeded(9), version=5, revoked=[], issued_at=NOW))
 
 
+def _heavy_list(kid: str) -> bytes:
+    """What anyone may post to every node: a list in a valid frame whose payload is 500,000 CBOR items (~120 ms to
+    decode and check), with a signature that is not the root's."""
+    payload = cbor.encode({"typ": "iwlz-revocation-list", "iss": kid, "version": 9, "iat": NOW, "revoked": [0] * 500_000})
+    return cose.assemble_sign1(cose.protected_header({cose.ALG: cose.EDDSA, cose.KID: kid.encode("ascii")}), payload,
+                               b"\x01" * 64)
+
+
+@pytest.mark.parametrize("signer", ["the network root", "a stranger"])
+def test_a_revocation_list_is_checked_against_its_root_before_its_payload_is_decoded(
+        signer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = Network()
+    trust = net.trust()
+    decoded: list[int] = []
+    real = cbor.decode
+    monkeypatch.setattr(cbor, "decode", lambda data, **kw: decoded.append(len(data)) or real(data, **kw))
+    forged = _heavy_list(net.root.did if signer == "the network root" else seeded(9).did)
+    with pytest.raises(InvalidSignature if signer == "the network root" else UnknownIssuer):
+        trust.apply_revocation_list(forged)
+    assert [n for n in decoded if n > 16 * 1024] == []  # only the protected header was decoded
+    assert trust.revocation_version(net.root.did) == 0
+
+
 @pytest.mark.parametrize(
     "role,identifiers,region,match",
     [
