@@ -157,12 +157,36 @@ _HEADERS: dict[bytes, dict[int | str, Any]] = {}
 _HEADERS_LIMIT: Final = 256
 
 
+MAX_LABELS: Final = 8
+
+
+def _check_flat_map(data: bytes) -> None:
+    """A protected header is a map of a few labels, each an integer or text, each value an integer or a string:
+    read from its item heads, so that one packed with thousands of items (anyone's message) costs nothing to
+    refuse. What is left (order, duplicates, alg) the decoder checks on a handful of items."""
+    major, count, pos = _head(data, 0)
+    if major != 5:
+        raise MalformedData("protected header must be a map")
+    if count > MAX_LABELS:
+        raise MalformedData(f"protected header has more than {MAX_LABELS} labels")
+    for index in range(2 * count):
+        major, argument, pos = _head(data, pos)
+        if major == 3 or (major == 2 and index % 2):  # a text label or value, a byte-string value: skipped unread
+            pos += argument
+        elif major not in (0, 1):
+            raise MalformedData("protected header labels and values are integers or strings")
+    if pos != len(data):
+        raise MalformedData("protected header must be one CBOR map")
+
+
 def _protected_header(protected_bytes: bytes) -> dict[int | str, Any]:
     protected = _HEADERS.get(protected_bytes)
     if protected is not None:
         return protected
     if len(protected_bytes) > MAX_PROTECTED:
         raise MalformedData("protected header is too large")
+    if protected_bytes:
+        _check_flat_map(protected_bytes)
     protected = cbor.decode(protected_bytes, max_size=MAX_PROTECTED) if protected_bytes else {}
     if not isinstance(protected, dict):
         raise MalformedData("protected header must be a map")

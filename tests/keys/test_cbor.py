@@ -129,3 +129,42 @@ def test_what_the_codec_remembers_of_peers_keys_stays_small() -> None:
     remembered = sum(len(k) for k in cbor._KEY_BYTES if isinstance(k, str))  # noqa: SLF001
     remembered += sum(len(k) for keys in [*cbor._ORDERS, *cbor._ORDERED] for k in keys)  # noqa: SLF001
     assert remembered < 1_000_000
+
+
+# The protected header of a COSE_Sign1 is read from its item heads before it is decoded (keys/cose.py): a flat map
+# of at most 8 labels passes that reading exactly when the decoder would take it as such; anything else is refused
+# as malformed, never with another error.
+flat_values = st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.binary(max_size=40) | st.text(max_size=10)
+flat_headers = st.dictionaries(st.integers(-70000, 70000) | st.text(max_size=5), flat_values, max_size=8)
+
+
+@given(flat_headers.map(lambda h: {**h, 1: -8}).filter(lambda h: len(h) <= 8))
+def test_a_flat_protected_header_is_read_from_its_heads_as_the_decoder_reads_it(header: dict) -> None:
+    from keys import cose
+
+    assert cose._protected_header(cbor.encode(header)) == header  # noqa: SLF001
+
+
+@given(cbor_values)
+def test_a_protected_header_is_taken_only_if_flat_and_anything_else_is_malformed(value: object) -> None:
+    from keys import cose
+
+    data = cbor.encode({1: -8, 5: value} if not isinstance(value, dict) else {**value, 1: -8})
+    flat = lambda v: v is None or isinstance(v, (int, bytes, str)) and not isinstance(v, bool)  # noqa: E731
+    try:
+        header = cose._protected_header(data)  # noqa: SLF001
+    except MalformedData:
+        parsed = cbor.decode(data)
+        assert len(parsed) > 8 or not all(flat(k) and flat(v) and v is not None for k, v in parsed.items())
+        return
+    assert len(header) <= 8 and all(flat(v) and v is not None for v in header.values())
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_protected_header_are_taken_or_refused_malformed(data: bytes) -> None:
+    from keys import cose
+
+    try:
+        cose._protected_header(data)  # noqa: SLF001
+    except MalformedData:
+        pass

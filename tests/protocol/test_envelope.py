@@ -122,7 +122,7 @@ def test_deep_nesting_is_malformed(bob: Endpoint) -> None:
     deep_header = b"\xa1\x01" + b"\x81" * 100 + b"\x01"  # the only part decoded before the signature check
     error = refused(bob, b"\xd2\x84" + cbor.encode(deep_header) + b"\xa0\x40" + cbor.encode(b"s" * 64))
     assert error.code == ErrorCode.MALFORMED
-    assert "deep" in error.reason
+    assert "integers or strings" in error.reason  # refused from its first heads: nothing nested is read
 
 
 def test_unknown_tag_is_malformed(bob: Endpoint) -> None:
@@ -130,7 +130,9 @@ def test_unknown_tag_is_malformed(bob: Endpoint) -> None:
     assert error.code == ErrorCode.MALFORMED
     assert "COSE_Sign1" in error.reason
     error = refused(bob, b"\xd2\x84" + cbor.encode(cbor.encode(cbor.Tag(1234, 1))) + b"\xa0\x40" + cbor.encode(b"s" * 64))
-    assert error.code == ErrorCode.MALFORMED and "tag 1234" in error.reason
+    assert error.code == ErrorCode.MALFORMED and "must be a map" in error.reason
+    error = refused(bob, b"\xd2\x84" + cbor.encode(cbor.encode({1: -8, 5: cbor.Tag(1234, 1)})) + b"\xa0\x40" + cbor.encode(b"s" * 64))
+    assert error.code == ErrorCode.MALFORMED and "integers or strings" in error.reason
 
 
 def test_anything_in_the_unprotected_header_is_refused_before_it_is_decoded(alice: Endpoint, bob: Endpoint) -> None:
@@ -139,6 +141,23 @@ def test_anything_in_the_unprotected_header_is_refused_before_it_is_decoded(alic
         data = b"\xd2\x84" + cbor.encode(sign1.protected_bytes) + unprotected + cbor.encode(sign1.payload) + cbor.encode(sign1.signature)
         error = refused(bob, data)
         assert error.code == ErrorCode.MALFORMED and "empty map" in error.reason
+
+
+@pytest.mark.parametrize("extra", [list(range(0, 16_000, 4))[:4000], {i: 0 for i in range(3000)}, [[[[0]]]] * 2000])
+def test_a_protected_header_packed_with_items_is_refused_from_its_heads(alice: Endpoint, bob: Endpoint, extra: object,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The protected header is decoded before any signature is checked, by anyone's message. Its labels are few
+    and flat (alg, kid, a certificate or its hash, a hint: integers and strings); 16 KiB of small CBOR items in it
+    cost ~2-6 ms to decode and check against ~0.06 ms for a signature. Now it is read from its item heads first."""
+    sign1 = cose.parse_sign1(alice.send(query(), to=bob.did, now=NOW).data)
+    protected = cbor.encode({**sign1.protected, 5: extra})
+    assert len(protected) <= 16 * 1024
+    decoded: list[int] = []
+    real = cbor.decode
+    monkeypatch.setattr(cbor, "decode", lambda data, **kw: decoded.append(len(data)) or real(data, **kw))
+    error = refused(bob, b"\xd2\x84" + cbor.encode(protected) + b"\xa0" + cbor.encode(sign1.payload) + cbor.encode(sign1.signature))
+    assert error.code == ErrorCode.MALFORMED
+    assert decoded == []
 
 
 def test_duplicate_map_key_is_malformed(alice: Endpoint, bob: Endpoint) -> None:
