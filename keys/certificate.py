@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -235,13 +235,17 @@ def _int(claims: Mapping[int | str, Any], key: int, name: str) -> int:
     return value
 
 
-def parse_certificate(data: bytes) -> tuple[cose.Sign1, Member]:
-    """Decode a certificate and its claims; the issuer's signature is NOT checked.
-
-    Use TrustStore.verify_certificate for that.
+def parse_certificate(data: bytes, *, signed: Callable[[cose.Sign1], None] | None = None) -> tuple[cose.Sign1, Member]:
+    """Decode a certificate and its claims. The issuer's signature is checked only by ``signed`` (the TrustStore
+    passes its check): from the frame, before the claims are decoded, since a certificate rides in anyone's message.
     """
     try:
         sign1 = cose.parse_sign1(data, max_size=MAX_CERT_SIZE)
+    except KeysError as exc:
+        raise MalformedCertificate(f"certificate is malformed: {exc.reason}") from exc
+    if signed is not None:
+        signed(sign1)
+    try:
         claims = cbor.decode(sign1.payload, max_size=MAX_CERT_SIZE)
     except MalformedCertificate:
         raise

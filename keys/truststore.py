@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from keys.certificate import Member, parse_certificate
+from keys.cose import KID, Sign1
 from keys.errors import (
     CertificateExpired,
     CertificateNotYetValid,
@@ -81,6 +82,17 @@ class TrustStore:
             raise UnknownCertificate("certificate hash names no certificate this node holds")
         return self._current(member, now)
 
+    def _signed_by_root(self, sign1: Sign1) -> None:
+        """The certificate's kid is a root this node trusts, and that root signed it."""
+        kid = sign1.protected.get(KID)
+        root = self._roots.get(kid.decode("ascii", "replace")) if isinstance(kid, bytes) else None
+        if root is None:
+            raise UnknownIssuer("certificate was issued by a root this node does not trust")
+        try:
+            sign1.verify(root)
+        except InvalidSignature as exc:
+            raise InvalidSignature("certificate signature does not verify") from exc
+
     def _current(self, member: Member, now: int) -> Member:
         if now > member.expires:
             raise CertificateExpired("membership certificate has expired")
@@ -91,14 +103,7 @@ class TrustStore:
         return member
 
     def _verify_signature(self, data: bytes) -> Member:
-        sign1, member = parse_certificate(data)
-        root = self._roots.get(member.issuer)
-        if root is None:
-            raise UnknownIssuer("certificate was issued by a root this node does not trust")
-        try:
-            sign1.verify(root)
-        except InvalidSignature as exc:
-            raise InvalidSignature("certificate signature does not verify") from exc
+        _, member = parse_certificate(data, signed=self._signed_by_root)  # and its kid names its issuer
         if len(self._verified) >= _CACHE_LIMIT:
             self._verified.clear()
         self._verified[member.cert_hash] = member

@@ -139,6 +139,24 @@ def test_a_revocation_list_is_checked_against_its_root_before_its_payload_is_dec
     assert trust.revocation_version(net.root.did) == 0
 
 
+@pytest.mark.parametrize("signer", ["the network root", "a stranger"])
+def test_a_certificate_is_checked_against_its_root_before_its_claims_are_decoded(
+        signer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A certificate rides in the protected header of anyone's message (at most 8 KiB): one whose claims are
+    thousands of CBOR items, under a kid that is the root's or a stranger's, is refused from its frame."""
+    net = Network()
+    trust = net.trust()
+    kid = net.root.did if signer == "the network root" else seeded(9).did
+    claims = cbor.encode({1: kid, 2: seeded(2).did, "role": "zorgkantoor", "pad": [0] * 7_500})
+    forged = cose.assemble_sign1(cose.protected_header({cose.KID: kid.encode("ascii")}), claims, b"\x01" * 64)
+    decoded: list[int] = []
+    real = cbor.decode
+    monkeypatch.setattr(cbor, "decode", lambda data, **kw: decoded.append(len(data)) or real(data, **kw))
+    with pytest.raises(InvalidSignature if signer == "the network root" else UnknownIssuer):
+        trust.verify_certificate(forged, NOW)
+    assert [n for n in decoded if n > 1024] == []  # only the certificate's own protected header was decoded
+
+
 @pytest.mark.parametrize(
     "role,identifiers,region,match",
     [
