@@ -288,17 +288,23 @@ def _checkpoint(path: Path) -> None:
 def _read_aside(path: Path, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """On a thread, with a reader of its own for this one read (opened, used and closed in ~0.7 ms for the outbox's
     counts on a small database: nothing beside a scrape every few seconds)."""
-    reader = open_reader(path, cache_kib=1024)
+    reader = open_reader(path, cache_kib=1024, busy_timeout=ASIDE_BUSY_TIMEOUT)
     try:
         return reader.execute(sql, params).fetchall()
     finally:
         reader.close()
 
 
-def open_reader(path: Path, *, cache_kib: int = 8192) -> sqlite3.Connection:
-    """A connection for ``lookup``: reads only (SQLite refuses a write on it), never waits for a lock, and holds no
-    read transaction between reads (autocommit), so it never holds a checkpoint back."""
-    reader = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+# A reader setting up its snapshot can find another connection moving the WAL on (a commit, a checkpoint) and be
+# answered busy. Off the event loop it may wait for that: with none, many reads at once (a flood of scrapes) failed.
+ASIDE_BUSY_TIMEOUT = 5.0  # seconds
+
+
+def open_reader(path: Path, *, cache_kib: int = 8192, busy_timeout: float = 0.0) -> sqlite3.Connection:
+    """A connection for ``lookup``: reads only (SQLite refuses a write on it), waits for a lock no longer than
+    ``busy_timeout`` (none on the event loop's thread), and holds no read transaction between reads (autocommit), so
+    it never holds a checkpoint back."""
+    reader = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
     reader.execute("PRAGMA query_only=1")
     reader.execute(f"PRAGMA cache_size=-{cache_kib}")
     return reader

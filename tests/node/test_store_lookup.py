@@ -111,3 +111,23 @@ async def test_the_wal_file_shrinks_back_after_a_large_write(tmp_path: Path, mon
             await asyncio.sleep(0.05)
         assert wal.stat().st_size <= database.WAL_SIZE_LIMIT
         assert await store.lookup("SELECT count(*) FROM settings WHERE name LIKE 'n%'") == [(10_000,)]
+
+
+@pytest.mark.asyncio
+async def test_reads_aside_side_by_side_with_commits_all_answer(tmp_path: Path) -> None:
+    """``read_aside`` opens a reader of its own per read (the outbox's counts for a scrape). Many at once, beside
+    commits and the background checkpoint, met SQLite's busy (a reader setting up its snapshot while another
+    connection moves the WAL on) and failed: a flood of /metrics scrapes answered some with 503 and a traceback.
+    Off the event loop, such a reader may wait a moment for the lock instead."""
+    async with Store(tmp_path / "node.sqlite3") as store:
+        await store.write([(SETTING, ("a", "0"), False)])
+
+        async def writes() -> None:
+            for i in range(200):
+                await store.write([("UPDATE settings SET value = ? WHERE name = 'a'", (str(i),), False)])
+
+        async def reads() -> list[list[tuple[object, ...]]]:
+            return await asyncio.gather(*(store.read_aside("SELECT count(*) FROM settings") for _ in range(300)))
+
+        _, answers = await asyncio.gather(writes(), reads())
+        assert answers == [[(1,)]] * 300

@@ -156,3 +156,32 @@ async def test_a_message_replayed_after_a_restart_is_refused_and_changes_nothing
     assert (reply["typ"], reply["body"]["code"]) == ("error", "replay")
     assert reply["re"]["h"] == digest(good.data)
     assert dump(again) == before  # nothing stored, the id not remembered twice
+
+
+async def test_a_flood_of_scrapes_costs_one_refresh_a_second(network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/metrics is on the peer port for Prometheus, so anyone can ask for it: each scrape read the store (counts)
+    and rendered every metric, ~1 ms, where a junk message costs ~0.06 ms. Scrapes within a second share one."""
+    import asyncio
+
+    refreshed: list[float] = []
+    real = Node._refresh_gauges
+
+    async def counted(self: Node) -> None:
+        refreshed.append(time.monotonic())
+        await real(self)
+
+    monkeypatch.setattr(Node, "_refresh_gauges", counted)
+    (ciz,) = await network.start("ciz")
+    async with aiohttp.ClientSession() as http:
+        async def scrape() -> str:
+            async with http.get(ciz.url + "/metrics") as r:
+                return await r.text()
+
+        started = time.monotonic()
+        pages = await asyncio.gather(*(scrape() for _ in range(200)))
+        elapsed = time.monotonic() - started
+        assert all("iwlz_store_records" in page for page in pages)
+        assert len(refreshed) <= 1 + int(elapsed)
+        await ciz.registers.put("WlzIndicatie", sample("wlzIndicaties", 0), actor=ciz.actor, now=ciz.now())
+        await asyncio.sleep(1.05)
+        assert "iwlz_store_records 1.0" in await scrape()  # a second later, the page is made again
