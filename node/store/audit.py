@@ -8,8 +8,8 @@ reordering any entry breaks the chain from that point on.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+from functools import partial
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -313,13 +313,13 @@ class AuditLog:
 
         From the newest signed checkpoint on, unless ``full``; a check that passes leaves a new checkpoint.
         """
-        check = await asyncio.to_thread(check_chain, self.store.path, self.identity.verifier(), full=full)
+        check = await self.store.run_aside(partial(check_chain, self.store.path, self.identity.verifier(), full=full))
         if check.intact and check.head is not None and check.checked:
             await self._checkpoint(*check.head)
         return check.intact, check.entries, check.detail
 
     async def check(self, *, full: bool = False) -> ChainCheck:
-        return await asyncio.to_thread(check_chain, self.store.path, self.identity.verifier(), full=full)
+        return await self.store.run_aside(partial(check_chain, self.store.path, self.identity.verifier(), full=full))
 
     async def _checkpoint(self, seq: int, digest: bytes) -> None:
         signature = self.identity.sign(checkpoint_bytes(seq, digest))

@@ -17,8 +17,9 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 Statement = tuple[str, Sequence[Any] | Iterable[Sequence[Any]], bool]  # sql, params, many
+T = TypeVar("T")
 
 
 class Journal(Protocol):
@@ -56,6 +58,10 @@ class Store:
         self._closed = False
         self._journal: Journal | None = None
         self._observers: list[tuple[str | tuple[str, ...], Callable[[Statement], None]]] = []
+        # Threads of the store's own for what runs beside the writer (reads aside, checkpoints, the audit check):
+        # the event loop's default executor also resolves host names, and a name that resolves slowly (a member's
+        # endpoint) holds a thread there for the resolver's whole timeout.
+        self._aside = ThreadPoolExecutor(max_workers=ASIDE_THREADS, thread_name_prefix="iwlz-store-aside")
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -116,7 +122,7 @@ class Store:
                 continue
             self._written = False
             try:
-                await asyncio.to_thread(_checkpoint, self.path)
+                await self.run_aside(_checkpoint, self.path)
             except sqlite3.Error as exc:  # the disk, say: the commits checkpoint once it falls far behind
                 self._written = True
                 log.warning("checkpoint of the store's WAL failed: %s", describe(exc))
@@ -151,6 +157,11 @@ class Store:
         if self._db is not None:
             await self._db.close()
             self._db = None
+        self._aside.shutdown(wait=False, cancel_futures=True)
+
+    def run_aside(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``function(*args)`` on one of the store's own threads (beside the writer, never on the event loop's)."""
+        return asyncio.get_running_loop().run_in_executor(self._aside, function, *args)
 
     # Reads ----------------------------------------------------------------
 
@@ -182,7 +193,7 @@ class Store:
         connection's thread every commit would wait behind it, on this thread every request. A WAL reader holds
         neither up."""
         try:
-            return await asyncio.to_thread(_read_aside, self.path, sql, params)
+            return await self.run_aside(_read_aside, self.path, sql, params)
         except sqlite3.Error as exc:
             raise StorageError(f"store read failed: {describe(exc)}") from exc
 
@@ -268,6 +279,7 @@ class Store:
 
 
 CHECKPOINT_EVERY = 1.0  # seconds
+ASIDE_THREADS = 4  # reads aside at once (each its own connection), a checkpoint, an audit check
 DELETE_SLICE = 5_000  # rows a retention delete removes per commit: 7-18 ms of the writer each (500,000 delivered)
 _FALLEN_BEHIND = 16_000  # pages (64 MiB): a commit checkpoints itself only when the checkpoints fell this far behind
 # Bytes: what the WAL holds between two checkpoints stays below it, even under an import (the commits checkpoint

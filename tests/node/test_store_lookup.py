@@ -131,3 +131,23 @@ async def test_reads_aside_side_by_side_with_commits_all_answer(tmp_path: Path) 
 
         _, answers = await asyncio.gather(writes(), reads())
         assert answers == [[(1,)]] * 300
+
+
+@pytest.mark.asyncio
+async def test_reads_aside_and_checkpoints_do_not_wait_for_the_loops_shared_threads(tmp_path: Path) -> None:
+    """asyncio resolves host names on the event loop's default executor (a few threads): an endpoint whose name
+    resolves slowly (a member's, from its announcement) holds one for the resolver's whole timeout, and every
+    other job there waits. The store's reads aside, its checkpoints and the audit check ran there too."""
+    import threading
+
+    async with Store(tmp_path / "node.sqlite3") as store:
+        await store.write([(SETTING, ("a", "1"), False)])
+        loop = asyncio.get_running_loop()
+        gate = threading.Event()
+        held = [loop.run_in_executor(None, gate.wait, 30) for _ in range(64)]  # every shared thread, taken
+        try:
+            assert await asyncio.wait_for(store.read_aside(READ, ("a",)), 10) == [("1",)]
+            assert await asyncio.wait_for(store.run_aside(lambda: "ran"), 10) == "ran"
+        finally:
+            gate.set()
+            await asyncio.gather(*held)
