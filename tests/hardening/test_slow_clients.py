@@ -156,15 +156,18 @@ async def test_a_body_cut_short_or_late_is_refused_and_logs_no_traceback(tmp_pat
         ciz.stop()
 
 
+class Transport:
+    """What the guard does with a connection: abort it."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
 def test_the_guard_evicts_the_oldest_idle_connection_and_sweeps_stale_ones() -> None:
     from node.server.connections import ConnectionGuard
-
-    class Transport:
-        def __init__(self) -> None:
-            self.aborted = False
-
-        def abort(self) -> None:
-            self.aborted = True
 
     now = [0.0]
     guard = ConnectionGuard(max_connections=16, header_timeout=2.0, clock=lambda: now[0])
@@ -182,13 +185,6 @@ def test_the_guard_evicts_the_oldest_idle_connection_and_sweeps_stale_ones() -> 
 def test_a_connection_whose_body_is_still_arriving_makes_room_before_an_idle_one_never_before_a_whole_request() -> None:
     """Of those still receiving a body, the one whose request began first goes: a trickle outlasts an upload."""
     from node.server.connections import ConnectionGuard
-
-    class Transport:
-        def __init__(self) -> None:
-            self.aborted = False
-
-        def abort(self) -> None:
-            self.aborted = True
 
     class Body:
         def __init__(self, whole: bool) -> None:
