@@ -9,6 +9,7 @@ the signed reply leaves after that commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -171,11 +172,18 @@ class _Unreadable(RemoteProtocolError):
 CUT_SHORT = (aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ConnectionError, RuntimeError)
 
 
+def _deadline(request: web.Request, timeout: float) -> contextlib.AbstractAsyncContextManager[Any]:
+    """A deadline for the rest of a request's body, when some of it is still to come. Almost every body comes
+    whole with its headers: a timer for each costs ~4 µs a request and leaves a cancelled timer in the loop's
+    heap until it would have come due."""
+    return contextlib.nullcontext() if request.content.is_eof() else asyncio.timeout(timeout)
+
+
 async def request_body(request: web.Request, limit: int, timeout: float) -> bytes:
     """A request's body to its end, or its first ``limit + 1`` bytes (the caller refuses those), within ``timeout``
     seconds; one that is cut short or late is answered 400 with a JSON reason."""
     try:
-        async with asyncio.timeout(timeout):
+        async with _deadline(request, timeout):
             return await read_bounded(request.content, limit)
     except TimeoutError:
         reason = f"the request body did not arrive within {timeout:g} s"
@@ -198,7 +206,7 @@ async def read_message(request: web.Request, limit: int, timeout: float) -> byte
         raise _Unreadable(ErrorCode.TOO_LARGE, f"message exceeds {limit} bytes", b"")
     chunks, size = [], 0
     try:
-        async with asyncio.timeout(timeout):
+        async with _deadline(request, timeout):
             async for chunk in request.content.iter_any():
                 size += len(chunk)
                 if size > limit * DRAIN:
