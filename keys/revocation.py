@@ -7,14 +7,14 @@ Payload (deterministic CBOR map):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
 from keys import cbor, cose
 from keys.did import is_did
-from keys.errors import MalformedCertificate, UnknownIssuer
-from keys.identity import Identity, Verifier
+from keys.errors import MalformedCertificate
+from keys.identity import Identity
 
 TYPE: Final = "iwlz-revocation-list"
 MAX_LIST_SIZE: Final = 512 * 1024
@@ -39,17 +39,17 @@ def sign_revocation_list(root: Identity, *, version: int, revoked: Iterable[byte
     return cose.sign1(root, cbor.encode(payload), {cose.KID: root.did.encode("ascii")})
 
 
-def parse_revocation_list(data: bytes, *, roots: Mapping[str, Verifier] | None = None
+def parse_revocation_list(data: bytes, *, signed: Callable[[cose.Sign1], None] | None = None
                           ) -> tuple[cose.Sign1, RevocationList]:
-    """Decode a revocation list. With ``roots`` (the TrustStore's), its signature is checked first, by the root its
-    kid names, before anything in its payload is decoded: anyone may post a list to any node, and 512 KiB of CBOR
-    items cost ~120 ms to decode, its signature ~1 ms. Without, the caller trusts the bytes (a list kept earlier).
+    """Decode a revocation list. ``signed`` (the TrustStore's check of its root) runs first, before anything in
+    its payload is decoded: anyone may post a list to any node, and 512 KiB of CBOR items cost ~120 ms to decode,
+    its signature ~1 ms. Without it, the caller trusts the bytes (a list kept earlier).
 
     Raises:
-        MalformedCertificate, UnknownIssuer, InvalidSignature
+        MalformedCertificate, and what ``signed`` raises
     """
     sign1, body = cose.parse_typed(data, typ=TYPE, what="revocation list", error=MalformedCertificate,
-                                   max_size=MAX_LIST_SIZE, signed=None if roots is None else _by_root(roots))
+                                   max_size=MAX_LIST_SIZE, signed=signed)
     issuer, version, issued_at, revoked = body.get("iss"), body.get("version"), body.get("iat"), body.get("revoked")
     if not isinstance(issuer, str) or not is_did(issuer) or sign1.protected.get(cose.KID) != issuer.encode("ascii"):
         raise MalformedCertificate("revocation list issuer is malformed")
@@ -60,16 +60,6 @@ def parse_revocation_list(data: bytes, *, roots: Mapping[str, Verifier] | None =
     if not isinstance(revoked, list) or not all(isinstance(i, bytes) and len(i) == 16 for i in revoked):
         raise MalformedCertificate("revoked certificate ids are malformed")
     return sign1, RevocationList(issuer, version, issued_at, frozenset(revoked), data)
-
-
-def _by_root(roots: Mapping[str, Verifier]) -> Callable[[cose.Sign1], None]:
-    def check(sign1: cose.Sign1) -> None:
-        kid = sign1.protected.get(cose.KID)
-        root = roots.get(kid.decode("ascii", "replace")) if isinstance(kid, bytes) else None
-        if root is None:
-            raise UnknownIssuer("revocation list was issued by a root this node does not trust")
-        sign1.verify(root)
-    return check
 
 
 __all__ = ["RevocationList", "sign_revocation_list", "parse_revocation_list"]

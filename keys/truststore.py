@@ -8,7 +8,7 @@ only compared against the clock and the revocation lists.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from keys.certificate import Member, parse_certificate
@@ -82,16 +82,19 @@ class TrustStore:
             raise UnknownCertificate("certificate hash names no certificate this node holds")
         return self._current(member, now)
 
-    def _signed_by_root(self, sign1: Sign1) -> None:
-        """The certificate's kid is a root this node trusts, and that root signed it."""
-        kid = sign1.protected.get(KID)
-        root = self._roots.get(kid.decode("ascii", "replace")) if isinstance(kid, bytes) else None
-        if root is None:
-            raise UnknownIssuer("certificate was issued by a root this node does not trust")
-        try:
-            sign1.verify(root)
-        except InvalidSignature as exc:
-            raise InvalidSignature("certificate signature does not verify") from exc
+    def _signed_by_root(self, what: str) -> Callable[[Sign1], None]:
+        """A check, run on the frame before anything else is decoded, that the kid of ``what`` (a certificate, a
+        revocation list) is a root this node trusts, and that this root signed it."""
+        def check(sign1: Sign1) -> None:
+            kid = sign1.protected.get(KID)
+            root = self._roots.get(kid.decode("ascii", "replace")) if isinstance(kid, bytes) else None
+            if root is None:
+                raise UnknownIssuer(f"{what} was issued by a root this node does not trust")
+            try:
+                sign1.verify(root)
+            except InvalidSignature as exc:
+                raise InvalidSignature(f"{what} signature does not verify") from exc
+        return check
 
     def _current(self, member: Member, now: int) -> Member:
         if now > member.expires:
@@ -103,7 +106,7 @@ class TrustStore:
         return member
 
     def _verify_signature(self, data: bytes) -> Member:
-        _, member = parse_certificate(data, signed=self._signed_by_root)  # and its kid names its issuer
+        _, member = parse_certificate(data, signed=self._signed_by_root("certificate"))  # its kid names its issuer
         if len(self._verified) >= _CACHE_LIMIT:
             self._verified.clear()
         self._verified[member.cert_hash] = member
@@ -118,7 +121,7 @@ class TrustStore:
         Raises:
             MalformedCertificate, UnknownIssuer, InvalidSignature
         """
-        _, rlist = parse_revocation_list(data, roots=self._roots)  # the issuer is the kid, whose root signed it
+        _, rlist = parse_revocation_list(data, signed=self._signed_by_root("revocation list"))  # its kid names its issuer
         if rlist.version <= self.revocation_version(rlist.issuer):
             return False
         self._lists[rlist.issuer] = rlist
