@@ -150,12 +150,21 @@ class PeerApp:
     async def _metrics(self, request: web.Request) -> web.Response:
         """Anyone who reaches the port may scrape: scrapes within METRICS_FRESH seconds share one page (a page reads
         the store's counts and renders every metric, ~1 ms; a junk message costs ~0.06)."""
-        if self._page is None or time.monotonic() - self._page[0] >= METRICS_FRESH:
+        page = self._fresh_page()
+        if page is None:
             async with self._making_page:  # scrapes that came meanwhile take the page the first one made
-                if self._page is None or time.monotonic() - self._page[0] >= METRICS_FRESH:
+                page = self._fresh_page()
+                if page is None:
                     await self.refresh_gauges()
-                    self._page = (time.monotonic(), self.metrics.render())
-        return web.Response(body=self._page[1], headers={"Content-Type": self.metrics.content_type})
+                    page = self.metrics.render()
+                    self._page = (time.monotonic(), page)
+        return web.Response(body=page, headers={"Content-Type": self.metrics.content_type})
+
+    def _fresh_page(self) -> bytes | None:
+        """The /metrics page made less than METRICS_FRESH seconds ago, if there is one."""
+        if self._page is None or time.monotonic() - self._page[0] >= METRICS_FRESH:
+            return None
+        return self._page[1]
 
 
 class _Unreadable(RemoteProtocolError):

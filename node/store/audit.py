@@ -313,7 +313,7 @@ class AuditLog:
 
         From the newest signed checkpoint on, unless ``full``; a check that passes leaves a new checkpoint.
         """
-        check = await self.store.run_aside(partial(check_chain, self.store.path, self.identity.verifier(), full=full))
+        check = await self.check(full=full)
         if check.intact and check.head is not None and check.checked:
             await self._checkpoint(*check.head)
         return check.intact, check.entries, check.detail
