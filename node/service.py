@@ -164,7 +164,7 @@ class Node:
                            fetch=self.router.query_with_evidence, fetch_many=self.router.query_many, fetch_back=config.inbox_fetch, trust=self.trust,
                            current_member=self._current_member,
                            effects={"VERWIJDERDE_TOESTEMMING_BRON": ConsentsReceived.withdrawn},
-                           fetched=[*self._care_desks(clock), self.meldingen_sent.answer_fetched])
+                           fetched=[*self._care_desks(clock), self.meldingen_sent.answer_fetched], clock=clock)
         self.client_view = ClientView(store=self.store, peers=self.peers, router=self.router, me=lambda: self.member,
                                       bsn=config.identifiers.get("bsn"), clock=clock, registers=self.registers,
                                       actor=lambda: self.actor)

@@ -25,7 +25,7 @@ def inbox(args: argparse.Namespace) -> int:
     rows = admin(args).call("GET", "/admin/v1/inbox")["inbox"]
     emit(args, {"inbox": rows}, "\n".join(
         f"{r['notification_id']} {r['event_type']:44} from {r['sender_org']:20} {r['status']:12} {r['detail'] or ''}"
-        for r in rows) or "(empty)")
+        + (f" (asked {r['attempts']} times)" if r["status"] == "fetch-failed" else "") for r in rows) or "(empty)")
     return 0
 
 

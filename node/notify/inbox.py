@@ -5,13 +5,22 @@ and identity), stored once (a duplicate id is acknowledged and ignored),
 acknowledged, and then acted on: by default the node fetches the record from
 its source with the matching query template, and keeps what it learned
 (version, status), not a copy of the record.
+
+A notification is a hint its sender signs at will; what the receiver does for
+it is bounded. A fetch that failed is asked again after a pause that doubles
+(2 s to 5 minutes), at once when the source answers again; a retry pass starts
+a page of what is due; and what waits for one sender to be asked is at most
+PENDING_PER_SENDER rows: past that its notifications are refused "not now" and
+wait in its own outbox, so that a sender that tells and never lets itself be
+asked fills no inbox.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +39,11 @@ from protocol.events import EVENT_RULES
 from protocol.records import verify_record
 
 log = logging.getLogger(__name__)
+PENDING_PER_SENDER = 10_000  # notifications of one sender not yet acted on (received, or their fetch failed)
+RETRY_PAGE = 4096  # notifications a retry pass starts at most
+RETRY_FIRST, RETRY_MAX = 2.0, 300.0  # seconds before a failed fetch is asked again: doubling, at most 5 minutes
+# A notification being acted on is due again only after this: its act ends in seconds, or was cut short.
+ACT_GRACE = 60.0
 EVIDENCE_PAGE = 256  # held evidence checked per read: 256 signature checks (~15-30 ms) between two turns of the loop
 
 # How a receiver fetches what a notification is about: template and parameters.
@@ -80,7 +94,8 @@ class Inbox:
 
     def __init__(self, *, store: Store, audit: AuditLog, member: Member, fetch: Fetch, fetch_many: FetchMany, spawn: Spawn,
                  trust: TrustStore, current_member: CurrentMember, fetch_back: bool = True,
-                 effects: dict[str, Effect] | None = None, fetched: list[KeepFetched] | None = None) -> None:
+                 effects: dict[str, Effect] | None = None, fetched: list[KeepFetched] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.audit = audit
         self.member = member
@@ -95,6 +110,8 @@ class Inbox:
         # What the node does with the records it fetched back (the CAK: its eigen bijdrage; a reporter: the answer).
         self.fetched = fetched or []
         self._acting: set[str] = set()  # notification ids being acted on, so a retry does not start a second
+        self._not_answering: set[str] = set()  # sources a fetch from failed lately: what waits is due once they answer
+        self.clock = clock
 
     def handlers(self) -> Handlers:
         return {Notification: self._on_notification, Notifications: self._on_notifications}
@@ -128,6 +145,8 @@ class Inbox:
         known = await self.store.fetchone("SELECT 1 FROM inbox WHERE notification_id = ?", (note.notification_id,))
         if known:
             return Ack(ref=note.notification_id, status="duplicate")
+        if await self._room(incoming.sender.did) <= 0:
+            raise self._no_room()
         await self._store_and_act(incoming, [note], now)
         return Ack(ref=note.notification_id, status="accepted")
 
@@ -139,7 +158,9 @@ class Inbox:
         ids = [note.notification_id for note in batch.notifications]
         known = {row[0] for row in await self.store.fetchall(
             f"SELECT notification_id FROM inbox WHERE notification_id IN ({', '.join('?' * len(ids))})", tuple(ids))}
-        receipts, stored = [], []
+        receipts: list[Receipt] = []
+        stored: list[Notification] = []
+        room = await self._room(incoming.sender.did)
         for note in batch.notifications:
             try:
                 self._check(incoming, note)
@@ -149,17 +170,33 @@ class Inbox:
             if note.notification_id in known:
                 receipts.append(Receipt(ref=note.notification_id, status="duplicate", code=None, reason=None))
                 continue
+            if len(stored) >= room:
+                refusal = self._no_room()
+                receipts.append(Receipt(ref=note.notification_id, status="refused", code=refusal.code.value,
+                                        reason=refusal.reason))
+                continue
             stored.append(note)
             receipts.append(Receipt(ref=note.notification_id, status="accepted", code=None, reason=None))
         if stored:
             await self._store_and_act(incoming, stored, now)
         return Receipts(receipts=tuple(receipts)), []
 
+    async def _room(self, sender_did: str) -> int:
+        """How many more of this sender's notifications may wait here to be acted on (two messages of one sender
+        that arrive together may both take the last room: the bound holds to a message)."""
+        row = await self.store.fetchone(_WAITING_OF_SENDER, (sender_did, PENDING_PER_SENDER))
+        return PENDING_PER_SENDER - (int(row[0]) if row else 0)
+
+    @staticmethod
+    def _no_room() -> RemoteProtocolError:
+        return RemoteProtocolError(ErrorCode.UNAVAILABLE, f"{PENDING_PER_SENDER} of your notifications wait here to be "
+                                   "fetched from you: send this one again later", rule="NOTIFICATIONS-WAITING")
+
     async def _store_and_act(self, incoming: Incoming, notes: list[Notification], now: int) -> None:
         """Store checked notifications in one commit, then act on them (in the background)."""
         await self.store.write([s for note in notes for s in self._stored(incoming, note, now)])
         crash_point("after-inbox-commit")
-        self._start([_Received(n.notification_id, n.event_type, n.subjects) for n in notes], incoming.sender.did)
+        self._start([_Received(n.notification_id, n.event_type, n.subjects) for n in notes], incoming.sender.did, now)
 
     def _stored(self, incoming: Incoming, note: Notification, now: int) -> list[Statement]:
         """What receiving one notification writes: its effect, its inbox row and its audit entry."""
@@ -167,27 +204,29 @@ class Inbox:
         effect = self.effects.get(note.event_type)
         return [
             *(effect(note, incoming.sender, now) if effect is not None else []),
-            ("INSERT OR IGNORE INTO inbox (notification_id, sender_did, sender_org, event_type, subjects, received_at, status) "
-             "VALUES (?, ?, ?, ?, ?, ?, 'received')",
-             (note.notification_id, incoming.sender.did, incoming.sender.organisation, note.event_type, subjects, now), False),
+            ("INSERT OR IGNORE INTO inbox (notification_id, sender_did, sender_org, event_type, subjects, received_at, status, "
+             "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'received', ?)",
+             (note.notification_id, incoming.sender.did, incoming.sender.organisation, note.event_type, subjects, now,
+              now + ACT_GRACE), False),
             self.audit.entry(now=now, event=f"notification.received {note.event_type}", action="C", result="stored",
                              actor=Actor.of(incoming.sender), record=note.subjects[0].record_id,
                              trace_id=incoming.envelope.trace_id, rule=note.notification_id, request=incoming.data),
         ]
 
-    def _start(self, received: list[_Received], source_did: str) -> None:
+    def _start(self, received: list[_Received], source_did: str, now: float) -> None:
         """Act on notifications from one source in one task (those already being acted on are left to that)."""
         fresh = [r for r in received if r.notification_id not in self._acting]
         if not fresh:
             return
         self._acting.update(r.notification_id for r in fresh)
-        task = self.spawn(self._act_all(fresh, source_did), "inbox-act")
+        task = self.spawn(self._act_all(fresh, source_did, now), "inbox-act")
         task.add_done_callback(lambda _: self._acting.difference_update(r.notification_id for r in fresh))
 
-    async def _act_all(self, received: list[_Received], source_did: str) -> None:
+    async def _act_all(self, received: list[_Received], source_did: str, now: float) -> None:
         """Act on notifications from one source: what they are about is fetched in batched queries; each ends as
-        fetched, noted, refused or rejected with the reason on its own, never stuck. A store that fails leaves
-        a row as it was, to be acted on again later."""
+        fetched, noted, refused or rejected with the reason on its own, never stuck. A fetch that failed is asked
+        again after its pause (from ``now``, when the act began). A store that fails leaves a row as it was, to be
+        acted on again later."""
         outcomes: dict[str, tuple[str, int | None, str]] = {}  # notification id -> (status, version, detail)
         plans: dict[str, tuple[str, dict[str, str]]] = {}
         for item in received:
@@ -201,7 +240,8 @@ class Inbox:
             else:
                 plans[item.notification_id] = plan
         fetched = dict(zip(plans, await self._fetch_all(source_did, list(plans.values()))))
-        kept: list[Statement] = []  # evidence the fetches brought, written with the outcomes in one commit
+        # In one commit with the outcomes: what waited for a source that answers again, and the evidence fetched
+        kept = self._answering(source_did, fetched.values())
         for notification_id, (template, _) in plans.items():
             outcome = fetched[notification_id]
             if not isinstance(outcome, NodeError):
@@ -213,11 +253,22 @@ class Inbox:
             except Exception as exc:  # noqa: BLE001 - as above
                 outcomes[notification_id] = _rejected(exc)
         try:
-            await self.store.write(kept + [
-                ("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
-                 (*outcome, notification_id), False) for notification_id, outcome in outcomes.items()])
+            await self.store.write(kept + [_settled(notification_id, *outcome, now)
+                                           for notification_id, outcome in outcomes.items()])
         except NodeError as exc:
             log.warning("notifications could not be acted on now: %s", exc.__class__.__name__)
+
+    def _answering(self, source_did: str, outcomes: Iterable[Fetched | NodeError]) -> list[Statement]:
+        """Whether the source answered: one that did not is remembered; one that answers again after that has
+        what waited for it made due now (it was paused for a source that did not answer)."""
+        if any(_not_answered(outcome) for outcome in outcomes):
+            self._not_answering.add(source_did)
+            return []
+        if source_did not in self._not_answering:
+            return []
+        self._not_answering.discard(source_did)
+        return [(f"UPDATE inbox SET next_attempt_at = 0 WHERE sender_did = ? AND {_WAITING} AND status = 'fetch-failed'",
+                 (source_did,), False)]
 
     def _plan(self, event_type: str, subjects: tuple[Subject, ...]) -> tuple[str, dict[str, str]] | str:
         """The query (template, parameters) that fetches what a notification is about, or why none is asked."""
@@ -304,22 +355,30 @@ class Inbox:
         current = self.current_member(source_org) if source_org else None
         return current is not None and current != (signer.did, signer.cert_id)
 
-    async def retry_failed(self) -> int:
-        """Fetch again what could not be fetched (the source was away), and act on what was stored but not acted
-        on (those being acted on right now are skipped)."""
-        return await self.resume(status="fetch-failed") + await self.resume(status="received")
-
-    async def resume(self, status: str = "received") -> int:
-        """Act on notifications stored but not yet acted on (the node stopped in between)."""
-        rows = await self.store.fetchall(_YET_TO_ACT_ON[status])
+    async def retry_failed(self, now: float | None = None) -> int:
+        """Act on what is due, a page at a time: fetches that failed whose pause is over, and notifications stored
+        whose act was cut short. Those it starts are not due again for ACT_GRACE (those being acted on right now
+        are skipped). Returns how many it started."""
+        now = self.clock() if now is None else now
+        rows = await self.store.fetchall(_DUE, (now, RETRY_PAGE))
+        if not rows:
+            return 0
+        await self.store.write([("UPDATE inbox SET next_attempt_at = ? WHERE notification_id IN (SELECT value FROM json_each(?))",
+                                 (now + ACT_GRACE, json.dumps([row[0] for row in rows])), False)])
         by_source: dict[str, list[_Received]] = {}
-        for notification_id, sender_did, event_type, subjects, _ in rows:
-            parsed = tuple(Subject(**item) for item in json.loads(subjects))
-            by_source.setdefault(sender_did, []).append(_Received(notification_id, event_type, parsed))
+        for notification_id, sender_did, event_type, subjects in rows:
+            if notification_id not in self._acting:
+                parsed = tuple(Subject(**item) for item in json.loads(subjects))
+                by_source.setdefault(sender_did, []).append(_Received(notification_id, event_type, parsed))
         for sender_did, received in by_source.items():
             for start in range(0, len(received), MAX_BATCH):
-                self._start(received[start:start + MAX_BATCH], sender_did)
-        return len(rows)
+                self._start(received[start:start + MAX_BATCH], sender_did, now)
+        return sum(len(received) for received in by_source.values())
+
+    async def resume(self) -> int:
+        """At start: what was stored but not acted on (the node stopped in between) is due now."""
+        await self.store.write([(f"UPDATE inbox SET next_attempt_at = 0 WHERE {_WAITING} AND status = 'received'", (), False)])
+        return await self.retry_failed()
 
     async def forget_done(self, before: int, *, dry_run: bool = False) -> int:
         """Retention: notifications received before ``before`` and acted on (or refused, or rejected) go."""
@@ -333,15 +392,31 @@ class Inbox:
     async def list(self, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         """Notifications received, newest first, a page at a time."""
         keys = ("notification_id", "sender_did", "sender_org", "event_type", "subjects", "received_at", "status",
-                "fetched_version", "detail")
+                "fetched_version", "detail", "attempts", "next_attempt_at")
         rows = await self.store.fetchall(
             f"SELECT {', '.join(keys)} FROM inbox ORDER BY received_at DESC, rowid DESC LIMIT ? OFFSET ?", (limit, offset))
         return [dict(zip(keys, row)) | {"subjects": json.loads(row[4])} for row in rows]
 
 
-# Written out per status: SQLite uses the partial index inbox_to_act (schema 15) only where the query names the
-# status itself, and without it each would read every notification the node ever received, every 2 s.
-_YET_TO_ACT_ON = {status: "SELECT notification_id, sender_did, event_type, subjects, received_at FROM inbox "
-                          f"WHERE status = '{status}'" for status in ("received", "fetch-failed")}
+def _settled(notification_id: str, status: str, version: int | None, detail: str, began: float) -> Statement:
+    """A notification's outcome; a fetch that failed is due again after a pause that doubles with each failure."""
+    if status != "fetch-failed":
+        return ("UPDATE inbox SET status = ?, fetched_version = ?, detail = ? WHERE notification_id = ?",
+                (status, version, detail, notification_id), False)
+    return ("UPDATE inbox SET status = ?, fetched_version = ?, detail = ?, attempts = attempts + 1, "
+            "next_attempt_at = ? + min(?, ? * (1 << min(attempts, 20))) WHERE notification_id = ?",
+            (status, version, detail, began, RETRY_MAX, RETRY_FIRST, notification_id), False)
+
+
+def _not_answered(outcome: Fetched | NodeError) -> bool:
+    return isinstance(outcome, NodeError) and (not isinstance(outcome, PeerRefused) or outcome.code == ErrorCode.UNAVAILABLE)
+
+
+# What waits to be acted on: the condition of the inbox's partial indexes, which a query must name as it is written
+# here for SQLite to use them.
+_WAITING = "(status = 'received' OR status = 'fetch-failed')"
+_DUE = (f"SELECT notification_id, sender_did, event_type, subjects FROM inbox WHERE {_WAITING} AND next_attempt_at <= ? "
+        "ORDER BY next_attempt_at LIMIT ?")
+_WAITING_OF_SENDER = f"SELECT count(*) FROM (SELECT 1 FROM inbox WHERE sender_did = ? AND {_WAITING} LIMIT ?)"
 
 __all__ = ["Inbox", "FETCH"]

@@ -372,6 +372,16 @@ MIGRATIONS: Final[list[str]] = [
     INSERT INTO audit_requests (seq, request) SELECT seq, request FROM audit WHERE request IS NOT NULL;
     UPDATE audit SET request = NULL WHERE request IS NOT NULL;
     """,
+    # 17: a notification whose fetch failed is asked again after a pause that doubles (it was asked at every pass,
+    # every 2 s, for as long as its source did not answer), and what waits for one sender to be asked is counted by
+    # sender, to bound it
+    """
+    ALTER TABLE inbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE inbox ADD COLUMN next_attempt_at REAL NOT NULL DEFAULT 0;
+    DROP INDEX inbox_to_act;
+    CREATE INDEX inbox_to_act ON inbox(next_attempt_at) WHERE status = 'received' OR status = 'fetch-failed';
+    CREATE INDEX inbox_waiting_by_sender ON inbox(sender_did, status) WHERE status = 'received' OR status = 'fetch-failed';
+    """,
 ]
 
 

@@ -29,7 +29,7 @@ BOUNDED = {
 }
 # Partial indexes that hold only what waits or was given up (pending and dead notifications, what the inbox has yet to
 # act on): reading one whole costs what an undelivered backlog is, never the history (/metrics counts them).
-WAITING_ONLY = {"outbox_due", "outbox_dead", "inbox_to_act"}
+WAITING_ONLY = {"outbox_due", "outbox_dead", "inbox_to_act", "inbox_waiting_by_sender"}
 
 
 def _bounded(sql: str, step: str) -> bool:
