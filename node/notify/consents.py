@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from keys import Member, TrustStore
 from node.interfaces import Handlers
@@ -12,6 +13,10 @@ from protocol import Ack, Consent, ErrorCode, Incoming, Message, Notification, R
 from protocol.records import verify_record
 
 log = logging.getLogger(__name__)
+# Consents of one client a party holds at most. Each names a party, sources, templates and a purpose: a client
+# has a few for a party; the bound keeps one who signs new ones at will from filling the party's store (and
+# the evidence it checks again at every refresh). Ended ones make room.
+CONSENTS_PER_CLIENT = 100
 
 
 class ConsentsReceived:
@@ -38,11 +43,36 @@ class ConsentsReceived:
             except RemoteProtocolError:
                 continue
             if record.kind == "Toestemming" and signer.did == incoming.sender.did and record.data \
+                    and signer.role == "client" and signer.matches_bsn(str(record.data.get("bsn", ""))) \
                     and self._names_me(record.data.get("ontvanger", {})):
                 kept.append((record, signer, data))
         if not kept:
-            raise RemoteProtocolError(ErrorCode.MALFORMED, "no consent in this message is signed by its sender and names us")
-        return Ack(ref=f"{len(kept)} kept", status="accepted"), self.held.keep(kept)
+            raise RemoteProtocolError(ErrorCode.MALFORMED, "no consent in this message is signed by its sender, the "
+                                      "client it is about, and names us")
+        about = f"bsn:{(kept[0][0].data or {})['bsn']}"  # all are about the sender: his certificate commits to one BSN
+        room = await self._room(about, {record.record_id for record, _, _ in kept}, now)
+        return Ack(ref=f"{len(kept)} kept", status="accepted"), room + self.held.keep(kept)
+
+    async def _room(self, about: str, new: set[str], now: int) -> list[Statement]:
+        """Room for these consents of one client: what makes it (the ended ones held go), or refused."""
+        rows = await self.store.fetchall(
+            "SELECT record_id, signed FROM evidence WHERE wlzIndicatieID = ? AND kind = 'Toestemming'", (about,))
+        held = {record_id for record_id, _ in rows}
+        if len(held | new) <= CONSENTS_PER_CLIENT:
+            return []
+        ended = {record_id for record_id, signed in rows if self._ended(bytes(signed), now)}
+        if len((held - ended) | new) > CONSENTS_PER_CLIENT:
+            raise RemoteProtocolError(ErrorCode.CONFLICT, f"this party holds at most {CONSENTS_PER_CLIENT} consents of "
+                                      "one client that have not ended", rule="TOESTEMMING-HELD")
+        return [("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ?", [(i,) for i in sorted(ended)], True)]
+
+    def _ended(self, signed: bytes, now: int) -> bool:
+        try:
+            record, _ = verify_record(signed, self.trust, now)
+        except RemoteProtocolError:
+            return True
+        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+        return record.deleted or str((record.data or {}).get("geldigTot", "")) < today
 
     @staticmethod
     def withdrawn(note: Notification, sender: Member, now: int) -> list[Statement]:

@@ -3,7 +3,12 @@
 A provider keeps the Bemiddelingspecificatie that assigns it, a zorgkantoor
 the Bemiddelingen whose Overdracht made it responsible (and the earlier
 steps of that chain it was handed). A newer version of a record replaces an
-older one, never the other way round.
+older one, never the other way round, and only one from the same signer: a
+record about the same indicatie or client from the same source organisation
+(its key may have changed), or a consent about the same client (only he signs
+those: checked on arrival). Record ids are the signer's to choose, so another
+member could otherwise put his own record, under the id of one held, in its
+place.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from protocol.records import RecordVersion
 _UPSERT = ("INSERT INTO evidence (kind, record_id, wlzIndicatieID, signed, version, source, source_org) "
            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, record_id) DO UPDATE SET wlzIndicatieID = excluded.wlzIndicatieID, "
            "signed = excluded.signed, version = excluded.version, source = excluded.source, source_org = excluded.source_org "
-           "WHERE excluded.version >= evidence.version")
+           "WHERE excluded.version >= evidence.version AND excluded.wlzIndicatieID = evidence.wlzIndicatieID "
+           # (rows kept before schema 4 name no source organisation)
+           "AND (excluded.kind = 'Toestemming' OR evidence.source_org IS NULL OR excluded.source_org = evidence.source_org)")
 
 
 class HeldEvidence:

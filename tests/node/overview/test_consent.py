@@ -108,3 +108,65 @@ async def test_a_withdrawn_consent_is_refused_at_every_source_also_one_that_was_
     events = [(e.event, e.result) for e in await ciz.audit.entries(limit=10_000)]
     assert ("notification.received VERWIJDERDE_TOESTEMMING_BRON", "stored") in events
     assert ("query GEGEVENS-MET-TOESTEMMING", "denied") in events
+
+
+def _consent_signed_by(node: Node, consent_id: str, bsn: str, version: int, until: str = "2099-12-31") -> bytes:
+    from protocol.records import RecordVersion
+
+    data = {"toestemmingID": consent_id, "bsn": bsn, "ontvanger": {"agb": "87654321"}, "bronnen": ["kvk:62253778"],
+            "templates": [TEMPLATE], "doel": PURPOSE, "geldigTot": until}
+    return node.registers.signer.sign(RecordVersion("Toestemming", consent_id, version, node.identity.did, node.now(), False, data))
+
+
+@pytest.mark.parametrize("bsn", ["737459086", BSN0], ids=["his-own-bsn", "the-other-clients-bsn"])
+async def test_another_client_cannot_take_the_place_of_a_consent_held_for_someone_else(network: Network, bsn: str) -> None:
+    """Attack: Visser, a client with a certificate, learns the id of Jansen's consent and hands the party Jansen
+    consented to a consent of his own under that id, of a higher version: about himself, or forged about Jansen.
+    Before, either took the place of Jansen's (held evidence was kept by kind and id, whoever signed it): the
+    party could no longer read what Jansen allowed."""
+    from protocol import Consent
+
+    ciz, zk, za_b, client, client2 = await parties(network)
+    consent_id = await grant(client, sources=("kvk:62253778",))
+    [(record, _, _)] = await read(za_b, ciz)
+    assert record.record_id == IND0
+    theirs = _consent_signed_by(client2, consent_id, bsn, version=9)
+    if bsn == BSN0:  # a consent about another client is refused on arrival
+        with pytest.raises(PeerRefused):
+            await client2.send_to_peer(za_b.url, Consent(consents=(theirs,)))
+    else:
+        await client2.send_to_peer(za_b.url, Consent(consents=(theirs,)))
+    held = await za_b.store.fetchall("SELECT record_id, wlzIndicatieID, source FROM evidence WHERE kind = 'Toestemming'")
+    assert held == [(consent_id, f"bsn:{BSN0}", client.identity.did)]
+    [(record, _, _)] = await read(za_b, ciz)
+    assert record.record_id == IND0
+
+
+async def test_a_client_holds_a_bounded_number_of_consents_at_a_party(network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: a client signs consents with new ids, as many as he likes, for a party he names. Before, the party
+    kept every one (and checks every one it holds again each time it refreshes its evidence)."""
+    import uuid
+
+    from node.notify import consents as consents_module
+    from protocol import Consent
+
+    monkeypatch.setattr(consents_module, "CONSENTS_PER_CLIENT", 3)
+    ciz, zk, za_b, client, client2 = await parties(network)
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    await client.send_to_peer(za_b.url, Consent(consents=tuple(_consent_signed_by(client, i, BSN0, 1) for i in ids[:2])))
+    with pytest.raises(PeerRefused) as refused:  # two more than the room left: neither is kept
+        await client.send_to_peer(za_b.url, Consent(consents=tuple(_consent_signed_by(client, i, BSN0, 1) for i in ids[2:])))
+    assert (refused.value.code, refused.value.rule) == ("conflict", "TOESTEMMING-HELD")
+    await client.send_to_peer(za_b.url, Consent(consents=(_consent_signed_by(client, ids[2], BSN0, 1),)))
+    with pytest.raises(PeerRefused):
+        await client.send_to_peer(za_b.url, Consent(consents=(_consent_signed_by(client, ids[3], BSN0, 1),)))
+    # A newer version of one held takes its place; another client has room of his own.
+    await client.send_to_peer(za_b.url, Consent(consents=(_consent_signed_by(client, ids[0], BSN0, 2),)))
+    await client2.send_to_peer(za_b.url, Consent(consents=(_consent_signed_by(client2, ids[3], "737459086", 1),)))
+    # One that has ended makes room, and goes.
+    await client.send_to_peer(za_b.url, Consent(consents=(_consent_signed_by(client, ids[1], BSN0, 2, "2020-01-01"),)))
+    await client.send_to_peer(za_b.url, Consent(consents=(_consent_signed_by(client, ids[4], BSN0, 1),)))
+    held = await za_b.store.fetchall("SELECT record_id, version, wlzIndicatieID FROM evidence WHERE kind = 'Toestemming' "
+                                     "AND wlzIndicatieID = ? ORDER BY record_id", (f"bsn:{BSN0}",))
+    assert held == sorted([(ids[0], 2, f"bsn:{BSN0}"), (ids[2], 1, f"bsn:{BSN0}"), (ids[4], 1, f"bsn:{BSN0}")])
+    assert await za_b.store.fetchall("SELECT record_id FROM evidence WHERE wlzIndicatieID = 'bsn:737459086'") == [(ids[3],)]
