@@ -3,11 +3,24 @@
 Evidence that does not verify, is a tombstone, or is older than the freshness
 bound and cannot be confirmed with its source counts as absent: a rule that
 needs it then denies.
+
+Confirming asks another node, so what a requester presents must not decide
+how much this node asks: an answer is kept for a minute, never longer than
+the freshness bound (a version confirmed counts as fresh as one just
+signed, and no longer), the same question under way is asked
+once, at most CONCURRENT are under way, and one message may start at most
+PER_MESSAGE new questions (a batch of 64 queries, one stale piece each).
+Before, 16 pieces per query and 64 queries per message made one signed
+message from a member 1,024 signed questions from this node to the sources.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import contextvars
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from keys import Member, TrustStore
@@ -16,6 +29,61 @@ from protocol.records import RecordVersion, verify_record
 
 Confirm = Callable[[RecordVersion, Member], Awaitable[bool]]
 MAX_EVIDENCE = 16
+KEEP = 60  # seconds an answer of a source is taken as still true (at most the freshness bound)
+KEPT = 10_000  # answers kept at most (the oldest go first)
+CONCURRENT = 16  # questions to sources under way at most
+PER_MESSAGE = 64  # new questions one incoming message may cause
+
+# New questions the message being handled may still cause; None outside a message (the node's own work).
+_budget: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("confirmations_budget", default=None)
+
+
+@contextlib.contextmanager
+def one_message() -> Iterator[None]:
+    """Everything decided inside shares one message's budget of new questions to sources."""
+    token = _budget.set([PER_MESSAGE])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+class Confirmations:
+    """Asks a source whether a version is still current (``ask``), once for many: see the module's docstring."""
+
+    def __init__(self, ask: Confirm) -> None:
+        self.ask = ask
+        self._kept: OrderedDict[tuple[str, str, str, int], tuple[bool, int]] = OrderedDict()
+        self._under_way: dict[tuple[str, str, str, int], asyncio.Task[bool]] = {}
+        self._limit = asyncio.Semaphore(CONCURRENT)
+
+    async def confirm(self, record: RecordVersion, signer: Member, now: int, *, freshness: int) -> bool:
+        key = (signer.did, record.kind, record.record_id, record.version)
+        kept = self._kept.get(key)
+        if kept is not None and kept[1] > now:
+            return kept[0]
+        task = self._under_way.get(key)
+        if task is None:
+            budget = _budget.get()
+            if budget is not None:
+                if budget[0] <= 0:
+                    return False
+                budget[0] -= 1
+            task = asyncio.ensure_future(self._ask(key, record, signer, now + min(KEEP, freshness)))
+            self._under_way[key] = task
+        return await asyncio.shield(task)
+
+    async def _ask(self, key: tuple[str, str, str, int], record: RecordVersion, signer: Member, until: int) -> bool:
+        try:
+            async with self._limit:
+                current = await self.ask(record, signer)
+        finally:
+            del self._under_way[key]
+        self._kept[key] = (current, until)
+        self._kept.move_to_end(key)
+        while len(self._kept) > KEPT:
+            self._kept.popitem(last=False)
+        return current
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +93,7 @@ class Evidence:
 
 
 async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now: int, *, freshness: int,
-                            confirm: Confirm | None) -> list[Evidence]:
+                            confirm: Confirmations | None) -> list[Evidence]:
     valid = []
     for data in presented[:MAX_EVIDENCE]:
         try:
@@ -35,10 +103,10 @@ async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now
         if record.deleted:
             continue
         if now - record.signed_at > freshness:
-            if confirm is None or not await confirm(record, signer):
+            if confirm is None or not await confirm.confirm(record, signer, now, freshness=freshness):
                 continue
         valid.append(Evidence(record, signer))
     return valid
 
 
-__all__ = ["Evidence", "Confirm", "verified_evidence", "MAX_EVIDENCE"]
+__all__ = ["Evidence", "Confirm", "Confirmations", "one_message", "verified_evidence", "MAX_EVIDENCE"]

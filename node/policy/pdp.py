@@ -24,7 +24,7 @@ from typing import Any
 from keys import Member, TrustStore
 from node.policy.authority import Holder, holder_of, steps_in
 from node.policy.consent import consent_fault
-from node.policy.evidence import Confirm, Evidence, verified_evidence
+from node.policy.evidence import Confirm, Confirmations, Evidence, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
 from protocol import ErrorCode, Query, RemoteProtocolError
@@ -95,7 +95,7 @@ class PolicyDecisionPoint:
         self.source_ids = source_ids or (lambda: set())  # how consents name this source: "kvk:…", did
         self.matrix = matrix or load_matrix()
         self.freshness = freshness
-        self.confirm = confirm
+        self.confirm = Confirmations(confirm) if confirm is not None else None
         self._bsn_checks: OrderedDict[tuple[bytes, str], bool] = OrderedDict()
         self._answered: list[str] | None = None
 

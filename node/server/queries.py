@@ -6,7 +6,7 @@ from typing import Any
 
 from node.interfaces import Handlers
 from node.metrics import Metrics
-from node.policy import Denied, PolicyDecisionPoint, View
+from node.policy import Denied, PolicyDecisionPoint, View, one_message
 from node.store import Actor, AuditLog, HeldEvidence, Registers, Statement, utc
 from node.server.dispatch import denied_entries
 from protocol import (
@@ -38,13 +38,18 @@ class QueryHandlers:
     async def on_query(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         query = incoming.message
         assert isinstance(query, Query)
-        return await self._answer(incoming, query, now)
+        with one_message():
+            return await self._answer(incoming, query, now)
 
     async def on_queries(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         """Each query of the batch decided, audited and answered exactly as if it came alone. An answer that would
         make the reply too large is not given (nor audited): that query is refused ``too-large``, to be asked alone."""
         batch = incoming.message
         assert isinstance(batch, Queries)
+        with one_message():  # the batch's queries share one message's questions to sources
+            return await self._answer_each(incoming, batch, now)
+
+    async def _answer_each(self, incoming: Incoming, batch: Queries, now: int) -> tuple[Message, list[Statement]]:
         answers: list[Answer] = []
         statements: list[Statement] = []
         size = 0
