@@ -103,6 +103,15 @@ class Node:
     # Building ------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start every part; when one cannot start, what was started is stopped again (an open store keeps a
+        thread that would keep the process from ending) and the error goes on."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         config, spawn = self.config, self.tasks.spawn
         clock = self._follow_clock
         # TLS files first: a wrong one stops the node before it opens anything.
@@ -469,9 +478,13 @@ class Node:
         for listener in reversed(self._listeners):
             await listener.stop()
         self._listeners.clear()
-        await self.client.close()
-        await self.registers.preparer.close()
-        await self.store.close()
+        # A start that failed part of the way made only some of these
+        if (client := getattr(self, "client", None)) is not None:
+            await client.close()
+        if (registers := getattr(self, "registers", None)) is not None:
+            await registers.preparer.close()
+        if (store := getattr(self, "store", None)) is not None:
+            await store.close()
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
         if self._port_holder is not None:

@@ -4,7 +4,6 @@ that join with a token and never see the root, and a replica that comes back und
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.discovery import free_ports
 from keys import parse_revocation_list
 
 from tests.node.cli.test_processes import Processes, iwlz
@@ -32,9 +32,10 @@ def enrolment(tmp_path: Path) -> Iterator[tuple[Path, str, int]]:
     enrolment service as its own process."""
     net = tmp_path / "net"
     iwlz("network", "init", str(net), "--name", "swarm-test")
-    ciz_port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "node", "enroll", "serve", "--network", str(net), "--port", "0",
-                             "--push", f"http://127.0.0.1:{ciz_port}"], stdout=subprocess.PIPE,
+    # Two ports at once: the service given port 0 once took the one just found free for CIZ
+    ciz_port, service_port = free_ports(2)
+    proc = subprocess.Popen([sys.executable, "-m", "node", "enroll", "serve", "--network", str(net), "--port",
+                             str(service_port), "--push", f"http://127.0.0.1:{ciz_port}"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -45,12 +46,6 @@ def enrolment(tmp_path: Path) -> Iterator[tuple[Path, str, int]]:
         reap(proc)
         if proc.stdout:
             proc.stdout.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def token(net: Path, out: Path, role: str, *extra: str) -> Path:

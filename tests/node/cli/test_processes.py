@@ -194,3 +194,25 @@ def test_sigkill_of_a_node_in_an_import_leaves_no_process_behind_and_loses_nothi
     with sqlite3.connect(ciz / "node.sqlite3") as db:
         assert db.execute("SELECT count(*), count(DISTINCT record_id) FROM records").fetchone() == (30_000, 30_000)
     assert "chain intact" in iwlz("audit", str(ciz), "--verify").stdout
+
+
+def test_a_node_that_cannot_listen_says_so_and_ends(tmp_path: Path) -> None:
+    """Before, the node printed "cannot listen" and then never ended: the store it had opened kept a thread
+    alive, so a supervisor saw a process that neither served nor exited (found when a test's enrolment service
+    was given the port its node was to take)."""
+    import socket
+
+    iwlz("network", "init", str(tmp_path / "net"))
+    home = make_node(tmp_path, "ciz", "--role", "ciz", "--name", "CIZ", "--kvk", "62253778")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            result = subprocess.run([sys.executable, "-m", "node", "run", str(home), "--no-mdns", "--port", str(port)],
+                                    capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the node neither listened nor ended")
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert not (home / "run.json").exists()
