@@ -55,6 +55,14 @@ class QueryWorker:
         self.clock = time.time
 
     async def start(self) -> None:
+        """As the node's own start: a part that cannot start stops what started before it, so the process ends."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         home, config = self.home, self.config
         tls = server_context(home.path, config.tls_cert, config.tls_key)
         self.identity, self.certificate, self.trust = home.identity(), home.certificate(), home.trust_store()
@@ -167,11 +175,13 @@ class QueryWorker:
 
     async def stop(self) -> None:
         await self.tasks.stop()
-        await self.listener.stop()
-        await self.client.close()
-        await self.store.close()
+        # A start that failed part of the way made only some of these
+        for part, closing in (("listener", "stop"), ("client", "close"), ("store", "close")):
+            if (made := getattr(self, part, None)) is not None:
+                await getattr(made, closing)()
         await self.link.close()
-        self.changes.close()
+        if (changes := getattr(self, "changes", None)) is not None:
+            changes.close()
 
 
 async def _learn_nothing(url: str) -> Any:

@@ -1,0 +1,35 @@
+"""A worker process whose start fails ends, as the node does: what it opened is closed again."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from node.errors import StorageError
+from node.store.changes import ChangeCount
+from node.worker import QueryWorker
+from tests.node.kit import Network
+
+pytestmark = pytest.mark.asyncio
+
+
+def _store_threads() -> int:
+    return sum(1 for t in threading.enumerate() if "_connection_worker_thread" in t.name and t.is_alive())
+
+
+async def test_a_worker_whose_start_fails_closes_what_it_opened(network: Network, tmp_path: Path) -> None:
+    """Here its owner cannot be reached once its store is open. Before, the store kept a thread that kept the
+    process from ending; its owner waited for it until its start timeout and then killed it."""
+    (ciz,) = await network.start("ciz")
+    await ciz.stop()
+    network.nodes.pop("ciz")
+    changes = tmp_path / "changes"
+    ChangeCount(changes, writer=True).close()
+    before = _store_threads()
+    worker = QueryWorker(ciz.home, ciz.home.config(), host="127.0.0.1", port=0,
+                         socket_path=str(tmp_path / "no-owner.sock"), changes_path=str(changes))
+    with pytest.raises(StorageError, match="owner process cannot be reached"):
+        await worker.start()
+    assert _store_threads() == before
