@@ -8,8 +8,10 @@ Confirming asks another node, so what a requester presents must not decide
 how much this node asks: an answer is kept for a minute, never longer than
 the freshness bound (a version confirmed counts as fresh as one just
 signed, and no longer), the same question under way is asked
-once, at most CONCURRENT are under way, and one message may start at most
-PER_MESSAGE new questions (a batch of 64 queries, one stale piece each).
+once, at most PER_SOURCE are under way to one source and CONCURRENT in all
+(a source that does not answer, the requester's own node perhaps, holds up
+only the questions about its own records), and one message may start at
+most PER_MESSAGE new questions (a batch of 64 queries, one stale piece each).
 Before, 16 pieces per query and 64 queries per message made one signed
 message from a member 1,024 signed questions from this node to the sources.
 """
@@ -31,7 +33,8 @@ Confirm = Callable[[RecordVersion, Member], Awaitable[bool]]
 MAX_EVIDENCE = 16
 KEEP = 60  # seconds an answer of a source is taken as still true (at most the freshness bound)
 KEPT = 10_000  # answers kept at most (the oldest go first)
-CONCURRENT = 16  # questions to sources under way at most
+CONCURRENT = 32  # questions to sources under way at most
+PER_SOURCE = 4  # ... and to one source
 PER_MESSAGE = 64  # new questions one incoming message may cause
 
 # New questions the message being handled may still cause; None outside a message (the node's own work).
@@ -56,6 +59,7 @@ class Confirmations:
         self._kept: OrderedDict[tuple[str, str, str, int], tuple[bool, int]] = OrderedDict()
         self._under_way: dict[tuple[str, str, str, int], asyncio.Task[bool]] = {}
         self._limit = asyncio.Semaphore(CONCURRENT)
+        self._per_source: dict[str, asyncio.Semaphore] = {}  # by signer: members, a bounded set
 
     async def confirm(self, record: RecordVersion, signer: Member, now: int, *, freshness: int) -> bool:
         key = (signer.did, record.kind, record.record_id, record.version)
@@ -74,8 +78,9 @@ class Confirmations:
         return await asyncio.shield(task)
 
     async def _ask(self, key: tuple[str, str, str, int], record: RecordVersion, signer: Member, until: int) -> bool:
+        per_source = self._per_source.setdefault(signer.did, asyncio.Semaphore(PER_SOURCE))
         try:
-            async with self._limit:
+            async with per_source, self._limit:
                 current = await self.ask(record, signer)
         finally:
             del self._under_way[key]

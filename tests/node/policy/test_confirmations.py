@@ -100,25 +100,47 @@ async def test_answers_are_kept_for_at_most_the_freshness_bound_and_a_question_u
 async def test_at_most_so_many_questions_are_under_way_and_a_message_has_a_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     from node.policy.evidence import Confirmations, one_message
 
-    monkeypatch.setattr(evidence_module, "PER_MESSAGE", 40)
-    under_way, most = 0, 0
+    monkeypatch.setattr(evidence_module, "PER_MESSAGE", 90)
+    under_way: dict[str, int] = {}
+    most: dict[str, int] = {}
     release = asyncio.Event()
 
     async def ask(record: RecordVersion, signer: Member) -> bool:
-        nonlocal under_way, most
-        under_way += 1
-        most = max(most, under_way)
+        under_way[signer.did] = under_way.get(signer.did, 0) + 1
+        most[signer.did] = max(most.get(signer.did, 0), under_way[signer.did])
+        most["all"] = max(most.get("all", 0), sum(under_way.values()))
         await release.wait()
-        under_way -= 1
+        under_way[signer.did] -= 1
         return True
 
-    confirmations, signer = Confirmations(ask), _member("did:key:z")
+    confirmations = Confirmations(ask)
+    signers = [_member(f"did:key:z{n}") for n in range(10)]
     with one_message():
-        asking = [asyncio.ensure_future(confirmations.confirm(_version(str(n)), signer, 0, freshness=60)) for n in range(50)]
+        asking = [asyncio.ensure_future(confirmations.confirm(_version(str(n)), signers[n % 10], 0, freshness=60))
+                  for n in range(100)]
         await asyncio.sleep(0.01)
         release.set()
         results = await asyncio.gather(*asking)
-    assert results == [True] * 40 + [False] * 10  # past the message's budget: not confirmed, not asked
-    assert most == evidence_module.CONCURRENT == 16
+    assert results == [True] * 90 + [False] * 10  # past the message's budget: not confirmed, not asked
+    assert most["all"] == evidence_module.CONCURRENT == 32
+    assert max(n for did, n in most.items() if did != "all") == evidence_module.PER_SOURCE == 4
     # Outside a message (the node's own work) there is no budget.
-    assert all(await asyncio.gather(*(confirmations.confirm(_version(f"x{n}"), signer, 0, freshness=60) for n in range(50))))
+    assert all(await asyncio.gather(*(confirmations.confirm(_version(f"x{n}"), signers[0], 0, freshness=60) for n in range(50))))
+
+
+async def test_a_source_that_does_not_answer_holds_up_only_questions_about_its_own_records() -> None:
+    from node.policy.evidence import Confirmations
+
+    async def ask(record: RecordVersion, signer: Member) -> bool:
+        if signer.did == "did:key:silent":
+            await asyncio.Event().wait()  # never answers (until the client's timeout)
+        return True
+
+    confirmations = Confirmations(ask)
+    silent = [asyncio.ensure_future(confirmations.confirm(_version(f"s{n}"), _member("did:key:silent"), 0, freshness=60))
+              for n in range(100)]
+    await asyncio.sleep(0.01)
+    assert await asyncio.wait_for(confirmations.confirm(_version("a"), _member("did:key:other"), 0, freshness=60), 1.0)
+    for task in [*silent, *confirmations._under_way.values()]:  # noqa: SLF001 - the questions never answered
+        task.cancel()
+    await asyncio.gather(*silent, return_exceptions=True)
