@@ -10,13 +10,16 @@ from keys import Member, TrustStore
 from node.interfaces import Handlers
 from node.store import HeldEvidence, RevokedConsents, Statement, Store
 from protocol import Ack, Consent, ErrorCode, Incoming, Message, Notification, RemoteProtocolError
-from protocol.records import verify_record
+from protocol.records import RecordVersion, verify_record
 
 log = logging.getLogger(__name__)
 # Consents of one client a party holds at most. Each names a party, sources, templates and a purpose: a client
 # has a few for a party; the bound keeps one who signs new ones at will from filling the party's store (and
 # the evidence it checks again at every refresh). Ended ones make room.
 CONSENTS_PER_CLIENT = 100
+
+
+Kept = tuple[RecordVersion, Member, bytes]
 
 
 class ConsentsReceived:
@@ -36,7 +39,7 @@ class ConsentsReceived:
     async def _on_consent(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         message = incoming.message
         assert isinstance(message, Consent)
-        kept = []
+        kept: list[Kept] = []
         for data in message.consents:
             try:
                 record, signer = verify_record(data, self.trust, now)
@@ -50,8 +53,21 @@ class ConsentsReceived:
             raise RemoteProtocolError(ErrorCode.MALFORMED, "no consent in this message is signed by its sender, the "
                                       "client it is about, and names us")
         about = f"bsn:{(kept[0][0].data or {})['bsn']}"  # all are about the sender: his certificate commits to one BSN
+        kept = await self._not_anothers(kept, about)
         room = await self._room(about, {record.record_id for record, _, _ in kept}, now)
         return Ack(ref=f"{len(kept)} kept", status="accepted"), room + self.held.keep(kept)
+
+    async def _not_anothers(self, kept: list[Kept], about: str) -> list[Kept]:
+        """Those whose id no consent of another client held here has (it would not take that one's place, and
+        the sender should not be told it was kept)."""
+        ids = [record.record_id for record, _, _ in kept]
+        taken = {row[0] for row in await self.store.fetchall(
+            f"SELECT record_id FROM evidence WHERE kind = 'Toestemming' AND record_id IN ({', '.join('?' * len(ids))}) "
+            "AND wlzIndicatieID != ?", (*ids, about))}
+        if taken and len(taken) == len(set(ids)):
+            raise RemoteProtocolError(ErrorCode.CONFLICT, "a consent of another client with this id is held here",
+                                      rule="TOESTEMMING-HELD")
+        return [item for item in kept if item[0].record_id not in taken]
 
     async def _room(self, about: str, new: set[str], now: int) -> list[Statement]:
         """Room for these consents of one client: what makes it (the ended ones held go), or refused."""
