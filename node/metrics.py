@@ -45,6 +45,9 @@ class Metrics:
                                   registry=self.registry)
         self.outbox = Gauge("iwlz_outbox_notifications", "Notifications in the outbox, by status (pending, dead)",
                             ["status"], registry=self.registry)
+        self.inbox = Gauge("iwlz_inbox_notifications", "Notifications received and not yet acted on, by status "
+                           "(received: being acted on; fetch-failed: their sender did not answer, asked again later)",
+                           ["status"], registry=self.registry)
         self.witnessed_age = Gauge("iwlz_audit_witnessed_age_seconds",
                                    "Seconds since a witness last acknowledged this node's audit head (-1: never)",
                                    registry=self.registry)

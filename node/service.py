@@ -455,6 +455,8 @@ class Node:
         stats = await self.outbox.stats()
         for status in ("pending", "dead"):
             self.metrics.outbox.labels(status).set(stats.get(status, 0))
+        for status, count in (await self.inbox.waiting()).items():
+            self.metrics.inbox.labels(status).set(count)
         row = await self.store.fetchone("SELECT max(at) FROM witness_receipts")
         self.metrics.witnessed_age.set(self.now() - int(row[0]) if row and row[0] is not None else -1)
 

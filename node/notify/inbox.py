@@ -389,6 +389,14 @@ class Inbox:
             await self.store.delete_in_slices("inbox", where, (before,), count)
         return count
 
+    async def waiting(self) -> dict[str, int]:
+        """Notifications not yet acted on, by status: counted in the partial index of what waits (bounded by
+        PENDING_PER_SENDER a sender, never the history), beside the writer."""
+        [(received, failed)] = await self.store.read_aside(
+            f"SELECT (SELECT count(*) FROM inbox WHERE {_WAITING} AND status = 'received'), "
+            f"(SELECT count(*) FROM inbox WHERE {_WAITING} AND status = 'fetch-failed')")
+        return {"received": int(received), "fetch-failed": int(failed)}
+
     async def list(self, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
         """Notifications received, newest first, a page at a time."""
         keys = ("notification_id", "sender_did", "sender_org", "event_type", "subjects", "received_at", "status",

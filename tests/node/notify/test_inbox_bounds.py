@@ -121,6 +121,9 @@ async def test_a_sender_that_does_not_answer_is_asked_again_after_growing_pauses
     await _until(lambda: failed(1))
     first = len(asked)
     assert first == 1  # the 64 in one batched question
+    await zk._refresh_gauges()  # noqa: SLF001 - what /metrics shows the operator
+    gauge = zk.metrics.registry.get_sample_value
+    assert [gauge("iwlz_inbox_notifications", {"status": s}) for s in ("received", "fetch-failed")] == [0, 64]
     before = min(next_at for _, _, next_at in (await _rows(zk)).values()) - 0.01
     for _ in range(5):  # passes before the pause is over ask nothing
         assert await zk.inbox.retry_failed(now=before) == 0
