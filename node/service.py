@@ -48,7 +48,7 @@ from node.server.connections import Listener
 from node.store.changes import CHANGES, ChangeCount
 from node.store.preparing import Preparer
 from node.store import Actor, AuditLog, AuthorityLinks, HeldEvidence, Registers, Store, Users, registers_for
-from node.tasks import Background, Housekeeping, usable_cores
+from node.tasks import Background, Housekeeping, start_or_undo, usable_cores
 from node.tls import client_context, server_context
 from node.witness import Witnessing
 from protocol import Endpoint, LocalProtocolError, Message
@@ -103,13 +103,7 @@ class Node:
     # Building ------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every part; when one cannot start, what was started is stopped again (an open store keeps a
-        thread that would keep the process from ending) and the error goes on."""
-        try:
-            await self._start()
-        except BaseException:
-            await self.stop()
-            raise
+        await start_or_undo(self._start, self.stop)
 
     async def _start(self) -> None:
         config, spawn = self.config, self.tasks.spawn

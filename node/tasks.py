@@ -117,4 +117,15 @@ def tune_collector() -> None:
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
-__all__ = ["Background", "Housekeeping", "Spawn", "event_loop_runner", "tune_collector", "usable_cores", "COLLECTOR_THRESHOLDS"]
+async def start_or_undo(start: Callable[[], Awaitable[None]], undo: Callable[[], Awaitable[None]]) -> None:
+    """Start a process's parts; when one cannot start, ``undo`` what was started and let the error go on: an open
+    store keeps a thread that would keep the process from ending, neither serving nor exiting."""
+    try:
+        await start()
+    except BaseException:
+        await undo()
+        raise
+
+
+__all__ = ["Background", "Housekeeping", "Spawn", "event_loop_runner", "start_or_undo", "tune_collector", "usable_cores",
+           "COLLECTOR_THRESHOLDS"]

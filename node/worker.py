@@ -35,7 +35,7 @@ from node.server.connections import Listener
 from node.store import AuditLog, AuthorityLinks, Registers
 from node.store.changes import ChangeCount
 from node.store.relayed import RelayedStore
-from node.tasks import Background, event_loop_runner, tune_collector
+from node.tasks import Background, event_loop_runner, start_or_undo, tune_collector
 from node.tls import client_context, server_context
 from protocol import Endpoint, Queries, Query, ReplayGuard
 
@@ -55,12 +55,7 @@ class QueryWorker:
         self.clock = time.time
 
     async def start(self) -> None:
-        """As the node's own start: a part that cannot start stops what started before it, so the process ends."""
-        try:
-            await self._start()
-        except BaseException:
-            await self.stop()
-            raise
+        await start_or_undo(self._start, self.stop)
 
     async def _start(self) -> None:
         home, config = self.home, self.config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -32,4 +33,8 @@ async def test_a_worker_whose_start_fails_closes_what_it_opened(network: Network
                          socket_path=str(tmp_path / "no-owner.sock"), changes_path=str(changes))
     with pytest.raises(StorageError, match="owner process cannot be reached"):
         await worker.start()
+    for _ in range(100):  # the store's thread ends right after its close is answered
+        if _store_threads() == before:
+            break
+        await asyncio.sleep(0.05)
     assert _store_threads() == before
