@@ -123,7 +123,10 @@ async def start_or_undo(start: Callable[[], Awaitable[None]], undo: Callable[[],
     try:
         await start()
     except BaseException:
-        await undo()
+        try:
+            await undo()
+        except Exception as exc:  # noqa: BLE001 - the error that stopped the start is the one to report
+            log.warning("stopping what had started failed too: %s", exc.__class__.__name__)
         raise
 
 

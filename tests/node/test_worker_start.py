@@ -38,3 +38,22 @@ async def test_a_worker_whose_start_fails_closes_what_it_opened(network: Network
             break
         await asyncio.sleep(0.05)
     assert _store_threads() == before
+
+
+async def test_the_error_that_stopped_a_start_is_the_one_reported_also_when_undoing_fails(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from node.tasks import start_or_undo
+
+    undone: list[bool] = []
+
+    async def start() -> None:
+        raise StorageError("the store could not be opened")
+
+    async def undo() -> None:
+        undone.append(True)
+        raise RuntimeError("half-made part")
+
+    with pytest.raises(StorageError, match="could not be opened"):
+        await start_or_undo(start, undo)
+    assert undone == [True]
+    assert "stopping what had started failed too: RuntimeError" in caplog.text
