@@ -297,11 +297,11 @@ class Inbox:
 
     async def _settle(self, template: str, outcome: Fetched | NodeError) -> tuple[str, int | None, str]:
         """(status, version fetched, detail) of one notification, after the node's own uses of what it fetched."""
-        if isinstance(outcome, PeerRefused):
-            # The source answered and said no: asking again will not change that, unless it said "not now".
-            return ("fetch-failed" if outcome.code == ErrorCode.UNAVAILABLE else "refused"), None, str(outcome)[:300]
-        if isinstance(outcome, NodeError):
+        if _not_answered(outcome):
             return "fetch-failed", None, str(outcome)[:300]
+        if isinstance(outcome, NodeError):
+            # The source answered and said no: asking again will not change that.
+            return "refused", None, str(outcome)[:300]
         results, _ = outcome
         for keep in self.fetched:
             await keep(results)
@@ -417,6 +417,7 @@ def _settled(notification_id: str, status: str, version: int | None, detail: str
 
 
 def _not_answered(outcome: Fetched | NodeError) -> bool:
+    """The source did not answer, or said "not now": a fetch to try again later (any other refusal is final)."""
     return isinstance(outcome, NodeError) and (not isinstance(outcome, PeerRefused) or outcome.code == ErrorCode.UNAVAILABLE)
 
 
