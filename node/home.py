@@ -114,6 +114,7 @@ class NodeConfig:
     certificate_check_interval: float = 10.0
     witness_interval: float = 60.0
     max_connections: int = 1024
+    member_in_flight: int = 128  # a member's messages handled at once (a node's own client sends at most 64 to a host)
     retention: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> {"ended": years, "withdrawn": years}
     retention_interval: float = 24 * 3600.0  # how often the node purges on its own
     notification_retention_days: int = 90  # delivered notifications (outbox) and those acted on (inbox): ids only
@@ -154,6 +155,8 @@ class NodeConfig:
             wrong = set(states) - {"ended", "withdrawn"}
             if wrong or not all(type(v) is int and v >= 0 for v in states.values()):
                 raise ConfigError(f"retention of {kind}: give years (0 or more) for 'ended' and/or 'withdrawn'")
+        if type(self.member_in_flight) is not int or self.member_in_flight < 1:
+            raise ConfigError("member_in_flight: give how many of a member's messages are handled at once (1 or more)")
         if self.audit_request_days is not None and (type(self.audit_request_days) is not int or self.audit_request_days < 0):
             raise ConfigError("audit_request_days: give days (0 or more), or null to keep signed requests always")
         try:

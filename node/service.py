@@ -196,7 +196,8 @@ class Node:
 
     async def _listen(self) -> None:
         messages = MessageDesk(endpoint=self.endpoint, dispatcher=self.dispatcher, metrics=self.metrics,
-                               clock=self._follow_clock, watch=self.clock_watch, body_timeout=self.config.header_timeout)
+                               clock=self._follow_clock, watch=self.clock_watch, body_timeout=self.config.header_timeout,
+                               member_in_flight=self.config.member_in_flight)
         peer_app = PeerApp(messages=messages, matrix=self.pdp.matrix, announcement=lambda: self.discovery.announcement,
                            health=self._health, adopt_revocation_list=self.discovery.adopt_revocation_list,
                            refresh_gauges=self._refresh_gauges)

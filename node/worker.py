@@ -86,7 +86,8 @@ class QueryWorker:
         dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
         dispatcher.register({Query: self.queries.on_query, Queries: self.queries.on_queries})
         messages = MessageDesk(endpoint=self.endpoint, dispatcher=dispatcher, metrics=self.metrics, clock=self.clock,
-                               watch=watch, body_timeout=config.header_timeout, forward=self.link.forward)
+                               watch=watch, body_timeout=config.header_timeout,
+                               member_in_flight=config.member_in_flight, forward=self.link.forward)
         app = web.Application(client_max_size=self.endpoint.max_size, middlewares=[self._served_by, messages.never_500])
         app.router.add_post(MESSAGES_PATH, messages.message)
         app.router.add_route("*", "/{tail:.*}", self.link.proxy)

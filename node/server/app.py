@@ -25,7 +25,7 @@ from node.errors import NodeError
 from node.metrics import Metrics
 from node.quiet import Throttled
 from node.server.dispatch import Dispatcher
-from protocol import MEDIA_TYPE, Endpoint, ErrorCode, RemoteProtocolError
+from protocol import MEDIA_TYPE, Endpoint, Error, ErrorCode, Incoming, RemoteProtocolError
 
 log = logging.getLogger(__name__)
 POLICY_PATH = "/iwlz/v1/policy"
@@ -33,6 +33,7 @@ REVOCATIONS_PATH = "/iwlz/v1/revocations"
 METRICS_FRESH: Final = 1.0  # seconds a /metrics page is served again (Prometheus scrapes every 15-60 s)
 DRAIN: Final = 4  # a too-large body up to this many times the limit is still read, to bind the error to it
 MAX_REVOCATION_LIST = 512 * 1024
+IN_FLIGHT_RULE: Final = "MEMBER-IN-FLIGHT"  # a member's message beyond its share in flight is refused by this rule
 
 
 Forward = Callable[[bytes], Awaitable[tuple[int, bytes]]]
@@ -46,8 +47,11 @@ class MessageDesk:
     """
 
     def __init__(self, *, endpoint: Endpoint, dispatcher: Dispatcher, metrics: Metrics, clock: Callable[[], float],
-                 watch: ClockWatch, body_timeout: float, forward: Forward | None = None) -> None:
+                 watch: ClockWatch, body_timeout: float, member_in_flight: int,
+                 forward: Forward | None = None) -> None:
         self.endpoint = endpoint
+        self.member_in_flight = member_in_flight
+        self.in_flight: dict[str, int] = {}  # messages being handled, per member (the sender's DID)
         self.body_timeout = body_timeout
         self.dispatcher = dispatcher
         self.metrics = metrics
@@ -85,6 +89,34 @@ class MessageDesk:
             reply = self.endpoint.error_reply(bound_to, exc, now=now)
             return _cose(reply.data, exc.status_hint)
         self.watch.saw(incoming.envelope.issued_at, incoming.envelope.sender)
+        member = incoming.sender.did
+        held = self.in_flight.get(member, 0)
+        if held >= self.member_in_flight:
+            return self._too_many(incoming, held, now)
+        self.in_flight[member] = held + 1
+        try:
+            return await self._handle(incoming, data, now, started)
+        finally:
+            if (left := self.in_flight[member] - 1) > 0:
+                self.in_flight[member] = left
+            else:
+                del self.in_flight[member]
+
+    def _too_many(self, incoming: Incoming, held: int, now: int) -> web.Response:
+        """A member with its share of messages in flight is answered at once, and its connection closed: at the
+        connection limit, its requests under way would otherwise keep every other member out."""
+        self.dispatcher.own_id(incoming)  # it did nothing: its id must not ride along with a later request
+        kind = incoming.envelope.type
+        self.metrics.count_request(kind, ErrorCode.UNAVAILABLE.value)
+        self.refusals.note("member-in-flight", "refused %s messages of a member that had %d in flight (%s)", kind,
+                           held, incoming.sender.did)
+        error = Error(code=ErrorCode.UNAVAILABLE.value, rule=IN_FLIGHT_RULE,
+                      reason=f"{held} of your messages are being handled: send more as they are answered")
+        response = _cose(self.endpoint.reply(incoming, error, now=now).data, 503)
+        response.force_close()
+        return response
+
+    async def _handle(self, incoming: Incoming, data: bytes, now: int, started: float) -> web.Response:
         if self.forward is not None and not self.dispatcher.handles(incoming.message):
             self.dispatcher.own_id(incoming)  # the owner remembers it; it must not ride along with a later request
             try:
