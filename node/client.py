@@ -45,12 +45,18 @@ class PeerClient:
         self.watch = watch or ClockWatch(clock)
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
         self._session: aiohttp.ClientSession | None = None
+        self._resolver: aiohttp.AsyncResolver | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # Kept shorter than a node's idle timeout for connections, so that a pooled connection is not one the
             # peer is about to close.
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=10,
+            # Peers' names are looked up with c-ares (aiodns), each lookup waiting on its own: aiohttp's threaded
+            # resolver ran each as a blocking getaddrinfo on the loop's shared pool of min(32, cores + 4) threads,
+            # and names a member made never resolve (its own DNS does not answer) held every thread, so that no
+            # other peer's name was looked up for minutes (tests/hardening/test_slow_names.py).
+            self._resolver = self._resolver or aiohttp.AsyncResolver()
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=10, resolver=self._resolver,
                                             ssl=self.tls if self.tls is not None else True)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
@@ -59,6 +65,9 @@ class PeerClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._resolver is not None:
+            await self._resolver.close()  # passed in, so the connector leaves it open
+            self._resolver = None
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         data = await read_bounded(response.content, self.endpoint.max_size)

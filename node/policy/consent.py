@@ -14,6 +14,8 @@ from collections.abc import Callable
 from keys import Member
 from node.policy.evidence import Evidence
 
+CONSENT_KIND = "Toestemming"
+
 IsClient = Callable[[Member, str], bool]
 
 
@@ -26,7 +28,7 @@ def consent_fault(item: Evidence, *, requester: Member, bsn: str, template: str,
                   source: set[str], is_client: IsClient) -> str | None:
     """Why this piece of evidence is no consent for the request (None: it is one)."""
     data = item.record.data or {}
-    if item.record.kind != "Toestemming" or item.signer.role != "client":
+    if item.record.kind != CONSENT_KIND or item.signer.role != "client":
         return "it is not a client's consent"
     if data.get("bsn") != bsn or not is_client(item.signer, bsn):
         return "it is not signed by the client the data is about"
@@ -43,4 +45,4 @@ def consent_fault(item: Evidence, *, requester: Member, bsn: str, template: str,
     return None
 
 
-__all__ = ["consent_fault"]
+__all__ = ["consent_fault", "CONSENT_KIND"]

@@ -98,14 +98,16 @@ class Evidence:
 
 
 async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now: int, *, freshness: int,
-                            confirm: Confirmations | None) -> list[Evidence]:
+                            confirm: Confirmations | None, kinds: frozenset[str] | None = None) -> list[Evidence]:
+    """What of ``presented`` verifies and counts now; only records of ``kinds`` (None: any), those the rule can
+    use: stale evidence of another kind would have the node ask its source about a record it does not need."""
     valid = []
     for data in presented[:MAX_EVIDENCE]:
         try:
             record, signer = verify_record(data, trust, now)
         except RemoteProtocolError:
             continue
-        if record.deleted:
+        if record.deleted or (kinds is not None and record.kind not in kinds):
             continue
         if now - record.signed_at > freshness:
             if confirm is None or not await confirm.confirm(record, signer, now, freshness=freshness):

@@ -23,7 +23,7 @@ from typing import Any
 
 from keys import Member, TrustStore
 from node.policy.authority import Holder, holder_of, steps_in
-from node.policy.consent import consent_fault
+from node.policy.consent import CONSENT_KIND, consent_fault
 from node.policy.evidence import Confirm, Confirmations, Evidence, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
@@ -98,6 +98,7 @@ class PolicyDecisionPoint:
         self.confirm = Confirmations(confirm) if confirm is not None else None
         self._bsn_checks: OrderedDict[tuple[bytes, str], bool] = OrderedDict()
         self._answered: list[str] | None = None
+        self._kinds_by_rule: dict[int, frozenset[str]] = {}  # by the rule's identity: the matrix does not change
 
     def templates(self) -> list[str]:
         """The templates this node answers: those over the registers it holds."""
@@ -115,7 +116,8 @@ class PolicyDecisionPoint:
                 raise Denied(rule["id"], f"parameter {param} must be your own {source.split(':')[1]}")
         if "bind_bsn" in rule and not self.is_client(requester, params["bsn"]):
             raise Denied(rule["id"], "a client may only ask about his own BSN")
-        evidence = await verified_evidence(query.evidence, self.trust, now, freshness=self.freshness, confirm=self.confirm)
+        evidence = await verified_evidence(query.evidence, self.trust, now, freshness=self.freshness, confirm=self.confirm,
+                                           kinds=self._evidence_kinds(rule))
         asking = Asking(requester, params, evidence, presented=bool(query.evidence))
         if "require_evidence" in rule and not self._evidence_met(rule["require_evidence"], asking, None):
             raise Denied(rule["id"], f"no valid {rule['require_evidence']['kind']} evidence names you for this record")
@@ -219,6 +221,20 @@ class PolicyDecisionPoint:
         raise Denied(rule["id"], reason)
 
     # Authority ----------------------------------------------------------------
+
+    def _evidence_kinds(self, rule: dict[str, Any]) -> frozenset[str]:
+        """The kinds of signed record ``rule`` can use as evidence: what it requires, what its conditions and the
+        authorities it names rely on, and the client's consent where it asks for one."""
+        kinds = self._kinds_by_rule.get(id(rule))
+        if kinds is None:
+            used = {self.matrix["authority"][name]["step"]["kind"] for name in self._authorities_in(rule)}
+            for spec in [rule.get("require_evidence")] + [c.get("evidence") for c in rule.get("show_if", [])]:
+                if spec:
+                    used.add(spec["kind"])
+            if rule.get("consent"):
+                used.add(CONSENT_KIND)
+            kinds = self._kinds_by_rule[id(rule)] = frozenset(used)
+        return kinds
 
     def _authorities_in(self, rule: dict[str, Any]) -> set[str]:
         names = {c["authority"] for c in rule.get("show_if", []) if "authority" in c}

@@ -144,3 +144,21 @@ async def test_a_source_that_does_not_answer_holds_up_only_questions_about_its_o
     for task in [*silent, *confirmations._under_way.values()]:  # noqa: SLF001 - the questions never answered
         task.cancel()
     await asyncio.gather(*silent, return_exceptions=True)
+
+
+async def test_evidence_of_a_kind_the_rule_does_not_use_is_not_confirmed(network: Network) -> None:
+    """UCIR-0002 opens an indicatie to a zorgaanbieder on a Bemiddelingspecificatie (and the Bemiddelingen that
+    moved the indicatie between zorgkantoren). Before, stale evidence of any other kind was confirmed too: here
+    64 of another zorgaanbieder's Zorgaanbod records made CIZ ask that zorgaanbieder 64 signed questions."""
+    ciz, zk, za = await registered(network, "za_a")
+    (other,) = await network.start("za_b")
+    ciz.pdp.freshness = 1
+    now = other.now()
+    pieces = [other.registers.signer.sign(RecordVersion("Zorgaanbod", str(uuid.uuid4()), 1, other.identity.did, now,
+                                                         False, {"instelling": "87654321"}))
+              for _ in range(64)]
+    await asyncio.sleep(2.1)
+    before = await _questions(other)
+    answers = await _ask_in_one_message(za, ciz, [(piece,) for piece in pieces])
+    assert set(answers) == {"UCIR-0002"}  # denied: no specificatie among them
+    assert await _questions(other) - before == 0
