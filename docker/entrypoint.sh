@@ -14,18 +14,21 @@
 set -eu
 if [ "$#" -gt 0 ]; then exec iwlz "$@"; fi
 
+DATA=${IWLZ_DATA:-/data}  # the service's volume (a test names another)
 if [ "${IWLZ_SERVICE:-node}" = enrol ]; then
   umask 077
-  mkdir -p /data/network
-  cp "$IWLZ_ROOT_KEY_FILE" /data/network/root.key
-  cp "$IWLZ_NETWORK_INFO_FILE" /data/network/network.json
-  set -- enroll serve --network /data/network --host 0.0.0.0 --port "${IWLZ_ENROL_PORT:-8790}" \
+  mkdir -p "$DATA/network"
+  # Mode 600, replacing what an earlier start left: a secret is mounted 0444, so a plain copy under umask 077
+  # was 0400, which this user could not overwrite when swarm started the service again.
+  install -m 600 "$IWLZ_ROOT_KEY_FILE" "$DATA/network/root.key"
+  install -m 600 "$IWLZ_NETWORK_INFO_FILE" "$DATA/network/network.json"
+  set -- enroll serve --network "$DATA/network" --host 0.0.0.0 --port "${IWLZ_ENROL_PORT:-8790}" \
     --valid-for "${IWLZ_VALID_FOR:-30d}"
   for url in ${IWLZ_PUSH:-}; do set -- "$@" --push "$url"; done
   exec iwlz "$@"
 fi
 
-HOME_DIR=/data/node
+HOME_DIR=$DATA/node
 if [ -n "${IWLZ_SLOT:-}" ] && [ -n "${IWLZ_AGB_BASE:-}" ]; then
   IWLZ_AGB=$(printf '%08d' $((IWLZ_AGB_BASE + IWLZ_SLOT)))
   IWLZ_NAME="$IWLZ_NAME $IWLZ_SLOT"

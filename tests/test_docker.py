@@ -74,3 +74,43 @@ def test_the_swarm_end_to_end_script_passes() -> None:
                             cwd=ROOT)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "every step passed" in result.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="runs the entrypoint as an unprivileged user, as the image does (needs root and setpriv)")
+def test_the_enrolment_service_starts_again_over_what_its_first_start_left(tmp_path: Path) -> None:
+    """Swarm restarts a task that fails its health check, on the same volume. The entrypoint copied the root key
+    (a secret, mounted 0444) with umask 077: 0400, which the same user could not write at the next start, so a
+    restarted enrolment service never came back ("cp: cannot create regular file '/data/network/root.key':
+    Permission denied") and every node that had still to enrol waited for it until swarm killed it too."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="iwlz-entrypoint-"))
+    try:
+        os.chmod(root, 0o755)
+        secrets, data, bin_dir = root / "secrets", root / "data", root / "bin"
+        for d in (secrets, data, bin_dir):
+            d.mkdir()
+        os.chmod(secrets, 0o755)
+        os.chown(data, 65534, 65534)
+        key, info = secrets / "root_key", secrets / "network.json"
+        info.write_text("{}")
+        stub = bin_dir / "iwlz"  # the service itself is not under test: what it is started with is
+        stub.write_text('#!/bin/sh\necho "$@" > "$IWLZ_DATA/started"\n')
+        os.chmod(bin_dir, 0o755)
+        os.chmod(stub, 0o755)
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "IWLZ_SERVICE": "enrol", "IWLZ_ROOT_KEY_FILE": str(key),
+               "IWLZ_NETWORK_INFO_FILE": str(info), "IWLZ_DATA": str(data)}
+        for start, content in enumerate(["root key 1", "root key 2"]):  # the second: the secret was rotated too
+            key.write_text(content)
+            os.chmod(key, 0o444)
+            os.chmod(info, 0o444)
+            done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh",
+                                   str(ROOT / "docker" / "entrypoint.sh")], env=env, capture_output=True, text=True,
+                                  timeout=30)
+            assert done.returncode == 0, f"start {start + 1}: {done.stderr}"
+            assert (data / "network" / "root.key").read_text() == content
+            assert (data / "network" / "root.key").stat().st_mode & 0o077 == 0  # the key stays the user's only
+            assert (data / "started").read_text().startswith(f"enroll serve --network {data}/network ")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
