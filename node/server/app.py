@@ -108,8 +108,9 @@ class MessageDesk:
         self.dispatcher.own_id(incoming)  # it did nothing: its id must not ride along with a later request
         kind = incoming.envelope.type
         self.metrics.count_request(kind, ErrorCode.UNAVAILABLE.value)
-        self.refusals.note("member-in-flight", "refused %s messages of a member that had %d in flight (%s)", kind,
-                           held, incoming.sender.did)
+        # A line a minute per member (members are a bounded set: each holds a certificate of the network).
+        self.refusals.note(f"member-in-flight {incoming.sender.did}",
+                           "refused %s messages of a member that had %d in flight (%s)", kind, held, incoming.sender.did)
         error = Error(code=ErrorCode.UNAVAILABLE.value, rule=IN_FLIGHT_RULE,
                       reason=f"{held} of your messages are being handled: send more as they are answered")
         response = _cose(self.endpoint.reply(incoming, error, now=now).data, 503)

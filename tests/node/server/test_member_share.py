@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -68,7 +69,8 @@ def _audit_entries(node: Node, actor: str) -> int:
 
 
 @pytest.mark.asyncio
-async def test_a_runaway_member_keeps_no_other_member_out(network: Network) -> None:
+async def test_a_runaway_member_keeps_no_other_member_out(network: Network, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="node.server.app")
     ciz, runaway, other = await network.start("ciz", "zk5151", "zk5050", max_connections=CONNECTIONS,
                                                member_in_flight=SHARE)
     await ciz.registers.put("WlzIndicatie", sample("wlzIndicaties", 0), actor=ciz.actor, now=ciz.now())
@@ -109,6 +111,10 @@ async def test_a_runaway_member_keeps_no_other_member_out(network: Network) -> N
     held = await asyncio.gather(*flood)
     answered = [r for r in held if isinstance(r, tuple) and r[0] == 200]
     assert len(answered) == SHARE  # what it had in flight is answered as usual
+    # Its operator's name for it, once (a line a minute), and no error.
+    lines = [r.getMessage() for r in caplog.records if "in flight" in r.getMessage()]
+    assert len(lines) == 1 and runaway.identity.did in lines[0], lines
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 @pytest.mark.parametrize("share", [0, -1, "128", 1.5])
