@@ -19,14 +19,14 @@ GROUPS = (network, enrol, run, records, transfer, backup, show, notify, client, 
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
-    """Every command's parser, or only the group's that holds ``command`` (the same parser for it: building all
-    of them took ~30 ms of CPU at every start, a node's included)."""
+    """Only the parser of the group that holds ``command`` (the same parser for it: building all of them took
+    ~30 ms of CPU at every start, a node's included); every command's when none does (an unknown command's error
+    lists them all)."""
     top = argparse.ArgumentParser(prog="iwlz", description="A node of the decentralised iWlz network.")
     top.add_argument("--json", action="store_true", help="print machine-readable JSON")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in GROUPS:
-        if command is None or command in _names(group):
-            group.register(sub)
+    for group in [group for group in GROUPS if command in _names(group)] or GROUPS:
+        group.register(sub)
     return top
 
 
@@ -60,9 +60,7 @@ def _command(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = _command(argv)
-    known = command is not None and any(command in _names(group) for group in GROUPS)
-    args = parser(command if known else None).parse_args(argv)  # an unknown one: the error lists every command
+    args = parser(_command(argv)).parse_args(argv)
     try:
         return int(args.handler(args))
     except NodeError as exc:

@@ -84,6 +84,12 @@ class Asking:
     holders: dict[tuple[str, str], Holder] = field(default_factory=dict)  # (authority, subject) -> holder
 
 
+def _evidence_specs(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """The evidence a rule names: what it requires, and what its conditions rely on."""
+    specs = [rule.get("require_evidence")] + [c.get("evidence") for c in rule.get("show_if", [])]
+    return [spec for spec in specs if spec]
+
+
 class PolicyDecisionPoint:
     def __init__(self, registers: Registers, trust: TrustStore, *, authority: AuthorityLinks | None = None,
                  matrix: dict[str, Any] | None = None, freshness: int = 3600, confirm: Confirm | None = None,
@@ -228,9 +234,7 @@ class PolicyDecisionPoint:
         kinds = self._kinds_by_rule.get(id(rule))
         if kinds is None:
             used = {self.matrix["authority"][name]["step"]["kind"] for name in self._authorities_in(rule)}
-            for spec in [rule.get("require_evidence")] + [c.get("evidence") for c in rule.get("show_if", [])]:
-                if spec:
-                    used.add(spec["kind"])
+            used.update(spec["kind"] for spec in _evidence_specs(rule))
             if rule.get("consent"):
                 used.add(CONSENT_KIND)
             kinds = self._kinds_by_rule[id(rule)] = frozenset(used)
@@ -238,8 +242,8 @@ class PolicyDecisionPoint:
 
     def _authorities_in(self, rule: dict[str, Any]) -> set[str]:
         names = {c["authority"] for c in rule.get("show_if", []) if "authority" in c}
-        for spec in [rule.get("require_evidence")] + [c.get("evidence") for c in rule.get("show_if", [])]:
-            if spec and spec.get("signer", "").startswith("authority:"):
+        for spec in _evidence_specs(rule):
+            if spec.get("signer", "").startswith("authority:"):
                 names.add(spec["signer"].split(":", 1)[1])
         return names
 
