@@ -75,11 +75,13 @@ class PeerClient:
             raise NetworkError("peer answered with more than the size limit")
         return data
 
-    async def fetch_announcement(self, base_url: str) -> Incoming:
-        """GET a node's signed announcement and verify it (it is only a hint until it does)."""
+    async def fetch_announcement(self, base_url: str, *, timeout: float | None = None) -> Incoming:
+        """GET a node's signed announcement and verify it (it is only a hint until it does); ``timeout`` in seconds
+        replaces the client's for this request."""
         url = base_url.rstrip("/") + ANNOUNCEMENT_PATH
+        limit = self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0))
         try:
-            async with self._http().get(url) as response:
+            async with self._http().get(url, timeout=limit) as response:
                 data = await self._read(response)
                 if response.status != 200:
                     raise NetworkError(f"{url} answered HTTP {response.status}")

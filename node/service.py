@@ -257,7 +257,7 @@ class Node:
 
         self.mdns = Mdns(url=self.url, did=self.identity.did, interfaces=self.mdns_interfaces,
                          announce=self.member.role != "client",
-                         learn_from=lambda url: self.discovery.learn_from(url, source="mdns"))
+                         learn_from=lambda url, timeout: self.discovery.learn_from(url, source="mdns", timeout=timeout))
         await self.mdns.start()
 
     def _reserve_port(self) -> int:

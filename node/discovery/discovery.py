@@ -202,17 +202,17 @@ class Discovery:
         if self.peer_back is not None:
             await self.peer_back(member.did, member.identifier_pairs())
 
-    async def learn_from(self, url: str, *, source: str) -> str | None:
+    async def learn_from(self, url: str, *, source: str, timeout: float | None = None) -> str | None:
         """Fetch and verify a node's announcement at ``url``; returns its did, or None (the reason is logged)."""
         try:
-            return await self.learn(url, source=source)
+            return await self.learn(url, source=source, timeout=timeout)
         except NetworkError as exc:
             self._unreachable.note("no-announcement", "no announcement from %s: %s", url, exc)
             return None
 
-    async def learn(self, url: str, *, source: str) -> str:
+    async def learn(self, url: str, *, source: str, timeout: float | None = None) -> str:
         """As learn_from, raising NetworkError with the reason."""
-        incoming = await self.client.fetch_announcement(url)
+        incoming = await self.client.fetch_announcement(url, timeout=timeout)
         statement = self.peers.accept(incoming, source=source, now=self.now())
         if statement is not None:
             self.gossiper.learned(incoming)

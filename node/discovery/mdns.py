@@ -4,6 +4,13 @@ The TXT record holds only the did and the path of the signed announcement:
 never personal data, never the organisation's records. What a browser finds
 is a hint: the node fetches the announcement from the advertised address and
 adds the peer only when its signature and certificate check out.
+
+Anyone on the LAN can announce services, without a certificate, as many as
+he likes and at any address. So hints wait in a bounded queue (one place per
+service name; those that do not fit are left out), are followed a few at a
+time with a short timeout, and an address is asked at most once a minute:
+a flood of hints costs the node a little discovery, never the connections
+its peer client needs for the peers it has (tests/node/discovery/test_mdns_flood.py).
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,10 +28,16 @@ from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from node.client import ANNOUNCEMENT_PATH
+from node.quiet import Throttled
 
 log = logging.getLogger(__name__)
 SERVICE_TYPE = "_iwlz._tcp.local."
-LearnFrom = Callable[[str], Awaitable[str | None]]
+HINTS_AT_ONCE = 8  # hints followed at once: of the peer client's 256 connections, the rest stay for the peers
+HINT_QUEUE = 256  # service names waiting to be followed
+HINT_TIMEOUT = 3.0  # seconds for a hint's announcement: on the LAN it comes in milliseconds
+ASKED_AGAIN_AFTER = 60.0  # seconds before an address is asked again, however often it is announced
+REMEMBERED = 4096  # addresses remembered as asked
+LearnFrom = Callable[[str, float], Awaitable[str | None]]
 
 
 class Mdns:
@@ -38,7 +53,11 @@ class Mdns:
         self._zc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
         self._info: AsyncServiceInfo | None = None
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._queue: asyncio.Queue[str] = asyncio.Queue(HINT_QUEUE)
+        self._queued: set[str] = set()  # names in the queue: a name announced again while it waits takes no place
+        self._asked: OrderedDict[str, float] = OrderedDict()  # address -> when it was last asked (monotonic)
+        self._workers: list[asyncio.Task[None]] = []
+        self._left_out = Throttled(log)
 
     def _service_info(self) -> AsyncServiceInfo:
         url = urlsplit(self.url)
@@ -53,32 +72,69 @@ class Mdns:
         if self.announce:
             self._info = self._service_info()
             await self._zc.async_register_service(self._info)
+        self._workers = [asyncio.ensure_future(self._follow_hints()) for _ in range(HINTS_AT_ONCE)]
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
         log.info("mDNS: announcing %s and browsing", SERVICE_TYPE)
 
-    def _on_change(self, zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange) -> None:
-        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
-            task = asyncio.ensure_future(self._resolve(service_type, name))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+    def queued(self) -> int:
+        """Service names waiting to be followed."""
+        return self._queue.qsize()
 
-    async def _resolve(self, service_type: str, name: str) -> None:
-        if self._zc is None or (self._info is not None and name == self._info.name):
+    def _on_change(self, zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+        if state_change not in (ServiceStateChange.Added, ServiceStateChange.Updated) or name in self._queued:
             return
-        info = AsyncServiceInfo(service_type, name)
+        if self._info is not None and name == self._info.name:
+            return
+        try:
+            self._queue.put_nowait(name)
+        except asyncio.QueueFull:
+            # The name is the announcer's choice: it is not logged.
+            self._left_out.note("full", "mDNS: more services announced than can wait to be checked; some left out")
+            return
+        self._queued.add(name)
+
+    async def _follow_hints(self) -> None:
+        while True:
+            name = await self._queue.get()
+            self._queued.discard(name)
+            try:
+                await self._resolve(name)
+            except Exception as exc:  # one hint's failure must not end the worker  # noqa: BLE001
+                log.warning("mDNS: a hint could not be followed (%s)", exc.__class__.__name__)
+
+    async def _resolve(self, name: str) -> None:
+        if self._zc is None:
+            return
+        info = AsyncServiceInfo(SERVICE_TYPE, name)
         if not await info.async_request(self._zc.zeroconf, 3000):
             return
         path = ((info.properties or {}).get(b"path") or ANNOUNCEMENT_PATH.encode()).decode("ascii", "replace")
         if path != ANNOUNCEMENT_PATH:
             return
         for address in info.parsed_addresses(IPVersion.V4Only):
-            did = await self.learn_from(f"http://{address}:{info.port}")
-            if did is not None:
+            url = f"http://{address}:{info.port}"
+            if not self._may_ask(url):
+                continue
+            if await self.learn_from(url, HINT_TIMEOUT) is not None:
                 return
 
+    def _may_ask(self, url: str, now: float | None = None) -> bool:
+        """True once a minute per address; remembers the newest REMEMBERED addresses."""
+        now = time.monotonic() if now is None else now
+        asked = self._asked.get(url)
+        if asked is not None and now - asked < ASKED_AGAIN_AFTER:
+            return False
+        self._asked[url] = now
+        self._asked.move_to_end(url)
+        while len(self._asked) > REMEMBERED:
+            self._asked.popitem(last=False)
+        return True
+
     async def stop(self) -> None:
-        for task in list(self._pending):
+        for task in self._workers:
             task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
         if self._browser is not None:
             await self._browser.async_cancel()
         if self._zc is not None:
