@@ -13,6 +13,7 @@ import asyncio
 import shutil
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 from keys import Identity
@@ -29,7 +30,7 @@ async def build(path: Path) -> None:
 def fill(path: Path, identity: Identity, start: int, count: int, prev: bytes) -> bytes:
     import sqlite3
 
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         rows = []
         for seq in range(start, start + count):
             fields = (seq, "2026-11-29T10:00:00.000000Z", "query QIR-0001-ZKi", "R", "allowed", "did:key:z6MkExample",
@@ -51,7 +52,7 @@ def fill(path: Path, identity: Identity, start: int, count: int, prev: bytes) ->
 def checkpoint(path: Path, identity: Identity, seq: int, digest: bytes) -> None:
     import sqlite3
 
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("INSERT INTO audit_checkpoint (seq, hash, signature) VALUES (?, ?, ?)",
                    (seq, digest, identity.sign(checkpoint_bytes(seq, digest))))
 

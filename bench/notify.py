@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def acted_on(receivers: list[Proc]) -> tuple[int, int]:
     """(notifications acted on, of which fetched back) over every receiver, read from their stores."""
     acted = fetched = 0
     for r in receivers:
-        with sqlite3.connect(f"file:{r.home.database_path}?mode=ro", uri=True, timeout=10) as db:
+        with closing(sqlite3.connect(f"file:{r.home.database_path}?mode=ro", uri=True, timeout=10)) as db, db:
             for status, count in db.execute("SELECT status, count(*) FROM inbox WHERE status != 'received' GROUP BY status"):
                 acted += count
                 fetched += count if status == "fetched" else 0
@@ -112,7 +113,7 @@ def not_fetched(receivers: list[Proc]) -> dict[str, int]:
     """How the notifications not fetched back ended: status and reason, counted over every receiver."""
     counts: dict[str, int] = {}
     for r in receivers:
-        with sqlite3.connect(f"file:{r.home.database_path}?mode=ro", uri=True, timeout=10) as db:
+        with closing(sqlite3.connect(f"file:{r.home.database_path}?mode=ro", uri=True, timeout=10)) as db, db:
             for status, detail, count in db.execute(
                     "SELECT status, detail, count(*) FROM inbox WHERE status != 'fetched' GROUP BY status, detail"):
                 key = f"{status}: {(detail or '')[:120]}"
@@ -219,7 +220,7 @@ def measure(args: Any) -> dict[str, float]:
         load(admin, backlog)
         time.sleep(2)
         stats = admin.call("GET", "/admin/v1/outbox/stats")
-        with sqlite3.connect(f"file:{ciz.database_path}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{ciz.database_path}?mode=ro", uri=True)) as db, db:
             (attempts,) = db.execute("SELECT coalesce(sum(attempts), 0) FROM outbox WHERE status = 'pending'").fetchone()
         back, source_cpu = time.monotonic(), source.cpu()
         for r in receivers:  # all at once, as after a network outage

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def _stored(home: NodeHome) -> tuple[int, int]:
     """(versions, bytes the database holds: its pages in use, the WAL's included)."""
     import sqlite3
 
-    with sqlite3.connect(f"file:{home.database_path}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{home.database_path}?mode=ro", uri=True)) as db, db:
         versions = db.execute("SELECT count(*) FROM records").fetchone()[0]
         pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
         return int(versions), pages * db.execute("PRAGMA page_size").fetchone()[0]
@@ -46,7 +47,7 @@ def wait_until_signed(database: Path, seconds: float) -> bool:
 
     deadline = time.monotonic() + seconds
     while True:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db, db:
             if db.execute("SELECT count(*) FROM records WHERE signature IS NULL AND signed IS NULL").fetchone()[0] == 0:
                 return True
         if time.monotonic() > deadline:

@@ -27,6 +27,7 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Final
 
@@ -60,13 +61,9 @@ def _sha256(path: Path) -> str:
 def snapshot(database: Path, target: Path) -> None:
     """A consistent copy of a live database (the node may be writing meanwhile)."""
     try:
-        source = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
-        copy = sqlite3.connect(target)
-        try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as source, \
+                closing(sqlite3.connect(target)) as copy:
             source.backup(copy)  # all pages in one step: one read transaction, one snapshot
-        finally:
-            copy.close()
-            source.close()
     except sqlite3.Error as exc:
         raise StorageError(f"the database could not be copied: {exc}") from exc
 
@@ -75,12 +72,9 @@ def _describe(database: Path, verifier: Verifier) -> dict[str, Any]:
     check = check_chain(database, verifier)
     if not check.intact or check.head is None and check.entries:
         raise StorageError(f"the audit chain is not intact ({check.detail}); a backup would keep a broken chain")
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         counts = dict(db.execute("SELECT kind, count(*) FROM records WHERE current = 1 AND deleted = 0 GROUP BY kind"))
-    finally:
-        db.close()
     seq, digest = check.head if check.head else (0, b"")
     return {"schema_version": version, "audit_head": {"seq": seq, "hash": digest.hex()}, "records": counts}
 

@@ -39,6 +39,9 @@ class RelayedStore(Store):
             if version == len(MIGRATIONS):
                 self._reader = open_reader(self.path)
         except sqlite3.Error as exc:
+            if self._db is not None:  # its thread would keep the process from exiting
+                db, self._db = self._db, None
+                await db.close()
             raise StorageError(f"cannot read the store at {self.path}: {describe(exc)}") from exc
         if version != len(MIGRATIONS):
             await self._db.close()

@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ class NodeProcess:
 
     def dump(self, *, skip: tuple[str, ...] = ("replay",)) -> list[str]:
         """The database as SQL, without the tables a refused message may legitimately touch in memory only."""
-        with sqlite3.connect(self.home.database_path) as db:
+        with closing(sqlite3.connect(self.home.database_path)) as db, db:
             return [line for line in db.iterdump() if not any(f'"{t}"' in line for t in skip)]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 import aiohttp
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.asyncio
 
 
 def dump(node: Node) -> list[str]:
-    with sqlite3.connect(node.home.database_path) as db:
+    with closing(sqlite3.connect(node.home.database_path)) as db, db:
         return [line for line in db.iterdump() if '"replay"' not in line]
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def start(ns: str, home: Path, ip: str, *extra: str) -> subprocess.Popen[str]:
 
 
 def rows(home: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(home / "node.sqlite3") as db:
+    with closing(sqlite3.connect(home / "node.sqlite3")) as db, db:
         return db.execute(sql).fetchall()
 
 

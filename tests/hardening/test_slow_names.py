@@ -30,6 +30,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ def _indicaties(uzovis: list[str]) -> list[dict[str, Any]]:
 
 
 def _told(node: Node) -> int:
-    with sqlite3.connect(node.home.database_path) as db:
+    with closing(sqlite3.connect(node.home.database_path)) as db, db:
         return int(db.execute("SELECT count(*) FROM inbox").fetchone()[0])
 
 

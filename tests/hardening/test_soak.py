@@ -13,6 +13,7 @@ import os
 import statistics
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import aiohttp
@@ -103,7 +104,7 @@ async def test_ten_minutes_of_steady_load_leave_memory_files_and_latency_flat(tm
         assert last["p99_ms"] <= max(3 * first["p99_ms"], 50), "latency grows"
         import sqlite3
 
-        with sqlite3.connect(nodes["ciz"].home.database_path) as db:
+        with closing(sqlite3.connect(nodes["ciz"].home.database_path)) as db, db:
             statuses = dict(db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
         print(f"CIZ outbox after the soak: {statuses}")
         assert statuses.get("dead", 0) == 0 and statuses.get("pending", 0) <= 2 and statuses.get("delivered", 0) > 0

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def ciz(tmp_path: Path) -> tuple[NodeProcess, Requester, NetworkDir]:
 
 
 def audited_queries(node: NodeProcess) -> list[str]:
-    with sqlite3.connect(node.home.database_path) as db:
+    with closing(sqlite3.connect(node.home.database_path)) as db, db:
         return [r[0] for r in db.execute("SELECT trace_id FROM audit WHERE event = 'query QIR-0001-ZKi' "
                                          "AND result = 'allowed'")]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ async def test_a_request_shown_three_records_is_kept_once(tmp_path: Path) -> Non
         shown = [e.public() for e in await audit.entries()]
     assert [s["request_sha256"] for s in shown] == [hashlib.sha256(request).hexdigest()] * 3 + [
         hashlib.sha256(other).hexdigest()]
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         stored = db.execute("SELECT r.request, a.request_sha256 FROM audit a LEFT JOIN audit_requests r USING (seq) "
                             "ORDER BY seq").fetchall()
         assert [bytes(r) if r else None for r, _ in stored] == [request, None, None, other]

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ T0 = 1_790_000_000
 
 
 def stored(path: Path) -> list[tuple[int, bytes | None, bytes | None]]:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         return [(seq, bytes(r) if r else None, bytes(h) if h else None)
                 for seq, r, h in db.execute("SELECT seq, r.request, a.request_sha256 FROM audit a "
                                             "LEFT JOIN audit_requests r USING (seq) ORDER BY seq")]
@@ -84,12 +85,12 @@ async def test_requests_older_than_the_window_keep_their_hash_and_the_chain_veri
         assert await audit.forget_requests(T0 + 10 * DAY) == 0
         assert await audit.forget_requests(T0 + 101 * DAY) == 1
         assert all(request is None for _, request, _ in stored(path))
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:
             assert db.execute("SELECT count(*) FROM audit_requests").fetchone() == (0,)
         assert await audit.verify(full=True) == (True, 10, "chain intact")
 
     # The hash kept is what the chain checks: changing it is caught.
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE audit SET request_sha256 = ? WHERE seq = 1", (hashlib.sha256(b"another").digest(),))
     async with Store(path) as store:
         intact, _, detail = await AuditLog(store, Identity.from_seed(b"\x01" * 32)).verify(full=True)
@@ -107,7 +108,7 @@ async def test_a_kept_request_swapped_for_another_is_caught(tmp_path: Path, swap
         audit = AuditLog(store, Identity.from_seed(b"\x01" * 32))
         await audit.load()
         await write_queries(audit, store, [b"\xd2one member's query " * 40, b"\xd2another member's query " * 40], T0)
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute(swapped)
     async with Store(path) as store:
         intact, _, detail = await AuditLog(store, Identity.from_seed(b"\x01" * 32)).verify(full=True)
@@ -142,7 +143,7 @@ async def test_the_node_keeps_requests_by_hash_after_the_window(network: Network
 
     assert await asyncio.to_thread(main, ["purge", str(ciz.home.path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["requests"] == 4
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         assert db.execute("SELECT count(*) FROM audit WHERE request IS NOT NULL").fetchone() == (0,)
     assert [e.public() for e in await ciz.audit.entries(subject=bsn, limit=1000)] == seen_before
     [said] = [e for e in await ciz.audit.entries(limit=1000) if e.event == "request.purge"]

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -87,7 +88,7 @@ async def test_an_import_through_the_process_stores_every_line_once_and_in_order
     assert process is not None and alive(process.pid)
     await ciz.stop()
     assert not alive(process.pid)  # the node's stop ends it
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         assert db.execute("SELECT count(*) FROM records WHERE current = 1 AND deleted = 0").fetchone()[0] == 597
 
 

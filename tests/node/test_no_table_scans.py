@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -56,7 +57,7 @@ async def _traced(node: Node, statements: list[str]) -> None:
 
 def _whole_table_reads(database: Any, statements: list[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    with sqlite3.connect(database) as db:
+    with closing(sqlite3.connect(database)) as db, db:
         for sql in dict.fromkeys(" ".join(s.split()) for s in statements):
             if not re.match(r"(?i)(SELECT|WITH|UPDATE|DELETE|INSERT)\b", sql) or any(b in sql for b in BOUNDED):
                 continue
@@ -78,7 +79,7 @@ async def test_requests_notifications_and_housekeeping_read_no_growing_table_who
         await _traced(node, statements)
     await put_indicaties(ciz, [indicatie("5151") for _ in range(20)])  # notified, fetched back (queries)
     await network.settle()
-    with sqlite3.connect(zk.home.database_path) as db:
+    with closing(sqlite3.connect(zk.home.database_path)) as db, db:
         assert db.execute("SELECT count(*) FROM inbox WHERE status = 'fetched'").fetchone() == (20,)
     for node in (ciz, zk):
         now = node.now()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from contextlib import closing
 
 import pytest
 from hypothesis import given, settings
@@ -68,7 +69,7 @@ def test_cut_short_or_lengthened_content_is_refused() -> None:
 async def test_a_stored_record_is_packed_and_verifies(network: Network) -> None:
     ciz, zk = await network.start("ciz", "zk5151")
     await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         (stored,) = db.execute("SELECT data FROM records").fetchone()
     current = await ciz.registers.current("WlzIndicatie", IND0)
     assert current is not None and bytes(stored)[0] == FORMAT_1

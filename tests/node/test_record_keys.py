@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from contextlib import closing
 from datetime import date
 from typing import Any
 
@@ -31,7 +32,7 @@ async def found(node: Node, bsn: str, *, history: bool = False) -> list[tuple[st
 
 
 def orphan_keys(node: Node) -> int:
-    with sqlite3.connect(node.home.database_path) as db:
+    with closing(sqlite3.connect(node.home.database_path)) as db, db:
         return int(db.execute("SELECT count(*) FROM record_keys WHERE record NOT IN (SELECT id FROM records)").fetchone()[0])
 
 
@@ -108,7 +109,7 @@ async def test_one_import_batch_that_changes_many_records_once_each(network: Net
     assert await found(ciz, "444555663") == [(old[2]["wlzIndicatieID"], 2)]
     assert await found(ciz, "777888993", history=True) == [] and await found(ciz, "500000001") == [(old[3]["wlzIndicatieID"], 2)]
     assert await found(ciz, "100000009") == [(old[4]["wlzIndicatieID"], 1)]
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         assert db.execute("SELECT record_id FROM records WHERE current = 1 GROUP BY record_id HAVING count(*) > 1"
                           ).fetchall() == []
     assert orphan_keys(ciz) == 0
@@ -128,7 +129,7 @@ async def test_a_purge_takes_the_keys_and_a_vacuum_keeps_the_rest(network: Netwo
         assert await found(ciz, data["bsn"], history=True) == []
     await ciz.stop()
 
-    with sqlite3.connect(ciz.home.database_path) as db:  # what an operator may do during maintenance
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:  # what an operator may do during maintenance
         db.execute("VACUUM")
     again = Node(ciz.home, mdns=False, gossip_interval=0)
     await again.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from contextlib import closing
 from datetime import date
 from typing import Any
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.asyncio
 
 
 def counted(node: Node) -> dict[str, int]:
-    with sqlite3.connect(node.home.database_path) as db:
+    with closing(sqlite3.connect(node.home.database_path)) as db, db:
         return dict(db.execute("SELECT kind, count(*) FROM records WHERE current = 1 AND deleted = 0 GROUP BY kind"))
 
 
@@ -77,7 +78,7 @@ async def test_an_upgraded_database_starts_with_the_right_count(network: Network
     for _ in range(3):
         await put(ciz, "WlzIndicatie", indicatie())
     await ciz.stop()
-    with sqlite3.connect(ciz.home.database_path) as db:  # as before schema 9 kept counts
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:  # as before schema 9 kept counts
         db.execute("DELETE FROM register_counts")
         db.execute("PRAGMA user_version = 8")
         db.execute("DROP TABLE register_counts")

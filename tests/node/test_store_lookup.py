@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def _in_the_database_file(path: Path, tmp_path: Path, name: str) -> bool:
 
     alone = tmp_path / "alone.sqlite3"
     shutil.copyfile(path, alone)
-    with sqlite3.connect(alone) as db:
+    with closing(sqlite3.connect(alone)) as db, db:
         return db.execute(READ, (name,)).fetchall() != []
 
 

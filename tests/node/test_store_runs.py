@@ -4,6 +4,7 @@ would with every statement run on its own, in order, whatever the mix of single 
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 from hypothesis import given, settings, strategies as st
@@ -32,16 +33,17 @@ def state(db: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
 @given(st.lists(one, max_size=30))
 def test_runs_end_as_one_statement_at_a_time(drawn: list[tuple[str, int, str, bool, int]]) -> None:
     statements = [statement(*d) for d in drawn]
-    grouped, alone = (sqlite3.connect(":memory:", isolation_level=None) for _ in range(2))
-    for db in (grouped, alone):
-        db.executescript(SCHEMA)
-    _run_transaction(grouped, statements)
-    for sql, params, many in statements:
-        if many:
-            alone.executemany(sql, params)
-        else:
-            alone.execute(sql, params)
-    assert state(grouped) == state(alone)
+    with closing(sqlite3.connect(":memory:", isolation_level=None)) as grouped, \
+            closing(sqlite3.connect(":memory:", isolation_level=None)) as alone:
+        for db in (grouped, alone):
+            db.executescript(SCHEMA)
+        _run_transaction(grouped, statements)
+        for sql, params, many in statements:
+            if many:
+                alone.executemany(sql, params)
+            else:
+                alone.execute(sql, params)
+        assert state(grouped) == state(alone)
 
 
 def test_a_run_is_one_sql_text_in_a_row() -> None:

@@ -4,6 +4,7 @@ when first read or by the background signer."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
 
 
 def rows(node: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(node.home.database_path) as db:
+    with closing(sqlite3.connect(node.home.database_path)) as db, db:
         return db.execute("SELECT record_id, version, signed IS NULL, signature, length(data) FROM records "
                           "ORDER BY record_id, version").fetchall()
 
@@ -86,7 +87,7 @@ async def test_a_tampered_row_is_caught_by_the_receiver(network: Network) -> Non
 
     ciz, zk = await network.start("ciz", "zk5151")
     await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         from keys import cbor
 
         from node.store.packing import pack, unpack
@@ -245,7 +246,7 @@ async def test_after_a_purge_the_background_signer_looks_again_from_the_start(ne
     ciz.registers.importing_until = 0.0
     assert await ciz.registers.sign_unsigned() == 3
     assert await ciz.registers.sign_unsigned() == 0
-    with sqlite3.connect(ciz.home.database_path) as db:  # as retention does, for the newest version
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:  # as retention does, for the newest version
         db.execute("UPDATE records SET retain_until = '2000-01-01' WHERE rowid = (SELECT max(rowid) FROM records)")
     from datetime import date
 

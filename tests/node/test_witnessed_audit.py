@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import aiohttp
@@ -34,7 +35,7 @@ async def busy_ciz(network: Network) -> tuple[Node, Node, Node, Node]:
 
 def rechain_without(path: Path, identity: Identity, seqs: set[int]) -> None:
     """What an operator holding node.key could do: drop entries, number and chain the rest again, sign a new head."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         rows = [r for r in db.execute("SELECT * FROM audit ORDER BY seq") if r[0] not in seqs]
         requests = dict(db.execute("SELECT seq, request FROM audit_requests"))
         db.execute("DELETE FROM audit")
@@ -88,7 +89,7 @@ async def test_a_rewritten_entry_at_the_witnessed_number_is_caught_too(network: 
     last = ciz.audit.head().seq
     await ciz.stop()
     network.nodes.pop("ciz")
-    with sqlite3.connect(ciz.home.database_path) as db:  # change an entry, keep the length: the hashes change
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:  # change an entry, keep the length: the hashes change
         db.execute("UPDATE audit SET result = 'denied' WHERE seq = 2")
     rechain_without(ciz.home.database_path, ciz.home.identity(), set())
     again = Node(ciz.home, mdns=False, gossip_interval=0)
@@ -103,14 +104,14 @@ async def test_a_node_refuses_to_extend_a_chain_that_was_cut(network: Network) -
     ciz, zk, za, cak = await busy_ciz(network)
     await ciz.stop()
     network.nodes.pop("ciz")
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         db.execute("DELETE FROM audit WHERE seq > (SELECT max(seq) - 2 FROM audit)")
         before = db.execute("SELECT count(*) FROM audit").fetchone()[0]
     again = Node(ciz.home, mdns=False, gossip_interval=0)
     with pytest.raises(StorageError, match="was cut"):
         await again.start()
     await again.store.close()
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         assert db.execute("SELECT count(*) FROM audit").fetchone()[0] == before  # nothing was written
 
 
@@ -177,7 +178,7 @@ async def test_an_incremental_check_hashes_only_the_new_entries(network: Network
     assert later.intact and later.checked == later.entries - at_checkpoint
     assert "new since the checkpoint" in later.detail
     digest = hashlib.sha256(b"x").digest()
-    with sqlite3.connect(ciz.home.database_path) as db:  # a forged checkpoint is ignored: full walk again
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:  # a forged checkpoint is ignored: full walk again
         db.execute("UPDATE audit_checkpoint SET hash = ?", (digest,))
     forged = await ciz.audit.check()
     assert forged.intact and forged.checked == forged.entries

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import closing
 from pathlib import Path
 import sqlite3
 
@@ -135,7 +136,7 @@ async def test_audit_verify_detects_tampering(network: Network, tamper: str, det
     assert intact and count >= 4 and message == "chain intact"
     await ciz.stop()
     network.nodes.pop("ciz")
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         db.executescript(tamper)
     intact, _, found, _ = await read_audit(ciz.home, verify=True, limit=0)
     assert not intact and detail in found

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -191,7 +192,7 @@ def test_sigkill_of_a_node_in_an_import_leaves_no_process_behind_and_loses_nothi
     processes.stop_all()
     import sqlite3
 
-    with sqlite3.connect(ciz / "node.sqlite3") as db:
+    with closing(sqlite3.connect(ciz / "node.sqlite3")) as db, db:
         assert db.execute("SELECT count(*), count(DISTINCT record_id) FROM records").fetchone() == (30_000, 30_000)
     assert "chain intact" in iwlz("audit", str(ciz), "--verify").stdout
 

@@ -6,6 +6,7 @@ member subscribing in a loop made the source write a notification per subscripti
 from __future__ import annotations
 
 import pytest
+from contextlib import closing
 
 from node.errors import PeerRefused
 from node.notify.subscriptions import MAX_PER_MEMBER
@@ -87,7 +88,7 @@ async def test_a_subscribe_and_a_write_read_subscriptions_through_indexes(networ
     ciz.store.fetchall = fetchall  # type: ignore[method-assign]
     mine = {(sql, params) for sql, params in reads if "FROM subscriptions" in sql}
     assert len({sql for sql, _ in mine}) >= 2  # the subscribe's lookup and the write's planning
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         for sql, params in mine:
             plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
             # a search, or the scan of a partial index that holds only what the query wants

@@ -9,6 +9,7 @@ import asyncio
 import sqlite3
 import time
 import uuid
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -75,7 +76,7 @@ async def test_what_waits_for_a_receiver_is_found_through_its_indexes(network: N
     receiver's rows through the receiver indexes: never by reading every pending row."""
     (ciz,) = await network.start("ciz")
     identifiers = [("uzovi", "5151"), ("kvk", "12345678")]
-    with sqlite3.connect(ciz.home.database_path) as db:
+    with closing(sqlite3.connect(ciz.home.database_path)) as db, db:
         for waiting_only in (False, True):  # peer_back's, wake_known's
             sql, args, _ = ciz.outbox._due_now("did:key:z6Mk", identifiers, waiting_only=waiting_only)
             plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", args)]

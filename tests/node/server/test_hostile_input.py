@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import time
 import sqlite3
+from contextlib import closing
 
 import aiohttp
 import pytest
@@ -22,7 +23,7 @@ IND0 = "31835d1d-3933-4ffe-9f57-8985f41fae4a"
 
 
 def dump(node: Node) -> list[str]:
-    with sqlite3.connect(node.home.database_path) as db:
+    with closing(sqlite3.connect(node.home.database_path)) as db, db:
         return list(db.iterdump())
 
 
@@ -124,13 +125,13 @@ async def test_an_upgraded_store_keeps_its_replay_ids_in_the_order_they_are_forg
     """Schema 15 keeps replay ids in arrival order (forgotten from the front) instead of by (sender, id): the ids a
     store held before still count after the upgrade, first to be forgotten first."""
     from node.store.schema import MIGRATIONS
-    db = sqlite3.connect(":memory:")
-    for script in MIGRATIONS[:14]:
-        db.executescript(script)
-    ids = [("did:key:z6MkA", bytes([i]) * 16, 1000 - i) for i in range(5)]
-    db.executemany("INSERT INTO replay (sender, message_id, forget_after) VALUES (?, ?, ?)", ids)
-    db.executescript(MIGRATIONS[14])
-    kept = db.execute("SELECT sender, message_id, forget_after FROM replay ORDER BY rowid").fetchall()
+    with closing(sqlite3.connect(":memory:")) as db:
+        for script in MIGRATIONS[:14]:
+            db.executescript(script)
+        ids = [("did:key:z6MkA", bytes([i]) * 16, 1000 - i) for i in range(5)]
+        db.executemany("INSERT INTO replay (sender, message_id, forget_after) VALUES (?, ?, ?)", ids)
+        db.executescript(MIGRATIONS[14])
+        kept = db.execute("SELECT sender, message_id, forget_after FROM replay ORDER BY rowid").fetchall()
     assert kept == sorted(ids, key=lambda row: row[2])
 
 

@@ -17,6 +17,7 @@ import io
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from typing import Any
 
 import aiohttp
@@ -63,7 +64,7 @@ async def _post(url: str, data: bytes) -> tuple[int, bytes] | str:
 
 def _audit_entries(node: Node, actor: str) -> int:
     """The queries of ``actor`` the node's audit log names (answered or denied)."""
-    with sqlite3.connect(node.home.database_path) as db:
+    with closing(sqlite3.connect(node.home.database_path)) as db, db:
         return int(db.execute("SELECT count(*) FROM audit WHERE actor_did = ? AND event LIKE 'query %'",
                               (actor,)).fetchone()[0])
 
