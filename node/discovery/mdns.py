@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
+from zeroconf import InterfaceChoice, IPVersion, NonUniqueNameException, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from node.client import ANNOUNCEMENT_PATH
@@ -37,6 +37,7 @@ HINT_QUEUE = 256  # service names waiting to be followed
 HINT_TIMEOUT = 3.0  # seconds for a hint's announcement: on the LAN it comes in milliseconds
 ASKED_AGAIN_AFTER = 60.0  # seconds before an address is asked again, however often it is announced
 REMEMBERED = 4096  # addresses remembered as asked
+REGISTER_TIMEOUT = 15.0  # seconds to find a free service name (each name probed takes ~1 s)
 LearnFrom = Callable[[str, float], Awaitable[str | None]]
 
 
@@ -70,11 +71,23 @@ class Mdns:
     async def start(self) -> None:
         self._zc = AsyncZeroconf(interfaces=self.interfaces or InterfaceChoice.All, ip_version=IPVersion.V4Only)
         if self.announce:
-            self._info = self._service_info()
-            await self._zc.async_register_service(self._info)
+            await self._register(self._zc)
         self._workers = [asyncio.ensure_future(self._follow_hints()) for _ in range(HINTS_AT_ONCE)]
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
         log.info("mDNS: announcing %s and browsing", SERVICE_TYPE)
+
+    async def _register(self, zc: AsyncZeroconf) -> None:
+        """Announce under our name, or the next free one (``iwlz-…-2``): the name follows from our did, which is
+        public, so anyone on the LAN can claim it first. If no name is had in time, the node browses without
+        announcing itself rather than not starting (peers still find it by bootstrap and gossip)."""
+        info = self._service_info()
+        try:
+            await asyncio.wait_for(zc.async_register_service(info, allow_name_change=True), REGISTER_TIMEOUT)
+        except (NonUniqueNameException, asyncio.TimeoutError) as exc:
+            log.warning("mDNS: no service name of ours is free on the LAN (%s); browsing without announcing",
+                        exc.__class__.__name__)
+            return
+        self._info = info
 
     def queued(self) -> int:
         """Service names waiting to be followed."""

@@ -5,7 +5,8 @@ mDNS needs no certificate: every service a browser finds is a hint the node chec
 at the address it names. A flood of hints pointing at addresses that accept a connection and never answer took
 every connection the peer client has (256), so notifications and queries to real peers waited behind them until
 they timed out. Now hints are fetched a few at a time, with a short timeout, an address at most once a minute,
-and those that do not fit a bounded queue are left out.
+and those that do not fit a bounded queue are left out. A node's service name follows from its did: someone
+who claimed it first made the node's start fail; now it takes the next free name, or browses without announcing.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import socket
 import time
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 from zeroconf import DNSAddress, DNSOutgoing, DNSPointer, DNSService, DNSText, IPVersion
-from zeroconf.asyncio import AsyncZeroconf
+from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 from zeroconf.const import _CLASS_IN, _CLASS_UNIQUE, _FLAGS_AA, _FLAGS_QR_RESPONSE, _TYPE_A, _TYPE_PTR, _TYPE_SRV, _TYPE_TXT
 
 from node.discovery import mdns
@@ -153,3 +155,43 @@ async def test_an_address_announced_under_many_names_is_asked_once_and_a_real_pe
         await zk.stop()
         await attacker.async_close()
         await holes.stop()
+
+
+async def test_a_service_name_taken_first_on_the_lan_does_not_keep_a_node_from_starting(network: Network) -> None:
+    """A node's service name follows from its did, which is public: anyone on the LAN can claim it first."""
+    ciz, = await network.start("ciz")
+    home = network.home("zk5151")
+    did = home.identity().did
+    squatter = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    taken = AsyncServiceInfo(SERVICE_TYPE, f"iwlz-{did[-16:]}.{SERVICE_TYPE}", addresses=[socket.inet_aton("127.0.0.1")],
+                             port=9, properties={"did": "did:key:someone-else"})
+    await squatter.async_register_service(taken)
+    ciz.mdns_interfaces = ["127.0.0.1"]
+    await ciz._start_mdns()  # noqa: SLF001
+    zk = Node(home, bootstrap=[], mdns=True, mdns_interfaces=["127.0.0.1"], gossip_interval=0)
+    try:
+        await asyncio.wait_for(zk.start(), 30)
+        assert zk.mdns._info is not None and zk.mdns._info.name != taken.name  # announced under another name
+        deadline = time.monotonic() + 10
+        while ciz.peers.get(zk.identity.did) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert ciz.peers.get(zk.identity.did) is not None  # and found by it
+    finally:
+        await zk.stop()
+        await squatter.async_unregister_service(taken)
+        await squatter.async_close()
+
+
+async def test_a_node_that_gets_no_service_name_in_time_starts_without_announcing(
+        network: Network, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Someone answering for every name would keep the search for a free one going: it is given up in time."""
+    monkeypatch.setattr(mdns, "REGISTER_TIMEOUT", 0.01)  # shorter than one probe (~0.75 s)
+    zk = Node(network.home("zk5151"), bootstrap=[], mdns=True, mdns_interfaces=["127.0.0.1"], gossip_interval=0)
+    try:
+        await asyncio.wait_for(zk.start(), 30)
+        assert zk.mdns._info is None  # browsing, not announcing
+        assert any("browsing without announcing" in r.getMessage() for r in caplog.records)
+        async with aiohttp.ClientSession() as http, http.get(zk.url + "/health") as response:
+            assert response.status == 200
+    finally:
+        await zk.stop()
