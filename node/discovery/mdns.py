@@ -74,7 +74,7 @@ class Mdns:
             await self._register(self._zc)
         self._workers = [asyncio.ensure_future(self._follow_hints()) for _ in range(HINTS_AT_ONCE)]
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
-        log.info("mDNS: announcing %s and browsing", SERVICE_TYPE)
+        log.info("mDNS: %s %s", "announcing and browsing" if self._info is not None else "browsing", SERVICE_TYPE)
 
     async def _register(self, zc: AsyncZeroconf) -> None:
         """Announce under our name, or the next free one (``iwlz-…-2``): the name follows from our did, which is
@@ -131,9 +131,9 @@ class Mdns:
             if await self.learn_from(url, HINT_TIMEOUT) is not None:
                 return
 
-    def _may_ask(self, url: str, now: float | None = None) -> bool:
+    def _may_ask(self, url: str) -> bool:
         """True once a minute per address; remembers the newest REMEMBERED addresses."""
-        now = time.monotonic() if now is None else now
+        now = time.monotonic()
         asked = self._asked.get(url)
         if asked is not None and now - asked < ASKED_AGAIN_AFTER:
             return False
