@@ -102,10 +102,10 @@ SELECT t, i FROM receivers WHERE i IS NOT NULL AND (
 # The oldest rows due of each receiver in a JSON list of [receiver_id_type, receiver_id], at most ? a receiver and ?
 # in all, oldest first.
 _DUE_OF_RECEIVERS = f"""
-SELECT {', '.join('o.' + column for column in _CANDIDATE_COLUMNS.split(', '))} FROM json_each(?1) AS r, outbox AS o
+SELECT {', '.join('o.' + column for column in _CANDIDATE_COLUMNS.split(', '))} FROM json_each(?) AS r, outbox AS o
 WHERE o.rowid IN (SELECT rowid FROM outbox WHERE status = 'pending' AND receiver_id_type = json_extract(r.value, '$[0]')
-                  AND receiver_id = json_extract(r.value, '$[1]') AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3)
-ORDER BY o.next_attempt_at LIMIT ?4
+                  AND receiver_id = json_extract(r.value, '$[1]') AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?)
+ORDER BY o.next_attempt_at LIMIT ?
 """
 _MAX_RECEIVERS_READ = 10_000  # bounds the scan; a receiver past it is read in due order, as before
 
@@ -668,12 +668,13 @@ class Outbox:
         """Retention: notifications delivered or refused before ``before`` go (meldingen stay: they are followed)."""
         # A row is delivered after it was made: created_at < ? says so too, and lets the index on it (outbox_newest)
         # read only what is old enough, not the whole outbox.
-        where = ("WHERE created_at < ?1 AND status IN ('delivered', 'refused') AND coalesce(delivered_at, created_at) < ?1 "
-                 "AND event_type != ?2")
-        row = await self.store.fetchone(f"SELECT count(*) FROM outbox {where}", (before, MELDING_EVENT))
+        where = ("WHERE created_at < ? AND status IN ('delivered', 'refused') AND coalesce(delivered_at, created_at) < ? "
+                 "AND event_type != ?")
+        params = (before, before, MELDING_EVENT)
+        row = await self.store.fetchone(f"SELECT count(*) FROM outbox {where}", params)
         count = int(row[0]) if row else 0
         if count and not dry_run:
-            await self.store.delete_in_slices("outbox", where, (before, MELDING_EVENT), count)
+            await self.store.delete_in_slices("outbox", where, params, count)
         return count
 
     async def stats(self) -> dict[str, int]:

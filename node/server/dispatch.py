@@ -23,8 +23,8 @@ REMEMBER_ID = "INSERT INTO replay (sender, message_id, forget_after) VALUES (?, 
 # The ids kept in the order they came (schema 15), forgotten from the front: up to the first one still inside its
 # window, which is where the ones that have passed end, give or take the clock skew a message may have; one that is
 # still inside its window there is kept and goes with a later pass.
-_FORGET_IDS = ("DELETE FROM replay WHERE forget_after < ?1 AND rowid < coalesce("
-               "(SELECT rowid FROM replay WHERE forget_after >= ?1 ORDER BY rowid LIMIT 1), "
+_FORGET_IDS = ("DELETE FROM replay WHERE forget_after < ? AND rowid < coalesce("
+               "(SELECT rowid FROM replay WHERE forget_after >= ? ORDER BY rowid LIMIT 1), "
                "(SELECT max(rowid) FROM replay) + 1)")
 
 
@@ -101,7 +101,7 @@ class Dispatcher:
     async def forget_old_ids(self, now: int) -> None:
         """Replay ids whose time window has passed are refused anyway: drop them, in memory and in the store."""
         self.endpoint.replay.prune(now)
-        await self.store.write([(_FORGET_IDS, (now,), False)])
+        await self.store.write([(_FORGET_IDS, (now, now), False)])
 
 
 __all__ = ["Dispatcher", "load_replay_guard", "denied_entries", "REMEMBER_ID"]
