@@ -1,9 +1,9 @@
 """The node's SQL binds with plain ``?`` placeholders only.
 
-Python 3.12.0-3.12.3 take a numbered placeholder (``?1``) bound from a sequence for a named one and warn
-(DeprecationWarning, "an sqlite3.ProgrammingError will be raised" in 3.14): a deployment that runs with
-warnings as errors lost its housekeeping, its retention and its outbox's due rows to it; the suite on 3.12.1 had
-11 failures. ``?`` repeated with its value means the same on every Python.
+Python 3.12 before the fix of cpython#117995 (3.12.1 here) takes a numbered placeholder (``?1``) bound from a
+sequence for a named one and warns (DeprecationWarning, "an sqlite3.ProgrammingError will be raised" in 3.14): a
+deployment that runs with warnings as errors lost its housekeeping, its retention and its outbox's due rows to it;
+the suite on 3.12.1 had 11 failures. ``?`` repeated with its value means the same on every Python.
 """
 
 from __future__ import annotations
