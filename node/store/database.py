@@ -98,14 +98,18 @@ class Store:
             await self._migrate()
             self._reader = open_reader(self.path)
         except sqlite3.Error as exc:
-            if self._db is not None:  # its thread would keep the process from exiting
-                db, self._db = self._db, None
-                await db.close()
+            await self._drop_db()
             raise StorageError(f"cannot open the store at {self.path}: {describe(exc)}") from exc
         for suffix in ("-wal", "-shm"):  # SQLite creates them with the database's mode; older ones may not have it
             _private(self.path.with_name(self.path.name + suffix), create=False)
         self._flusher = asyncio.create_task(self._flush_loop(), name="store-group-commit")
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="store-checkpoint")
+
+    async def _drop_db(self) -> None:
+        """Close the connection an open that failed made: its thread would keep the process from exiting."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
 
     async def _checkpoint_loop(self) -> None:
         """Copy what the WAL holds into the database every CHECKPOINT_EVERY seconds, on a thread and a connection

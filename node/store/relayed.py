@@ -39,13 +39,10 @@ class RelayedStore(Store):
             if version == len(MIGRATIONS):
                 self._reader = open_reader(self.path)
         except sqlite3.Error as exc:
-            if self._db is not None:  # its thread would keep the process from exiting
-                db, self._db = self._db, None
-                await db.close()
+            await self._drop_db()
             raise StorageError(f"cannot read the store at {self.path}: {describe(exc)}") from exc
         if version != len(MIGRATIONS):
-            await self._db.close()
-            self._db = None
+            await self._drop_db()
             raise StorageError(f"the store is at schema {version}, this worker reads schema {len(MIGRATIONS)}")
         self._flusher = asyncio.create_task(self._flush_loop(), name="store-hand-over")
 

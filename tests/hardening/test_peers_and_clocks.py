@@ -13,35 +13,9 @@ import pytest
 from node.errors import NetworkError
 from node.service import Node
 from protocol import Query
-from tests.node.kit import IND0, Network, put, sample
+from tests.node.kit import IND0, BlackHole, Network, put, sample
 
 pytestmark = pytest.mark.asyncio
-
-
-class BlackHole:
-    """A listener that accepts connections and reads, and never answers."""
-
-    def __init__(self) -> None:
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.AbstractServer | None = None
-
-    async def start(self, port: int) -> None:
-        self.server = await asyncio.start_server(self._swallow, "127.0.0.1", port)
-
-    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.append(writer)
-        try:
-            while await reader.read(65536):
-                pass
-        except ConnectionError:
-            pass
-
-    async def close(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.close()
-        await asyncio.sleep(0.05)
 
 
 async def test_a_receiver_that_never_answers_does_not_hold_up_the_others(network: Network) -> None:

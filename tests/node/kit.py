@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import subprocess
 import json
@@ -196,3 +197,40 @@ class Browser:
     async def __aexit__(self, *exc: object) -> None:
         await self._browser.close()
         await self._playwright.stop()
+
+
+class BlackHole:
+    """Listeners on 127.0.0.1 that accept connections, read what comes and never answer; they count what they hold.
+    ``start`` may be called more than once: each call adds a listener (port 0: a free one) and returns its port."""
+
+    def __init__(self) -> None:
+        self.servers: list[asyncio.AbstractServer] = []
+        self.held: set[asyncio.StreamWriter] = set()
+        self.accepted = 0  # connections ever taken
+        self.most = 0  # the most held at once
+
+    async def start(self, port: int = 0) -> int:
+        server = await asyncio.start_server(self._swallow, "127.0.0.1", port)
+        self.servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.held.add(writer)
+        self.most = max(self.most, len(self.held))
+        try:
+            while await reader.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self.held.discard(writer)
+            writer.close()
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for writer in list(self.held):
+            writer.close()
+        for server in self.servers:
+            await server.wait_closed()

@@ -27,43 +27,11 @@ from zeroconf.const import _CLASS_IN, _CLASS_UNIQUE, _FLAGS_AA, _FLAGS_QR_RESPON
 from node.discovery import mdns
 from node.discovery.mdns import SERVICE_TYPE
 from node.service import Node
-from tests.node.kit import Network, indicatie, put
+from tests.node.kit import BlackHole, Network, indicatie, put
 
 pytestmark = pytest.mark.asyncio
 
 NAMES = 300  # hints, each at an address of its own: more than the peer client has connections (256)
-
-
-class Holes:
-    """Listeners that take every connection and never answer; they count what they hold."""
-
-    def __init__(self) -> None:
-        self.servers: list[asyncio.base_events.Server] = []
-        self.held: set[asyncio.StreamWriter] = set()
-        self.most = 0
-        self.accepted = 0
-
-    async def start(self, count: int = NAMES) -> list[int]:
-        for _ in range(count):
-            self.servers.append(await asyncio.start_server(self._hold, "127.0.0.1", 0))
-        return [s.sockets[0].getsockname()[1] for s in self.servers]
-
-    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        self.held.add(writer)
-        self.most = max(self.most, len(self.held))
-        try:
-            while await reader.read(4096):
-                pass
-        finally:
-            self.held.discard(writer)
-            writer.close()
-
-    async def stop(self) -> None:
-        for server in self.servers:
-            server.close()
-        for writer in list(self.held):
-            writer.close()
 
 
 def flood(zc: AsyncZeroconf, ports: list[int], prefix: str) -> None:
@@ -93,9 +61,9 @@ async def test_an_mdns_flood_leaves_the_node_its_peers(network: Network, caplog:
     ciz, zk = await network.start("ciz", "zk5151")
     ciz.mdns_interfaces = ["127.0.0.1"]
     await ciz._start_mdns()  # noqa: SLF001 (the network kit starts nodes without mDNS)
-    holes, attacker = Holes(), AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    holes, attacker = BlackHole(), AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
     try:
-        ports = await holes.start()
+        ports = [await holes.start() for _ in range(NAMES)]
         await announce(attacker, ports)
         deadline = time.monotonic() + 5
         while holes.accepted < mdns.HINTS_AT_ONCE and time.monotonic() < deadline:
@@ -125,7 +93,7 @@ async def test_an_mdns_flood_leaves_the_node_its_peers(network: Network, caplog:
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     finally:
         await attacker.async_close()
-        await holes.stop()
+        await holes.close()
 
 
 async def announce(attacker: AsyncZeroconf, ports: list[int]) -> None:
@@ -138,10 +106,10 @@ async def test_an_address_announced_under_many_names_is_asked_once_and_a_real_pe
     ciz, = await network.start("ciz")
     ciz.mdns_interfaces = ["127.0.0.1"]
     await ciz._start_mdns()  # noqa: SLF001
-    holes, attacker = Holes(), AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    holes, attacker = BlackHole(), AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
     zk = Node(network.home("zk5151"), bootstrap=[], mdns=True, mdns_interfaces=["127.0.0.1"], gossip_interval=0)
     try:
-        port, = await holes.start(1)
+        port = await holes.start()
         await announce(attacker, [port] * 100)  # one address, 100 service names: what Updated after Updated costs too
         await zk.start()  # a real peer on the LAN, which no one has told of the others
         deadline = time.monotonic() + 10
@@ -154,7 +122,7 @@ async def test_an_address_announced_under_many_names_is_asked_once_and_a_real_pe
     finally:
         await zk.stop()
         await attacker.async_close()
-        await holes.stop()
+        await holes.close()
 
 
 async def test_a_service_name_taken_first_on_the_lan_does_not_keep_a_node_from_starting(network: Network) -> None:

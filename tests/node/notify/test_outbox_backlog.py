@@ -11,7 +11,7 @@ import pytest
 
 import node.notify.outbox as outbox_module
 from node.notify.outbox import Outbox
-from tests.node.kit import Network, indicatie, put_indicaties
+from tests.node.kit import BlackHole, Network, indicatie, put_indicaties
 
 pytestmark = pytest.mark.asyncio
 
@@ -120,16 +120,8 @@ async def test_a_receiver_that_swallows_connections_holds_one_message_and_never_
     port = int(silent.url.rsplit(":", 1)[1].split("/")[0])
     await silent.stop()
     del network.nodes["zk5050"]
-    requests = [0]
-
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        requests[0] += 1
-        try:
-            await reader.read()  # until the sender gives up; nothing is ever answered
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", port)
+    hole = BlackHole()
+    await hole.start(port)  # until the sender gives up; nothing is ever answered
     try:
         await put_indicaties(ciz, _indicaties(600, "5050") + _indicaties(300, "5151"))
         deadline = time.monotonic() + 8  # under the client's 10-s timeout: the first message to it is still waiting
@@ -140,10 +132,9 @@ async def test_a_receiver_that_swallows_connections_holds_one_message_and_never_
         assert len(delivered) == 300 and ciz.outbox.delivered_since_start == 300
         assert {r["notification_id"] for r in await good.inbox.list(limit=400)} == delivered
         silent_did = next(p.did for p in ciz.peers.all() if p.identifiers.get("uzovi") == "5050")
-        assert ciz.outbox._flying[silent_did] == outbox_module.MAX_BATCH and requests[0] == 1
+        assert ciz.outbox._flying[silent_did] == outbox_module.MAX_BATCH and hole.accepted == 1
     finally:
-        server.close()
-        await server.wait_closed()
+        await hole.close()
 
 
 async def test_what_waits_for_a_probe_is_due_when_the_probe_got_through_while_a_pass_was_reading(
