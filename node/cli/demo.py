@@ -54,14 +54,15 @@ def _prepare(root: Path) -> dict[str, NodeHome]:
     return homes
 
 
-def _start(homes: dict[str, NodeHome], base_port: int) -> dict[str, subprocess.Popen[str]]:
+def _start(homes: dict[str, NodeHome], base_port: int, log_level: str) -> dict[str, subprocess.Popen[str]]:
     procs: dict[str, subprocess.Popen[str]] = {}
     first_url: str | None = None
     for i, (name, home) in enumerate(homes.items()):
         (home.path / "run.json").unlink(missing_ok=True)
         # One process per node: seven nodes already share this machine's cores.
-        cmd = [sys.executable, "-m", "node", "run", str(home.path), "--quiet", "--no-mdns", "--gossip-interval", "1", "--workers", "1",
-               "--port", str(base_port + i if base_port else 0), "--admin-port", str(base_port + 100 + i if base_port else 0)]
+        cmd = [sys.executable, "-m", "node", "run", str(home.path), "--log-level", log_level, "--no-mdns",
+               "--gossip-interval", "1", "--workers", "1", "--port", str(base_port + i if base_port else 0),
+               "--admin-port", str(base_port + 100 + i if base_port else 0)]
         if first_url:
             cmd += ["--bootstrap", first_url]
         log = open(home.path / "node.log", "a", encoding="utf-8")
@@ -265,9 +266,9 @@ def indent(text: str) -> str:
     return "\n".join("   " + line for line in text.splitlines())
 
 
-def run_demo(root: Path, *, keep_running: bool, base_port: int = 0) -> int:
+def run_demo(root: Path, *, keep_running: bool, base_port: int = 0, log_level: str = "warning") -> int:
     homes = _prepare(root)
-    procs = _start(homes, base_port)
+    procs = _start(homes, base_port, log_level)
     failures: list[str] = []
     try:
         demo = Demo({name: AdminClient(home) for name, home in homes.items()})

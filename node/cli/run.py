@@ -17,8 +17,7 @@ from node.tasks import event_loop_runner, tune_collector, usable_cores
 def run(args: argparse.Namespace) -> int:
     from node.service import Node
 
-    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level(args).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home = NodeHome(Path(args.home)).require()
     if args.enroll:
         _enrol_first(home, args)
@@ -41,6 +40,15 @@ def run(args: argparse.Namespace) -> int:
     with event_loop_runner(args.event_loop) as runner:
         runner.run(main())
     return 0
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def log_level(args: argparse.Namespace) -> str:
+    """--log-level, else warning with --quiet, else info. Nothing the node logs at any level names a client
+    (tests/node/cli/test_processes.py reads every line the demo's nodes write at debug)."""
+    return str(args.log_level or ("warning" if args.quiet else "info"))
 
 
 def _workers(given: int | None) -> int:
@@ -79,7 +87,7 @@ def demo(args: argparse.Namespace) -> int:
 
     if args.against:
         return run_demo_against(Path(args.against))
-    return run_demo(Path(args.dir), keep_running=not args.once, base_port=args.base_port)
+    return run_demo(Path(args.dir), keep_running=not args.once, base_port=args.base_port, log_level=args.log_level)
 
 
 def register(sub: Any) -> None:
@@ -102,7 +110,8 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes answering queries on the one port (default: IWLZ_WORKERS, else one per core); "
                         "one of them owns every write")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="log warnings and errors only (--log-level warning)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="what the node logs to standard error (default: info)")
     p.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"], default="auto",
                    help="auto: uvloop when installed")
 
@@ -110,6 +119,8 @@ def register(sub: Any) -> None:
     p.add_argument("--dir", default="demo-network")
     p.add_argument("--once", action="store_true", help="walk through the scenarios, then stop")
     p.add_argument("--base-port", type=int, default=0)
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
+                   help="what each node logs to node.log in its home (default: warning)")
     p.add_argument("--against", metavar="PARTIES.json",
                    help="tell the story to running nodes instead: {name: {admin: URL, token: T}} for each party")
 

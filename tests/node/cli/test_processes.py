@@ -122,9 +122,19 @@ def test_acknowledged_write_survives_sigkill(tmp_path: Path, processes: Processe
     assert "audit chain intact: 6 entries checked" in iwlz("audit", str(ciz), "--verify").stdout
 
 
+def _personal_data(value: object, key: str = "") -> set[str]:
+    """Every BSN, birth date and surname in ``value`` (the demo's sample records)."""
+    if isinstance(value, dict):
+        return {found for k, v in value.items() for found in _personal_data(v, k)}
+    if isinstance(value, list):
+        return {found for v in value for found in _personal_data(v, key)}
+    return {str(value)} if key in ("bsn", "geboorteDatum", "geslachtsnaam") and value else set()
+
+
 def test_demo_walks_through_the_scenarios(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "node", "demo", "--dir", str(tmp_path / "demo"), "--once"],
-                            capture_output=True, text=True, timeout=180)
+    """The whole story, every node logging at debug: and no node's log names a client."""
+    result = subprocess.run([sys.executable, "-m", "node", "demo", "--dir", str(tmp_path / "demo"), "--once",
+                             "--log-level", "debug"], capture_output=True, text=True, timeout=180)
     out = result.stdout
     assert result.returncode == 0, result.stderr
     assert "zorgkantoor-5151 -> ciz QIR-0001-ZKi: 1 record(s)" in out
@@ -145,6 +155,12 @@ def test_demo_walks_through_the_scenarios(tmp_path: Path) -> None:
     assert "CAK: 876 per maand vanaf 2026-10-01 tot en met 2026-12-31" in out
     assert out.count("intact") == 7 and "BROKEN" not in out
     assert not list((tmp_path / "demo").glob("*/run.json"))  # every node stopped
+    samples = json.loads((Path(__file__).parents[3] / "node" / "cli" / "sample.json").read_text())
+    personal = _personal_data(samples) | {"Jansen"}  # and the demo's client's own name
+    assert {"106658037", "1941-03-12", "de Vries"} <= personal
+    logs = {home.parent.name: home.read_text() for home in (tmp_path / "demo").glob("*/node.log")}
+    assert len(logs) == 7 and all(" INFO node.service: " in text for text in logs.values())  # each wrote its lines
+    assert {(name, value) for name, text in logs.items() for value in personal if value in text} == set()
 
 
 def _children(pid: int) -> list[int]:
