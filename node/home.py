@@ -113,6 +113,7 @@ class NodeConfig:
     evidence_refresh_margin: int = 7 * 24 * 3600
     certificate_check_interval: float = 10.0
     witness_interval: float = 60.0
+    witness_pin_interval: float = 600.0  # as a witness: a member's head is kept for good at most this often
     max_connections: int = 1024
     member_in_flight: int = 128  # a member's messages handled at once (a node's own client sends at most 64 to a host)
     retention: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> {"ended": years, "withdrawn": years}

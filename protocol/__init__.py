@@ -28,6 +28,7 @@ from protocol.messages import (
     Melding,
     Message,
     MAX_BATCH,
+    MAX_PINS,
     Notification,
     Notifications,
     PeerExchange,
@@ -55,5 +56,5 @@ __all__ = [
     "MESSAGE_TYPES", "AccessLogRequest", "AccessLogResult", "Ack", "Announcement", "DigestEntry", "Error",
     "Melding", "Message", "Notification", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult", "RevocationNews", "Subject",
     "Subscribe", "Unsubscribe", "AuditHead", "Consent", "Witness", "WitnessQuery", "WitnessReceipt", "ReplayGuard", "GossipTable", "Known",
-    "MAX_BATCH", "Notifications", "Receipt", "Receipts", "Queries", "Answer", "Answers",
+    "MAX_BATCH", "MAX_PINS", "Notifications", "Receipt", "Receipts", "Queries", "Answer", "Answers",
 ]

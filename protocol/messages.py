@@ -29,6 +29,7 @@ MAX_ANNOUNCEMENTS: Final = 256
 MAX_ENDPOINTS: Final = 8  # a node announces one; a few more for its other networks (only the first is called)
 MAX_SAMPLE: Final = 16
 MAX_BATCH: Final = 64  # notifications in one `notifications` message, queries in one `queries` message
+MAX_PINS: Final = 512  # pinned audit heads in one `witness-receipt` (~57 kB)
 # Gossip table geometry (protocol/gossip.py): 64 buckets, an 8-byte fingerprint each, a 16-byte hash of them all.
 BUCKETS: Final = 64
 FINGERPRINT_SIZE: Final = 8
@@ -647,11 +648,14 @@ class Witness(Message):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WitnessQuery(Message):
-    """Which audit head does the witness hold for ``node`` (a member key, e.g. ``uzovi:5151``)?"""
+    """Which audit head does the witness hold for ``node`` (a member key, e.g. ``uzovi:5151``)? With ``since``:
+    and the heads it pinned for good, from that entry number on."""
 
     TYPE: ClassVar[str] = "witness-query"
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"since"})
 
     node: str
+    since: int | None = None
 
     def validate(self) -> None:
         check_name(self.node, "node")
@@ -663,13 +667,17 @@ class WitnessReceipt(Message):
 
     TYPE: ClassVar[str] = "witness-receipt"
     REPLY: ClassVar[bool] = True
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"pinned"})
 
     node: str
     head: AuditHead
     at: int
+    pinned: tuple[AuditHead, ...] | None = None  # to a query with ``since``: at most MAX_PINS, by entry number
 
     def validate(self) -> None:
         check_name(self.node, "node")
+        if self.pinned is not None and len(self.pinned) > MAX_PINS:
+            raise _fail(f"a receipt carries at most {MAX_PINS} pinned heads")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -710,5 +718,5 @@ __all__ = [
     "Part", "Message", "Subject", "DigestEntry", "Announcement", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult",
     "Subscribe", "Unsubscribe", "Notification", "Ack", "Melding", "AccessLogRequest", "AccessLogResult",
     "RevocationNews", "Consent", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "Error", "Notifications", "Receipt", "Receipts",
-    "Queries", "Answer", "Answers", "MAX_BATCH", "MESSAGE_TYPES", "UUID4", "check_uuid", "check_did", "check_name",
+    "Queries", "Answer", "Answers", "MAX_BATCH", "MAX_PINS", "MESSAGE_TYPES", "UUID4", "check_uuid", "check_did", "check_name",
 ]

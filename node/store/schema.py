@@ -382,6 +382,19 @@ MIGRATIONS: Final[list[str]] = [
     CREATE INDEX inbox_to_act ON inbox(next_attempt_at) WHERE status = 'received' OR status = 'fetch-failed';
     CREATE INDEX inbox_waiting_by_sender ON inbox(sender_did, status) WHERE status = 'received' OR status = 'fetch-failed';
     """,
+    # 18: a witness keeps, besides the latest head of each member, a head for good every witness_pin_interval: a
+    # later head may come from a chain that was rewritten and made longer, and it replaced the only one held
+    """
+    CREATE TABLE witness_pins (
+        member TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        signature BLOB NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (member, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO witness_pins (member, seq, hash, signature, at) SELECT member, seq, hash, signature, at FROM witnessed;
+    """,
 ]
 
 

@@ -3,7 +3,10 @@
 As a witness, a node keeps the latest head each member hands it (keyed by the
 member's organisation identifier, so a new key does not start a new history)
 and signs a receipt; a head that goes back or forks is refused with
-``conflict`` and logged. As a witnessed node, it hands its head to a few
+``conflict`` and logged. A head further on cannot be told from one of a
+chain that was rewritten and then made longer than the one held, so besides
+the latest the witness pins a head for good every ``pin_every`` seconds:
+those are what a rewrite cannot take back. As a witnessed node, it hands its head to a few
 peers chosen by rendezvous hashing (stable while the peer table is), keeps
 their receipts, and can ask them later which head they hold: an entry a
 witness holds that the chain no longer has, or has with another hash, shows
@@ -20,14 +23,16 @@ from dataclasses import dataclass
 
 from keys import Member
 from node.discovery import Peer, PeerTable
-from node.errors import NodeError
+from node.errors import NodeError, PeerRefused
 from node.interfaces import Handlers, Requester
 from node.store import AuditLog, Statement, Store
-from protocol import AuditHead, ErrorCode, Incoming, Message, RemoteProtocolError, Witness, WitnessQuery, WitnessReceipt
+from protocol import (MAX_PINS, AuditHead, ErrorCode, Incoming, Message, RemoteProtocolError, Witness, WitnessQuery,
+                      WitnessReceipt)
 from protocol.witness import conflict, head_is_signed_by
 
 log = logging.getLogger(__name__)
 WITNESSES = 3
+PIN_PAGES = 2000  # pages a check asks one witness for: 1,024,000 pinned heads, ~19 years of one every 10 minutes
 
 
 def member_key(member: Member) -> str:
@@ -44,12 +49,14 @@ class Held:
     organisation: str
     head: AuditHead | None  # None: the witness holds nothing for us, or did not answer
     error: str | None = None
+    pinned: tuple[AuditHead, ...] = ()  # the heads it keeps for good, oldest first
 
 
 class Witnessing:
     def __init__(self, *, store: Store, audit: AuditLog, peers: PeerTable, client: Requester, me: Callable[[], Member],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], pin_every: float = 600.0) -> None:
         self.store = store
+        self.pin_every = pin_every
         self.audit = audit
         self.peers = peers
         self.client = client
@@ -77,9 +84,17 @@ class Witnessing:
             log.warning("refused an audit head from %s: %s", key, why)
             raise RemoteProtocolError(ErrorCode.CONFLICT, why)
         head = offered.head
-        return WitnessReceipt(node=key, head=head, at=now), [(
+        statements: list[Statement] = [(
             "INSERT OR REPLACE INTO witnessed (member, did, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?, ?)",
             (key, incoming.sender.did, head.seq, head.hash, head.signature, now), False)]
+        if await self._pin_due(key, now):
+            statements.append(("INSERT OR IGNORE INTO witness_pins (member, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?)",
+                               (key, head.seq, head.hash, head.signature, now), False))
+        return WitnessReceipt(node=key, head=head, at=now), statements
+
+    async def _pin_due(self, member: str, now: int) -> bool:
+        row = await self.store.fetchone("SELECT max(at) FROM witness_pins WHERE member = ?", (member,))
+        return row is None or row[0] is None or now - int(row[0]) >= self.pin_every
 
     async def _on_query(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         query = incoming.message
@@ -87,7 +102,13 @@ class Witnessing:
         head = await self._held(query.node)
         if head is None:
             raise RemoteProtocolError(ErrorCode.NOT_FOUND, "this node holds no audit head for that member")
-        return WitnessReceipt(node=query.node, head=head, at=now), []
+        pinned = None if query.since is None else await self._pinned(query.node, query.since)
+        return WitnessReceipt(node=query.node, head=head, at=now, pinned=pinned), []
+
+    async def _pinned(self, member: str, since: int) -> tuple[AuditHead, ...]:
+        rows = await self.store.fetchall("SELECT seq, hash, signature FROM witness_pins WHERE member = ? AND seq >= ? "
+                                         "ORDER BY seq LIMIT ?", (member, since, MAX_PINS))
+        return tuple(AuditHead(seq=int(seq), hash=bytes(digest), signature=bytes(sig)) for seq, digest, sig in rows)
 
     # As a witnessed node -------------------------------------------------------------
 
@@ -129,33 +150,66 @@ class Witnessing:
         return list(await asyncio.gather(*(self._ask(did, org, key) for did, org in targets.items())))
 
     async def _ask(self, did: str, organisation: str, key: str) -> Held:
+        """The head ``did`` holds for us, and every head it pinned (pages of MAX_PINS, by entry number)."""
         peer = self.peers.get(did)
         if peer is None:
             return Held(did, organisation, None, "not in the peer table")
+        pinned: list[AuditHead] = []
+        head: AuditHead | None = None
+        since = 0
+        for _ in range(PIN_PAGES):
+            try:
+                reply = await self._query(peer, key, since)
+            except NodeError as exc:
+                return Held(did, organisation, None, str(exc))
+            receipt = reply.message
+            if not isinstance(receipt, WitnessReceipt):
+                break
+            head = receipt.head
+            page = receipt.pinned or ()
+            pinned.extend(page)
+            if len(page) < MAX_PINS or page[-1].seq < since:
+                break
+            since = page[-1].seq + 1
+        return Held(did, organisation, head, pinned=tuple(pinned))
+
+    async def _query(self, peer: Peer, key: str, since: int) -> Incoming:
+        """A witness-query with ``since``; to a witness from before pinned heads (it refuses the field as
+        malformed), the plain one."""
         try:
-            reply = await self.client.request(peer.url, WitnessQuery(node=key), to=did)
-        except NodeError as exc:
-            return Held(did, organisation, None, str(exc))
-        receipt = reply.message
-        return Held(did, organisation, receipt.head if isinstance(receipt, WitnessReceipt) else None)
+            return await self.client.request(peer.url, WitnessQuery(node=key, since=since), to=peer.did)
+        except PeerRefused as exc:
+            if exc.code != ErrorCode.MALFORMED.value:
+                raise
+        return await self.client.request(peer.url, WitnessQuery(node=key), to=peer.did)
 
     async def check_against_witnesses(self) -> tuple[bool, str]:
-        """Whether every head a witness holds is an entry of our chain, with the same hash."""
+        """Whether every head a witness holds, the latest and the ones it pinned, is an entry of our chain with the
+        same hash."""
         held = await self.ask_witnesses()
-        problems, confirmed = [], 0
+        problems: list[str] = []
+        confirmed = 0
         for item in held:
             if item.head is None:
                 continue
-            row = await self.store.fetchone("SELECT hash FROM audit WHERE seq = ?", (item.head.seq,))
-            if row is None:
-                problems.append(f"{item.organisation} holds entry {item.head.seq}, which the chain no longer has: it was cut")
-            elif bytes(row[0]) != item.head.hash:
-                problems.append(f"{item.organisation} holds entry {item.head.seq} with another hash: the chain was rewritten")
-            else:
+            problem = await self._first_mismatch((*item.pinned, item.head))
+            if problem is None:
                 confirmed += 1
+            else:
+                problems.append(f"{item.organisation} holds {problem}")
         if problems:
             return False, "; ".join(problems)
         asked = len(held)
-        return True, f"{confirmed} of {asked} witness(es) hold a head that is in the chain"
+        return True, f"{confirmed} of {asked} witness(es) hold heads that are in the chain"
+
+    async def _first_mismatch(self, heads: tuple[AuditHead, ...]) -> str | None:
+        """How the first of ``heads`` that does not fit the chain does not fit; None when all fit."""
+        for head in heads:
+            row = await self.store.fetchone("SELECT hash FROM audit WHERE seq = ?", (head.seq,))
+            if row is None:
+                return f"entry {head.seq}, which the chain no longer has: it was cut"
+            if bytes(row[0]) != head.hash:
+                return f"entry {head.seq} with another hash: the chain was rewritten"
+        return None
 
 __all__ = ["Witnessing", "Held", "member_key", "WITNESSES"]

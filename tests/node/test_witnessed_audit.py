@@ -17,7 +17,7 @@ from node.errors import PeerRefused, StorageError
 from node.service import Node
 from node.store.audit_check import GENESIS, entry_fields, entry_hash
 from node.store.offline import read_audit
-from protocol import AccessLogRequest
+from protocol import AccessLogRequest, ErrorCode, RemoteProtocolError, WitnessQuery
 from protocol.witness import head_bytes
 from tests.node.kit import BSN0, IND0, Network, put, sample
 
@@ -81,6 +81,78 @@ async def test_deleting_and_re_signing_with_the_node_key_is_caught_by_the_witnes
     # The witnesses refuse the shorter head it now hands them.
     assert await again.witnessing.hand_head() == 0
     assert (await zk.store.fetchone("SELECT seq FROM witnessed"))[0] > (await again.audit.check()).entries
+
+
+async def test_a_rewritten_chain_padded_past_the_witnessed_entry_is_caught_too(network: Network) -> None:
+    """The operator drops entries, then writes more until his chain is longer than what the witnesses hold, and
+    hands them its head: a witness cannot tell that head from an honest one, and once held it was the only one."""
+    ciz, zk, za, cak = await busy_ciz(network)
+    assert await ciz.witnessing.hand_head() == 3
+    witnessed = ciz.audit.head()
+    await ciz.stop()
+    network.nodes.pop("ciz")
+    rechain_without(ciz.home.database_path, ciz.home.identity(), {2, 3})
+    again = Node(ciz.home, mdns=False, gossip_interval=0)
+    await again.start()
+    network.nodes["ciz"] = again
+    for node in (zk, za, cak):
+        await node.learn_from(again.url, source="bootstrap")
+    while again.audit.head().seq <= witnessed.seq:  # reads of his own records: entries nobody else sees made
+        await again.store.write(again.audit.shown(await again.registers.find("bsn", BSN0), actor=again.actor,
+                                                  now=again.now(), event="record.read"))
+    assert await again.witnessing.hand_head() == 3  # taken: it goes forward, and only the node's key signs heads
+    intact, said = await again.witnessing.check_against_witnesses()
+    assert not intact and f"entry {witnessed.seq} with another hash" in said, said
+    # What the witness kept of the first chain does not go when the second is handed on.
+    await again.store.write(again.audit.shown(await again.registers.find("bsn", BSN0), actor=again.actor,
+                                              now=again.now(), event="record.read"))
+    assert await again.witnessing.hand_head() == 3
+    assert not (await again.witnessing.check_against_witnesses())[0]
+
+
+async def read_twice(node: Node) -> None:
+    """Two audit entries about the client: the head moves."""
+    for _ in range(2):
+        await node.store.write(node.audit.shown(await node.registers.find("bsn", BSN0), actor=node.actor,
+                                                now=node.now(), event="record.read"))
+
+
+async def test_a_witness_pins_a_head_at_most_once_an_interval_and_a_check_reads_every_page(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    ciz, zk, za, cak = await busy_ciz(network)
+    pins = "SELECT count(*) FROM witness_pins WHERE member = 'kvk:62253778'"
+    for _ in range(3):
+        assert await ciz.witnessing.hand_head() == 3
+        await read_twice(ciz)
+    assert (await zk.store.fetchone(pins))[0] == 1  # three heads taken within ten minutes, the first kept for good
+    zk.witnessing.pin_every = 0
+    for _ in range(4):
+        assert await ciz.witnessing.hand_head() == 3
+        await read_twice(ciz)
+    assert (await zk.store.fetchone(pins))[0] == 5
+    monkeypatch.setattr("node.witness.witnessing.MAX_PINS", 2)  # pages of two: the check asks three times
+    held = {h.organisation: h for h in await ciz.witnessing.ask_witnesses()}
+    pinned = [row[0] for row in await zk.store.fetchall("SELECT seq FROM witness_pins ORDER BY seq")]
+    assert [head.seq for head in held[zk.member.organisation].pinned] == pinned
+    assert (await ciz.witnessing.check_against_witnesses())[0]
+
+
+async def test_a_witness_from_before_pinned_heads_is_still_asked_for_its_latest(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    ciz, zk, za, cak = await busy_ciz(network)
+    assert await ciz.witnessing.hand_head() == 3
+    answer = zk.witnessing._on_query
+
+    async def old_witness(incoming, now):  # an older node refuses the field it does not know
+        if incoming.message.since is not None:
+            raise RemoteProtocolError(ErrorCode.MALFORMED, "WitnessQuery: unknown keys")
+        return await answer(incoming, now)
+
+    zk.dispatcher._handlers[WitnessQuery] = old_witness
+    held = {h.organisation: h for h in await ciz.witnessing.ask_witnesses()}
+    old = held[zk.member.organisation]
+    assert old.head == ciz.audit.head() and old.pinned == () and old.error is None
+    assert held[za.member.organisation].pinned  # the others pinned it
 
 
 async def test_a_rewritten_entry_at_the_witnessed_number_is_caught_too(network: Network) -> None:

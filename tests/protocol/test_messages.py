@@ -88,6 +88,24 @@ def test_an_answer_of_an_earlier_version_without_held_is_read_and_says_nothing_o
         type(result).from_cbor({**earlier, "size": 250})
 
 
+def test_pinned_heads_are_asked_for_and_carried_only_when_named() -> None:
+    """``since`` and ``pinned`` (witnesses keep pinned heads) are left out when None: the golden vectors of both
+    messages are what they were, and a receipt carries at most MAX_PINS heads."""
+    from protocol import MAX_PINS, AuditHead, WitnessQuery, WitnessReceipt
+
+    (query,) = [m for name, m, _ in ALL if name == "witness-query"]
+    (receipt,) = [m for name, m, _ in ALL if name == "witness-receipt"]
+    assert "since" not in query.to_cbor() and "pinned" not in receipt.to_cbor()
+    asked = WitnessQuery(node=query.node, since=7)
+    assert asked.to_cbor() == {"node": query.node, "since": 7}
+    assert WitnessQuery.from_cbor(codec.decode(codec.encode(asked.to_cbor()))) == asked
+    head = AuditHead(seq=7, hash=b"\x07" * 32, signature=b"\x08" * 64)
+    carried = WitnessReceipt(node=receipt.node, head=receipt.head, at=receipt.at, pinned=(head,))
+    assert WitnessReceipt.from_cbor(codec.decode(codec.encode(carried.to_cbor()))) == carried
+    with pytest.raises(RemoteProtocolError, match="at most"):
+        WitnessReceipt.from_cbor({**carried.to_cbor(), "pinned": [head.to_cbor()] * (MAX_PINS + 1)})
+
+
 def test_local_construction_is_checked_too() -> None:
     (ack,) = [m for name, m, _ in ALL if name == "ack"]
     with pytest.raises(LocalProtocolError):
