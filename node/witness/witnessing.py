@@ -87,7 +87,9 @@ class Witnessing:
         statements: list[Statement] = [(
             "INSERT OR REPLACE INTO witnessed (member, did, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?, ?)",
             (key, incoming.sender.did, head.seq, head.hash, head.signature, now), False)]
-        if await self._pin_due(key, now):
+        # A client's own log is his to keep: only a party's is pinned (a client can make his head move at will, and
+        # there are many clients).
+        if incoming.sender.role != "client" and await self._pin_due(key, now):
             statements.append(("INSERT OR IGNORE INTO witness_pins (member, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?)",
                                (key, head.seq, head.hash, head.signature, now), False))
         return WitnessReceipt(node=key, head=head, at=now), statements

@@ -137,6 +137,17 @@ async def test_a_witness_pins_a_head_at_most_once_an_interval_and_a_check_reads_
     assert (await ciz.witnessing.check_against_witnesses())[0]
 
 
+async def test_a_clients_head_is_witnessed_and_never_pinned(network: Network) -> None:
+    from protocol import AuditHead, Witness
+
+    zk, client = await network.start("zk5151", "client")
+    for seq in (5, 6):
+        head = AuditHead(seq=seq, hash=bytes([seq]) * 32, signature=client.identity.sign(head_bytes(seq, bytes([seq]) * 32)))
+        await client.send_to_peer(zk.url, Witness(head=head))
+    assert await zk.store.fetchone("SELECT seq FROM witnessed WHERE member = ?", (client.identity.did,)) == (6,)
+    assert await zk.store.fetchone("SELECT count(*) FROM witness_pins") == (0,)
+
+
 async def test_a_witness_from_before_pinned_heads_is_still_asked_for_its_latest(
         network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
     ciz, zk, za, cak = await busy_ciz(network)
