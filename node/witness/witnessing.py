@@ -5,9 +5,9 @@ member's organisation identifier, so a new key does not start a new history)
 and signs a receipt; a head that goes back or forks is refused with
 ``conflict`` and logged. A head further on cannot be told from one of a
 chain that was rewritten and then made longer than the one held, so besides
-the latest the witness pins a head for good every ``pin_every`` seconds:
-those are what a rewrite cannot take back. As a witnessed node, it hands its head to a few
-peers chosen by rendezvous hashing (stable while the peer table is), keeps
+the latest the witness pins a party's head for good every ``pin_every``
+seconds: those are what a rewrite cannot take back. As a witnessed node, it
+hands its head to a few peers chosen by rendezvous hashing (stable while the peer table is), keeps
 their receipts, and can ask them later which head they hold: an entry a
 witness holds that the chain no longer has, or has with another hash, shows
 that the chain was cut or rewritten — also by someone holding the node's key.
@@ -49,7 +49,8 @@ class Held:
     organisation: str
     head: AuditHead | None  # None: the witness holds nothing for us, or did not answer
     error: str | None = None
-    pinned: tuple[AuditHead, ...] = ()  # the heads it keeps for good, oldest first
+    pinned: int = 0  # how many heads it keeps for good
+    mismatch: str | None = None  # how the first of those that does not fit our chain does not fit
 
 
 class Witnessing:
@@ -95,8 +96,8 @@ class Witnessing:
         return WitnessReceipt(node=key, head=head, at=now), statements
 
     async def _pin_due(self, member: str, now: int) -> bool:
-        row = await self.store.fetchone("SELECT max(at) FROM witness_pins WHERE member = ?", (member,))
-        return row is None or row[0] is None or now - int(row[0]) >= self.pin_every
+        row = await self.store.fetchone("SELECT at FROM witness_pins WHERE member = ? ORDER BY seq DESC LIMIT 1", (member,))
+        return row is None or now - int(row[0]) >= self.pin_every
 
     async def _on_query(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         query = incoming.message
@@ -152,13 +153,13 @@ class Witnessing:
         return list(await asyncio.gather(*(self._ask(did, org, key) for did, org in targets.items())))
 
     async def _ask(self, did: str, organisation: str, key: str) -> Held:
-        """The head ``did`` holds for us, and every head it pinned (pages of MAX_PINS, by entry number)."""
+        """The head ``did`` holds for us, and the heads it pinned (pages of MAX_PINS by entry number, each held
+        against our chain as it comes: up to the first that does not fit)."""
         peer = self.peers.get(did)
         if peer is None:
             return Held(did, organisation, None, "not in the peer table")
-        pinned: list[AuditHead] = []
         head: AuditHead | None = None
-        since = 0
+        pinned, since, mismatch = 0, 0, None
         for _ in range(PIN_PAGES):
             try:
                 reply = await self._query(peer, key, since)
@@ -169,11 +170,12 @@ class Witnessing:
                 break
             head = receipt.head
             page = receipt.pinned or ()
-            pinned.extend(page)
-            if len(page) < MAX_PINS or page[-1].seq < since:
+            pinned += len(page)
+            mismatch = await self._first_mismatch(page)
+            if mismatch is not None or len(page) < MAX_PINS or page[-1].seq < since:
                 break
             since = page[-1].seq + 1
-        return Held(did, organisation, head, pinned=tuple(pinned))
+        return Held(did, organisation, head, pinned=pinned, mismatch=mismatch)
 
     async def _query(self, peer: Peer, key: str, since: int) -> Incoming:
         """A witness-query with ``since``; to a witness from before pinned heads (it refuses the field as
@@ -194,7 +196,7 @@ class Witnessing:
         for item in held:
             if item.head is None:
                 continue
-            problem = await self._first_mismatch((*item.pinned, item.head))
+            problem = item.mismatch or await self._first_mismatch((item.head,))
             if problem is None:
                 confirmed += 1
             else:
