@@ -207,12 +207,17 @@ class Witnessing:
         return True, f"{confirmed} of {asked} witness(es) hold heads that are in the chain"
 
     async def _first_mismatch(self, heads: tuple[AuditHead, ...]) -> str | None:
-        """How the first of ``heads`` that does not fit the chain does not fit; None when all fit."""
+        """How the first of ``heads`` (at most MAX_PINS) that does not fit the chain does not fit; None when all fit."""
+        if not heads:
+            return None
+        rows = await self.store.fetchall(f"SELECT seq, hash FROM audit WHERE seq IN ({', '.join('?' * len(heads))})",
+                                         [head.seq for head in heads])
+        chained = {int(seq): bytes(digest) for seq, digest in rows}
         for head in heads:
-            row = await self.store.fetchone("SELECT hash FROM audit WHERE seq = ?", (head.seq,))
-            if row is None:
+            digest = chained.get(head.seq)
+            if digest is None:
                 return f"entry {head.seq}, which the chain no longer has: it was cut"
-            if bytes(row[0]) != head.hash:
+            if digest != head.hash:
                 return f"entry {head.seq} with another hash: the chain was rewritten"
         return None
 
