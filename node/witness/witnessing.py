@@ -89,11 +89,24 @@ class Witnessing:
             "INSERT OR REPLACE INTO witnessed (member, did, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?, ?)",
             (key, incoming.sender.did, head.seq, head.hash, head.signature, now), False)]
         # A client's own log is his to keep: only a party's is pinned (a client can make his head move at will, and
-        # there are many clients).
-        if incoming.sender.role != "client" and await self._pin_due(key, now):
+        # there are many clients), and only by a node the party would choose as its witness (else a party handing
+        # its head to every node would have each keep a pin for it every interval).
+        if (incoming.sender.role != "client" and await self._pin_due(key, now)
+                and self._would_choose_me(key, incoming.sender.did)):
             statements.append(("INSERT OR IGNORE INTO witness_pins (member, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?)",
                                (key, head.seq, head.hash, head.signature, now), False))
         return WitnessReceipt(node=key, head=head, at=now), statements
+
+    def _would_choose_me(self, key: str, did: str) -> bool:
+        """Whether this node is among the witnesses the member ``key`` (at ``did``) picks, as far as this node's peer
+        table tells, with one place to spare: the member's table may hold a peer this one does not yet."""
+        me = self.me()
+        if me.role == "client":
+            return False
+        mine = hashlib.sha256(key.encode() + me.did.encode()).digest()
+        ahead = sum(1 for p in self.peers.all() if p.role != "client" and p.did not in (did, me.did)
+                    and hashlib.sha256(key.encode() + p.did.encode()).digest() < mine)
+        return ahead < WITNESSES + 1
 
     async def _pin_due(self, member: str, now: int) -> bool:
         row = await self.store.fetchone("SELECT at FROM witness_pins WHERE member = ? ORDER BY seq DESC LIMIT 1", (member,))

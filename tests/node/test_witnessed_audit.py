@@ -136,6 +136,26 @@ async def test_a_witness_pins_a_head_at_most_once_an_interval_and_a_check_reads_
     assert (await ciz.witnessing.check_against_witnesses())[0]
 
 
+async def test_a_party_that_hands_its_head_to_every_node_is_pinned_only_where_it_would_choose_its_witnesses(
+        network: Network) -> None:
+    """Pins are kept for good: a party handing its head to all the nodes it knows would have each keep one every
+    interval for it. A node pins for a party that would choose it (with one place to spare for a peer table that
+    differs by one), and holds only the latest head for any other."""
+    from protocol import Witness
+
+    nodes = await network.start("ciz", "cak", "zk5151", "zk5050", "zk5252", "za_a", "za_b")
+    ciz, others = nodes[0], nodes[1:]
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    for node in others:
+        await ciz.send_to_peer(node.url, Witness(head=ciz.audit.head()))
+    chosen = {p.did for p in ciz.witnessing.witnesses()}
+    pinned = {node.identity.did for node in others
+              if (await node.store.fetchone("SELECT count(*) FROM witness_pins"))[0]}
+    held = {node.identity.did for node in others if await node.store.fetchone("SELECT seq FROM witnessed")}
+    assert held == {node.identity.did for node in others}  # every one holds the latest, as before
+    assert chosen <= pinned and len(pinned) == len(chosen) + 1
+
+
 async def test_a_clients_head_is_witnessed_and_never_pinned(network: Network) -> None:
     from protocol import AuditHead, Witness
 
