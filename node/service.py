@@ -173,7 +173,8 @@ class Node:
                                       actor=lambda: self.actor)
         self.consents_received = ConsentsReceived(store=self.store, trust=self.trust, me=lambda: self.member)
         self.witnessing = Witnessing(store=self.store, audit=self.audit, peers=self.peers, client=self.client,
-                                     me=lambda: self.member, clock=clock, pin_every=self.config.witness_pin_interval)
+                                     me=lambda: self.member, clock=clock, pin_every=self.config.witness_pin_interval,
+                                     is_revoked=lambda cert_id: self.trust.is_revoked(cert_id))
         self.dispatcher = Dispatcher(endpoint=self.endpoint, store=self.store, audit=self.audit, metrics=self.metrics)
         self.queries = queries = QueryHandlers(pdp=self.pdp, registers=self.registers, audit=self.audit,
                                                metrics=self.metrics, did=self.identity.did)

@@ -383,7 +383,8 @@ MIGRATIONS: Final[list[str]] = [
     CREATE INDEX inbox_waiting_by_sender ON inbox(sender_did, status) WHERE status = 'received' OR status = 'fetch-failed';
     """,
     # 18: a witness keeps, besides the latest head of each member, a head for good every witness_pin_interval: a
-    # later head may come from a chain that was rewritten and made longer, and it replaced the only one held
+    # later head may come from a chain that was rewritten and made longer, and it replaced the only one held; and
+    # the certificate the latest was signed under: one since revoked no longer holds the member's own heads back
     """
     CREATE TABLE witness_pins (
         member TEXT NOT NULL,
@@ -394,6 +395,7 @@ MIGRATIONS: Final[list[str]] = [
         PRIMARY KEY (member, seq)
     ) WITHOUT ROWID;
     INSERT INTO witness_pins (member, seq, hash, signature, at) SELECT member, seq, hash, signature, at FROM witnessed;
+    ALTER TABLE witnessed ADD COLUMN cert BLOB;
     """,
 ]
 

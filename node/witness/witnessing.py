@@ -55,8 +55,10 @@ class Held:
 
 class Witnessing:
     def __init__(self, *, store: Store, audit: AuditLog, peers: PeerTable, client: Requester, me: Callable[[], Member],
-                 clock: Callable[[], float], pin_every: float = 600.0) -> None:
+                 clock: Callable[[], float], pin_every: float = 600.0,
+                 is_revoked: Callable[[bytes], bool] = lambda cert_id: False) -> None:
         self.store = store
+        self.is_revoked = is_revoked
         self.pin_every = pin_every
         self.audit = audit
         self.peers = peers
@@ -71,8 +73,14 @@ class Witnessing:
     # As a witness ----------------------------------------------------------------
 
     async def _held(self, member: str) -> AuditHead | None:
-        row = await self.store.fetchone("SELECT seq, hash, signature FROM witnessed WHERE member = ?", (member,))
-        return AuditHead(seq=int(row[0]), hash=bytes(row[1]), signature=bytes(row[2])) if row else None
+        return (await self._held_under(member))[0]
+
+    async def _held_under(self, member: str) -> tuple[AuditHead | None, bytes | None]:
+        """The head held for ``member`` and the certificate it was signed under (None: before schema 18)."""
+        row = await self.store.fetchone("SELECT seq, hash, signature, cert FROM witnessed WHERE member = ?", (member,))
+        if row is None:
+            return None, None
+        return AuditHead(seq=int(row[0]), hash=bytes(row[1]), signature=bytes(row[2])), row[3] and bytes(row[3])
 
     async def _on_witness(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         offered = incoming.message
@@ -80,14 +88,19 @@ class Witnessing:
         if not head_is_signed_by(offered.head, incoming.sender.did):
             raise RemoteProtocolError(ErrorCode.BAD_SIGNATURE, "the audit head is not signed by its sender")
         key = member_key(incoming.sender)
-        why = conflict(await self._held(key), offered.head)
-        if why is not None:
+        held, under = await self._held_under(key)
+        why = conflict(held, offered.head)
+        if why is not None and under is not None and self.is_revoked(under):
+            # Signed with a key since revoked (a thief's head far ahead would hold the member back for good); the
+            # heads pinned meanwhile stay, and show whatever that key signed.
+            log.warning("an audit head of %s signed under a revoked certificate gives way: %s", key, why)
+        elif why is not None:
             log.warning("refused an audit head from %s: %s", key, why)
             raise RemoteProtocolError(ErrorCode.CONFLICT, why)
         head = offered.head
         statements: list[Statement] = [(
-            "INSERT OR REPLACE INTO witnessed (member, did, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?, ?)",
-            (key, incoming.sender.did, head.seq, head.hash, head.signature, now), False)]
+            "INSERT OR REPLACE INTO witnessed (member, did, seq, hash, signature, at, cert) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, incoming.sender.did, head.seq, head.hash, head.signature, now, incoming.sender.cert_id), False)]
         # A client's own log is his to keep: only a party's is pinned (a client can make his head move at will, and
         # there are many clients), and only by a node the party would choose as its witness (else a party handing
         # its head to every node would have each keep a pin for it every interval).

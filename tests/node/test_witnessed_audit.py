@@ -156,6 +156,33 @@ async def test_a_party_that_hands_its_head_to_every_node_is_pinned_only_where_it
     assert chosen <= pinned and len(pinned) == len(chosen) + 1
 
 
+async def test_a_head_a_thief_signed_far_ahead_gives_way_once_the_stolen_key_is_revoked(network: Network) -> None:
+    """With a stolen key the thief hands a witness a head far ahead of the chain: the node's own heads then go back
+    from it and were refused for good, also under its new key after the root revoked the stolen one."""
+    from protocol import AuditHead, Witness
+
+    ciz, zk, za, cak = await busy_ciz(network)
+    assert await ciz.witnessing.hand_head() == 3
+    far = AuditHead(seq=2**40, hash=b"\x09" * 32, signature=ciz.identity.sign(head_bytes(2**40, b"\x09" * 32)))
+    await ciz.send_to_peer(zk.url, Witness(head=far))  # what the thief sends, with the node's key and certificate
+    await read_twice(ciz)
+    assert await ciz.witnessing.hand_head() == 2  # zk: the head goes back from the thief's
+    stolen = ciz.member.cert_id
+    ciz.home.rotate_key()
+    network.net.issue(ciz.home, now=ciz.now(), valid_for=3600)
+    assert await ciz.reload_certificate()
+    _, data = network.net.revoke([stolen.hex()], now=ciz.now())
+    for node in (ciz, zk, za, cak):
+        node.adopt_revocation_list(data)
+    await read_twice(ciz)
+    assert await ciz.witnessing.hand_head() == 3
+    assert await zk.store.fetchone("SELECT seq, hash FROM witnessed") == (ciz.audit.head().seq, ciz.audit.head().hash)
+    # A head under a certificate that is not revoked still may not go back.
+    back = AuditHead(seq=1, hash=b"\x01" * 32, signature=ciz.identity.sign(head_bytes(1, b"\x01" * 32)))
+    with pytest.raises(PeerRefused, match="conflict"):
+        await ciz.send_to_peer(zk.url, Witness(head=back))
+
+
 async def test_a_clients_head_is_witnessed_and_never_pinned(network: Network) -> None:
     from protocol import AuditHead, Witness
 
