@@ -94,6 +94,7 @@ async def test_an_upgraded_database_starts_with_the_right_count(network: Network
         db.execute("ALTER TABLE inbox DROP COLUMN attempts")
         db.execute("ALTER TABLE inbox DROP COLUMN next_attempt_at")
         db.execute("DROP TABLE witness_pins")  # schema 18's
+        db.execute("ALTER TABLE witnessed DROP COLUMN cert")
         db.executescript(AS_SCHEMA_9)
     again = Node(ciz.home, mdns=False, gossip_interval=0)
     await again.start()
