@@ -229,8 +229,13 @@ class Witnessing:
                 problems.append(f"{item.organisation} holds {problem}")
         if problems:
             return False, "; ".join(problems)
-        asked = len(held)
-        return True, f"{confirmed} of {asked} witness(es) hold heads that are in the chain"
+        receipted = {str(row[0]) for row in await self.store.fetchall("SELECT DISTINCT witness FROM witness_receipts")}
+        if receipted and not any(item.head is not None for item in held if item.witness in receipted):
+            # They hold our head (they said so): a check that reaches none of them has confirmed nothing.
+            errors = sorted({item.error for item in held if item.witness in receipted and item.error})
+            return False, (f"none of the {len(receipted)} witnesses that gave receipts could be asked"
+                           f"{': ' + '; '.join(errors) if errors else ''}")
+        return True, f"{confirmed} of {len(held)} witness(es) hold heads that are in the chain"
 
     async def _first_mismatch(self, heads: tuple[AuditHead, ...]) -> str | None:
         """How the first of ``heads`` (at most MAX_PINS) that does not fit the chain does not fit; None when all fit."""

@@ -183,6 +183,19 @@ async def test_a_head_a_thief_signed_far_ahead_gives_way_once_the_stolen_key_is_
         await ciz.send_to_peer(zk.url, Witness(head=back))
 
 
+async def test_a_check_that_reaches_none_of_the_witnesses_holding_receipts_does_not_pass(network: Network) -> None:
+    """Witnesses that gave receipts and now cannot be asked (stopped, or kept out of the peer table by whoever runs
+    the check) confirm nothing: before, "0 of 3" passed as intact."""
+    ciz, zk, za, cak = await busy_ciz(network)
+    assert await ciz.witnessing.hand_head() == 3
+    assert (await ciz.witnessing.check_against_witnesses())[0]
+    for node in (zk, za, cak):
+        await node.stop()
+        network.nodes.pop(next(name for name, n in network.nodes.items() if n is node))
+    intact, said = await ciz.witnessing.check_against_witnesses()
+    assert not intact and "none of the 3 witnesses that gave receipts could be asked" in said, said
+
+
 async def test_a_clients_head_is_witnessed_and_never_pinned(network: Network) -> None:
     from protocol import AuditHead, Witness
 
