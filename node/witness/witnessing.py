@@ -7,10 +7,11 @@ and signs a receipt; a head that goes back or forks is refused with
 chain that was rewritten and then made longer than the one held, so besides
 the latest the witness pins a party's head for good every ``pin_every``
 seconds: those are what a rewrite cannot take back. As a witnessed node, it
-hands its head to a few peers chosen by rendezvous hashing (stable while the peer table is), keeps
-their receipts, and can ask them later which head they hold: an entry a
-witness holds that the chain no longer has, or has with another hash, shows
-that the chain was cut or rewritten — also by someone holding the node's key.
+hands its head to a few peers chosen by rendezvous hashing (stable while the
+peer table is), keeps their receipts, and can ask them later which head they
+hold: an entry a witness holds that the chain no longer has, or has with
+another hash, shows that the chain was cut or rewritten — also by someone
+holding the node's key.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def member_key(member: Member) -> str:
     return member.did
 
 
+def rendezvous(member: str, did: str) -> bytes:
+    """Where peer ``did`` ranks as a witness of ``member`` (a member key): lowest first. A node picks its witnesses
+    by it and a witness tells by it whether it is one, so both must rank alike."""
+    return hashlib.sha256(member.encode() + did.encode()).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
     witness: str  # did
@@ -51,6 +58,7 @@ class Held:
     error: str | None = None
     pinned: int = 0  # how many heads it keeps for good
     mismatch: str | None = None  # how the first of those that does not fit our chain does not fit
+    receipted: bool = False  # it gave us a receipt: it holds a head of ours
 
 
 class Witnessing:
@@ -80,7 +88,8 @@ class Witnessing:
         row = await self.store.fetchone("SELECT seq, hash, signature, cert FROM witnessed WHERE member = ?", (member,))
         if row is None:
             return None, None
-        return AuditHead(seq=int(row[0]), hash=bytes(row[1]), signature=bytes(row[2])), row[3] and bytes(row[3])
+        return (AuditHead(seq=int(row[0]), hash=bytes(row[1]), signature=bytes(row[2])),
+                None if row[3] is None else bytes(row[3]))
 
     async def _on_witness(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         offered = incoming.message
@@ -116,9 +125,9 @@ class Witnessing:
         me = self.me()
         if me.role == "client":
             return False
-        mine = hashlib.sha256(key.encode() + me.did.encode()).digest()
+        mine = rendezvous(key, me.did)
         ahead = sum(1 for p in self.peers.all() if p.role != "client" and p.did not in (did, me.did)
-                    and hashlib.sha256(key.encode() + p.did.encode()).digest() < mine)
+                    and rendezvous(key, p.did) < mine)
         return ahead < WITNESSES + 1
 
     async def _pin_due(self, member: str, now: int) -> bool:
@@ -143,9 +152,9 @@ class Witnessing:
 
     def witnesses(self) -> list[Peer]:
         """The peers that witness us: the first few by rendezvous hash of our key and theirs (no clients)."""
-        mine = member_key(self.me()).encode()
+        mine = member_key(self.me())
         candidates = [p for p in self.peers.all() if p.role != "client"]
-        return sorted(candidates, key=lambda p: hashlib.sha256(mine + p.did.encode()).digest())[:WITNESSES]
+        return sorted(candidates, key=lambda p: rendezvous(mine, p.did))[:WITNESSES]
 
     async def hand_head(self) -> int:
         """Hand our head to our witnesses when it moved since the last time; returns the receipts kept."""
@@ -174,23 +183,24 @@ class Witnessing:
     async def ask_witnesses(self) -> list[Held]:
         """Ask every witness that gave us a receipt, and our current witnesses, which head they hold for us."""
         rows = await self.store.fetchall("SELECT witness, organisation FROM witness_receipts")
-        targets = {str(did): str(org) for did, org in rows} | {p.did: p.organisation for p in self.witnesses()}
+        receipted = {str(did): str(org) for did, org in rows}
+        targets = receipted | {p.did: p.organisation for p in self.witnesses()}
         key = member_key(self.me())
-        return list(await asyncio.gather(*(self._ask(did, org, key) for did, org in targets.items())))
+        return list(await asyncio.gather(*(self._ask(did, org, key, did in receipted) for did, org in targets.items())))
 
-    async def _ask(self, did: str, organisation: str, key: str) -> Held:
+    async def _ask(self, did: str, organisation: str, key: str, receipted: bool) -> Held:
         """The head ``did`` holds for us, and the heads it pinned (pages of MAX_PINS by entry number, each held
         against our chain as it comes: up to the first that does not fit)."""
         peer = self.peers.get(did)
         if peer is None:
-            return Held(did, organisation, None, "not in the peer table")
+            return Held(did, organisation, None, "not in the peer table", receipted=receipted)
         head: AuditHead | None = None
         pinned, since, mismatch = 0, 0, None
         for _ in range(PIN_PAGES):
             try:
                 reply = await self._query(peer, key, since)
             except NodeError as exc:
-                return Held(did, organisation, None, str(exc))
+                return Held(did, organisation, None, str(exc), receipted=receipted)
             receipt = reply.message
             if not isinstance(receipt, WitnessReceipt):
                 break
@@ -201,7 +211,7 @@ class Witnessing:
             if mismatch is not None or len(page) < MAX_PINS or page[-1].seq < since:
                 break
             since = page[-1].seq + 1
-        return Held(did, organisation, head, pinned=pinned, mismatch=mismatch)
+        return Held(did, organisation, head, pinned=pinned, mismatch=mismatch, receipted=receipted)
 
     async def _query(self, peer: Peer, key: str, since: int) -> Incoming:
         """A witness-query with ``since``; to a witness from before pinned heads (it refuses the field as
@@ -229,10 +239,10 @@ class Witnessing:
                 problems.append(f"{item.organisation} holds {problem}")
         if problems:
             return False, "; ".join(problems)
-        receipted = {str(row[0]) for row in await self.store.fetchall("SELECT DISTINCT witness FROM witness_receipts")}
-        if receipted and not any(item.head is not None for item in held if item.witness in receipted):
+        receipted = [item for item in held if item.receipted]
+        if receipted and all(item.head is None for item in receipted):
             # They hold our head (they said so): a check that reaches none of them has confirmed nothing.
-            errors = sorted({item.error for item in held if item.witness in receipted and item.error})
+            errors = sorted({item.error for item in receipted if item.error})
             return False, (f"none of the {len(receipted)} witnesses that gave receipts could be asked"
                            f"{': ' + '; '.join(errors) if errors else ''}")
         return True, f"{confirmed} of {len(held)} witness(es) hold heads that are in the chain"

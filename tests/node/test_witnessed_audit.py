@@ -17,7 +17,7 @@ from node.errors import PeerRefused, StorageError
 from node.service import Node
 from node.store.audit_check import GENESIS, entry_fields, entry_hash
 from node.store.offline import read_audit
-from protocol import AccessLogRequest, ErrorCode, RemoteProtocolError, WitnessQuery
+from protocol import AccessLogRequest, AuditHead, ErrorCode, RemoteProtocolError, Witness, WitnessQuery
 from protocol.witness import head_bytes
 from tests.node.kit import BSN0, IND0, Network, put, sample
 
@@ -31,6 +31,11 @@ async def busy_ciz(network: Network) -> tuple[Node, Node, Node, Node]:
         await zk.query_peer(ciz.url, "QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])
     await network.settle()
     return ciz, zk, za, cak
+
+
+def signed_head(identity: Identity, seq: int, digest: bytes) -> AuditHead:
+    """An audit head as ``identity`` signs one (the node, its thief, or another member)."""
+    return AuditHead(seq=seq, hash=digest, signature=identity.sign(head_bytes(seq, digest)))
 
 
 def rechain_without(path: Path, identity: Identity, seqs: set[int]) -> None:
@@ -98,14 +103,12 @@ async def test_a_rewritten_chain_padded_past_the_witnessed_entry_is_caught_too(n
     for node in (zk, za, cak):
         await node.learn_from(again.url, source="bootstrap")
     while again.audit.head().seq <= witnessed.seq:  # reads of his own records: entries nobody else sees made
-        await again.store.write(again.audit.shown(await again.registers.find("bsn", BSN0), actor=again.actor,
-                                                  now=again.now(), event="record.read"))
+        await read_twice(again)
     assert await again.witnessing.hand_head() == 3  # taken: it goes forward, and only the node's key signs heads
     intact, said = await again.witnessing.check_against_witnesses()
     assert not intact and f"entry {witnessed.seq} with another hash" in said, said
     # What the witness kept of the first chain does not go when the second is handed on.
-    await again.store.write(again.audit.shown(await again.registers.find("bsn", BSN0), actor=again.actor,
-                                              now=again.now(), event="record.read"))
+    await read_twice(again)
     assert await again.witnessing.hand_head() == 3
     assert not (await again.witnessing.check_against_witnesses())[0]
 
@@ -141,8 +144,6 @@ async def test_a_party_that_hands_its_head_to_every_node_is_pinned_only_where_it
     """Pins are kept for good: a party handing its head to all the nodes it knows would have each keep one every
     interval for it. A node pins for a party that would choose it (with one place to spare for a peer table that
     differs by one), and holds only the latest head for any other."""
-    from protocol import Witness
-
     nodes = await network.start("ciz", "cak", "zk5151", "zk5050", "zk5252", "za_a", "za_b")
     ciz, others = nodes[0], nodes[1:]
     await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
@@ -159,11 +160,9 @@ async def test_a_party_that_hands_its_head_to_every_node_is_pinned_only_where_it
 async def test_a_head_a_thief_signed_far_ahead_gives_way_once_the_stolen_key_is_revoked(network: Network) -> None:
     """With a stolen key the thief hands a witness a head far ahead of the chain: the node's own heads then go back
     from it and were refused for good, also under its new key after the root revoked the stolen one."""
-    from protocol import AuditHead, Witness
-
     ciz, zk, za, cak = await busy_ciz(network)
     assert await ciz.witnessing.hand_head() == 3
-    far = AuditHead(seq=2**40, hash=b"\x09" * 32, signature=ciz.identity.sign(head_bytes(2**40, b"\x09" * 32)))
+    far = signed_head(ciz.identity, 2**40, b"\x09" * 32)
     await ciz.send_to_peer(zk.url, Witness(head=far))  # what the thief sends, with the node's key and certificate
     await read_twice(ciz)
     assert await ciz.witnessing.hand_head() == 2  # zk: the head goes back from the thief's
@@ -178,7 +177,7 @@ async def test_a_head_a_thief_signed_far_ahead_gives_way_once_the_stolen_key_is_
     assert await ciz.witnessing.hand_head() == 3
     assert await zk.store.fetchone("SELECT seq, hash FROM witnessed") == (ciz.audit.head().seq, ciz.audit.head().hash)
     # A head under a certificate that is not revoked still may not go back.
-    back = AuditHead(seq=1, hash=b"\x01" * 32, signature=ciz.identity.sign(head_bytes(1, b"\x01" * 32)))
+    back = signed_head(ciz.identity, 1, b"\x01" * 32)
     with pytest.raises(PeerRefused, match="conflict"):
         await ciz.send_to_peer(zk.url, Witness(head=back))
 
@@ -197,11 +196,9 @@ async def test_a_check_that_reaches_none_of_the_witnesses_holding_receipts_does_
 
 
 async def test_a_clients_head_is_witnessed_and_never_pinned(network: Network) -> None:
-    from protocol import AuditHead, Witness
-
     zk, client = await network.start("zk5151", "client")
     for seq in (5, 6):
-        head = AuditHead(seq=seq, hash=bytes([seq]) * 32, signature=client.identity.sign(head_bytes(seq, bytes([seq]) * 32)))
+        head = signed_head(client.identity, seq, bytes([seq]) * 32)
         await client.send_to_peer(zk.url, Witness(head=head))
     assert await zk.store.fetchone("SELECT seq FROM witnessed WHERE member = ?", (client.identity.did,)) == (6,)
     assert await zk.store.fetchone("SELECT count(*) FROM witness_pins") == (0,)
@@ -259,13 +256,11 @@ async def test_a_node_refuses_to_extend_a_chain_that_was_cut(network: Network) -
 
 async def test_a_witness_refuses_a_head_that_goes_back_or_forks(network: Network) -> None:
     ciz, zk, za, cak = await busy_ciz(network)
-    from protocol import AuditHead, Witness
-
     head = ciz.audit.head()
     await ciz.witnessing.hand_head()
-    back = AuditHead(seq=head.seq - 1, hash=b"\x01" * 32, signature=ciz.identity.sign(head_bytes(head.seq - 1, b"\x01" * 32)))
-    fork = AuditHead(seq=head.seq, hash=b"\x02" * 32, signature=ciz.identity.sign(head_bytes(head.seq, b"\x02" * 32)))
-    forged = AuditHead(seq=head.seq + 5, hash=b"\x03" * 32, signature=zk.identity.sign(head_bytes(head.seq + 5, b"\x03" * 32)))
+    back = signed_head(ciz.identity, head.seq - 1, b"\x01" * 32)
+    fork = signed_head(ciz.identity, head.seq, b"\x02" * 32)
+    forged = signed_head(zk.identity, head.seq + 5, b"\x03" * 32)
     assert zk.identity.did in {p.did for p in ciz.witnessing.witnesses()}
     for bad, code in ((back, "conflict"), (fork, "conflict"), (forged, "bad-signature")):
         with pytest.raises(PeerRefused, match=code):
