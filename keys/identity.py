@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+import nacl.encoding
 import nacl.exceptions
+import nacl.hash
 import nacl.public
 import nacl.signing
 
@@ -48,6 +50,14 @@ class Identity:
     def sign(self, message: bytes) -> bytes:
         """A detached 64-byte Ed25519 signature."""
         return self._signing_key.sign(message).signature
+
+    def derive_key(self, purpose: bytes, salt: bytes) -> bytes:
+        """A 32-byte key of this identity's own for ``purpose`` (at most 16 bytes), another for every ``salt`` (16
+        bytes): BLAKE2b keyed with the seed, so it tells nothing of the seed, of signatures or of other keys."""
+        if len(purpose) > 16 or len(salt) != 16:
+            raise MalformedKey("a derived key takes a purpose of at most 16 bytes and a salt of 16")
+        return nacl.hash.blake2b(b"", digest_size=32, key=self.seed(), salt=salt, person=purpose,
+                                 encoder=nacl.encoding.RawEncoder)
 
     def box_private_key(self) -> nacl.public.PrivateKey:
         """The X25519 private key derived from this identity (RFC 7748 birational map)."""

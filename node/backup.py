@@ -9,14 +9,21 @@ per kind, the SHA-256 of every file) signed with the node's key. The node's
 key and admin token are never in it: keep node.key apart, as the node's
 identity.
 
-A restore checks everything before it replaces anything: the manifest's
-signature, that the backup is of this node (the key in the home), every
-file's hash, the schema version, and the whole audit chain against its
-signed head. The database it replaces is kept beside it.
+The file is sealed (keys/stream.py) under a key derived from the node's key
+and a salt of its own: it leaves the machine (the nightly copy off site),
+and holds the registers. In the clear it says only what it is and whose key
+opens it (the node's did). A backup written before sealing (a plain gzipped
+tar) is still restored, after the same checks.
+
+A restore checks everything before it replaces anything: that the backup is
+of this node (the key in the home), that it opens whole, the manifest's
+signature, every file's hash, the schema version, and the whole audit chain
+against its signed head. The database it replaces is kept beside it.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -29,15 +36,19 @@ import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, BinaryIO, Final
 
-from keys import KeysError, Verifier
+from keys import Identity, KeysError, Verifier
+from keys.stream import CHUNK, HEADER_SIZE, SEALED_CHUNK, StreamBroken, StreamOpener, StreamSealer
 from node.errors import ConfigError, StorageError, UsageError
 from node.home import NodeHome
 from node.store.audit_check import check_chain
 from node.store.schema import MIGRATIONS
 
-FORMAT: Final = "iwlz-backup/1"
+FORMAT: Final = "iwlz-backup/1"  # the manifest's format, sealed or not
+SEALED: Final = b"iwlz-backup-sealed/1\n"  # a sealed file's first line; its second is the did whose key opens it
+_PURPOSE: Final = b"iwlz-backup"
+_SALT_SIZE: Final = 16
 DATABASE: Final = "node.sqlite3"
 # What a backup may hold: nothing else is unpacked, so no name can point outside the home.
 _FILE_NAMES: Final = re.compile(r"^(node\.sqlite3|config\.json|certificate(\.next)?\.cwt|revocations/[A-Za-z0-9_-]+\.cbor)$")
@@ -80,7 +91,7 @@ def _describe(database: Path, verifier: Verifier) -> dict[str, Any]:
 
 
 def create(home: NodeHome, out: Path, *, now: int | None = None) -> dict[str, Any]:
-    """Write a backup of ``home`` (running or not) to ``out``; returns its manifest."""
+    """Write a sealed backup of ``home`` (running or not) to ``out``; returns its manifest."""
     home.require()
     identity, member = home.identity(), home.member()
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=home.path) as tmp:
@@ -95,14 +106,87 @@ def create(home: NodeHome, out: Path, *, now: int | None = None) -> dict[str, An
         }
         body = json.dumps(manifest, indent=2, sort_keys=True).encode()
         partial = out.with_name(f".{out.name}.partial")
-        with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
-            _add_bytes(tar, "manifest.json", body)
-            _add_bytes(tar, "manifest.sig", identity.sign(body))
-            for name, path in files.items():
-                tar.add(path, arcname=name, recursive=False)
-        os.chmod(partial, 0o600)  # it holds the registers: personal data
+        with _private_file(partial) as raw:
+            sealed = _SealedWriter(raw, identity)
+            with gzip.GzipFile(fileobj=sealed, mode="wb", compresslevel=1) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+                _add_bytes(tar, "manifest.json", body)
+                _add_bytes(tar, "manifest.sig", identity.sign(body))
+                for name, path in files.items():
+                    tar.add(path, arcname=name, recursive=False)
+            sealed.finish()
+            raw.flush()
+            os.fsync(raw.fileno())
         partial.replace(out)
     return manifest
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """``path`` opened for writing, readable by the node's user only from its first byte."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
+class _SealedWriter:
+    """A file to write a backup into that seals it, chunk by chunk, into ``out`` (what gzip needs of a file)."""
+
+    def __init__(self, out: BinaryIO, identity: Identity) -> None:
+        salt = os.urandom(_SALT_SIZE)
+        clear = SEALED + identity.did.encode() + b"\n" + salt
+        self._sealer = StreamSealer(identity.derive_key(_PURPOSE, salt), clear)
+        out.write(clear + self._sealer.header)
+        self._out, self._pending = out, bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._pending += data
+        while len(self._pending) > CHUNK:  # strictly more: the last chunk, sealed by finish(), is never empty by chance
+            self._out.write(self._sealer.seal(bytes(self._pending[:CHUNK]), last=False))
+            del self._pending[:CHUNK]
+        return len(data)
+
+    def flush(self) -> None:
+        pass  # chunks go out whole; finish() writes the last
+
+    def finish(self) -> None:
+        self._out.write(self._sealer.seal(bytes(self._pending), last=True))
+        self._pending.clear()
+
+
+def _unsealed(backup: Path, identity: Identity, into: Path) -> Path:
+    """The gzipped tar ``backup`` holds, opened with ``identity``'s key into ``into`` (a sealed backup of another
+    node does not open: see _of_this_node); a backup from before sealing is that tar itself."""
+    with _open(backup) as f:
+        did, clear = _sealed_for(f, backup)
+        if did is None:
+            return backup
+        try:
+            opener = StreamOpener(identity.derive_key(_PURPOSE, clear[-_SALT_SIZE:]), f.read(HEADER_SIZE), clear)
+            with _private_file(into) as out:
+                while chunk := f.read(SEALED_CHUNK):
+                    out.write(opener.open(chunk))
+        except StreamBroken as exc:
+            raise UsageError(f"{backup} does not open whole: {exc.reason}") from exc
+    if not opener.ended:
+        raise UsageError(f"{backup} is cut short: its end is missing")
+    return into
+
+
+def _sealed_for(f: BinaryIO, backup: Path) -> tuple[str | None, bytes]:
+    """(the did whose key opens the sealed backup ``f``, the clear bytes before its stream); (None, b"") for a
+    backup from before sealing, with ``f`` back at its start."""
+    if f.read(len(SEALED)) != SEALED:
+        f.seek(0)
+        return None, b""
+    did = f.readline(256)
+    salt = f.read(_SALT_SIZE)
+    if not did.endswith(b"\n") or len(salt) != _SALT_SIZE:
+        raise UsageError(f"{backup} is cut short: it ends before its sealed part begins")
+    return did[:-1].decode("ascii", "replace"), SEALED + did + salt
+
+
+def _open(backup: Path) -> BinaryIO:
+    try:
+        return backup.open("rb")
+    except OSError as exc:
+        raise UsageError(f"{backup} cannot be read: {exc.strerror}") from exc
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -112,7 +196,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def read_manifest(backup: Path) -> tuple[dict[str, Any], bytes, bytes]:
-    """(manifest, its bytes, its signature) of a backup file, nothing else read."""
+    """(manifest, its bytes, its signature) of the gzipped tar of a backup, nothing else read."""
     try:
         with tarfile.open(backup, "r:gz") as tar:
             body, signature = _member(tar, "manifest.json"), _member(tar, "manifest.sig")
@@ -128,28 +212,42 @@ def read_manifest(backup: Path) -> tuple[dict[str, Any], bytes, bytes]:
 
 
 def _member(tar: tarfile.TarFile, name: str) -> bytes:
-    info = tar.getmember(name)
-    if not info.isfile():
-        raise UsageError(f"{name} in the backup is not a file")
-    extracted = tar.extractfile(info)
+    with _member_file(tar, name) as extracted:
+        return extracted.read()
+
+
+def _member_file(tar: tarfile.TarFile, name: str) -> IO[bytes]:
+    try:
+        info = tar.getmember(name)
+    except KeyError as exc:
+        raise UsageError(f"the backup holds no {name}") from exc
+    extracted = tar.extractfile(info) if info.isfile() else None
     if extracted is None:
-        raise UsageError(f"{name} cannot be read from the backup")
-    return extracted.read()
+        raise UsageError(f"{name} in the backup is not a file")
+    return extracted
 
 
-def _of_this_node(backup: Path, home: NodeHome) -> tuple[dict[str, Any], bytes, bytes]:
-    manifest, body, signature = read_manifest(backup)
+def _of_this_node(backup: Path, home: NodeHome) -> None:
+    """Refuse a backup of another node before anything else is read of it (a sealed one says whose it is)."""
     did = home.identity().did
-    if manifest.get("did") != did:
-        raise UsageError(f"this backup is of another node ({manifest.get('organisation')}, {manifest.get('did')}); "
-                         f"{home.path} holds the key of {did}")
-    return manifest, body, signature
+    with _open(backup) as f:
+        sealed_for = _sealed_for(f, backup)[0]
+    if sealed_for is None:
+        manifest = read_manifest(backup)[0]
+        sealed_for = manifest.get("did")
+        if sealed_for != did:
+            raise UsageError(f"this backup is of another node ({manifest.get('organisation')}, {sealed_for}); "
+                             f"{home.path} holds the key of {did}")
+    elif sealed_for != did:
+        raise UsageError(f"this backup is of another node ({sealed_for}); {home.path} holds the key of {did}")
 
 
 def verify(backup: Path, home: NodeHome, workdir: Path) -> dict[str, Any]:
     """Check a backup against the node whose key is in ``home``, unpacking it into ``workdir``; returns the manifest."""
-    manifest, body, signature = _of_this_node(backup, home)
+    _of_this_node(backup, home)
     identity = home.identity()
+    backup = _unsealed(backup, identity, workdir / ".backup.tar.gz")
+    manifest, body, signature = read_manifest(backup)
     try:
         identity.verifier().verify(body, signature)
     except KeysError as exc:
@@ -164,9 +262,12 @@ def verify(backup: Path, home: NodeHome, workdir: Path) -> dict[str, Any]:
                 raise UsageError(f"the backup names a file a home does not hold: {name!r}")
             target = workdir / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(_member(tar, name))
+            with _member_file(tar, name) as member, target.open("wb") as out:
+                shutil.copyfileobj(member, out, 1 << 20)  # a register can be gigabytes: not all in memory
             if _sha256(target) != expected:
                 raise UsageError(f"{name} in the backup does not match its manifest: it was changed")
+    if backup.parent == workdir:
+        backup.unlink()  # what was opened of a sealed backup: all of it is unpacked now
     check = check_chain(workdir / DATABASE, identity.verifier(), full=True)
     head = manifest["audit_head"]
     if not check.intact:

@@ -16,7 +16,8 @@ def backup(args: argparse.Namespace) -> int:
     manifest = create(NodeHome(Path(args.home)), Path(args.file))
     records = ", ".join(f"{n} {kind}" for kind, n in sorted(manifest["records"].items())) or "no records"
     emit(args, manifest, f"backup written to {args.file}: {records}; audit log up to entry {manifest['audit_head']['seq']}; "
-                         "signed with the node's key (which is not in it: keep node.key apart)")
+                         "signed with the node's key and sealed under a key derived from it (node.key is not in it: "
+                         "keep it apart; without it the backup can be neither read nor restored)")
     return 0
 
 

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import tarfile
 import time
+import zlib
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ import pytest
 
 from bench import data
 from keys import cbor
-from node.backup import create, restore
+from keys import Identity
+from keys.stream import HEADER_SIZE
+from node.backup import SEALED, _SealedWriter, _unsealed, create, restore
 from node.errors import ConfigError, UsageError
 from node.service import Node
 from node.store.audit_check import GENESIS, entry_fields, entry_hash
@@ -67,13 +70,47 @@ async def test_a_backup_taken_while_four_writers_run_restores_every_acknowledged
         await node.stop()
 
 
-def _retar(backup: Path, out: Path, change: dict[str, bytes]) -> None:
-    """The backup with some of its files replaced."""
+async def test_a_backup_file_gives_nothing_to_whoever_has_it_without_the_nodes_key(network: Network,
+                                                                                    tmp_path: Path) -> None:
+    """A backup goes off the machine (the nightly timer, a copy off site): the file alone must not give up the
+    registers. Only the node's did and the format can be read from it."""
+    (ciz,) = await network.start("ciz")
+    records = [sample("wlzIndicaties", i) for i in range(2)]
+    for record in records:
+        await ciz.registers.put("WlzIndicatie", record, actor=ciz.actor, now=ciz.now())
+    await asyncio.to_thread(create, ciz.home, tmp_path / "ciz.backup")
+    raw = (tmp_path / "ciz.backup").read_bytes()
+    with pytest.raises(tarfile.TarError):
+        tarfile.open(tmp_path / "ciz.backup", "r:*").close()
+    for attempt in (raw, _gunzipped(raw)):
+        for record in records:
+            assert record["bsn"].encode() not in attempt and record["client"]["geboorteDatum"].encode() not in attempt
+        assert b"SQLite format 3" not in attempt and b"manifest.json" not in attempt
+    assert oct((tmp_path / "ciz.backup").stat().st_mode & 0o777) == "0o600"
+    assert not list(ciz.home.path.glob(".backup-*"))  # nothing left in the clear beside the home either
+
+
+def _gunzipped(raw: bytes) -> bytes:
+    """What gzip makes of ``raw`` from anywhere a gzip stream could start in it."""
+    out = b""
+    start = raw.find(b"\x1f\x8b")
+    while start != -1:
+        try:
+            out += zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw[start:])
+        except zlib.error:
+            pass
+        start = raw.find(b"\x1f\x8b", start + 1)
+    return out
+
+
+def _retar(backup: Path, out: Path, change: dict[str, bytes]) -> Path:
+    """The gzipped tar ``backup`` with some of its files replaced."""
     with tarfile.open(backup, "r:gz") as src, tarfile.open(out, "w:gz") as dst:
         for info in src.getmembers():
             body = change.get(info.name, src.extractfile(info).read())  # type: ignore[union-attr]
             info.size = len(body)
             dst.addfile(info, io.BytesIO(body))
+    return out
 
 
 async def test_a_changed_backup_or_one_of_another_node_is_refused_and_nothing_is_replaced(network: Network,
@@ -85,28 +122,65 @@ async def test_a_changed_backup_or_one_of_another_node_is_refused_and_nothing_is
     await ciz.stop()
     network.nodes.pop("ciz")
     before = ciz.home.database_path.read_bytes()
-    with tarfile.open(good, "r:gz") as tar:
+    identity = ciz.home.identity()
+    plain = _unsealed(good, identity, tmp_path / "plain.tar.gz")  # a backup as iwlz wrote them before sealing
+    with tarfile.open(plain, "r:gz") as tar:
         database = bytearray(tar.extractfile("node.sqlite3").read())  # type: ignore[union-attr]
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     database[-100] ^= 0xFF
     manifest["records"]["WlzIndicatie"] = 99
-    cases = {
+    sealed = good.read_bytes()
+    cases: dict[str, Path] = {}
+    for reason, change in {
         "does not match its manifest": {"node.sqlite3": bytes(database)},
         "not signed by this node's key": {"manifest.json": json.dumps(manifest, indent=2, sort_keys=True).encode()},
-    }
-    for reason, change in cases.items():
-        bad = tmp_path / "bad.backup"
-        _retar(good, bad, change)
-        with pytest.raises(UsageError, match=reason):
+    }.items():
+        cases[f"{reason} (plain)"] = _retar(plain, tmp_path / f"{len(cases)}.plain", change)
+        # Sealed again with the node's own key (whoever changed it holds it): the manifest's signature still tells.
+        cases[reason] = _sealed(cases[f"{reason} (plain)"], identity, tmp_path / f"{len(cases)}.sealed")
+    cases.update(_broken(sealed, tmp_path))
+    for reason, bad in cases.items():
+        with pytest.raises(UsageError, match=reason.split(" (")[0]):
             await asyncio.to_thread(restore, bad, ciz.home.path)
         assert ciz.home.database_path.read_bytes() == before
-    with pytest.raises(UsageError, match="another node"):
-        await asyncio.to_thread(restore, good, zk.home.path)
+    for backup in (good, plain):
+        with pytest.raises(UsageError, match="another node"):
+            await asyncio.to_thread(restore, backup, zk.home.path)
+    assert zk.home.identity().did not in good.read_bytes().decode("ascii", "replace")
     with pytest.raises(ConfigError, match="no node.key"):
         await asyncio.to_thread(restore, good, tmp_path / "empty")
-    # The good one restores into its own home, and keeps what it replaced.
-    await asyncio.to_thread(restore, good, ciz.home.path)
+    # The good one restores into its own home, and keeps what it replaced; so does one from before sealing.
+    for backup in (good, plain):
+        assert (await asyncio.to_thread(restore, backup, ciz.home.path))["audit_head"] == manifest["audit_head"]
     assert list(ciz.home.path.glob("before-restore-*/node.sqlite3"))
+
+
+def _sealed(plain: Path, identity: Identity, out: Path) -> Path:
+    """``plain`` (a gzipped tar) sealed as create() seals a backup."""
+    with out.open("wb") as raw:
+        writer = _SealedWriter(raw, identity)
+        writer.write(plain.read_bytes())
+        writer.finish()
+    return out
+
+
+def _broken(sealed: bytes, tmp_path: Path) -> dict[str, Path]:
+    """A sealed backup with a byte changed, cut inside its stream, cut before its last part, and with bytes added."""
+    clear = sealed.index(b"\n", len(SEALED)) + 1 + 16 + HEADER_SIZE  # the did line, the salt, the stream's header
+    cases = {
+        "does not open whole (a byte changed)": sealed[:clear + 10] + bytes([sealed[clear + 10] ^ 1]) + sealed[clear + 11:],
+        "does not open whole (cut inside a part)": sealed[:-5],
+        "is cut short (only the clear part)": sealed[:clear],
+        "is cut short (inside the stream's header)": sealed[:clear - 3],
+        "is cut short (within the clear part)": sealed[:len(SEALED) + 5],
+        "does not open whole (bytes added at its end)": sealed + b"more",
+        "not an iwlz backup": b"\x1f\x8b" + sealed[2:],
+    }
+    paths = {}
+    for i, (reason, raw) in enumerate(cases.items()):
+        paths[reason] = tmp_path / f"broken-{i}.backup"
+        paths[reason].write_bytes(raw)
+    return paths
 
 
 async def test_restore_is_refused_while_the_node_runs(network: Network, tmp_path: Path) -> None:

@@ -105,6 +105,16 @@ def test_three_nodes_as_processes_through_the_cli(tmp_path: Path, processes: Pro
     verify = iwlz("audit", str(ciz), "--verify")
     assert "intact" in verify.stdout
 
+    # A backup while CIZ runs, sealed; restored on "another machine" with the node's key, refused with another's.
+    assert "sealed under a key derived from it" in iwlz("backup", str(ciz), str(tmp_path / "ciz.backup")).stdout
+    assert b"106658037" not in (tmp_path / "ciz.backup").read_bytes()
+    iwlz("restore", str(tmp_path / "ciz.backup"), str(tmp_path / "restored"), "--key", str(ciz / "node.key"))
+    assert "intact" in iwlz("audit", str(tmp_path / "restored"), "--verify").stdout
+    wrong = iwlz("restore", str(tmp_path / "ciz.backup"), str(tmp_path / "elsewhere"), "--key", str(zk / "node.key"),
+                 check=False)
+    assert wrong.returncode != 0 and "another node" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert not (tmp_path / "elsewhere" / "node.sqlite3").exists()
+
 
 @pytest.mark.hardening
 def test_acknowledged_write_survives_sigkill(tmp_path: Path, processes: Processes) -> None:
