@@ -41,7 +41,7 @@ from typing import IO, Any, BinaryIO, Final
 from keys import Identity, KeysError, Verifier
 from keys.stream import CHUNK, HEADER_SIZE, SEALED_CHUNK, StreamBroken, StreamOpener, StreamSealer
 from node.errors import ConfigError, StorageError, UsageError
-from node.home import NodeHome
+from node.home import NodeHome, open_private
 from node.store.audit_check import check_chain
 from node.store.schema import MIGRATIONS
 
@@ -106,7 +106,7 @@ def create(home: NodeHome, out: Path, *, now: int | None = None) -> dict[str, An
         }
         body = json.dumps(manifest, indent=2, sort_keys=True).encode()
         partial = out.with_name(f".{out.name}.partial")
-        with _private_file(partial) as raw:
+        with open_private(partial, "wb") as raw:
             sealed = _SealedWriter(raw, identity)
             with gzip.GzipFile(fileobj=sealed, mode="wb", compresslevel=1) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
                 _add_bytes(tar, "manifest.json", body)
@@ -120,15 +120,10 @@ def create(home: NodeHome, out: Path, *, now: int | None = None) -> dict[str, An
     return manifest
 
 
-def _private_file(path: Path) -> BinaryIO:
-    """``path`` opened for writing, readable by the node's user only from its first byte."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
-
-
 class _SealedWriter:
     """A file to write a backup into that seals it, chunk by chunk, into ``out`` (what gzip needs of a file)."""
 
-    def __init__(self, out: BinaryIO, identity: Identity) -> None:
+    def __init__(self, out: IO[bytes], identity: Identity) -> None:
         salt = os.urandom(_SALT_SIZE)
         clear = SEALED + identity.did.encode() + b"\n" + salt
         self._sealer = StreamSealer(identity.derive_key(_PURPOSE, salt), clear)
@@ -159,7 +154,7 @@ def _unsealed(backup: Path, identity: Identity, into: Path) -> Path:
             return backup
         try:
             opener = StreamOpener(identity.derive_key(_PURPOSE, clear[-_SALT_SIZE:]), f.read(HEADER_SIZE), clear)
-            with _private_file(into) as out:
+            with open_private(into, "wb") as out:
                 while chunk := f.read(SEALED_CHUNK):
                     out.write(opener.open(chunk))
         except StreamBroken as exc:

@@ -25,7 +25,7 @@ import secrets
 from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from keys import (
     ROLES,
@@ -65,11 +65,21 @@ def _validity(days: int | None, valid_for: int | None) -> int:
     return valid_for if valid_for is not None else (days if days is not None else 365) * DAY
 
 
-def _write_private(path: Path, text: str) -> None:
+def open_private(path: str | Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
+    """``path`` opened to write (``mode`` "w" or "wb"), readable and writable by the node's user only from its first
+    byte, also when it was there before with a wider mode (what it gets holds keys or personal data)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _write_private(path: Path, text: str) -> None:
+    with open_private(path, encoding="utf-8") as handle:
         handle.write(text)
-    os.chmod(path, 0o600)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -426,4 +436,4 @@ class NetworkDir:
         return version + 1, data
 
 
-__all__ = ["NodeHome", "NodeConfig", "NetworkDir"]
+__all__ = ["NodeHome", "NodeConfig", "NetworkDir", "open_private"]

@@ -35,7 +35,7 @@ from node.client import PeerClient
 from node.clock import ClockWatch
 from node.discovery import Discovery, PeerTable, Router
 from node.errors import ConfigError, NodeError, ValidationError
-from node.home import NodeConfig, NodeHome
+from node.home import NodeConfig, NodeHome, open_private
 from node.metrics import Metrics
 from node.notify import Inbox, MeldingenSent, Outbox, Subscriptions
 from node.notify.consents import ConsentsReceived
@@ -296,7 +296,7 @@ class Node:
 
         def command(index: int) -> list[str]:
             path = os.path.join(self._private_dir or "", f"worker-{index}.json")
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            with open_private(path) as out:
                 json.dump({**settings, "index": index + 1}, out)
             return worker_command(path)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from node.admin.client import AdminClient
 from node.cli.common import admin, command, emit
 from node.errors import UsageError
-from node.home import NodeHome
+from node.home import NodeHome, open_private
 
 
 def audit(args: argparse.Namespace) -> int:
@@ -61,7 +60,7 @@ def _signed_request(args: argparse.Namespace, home: NodeHome) -> int:
         raise UsageError(f"audit entry {args.request} keeps its signed request by its SHA-256 only ({digest.hex()}): "
                          "the bytes went after audit_request_days")
     try:
-        with os.fdopen(os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        with open_private(args.out, "wb") as out:
             out.write(request)
     except OSError as exc:
         raise UsageError(f"cannot write {args.out}: {exc.strerror}") from exc

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from node.cli.common import command, emit
 from node.errors import UsageError
-from node.home import NodeHome
+from node.home import NodeHome, open_private
 
 BATCH_ITEMS = 2000
 BATCH_BYTES = 2 * 1024 * 1024  # well below the admin API's 4 MiB per request
@@ -156,7 +156,7 @@ class Rejects:
         if self.path is None:
             return
         if self._file is None:
-            self._file = self.path.open("w", encoding="utf-8", newline="")
+            self._file = open_private(self.path, encoding="utf-8", newline="")  # the lines as written: personal data
             if self.fmt == "csv":
                 self._csv = csv.DictWriter(self._file, fieldnames=["line", "reason", *(self.header or [])],
                                            extrasaction="ignore", lineterminator="\n")
@@ -353,7 +353,7 @@ class _node_here:
 def export_file(args: argparse.Namespace) -> int:
     home = NodeHome(Path(args.home)).require()
     fmt = args.format
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer
+    out = open_private(args.output, "wb") if args.output else sys.stdout.buffer
     try:
         if (home.path / "run.json").exists():
             from node.admin.client import AdminClient

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,26 @@ async def test_batches_overlap_yet_every_record_keeps_the_files_order(network: N
     assert [v.data["besluitnummer"] for v in history if v.data] == [changed["besluitnummer"], "1111111111", "2222222222"]
     assert (await ciz.registers.current("WlzIndicatie", gone["wlzIndicatieID"])).deleted  # type: ignore[union-attr]
     assert most[0] >= 1  # a batch was sent while another was still with the node
+
+
+async def test_an_export_and_a_rejects_file_are_readable_by_the_nodes_user_only(network: Network, tmp_path: Path,
+                                                                                capsys: Any) -> None:
+    """Both hold clients' records (a rejected line as it was written): with the usual umask of 022 every user of the
+    machine could read them. Written over a file another user could already read, too."""
+    (ciz,) = await network.start("ciz")
+    home = str(ciz.home.path)
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(dict(next(data.indicaties(1, seed=7)), bsn="123456789")) + "\n")
+    out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    out.write_text("")
+    out.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        assert await iwlz("import", home, "WlzIndicatie", str(source), "--rejects", str(rejects)) == 4
+        assert await iwlz("export", home, "WlzIndicatie", "--output", str(out)) == 0
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    assert "123456789" in rejects.read_text()
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in (out, rejects)} == {
+        "out.jsonl": "0o600", "rejects.jsonl": "0o600"}
