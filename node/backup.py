@@ -38,7 +38,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
-from keys import Identity, KeysError, Verifier
+from keys import Identity, KeysError, Verifier, is_did
 from keys.stream import CHUNK, HEADER_SIZE, SEALED_CHUNK, StreamBroken, StreamOpener, StreamSealer
 from node.errors import ConfigError, StorageError, UsageError
 from node.home import NodeHome, open_private
@@ -174,7 +174,10 @@ def _sealed_for(f: BinaryIO, backup: Path) -> tuple[str | None, bytes]:
     salt = f.read(_SALT_SIZE)
     if not did.endswith(b"\n") or len(salt) != _SALT_SIZE:
         raise UsageError(f"{backup} is cut short: it ends before its sealed part begins")
-    return did[:-1].decode("ascii", "replace"), SEALED + did + salt
+    named = did[:-1].decode("ascii", "replace")
+    if not is_did(named):  # it is shown to the operator: no bytes of the file's choosing reach his terminal
+        raise UsageError(f"{backup} is not an iwlz backup: it names no did whose key opens it")
+    return named, SEALED + did + salt
 
 
 def _open(backup: Path) -> BinaryIO:
@@ -226,15 +229,12 @@ def _of_this_node(backup: Path, home: NodeHome) -> None:
     """Refuse a backup of another node before anything else is read of it (a sealed one says whose it is)."""
     did = home.identity().did
     with _open(backup) as f:
-        sealed_for = _sealed_for(f, backup)[0]
-    if sealed_for is None:
+        whose = named = _sealed_for(f, backup)[0]
+    if whose is None:  # from before sealing: its manifest says, unchecked as yet (so shown only as repr)
         manifest = read_manifest(backup)[0]
-        sealed_for = manifest.get("did")
-        if sealed_for != did:
-            raise UsageError(f"this backup is of another node ({manifest.get('organisation')}, {sealed_for}); "
-                             f"{home.path} holds the key of {did}")
-    elif sealed_for != did:
-        raise UsageError(f"this backup is of another node ({sealed_for}); {home.path} holds the key of {did}")
+        whose, named = manifest.get("did"), f"{manifest.get('organisation')!r}, {manifest.get('did')!r}"
+    if whose != did:
+        raise UsageError(f"this backup is of another node ({named}); {home.path} holds the key of {did}")
 
 
 def verify(backup: Path, home: NodeHome, workdir: Path) -> dict[str, Any]:

@@ -140,12 +140,16 @@ async def test_a_changed_backup_or_one_of_another_node_is_refused_and_nothing_is
         cases[reason] = _sealed(cases[f"{reason} (plain)"], identity, tmp_path / f"{len(cases)}.sealed")
     cases.update(_broken(sealed, tmp_path))
     for reason, bad in cases.items():
-        with pytest.raises(UsageError, match=reason.split(" (")[0]):
+        with pytest.raises(UsageError, match=reason.split(" (")[0]) as refused:
             await asyncio.to_thread(restore, bad, ciz.home.path)
         assert ciz.home.database_path.read_bytes() == before
-    for backup in (good, plain):
-        with pytest.raises(UsageError, match="another node"):
+        assert str(refused.value).isprintable()  # nothing of the file's choosing reaches the operator's terminal
+    escaping = _retar(plain, tmp_path / "escaping.plain",
+                      {"manifest.json": json.dumps(dict(manifest, organisation="\x1b]0;owned\x07")).encode()})
+    for backup in (good, plain, escaping):
+        with pytest.raises(UsageError, match="another node") as refused:
             await asyncio.to_thread(restore, backup, zk.home.path)
+        assert str(refused.value).isprintable()
     assert zk.home.identity().did not in good.read_bytes().decode("ascii", "replace")
     with pytest.raises(ConfigError, match="no node.key"):
         await asyncio.to_thread(restore, good, tmp_path / "empty")
@@ -175,6 +179,7 @@ def _broken(sealed: bytes, tmp_path: Path) -> dict[str, Path]:
         "is cut short (within the clear part)": sealed[:len(SEALED) + 5],
         "does not open whole (bytes added at its end)": sealed + b"more",
         "not an iwlz backup": b"\x1f\x8b" + sealed[2:],
+        "not an iwlz backup (its did line)": SEALED + b"\x1b]0;owned\x07\n" + sealed[sealed.index(b"\n", len(SEALED)) + 1:],
     }
     paths = {}
     for i, (reason, raw) in enumerate(cases.items()):
