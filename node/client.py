@@ -10,7 +10,7 @@ from collections.abc import Callable
 import aiohttp
 
 from node.clock import ClockWatch
-from node.errors import NetworkError, PeerRefused, shown
+from node.errors import NetworkError, PeerRefused
 from protocol import MEDIA_TYPE, Endpoint, Error, ErrorCode, Incoming, Message, RemoteProtocolError
 
 MESSAGES_PATH = "/iwlz/v1/messages"
@@ -115,9 +115,7 @@ class PeerClient:
             if reply.message.code == ErrorCode.UNKNOWN_CERTIFICATE:
                 raise _CertificateNotHeld(f"{base_url} does not hold our certificate")
             hint = self.watch.hint(offset) if reply.message.code in (ErrorCode.EXPIRED, ErrorCode.NOT_YET_VALID) else ""
-            rule = reply.message.rule
-            raise PeerRefused(reply.message.code, shown(reply.message.reason) + hint,
-                              shown(rule, 128) if rule is not None else None)
+            raise PeerRefused(reply.message.code, reply.message.reason, reply.message.rule, note=hint)
         return reply
 
     def _hint(self, exc: RemoteProtocolError) -> str:

@@ -38,9 +38,11 @@ class NetworkError(NodeError):
 
 
 class PeerRefused(NetworkError):
-    """A peer answered with a signed error."""
+    """A peer answered with a signed error. Its reason and rule are the peer's words: they are kept as this node may
+    show and log them (``shown``), wherever the refusal came from (a reply, an answer in a batch)."""
 
-    def __init__(self, code: str, reason: str, rule: str | None = None) -> None:
+    def __init__(self, code: str, reason: str, rule: str | None = None, *, note: str = "") -> None:
+        reason, rule = shown(reason) + note, (shown(rule, 128) if rule is not None else None)  # note: this node's own
         super().__init__(f"peer refused ({code}{', rule ' + rule if rule else ''}): {reason}")
         self.code = code
         self.reason = reason

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -22,8 +23,17 @@ def now() -> int:
     return int(time.time())
 
 
+# Control and format characters other than a line break and a tab: an escape sequence or a bidi override in
+# what a peer sent (a record's field, an access-log entry) would act on the terminal it is printed to.
+_NOT_FOR_A_TERMINAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
 def emit(args: argparse.Namespace, value: Any, text: str) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True) if getattr(args, "json", False) else text)
+    """Print ``value`` as JSON (--json: which escapes every control character) or ``text`` for a person."""
+    if getattr(args, "json", False):
+        print(json.dumps(value, indent=2, sort_keys=True))
+    else:
+        print(_NOT_FOR_A_TERMINAL.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def utc(ts: int) -> str:

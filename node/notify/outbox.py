@@ -544,7 +544,7 @@ class Outbox:
         statements = self._reached(first, did)
         for row, receipt in zip(rows, receipts.receipts):
             if receipt.status == "refused":
-                statements += self._failed(row, f"peer refused ({receipt.code}): {receipt.reason}", now)
+                statements += self._failed(row, str(PeerRefused(str(receipt.code), str(receipt.reason))), now)
             else:
                 statements += self._delivered(row, receipt.status, reply, now)
         return statements

@@ -184,3 +184,38 @@ async def test_a_hostile_receivers_refusal_reaches_no_log_as_it_was_written(netw
     assert not any(c in text for c in "\n\r\x00\u202e\u2028"), text[:200]
     assert "refused\\u000a2026-12-06 WARNING forged line" in text and len(text) < 700
     assert refused.value.code == "denied" and "\n" not in (refused.value.rule or "")
+
+
+async def test_a_hostile_sources_refusals_in_a_batch_reach_no_log_as_they_were_written(network: Network,
+                                                                                      monkeypatch: Any) -> None:
+    """The same reason and rule, in the answers to a batch of queries (a receiver fetching back what a batch of
+    notifications is about): the refusals become the inbox's detail, shown on the beheer page and logged."""
+    from aiohttp import web
+
+    from protocol import Answer, Answers, Error, Queries
+
+    ciz, zk = await network.start("ciz", "zk5151")
+    nasty = "refused\n2026-12-06 WARNING forged line\r\x00\u202e\u2028" + "x" * 4000
+
+    async def hostile(request: web.Request) -> web.Response:
+        incoming = zk.endpoint.receive(await request.read(), now=zk.now())
+        assert isinstance(incoming.message, Queries)
+        refusal = Answer(records=(), evidence=(), error=Error(code="denied", reason=nasty, rule="R\nforged"))
+        answer = zk.endpoint.reply(incoming, Answers(answers=(refusal,) * len(incoming.message.queries)), now=zk.now())
+        return web.Response(body=answer.data, content_type=MEDIA_TYPE)
+
+    app = web.Application()
+    app.router.add_post("/iwlz/v1/messages", hostile)
+    async with served(app) as url:
+        async def at_the_hostile_server(target: str) -> tuple[str, str]:
+            return url, zk.identity.did
+
+        monkeypatch.setattr(ciz.router, "peer_for", at_the_hostile_server)
+        asked = [("QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])] * 2
+        outcomes = await ciz.router.query_many(zk.identity.did, asked)
+    assert len(outcomes) == 2
+    for outcome in outcomes:
+        text = str(outcome)
+        assert not any(c in text for c in "\n\r\x00\u202e\u2028"), text[:200]
+        assert "refused\\u000a2026-12-06 WARNING forged line" in text and len(text) < 700
+        assert getattr(outcome, "code", None) == "denied" and "\n" not in (getattr(outcome, "rule", None) or "")

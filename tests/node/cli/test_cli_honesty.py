@@ -83,3 +83,17 @@ def test_the_json_schema_agrees_with_the_validators(kind: str) -> None:
             validate_record(kind, bad)
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+
+
+def test_text_for_a_person_carries_no_control_character_a_peer_could_have_put_in_it(capsys) -> None:
+    """Commands print what peers sent (records, refusals, access-log entries): an escape sequence there would act on
+    the terminal (clear it, retitle it, hide what follows), a bidi override would reorder what he reads. Line breaks
+    and tabs are the command's own layout and stay; --json escapes everything already."""
+    from argparse import Namespace
+
+    from node.cli.common import emit
+
+    emit(Namespace(), {}, "CIZ\x1b[2J: geweigerd\u202e\x07\r\nregel\tUCIR-0002\x9b")
+    assert capsys.readouterr().out == "CIZ\\u001b[2J: geweigerd\\u202e\\u0007\\u000d\nregel\tUCIR-0002\\u009b\n"
+    emit(Namespace(json=True), {"reason": "\x1b[2J"}, "")
+    assert "\\u001b[2J" in capsys.readouterr().out

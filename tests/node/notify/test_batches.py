@@ -5,6 +5,8 @@ know the batch messages gets the same, one message at a time."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import uuid
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 import node.server.queries as queries_module
 from node.discovery.routing import _chunks
 from node.service import Node
-from protocol import Notification, Notifications, Queries, Query, Receipts, Subject
+from protocol import Notification, Notifications, Queries, Query, Receipt, Receipts, Subject
 from protocol.records import verify_record
 from tests.node.kit import Network, indicatie, put_indicaties
 
@@ -176,3 +178,32 @@ async def test_receipts_that_do_not_name_the_batch_deliver_nothing(network: Netw
     assert len(rows) == 5 and {r["status"] for r in rows} == {"pending"}
     assert all("receipts do not name" in r["last_error"] for r in rows)
     assert not [e for e in await ciz.audit.entries() if e.event.startswith("notification.sent")]
+
+
+async def test_a_refusal_in_a_receipt_reaches_no_log_or_row_as_it_was_written(network: Network,
+                                                                              monkeypatch: pytest.MonkeyPatch,
+                                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A receiver's reason for refusing a notification of a batch is its own text: with a line break it forged a
+    line in the sender's log, and it went into the outbox's last_error (the beheer page) as it was written."""
+    ciz, zk = await network.start("ciz", "zk5151")
+    nasty = "refused\n2026-12-06 WARNING forged line\r\x00\u202e\u2028" + "x" * 4000
+
+    async def refusing(incoming: Any, now: int) -> Any:
+        refusal = Receipt(ref="", status="refused", code="denied", reason=nasty)
+        return Receipts(receipts=tuple(dataclasses.replace(refusal, ref=n.notification_id)
+                                       for n in incoming.message.notifications)), []
+
+    monkeypatch.setitem(zk.dispatcher._handlers, Notifications, refusing)
+    ciz.outbox.max_delay = 600.0
+    caplog.set_level(logging.INFO, logger="node.notify.outbox")
+    await put_indicaties(ciz, [indicatie() for _ in range(3)])
+    deadline = asyncio.get_running_loop().time() + 10
+    while not all(r["attempts"] >= 1 for r in await ciz.outbox.list()) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    rows = await ciz.outbox.list()
+    assert len(rows) == 3 and all("forged line" in r["last_error"] for r in rows)
+    written = [r["last_error"] for r in rows] + [r.getMessage() for r in caplog.records]
+    assert any("forged line" in text for text in written[3:])  # it was logged
+    for text in written:
+        assert not any(c in text for c in "\n\r\x00\u202e\u2028"), text[:200]
+        assert len(text) < 700
