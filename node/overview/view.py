@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Callable
 from datetime import date
@@ -19,7 +20,7 @@ from typing import Any
 
 from keys import Member
 from node.discovery import Peer, PeerTable, Router
-from node.errors import NodeError, PeerRefused
+from node.errors import NodeError, PeerRefused, shown
 from node.store import Actor, Registers, Statement, Store
 from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, Subscribe
 from protocol.records import RecordVersion
@@ -192,7 +193,11 @@ class ClientView:
         if not isinstance(result, AccessLogResult):
             return [], "no access log in the answer", None
         warning, statement = await self._check_head(peer, result.head)
-        return [dict(e) for e in result.entries], warning, statement
+        entries = [e for e in map(_access_entry, result.entries) if e is not None]
+        if len(entries) < len(result.entries):
+            left_out = f"{len(result.entries) - len(entries)} of its {len(result.entries)} entries are not access-log entries"
+            warning = f"{warning}; {left_out}" if warning else left_out
+        return entries, warning, statement
 
     async def _check_head(self, peer: Peer, head: AuditHead | None) -> tuple[str | None, Statement | None]:
         """Hold the source to the audit head it gave last time: its log may only have grown."""
@@ -206,6 +211,28 @@ class ClientView:
         if why is not None:
             return f"its audit log does not continue what it showed before: {why}", None
         return None, _setting(key, json.dumps({"seq": head.seq, "hash": head.hash.hex()}))
+
+
+_ENTRY_TEXT = ("event", "action", "result", "actor_did", "actor_role", "actor_org", "record", "trace_id", "rule",
+               "request_sha256", "hash")
+_ENTRY_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+
+
+def _access_entry(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """An entry of a source's access log as his node keeps and shows it, or None when it is not one: on the wire it
+    is a map of anything, and one of the wrong shape spoiled the whole log (every source's entries are sorted
+    together). Only the fields an entry has; each text as it may be shown (no line break, escape or bidi
+    override of the source's choosing reaches his screen)."""
+    seq, at = entry.get("seq"), entry.get("at")
+    if type(seq) is not int or not isinstance(at, str) or not _ENTRY_AT.fullmatch(at):
+        return None
+    kept: dict[str, Any] = {"seq": seq, "at": at}
+    for name in _ENTRY_TEXT:
+        value = entry.get(name)
+        if value is not None and not isinstance(value, str):
+            return None
+        kept[name] = None if value is None else shown(value, 200)
+    return kept
 
 
 def _member_key(peer: Peer) -> str:

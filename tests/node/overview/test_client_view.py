@@ -109,3 +109,34 @@ async def test_a_subscription_for_another_bsn_or_by_a_non_client_naming_one_is_r
                                                        endpoint=node.url))
         assert info.value.rule == "SUBSCRIPTION-MATRIX"
     assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+
+
+async def test_a_source_that_sends_anything_as_his_access_log_spoils_neither_his_view_nor_his_screen(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An access log's entries are maps of anything on the wire. A member source answered with entries of the wrong
+    shape: sorting every source's entries together failed, and he saw no access log at all, from anyone. Text in
+    them reached his terminal and page as it was written (a line break forges an entry, an escape sequence
+    rewrites the screen)."""
+    from protocol import AccessLogRequest, AccessLogResult
+
+    ciz, zk, za, za_b, client = await care_network(network)
+    forged = "query QIR-0001-ZKi\n  2026-12-07 09:00  CIZ  beheerder: record.delete \x1b[2J\u202e"
+    hostile = ({"seq": "7", "at": 5}, {}, {"seq": 3, "at": "gisteren"}, {"seq": 4, "at": "2026-12-07T06:00:00Z", "event": 9},
+               {"seq": 5, "at": "2026-12-07T06:00:00.123456Z", "event": forged, "action": "R", "result": "allowed",
+                "actor_did": za.identity.did, "actor_role": "zorgaanbieder\x1b[31m", "actor_org": "Zorggroep\nDe Linde",
+                "record": None, "trace_id": None, "rule": None, "request_sha256": None, "hash": "00" * 32,
+                "extra": {"nested": ["x"] * 3}})
+
+    async def answering_anything(incoming: object, now: int) -> tuple[AccessLogResult, list[object]]:
+        return AccessLogResult(entries=hostile, head=None), []
+
+    monkeypatch.setitem(za.dispatcher._handlers, AccessLogRequest, answering_anything)
+    log = await client.client_view.access_log()
+    assert {e["bron"] for e in log["entries"]} >= {"CIZ", "Zorgkantoor Noord"}  # the others' entries are all there
+    [kept] = [e for e in log["entries"] if e["bron"] == "Zorggroep De Linde"]
+    assert kept["seq"] == 5 and "extra" not in kept
+    [asked] = [a for a in log["asked"] if a["organisation"] == "Zorggroep De Linde"]
+    assert "4 of its 5 entries are not access-log entries" in asked["error"]
+    for text in (repr(log), render_access_log(log)):
+        assert not any(c in text for c in "\x1b\u202e")
+    assert not any(c in str(value) for e in log["entries"] for value in e.values() for c in "\n\r\x1b\u202e")
