@@ -20,8 +20,9 @@ from typing import Any
 
 from keys import Member
 from node.discovery import Peer, PeerTable, Router
-from node.errors import NodeError, PeerRefused, shown
-from node.store import Actor, Registers, Statement, Store
+from node.errors import NodeError, PeerRefused, ValidationError, shown
+from node.store import RECORD_TYPES, Actor, Registers, Statement, Store
+from node.store.records import checked_record
 from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, Subscribe
 from protocol.records import RecordVersion
 from protocol.witness import conflict
@@ -143,11 +144,16 @@ class ClientView:
 
     async def _ask(self, peer: Peer, template: str, params: dict[str, str]) -> tuple[list[RecordVersion], str | None]:
         try:
-            return [r for r, _, _ in await self.router.query(peer.did, template, params, [])], None
+            fetched = [r for r, _, _ in await self.router.query(peer.did, template, params, []) if not r.deleted]
         except PeerRefused as exc:
             return [], f"{exc.code}{' (' + exc.rule + ')' if exc.rule else ''}"
         except NodeError as exc:
             return [], f"unreachable: {exc.__class__.__name__}"
+        kept = [r for r in fetched if _kept_from(r, peer, params.get("bsn"))]
+        if len(kept) < len(fetched):
+            return kept, (f"{len(fetched) - len(kept)} of its {len(fetched)} records were left out: not of a kind a "
+                          f"{peer.role} keeps, not fitting their kind, or not about you")
+        return kept, None
 
     def _toewijzing(self, spec: dict[str, Any], record: RecordVersion, peer: Peer, today: str) -> dict[str, Any]:
         provider = self.peers.by_identifier("agb", spec["instelling"])
@@ -211,6 +217,20 @@ class ClientView:
         if why is not None:
             return f"its audit log does not continue what it showed before: {why}", None
         return None, _setting(key, json.dumps({"seq": head.seq, "hash": head.hash.hex()}))
+
+
+def _kept_from(record: RecordVersion, peer: Peer, bsn: str | None) -> bool:
+    """Whether his overview shows ``record`` from ``peer``. Its signature says who signed it, not that it is a
+    record of a kind the signer keeps, that it fits that kind (the overview reads its dates), or that it is about
+    him (``bsn``; None: a record about no one, a care offer)."""
+    record_type = RECORD_TYPES.get(record.kind)
+    if record_type is None or record_type.source_role != peer.role or record.data is None:
+        return False
+    try:
+        data = checked_record(record.kind, record.data)
+    except ValidationError:
+        return False
+    return bsn is None or record_type.bsn(data) == bsn
 
 
 _ENTRY_TEXT = ("event", "action", "result", "actor_did", "actor_role", "actor_org", "record", "trace_id", "rule",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from node.cli.client import render_access_log, render_overview
@@ -140,3 +142,39 @@ async def test_a_source_that_sends_anything_as_his_access_log_spoils_neither_his
     for text in (repr(log), render_access_log(log)):
         assert not any(c in text for c in "\x1b\u202e")
     assert not any(c in str(value) for e in log["entries"] for value in e.values() for c in "\n\r\x1b\u202e")
+
+
+async def test_a_source_that_sends_records_not_its_own_to_keep_spoils_neither_his_overview_nor_fools_him(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signed record proves who signed it, not that it is a record its signer may keep or that it fits its kind.
+    A zorgaanbieder answered his overview with an "indicatie" of its own making, with dates that are not dates:
+    his overview failed as a whole (it compares them with today), and such a record would have stood among his
+    indicaties. His node now takes from a source only records of the kinds its role keeps, that fit their
+    schema, and that are about him."""
+    import uuid
+
+    from protocol import Query, QueryResult
+    from protocol.records import RecordVersion
+
+    ciz, zk, za, za_b, client = await care_network(network)
+    honest = za.dispatcher._handlers[Query]
+    fake_indicatie = dict(sample("wlzIndicaties", 0), wlzIndicatieID=str(uuid.uuid4()), ingangsdatum=5)
+    unfit = dict(LEVERING, leveringID=str(uuid.uuid4()), leveringperiodes=[{"ingangsdatum": 20261001}])
+    someone_else = dict(LEVERING, leveringID=str(uuid.uuid4()), bsn="737459086")
+
+    async def answering_with_more(incoming: Any, now: int) -> Any:
+        reply, statements = await honest(incoming, now)
+        if incoming.message.template != "CLIENT-EIGEN-GEGEVENS":
+            return reply, statements
+        made = [za.registers.signer.sign(RecordVersion(kind, data[id_field], 1, za.identity.did, now, False, data))
+                for kind, id_field, data in (("WlzIndicatie", "wlzIndicatieID", fake_indicatie),
+                                             ("Levering", "leveringID", unfit), ("Levering", "leveringID", someone_else))]
+        return QueryResult(records=reply.records + tuple(made), evidence=reply.evidence), statements
+
+    monkeypatch.setitem(za.dispatcher._handlers, Query, answering_with_more)
+    view = await client.client_view.overview()
+    assert [i["bron"] for i in view["indicaties"]] == ["CIZ"]
+    assert [c["aanbieder"] for c in view["zorg"]] == ["Zorggroep De Linde"]  # his one levering, and no other
+    [asked] = [a for a in view["asked"] if a["organisation"] == "Zorggroep De Linde"]
+    assert asked["records"] == 1 and "3 of its 4 records were left out" in asked["error"]
+    assert "737459086" not in repr(view)
