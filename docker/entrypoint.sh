@@ -41,13 +41,15 @@ if [ ! -f "$HOME_DIR/config.json" ]; then
     [ -n "$value" ] && set -- "$@" "--$id" "$value"
   done
   iwlz "$@" >/dev/null
-  # The admin API listens on every interface of the container, for testers on the host (published ports);
-  # it still asks for the node's admin token (docker exec CONTAINER cat /data/node/admin.token).
-  python3 - "$HOME_DIR/config.json" <<'PY'
+  # The admin API stays on the container's loopback (docker exec CONTAINER iwlz ...). A test network's
+  # compose file sets IWLZ_ADMIN_PLAIN_HTTP=1 for testers on the host (published ports): it then listens on
+  # every interface of the container in plain HTTP, and still asks for the node's admin token
+  # (docker exec CONTAINER cat /data/node/admin.token).
+  python3 - "$HOME_DIR/config.json" "${IWLZ_ADMIN_PLAIN_HTTP:-0}" <<'PY'
 import json, sys
-path = sys.argv[1]
+path, plain = sys.argv[1], sys.argv[2] == "1"
 config = json.load(open(path))
-config.update(admin_host="0.0.0.0", admin_port=8701)
+config.update(admin_port=8701, **({"admin_host": "0.0.0.0", "admin_plain_http": True} if plain else {}))
 open(path, "w").write(json.dumps(config, indent=2) + "\n")
 PY
 fi

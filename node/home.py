@@ -19,6 +19,7 @@ NETWORK/
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -94,6 +95,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
 def _identity(path: Path) -> Identity:
     try:
         return read_identity(path)
@@ -114,7 +124,8 @@ class NodeConfig:
     tls_cert: str | None = None  # PEM chain for the peer listener (relative to the home): the node then speaks https
     tls_key: str | None = None
     tls_ca: str | None = None  # PEM CA file trusted for https peers, beside the system's CAs
-    admin_host: str = "127.0.0.1"
+    admin_host: str = "127.0.0.1"  # loopback only, unless admin_plain_http
+    admin_plain_http: bool = False  # the admin listener may answer beyond the machine, in plain HTTP (test networks)
     admin_port: int = 0  # 0: any free port (printed at start and kept in run.json); fix it for the web interface
     roots: list[str] = field(default_factory=list)
     bootstrap: list[str] = field(default_factory=list)
@@ -162,6 +173,11 @@ class NodeConfig:
 
     def check(self) -> None:
         """Settings whose shape a type hint does not catch."""
+        if not (self.admin_plain_http is True or _loopback(self.admin_host)):
+            # It carries bearer tokens, records and a client's data, and never speaks TLS itself.
+            raise ConfigError(f"admin_host {self.admin_host!r}: the admin listener speaks plain HTTP, so it answers on "
+                              "this machine only (127.0.0.1, ::1, localhost); reach it through an SSH tunnel or the "
+                              "reverse proxy (docs/OPERATIONS.md), or, for a test network, set admin_plain_http")
         for kind, states in self.retention.items():
             wrong = set(states) - {"ended", "withdrawn"}
             if wrong or not all(type(v) is int and v >= 0 for v in states.values()):

@@ -206,12 +206,15 @@ class Node:
             port = self._reserve_port()
         else:
             port = await self._serve(peer_app.app(), self.host, self.port, "peer", tls=self.tls)
-        self.url = self.public_url or f"{'https' if self.tls else 'http'}://{self.host}:{port}"
+        self.url = self.public_url or _url("https" if self.tls else "http", self.host, port)
         self.port = port
         if self.worker_count > 1:
             await self._serve_workers(peer_app)
         port = await self._serve(admin_app(self._admin_parts()), self.config.admin_host, self.admin_port, "admin")
-        self.admin_url = f"http://{self.config.admin_host}:{port}"
+        self.admin_url = _url("http", self.config.admin_host, port)
+        if self.config.admin_plain_http:
+            log.warning("the admin API answers on %s in plain HTTP (admin_plain_http): tokens and personal data cross "
+                        "the network in the clear; for a test network only", self.config.admin_host)
 
     def _admin_parts(self) -> AdminParts:
         return AdminParts(
@@ -528,6 +531,11 @@ def _check_public_url(url: str) -> None:
     except LocalProtocolError as exc:
         raise ConfigError(f"{exc.reason}, in printable ASCII with a host (a name in another script in its IDNA "
                           "form, xn--...), and no query, fragment or user: peers append their paths to it") from exc
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    """The URL of a listener on ``host`` (an IPv6 address in brackets)."""
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 __all__ = ["Node"]

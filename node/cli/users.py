@@ -72,7 +72,7 @@ def web(args: argparse.Namespace) -> int:
     client = AdminClient(NodeHome(Path(args.home)).require())
     url = f"{client.base}/beheer"
     emit(args, {"url": url}, f"web interface: {url}\nsign in with your own code (iwlz user add {args.home} NAME --role "
-                             "medewerker prints one); the admin listener answers on this machine only, unless admin_host "
+                             "medewerker prints one); the admin listener answers on this machine only, unless admin_plain_http "
                              "says otherwise (docs/OPERATIONS.md)")
     return 0
 

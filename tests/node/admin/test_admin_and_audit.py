@@ -7,9 +7,12 @@ from contextlib import closing
 from pathlib import Path
 import sqlite3
 
+from typing import Any
+
 import aiohttp
 import pytest
 
+from node.errors import ConfigError
 from node.store.offline import read_audit
 from node.service import Node
 from tests.node.kit import Network, sample
@@ -39,6 +42,36 @@ async def test_admin_api_is_bound_to_localhost_by_default(network: Network) -> N
     (ciz,) = await network.start("ciz")
     assert ciz.admin_url.startswith("http://127.0.0.1:")
     assert ciz.admin_url != ciz.url
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "admin.example.org"])
+async def test_the_admin_listener_speaks_plain_http_on_loopback_only_unless_told_so(network: Network, host: str) -> None:
+    """The admin API carries bearer tokens, records and a client's data, in plain HTTP. An admin_host beyond the
+    machine put them on the network in the clear (the Docker image did so for everyone who ran it); a node now
+    refuses to start with one, unless config.json says admin_plain_http (a test network's containers)."""
+    home = network.home("ciz")
+    config = home.config()
+    config.admin_host = host
+    home.save_config(config)
+    with pytest.raises(ConfigError, match="admin_host"):
+        home.config()
+    config.admin_plain_http = True
+    home.save_config(config)
+    assert home.config().admin_host == host
+    for loopback in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        config.admin_host, config.admin_plain_http = loopback, False
+        home.save_config(config)
+        assert home.config().admin_host == loopback
+
+
+async def test_admin_plain_http_beyond_the_machine_is_said_at_start(network: Network, caplog: Any) -> None:
+    (ciz,) = await network.start("ciz", admin_host="0.0.0.0", admin_plain_http=True)
+    assert any("plain HTTP" in r.getMessage() and "0.0.0.0" in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING")
+    assert ciz.admin_url.startswith("http://0.0.0.0:")
+    port = ciz.admin_url.rsplit(":", 1)[1]
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/admin/v1/node", headers=auth(ciz)) as r:
+        assert r.status == 200
 
 
 async def test_admin_record_life_cycle(network: Network) -> None:
