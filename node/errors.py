@@ -58,19 +58,23 @@ class ValidationError(UsageError):
         self.field = field
 
 
-def shown(text: str, limit: int = 500) -> str:
+def shown(text: str, limit: int | None = 500, keep: str = "") -> str:
     """Words that came from outside (a peer's reason, a caller's field name) as this node may put them in its own
     messages and log lines: what could break a line or hide part of it (control and format characters, bidi
-    overrides, line and paragraph separators, lone surrogates) written out as escapes, and at most ``limit``
-    characters."""
+    overrides, line and paragraph separators, lone surrogates) written out as escapes, but for the characters in
+    ``keep``, and at most ``limit`` characters."""
+    head = text if limit is None else text[:limit]
+    tail = "..." if limit is not None and len(text) > limit else ""
+    if head.translate({ord(c): None for c in keep}).isprintable():
+        return head + tail  # the usual case, at C speed (isprintable is False for all that is written out below)
     out = []
-    for char in text[:limit]:
-        if unicodedata.category(char)[0] == "C" or char in "\u2028\u2029":
+    for char in head:
+        if char not in keep and (unicodedata.category(char)[0] == "C" or char in "\u2028\u2029"):
             code = ord(char)
             out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
         else:
             out.append(char)
-    return "".join(out) + ("..." if len(text) > limit else "")
+    return "".join(out) + tail
 
 
 __all__ = ["NodeError", "UsageError", "ConfigError", "StorageError", "ReplayedElsewhere", "NetworkError", "PeerRefused", "ValidationError", "shown"]

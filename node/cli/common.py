@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from node.admin.client import AdminClient
+from node.errors import shown as escaped
 from node.home import NodeConfig, NodeHome
 
 Handler = Callable[[argparse.Namespace], int]
@@ -23,17 +23,14 @@ def now() -> int:
     return int(time.time())
 
 
-# Control and format characters other than a line break and a tab: an escape sequence or a bidi override in
-# what a peer sent (a record's field, an access-log entry) would act on the terminal it is printed to.
-_NOT_FOR_A_TERMINAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
-
-
 def emit(args: argparse.Namespace, value: Any, text: str) -> None:
     """Print ``value`` as JSON (--json: which escapes every control character) or ``text`` for a person."""
     if getattr(args, "json", False):
         print(json.dumps(value, indent=2, sort_keys=True))
     else:
-        print(_NOT_FOR_A_TERMINAL.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+        # What a peer sent (a record's field, an access-log entry) is in it: an escape sequence or a bidi override
+        # would act on the terminal. Line breaks and tabs are the command's own layout.
+        print(escaped(text, limit=None, keep="\n\t"))
 
 
 def utc(ts: int) -> str:
