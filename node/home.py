@@ -69,13 +69,16 @@ def _validity(days: int | None, valid_for: int | None) -> int:
 def open_private(path: str | Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
     """``path`` opened to write (``mode`` "w" or "wb"), readable and writable by the node's user only from its first
     byte, also when it was there before with a wider mode (what it gets holds keys or personal data)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
     try:
         os.fchmod(fd, 0o600)
         return os.fdopen(fd, mode, **kwargs)
-    except BaseException:
+    except OSError as exc:
         os.close(fd)
-        raise
+        raise UsageError(f"cannot make {path} readable by its owner only: {exc.strerror}") from exc
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -238,3 +238,7 @@ async def test_an_export_and_a_rejects_file_are_readable_by_the_nodes_user_only(
     assert "123456789" in rejects.read_text()
     assert {path.name: oct(path.stat().st_mode & 0o777) for path in (out, rejects)} == {
         "out.jsonl": "0o600", "rejects.jsonl": "0o600"}
+    # Where it cannot write, it says so (it was a traceback).
+    assert await iwlz("export", home, "WlzIndicatie", "--output", str(tmp_path / "no" / "such" / "dir.jsonl")) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "No such file or directory" in err and "Traceback" not in err
