@@ -30,6 +30,10 @@ EXPOSE 8700 8701
 # A node answers /health on 8700, the enrolment service on 8790 (IWLZ_HEALTH_PORT). The check is bash talking
 # HTTP over /dev/tcp: a few milliseconds of CPU, where starting Python for it took ~50 ms, which a hundred
 # replicas starting at once on two cores could not spare (the checks timed out, and swarm killed healthy nodes).
-HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 CMD ["bash", "-c", \
+# Under such a surge a start can take minutes and a running node's check can wait seconds for a core: a node is
+# given 300 s to start and a minute of failed checks (6) before swarm replaces it. With 120 s and 3, a hundred
+# replicas scaled at once on two cores passed the end-to-end run in ~155 s one day and on a slower one never
+# settled: every kill and restart added load, and the running nodes' checks failed in turn (CAK, enrolment).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=300s --retries=6 CMD ["bash", "-c", \
   "exec 3<>/dev/tcp/127.0.0.1/${IWLZ_HEALTH_PORT:-8700} && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && head -c 12 <&3 | grep -q ' 200'"]
 ENTRYPOINT ["iwlz-entrypoint"]
