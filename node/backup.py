@@ -132,7 +132,7 @@ class _SealedWriter:
 
     def write(self, data: bytes) -> int:
         self._pending += data
-        while len(self._pending) > CHUNK:  # strictly more: the last chunk, sealed by finish(), is never empty by chance
+        while len(self._pending) > CHUNK:  # a chunk goes out once more follows it: finish() seals the last, with its tag
             self._out.write(self._sealer.seal(bytes(self._pending[:CHUNK]), last=False))
             del self._pending[:CHUNK]
         return len(data)
