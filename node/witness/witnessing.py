@@ -248,18 +248,33 @@ class Witnessing:
         return True, f"{confirmed} of {len(held)} witness(es) hold heads that are in the chain"
 
     async def _first_mismatch(self, heads: tuple[AuditHead, ...]) -> str | None:
-        """How the first of ``heads`` (at most MAX_PINS) that does not fit the chain does not fit; None when all fit."""
+        """How the first of ``heads`` (at most MAX_PINS) that does not fit the chain does not fit, a head this node
+        signed before one it did not (a witness can claim anything: only this node's signature makes it proof);
+        None when all fit."""
         if not heads:
             return None
         rows = await self.store.fetchall(f"SELECT seq, hash FROM audit WHERE seq IN ({', '.join('?' * len(heads))})",
                                          [head.seq for head in heads])
         chained = {int(seq): bytes(digest) for seq, digest in rows}
+        ours: set[str] | None = None
+        unsigned: str | None = None
         for head in heads:
             digest = chained.get(head.seq)
-            if digest is None:
-                return f"entry {head.seq}, which the chain no longer has: it was cut"
-            if digest != head.hash:
-                return f"entry {head.seq} with another hash: the chain was rewritten"
-        return None
+            if digest == head.hash:
+                continue
+            what = f"entry {head.seq}, which the chain no longer has" if digest is None else f"entry {head.seq} with another hash"
+            ours = await self._own_dids() if ours is None else ours
+            if any(head_is_signed_by(head, did) for did in ours):
+                return (f"{what}: the chain was {'cut' if digest is None else 'rewritten'} (the witness holds this "
+                        "node's own signature over that entry)")
+            # It fails the check all the same: it cannot be told from a head of a key this node no longer knows.
+            unsigned = unsigned or (f"{what}, not signed by any key of this node: a head it did not get from this "
+                                    "node, or signed by a key this node no longer knows")
+        return unsigned
+
+    async def _own_dids(self) -> set[str]:
+        """The keys this node signs with and has signed records with (a head is signed with the key of its day)."""
+        rows = await self.store.fetchall("SELECT DISTINCT did FROM signing_certificates")
+        return {self.me().did} | {str(did) for (did,) in rows}
 
 __all__ = ["Witnessing", "Held", "member_key", "WITNESSES"]

@@ -88,6 +88,23 @@ async def test_deleting_and_re_signing_with_the_node_key_is_caught_by_the_witnes
     assert (await zk.store.fetchone("SELECT seq FROM witnessed"))[0] > (await again.audit.check()).entries
 
 
+async def test_a_witness_that_makes_up_a_head_is_told_from_one_that_holds_this_nodes_signature(network: Network) -> None:
+    """A witness can claim it pinned anything. The check said "the chain was rewritten" for a head no key of the
+    node ever signed, as for one it did: an operator could not tell a lying witness from evidence against himself
+    (nor show anyone which it was). A head is now held to the node's keys: one it signed is proof; one it never
+    signed fails the check all the same (it cannot be told from a head of a key the node no longer knows), named
+    for what it is."""
+    ciz, zk, za, cak = await busy_ciz(network)
+    assert await ciz.witnessing.hand_head() == 3
+    head = ciz.audit.head()
+    made_up = signed_head(Identity.generate(), head.seq - 1, b"\x07" * 32)  # signed, but by a key that is not CIZ's
+    await zk.store.write([("INSERT INTO witness_pins (member, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?)",
+                           ("kvk:62253778", made_up.seq, made_up.hash, made_up.signature, 1), False)])
+    intact, said = await ciz.witnessing.check_against_witnesses()
+    assert not intact and f"entry {made_up.seq} with another hash" in said, said
+    assert "not signed by any key of this node" in said and "rewritten" not in said, said
+
+
 async def test_a_rewritten_chain_padded_past_the_witnessed_entry_is_caught_too(network: Network) -> None:
     """The operator drops entries, then writes more until his chain is longer than what the witnesses hold, and
     hands them its head: a witness cannot tell that head from an honest one, and once held it was the only one."""
@@ -107,6 +124,7 @@ async def test_a_rewritten_chain_padded_past_the_witnessed_entry_is_caught_too(n
     assert await again.witnessing.hand_head() == 3  # taken: it goes forward, and only the node's key signs heads
     intact, said = await again.witnessing.check_against_witnesses()
     assert not intact and f"entry {witnessed.seq} with another hash" in said, said
+    assert "the chain was rewritten" in said and "this node's own signature" in said, said
     # What the witness kept of the first chain does not go when the second is handed on.
     await read_twice(again)
     assert await again.witnessing.hand_head() == 3
