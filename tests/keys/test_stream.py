@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keys import Identity, MalformedKey
+from keys import Identity, KeysError, MalformedKey
 from keys.stream import CHUNK, KEY_SIZE, SEALED_CHUNK, StreamBroken, StreamOpener, StreamSealer
 
 KEY = bytes(range(KEY_SIZE))
@@ -71,10 +71,10 @@ def test_another_key_another_context_or_bytes_after_the_end_are_refused() -> Non
 
 def test_a_sealer_takes_no_part_larger_than_a_chunk_and_none_after_its_last() -> None:
     sealer = StreamSealer(KEY, CONTEXT)
-    with pytest.raises(Exception, match="at most"):
+    with pytest.raises(KeysError, match="at most"):
         sealer.seal(bytes(CHUNK + 1), last=False)
     sealer.seal(b"", last=True)
-    with pytest.raises(Exception, match="none after its last"):
+    with pytest.raises(KeysError, match="none after its last"):
         sealer.seal(b"", last=True)
 
 
