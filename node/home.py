@@ -174,9 +174,14 @@ class NodeConfig:
         config.check()
         return config
 
+    @property
+    def admin_on_network(self) -> bool:
+        """Whether the admin listener answers beyond this machine (anything but a loopback address or localhost)."""
+        return not _loopback(self.admin_host)
+
     def check(self) -> None:
         """Settings whose shape a type hint does not catch."""
-        if not (self.admin_plain_http is True or _loopback(self.admin_host)):
+        if self.admin_on_network and self.admin_plain_http is not True:
             # It carries bearer tokens, records and a client's data, and never speaks TLS itself.
             raise ConfigError(f"admin_host {self.admin_host!r}: the admin listener speaks plain HTTP, so it answers on "
                               "this machine only (127.0.0.1, ::1, localhost); reach it through an SSH tunnel or the "

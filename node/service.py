@@ -212,7 +212,7 @@ class Node:
             await self._serve_workers(peer_app)
         port = await self._serve(admin_app(self._admin_parts()), self.config.admin_host, self.admin_port, "admin")
         self.admin_url = _url("http", self.config.admin_host, port)
-        if self.config.admin_plain_http:
+        if self.config.admin_on_network:  # only with admin_plain_http (NodeConfig.check)
             log.warning("the admin API answers on %s in plain HTTP (admin_plain_http): tokens and personal data cross "
                         "the network in the clear; for a test network only", self.config.admin_host)
 
