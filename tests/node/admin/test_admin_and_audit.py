@@ -58,10 +58,11 @@ async def test_the_admin_listener_speaks_plain_http_on_loopback_only_unless_told
     config.admin_plain_http = True
     home.save_config(config)
     assert home.config().admin_host == host
+    assert home.config().admin_on_network
     for loopback in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
         config.admin_host, config.admin_plain_http = loopback, False
         home.save_config(config)
-        assert home.config().admin_host == loopback
+        assert home.config().admin_host == loopback and not home.config().admin_on_network
 
 
 async def test_admin_plain_http_beyond_the_machine_is_said_at_start(network: Network, caplog: Any) -> None:
