@@ -1,7 +1,8 @@
 #!/bin/sh
 # Start a node (or a test network's enrolment service) from environment variables.
 #
-# A node:   IWLZ_ROLE, IWLZ_NAME, one of IWLZ_KVK / IWLZ_UZOVI / IWLZ_AGB / IWLZ_BSN, IWLZ_REGION,
+# A node:   IWLZ_ROLE, IWLZ_NAME (an organisation's; none for a client), one of IWLZ_KVK / IWLZ_UZOVI /
+#           IWLZ_AGB / IWLZ_BSN, IWLZ_REGION,
 #           IWLZ_ENROL_URL + IWLZ_TOKEN_FILE (a Docker secret) to obtain its certificate on first start,
 #           IWLZ_BOOTSTRAP (URLs), IWLZ_BOOTSTRAP_SELF=1 for a bootstrap node, IWLZ_PUBLIC_URL (default: this
 #           container's own address, reachable the moment the node listens, unlike a service name that swarm
@@ -35,7 +36,9 @@ if [ -n "${IWLZ_SLOT:-}" ] && [ -n "${IWLZ_AGB_BASE:-}" ]; then
   export IWLZ_AGB IWLZ_NAME
 fi
 if [ ! -f "$HOME_DIR/config.json" ]; then
-  set -- init "$HOME_DIR" --role "$IWLZ_ROLE" --name "$IWLZ_NAME"
+  set -- init "$HOME_DIR" --role "$IWLZ_ROLE"
+  # A client's node names no one (his certificate travels in the clear): IWLZ_NAME is an organisation's.
+  [ -n "${IWLZ_NAME:-}" ] && set -- "$@" --name "$IWLZ_NAME"
   for id in kvk uzovi agb bsn region; do
     value=$(printenv "IWLZ_$(echo $id | tr a-z A-Z)" || true)
     [ -n "$value" ] && set -- "$@" "--$id" "$value"

@@ -1,6 +1,14 @@
 """Identities, did:key, certificates, revocation and trust: no sockets, no clock."""
 
-from keys.certificate import ROLES, BsnCommitment, Member, issue_certificate, parse_certificate
+from keys.certificate import (
+    CLIENT_ORGANISATION,
+    ROLES,
+    BsnCommitment,
+    Member,
+    check_organisation,
+    issue_certificate,
+    parse_certificate,
+)
 from keys.cose import Sign1, parse_sign1, sign1
 from keys.did import did_to_public_key, is_did, public_key_to_did
 from keys.errors import (
@@ -26,7 +34,8 @@ from keys.revocation import RevocationList, parse_revocation_list, sign_revocati
 from keys.truststore import TrustStore
 
 __all__ = [
-    "ROLES", "BsnCommitment", "Member", "issue_certificate", "parse_certificate",
+    "CLIENT_ORGANISATION", "ROLES", "BsnCommitment", "Member", "check_organisation", "issue_certificate",
+    "parse_certificate",
     "Sign1", "parse_sign1", "sign1",
     "did_to_public_key", "is_did", "public_key_to_did",
     "CertificateError", "CertificateExpired", "CertificateNotYetValid", "CertificateRevoked",

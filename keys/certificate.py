@@ -6,7 +6,8 @@ Claims (integer keys are registered CWT claims, text keys are ours):
     2 sub   did of the member node             7 cti  certificate id (16 bytes)
     4 exp   expiry (seconds)                   8 cnf  {1: COSE_Key of the subject}
     5 nbf   not before (seconds)
-    "org"     organisation name                "ids"     {"kvk"|"uzovi"|"agb": digits}
+    "org"     organisation name; "client" for every client (a person's name is personal data)
+    "ids"     {"kvk"|"uzovi"|"agb": digits}
     "role"    ciz|zorgkantoor|zorgaanbieder|cak|client
     "region"  UZOVI of the zorgkantoor region (providers and clients), optional
     "vestigingen"  for zorgaanbieders with more than one AGB code (vestigingen): the codes beyond
@@ -40,6 +41,8 @@ ROLES: Final = ("ciz", "zorgkantoor", "zorgaanbieder", "cak", "client")
 CERT_ID_SIZE: Final = 16
 MAX_CERT_SIZE: Final = 8 * 1024
 MAX_VESTIGINGEN: Final = 200
+# What a client's certificate says in "org": it rides in the clear in every message he sends, so it names no one.
+CLIENT_ORGANISATION: Final = "client"
 # Required and allowed identifiers per role; a client is bound to his BSN.
 _ROLE_IDENTIFIERS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     "ciz": (frozenset({"kvk"}), frozenset({"kvk"})),
@@ -133,6 +136,18 @@ class Member:
         return self.cert_id.hex()
 
 
+def check_organisation(role: str, organisation: object) -> str:
+    """The "org" claim of a certificate for ``role``: an organisation's name, or for a client ``"client"``, since
+    a person's name is personal data and the certificate travels in the clear."""
+    if role == "client":
+        if organisation != CLIENT_ORGANISATION:
+            raise MalformedCertificate(f"a client's certificate names no one: its org is {CLIENT_ORGANISATION!r}")
+        return CLIENT_ORGANISATION
+    if not isinstance(organisation, str) or not 0 < len(organisation) <= 200:
+        raise MalformedCertificate("organisation name must be 1-200 characters")
+    return organisation
+
+
 def _check_identifier_names(role: str, names: set[str]) -> None:
     required, allowed = _ROLE_IDENTIFIERS[role]
     missing = required - names
@@ -172,8 +187,7 @@ def issue_certificate(
         raise MalformedCertificate(f"unknown role {role!r}")
     if not is_did(subject):
         raise MalformedKey("subject is not an Ed25519 did:key")
-    if not organisation or len(organisation) > 200:
-        raise MalformedCertificate("organisation name must be 1-200 characters")
+    check_organisation(role, organisation)
     if expires <= not_before:
         raise MalformedCertificate("certificate expires before it becomes valid")
     if bsn_commitment is not None and identifiers.get("bsn") is not None:
@@ -288,7 +302,7 @@ def parse_certificate(data: bytes, *, signed: Callable[[cose.Sign1], None] | Non
     vestigingen = _check_vestigingen(role, ids.get("agb"), claims["vestigingen"]) if "vestigingen" in claims else ()
     member = Member(
         did=subject,
-        organisation=_text(claims, "org", "org"),
+        organisation=check_organisation(role, _text(claims, "org", "org")),
         role=role,
         identifiers=ids,
         region=region,
@@ -304,4 +318,5 @@ def parse_certificate(data: bytes, *, signed: Callable[[cose.Sign1], None] | Non
     return sign1, member
 
 
-__all__ = ["Member", "BsnCommitment", "issue_certificate", "parse_certificate", "ROLES", "CERT_ID_SIZE"]
+__all__ = ["Member", "BsnCommitment", "issue_certificate", "parse_certificate", "check_organisation", "ROLES",
+           "CERT_ID_SIZE", "CLIENT_ORGANISATION"]

@@ -14,8 +14,9 @@ Request payload (COSE_Sign1 by the enrolling node's own key, kid = its did, whic
 the key the certificate will name):
     {"typ": "iwlz-enrolment-request", "token": token bytes, "sub": did, "org": name, "role": role,
      "ids": {kind: digits}, "bsn"?: commitment, "region"?: uzovi, "vestigingen"?: [agb, ...], "iat": seconds}
-A client's node sends the argon2id commitment to its BSN (as the certificate will carry it), never the BSN:
-the enrolment service learns no personal data, and no token is ever bound to a BSN.
+A client's node sends the argon2id commitment to its BSN (as the certificate will carry it), never the BSN, and
+"client" as its "org", never his name: the enrolment service learns no personal data, and no token is ever bound
+to a BSN.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from keys import cbor, cose
-from keys.certificate import ROLES, BsnCommitment, _check_identifiers
+from keys.certificate import ROLES, BsnCommitment, _check_identifiers, check_organisation
 from keys.did import is_did
 from keys.errors import KeysError, MalformedCertificate
 from keys.identifiers import check_uzovi
@@ -134,7 +135,9 @@ def verify_enrolment_token(data: bytes, *, root: str, now: int) -> EnrolmentToke
 def sign_enrolment_request(identity: Identity, *, token: bytes, organisation: str, role: str,
                            identifiers: Mapping[str, str], region: str | None, vestigingen: tuple[str, ...] | list[str],
                            issued_at: int) -> bytes:
-    """The request of the node holding ``identity``; a client's BSN in ``identifiers`` is sent as a commitment."""
+    """The request of the node holding ``identity``; a client's BSN in ``identifiers`` is sent as a commitment, and
+    his ``organisation`` is ``"client"`` (keys.certificate.check_organisation)."""
+    _organisation(role, organisation)
     ids = dict(identifiers)
     bsn = ids.pop("bsn", None)
     payload: dict[str, Any] = {"typ": REQUEST_TYPE, "token": token, "sub": identity.did, "org": organisation,
@@ -165,8 +168,7 @@ def verify_enrolment_request(data: bytes, *, root: str, now: int) -> EnrolmentRe
     role, organisation = body.get("role"), body.get("org")
     if role != token.role:
         raise EnrolmentRefused(f"the token is for a {token.role}, not a {role}")
-    if not isinstance(organisation, str) or not 0 < len(organisation) <= 200:
-        raise EnrolmentRefused("organisation name must be 1-200 characters")
+    organisation = _organisation(token.role, organisation)
     commitment = _commitment(body.get("bsn")) if "bsn" in body else None
     identifiers = _identity(token.role, body.get("ids"), "request", commitment is not None)
     if token.identifiers is not None and dict(token.identifiers) != dict(identifiers):
@@ -181,6 +183,13 @@ def verify_enrolment_request(data: bytes, *, root: str, now: int) -> EnrolmentRe
         raise EnrolmentRefused("vestigingen is a list of AGB codes")
     return EnrolmentRequest(token, subject, organisation, token.role, identifiers, commitment, region,
                             tuple(vestigingen), issued_at)
+
+
+def _organisation(role: str, organisation: object) -> str:
+    try:
+        return check_organisation(role, organisation)
+    except MalformedCertificate as exc:
+        raise EnrolmentRefused(exc.reason) from exc
 
 
 def _signer(sign1: cose.Sign1, body: Mapping[str, Any], key: str, what: str) -> str:

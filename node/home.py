@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from keys import (
+    CLIENT_ORGANISATION,
     ROLES,
     BsnCommitment,
     Identity,
@@ -175,6 +176,12 @@ class NodeConfig:
         return config
 
     @property
+    def organisation(self) -> str:
+        """What the node's certificate names it: its ``name``, or for a client ``"client"`` (a client's name is
+        personal data and a certificate travels in the clear; a home made before that rule keeps its name here)."""
+        return CLIENT_ORGANISATION if self.role == "client" else self.name
+
+    @property
     def admin_on_network(self) -> bool:
         """Whether the admin listener answers beyond this machine (anything but a loopback address or localhost)."""
         return not _loopback(self.admin_host)
@@ -215,9 +222,16 @@ class NodeHome:
     database_path = property(lambda self: self.path / "node.sqlite3")
 
     @classmethod
-    def create(cls, path: Path, *, role: str, name: str, identifiers: dict[str, str], region: str | None) -> NodeHome:
+    def create(cls, path: Path, *, role: str, name: str | None, identifiers: dict[str, str],
+               region: str | None) -> NodeHome:
+        """A new home; ``name`` is the organisation's, and a client's node takes none."""
         if role not in ROLES:
             raise UsageError(f"role must be one of {', '.join(ROLES)}")
+        if role == "client" and name not in (None, CLIENT_ORGANISATION):
+            raise UsageError("a client's node names no one: leave the name out (his certificate, which travels in the "
+                             "clear with every request, says only 'client')")
+        if role != "client" and not name:
+            raise UsageError(f"a {role} node needs the organisation's name (--name)")
         try:
             checked = {k: check_identifier(k, v) for k, v in identifiers.items()}
             if region is not None:
@@ -230,7 +244,7 @@ class NodeHome:
         home.path.mkdir(parents=True, exist_ok=True)
         os.chmod(home.path, 0o700)
         write_identity(home.key_path, Identity.generate())
-        home.save_config(NodeConfig(role=role, name=name, identifiers=checked, region=region))
+        home.save_config(NodeConfig(role=role, name=name or CLIENT_ORGANISATION, identifiers=checked, region=region))
         _write_private(home.token_path, secrets.token_urlsafe(32) + "\n")
         return home
 
@@ -309,7 +323,8 @@ class NodeHome:
         try:
             return parse_certificate(self.certificate())[1]
         except KeysError as exc:
-            raise ConfigError(f"certificate in {self.path} is damaged: {exc.reason}") from exc
+            raise ConfigError(f"certificate in {self.path} cannot be used: {exc.reason}; the network root issues a "
+                              f"new one (iwlz cert issue --network DIR {self.path})") from exc
 
     def revocation_lists(self) -> list[bytes]:
         if not self.revocations_path.is_dir():
@@ -388,7 +403,7 @@ class NetworkDir:
         identity = home.next_identity() or home.identity()
         current = home.member().cert_id if home.certificate_path.exists() else None
         cert, member = self.certify(
-            subject=identity.did, organisation=config.name, role=config.role, identifiers=config.identifiers,
+            subject=identity.did, organisation=config.organisation, role=config.role, identifiers=config.identifiers,
             region=config.region, vestigingen=config.vestigingen, now=now, seconds=_validity(days, valid_for),
             supersedes=current)
         target = home.next_certificate_path if home.next_key_path.exists() else home.certificate_path

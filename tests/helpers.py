@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from keys import Identity, TrustStore, issue_certificate
+from keys import CLIENT_ORGANISATION, Identity, TrustStore, issue_certificate
 from protocol import Endpoint
 
 NOW = 1_790_000_000  # 2026-09-21, a fixed "now" for sans-IO tests
@@ -41,7 +41,7 @@ class Network:
         return issue_certificate(
             self.root,
             subject=identity.did,
-            organisation=organisation or f"Test {role}",
+            organisation=organisation or (CLIENT_ORGANISATION if role == "client" else f"Test {role}"),
             role=role,
             identifiers=identifiers or default_ids,
             region=region if region is not None else default_region,

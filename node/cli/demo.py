@@ -22,14 +22,14 @@ from node.errors import NodeError, UsageError
 from node.home import NetworkDir, NodeHome
 from node.policy.matrix import load_uitleg
 
-PARTIES: dict[str, tuple[str, str, dict[str, str], str | None]] = {
+PARTIES: dict[str, tuple[str, str | None, dict[str, str], str | None]] = {
     "ciz": ("ciz", "CIZ", {"kvk": "62253778"}, None),
     "cak": ("cak", "CAK", {"kvk": "27364237"}, None),
     "zorgkantoor-5151": ("zorgkantoor", "Zorgkantoor Noord", {"uzovi": "5151"}, None),
     "zorgkantoor-5050": ("zorgkantoor", "Zorgkantoor Zuid", {"uzovi": "5050"}, None),
     "zorgaanbieder-12345678": ("zorgaanbieder", "Zorggroep De Linde", {"agb": "12345678"}, "5151"),
     "zorgaanbieder-87654321": ("zorgaanbieder", "Thuiszorg Het Anker", {"agb": "87654321"}, "5151"),
-    "client-jansen": ("client", "Client Jansen", {"bsn": "106658037"}, "5151"),
+    "client-jansen": ("client", None, {"bsn": "106658037"}, "5151"),  # a client's node takes no name
 }
 
 

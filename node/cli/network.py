@@ -140,7 +140,7 @@ def register(sub: Any) -> None:
 
     p = command(sub, "init", init, "create a node: key, config and admin token")
     p.add_argument("--role", required=True, choices=ROLES)
-    p.add_argument("--name", required=True, help="organisation name")
+    p.add_argument("--name", help="organisation name (not for a client: his node names no one)")
     p.add_argument("--kvk")
     p.add_argument("--uzovi")
     p.add_argument("--agb")

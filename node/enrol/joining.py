@@ -26,7 +26,7 @@ def enrol_home(home: NodeHome, url: str, token: str, *, wait: float = 120.0) -> 
     except EnrolmentRefused as exc:
         raise UsageError(f"enrolment token: {exc.reason}") from exc
     config, identity = home.config(), home.identity()
-    request = sign_enrolment_request(identity, token=data, organisation=config.name, role=config.role,
+    request = sign_enrolment_request(identity, token=data, organisation=config.organisation, role=config.role,
                                      identifiers=config.identifiers, region=config.region,
                                      vestigingen=config.vestigingen, issued_at=int(time.time()))
     answer = _post(url.rstrip("/") + "/iwlz/v1/enrol", request, wait)

@@ -180,7 +180,8 @@ class ClientView:
         bsn = self._bsn()
         sources = self.sources()
         answers = await asyncio.gather(*(self._log(p, bsn, since) for p in sources))
-        entries = sorted((dict(e, bron=p.organisation, wie=_who(e)) for p, (es, _, _) in zip(sources, answers) for e in es),
+        me = self.me().did
+        entries = sorted((dict(e, bron=p.organisation, wie=_who(e, me)) for p, (es, _, _) in zip(sources, answers) for e in es),
                          key=lambda e: (e["at"], e["seq"]), reverse=True)
         statements = [s for _, (_, _, s) in zip(sources, answers) if s is not None]
         if statements:
@@ -279,9 +280,13 @@ def _indicatie(record: RecordVersion, peer: Peer, today: str) -> dict[str, Any]:
 STAFF = {"beheerder": "beheerder", "medewerker": "medewerker", "auditor": "auditor"}
 
 
-def _who(entry: dict[str, Any]) -> str:
-    """Who looked, in plain Dutch: a person of an organisation by his function (not his name), else the party."""
+def _who(entry: dict[str, Any], me: str) -> str:
+    """Who looked, in plain Dutch: a person of an organisation by his function (not his name), a client's node
+    (his own, or another by the end of its did: a client's certificate names no one), else the party."""
     role, organisation = str(entry.get("actor_role", "")), str(entry.get("actor_org", ""))
+    if role == "client":
+        did = str(entry.get("actor_did", ""))
+        return "u zelf" if did == me else f"een cliëntnode (…{did[-8:]})"
     return f"{STAFF[role]} van {organisation}" if role in STAFF else f"{organisation} ({role})"
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from keys import (
+    CLIENT_ORGANISATION,
     CertificateExpired,
     CertificateNotYetValid,
     CertificateRevoked,
@@ -53,6 +54,25 @@ def test_client_certificate_binds_the_bsn_without_carrying_it() -> None:
     assert not member.matches_bsn("737459086")
     assert not member.matches_bsn("not-a-bsn")
     assert "bsn" not in member.identifiers
+
+
+def test_a_clients_certificate_names_no_one() -> None:
+    """A certificate rides in the clear in its holder's messages (and at the enrolment service): a client's name
+    in its "org" claim was on the wire for anyone who saw one of his requests. A root cannot issue one, and one it
+    signed all the same (an older tool, another implementation) counts nowhere."""
+    net = Network()
+    client = seeded(3)
+    with pytest.raises(MalformedCertificate, match="names no one"):
+        net.certificate(client, "client", organisation="J. Jansen")
+    claims = cbor.decode(cose.parse_sign1(net.certificate(client, "client", organisation=CLIENT_ORGANISATION)).payload)
+    for org in ("J. Jansen", "", 7):
+        forged = cose.sign1(net.root, cbor.encode(dict(claims, org=org)), {cose.KID: net.root.did.encode()})
+        with pytest.raises(MalformedCertificate):
+            net.trust().verify_certificate(forged, NOW)
+    cert = net.certificate(client, "client", organisation=CLIENT_ORGANISATION)
+    assert net.trust().verify_certificate(cert, NOW).organisation == "client"
+    with pytest.raises(MalformedCertificate, match="1-200"):
+        net.certificate(seeded(4), "zorgkantoor", organisation="x" * 201)
 
 
 def test_certificate_from_an_unknown_root_is_refused() -> None:
@@ -171,8 +191,8 @@ def test_a_certificate_is_checked_against_its_root_before_its_claims_are_decoded
 def test_issuing_checks_role_and_identifiers(role: str, identifiers: dict[str, str], region: str | None, match: str) -> None:
     with pytest.raises(Exception, match=match):
         issue_certificate(
-            seeded(1), subject=seeded(2).did, organisation="X", role=role, identifiers=identifiers,
-            region=region, not_before=NOW, expires=NOW + 1, issued_at=NOW,
+            seeded(1), subject=seeded(2).did, organisation=CLIENT_ORGANISATION if role == "client" else "X", role=role,
+            identifiers=identifiers, region=region, not_before=NOW, expires=NOW + 1, issued_at=NOW,
         )
 
 

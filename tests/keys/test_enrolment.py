@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keys import Identity, cbor, cose, parse_certificate
+from keys import CLIENT_ORGANISATION, Identity, cbor, cose, parse_certificate
 from keys.certificate import issue_certificate
 from keys.enrolment import (
     EnrolmentRefused,
@@ -28,8 +28,9 @@ def token(role: str = "zorgaanbieder", *, root: Identity = ROOT, reusable: bool 
 
 
 def request(tok: bytes, *, identity: Identity = NODE, role: str = "zorgaanbieder", ids: dict[str, str] | None = None,
-            at: int = NOW) -> bytes:
-    return sign_enrolment_request(identity, token=tok, organisation="Zorg BV", role=role,
+            at: int = NOW, organisation: str | None = None) -> bytes:
+    organisation = organisation or (CLIENT_ORGANISATION if role == "client" else "Zorg BV")
+    return sign_enrolment_request(identity, token=tok, organisation=organisation, role=role,
                                   identifiers=ids if ids is not None else {"agb": "98000001"}, region="5151",
                                   vestigingen=(), issued_at=at)
 
@@ -99,10 +100,21 @@ def test_a_client_sends_a_commitment_never_his_bsn() -> None:
     data = request(token("client"), role="client", ids={"bsn": "106658037"})
     assert b"106658037" not in data
     asked = verify_enrolment_request(data, root=ROOT.did, now=NOW)
-    cert = issue_certificate(ROOT, subject=NODE.did, organisation="Client", role="client", identifiers={},
+    cert = issue_certificate(ROOT, subject=NODE.did, organisation=asked.organisation, role="client", identifiers={},
                              not_before=NOW, expires=NOW + 60, issued_at=NOW, bsn_commitment=asked.bsn_commitment)
     member = parse_certificate(cert)[1]
     assert member.matches_bsn("106658037") and not member.matches_bsn("999999990")
+
+
+def test_a_client_sends_no_name_and_one_that_names_him_is_refused() -> None:
+    """The service learns no personal data of a client (the module's promise): his request once carried the
+    name his node was given, as the certificate would."""
+    with pytest.raises(EnrolmentRefused, match="names no one"):
+        request(token("client"), role="client", ids={"bsn": "106658037"}, organisation="J. Jansen")
+    payload = cbor.decode(cose.parse_sign1(request(token("client"), role="client", ids={"bsn": "106658037"})).payload)
+    assert payload["org"] == CLIENT_ORGANISATION
+    forged = cose.sign1(NODE, cbor.encode(dict(payload, org="J. Jansen")), {cose.KID: NODE.did.encode("ascii")})
+    refused(forged, "names no one")
 
 
 def test_a_token_is_never_bound_to_a_bsn() -> None:

@@ -35,8 +35,8 @@ PARTIES = {
     "zk5252": ("zorgkantoor", "Zorgkantoor West", {"uzovi": "5252"}, None),
     "za_a": ("zorgaanbieder", "Zorggroep De Linde", {"agb": "12345678"}, "5151"),
     "za_b": ("zorgaanbieder", "Thuiszorg Het Anker", {"agb": "87654321"}, "5151"),
-    "client": ("client", "Client Jansen", {"bsn": "106658037"}, "5151"),
-    "client2": ("client", "Client Visser", {"bsn": "737459086"}, "5151"),
+    "client": ("client", None, {"bsn": "106658037"}, "5151"),  # a client's node takes no name
+    "client2": ("client", None, {"bsn": "737459086"}, "5151"),
 }
 
 
@@ -105,6 +105,53 @@ class Network:
 
     def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
+
+
+class Tap:
+    """A TCP relay to a node's port that keeps every byte it carries, both ways: what anyone on the path sees (a
+    node's trust does not rest on TLS, and a test network runs without it). Give a node ``url`` as its public URL,
+    then set ``port`` to the port it listens on."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port
+        self.seen = bytearray()
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self.url
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if self.port is None:  # the node is not listening yet (it may try its own URL as it starts)
+                raise ConnectionRefusedError
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    self.seen += data
+                    sink.write(data)
+                    await sink.drain()
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+        self._writers -= {writer, up_writer}
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
 
 
 def _now() -> int:

@@ -60,9 +60,9 @@ def test_revoke_installs_a_newer_list(tmp_path: Path, network: Path, capsys: pyt
 
 def test_client_certificate_never_shows_the_bsn(tmp_path: Path, network: Path, capsys: pytest.CaptureFixture[str]) -> None:
     home = tmp_path / "client"
-    run(capsys, "init", str(home), "--role", "client", "--name", "Client", "--bsn", "106658037", "--region", "5151")
+    run(capsys, "init", str(home), "--role", "client", "--bsn", "106658037", "--region", "5151")
     code, out, _ = run(capsys, "cert", "issue", "--network", str(network), str(home))
-    assert code == 0 and "106658037" not in out
+    assert code == 0 and "106658037" not in out and NodeHome(home).member().organisation == "client"
     code, out, _ = run(capsys, "--json", "cert", "show", str(home))
     assert "106658037" not in out and json.loads(out)["bound_to_bsn"] is True
     assert b"106658037" not in (home / "certificate.cwt").read_bytes()
@@ -71,7 +71,9 @@ def test_client_certificate_never_shows_the_bsn(tmp_path: Path, network: Path, c
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["init", "{home}", "--role", "client", "--name", "C", "--bsn", "123456789"], "11-proef"),
+        (["init", "{home}", "--role", "client", "--bsn", "123456789"], "11-proef"),
+        (["init", "{home}", "--role", "client", "--name", "J. Jansen", "--bsn", "106658037"], "names no one"),
+        (["init", "{home}", "--role", "zorgkantoor", "--uzovi", "5151"], "needs the organisation's name"),
         (["init", "{home}", "--role", "zorgkantoor", "--name", "Z", "--uzovi", "51"], "4 digits"),
         (["cert", "show", "{home}"], "is not a node home"),
         (["cert", "issue", "--network", "{tmp}/nowhere", "{home}"], "is not a network directory"),
@@ -84,7 +86,7 @@ def test_user_errors_are_one_line_and_non_zero(tmp_path: Path, network: Path, ca
     code, out, err = run(capsys, *filled)
     assert code == 2
     assert err.startswith("iwlz: error:") and message in err
-    assert "Traceback" not in err and "123456789" not in err
+    assert "Traceback" not in err and "123456789" not in err and "Jansen" not in err
 
 
 def test_zorgkantoor_without_uzovi_cannot_get_a_certificate(tmp_path: Path, network: Path, capsys: pytest.CaptureFixture[str]) -> None:

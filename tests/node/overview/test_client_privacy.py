@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
+from node.errors import ConfigError, UsageError
+from node.home import NodeHome
 from node.service import Node
-from tests.node.kit import BSN0, Network, put, sample
+from tests.node.kit import BSN0, IND0, Network, Tap, put, sample
 
 pytestmark = pytest.mark.asyncio
 
@@ -35,3 +38,52 @@ async def test_no_peer_table_announcement_log_or_mdns_record_names_the_client(ne
     assert client.mdns is not None and client.mdns._info is None  # browses, announces nothing
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "Jansen" not in text and BSN0 not in text
+
+
+async def test_nothing_on_the_wire_between_him_and_a_source_names_him(network: Network) -> None:
+    """Attack: listen on the path between a client's node and a source. His certificate rides in the clear in
+    his requests, and it carried the name his node was given at init ("Client Jansen"), for anyone on the path
+    (and for the enrolment service). Now a client's home takes no name, one made before keeps its name to itself,
+    and his certificate says only "client"; his BSN, name and birth date travel sealed."""
+    with pytest.raises(UsageError, match="names no one"):
+        NodeHome.create(network.root / "named", role="client", name="Client Jansen", identifiers={"bsn": BSN0},
+                        region="5151")
+    assert not (network.root / "named").exists()
+    [ciz] = await network.start("ciz")
+    indicatie = sample("wlzIndicaties", 0)
+    await put(ciz, "WlzIndicatie", indicatie)
+    home = network.home("client")
+    config = home.config()
+    config.name = "Client Jansen"  # a home made before the rule, as `iwlz init --name` made it
+    home.save_config(config)
+    assert network.net.issue(home, now=int(time.time()), days=30).organisation == "client"
+    client = Node(home, bootstrap=[ciz.url], mdns=False, gossip_interval=0)
+    await client.start()
+    network.nodes["client"] = client
+    tap = Tap(ciz.port)
+    url = await tap.start()
+    try:
+        records = await client.query_peer(url, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [])
+        log = await client.access_log(url, BSN0)
+    finally:
+        await tap.stop()
+    assert [r.record_id for r, _, _ in records] == [IND0]
+    assert {e["actor_org"] for e in log} >= {"client"}
+    personal = (b"Jansen", BSN0.encode(), indicatie["client"]["geboorteDatum"].encode(), b"1941")
+    assert len(tap.seen) > 2000 and [p for p in personal if p in tap.seen] == []
+
+
+async def test_a_client_node_whose_certificate_names_him_says_so_without_repeating_it(network: Network) -> None:
+    """A certificate issued before the rule names him in every message: his node does not start with it, and
+    says what to do without writing his name into a log or onto a screen."""
+    from keys import cbor, cose
+
+    home = network.home("client")
+    claims = cbor.decode(cose.parse_sign1(home.certificate()).payload)
+    root = network.net.root()
+    named = cose.sign1(root, cbor.encode(dict(claims, org="Client Jansen")), {cose.KID: root.did.encode("ascii")})
+    home.install_certificate(named, root.did)
+    with pytest.raises(ConfigError) as info:
+        home.member()
+    assert "names no one" in str(info.value) and "iwlz cert issue" in str(info.value)
+    assert "Jansen" not in str(info.value)

@@ -8,6 +8,7 @@ import pytest
 
 from node.cli.client import render_access_log, render_overview
 from node.errors import PeerRefused
+from node.service import Node
 from tests.node.kit import BSN0, IND0, IND1, SPEC0, Network, put, sample
 
 pytestmark = pytest.mark.asyncio
@@ -52,8 +53,15 @@ async def test_his_access_log_lists_every_access_everywhere_newest_first(network
     await zk.query_peer(ciz.url, "QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])
     with pytest.raises(PeerRefused):  # a refusal by indicatie id: no BSN in the query, his all the same
         await za_b.query_peer(ciz.url, "QIR-0002-ZA", {"wlzIndicatieID": IND0, "agb": "87654321"}, [])
+    await client.client_view.overview()
+    phone = Node(network.home_for("client", "client-phone"), bootstrap=[ciz.url], mdns=False, gossip_interval=0)
+    await phone.start()  # a second node of his own, its own key: his certificate names no one, so by its did
+    network.nodes["client-phone"] = phone
+    await phone.query_peer(ciz.url, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [])
     log = await client.client_view.access_log()
     seen = [(e["bron"], e["actor_org"], e["event"], e["result"], e["rule"]) for e in log["entries"]]
+    by_client = {e["wie"] for e in log["entries"] if e["bron"] == "CIZ" and e["event"] == "query CLIENT-EIGEN-GEGEVENS"}
+    assert by_client == {"u zelf", f"een cliëntnode (…{phone.identity.did[-8:]})"}
     assert ("CIZ", "CIZ", "record.bulk-load", "ok", None) in seen
     assert ("CIZ", "Zorgkantoor Noord", "query QIR-0001-ZKi", "allowed", "UCIR-0001") in seen
     assert ("CIZ", "Thuiszorg Het Anker", "query QIR-0002-ZA", "denied", "UCIR-0002") in seen
