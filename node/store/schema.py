@@ -397,6 +397,12 @@ MIGRATIONS: Final[list[str]] = [
     INSERT INTO witness_pins (member, seq, hash, signature, at) SELECT member, seq, hash, signature, at FROM witnessed;
     ALTER TABLE witnessed ADD COLUMN cert BLOB;
     """,
+    # 19: a witness keeps nothing of a client's (his node's log is his own; what a witness kept told a member he
+    # is a client): what it kept before goes. A party's member key is its identifier, a client's his did.
+    """
+    DELETE FROM witnessed WHERE member LIKE 'did:%';
+    DELETE FROM witness_pins WHERE member LIKE 'did:%';
+    """,
 ]
 
 

@@ -37,7 +37,8 @@ PIN_PAGES = 2000  # pages a check asks one witness for: 1,024,000 pinned heads, 
 
 
 def member_key(member: Member) -> str:
-    """How witnesses know a member across key changes: its organisation identifier (its did for a client)."""
+    """How witnesses know a member across key changes: its organisation identifier (a client has none, and his node
+    hands its head to no witness: its did)."""
     for name in ("uzovi", "agb", "kvk"):
         if name in member.identifiers:
             return f"{name}:{member.identifiers[name]}"
@@ -94,6 +95,11 @@ class Witnessing:
     async def _on_witness(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         offered = incoming.message
         assert isinstance(offered, Witness)
+        if incoming.sender.role == "client":
+            # His node's log is his own: no one else reads it, so a head of it proves nothing to anyone, and what a
+            # witness kept (his did, his certificate's BSN commitment to guess at) told a member he is a client.
+            raise RemoteProtocolError(ErrorCode.DENIED, "a witness keeps nothing of a client's: his log is his own",
+                                      rule="WITNESS-CLIENT")
         if not head_is_signed_by(offered.head, incoming.sender.did):
             raise RemoteProtocolError(ErrorCode.BAD_SIGNATURE, "the audit head is not signed by its sender")
         key = member_key(incoming.sender)
@@ -110,11 +116,9 @@ class Witnessing:
         statements: list[Statement] = [(
             "INSERT OR REPLACE INTO witnessed (member, did, seq, hash, signature, at, cert) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (key, incoming.sender.did, head.seq, head.hash, head.signature, now, incoming.sender.cert_id), False)]
-        # A client's own log is his to keep: only a party's is pinned (a client can make his head move at will, and
-        # there are many clients), and only by a node the party would choose as its witness (else a party handing
-        # its head to every node would have each keep a pin for it every interval).
-        if (incoming.sender.role != "client" and await self._pin_due(key, now)
-                and self._would_choose_me(key, incoming.sender.did)):
+        # Pinned only by a node the party would choose as its witness (else a party handing its head to every node
+        # would have each keep a pin for it every interval).
+        if await self._pin_due(key, now) and self._would_choose_me(key, incoming.sender.did):
             statements.append(("INSERT OR IGNORE INTO witness_pins (member, seq, hash, signature, at) VALUES (?, ?, ?, ?, ?)",
                                (key, head.seq, head.hash, head.signature, now), False))
         return WitnessReceipt(node=key, head=head, at=now), statements
@@ -151,7 +155,10 @@ class Witnessing:
     # As a witnessed node -------------------------------------------------------------
 
     def witnesses(self) -> list[Peer]:
-        """The peers that witness us: the first few by rendezvous hash of our key and theirs (no clients)."""
+        """The peers that witness us: the first few by rendezvous hash of our key and theirs (no clients); none for a
+        client's node, whose log is his own."""
+        if self.me().role == "client":
+            return []
         mine = member_key(self.me())
         candidates = [p for p in self.peers.all() if p.role != "client"]
         return sorted(candidates, key=lambda p: rendezvous(mine, p.did))[:WITNESSES]
@@ -226,6 +233,8 @@ class Witnessing:
     async def check_against_witnesses(self) -> tuple[bool, str]:
         """Whether every head a witness holds, the latest and the ones it pinned, is an entry of our chain with the
         same hash."""
+        if self.me().role == "client":
+            return True, "a client's node hands its audit head to no witness: its log is his own"
         held = await self.ask_witnesses()
         problems: list[str] = []
         confirmed = 0

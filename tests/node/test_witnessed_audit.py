@@ -213,13 +213,43 @@ async def test_a_check_that_reaches_none_of_the_witnesses_holding_receipts_does_
     assert not intact and "none of the 3 witnesses that gave receipts could be asked" in said, said
 
 
-async def test_a_clients_head_is_witnessed_and_never_pinned(network: Network) -> None:
-    zk, client = await network.start("zk5151", "client")
+async def test_no_member_learns_of_a_client_by_witnessing_his_node(network: Network) -> None:
+    """A client's node handed its head to three members, the first by a hash among all: each kept his did and
+    took his certificate, whose BSN commitment it could guess at (argon2id, ~16 ms a guess over the ~9·10^7
+    numbers that pass the 11-proef: weeks of one core, days of a few), and so learned that someone it can name is
+    a Wlz client, with no business with him. His node's log is his own (no one else reads it): it hands its head
+    to no witness, and a witness keeps nothing of a client's, also when an older node sends it one."""
+    ciz, zk, za, client = await network.start("ciz", "zk5151", "za_a", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await client.client_view.grant(to="agb:12345678", templates=["GEGEVENS-MET-TOESTEMMING"], purpose="zorg",
+                                   until="2099-12-31", sources=["kvk:62253778"])  # his log moves
+    assert client.audit.head().seq > 0 and client.peers.get(zk.identity.did) is not None
+    assert client.witnessing.witnesses() == [] and await client.witnessing.hand_head() == 0
     for seq in (5, 6):
-        head = signed_head(client.identity, seq, bytes([seq]) * 32)
-        await client.send_to_peer(zk.url, Witness(head=head))
-    assert await zk.store.fetchone("SELECT seq FROM witnessed WHERE member = ?", (client.identity.did,)) == (6,)
+        with pytest.raises(PeerRefused) as info:
+            await client.send_to_peer(zk.url, Witness(head=signed_head(client.identity, seq, bytes([seq]) * 32)))
+        assert (info.value.code, info.value.rule) == ("denied", "WITNESS-CLIENT")
+    for node in (ciz, zk, za):
+        assert await node.store.fetchone("SELECT count(*) FROM witnessed WHERE did = ?", (client.identity.did,)) == (0,)
     assert await zk.store.fetchone("SELECT count(*) FROM witness_pins") == (0,)
+    intact, said = await client.witnessing.check_against_witnesses()
+    assert intact and "a client's node hands its audit head to no witness" in said, said
+
+
+async def test_what_a_witness_kept_of_clients_before_goes_at_the_upgrade() -> None:
+    """Schema 19: the heads (latest and pinned) a witness kept for clients' nodes go; a party's stay."""
+    from node.store.schema import MIGRATIONS
+    with closing(sqlite3.connect(":memory:")) as db:
+        for script in MIGRATIONS[:18]:
+            db.executescript(script)
+        for member in ("did:key:z6MkClient", "uzovi:5151"):
+            db.execute("INSERT INTO witnessed (member, did, seq, hash, signature, at, cert) VALUES (?, ?, 7, ?, ?, 1, NULL)",
+                       (member, "did:key:z6MkX", b"h" * 32, b"s" * 64))
+            db.execute("INSERT INTO witness_pins (member, seq, hash, signature, at) VALUES (?, 3, ?, ?, 1)",
+                       (member, b"h" * 32, b"s" * 64))
+        db.executescript(MIGRATIONS[18])
+        assert db.execute("SELECT member FROM witnessed").fetchall() == [("uzovi:5151",)]
+        assert db.execute("SELECT member FROM witness_pins").fetchall() == [("uzovi:5151",)]
 
 
 async def test_a_witness_from_before_pinned_heads_is_still_asked_for_its_latest(
