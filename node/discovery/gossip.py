@@ -107,9 +107,20 @@ class Gossiper:
         await self.maintain()
         me = self.did
         plan, rumors = self.schedule.plan(self.table, me, self._bootstrap_peers() | ({me} if self.is_bootstrap else set()))
+        if self.private:
+            plan = self._with_bootstrap_peers_only(plan)
         # One after another, so each exchange starts from what the previous one brought.
         for planned in plan:
             await self.exchange(planned, rumors)
+
+    def _with_bootstrap_peers_only(self, plan: list[Planned]) -> list[Planned]:
+        """A client's node gossips with its bootstrap peers, which hold the whole table, while it has reached one:
+        each exchange hands the peer his certificate, whose BSN commitment can be tested against a BSN one knows."""
+        reached = {did for did in self._bootstrap_peers() if self.peers.get(did) is not None}
+        if not reached:
+            return plan
+        kept = [p for p in plan if p.did in reached]
+        return kept or [Planned(self.rng.choice(sorted(reached)), introduce=False)]
 
     def _bootstrap_urls(self) -> set[str]:
         return {u.rstrip("/") for u in self.bootstrap}

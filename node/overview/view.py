@@ -1,11 +1,14 @@
-"""A client's node asks every source about him and puts the answers together.
+"""A client's node asks the sources of his records about him and puts the answers together.
 
-Sources are found in the peer table (the nodes that hold an indicatie,
-bemiddeling or levering register); each is asked with CLIENT-EIGEN-GEGEVENS
-for his own BSN, and the providers in his region for their care offer. The
-access log comes from every source too, each answer signed by its source,
-with the source's audit head: a head that goes back or forks since the last
-time is reported, because a source that rewrote its log would show it there.
+Sources are found along the chain his records draw, never by asking every
+node that holds a register (each would learn his BSN and that he is a Wlz
+client): CIZ and the CAK first, with CLIENT-EIGEN-GEGEVENS for his own BSN,
+then the zorgkantoren and zorgaanbieders their records name, found in the
+peer table. The providers in his region are asked for their care offer,
+which names no one. The access log comes from the same sources and those
+asked before, each answer signed by its source, with the source's audit
+head: a head that goes back or forks since the last time is reported,
+because a source that rewrote its log would show it there.
 """
 
 from __future__ import annotations
@@ -16,18 +19,31 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 from keys import Member
 from node.discovery import Peer, PeerTable, Router
 from node.errors import NodeError, PeerRefused, ValidationError, shown
 from node.store import RECORD_TYPES, Actor, Registers, Statement, Store
-from node.store.records import checked_record
+from node.store.records import checked_record, values_at
 from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, Subscribe
 from protocol.records import RecordVersion
 from protocol.witness import conflict
 
 SOURCE_REGISTERS = {"indicatie", "bemiddeling", "levering", "eigenbijdrage"}
+# Who knows every Wlz client: asked first. The other sources are asked only when his records name them.
+FIRST_ASKED = ("ciz", "cak")
+# Where his records point on: the zorgkantoren and zorgaanbieders they name, by identifier.
+NAMED_BY: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "WlzIndicatie": (("uzovi", "initieelVerantwoordelijkZorgkantoor"),),
+    "Bemiddeling": (("uzovi", "verantwoordelijkZorgkantoor"), ("uzovi", "overdracht.verantwoordelijkZorgkantoor"),
+                    ("uzovi", "bemiddelingspecificatie[].uitvoerendZorgkantoor"),
+                    ("agb", "bemiddelingspecificatie[].instelling"), ("agb", "regiehouder[].instelling")),
+    "Levering": (("uzovi", "zorgkantoor"), ("agb", "verzoeken[].aanbieder")),
+    "EigenBijdrage": (("uzovi", "zorgkantoor"), ("agb", "zorgperiodes[].aanbieder")),
+}
+MAX_STEPS = 8  # along the chain: CIZ and CAK, zorgkantoren, zorgaanbieders, and the ones an Overdracht adds
+Answer = tuple[list[RecordVersion], str | None]
 
 
 class ClientView:
@@ -49,6 +65,47 @@ class ClientView:
 
     def sources(self) -> list[Peer]:
         return [p for p in self.peers.all() if p.role != "client" and SOURCE_REGISTERS & set(p.registers)]
+
+    async def _his_sources(self, bsn: str) -> list[tuple[Peer, Answer]]:
+        """The sources that hold his records, each with its answer: CIZ and the CAK, then whom his records name, step
+        by step. Asking every source told each his BSN (sealed to it) and that he is a Wlz client: thousands of
+        zorgaanbieders with no part in his care."""
+        sources = {p.did: p for p in self.sources()}
+        asked: dict[str, tuple[Peer, Answer]] = {}
+        step = [p for p in sources.values() if p.role in FIRST_ASKED]
+        for _ in range(MAX_STEPS):
+            if not step:
+                break
+            answers = await asyncio.gather(*(self._ask(p, "CLIENT-EIGEN-GEGEVENS", {"bsn": bsn}) for p in step))
+            asked.update((p.did, (p, answer)) for p, answer in zip(step, answers))
+            named = {peer.did: peer for _, (records, _) in zip(step, answers) for peer in self._named(records)}
+            step = [p for did, p in named.items() if did in sources and did not in asked]
+        remembered = set(await self._remembered())
+        if set(asked) - remembered:
+            await self.store.write([_setting("client.sources", json.dumps(sorted(remembered | set(asked))))])
+        return list(asked.values())
+
+    async def _log_sources(self, bsn: str) -> list[Peer]:
+        """CIZ, the CAK and every source the chain led his node to before (by his overview or his subscriptions; one
+        whose records of him have gone still knows who looked at them). Only the first time is the chain followed
+        here: each step is a query of his data, which each source then lists in his log."""
+        remembered = await self._remembered()
+        if not remembered:
+            return [p for p, _ in await self._his_sources(bsn)]
+        first = {p.did for p in self.sources() if p.role in FIRST_ASKED}
+        return [p for p in (self.peers.get(did) for did in sorted(first | set(remembered))) if p is not None]
+
+    async def _remembered(self) -> list[str]:
+        """The dids of every source his node asked along the chain before (one that held his records may hold them
+        no longer, and still knows who looked at them)."""
+        row = await self.store.fetchone("SELECT value FROM settings WHERE name = 'client.sources'")
+        return [str(did) for did in json.loads(row[0])] if row else []
+
+    def _named(self, records: list[RecordVersion]) -> list[Peer]:
+        """The peers his records name (a zorgkantoor by UZOVI, a zorgaanbieder by any of its AGB codes)."""
+        found = (self.peers.by_identifier(kind, str(value)) for record in records
+                 for kind, path in NAMED_BY.get(record.kind, ()) for value in values_at(record.data or {}, path))
+        return [peer for peer in found if peer is not None]
 
     # Consents ---------------------------------------------------------------------------
 
@@ -96,11 +153,11 @@ class ClientView:
     # Following his own records -----------------------------------------------------
 
     async def follow(self, *, endpoint: str, allowed: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
-        """Subscribe at every source to the changes of his own records that it sends and the matrix lets a client
+        """Subscribe at every source of his records to their changes that it sends and the matrix lets a client
         follow; returns what each source said."""
         bsn = self._bsn()
         results = []
-        for peer in self.sources():
+        for peer, _ in await self._his_sources(bsn):
             events = tuple(sorted(e for e in peer.events if "client" in allowed.get(e, {})))
             if not events:
                 continue
@@ -116,8 +173,7 @@ class ClientView:
 
     async def overview(self, *, mark_seen: bool = False) -> dict[str, Any]:
         bsn = self._bsn()
-        sources = self.sources()
-        answers = await asyncio.gather(*(self._ask(p, "CLIENT-EIGEN-GEGEVENS", {"bsn": bsn}) for p in sources))
+        sources, answers = _split(await self._his_sources(bsn))
         region = self.me().region
         providers = [p for p in self.peers.all() if "zorgaanbod" in p.registers and (region is None or p.region == region)]
         offers = await asyncio.gather(*(self._ask(p, "ZORGAANBOD", {}) for p in providers))
@@ -177,8 +233,9 @@ class ClientView:
     # Who looked at my data --------------------------------------------------------------
 
     async def access_log(self, *, since: int = 0) -> dict[str, Any]:
+        """Who looked at his data, at every source of his records his node has been led to (newest first)."""
         bsn = self._bsn()
-        sources = self.sources()
+        sources = await self._log_sources(bsn)
         answers = await asyncio.gather(*(self._log(p, bsn, since) for p in sources))
         me = self.me().did
         entries = sorted((dict(e, bron=p.organisation, wie=_who(e, me)) for p, (es, _, _) in zip(sources, answers) for e in es),
@@ -275,6 +332,10 @@ def _indicatie(record: RecordVersion, peer: Peer, today: str) -> dict[str, Any]:
             "geldig": data.get("ingangsdatum", "9999") <= today and (end is None or end >= today),
             "zorgzwaartepakketten": [z.get("zzpCode") for z in data.get("geindiceerdZorgzwaartepakket", [])],
             "zorgkantoor_bij_afgifte": data.get("initieelVerantwoordelijkZorgkantoor"), "bron": peer.organisation}
+
+
+def _split(pairs: list[tuple[Peer, Answer]]) -> tuple[list[Peer], list[Answer]]:
+    return [p for p, _ in pairs], [a for _, a in pairs]
 
 
 STAFF = {"beheerder": "beheerder", "medewerker": "medewerker", "auditor": "auditor"}

@@ -87,3 +87,29 @@ async def test_a_client_node_whose_certificate_names_him_says_so_without_repeati
         home.member()
     assert "names no one" in str(info.value) and "iwlz cert issue" in str(info.value)
     assert "Jansen" not in str(info.value)
+
+
+async def test_his_node_gossips_with_its_bootstrap_peers_only(network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each exchange hands the peer his certificate, whose BSN commitment a member can test a BSN it knows against
+    (one argon2id guess). His node gossiped with peers drawn at random, three a round, every round: over a day,
+    most of the network. It learns the network from its bootstrap peers, which hold all of it, and gossips with
+    no one else while it reaches one of them."""
+    from protocol import PeerExchange
+
+    members = await network.start("ciz", "zk5151", "zk5050", "za_a", "za_b", "cak")
+    heard: dict[str, set[str]] = {}
+    for node in members:
+        handler = node.dispatcher._handlers[PeerExchange]
+
+        async def recording(incoming, now, handler=handler, node=node):  # type: ignore[no-untyped-def]
+            heard.setdefault(node.member.organisation, set()).add(incoming.sender.did)
+            return await handler(incoming, now)
+
+        monkeypatch.setitem(node.dispatcher._handlers, PeerExchange, recording)
+    client = Node(network.home("client"), bootstrap=[members[0].url], mdns=False, gossip_interval=0)
+    await client.start()
+    network.nodes["client"] = client
+    for _ in range(12):
+        await client.gossiper.round()
+    assert {p.did for p in client.peers.all()} >= {m.identity.did for m in members}  # he learned the network
+    assert {org for org, dids in heard.items() if client.identity.did in dids} == {"CIZ"}

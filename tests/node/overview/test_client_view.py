@@ -35,7 +35,7 @@ async def test_the_client_sees_exactly_his_own_data_from_every_source(network: N
     ciz, zk, za, za_b, client = await care_network(network)
     view = await client.client_view.overview()
     assert {a["organisation"]: a["records"] for a in view["asked"]} == {
-        "CIZ": 1, "Zorgkantoor Noord": 1, "Zorggroep De Linde": 1, "Thuiszorg Het Anker": 0}
+        "CIZ": 1, "Zorgkantoor Noord": 1, "Zorggroep De Linde": 1}  # not Thuiszorg Het Anker: it holds nothing of his
     [ind] = view["indicaties"]
     assert ind["id"] == IND0 and ind["bron"] == "CIZ"
     assert [z["uzovi"] for z in view["zorgkantoren"]] == ["5151"]
@@ -46,6 +46,35 @@ async def test_the_client_sees_exactly_his_own_data_from_every_source(network: N
     assert "Zorggroep De Linde sinds 2026-01-15" in text and "geldig" in text
     everything = repr(view)
     assert IND1 not in everything and "737459086" not in everything  # nobody else's data
+
+
+async def test_a_source_that_holds_nothing_of_his_never_learns_his_bsn_from_his_node(network: Network) -> None:
+    """Attack, by a zorgaanbieder or zorgkantoor with no part in his care: his node asked every source in the
+    network for his data, for his access log and to follow his records, his BSN in each request. Each of them
+    (thousands of zorgaanbieders in the Netherlands) learned his BSN, and that he is a Wlz client, and kept both in
+    its audit log. Now his node follows the chain his records draw: CIZ and the CAK (which know every Wlz client),
+    then the zorgkantoren his indicaties and bemiddelingen name, then the zorgaanbieders their toewijzingen name."""
+    ciz, zk, zk_zuid, za, za_b, cak, client = await network.start("ciz", "zk5151", "zk5050", "za_a", "za_b", "cak",
+                                                                   "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
+    await network.settle()
+    await put(za, "Levering", LEVERING)
+    await network.settle()
+    assert {p.organisation for p in client.client_view.sources()} >= {"Zorgkantoor Zuid", "Thuiszorg Het Anker"}
+    view = await client.client_view.overview()
+    log = await client.client_view.access_log()
+    followed = await client.client_view.follow(endpoint=client.url, allowed=client.subscriptions.matrix["allowed"])
+    asked = {"CIZ", "CAK", "Zorgkantoor Noord", "Zorggroep De Linde"}
+    assert {a["organisation"] for a in view["asked"]} == asked == {a["organisation"] for a in log["asked"]}
+    assert {f["organisation"] for f in followed} <= asked
+    assert [z["uzovi"] for z in view["zorgkantoren"]] == ["5151"] and [c["status"] for c in view["zorg"]] == ["zorg loopt"]
+    for outsider in (zk_zuid, za_b):  # the provider was asked for its care offer, which names no one
+        heard = await outsider.store.fetchall("SELECT event FROM audit WHERE subject = ? OR actor_did = ?",
+                                              (BSN0, client.identity.did))
+        assert set(heard) <= {("query ZORGAANBOD",)}, outsider.member.organisation
+        assert await outsider.store.fetchone("SELECT count(*) FROM subscriptions") == (0,)
+    assert await za.store.fetchone("SELECT count(*) FROM audit WHERE actor_did = ?", (client.identity.did,)) != (0,)
 
 
 async def test_his_access_log_lists_every_access_everywhere_newest_first(network: Network) -> None:
