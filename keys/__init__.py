@@ -1,6 +1,7 @@
 """Identities, did:key, certificates, revocation and trust: no sockets, no clock."""
 
 from keys.certificate import (
+    BSN_KEY_SIZE,
     CLIENT_ORGANISATION,
     ROLES,
     BsnCommitment,
@@ -34,7 +35,7 @@ from keys.revocation import RevocationList, parse_revocation_list, sign_revocati
 from keys.truststore import TrustStore
 
 __all__ = [
-    "CLIENT_ORGANISATION", "ROLES", "BsnCommitment", "Member", "check_organisation", "issue_certificate",
+    "BSN_KEY_SIZE", "CLIENT_ORGANISATION", "ROLES", "BsnCommitment", "Member", "check_organisation", "issue_certificate",
     "parse_certificate",
     "Sign1", "parse_sign1", "sign1",
     "did_to_public_key", "is_did", "public_key_to_did",

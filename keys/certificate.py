@@ -14,9 +14,10 @@ Claims (integer keys are registered CWT claims, text keys are ours):
               the one in "ids", optional; the member is each of them (queries, evidence, addresses)
     "sup"     the certificate id this one supersedes (a renewal or a new key of the same
               member), optional: peers drop the superseded one's announcement at once
-    "bsn"     for clients only: a commitment {"alg","ops","mem","salt","hash"} to the
-              BSN (argon2id), so that the certificate, which travels in clear in every
-              envelope, never carries the BSN itself.
+    "bsn"     for clients only: a commitment to the BSN, {"alg": "blake2b-keyed", "hash"}
+              under a key his node keeps (or, issued before, {"alg": "argon2id", "ops",
+              "mem", "salt", "hash"}), so that the certificate, which travels in clear in
+              every envelope, never carries the BSN, nor lets one be tested against it.
 """
 
 from __future__ import annotations
@@ -58,43 +59,77 @@ _BSN_OPS: Final = 3
 _BSN_MEM: Final = 16 * 1024 * 1024
 _BSN_MAX_OPS: Final = 10
 _BSN_MAX_MEM: Final = 256 * 1024 * 1024
+KEYED: Final = "blake2b-keyed"
+ARGON2ID: Final = "argon2id"
+BSN_KEY_SIZE: Final = 32
 
 
 def _bsn_hash(bsn: str, salt: bytes, ops: int, mem: int) -> bytes:
     return bytes(nacl.pwhash.argon2id.kdf(32, bsn.encode("ascii"), salt, opslimit=ops, memlimit=mem))
 
 
+def _keyed_hash(bsn: str, key: bytes) -> bytes:
+    return hashlib.blake2b(bsn.encode("ascii"), digest_size=32, key=key, person=b"iwlz-bsn").digest()
+
+
 @dataclass(frozen=True, slots=True)
 class BsnCommitment:
+    """What binds a client's certificate to his BSN without the BSN in it.
+
+    Keyed (``blake2b-keyed``): BLAKE2b of the BSN under 32 random bytes his node keeps and sends, sealed, only with
+    a request that names his BSN, to a party that learns the BSN from it anyway. Whoever else holds the certificate
+    (it goes in the clear with his messages) cannot test a BSN against it. The ``argon2id`` form of certificates
+    issued before is still read: anyone holding one tests a BSN he knows with one guess (~35 ms)."""
+
     salt: bytes
     digest: bytes
     ops: int = _BSN_OPS
     mem: int = _BSN_MEM
+    alg: str = ARGON2ID
 
     @classmethod
-    def create(cls, bsn: str) -> BsnCommitment:
+    def keyed(cls, bsn: str, key: bytes) -> BsnCommitment:
+        if len(key) != BSN_KEY_SIZE:
+            raise MalformedCertificate(f"a BSN key is {BSN_KEY_SIZE} bytes")
+        return cls(b"", _keyed_hash(check_bsn(bsn), key), 0, 0, KEYED)
+
+    @classmethod
+    def argon2id(cls, bsn: str) -> BsnCommitment:
+        """The form of certificates issued before keyed commitments (for tests that they are still read)."""
         salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
         return cls(salt, _bsn_hash(check_bsn(bsn), salt, _BSN_OPS, _BSN_MEM))
 
-    def matches(self, bsn: str) -> bool:
+    def matches(self, bsn: str, key: bytes | None = None) -> bool:
+        """Whether this commits to ``bsn``; a keyed commitment needs its ``key`` to say yes."""
         try:
-            candidate = _bsn_hash(check_bsn(bsn), self.salt, self.ops, self.mem)
+            bsn = check_bsn(bsn)
+            if self.alg == KEYED:
+                return key is not None and len(key) == BSN_KEY_SIZE and hmac.compare_digest(_keyed_hash(bsn, key),
+                                                                                             self.digest)
+            candidate = _bsn_hash(bsn, self.salt, self.ops, self.mem)
         except (InvalidIdentifier, nacl.exceptions.CryptoError):
             return False
         return hmac.compare_digest(candidate, self.digest)
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"alg": "argon2id", "ops": self.ops, "mem": self.mem, "salt": self.salt, "hash": self.digest}
+        if self.alg == KEYED:
+            return {"alg": KEYED, "hash": self.digest}
+        return {"alg": ARGON2ID, "ops": self.ops, "mem": self.mem, "salt": self.salt, "hash": self.digest}
 
     @classmethod
     def from_cbor(cls, value: object) -> BsnCommitment:
-        if not isinstance(value, dict) or value.get("alg") != "argon2id":
+        if not isinstance(value, dict) or value.get("alg") not in (KEYED, ARGON2ID):
             raise MalformedCertificate("bsn commitment is malformed")
-        salt, digest, ops, mem = value.get("salt"), value.get("hash"), value.get("ops"), value.get("mem")
-        if not (isinstance(salt, bytes) and len(salt) == nacl.pwhash.argon2id.SALTBYTES):
-            raise MalformedCertificate("bsn commitment salt is malformed")
+        digest = value.get("hash")
         if not (isinstance(digest, bytes) and len(digest) == 32):
             raise MalformedCertificate("bsn commitment hash is malformed")
+        if value["alg"] == KEYED:
+            if set(value) != {"alg", "hash"}:
+                raise MalformedCertificate("a keyed bsn commitment is its alg and hash")
+            return cls(b"", digest, 0, 0, KEYED)
+        salt, ops, mem = value.get("salt"), value.get("ops"), value.get("mem")
+        if not (isinstance(salt, bytes) and len(salt) == nacl.pwhash.argon2id.SALTBYTES):
+            raise MalformedCertificate("bsn commitment salt is malformed")
         if not (isinstance(ops, int) and 1 <= ops <= _BSN_MAX_OPS and isinstance(mem, int) and 8192 <= mem <= _BSN_MAX_MEM):
             raise MalformedCertificate("bsn commitment cost is out of bounds")
         return cls(salt, digest, ops, mem)
@@ -127,9 +162,10 @@ class Member:
         """(name, value) of every identifier the member holds, vestigingen included (as agb)."""
         return list(self.identifiers.items()) + [("agb", code) for code in self.vestigingen]
 
-    def matches_bsn(self, bsn: str) -> bool:
-        """True when this member is the client with ``bsn``."""
-        return self.bsn_commitment is not None and self.bsn_commitment.matches(bsn)
+    def matches_bsn(self, bsn: str, key: bytes | None = None) -> bool:
+        """True when this member is the client with ``bsn`` (``key``: what his node sent with it, for a keyed
+        commitment)."""
+        return self.bsn_commitment is not None and self.bsn_commitment.matches(bsn, key)
 
     @property
     def cert_id_hex(self) -> str:
@@ -180,9 +216,11 @@ def issue_certificate(
     supersedes: bytes | None = None,
     vestigingen: tuple[str, ...] | list[str] = (),
     bsn_commitment: BsnCommitment | None = None,
+    bsn_key: bytes | None = None,
 ) -> bytes:
-    """Sign a membership certificate for ``subject`` (a did:key). A client's BSN comes in ``identifiers`` (the
-    commitment is made here) or as the ``bsn_commitment`` his node made (enrolment: the root never sees it)."""
+    """Sign a membership certificate for ``subject`` (a did:key). A client's BSN comes in ``identifiers`` with the
+    ``bsn_key`` his node keeps (the commitment is made here), or as the keyed ``bsn_commitment`` his node made
+    (enrolment: the root never sees the BSN)."""
     if role not in ROLES:
         raise MalformedCertificate(f"unknown role {role!r}")
     if not is_did(subject):
@@ -206,8 +244,13 @@ def issue_certificate(
     }
     bsn = ids.pop("bsn", None)
     if bsn is not None:
-        bsn_commitment = BsnCommitment.create(bsn)
+        if bsn_key is None:
+            raise MalformedCertificate("a client's BSN is committed under the key his node keeps (bsn_key): without "
+                                       "one, whoever holds the certificate can test a BSN against it")
+        bsn_commitment = BsnCommitment.keyed(bsn, bsn_key)
     if bsn_commitment is not None:
+        if bsn_commitment.alg != KEYED:
+            raise MalformedCertificate("a new certificate carries a keyed BSN commitment (BsnCommitment.keyed)")
         claims["bsn"] = bsn_commitment.to_cbor()
     claims["ids"] = ids
     if region is not None:
@@ -319,4 +362,4 @@ def parse_certificate(data: bytes, *, signed: Callable[[cose.Sign1], None] | Non
 
 
 __all__ = ["Member", "BsnCommitment", "issue_certificate", "parse_certificate", "check_organisation", "ROLES",
-           "CERT_ID_SIZE", "CLIENT_ORGANISATION"]
+           "CERT_ID_SIZE", "CLIENT_ORGANISATION", "BSN_KEY_SIZE"]

@@ -14,9 +14,9 @@ Request payload (COSE_Sign1 by the enrolling node's own key, kid = its did, whic
 the key the certificate will name):
     {"typ": "iwlz-enrolment-request", "token": token bytes, "sub": did, "org": name, "role": role,
      "ids": {kind: digits}, "bsn"?: commitment, "region"?: uzovi, "vestigingen"?: [agb, ...], "iat": seconds}
-A client's node sends the argon2id commitment to its BSN (as the certificate will carry it), never the BSN, and
-"client" as its "org", never his name: the enrolment service learns no personal data, and no token is ever bound
-to a BSN.
+A client's node sends the commitment to its BSN under a key it keeps (as the certificate will carry it), never the
+BSN, and "client" as its "org", never his name: the enrolment service learns no personal data, and no token is
+ever bound to a BSN.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from keys import cbor, cose
-from keys.certificate import ROLES, BsnCommitment, _check_identifiers, check_organisation
+from keys.certificate import KEYED, ROLES, BsnCommitment, _check_identifiers, check_organisation
 from keys.did import is_did
 from keys.errors import KeysError, MalformedCertificate
 from keys.identifiers import check_uzovi
@@ -134,16 +134,19 @@ def verify_enrolment_token(data: bytes, *, root: str, now: int) -> EnrolmentToke
 
 def sign_enrolment_request(identity: Identity, *, token: bytes, organisation: str, role: str,
                            identifiers: Mapping[str, str], region: str | None, vestigingen: tuple[str, ...] | list[str],
-                           issued_at: int) -> bytes:
-    """The request of the node holding ``identity``; a client's BSN in ``identifiers`` is sent as a commitment, and
-    his ``organisation`` is ``"client"`` (keys.certificate.check_organisation)."""
+                           issued_at: int, bsn_key: bytes | None = None) -> bytes:
+    """The request of the node holding ``identity``; a client's BSN in ``identifiers`` is sent as its commitment
+    under ``bsn_key`` (which his node keeps), and his ``organisation`` is ``"client"``
+    (keys.certificate.check_organisation)."""
     _organisation(role, organisation)
     ids = dict(identifiers)
     bsn = ids.pop("bsn", None)
     payload: dict[str, Any] = {"typ": REQUEST_TYPE, "token": token, "sub": identity.did, "org": organisation,
                                "role": role, "ids": ids, "iat": issued_at}
     if bsn is not None:
-        payload["bsn"] = BsnCommitment.create(bsn).to_cbor()
+        if bsn_key is None:
+            raise EnrolmentRefused("a client's BSN is sent as its commitment under the key his node keeps (bsn_key)")
+        payload["bsn"] = _keyed(bsn, bsn_key).to_cbor()
     if region is not None:
         payload["region"] = region
     if vestigingen:
@@ -218,8 +221,18 @@ def _identity(role: str, identifiers: object, what: str, commitment: bool = Fals
 
 def _commitment(value: object) -> BsnCommitment:
     try:
-        return BsnCommitment.from_cbor(value)
+        commitment = BsnCommitment.from_cbor(value)
     except MalformedCertificate as exc:
+        raise EnrolmentRefused(exc.reason) from exc
+    if commitment.alg != KEYED:  # an older node's: whoever held the certificate could test a BSN against it
+        raise EnrolmentRefused("a client's BSN commitment is keyed (blake2b-keyed): upgrade the client's node")
+    return commitment
+
+
+def _keyed(bsn: str, key: bytes) -> BsnCommitment:
+    try:
+        return BsnCommitment.keyed(bsn, key)
+    except KeysError as exc:
         raise EnrolmentRefused(exc.reason) from exc
 
 

@@ -11,7 +11,7 @@ import aiohttp
 
 from node.clock import ClockWatch
 from node.errors import NetworkError, PeerRefused
-from protocol import MEDIA_TYPE, Endpoint, Error, ErrorCode, Incoming, Message, RemoteProtocolError
+from protocol import MEDIA_TYPE, Endpoint, Error, ErrorCode, Incoming, Message, RemoteProtocolError, with_bsn_key
 
 MESSAGES_PATH = "/iwlz/v1/messages"
 ANNOUNCEMENT_PATH = "/iwlz/v1/announcement"
@@ -38,8 +38,10 @@ async def read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
 
 class PeerClient:
     def __init__(self, endpoint: Endpoint, *, timeout: float = 10.0, clock: Callable[[], float] = time.time,
-                 watch: ClockWatch | None = None, tls: ssl.SSLContext | None = None) -> None:
+                 watch: ClockWatch | None = None, tls: ssl.SSLContext | None = None,
+                 own_bsn: tuple[str, bytes] | None = None) -> None:
         self.endpoint = endpoint
+        self.own_bsn = own_bsn  # a client's node: his BSN and the key of his certificate's commitment to it
         self.tls = tls  # for https peers; None: the system's CAs
         self.clock = clock
         self.watch = watch or ClockWatch(clock)
@@ -135,6 +137,8 @@ class PeerClient:
             PeerRefused: the peer answered with a signed error.
             NetworkError: no usable answer.
         """
+        if self.own_bsn is not None:
+            message = with_bsn_key(message, *self.own_bsn)
         outgoing = self.endpoint.send(message, to=to, now=int(self.clock()), trace_id=trace_id)
         try:
             return await self._exchange(base_url, outgoing.data, to=to, request_id=outgoing.envelope.message_id)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 from datetime import date
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from keys import (
+    BSN_KEY_SIZE,
     CLIENT_ORGANISATION,
     ROLES,
     BsnCommitment,
@@ -61,6 +63,13 @@ def parse_duration(text: str) -> int:
     if not 0 < seconds <= MAX_VALIDITY:
         raise UsageError("a certificate is valid for more than 0 seconds and at most 10 years")
     return seconds
+
+
+def _keyed(bsn: str, key: bytes) -> BsnCommitment:
+    try:
+        return BsnCommitment.keyed(bsn, key)
+    except KeysError as exc:
+        raise UsageError(exc.reason) from exc
 
 
 def _validity(days: int | None, valid_for: int | None) -> int:
@@ -122,6 +131,7 @@ class NodeConfig:
     identifiers: dict[str, str]
     region: str | None = None
     vestigingen: list[str] = field(default_factory=list)  # a zorgaanbieder's further AGB codes (its certificate names them)
+    bsn_key: str | None = None  # a client's: the key of his certificate's BSN commitment (hex), sent only sealed
     host: str = "127.0.0.1"
     port: int = 0
     public_url: str | None = None
@@ -188,6 +198,8 @@ class NodeConfig:
 
     def check(self) -> None:
         """Settings whose shape a type hint does not catch."""
+        if self.bsn_key is not None and not re.fullmatch(r"[0-9a-f]{64}", str(self.bsn_key)):
+            raise ConfigError("bsn_key: 64 lowercase hex digits (made by iwlz init; leave it as it is)")
         if self.admin_on_network and self.admin_plain_http is not True:
             # It carries bearer tokens, records and a client's data, and never speaks TLS itself.
             raise ConfigError(f"admin_host {self.admin_host!r}: the admin listener speaks plain HTTP, so it answers on "
@@ -244,12 +256,23 @@ class NodeHome:
         home.path.mkdir(parents=True, exist_ok=True)
         os.chmod(home.path, 0o700)
         write_identity(home.key_path, Identity.generate())
-        home.save_config(NodeConfig(role=role, name=name or CLIENT_ORGANISATION, identifiers=checked, region=region))
+        home.save_config(NodeConfig(role=role, name=name or CLIENT_ORGANISATION, identifiers=checked, region=region,
+                                    bsn_key=secrets.token_hex(BSN_KEY_SIZE) if role == "client" else None))
         _write_private(home.token_path, secrets.token_urlsafe(32) + "\n")
         return home
 
     def identity(self) -> Identity:
         return _identity(self.key_path)
+
+    def bsn_key(self) -> bytes:
+        """The key of a client's BSN commitment: made once (a home from before has none yet) and kept in config.json.
+        His node sends it, sealed, only with what names his BSN; whoever holds it can test a BSN against his
+        certificate."""
+        config = self.config()
+        if config.bsn_key is None:
+            config.bsn_key = secrets.token_hex(BSN_KEY_SIZE)
+            self.save_config(config)
+        return bytes.fromhex(config.bsn_key)
 
     # Renewal and rotation ------------------------------------------------------
 
@@ -402,10 +425,13 @@ class NetworkDir:
         config = home.config()
         identity = home.next_identity() or home.identity()
         current = home.member().cert_id if home.certificate_path.exists() else None
+        identifiers, commitment = dict(config.identifiers), None
+        if "bsn" in identifiers:  # committed under the key his node keeps: the root signs the commitment only
+            commitment = _keyed(identifiers.pop("bsn"), home.bsn_key())
         cert, member = self.certify(
-            subject=identity.did, organisation=config.organisation, role=config.role, identifiers=config.identifiers,
+            subject=identity.did, organisation=config.organisation, role=config.role, identifiers=identifiers,
             region=config.region, vestigingen=config.vestigingen, now=now, seconds=_validity(days, valid_for),
-            supersedes=current)
+            supersedes=current, bsn_commitment=commitment)
         target = home.next_certificate_path if home.next_key_path.exists() else home.certificate_path
         home.install_certificate(cert, self.root_did(), target=target)
         if self.revocation_path.exists():

@@ -131,7 +131,9 @@ class Node:
         self.peers = PeerTable(self.store, self.identity.did)
         await self.peers.load()
         self.clock_watch = ClockWatch(clock)
-        self.client = PeerClient(self.endpoint, clock=clock, watch=self.clock_watch, tls=client_tls)
+        own_bsn = config.identifiers.get("bsn")
+        self.client = PeerClient(self.endpoint, clock=clock, watch=self.clock_watch, tls=client_tls,
+                                 own_bsn=(own_bsn, self.home.bsn_key()) if own_bsn is not None else None)
         self.discovery = Discovery(
             endpoint=self.endpoint, client=self.client, peers=self.peers, store=self.store, trust=self.trust,
             member=self.member, bootstrap=self.bootstrap, lifetime=config.announcement_lifetime,
@@ -169,8 +171,8 @@ class Node:
                            effects={"VERWIJDERDE_TOESTEMMING_BRON": ConsentsReceived.withdrawn},
                            fetched=[*self._care_desks(clock), self.meldingen_sent.answer_fetched], clock=clock)
         self.client_view = ClientView(store=self.store, peers=self.peers, router=self.router, me=lambda: self.member,
-                                      bsn=config.identifiers.get("bsn"), clock=clock, registers=self.registers,
-                                      actor=lambda: self.actor)
+                                      bsn=own_bsn, clock=clock, registers=self.registers, actor=lambda: self.actor,
+                                      bsn_key=self.client.own_bsn[1] if self.client.own_bsn else None)
         self.consents_received = ConsentsReceived(store=self.store, trust=self.trust, me=lambda: self.member)
         self.witnessing = Witnessing(store=self.store, audit=self.audit, peers=self.peers, client=self.client,
                                      me=lambda: self.member, clock=clock, pin_every=self.config.witness_pin_interval,

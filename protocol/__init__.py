@@ -45,6 +45,7 @@ from protocol.messages import (
     Witness,
     WitnessQuery,
     WitnessReceipt,
+    with_bsn_key,
 )
 from protocol.gossip import GossipTable, Known
 from protocol.replay import ReplayGuard
@@ -56,5 +57,5 @@ __all__ = [
     "MESSAGE_TYPES", "AccessLogRequest", "AccessLogResult", "Ack", "Announcement", "DigestEntry", "Error",
     "Melding", "Message", "Notification", "PeerExchange", "PeerExchangeResult", "Query", "QueryResult", "RevocationNews", "Subject",
     "Subscribe", "Unsubscribe", "AuditHead", "Consent", "Witness", "WitnessQuery", "WitnessReceipt", "ReplayGuard", "GossipTable", "Known",
-    "MAX_BATCH", "MAX_PINS", "Notifications", "Receipt", "Receipts", "Queries", "Answer", "Answers",
+    "MAX_BATCH", "MAX_PINS", "Notifications", "Receipt", "Receipts", "Queries", "Answer", "Answers", "with_bsn_key",
 ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from keys.certificate import BSN_KEY_SIZE
 from keys.did import is_did
 from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from protocol.events import EVENT_RULES, ID_TYPES, MELDING_EVENT
@@ -359,16 +360,19 @@ class Query(Message):
 
     TYPE: ClassVar[str] = "query"
     SEALED: ClassVar[bool] = True
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"bsn_key"})
 
     template: str
     params: dict[str, str]
     evidence: tuple[bytes, ...]
     history: bool
+    bsn_key: bytes | None = None  # a client naming his own BSN: the key of his certificate's commitment to it
 
     def validate(self) -> None:
         check_name(self.template, "template")
         for key in self.params:
             check_name(key, "parameter name")
+        _check_bsn_key(self.bsn_key)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -393,10 +397,12 @@ class Subscribe(Message):
 
     TYPE: ClassVar[str] = "subscribe"
     SEALED: ClassVar[bool] = True
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"bsn_key"})
 
     events: tuple[str, ...]
     bsn: str | None = None
     endpoint: str | None = None
+    bsn_key: bytes | None = None  # the key of his certificate's BSN commitment (keys.BsnCommitment)
 
     def validate(self) -> None:
         if not self.events:
@@ -408,6 +414,7 @@ class Subscribe(Message):
             raise _fail("bsn must be 9 digits")
         if self.endpoint is not None:
             check_url(self.endpoint, "endpoint")
+        _check_bsn_key(self.bsn_key)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -578,6 +585,7 @@ class Melding(Message):
 
     TYPE: ClassVar[str] = "melding"
     SEALED: ClassVar[bool] = True
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"bsn_key"})
 
     melding_id: str
     event_type: str
@@ -585,9 +593,11 @@ class Melding(Message):
     record: str
     description: str
     endpoint: str | None = None  # where a reporter no peer table holds (a client's node) hears the answer
+    bsn_key: bytes | None = None  # a client's: the key of his certificate's BSN commitment
 
     def validate(self) -> None:
         check_uuid(self.melding_id, "melding_id")
+        _check_bsn_key(self.bsn_key)
         if self.endpoint is not None:
             check_url(self.endpoint, "endpoint")
         if self.event_type != MELDING_EVENT:
@@ -602,13 +612,34 @@ class AccessLogRequest(Message):
 
     TYPE: ClassVar[str] = "access-log-request"
     SEALED: ClassVar[bool] = True
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"bsn_key"})
 
     bsn: str
     since: int
+    bsn_key: bytes | None = None  # the key of his certificate's BSN commitment
 
     def validate(self) -> None:
         if self.since > MAX_TIME:
             raise _fail("since is after the year 9999")
+        _check_bsn_key(self.bsn_key)
+
+
+def _check_bsn_key(key: bytes | None) -> None:
+    if key is not None and len(key) != BSN_KEY_SIZE:
+        raise _fail(f"bsn_key is {BSN_KEY_SIZE} bytes")
+
+
+def with_bsn_key(message: M, bsn: str, key: bytes) -> M:
+    """``message`` as a client's node sends it: with the key of his certificate's BSN commitment where it names his
+    BSN (a query with it as a parameter, his subscription, his access-log request) or reports an error in a record
+    about him (a melding), so that the receiver, which learns his BSN from it anyway, can check that he is that
+    client. Nothing else carries the key: whoever holds it can test a BSN against his certificate."""
+    names_him = (isinstance(message, Query) and message.params.get("bsn") == bsn
+                 or isinstance(message, (Subscribe, AccessLogRequest)) and message.bsn == bsn
+                 or isinstance(message, Melding))
+    if names_him and getattr(message, "bsn_key") is None:
+        return dataclasses.replace(message, bsn_key=key)  # type: ignore[type-var]
+    return message
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -719,4 +750,5 @@ __all__ = [
     "Subscribe", "Unsubscribe", "Notification", "Ack", "Melding", "AccessLogRequest", "AccessLogResult",
     "RevocationNews", "Consent", "AuditHead", "Witness", "WitnessQuery", "WitnessReceipt", "Error", "Notifications", "Receipt", "Receipts",
     "Queries", "Answer", "Answers", "MAX_BATCH", "MAX_PINS", "MESSAGE_TYPES", "UUID4", "check_uuid", "check_did", "check_name",
+    "with_bsn_key",
 ]

@@ -23,6 +23,9 @@ ROLE_IDENTIFIERS = {
 }
 
 
+BSN_KEY = bytes(range(32))  # the key a test client's node keeps for its BSN commitment
+
+
 def seeded(n: int) -> Identity:
     return Identity.from_seed(bytes([n]) * 32)
 
@@ -36,7 +39,8 @@ class Network:
 
     def certificate(self, identity: Identity, role: str = "ciz", *, identifiers: dict[str, str] | None = None,
                     region: str | None = None, not_before: int = NOW - YEAR, expires: int = NOW + YEAR,
-                    cert_id: bytes | None = None, organisation: str | None = None) -> bytes:
+                    cert_id: bytes | None = None, organisation: str | None = None,
+                    bsn_key: bytes | None = None) -> bytes:
         default_ids, default_region = ROLE_IDENTIFIERS[role]
         return issue_certificate(
             self.root,
@@ -49,6 +53,7 @@ class Network:
             expires=expires,
             issued_at=not_before,
             cert_id=cert_id,
+            bsn_key=(bsn_key or BSN_KEY) if role == "client" else None,
         )
 
     def endpoint(self, identity: Identity, role: str = "ciz", **kwargs: object) -> Endpoint:

@@ -38,7 +38,7 @@ _OPEN_FROM = ("SELECT count(*) FROM record_keys m JOIN record_keys s ON s.record
               "WHERE m.name = 'melder' AND m.value = ? AND s.name = 'status' AND s.value IN "
               f"({', '.join(repr(status) for status in OPEN)})")
 # Raises a signed denial when the member may not report an error in this record (PolicyDecisionPoint.check_reporter).
-CheckReporter = Callable[[Member, str, dict[str, Any]], Awaitable[None]]
+CheckReporter = Callable[[Member, str, dict[str, Any], bytes | None], Awaitable[None]]  # bytes: a client's BSN key
 
 
 def answer_address(reporter: Member, endpoint: str | None) -> dict[str, str]:
@@ -72,7 +72,7 @@ class MeldingDesk:
                                           rule="MELDING-ID")
             return Ack(ref=melding.melding_id, status="duplicate"), []
         kind, target = await self._target(melding.record)
-        await self.check_reporter(incoming.sender, kind, target)
+        await self.check_reporter(incoming.sender, kind, target, melding.bsn_key)
         row = await self.registers.store.fetchone(_OPEN_FROM, (incoming.sender.did,))
         if row is not None and row[0] >= MAX_OPEN_PER_REPORTER:
             raise RemoteProtocolError(ErrorCode.CONFLICT, f"{row[0]} meldingen of yours are open here: this one is "

@@ -81,6 +81,8 @@ def member_summary(member: Any) -> dict[str, Any]:
         "role": member.role,
         "identifiers": dict(member.identifiers),
         "bound_to_bsn": member.bsn_commitment is not None,
+        # argon2id: issued before keyed commitments, a BSN can be tested against it; issue it again
+        "bsn_commitment": member.bsn_commitment.alg if member.bsn_commitment is not None else None,
         "region": member.region,
         "issuer": member.issuer,
         "not_before": utc(member.not_before),

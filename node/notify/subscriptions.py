@@ -13,18 +13,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from keys import Member
 from node.interfaces import Handlers
 from node.notify.events import ID_TYPE_OF_ROLE, Planned
-from keys import Member
 from node.store import RECORD_TYPES, Actor, AuditLog, Statement, Store, bsn_of, values_at
 from protocol import Ack, ErrorCode, Incoming, RemoteProtocolError, Subscribe, Unsubscribe
 from protocol.events import EVENT_RULES
+
+IsClient = Callable[[Member, str, bytes | None], bool]  # the client with this BSN (his certificate's commitment, the key he sent)
 
 MAX_PER_MEMBER = 32  # subscriptions a member holds here: a few event sets for an organisation, one for a client
 _COLUMNS = ("subscription_id", "subscriber_did", "subscriber_org", "receiver_id_type", "receiver_id", "events", "created_at")
 # (authority name, record kind, record data) -> the parties that hold, held or were handed it
 Parties = Callable[[str, str, dict[str, Any]], Awaitable[set[str]]]
-IsClient = Callable[[Member, str], bool]  # whether a member is the client with this BSN (his certificate's commitment)
 
 
 class Subscriptions:
@@ -114,7 +115,7 @@ class Subscriptions:
             raise RemoteProtocolError(ErrorCode.DENIED, f"a {member.role} may not subscribe to {', '.join(refused or request.events)} here",
                                       rule=matrix["rule"])
         if member.role == "client":
-            if request.bsn is None or request.endpoint is None or not self.is_client(member, request.bsn):
+            if request.bsn is None or request.endpoint is None or not self.is_client(member, request.bsn, request.bsn_key):
                 raise RemoteProtocolError(ErrorCode.DENIED, "a client subscribes to his own records only, with his BSN "
                                           "and the endpoint of his node", rule=matrix["rule"])
             id_type, receiver_id = "DID", member.did

@@ -48,8 +48,10 @@ Answer = tuple[list[RecordVersion], str | None]
 
 class ClientView:
     def __init__(self, *, store: Store, peers: PeerTable, router: Router, me: Callable[[], Member], bsn: str | None,
-                 clock: Callable[[], float], registers: Registers, actor: Callable[[], Actor]) -> None:
+                 clock: Callable[[], float], registers: Registers, actor: Callable[[], Actor],
+                 bsn_key: bytes | None = None) -> None:
         self.store = store
+        self.bsn_key = bsn_key  # goes in his consents: a source checks the consent's signer against it
         self.registers = registers
         self.actor = actor
         self.peers = peers
@@ -115,6 +117,8 @@ class ClientView:
         grantee = {"did": to} if to.startswith("did:") else {kind: value}
         data = {"toestemmingID": str(uuid.uuid4()), "bsn": self._bsn(), "ontvanger": grantee, "bronnen": sources,
                 "templates": templates, "doel": purpose, "geldigTot": until}
+        if self.bsn_key is not None:
+            data["bsnSleutel"] = self.bsn_key.hex()
         stored, _ = await self.registers.put("Toestemming", data, actor=self.actor(), now=int(self.clock()))
         try:
             await self.router.send(to, Consent(consents=(stored.signed,)))

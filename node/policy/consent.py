@@ -13,10 +13,12 @@ from collections.abc import Callable
 
 from keys import Member
 from node.policy.evidence import Evidence
+from node.store.records import bsn_key_of
 
 CONSENT_KIND = "Toestemming"
 
-IsClient = Callable[[Member, str], bool]
+# Whether a member is the client with this BSN, by his certificate's commitment and the key he sent with it.
+IsClient = Callable[[Member, str, bytes | None], bool]
 
 
 def _names(grantee: dict[str, str], requester: Member) -> bool:
@@ -30,7 +32,7 @@ def consent_fault(item: Evidence, *, requester: Member, bsn: str, template: str,
     data = item.record.data or {}
     if item.record.kind != CONSENT_KIND or item.signer.role != "client":
         return "it is not a client's consent"
-    if data.get("bsn") != bsn or not is_client(item.signer, bsn):
+    if data.get("bsn") != bsn or not is_client(item.signer, bsn, bsn_key_of(data)):
         return "it is not signed by the client the data is about"
     if not _names(data.get("ontvanger", {}), requester):
         return "it is given to another party"

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from keys import Member, TrustStore
+from keys.certificate import KEYED
 from node.policy.authority import Holder, holder_of, steps_in
 from node.policy.consent import CONSENT_KIND, consent_fault
 from node.policy.evidence import Confirm, Confirmations, Evidence, verified_evidence
@@ -102,7 +103,7 @@ class PolicyDecisionPoint:
         self.matrix = matrix or load_matrix()
         self.freshness = freshness
         self.confirm = Confirmations(confirm) if confirm is not None else None
-        self._bsn_checks: OrderedDict[tuple[bytes, str], bool] = OrderedDict()
+        self._bsn_checks: OrderedDict[tuple[bytes, str, bytes | None], bool] = OrderedDict()
         self._answered: list[str] | None = None
         self._kinds_by_rule: dict[int, frozenset[str]] = {}  # by the rule's identity: the matrix does not change
 
@@ -120,7 +121,7 @@ class PolicyDecisionPoint:
         for param, source in rule.get("bind", {}).items():
             if not self._matches([params[param]], self._resolve(source, requester, params, None)):
                 raise Denied(rule["id"], f"parameter {param} must be your own {source.split(':')[1]}")
-        if "bind_bsn" in rule and not self.is_client(requester, params["bsn"]):
+        if "bind_bsn" in rule and not self.is_client(requester, params["bsn"], query.bsn_key):
             raise Denied(rule["id"], "a client may only ask about his own BSN")
         evidence = await verified_evidence(query.evidence, self.trust, now, freshness=self.freshness, confirm=self.confirm,
                                            kinds=self._evidence_kinds(rule))
@@ -198,12 +199,16 @@ class PolicyDecisionPoint:
             return [str(v) for v in values_at(view.auth_data, name)]
         return None
 
-    def is_client(self, requester: Member, bsn: str) -> bool:
-        key = (requester.cert_hash, bsn)
-        result = self._bsn_checks.get(key)
+    def is_client(self, requester: Member, bsn: str, key: bytes | None = None) -> bool:
+        """Whether ``requester`` is the client with ``bsn``, by his certificate's commitment (``key``: the one his node
+        sent with it, for a keyed commitment)."""
+        commitment = requester.bsn_commitment
+        # An argon2id commitment (~35 ms a check) ignores the key: a sender varying it must not pass the cache by.
+        asked = (requester.cert_hash, bsn, key if commitment is not None and commitment.alg == KEYED else None)
+        result = self._bsn_checks.get(asked)
         if result is None:
-            result = requester.role == "client" and requester.matches_bsn(bsn)
-            self._bsn_checks[key] = result
+            result = requester.role == "client" and requester.matches_bsn(bsn, key)
+            self._bsn_checks[asked] = result
             if len(self._bsn_checks) > 10_000:
                 self._bsn_checks.popitem(last=False)
         return result
@@ -287,7 +292,7 @@ class PolicyDecisionPoint:
                 out |= await self.parties(name, kind, data)
         return out
 
-    async def may_report(self, requester: Member, kind: str, data: dict[str, Any]) -> bool:
+    async def may_report(self, requester: Member, kind: str, data: dict[str, Any], bsn_key: bytes | None = None) -> bool:
         """Whether ``requester`` may report an error in this record: it is about him or was sent to him (the matrix's
         'meldingen' relations). Identifiers are compared by type: an AGB and a KVK number can be the same digits."""
         for relation in self.matrix["meldingen"]["relations"].get(kind, []):
@@ -295,7 +300,7 @@ class PolicyDecisionPoint:
                 return True
             if relation.get("client"):
                 bsn = RECORD_TYPES[kind].bsn(data)
-                if bsn is not None and self.is_client(requester, bsn):
+                if bsn is not None and self.is_client(requester, bsn, bsn_key):
                     return True
             if "identifier" in relation:
                 mine = set(requester.identifier_values(relation["identifier"]))
@@ -307,9 +312,10 @@ class PolicyDecisionPoint:
                     return True
         return False
 
-    async def check_reporter(self, requester: Member, kind: str, data: dict[str, Any]) -> None:
+    async def check_reporter(self, requester: Member, kind: str, data: dict[str, Any],
+                             bsn_key: bytes | None = None) -> None:
         """Denied (rule MELDING-MELDER, tied to the client the record is about) unless ``may_report``."""
-        if await self.may_report(requester, kind, data):
+        if await self.may_report(requester, kind, data, bsn_key):
             return
         denied = Denied(self.matrix["meldingen"]["rule"], "only the parties a record is about or was sent to may "
                                                           "report an error in it")

@@ -106,7 +106,7 @@ class QueryHandlers:
         request = incoming.message
         assert isinstance(request, AccessLogRequest)
         rule = self.pdp.matrix["access_log"]["rule"]
-        if incoming.sender.role != "client" or not self.pdp.is_client(incoming.sender, request.bsn):
+        if incoming.sender.role != "client" or not self.pdp.is_client(incoming.sender, request.bsn, request.bsn_key):
             raise Denied(rule, "only the client himself may read the access log about his BSN")
         entries = await self.audit.entries(subject=request.bsn, since_at=utc(request.since), limit=ACCESS_LOG_LIMIT,
                                            newest_first=True)

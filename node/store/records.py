@@ -8,6 +8,7 @@ Unknown fields are refused. Error messages name the field, never its value.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable, Final
@@ -69,6 +70,8 @@ TOESTEMMING: Final[Schema] = {
     "toestemmingID": "uuid", "bsn": "bsn",
     "ontvanger": {"agb?": "agb", "uzovi?": "uzovi", "kvk?": "text", "did?": "text"},
     "bronnen": ["text"], "templates": ["text"], "doel": "text", "geldigTot": "date",
+    # The key of his certificate's BSN commitment: a source checks the consent's signer with it.
+    "bsnSleutel?": "hex32",
 }
 MELDING: Final[Schema] = {
     # A melding (IWLZFOUTMELDING) a source received about one of its records, with its life cycle: status
@@ -131,6 +134,15 @@ def add_years(day: date, years: int) -> str:
         return day.replace(year=day.year + years).isoformat()
     except ValueError:  # 29 February
         return day.replace(year=day.year + years, day=28).isoformat()
+
+
+_HEX32: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def bsn_key_of(consent: dict[str, Any]) -> bytes | None:
+    """The key of its signer's BSN commitment a consent carries (``bsnSleutel``), if it is one."""
+    key = consent.get("bsnSleutel")
+    return bytes.fromhex(key) if isinstance(key, str) and _HEX32.fullmatch(key) else None
 
 
 def values_at(data: Any, path: str) -> list[Any]:
@@ -221,6 +233,7 @@ SCALARS: Final[dict[str, Callable[[Any], bool]]] = {
     "bsn": _identifier(check_bsn),
     "agb": _identifier(check_agb),
     "uzovi": _identifier(check_uzovi),
+    "hex32": lambda v: isinstance(v, str) and bool(_HEX32.fullmatch(v)),
 }
 
 
@@ -340,6 +353,7 @@ _JSON_SCALARS: Final[dict[str, dict[str, Any]]] = {
     "bsn": {"type": "string", "pattern": r"^\d{9}$", "description": "9 digits that pass the 11-proef"},
     "agb": {"type": "string", "pattern": r"^\d{8}$", "description": "an AGB code: 8 digits"},
     "uzovi": {"type": "string", "pattern": r"^\d{4}$", "description": "a UZOVI code: 4 digits"},
+    "hex32": {"type": "string", "pattern": r"^[0-9a-f]{64}$", "description": "32 bytes as lowercase hex"},
 }
 
 

@@ -125,8 +125,9 @@ async def test_an_announcement_with_an_integer_at_and_beyond_its_maximum(network
 async def test_an_access_log_request_with_since_at_and_beyond_its_maximum(network: Network, since: int,
                                                                           code: str | None) -> None:
     ciz, client = await network.start("ciz", "client")
-    data = forge(client.endpoint, "access-log-request", {"bsn": "106658037", "since": since}, to=ciz.identity.did,
-                 now=ciz.now(), sealed=True)
+    data = forge(client.endpoint, "access-log-request", {"bsn": "106658037", "since": since,
+                                                          "bsn_key": client.home.bsn_key()},
+                 to=ciz.identity.did, now=ciz.now(), sealed=True)
     async with aiohttp.ClientSession() as http:
         async with http.post(ciz.url + "/iwlz/v1/messages", data=data, headers={"Content-Type": MEDIA_TYPE}) as r:
             assert r.status < 500

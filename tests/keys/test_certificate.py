@@ -4,6 +4,7 @@ import pytest
 
 from keys import (
     CLIENT_ORGANISATION,
+    BsnCommitment,
     CertificateExpired,
     CertificateNotYetValid,
     CertificateRevoked,
@@ -17,7 +18,7 @@ from keys import (
     sign_revocation_list,
 )
 from keys import cbor, cose
-from tests.helpers import NOW, YEAR, Network, seeded
+from tests.helpers import BSN_KEY, NOW, YEAR, Network, seeded
 
 
 def test_verified_certificate_gives_the_member() -> None:
@@ -50,10 +51,41 @@ def test_client_certificate_binds_the_bsn_without_carrying_it() -> None:
     cert = net.certificate(seeded(3), "client")
     assert b"106658037" not in cert
     member = net.trust().verify_certificate(cert, NOW)
-    assert member.matches_bsn("106658037")
-    assert not member.matches_bsn("737459086")
-    assert not member.matches_bsn("not-a-bsn")
+    assert member.matches_bsn("106658037", BSN_KEY)
+    assert not member.matches_bsn("737459086", BSN_KEY)
+    assert not member.matches_bsn("not-a-bsn", BSN_KEY)
     assert "bsn" not in member.identifiers
+
+
+def test_a_bsn_cannot_be_tested_against_a_clients_certificate_without_his_nodes_key() -> None:
+    """Attack: a member that holds a client's certificate (it goes in the clear with his messages: to a provider
+    he asks for its care offer, to his bootstrap peers, along the path) tests a BSN it knows against the
+    commitment. With argon2id one guess (~35 ms) said whether it was his, and the ~9·10^7 numbers that pass the
+    11-proef take weeks of one core. A keyed commitment says nothing without the key his node sends, sealed, only
+    to those it tells his BSN."""
+    net = Network()
+    member = net.trust().verify_certificate(net.certificate(seeded(3), "client"), NOW)
+    assert member.bsn_commitment is not None and member.bsn_commitment.alg == "blake2b-keyed"
+    assert not member.matches_bsn("106658037")  # the guess, without the key
+    assert not member.matches_bsn("106658037", bytes(32)) and not member.matches_bsn("106658037", BSN_KEY[:31])
+    assert member.matches_bsn("106658037", BSN_KEY)
+    with pytest.raises(MalformedCertificate, match="bsn_key"):  # a root cannot make a guessable one by mistake
+        issue_certificate(net.root, subject=seeded(4).did, organisation=CLIENT_ORGANISATION, role="client",
+                          identifiers={"bsn": "106658037"}, not_before=NOW, expires=NOW + 1, issued_at=NOW)
+    with pytest.raises(MalformedCertificate, match="keyed"):
+        issue_certificate(net.root, subject=seeded(4).did, organisation=CLIENT_ORGANISATION, role="client",
+                          identifiers={}, not_before=NOW, expires=NOW + 1, issued_at=NOW,
+                          bsn_commitment=BsnCommitment.argon2id("106658037"))
+    # A certificate issued before, with an argon2id commitment, is still read (and still guessable).
+    claims = cbor.decode(cose.parse_sign1(net.certificate(seeded(5), "client")).payload)
+    claims["bsn"] = BsnCommitment.argon2id("106658037").to_cbor()
+    old = cose.sign1(net.root, cbor.encode(claims), {cose.KID: net.root.did.encode()})
+    assert net.trust().verify_certificate(old, NOW).matches_bsn("106658037")
+    for bad in ({"alg": "blake2b-keyed", "hash": b"x" * 31}, {"alg": "blake2b-keyed", "hash": b"x" * 32, "salt": b""},
+                {"alg": "sha1", "hash": b"x" * 32}):
+        forged = cose.sign1(net.root, cbor.encode(dict(claims, bsn=bad)), {cose.KID: net.root.did.encode()})
+        with pytest.raises(MalformedCertificate):
+            net.trust().verify_certificate(forged, NOW)
 
 
 def test_a_clients_certificate_names_no_one() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keys import CLIENT_ORGANISATION, Identity, cbor, cose, parse_certificate
+from keys import CLIENT_ORGANISATION, BsnCommitment, Identity, cbor, cose, parse_certificate
 from keys.certificate import issue_certificate
 from keys.enrolment import (
     EnrolmentRefused,
@@ -17,6 +17,7 @@ from keys.enrolment import (
 )
 
 NOW = 1_800_000_000
+BSN_KEY = bytes(range(32))
 ROOT = Identity.from_seed(b"r" * 32)
 NODE = Identity.from_seed(b"n" * 32)
 
@@ -32,7 +33,7 @@ def request(tok: bytes, *, identity: Identity = NODE, role: str = "zorgaanbieder
     organisation = organisation or (CLIENT_ORGANISATION if role == "client" else "Zorg BV")
     return sign_enrolment_request(identity, token=tok, organisation=organisation, role=role,
                                   identifiers=ids if ids is not None else {"agb": "98000001"}, region="5151",
-                                  vestigingen=(), issued_at=at)
+                                  vestigingen=(), issued_at=at, bsn_key=BSN_KEY if role == "client" else None)
 
 
 def refused(data: bytes, reason: str, *, now: int = NOW) -> None:
@@ -103,7 +104,12 @@ def test_a_client_sends_a_commitment_never_his_bsn() -> None:
     cert = issue_certificate(ROOT, subject=NODE.did, organisation=asked.organisation, role="client", identifiers={},
                              not_before=NOW, expires=NOW + 60, issued_at=NOW, bsn_commitment=asked.bsn_commitment)
     member = parse_certificate(cert)[1]
-    assert member.matches_bsn("106658037") and not member.matches_bsn("999999990")
+    assert member.matches_bsn("106658037", BSN_KEY) and not member.matches_bsn("999999990", BSN_KEY)
+    assert not member.matches_bsn("106658037")  # the service, and whoever holds the certificate, cannot test it
+    payload = cbor.decode(cose.parse_sign1(data).payload)
+    older = cose.sign1(NODE, cbor.encode(dict(payload, bsn=BsnCommitment.argon2id("106658037").to_cbor())),
+                       {cose.KID: NODE.did.encode("ascii")})
+    refused(older, "keyed")  # an older node's guessable commitment gets no new certificate
 
 
 def test_a_client_sends_no_name_and_one_that_names_him_is_refused() -> None:

@@ -103,3 +103,25 @@ def test_a_party_certified_by_hand_is_not_taken_over_by_enrolment(tmp_path: Path
     with pytest.raises(EnrolmentRefused, match="enrolled with another token"):
         EnrolmentAuthority(net).enrol(request, now=now)
     assert net.revoked() == frozenset()
+
+
+@pytest.mark.asyncio
+async def test_a_client_enrols_with_a_keyed_commitment_and_the_service_learns_neither_bsn_nor_key(
+        service: tuple[str, NetworkDir]) -> None:
+    """His node sends the commitment, made under a key it keeps; the certificate it gets back lets no one test a
+    BSN without that key, and the root's register of issued certificates holds no BSN and no key."""
+    from keys.enrolment import token_text
+    from node.enrol.joining import enrol_home
+    from node.home import NodeHome
+
+    url, net = service
+    home = NodeHome.create(net.path.parent / "jansen", role="client", name=None, identifiers={"bsn": "106658037"},
+                           region="5151")
+    token = net.enrolment_token(role="client", reusable=True, seconds=600, identifiers=None, now=int(time.time()))
+    member = await asyncio.to_thread(enrol_home, home, url, token_text(token), wait=10)
+    key = home.bsn_key()
+    assert member.organisation == "client" and member.bsn_commitment is not None
+    assert member.bsn_commitment.alg == "blake2b-keyed"
+    assert member.matches_bsn("106658037", key) and not member.matches_bsn("106658037")
+    issued = net.issued_path.read_text()
+    assert "106658037" not in issued and key.hex() not in issued

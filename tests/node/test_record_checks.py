@@ -37,6 +37,7 @@ def _valid(spec: Any) -> st.SearchStrategy[Any]:
         "bsn": st.sampled_from(BSNS),
         "agb": st.from_regex(r"\A[0-9]{8}\Z"),
         "uzovi": st.from_regex(r"\A[0-9]{4}\Z"),
+        "hex32": st.binary(min_size=32, max_size=32).map(bytes.hex),
     }[spec]
 
 
@@ -96,7 +97,7 @@ def test_a_broken_field_is_named_and_its_value_never_repeated(kind_record: tuple
         checked_record(kind, record)
     assert refused.value.field == path
     assert str(refused.value) in (f"{path} is not a valid " + t for t in ("text", "int", "bool", "uuid", "date",
-                                                                          "datetime", "bsn", "agb", "uzovi"))
+                                                                          "datetime", "bsn", "agb", "uzovi", "hex32"))
     assert "1.5" not in str(refused.value)
 
 

@@ -172,7 +172,7 @@ def test_a_reason_never_names_back_what_a_peer_sent() -> None:
         with pytest.raises(RemoteProtocolError) as refused:
             cls.from_cbor(codec.decode(codec.encode(body)))
         assert "106658037" not in refused.value.reason and "\n" not in refused.value.reason
-    assert refused.value.reason == "Subscribe: unknown keys (known: ['bsn', 'endpoint', 'events'])"
+    assert refused.value.reason == "Subscribe: unknown keys (known: ['bsn', 'bsn_key', 'endpoint', 'events'])"
 
 
 @pytest.mark.parametrize("url,ok", [
@@ -200,3 +200,26 @@ def test_a_subscription_bsn_is_nine_ascii_digits() -> None:
     with pytest.raises(RemoteProtocolError, match="bsn must be 9 digits"):
         MESSAGE_TYPES["subscribe"].from_cbor(codec.decode(codec.encode(body)))
 
+
+
+def test_a_clients_bsn_key_goes_only_with_what_names_his_bsn() -> None:
+    """Whoever holds the key can test a BSN against his certificate: it goes only where his BSN goes anyway."""
+    from protocol import AccessLogRequest, Melding, Query, Subscribe, with_bsn_key
+
+    key, bsn = bytes(range(32)), "106658037"
+    own = Query(template="CLIENT-EIGEN-GEGEVENS", params={"bsn": bsn}, evidence=(), history=False)
+    assert with_bsn_key(own, bsn, key).bsn_key == key
+    for other in (Query(template="ZORGAANBOD", params={}, evidence=(), history=False),
+                  Query(template="GEGEVENS-MET-TOESTEMMING", params={"bsn": "737459086", "doel": "x"}, evidence=(),
+                        history=False),
+                  Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",), bsn=None, endpoint=None)):
+        assert with_bsn_key(other, bsn, key) == other
+    assert with_bsn_key(AccessLogRequest(bsn=bsn, since=0), bsn, key).bsn_key == key
+    assert with_bsn_key(Subscribe(events=("NIEUWE_INDICATIE_ZORGKANTOOR",), bsn=bsn, endpoint="http://a"), bsn, key).bsn_key == key
+    melding = Melding(melding_id="0f0e5d3c-1b2a-4c9d-8e7f-6a5b4c3d2e1f", event_type="IWLZFOUTMELDING", rule="R",
+                      record="WlzIndicatie/31835d1d-3933-4ffe-9f57-8985f41fae4a", description="d")
+    assert with_bsn_key(melding, bsn, key).bsn_key == key
+    # Without it, a message is the bytes it was (the golden vectors hold); a key of another length is refused.
+    assert "bsn_key" not in own.to_cbor() and with_bsn_key(own, bsn, key).to_cbor()["bsn_key"] == key
+    with pytest.raises(RemoteProtocolError, match="32 bytes"):
+        AccessLogRequest.from_cbor({"bsn": bsn, "since": 0, "bsn_key": b"x" * 31})

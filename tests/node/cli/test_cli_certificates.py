@@ -65,6 +65,7 @@ def test_client_certificate_never_shows_the_bsn(tmp_path: Path, network: Path, c
     assert code == 0 and "106658037" not in out and NodeHome(home).member().organisation == "client"
     code, out, _ = run(capsys, "--json", "cert", "show", str(home))
     assert "106658037" not in out and json.loads(out)["bound_to_bsn"] is True
+    assert json.loads(out)["bsn_commitment"] == "blake2b-keyed"
     assert b"106658037" not in (home / "certificate.cwt").read_bytes()
 
 

@@ -113,3 +113,32 @@ async def test_his_node_gossips_with_its_bootstrap_peers_only(network: Network, 
         await client.gossiper.round()
     assert {p.did for p in client.peers.all()} >= {m.identity.did for m in members}  # he learned the network
     assert {org for org, dids in heard.items() if client.identity.did in dids} == {"CIZ"}
+
+
+async def test_a_member_that_holds_his_certificate_cannot_test_a_bsn_against_it(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack, by a provider of his region that he asks for its care offer (or a bootstrap peer, or the path): it
+    holds his certificate, and with an argon2id commitment one guess (~35 ms) told whether a BSN it knows is his.
+    The commitment is keyed now, and the key goes, sealed, only with what names his BSN, to the source that learns
+    the BSN from that same message."""
+    from protocol import Query
+
+    ciz, za_b = await network.start("ciz", "za_b")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    seen: list[tuple[str, Query, object]] = []
+    for node in (ciz, za_b):
+        handler = node.dispatcher._handlers[Query]
+
+        async def recording(incoming, now, handler=handler, node=node):  # type: ignore[no-untyped-def]
+            seen.append((node.member.organisation, incoming.message, incoming.sender))
+            return await handler(incoming, now)
+
+        monkeypatch.setitem(node.dispatcher._handlers, Query, recording)
+    [client] = await network.start("client")
+    view = await client.client_view.overview()
+    assert [i["id"] for i in view["indicaties"]] == [IND0]
+    [(_, offer_query, him)] = [(o, q, s) for o, q, s in seen if o == "Thuiszorg Het Anker"]
+    assert offer_query.template == "ZORGAANBOD" and offer_query.bsn_key is None
+    assert him.bsn_commitment.alg == "blake2b-keyed" and not him.matches_bsn(BSN0)  # the guess fails
+    [(_, own_query, _)] = [(o, q, s) for o, q, s in seen if o == "CIZ" and q.template == "CLIENT-EIGEN-GEGEVENS"]
+    assert own_query.bsn_key is not None and him.matches_bsn(BSN0, own_query.bsn_key)

@@ -114,7 +114,7 @@ def _consent_signed_by(node: Node, consent_id: str, bsn: str, version: int, unti
     from protocol.records import RecordVersion
 
     data = {"toestemmingID": consent_id, "bsn": bsn, "ontvanger": {"agb": "87654321"}, "bronnen": ["kvk:62253778"],
-            "templates": [TEMPLATE], "doel": PURPOSE, "geldigTot": until}
+            "templates": [TEMPLATE], "doel": PURPOSE, "geldigTot": until, "bsnSleutel": node.home.bsn_key().hex()}
     return node.registers.signer.sign(RecordVersion("Toestemming", consent_id, version, node.identity.did, node.now(), False, data))
 
 
