@@ -65,13 +65,6 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
-def _keyed(bsn: str, key: bytes) -> BsnCommitment:
-    try:
-        return BsnCommitment.keyed(bsn, key)
-    except KeysError as exc:
-        raise UsageError(exc.reason) from exc
-
-
 def _validity(days: int | None, valid_for: int | None) -> int:
     return valid_for if valid_for is not None else (days if days is not None else 365) * DAY
 
@@ -425,13 +418,10 @@ class NetworkDir:
         config = home.config()
         identity = home.next_identity() or home.identity()
         current = home.member().cert_id if home.certificate_path.exists() else None
-        identifiers, commitment = dict(config.identifiers), None
-        if "bsn" in identifiers:  # committed under the key his node keeps: the root signs the commitment only
-            commitment = _keyed(identifiers.pop("bsn"), home.bsn_key())
         cert, member = self.certify(
-            subject=identity.did, organisation=config.organisation, role=config.role, identifiers=identifiers,
+            subject=identity.did, organisation=config.organisation, role=config.role, identifiers=config.identifiers,
             region=config.region, vestigingen=config.vestigingen, now=now, seconds=_validity(days, valid_for),
-            supersedes=current, bsn_commitment=commitment)
+            supersedes=current, bsn_key=home.bsn_key() if "bsn" in config.identifiers else None)
         target = home.next_certificate_path if home.next_key_path.exists() else home.certificate_path
         home.install_certificate(cert, self.root_did(), target=target)
         if self.revocation_path.exists():
@@ -440,16 +430,18 @@ class NetworkDir:
 
     def certify(self, *, subject: str, organisation: str, role: str, identifiers: dict[str, str], region: str | None,
                 vestigingen: list[str] | tuple[str, ...], now: int, seconds: int, supersedes: bytes | None = None,
-                bsn_commitment: BsnCommitment | None = None, token: str | None = None) -> tuple[bytes, Member]:
-        """Sign a certificate and note it in issued.jsonl (without any BSN; with the id of the join token it was
-        enrolled with, if any); returns it and what it says."""
+                bsn_commitment: BsnCommitment | None = None, bsn_key: bytes | None = None,
+                token: str | None = None) -> tuple[bytes, Member]:
+        """Sign a certificate and note it in issued.jsonl (without any BSN or key; with the id of the join token it
+        was enrolled with, if any); returns it and what it says. A client's BSN comes committed (enrolment) or in
+        ``identifiers`` with the ``bsn_key`` his node keeps."""
         if not 0 < seconds <= MAX_VALIDITY:
             raise UsageError("a certificate is valid for more than 0 seconds and at most 10 years")
         try:
             cert = issue_certificate(
                 self.root(), subject=subject, organisation=organisation, role=role, identifiers=identifiers,
                 region=region, vestigingen=vestigingen, not_before=now - 300, expires=now + seconds, issued_at=now,
-                supersedes=supersedes, bsn_commitment=bsn_commitment,
+                supersedes=supersedes, bsn_commitment=bsn_commitment, bsn_key=bsn_key,
             )
         except KeysError as exc:
             raise UsageError(exc.reason) from exc
