@@ -69,12 +69,13 @@ class ClientView:
         return [p for p in self.peers.all() if p.role != "client" and SOURCE_REGISTERS & set(p.registers)]
 
     async def _his_sources(self, bsn: str) -> list[tuple[Peer, Answer]]:
-        """The sources that hold his records, each with its answer: CIZ and the CAK, then whom his records name, step
-        by step. Asking every source told each his BSN (sealed to it) and that he is a Wlz client: thousands of
-        zorgaanbieders with no part in his care."""
+        """The sources that hold his records, each with its answer: CIZ, the CAK and those the chain led to before, then
+        whom his records name, step by step. Asking every source told each his BSN (sealed to it) and that he is a
+        Wlz client: thousands of zorgaanbieders with no part in his care."""
         sources = {p.did: p for p in self.sources()}
         asked: dict[str, tuple[Peer, Answer]] = {}
-        step = [p for p in sources.values() if p.role in FIRST_ASKED]
+        remembered = set(await self._remembered())  # so that CIZ away does not hide what the others hold of his
+        step = [p for p in sources.values() if p.role in FIRST_ASKED or p.did in remembered]
         for _ in range(MAX_STEPS):
             if not step:
                 break
@@ -82,7 +83,6 @@ class ClientView:
             asked.update((p.did, (p, answer)) for p, answer in zip(step, answers))
             named = {peer.did: peer for _, (records, _) in zip(step, answers) for peer in self._named(records)}
             step = [p for did, p in named.items() if did in sources and did not in asked]
-        remembered = set(await self._remembered())
         if set(asked) - remembered:
             await self.store.write([_setting("client.sources", json.dumps(sorted(remembered | set(asked))))])
         return list(asked.values())

@@ -77,6 +77,20 @@ async def test_a_source_that_holds_nothing_of_his_never_learns_his_bsn_from_his_
     assert await za.store.fetchone("SELECT count(*) FROM audit WHERE actor_did = ?", (client.identity.did,)) != (0,)
 
 
+async def test_with_ciz_away_his_overview_still_holds_what_the_others_hold_of_his(network: Network) -> None:
+    """The chain starts at CIZ and the CAK: with CIZ unreachable it reached no zorgkantoor or provider, and his
+    overview was empty but for the error. His node also asks, from the start, the sources the chain led it to before."""
+    ciz, zk, za, za_b, client = await care_network(network)
+    first = await client.client_view.overview()
+    assert {a["organisation"] for a in first["asked"]} == {"CIZ", "Zorgkantoor Noord", "Zorggroep De Linde"}
+    await ciz.stop()
+    network.nodes.pop("ciz")
+    later = await client.client_view.overview()
+    answered = {a["organisation"]: a["answered"] for a in later["asked"]}
+    assert answered == {"CIZ": False, "Zorgkantoor Noord": True, "Zorggroep De Linde": True}
+    assert [z["uzovi"] for z in later["zorgkantoren"]] == ["5151"] and [c["status"] for c in later["zorg"]] == ["zorg loopt"]
+
+
 async def test_his_access_log_lists_every_access_everywhere_newest_first(network: Network) -> None:
     ciz, zk, za, za_b, client = await care_network(network)
     await zk.query_peer(ciz.url, "QIR-0001-ZKi", {"wlzIndicatieID": IND0, "uzovi": "5151"}, [])
