@@ -2,13 +2,13 @@
 
 Sources are found along the chain his records draw, never by asking every
 node that holds a register (each would learn his BSN and that he is a Wlz
-client): CIZ and the CAK first, with CLIENT-EIGEN-GEGEVENS for his own BSN,
-then the zorgkantoren and zorgaanbieders their records name, found in the
-peer table. The providers in his region are asked for their care offer,
-which names no one. The access log comes from the same sources and those
-asked before, each answer signed by its source, with the source's audit
-head: a head that goes back or forks since the last time is reported,
-because a source that rewrote its log would show it there.
+client): CIZ first, with CLIENT-EIGEN-GEGEVENS for his own BSN, then the
+zorgkantoren and zorgaanbieders his records name, found in the peer table,
+and the CAK once care is delivered to him. The providers in his region are
+asked for their care offer, which names no one. The access log comes from
+the same sources and those asked before, each answer signed by its source,
+with the source's audit head: a head that goes back or forks since the last
+time is reported, because a source that rewrote its log would show it there.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from protocol.records import RecordVersion
 from protocol.witness import conflict
 
 SOURCE_REGISTERS = {"indicatie", "bemiddeling", "levering", "eigenbijdrage"}
-# Who knows every Wlz client: asked first. The other sources are asked only when his records name them.
-FIRST_ASKED = ("ciz", "cak")
+# Who knows every Wlz client: asked first. The other sources are asked only when his records name them, and the
+# CAK once care is delivered to him (it counts his eigen bijdrage from the care it hears of).
+FIRST_ASKED = ("ciz",)
+CARE_COUNTED_BY = "cak"
 # Where his records point on: the zorgkantoren and zorgaanbieders they name, by identifier.
 NAMED_BY: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "WlzIndicatie": (("uzovi", "initieelVerantwoordelijkZorgkantoor"),),
@@ -42,7 +44,7 @@ NAMED_BY: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "Levering": (("uzovi", "zorgkantoor"), ("agb", "verzoeken[].aanbieder")),
     "EigenBijdrage": (("uzovi", "zorgkantoor"), ("agb", "zorgperiodes[].aanbieder")),
 }
-MAX_STEPS = 8  # along the chain: CIZ and CAK, zorgkantoren, zorgaanbieders, and the ones an Overdracht adds
+MAX_STEPS = 8  # along the chain: CIZ, zorgkantoren, zorgaanbieders and the CAK, and the ones an Overdracht adds
 Answer = tuple[list[RecordVersion], str | None]
 
 
@@ -69,8 +71,8 @@ class ClientView:
         return [p for p in self.peers.all() if p.role != "client" and SOURCE_REGISTERS & set(p.registers)]
 
     async def _his_sources(self, bsn: str) -> list[tuple[Peer, Answer]]:
-        """The sources that hold his records, each with its answer: CIZ, the CAK and those the chain led to before, then
-        whom his records name, step by step. Asking every source told each his BSN (sealed to it) and that he is a
+        """The sources that hold his records, each with its answer: CIZ and those the chain led to before, then whom his
+        records name, step by step. Asking every source told each his BSN (sealed to it) and that he is a
         Wlz client: thousands of zorgaanbieders with no part in his care."""
         sources = {p.did: p for p in self.sources()}
         asked: dict[str, tuple[Peer, Answer]] = {}
@@ -88,7 +90,7 @@ class ClientView:
         return list(asked.values())
 
     async def _log_sources(self, bsn: str) -> list[Peer]:
-        """CIZ, the CAK and every source the chain led his node to before (by his overview or his subscriptions; one
+        """CIZ and every source the chain led his node to before (by his overview or his subscriptions; one
         whose records of him have gone still knows who looked at them). Only the first time is the chain followed
         here: each step is a query of his data, which each source then lists in his log."""
         remembered = await self._remembered()
@@ -104,9 +106,12 @@ class ClientView:
         return [str(did) for did in json.loads(row[0])] if row else []
 
     def _named(self, records: list[RecordVersion]) -> list[Peer]:
-        """The peers his records name (a zorgkantoor by UZOVI, a zorgaanbieder by any of its AGB codes)."""
-        found = (self.peers.by_identifier(kind, str(value)) for record in records
-                 for kind, path in NAMED_BY.get(record.kind, ()) for value in values_at(record.data or {}, path))
+        """The peers his records name (a zorgkantoor by UZOVI, a zorgaanbieder by any of its AGB codes), and the CAK
+        when one of them is care delivered."""
+        found = [self.peers.by_identifier(kind, str(value)) for record in records
+                 for kind, path in NAMED_BY.get(record.kind, ()) for value in values_at(record.data or {}, path)]
+        if any(record.kind == "Levering" for record in records):
+            found += [p for p in self.sources() if p.role == CARE_COUNTED_BY]
         return [peer for peer in found if peer is not None]
 
     # Consents ---------------------------------------------------------------------------

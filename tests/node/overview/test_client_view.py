@@ -77,6 +77,22 @@ async def test_a_source_that_holds_nothing_of_his_never_learns_his_bsn_from_his_
     assert await za.store.fetchone("SELECT count(*) FROM audit WHERE actor_did = ?", (client.identity.did,)) != (0,)
 
 
+async def test_the_cak_hears_of_him_only_once_care_is_delivered_to_him(network: Network) -> None:
+    """The CAK counts the eigen bijdrage of clients in care: before his care starts it has nothing of his, and was
+    asked with his BSN all the same."""
+    ciz, zk, za, cak, client = await network.start("ciz", "zk5151", "za_a", "cak", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
+    await network.settle()
+    view = await client.client_view.overview()
+    assert {a["organisation"] for a in view["asked"]} == {"CIZ", "Zorgkantoor Noord", "Zorggroep De Linde"}
+    assert await cak.store.fetchone("SELECT count(*) FROM audit WHERE subject = ?", (BSN0,)) == (0,)
+    await put(za, "Levering", LEVERING)
+    await network.settle()
+    view = await client.client_view.overview()
+    assert {a["organisation"] for a in view["asked"]} == {"CIZ", "Zorgkantoor Noord", "Zorggroep De Linde", "CAK"}
+
+
 async def test_with_ciz_away_his_overview_still_holds_what_the_others_hold_of_his(network: Network) -> None:
     """The chain starts at CIZ and the CAK: with CIZ unreachable it reached no zorgkantoor or provider, and his
     overview was empty but for the error. His node also asks, from the start, the sources the chain led it to before."""
