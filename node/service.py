@@ -116,7 +116,10 @@ class Node:
         try:
             self.member = self.trust.verify_certificate(self.certificate, self.now())
         except KeysError as exc:
-            raise ConfigError(f"this node's own certificate is not valid ({exc.code}): {exc.reason}") from exc
+            # Expired, revoked or of a form no longer valid: a new one is the way out (not a clock or a trusted root).
+            remedy = ("" if exc.code in ("not-yet-valid", "unknown-issuer") else
+                      f"; the network root issues a new one (iwlz cert issue --network DIR {self.home.path})")
+            raise ConfigError(f"this node's own certificate is not valid ({exc.code}): {exc.reason}{remedy}") from exc
         self.actor = Actor.of(self.member)
         self.store = Store(self.home.database_path, synchronous=config.synchronous)
         await self.store.open()

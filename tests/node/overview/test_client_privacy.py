@@ -87,6 +87,10 @@ async def test_a_client_node_whose_certificate_names_him_says_so_without_repeati
         home.member()
     assert "names no one" in str(info.value) and "iwlz cert issue" in str(info.value)
     assert "Jansen" not in str(info.value)
+    with pytest.raises(ConfigError) as info:  # what `iwlz run` says
+        await Node(home, mdns=False, gossip_interval=0).start()
+    assert "names no one" in str(info.value) and "iwlz cert issue" in str(info.value)
+    assert "Jansen" not in str(info.value)
 
 
 async def test_his_node_gossips_with_its_bootstrap_peers_only(network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
