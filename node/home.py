@@ -257,11 +257,13 @@ class NodeHome:
     def identity(self) -> Identity:
         return _identity(self.key_path)
 
-    def bsn_key(self) -> bytes:
-        """The key of a client's BSN commitment: made once (a home from before has none yet) and kept in config.json.
-        His node sends it, sealed, only with what names his BSN; whoever holds it can test a BSN against his
-        certificate."""
+    def bsn_key(self) -> bytes | None:
+        """The key of a client's BSN commitment (None for a node without a BSN): made once (a home from before has
+        none yet) and kept in config.json. His node sends it, sealed, only with what names his BSN; whoever holds it
+        can test a BSN against his certificate."""
         config = self.config()
+        if "bsn" not in config.identifiers:
+            return None
         if config.bsn_key is None:
             config.bsn_key = secrets.token_hex(BSN_KEY_SIZE)
             self.save_config(config)
@@ -421,7 +423,7 @@ class NetworkDir:
         cert, member = self.certify(
             subject=identity.did, organisation=config.organisation, role=config.role, identifiers=config.identifiers,
             region=config.region, vestigingen=config.vestigingen, now=now, seconds=_validity(days, valid_for),
-            supersedes=current, bsn_key=home.bsn_key() if "bsn" in config.identifiers else None)
+            supersedes=current, bsn_key=home.bsn_key())
         target = home.next_certificate_path if home.next_key_path.exists() else home.certificate_path
         home.install_certificate(cert, self.root_did(), target=target)
         if self.revocation_path.exists():

@@ -134,9 +134,9 @@ class Node:
         self.peers = PeerTable(self.store, self.identity.did)
         await self.peers.load()
         self.clock_watch = ClockWatch(clock)
-        own_bsn = config.identifiers.get("bsn")
+        own_bsn, bsn_key = config.identifiers.get("bsn"), self.home.bsn_key()
         self.client = PeerClient(self.endpoint, clock=clock, watch=self.clock_watch, tls=client_tls,
-                                 own_bsn=(own_bsn, self.home.bsn_key()) if own_bsn is not None else None)
+                                 own_bsn=(own_bsn, bsn_key) if own_bsn is not None and bsn_key is not None else None)
         self.discovery = Discovery(
             endpoint=self.endpoint, client=self.client, peers=self.peers, store=self.store, trust=self.trust,
             member=self.member, bootstrap=self.bootstrap, lifetime=config.announcement_lifetime,
@@ -175,7 +175,7 @@ class Node:
                            fetched=[*self._care_desks(clock), self.meldingen_sent.answer_fetched], clock=clock)
         self.client_view = ClientView(store=self.store, peers=self.peers, router=self.router, me=lambda: self.member,
                                       bsn=own_bsn, clock=clock, registers=self.registers, actor=lambda: self.actor,
-                                      bsn_key=self.client.own_bsn[1] if self.client.own_bsn else None)
+                                      bsn_key=bsn_key)
         self.consents_received = ConsentsReceived(store=self.store, trust=self.trust, me=lambda: self.member)
         self.witnessing = Witnessing(store=self.store, audit=self.audit, peers=self.peers, client=self.client,
                                      me=lambda: self.member, clock=clock, pin_every=self.config.witness_pin_interval,

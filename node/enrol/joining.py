@@ -26,10 +26,9 @@ def enrol_home(home: NodeHome, url: str, token: str, *, wait: float = 120.0) -> 
     except EnrolmentRefused as exc:
         raise UsageError(f"enrolment token: {exc.reason}") from exc
     config, identity = home.config(), home.identity()
-    bsn_key = home.bsn_key() if "bsn" in config.identifiers else None
     request = sign_enrolment_request(identity, token=data, organisation=config.organisation, role=config.role,
                                      identifiers=config.identifiers, region=config.region,
-                                     vestigingen=config.vestigingen, issued_at=int(time.time()), bsn_key=bsn_key)
+                                     vestigingen=config.vestigingen, issued_at=int(time.time()), bsn_key=home.bsn_key())
     answer = _post(url.rstrip("/") + "/iwlz/v1/enrol", request, wait)
     trust = TrustStore([root])
     try:
