@@ -16,6 +16,8 @@ from node.policy.evidence import Evidence
 from node.store.records import bsn_key_of
 
 CONSENT_KIND = "Toestemming"
+# Evidence not confirmed with its signer when old: a consent's withdrawal is pushed to the sources it names.
+WITHDRAWN_BY_PUSH = frozenset({CONSENT_KIND})
 
 # Whether a member is the client with this BSN, by his certificate's commitment and the key he sent with it.
 IsClient = Callable[[Member, str, bytes | None], bool]
@@ -47,4 +49,4 @@ def consent_fault(item: Evidence, *, requester: Member, bsn: str, template: str,
     return None
 
 
-__all__ = ["consent_fault", "CONSENT_KIND"]
+__all__ = ["consent_fault", "CONSENT_KIND", "WITHDRAWN_BY_PUSH"]

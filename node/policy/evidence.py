@@ -2,7 +2,10 @@
 
 Evidence that does not verify, is a tombstone, or is older than the freshness
 bound and cannot be confirmed with its source counts as absent: a rule that
-needs it then denies.
+needs it then denies. A client's consent is not asked after: its signer's
+node is in no peer table (and often off), and its end is pushed instead
+(withdrawn: a notification to every source it names, retried until each has
+it; ended: its geldigTot, which the rule reads).
 
 Confirming asks another node, so what a requester presents must not decide
 how much this node asks: an answer is kept for a minute, never longer than
@@ -98,9 +101,11 @@ class Evidence:
 
 
 async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now: int, *, freshness: int,
-                            confirm: Confirmations | None, kinds: frozenset[str] | None = None) -> list[Evidence]:
+                            confirm: Confirmations | None, kinds: frozenset[str] | None = None,
+                            pushed: frozenset[str] = frozenset()) -> list[Evidence]:
     """What of ``presented`` verifies and counts now; only records of ``kinds`` (None: any), those the rule can
-    use: stale evidence of another kind would have the node ask its source about a record it does not need."""
+    use: stale evidence of another kind would have the node ask its source about a record it does not need.
+    Records of ``pushed`` kinds are not confirmed: their signer tells this node when they end."""
     valid = []
     for data in presented[:MAX_EVIDENCE]:
         try:
@@ -109,7 +114,7 @@ async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now
             continue
         if record.deleted or (kinds is not None and record.kind not in kinds):
             continue
-        if now - record.signed_at > freshness:
+        if now - record.signed_at > freshness and record.kind not in pushed:
             if confirm is None or not await confirm.confirm(record, signer, now, freshness=freshness):
                 continue
         valid.append(Evidence(record, signer))

@@ -24,7 +24,7 @@ from typing import Any
 from keys import Member, TrustStore
 from keys.certificate import KEYED
 from node.policy.authority import Holder, holder_of, steps_in
-from node.policy.consent import CONSENT_KIND, consent_fault
+from node.policy.consent import CONSENT_KIND, WITHDRAWN_BY_PUSH, consent_fault
 from node.policy.evidence import Confirm, Confirmations, Evidence, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
@@ -124,7 +124,7 @@ class PolicyDecisionPoint:
         if "bind_bsn" in rule and not self.is_client(requester, params["bsn"], query.bsn_key):
             raise Denied(rule["id"], "a client may only ask about his own BSN")
         evidence = await verified_evidence(query.evidence, self.trust, now, freshness=self.freshness, confirm=self.confirm,
-                                           kinds=self._evidence_kinds(rule))
+                                           kinds=self._evidence_kinds(rule), pushed=WITHDRAWN_BY_PUSH)
         asking = Asking(requester, params, evidence, presented=bool(query.evidence))
         if "require_evidence" in rule and not self._evidence_met(rule["require_evidence"], asking, None):
             raise Denied(rule["id"], f"no valid {rule['require_evidence']['kind']} evidence names you for this record")

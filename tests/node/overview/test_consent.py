@@ -168,3 +168,21 @@ async def test_a_client_holds_a_bounded_number_of_consents_at_a_party(network: N
                                      "AND wlzIndicatieID = ? ORDER BY record_id", (f"bsn:{BSN0}",))
     assert held == sorted([(ids[0], 2, f"bsn:{BSN0}"), (ids[2], 1, f"bsn:{BSN0}"), (ids[4], 1, f"bsn:{BSN0}")])
     assert await za_b.store.fetchall("SELECT record_id FROM evidence WHERE wlzIndicatieID = 'bsn:737459086'") == [(ids[3],)]
+
+
+async def test_a_consent_signed_more_than_the_freshness_bound_ago_still_opens_what_it_covers(network: Network) -> None:
+    """Evidence older than the freshness bound (an hour) is confirmed with its signer; a consent's signer is a
+    client's node, which no peer table holds. Before, every consent opened nothing an hour after it was signed:
+    the party would have to ask the client for a new one each hour. A consent ends at its geldigTot, or when he
+    withdraws it, which his node pushes to every source it names (the test above): it is not asked after."""
+    ciz, zk, za_b, client, client2 = await parties(network)
+    consent = await grant(client, sources=("kvk:62253778",))
+    ciz.pdp.freshness = -1  # every piece of evidence counts as older than the bound
+    [(record, _, _)] = await read(za_b, ciz)
+    assert record.record_id == IND0
+    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
+    await client.client_view.revoke(consent)
+    deadline = time.monotonic() + 5
+    while not await ciz.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert "withdrawn" in await denied(read(za_b, ciz))
