@@ -608,15 +608,17 @@ class Melding(Message):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AccessLogRequest(Message):
-    """A client asks a source who accessed his data."""
+    """A client asks a source who accessed his data; or his gemachtigde, with the signed machtiging (a Toestemming)
+    the client gave him."""
 
     TYPE: ClassVar[str] = "access-log-request"
     SEALED: ClassVar[bool] = True
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"bsn_key"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"bsn_key", "machtiging"})
 
     bsn: str
     since: int
     bsn_key: bytes | None = None  # the key of his certificate's BSN commitment
+    machtiging: bytes | None = None
 
     def validate(self) -> None:
         if self.since > MAX_TIME:

@@ -1,4 +1,5 @@
-"""The admin API of a client's own node: his data from every source, who looked at it, following it, consents."""
+"""The admin API of a client's own node: his data from every source, who looked at it, following it, consents and
+machtigingen (given, and held: acting for another client)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ class ClientRoutes(RouteGroup):
         ("POST", "/admin/v1/client/consents", "write", "grant_consent"),
         ("POST", "/admin/v1/client/consents/{id}/revoke", "write", "revoke_consent"),
         ("POST", "/admin/v1/client/consents/{id}/hand-over", "write", "hand_over_consent"),
+        ("POST", "/admin/v1/client/machtigingen", "write", "grant_machtiging"),
+        ("GET", "/admin/v1/client/namens", "read", "represented"),
     )
 
     async def overview(self, request: web.Request) -> web.Response:
-        """His data from every source; ?seen=1 marks the changes shown as seen."""
-        return web.json_response(await self.p.client_view.overview(mark_seen=request.query.get("seen") in ("1", "true")))
+        """His data from every source; ?seen=1 marks the changes shown as seen; ?namens=ID: the data of the client
+        whose machtiging this node holds with that id."""
+        return web.json_response(await self.p.client_view.overview(mark_seen=request.query.get("seen") in ("1", "true"),
+                                                                   namens=request.query.get("namens")))
 
     async def follow(self, request: web.Request) -> web.Response:
         """Subscribe at every source to the changes of his own records."""
@@ -42,10 +47,27 @@ class ClientRoutes(RouteGroup):
         return web.json_response(await self.p.client_view.revoke(request.match_info["id"]))
 
     async def hand_over_consent(self, request: web.Request) -> web.Response:
-        return web.json_response({"handed_over": await self.p.client_view.hand_over(request.match_info["id"])})
+        body = await read_json(request) if request.can_read_body else {}
+        endpoint = body.get("endpoint")
+        return web.json_response({"handed_over": await self.p.client_view.hand_over(
+            request.match_info["id"], None if endpoint is None else str(endpoint))})
 
     async def access_log(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.p.client_view.access_log(since=int(request.query.get("since", "0"))))
+        return web.json_response(await self.p.client_view.access_log(since=int(request.query.get("since", "0")),
+                                                                     namens=request.query.get("namens")))
+
+    async def grant_machtiging(self, request: web.Request) -> web.Response:
+        body = await read_json(request)
+        endpoint = body.get("endpoint")
+        result = await self.p.client_view.grant_machtiging(to=str(body["to"]), until=str(body["until"]),
+                                                           endpoint=None if endpoint is None else str(endpoint))
+        return web.json_response(result, status=201)
+
+    async def represented(self, request: web.Request) -> web.Response:
+        """The clients this node acts for: the machtigingen it holds; and what a client needs to give it one."""
+        describe = self.p.describe()
+        return web.json_response({"namens": await self.p.client_view.represented(),
+                                  "deze_node": {"did": describe["did"], "endpoint": describe["url"]}})
 
 
 __all__ = ["ClientRoutes"]

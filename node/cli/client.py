@@ -1,10 +1,12 @@
-"""Commands for a client's own node: overview (his data from every source) and access-log (who looked at it)."""
+"""Commands for a client's own node: overview (his data from every source), access-log (who looked at it), his
+consents and machtigingen; and, with --namens, the same for a client who gave this node's person a machtiging."""
 
 from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 from node.cli.common import admin, command, emit, personal_data_option, shown
 from node.errors import UsageError
@@ -21,14 +23,20 @@ def _since(text: str | None) -> int:
         raise UsageError(f"--since takes a date, YYYY-MM-DD: {text!r}") from exc
 
 
+def _namens(args: argparse.Namespace) -> dict[str, str]:
+    return {"namens": args.namens} if getattr(args, "namens", None) else {}
+
+
 def overview(args: argparse.Namespace) -> int:
-    view = admin(args).call("GET", "/admin/v1/client/overview?seen=1")
+    view = admin(args).call("GET", f"/admin/v1/client/overview?{urlencode({'seen': '1', **_namens(args)})}")
     emit(args, shown(args, view), render_overview(shown(args, view)))
     return 0
 
 
 def render_overview(view: dict[str, Any]) -> str:
-    lines = ["Mijn gegevens bij alle bronnen"]
+    acting = view.get("namens")
+    lines = [f"Gegevens van de cliënt met BSN {acting['bsn']} bij alle bronnen (u bent zijn gemachtigde)"
+             if acting else "Mijn gegevens bij alle bronnen"]
     for source in view["asked"]:
         state = f"{source['records']} gegeven(s)" if source["answered"] else f"geen antwoord ({source['error']})"
         lines.append(f"  {source['organisation']:26} {state}")
@@ -56,6 +64,8 @@ def render_overview(view: dict[str, Any]) -> str:
         lines.append("\nEigen bijdrage")
         lines.extend(f"  {e['bron']}: {e['bedragPerMaand']} per maand vanaf {e['vanaf']}"
                      + (f" tot en met {e['tot']}" if e.get("tot") else "") for e in view["eigen_bijdrage"])
+    if acting:
+        return "\n".join(lines)
     lines.append("\nZorgaanbod in mijn regio")
     for offer in view["zorgaanbod"] or [{}]:
         lines.append(f"  {offer['aanbieder']}: {', '.join(offer['zzpCodes'])}; {offer['vrijeCapaciteit']} plaats(en) vrij"
@@ -71,7 +81,7 @@ def _time(ts: int) -> str:
 
 
 def access_log(args: argparse.Namespace) -> int:
-    log = admin(args).call("GET", f"/admin/v1/client/access-log?since={_since(args.since)}")
+    log = admin(args).call("GET", f"/admin/v1/client/access-log?{urlencode({'since': _since(args.since), **_namens(args)})}")
     emit(args, log, render_access_log(log))
     return 0
 
@@ -121,14 +131,52 @@ def consent_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def machtiging_grant(args: argparse.Namespace) -> int:
+    result = admin(args).call("POST", "/admin/v1/client/machtigingen",
+                              {"to": args.to, "until": args.until, "endpoint": args.endpoint})
+    emit(args, result, f"machtiging {result['id']} gegeven aan {args.to} tot en met {args.until}"
+                       + ("" if result["handed_over"] else f"; nog niet afgegeven: {result['error']}"))
+    return 0
+
+
+def namens(args: argparse.Namespace) -> int:
+    result = shown(args, admin(args).call("GET", "/admin/v1/client/namens"))
+    node = result["deze_node"]
+    lines = [f"{m['id']}: cliënt met BSN {m['bsn']}, tot en met {m['geldig_tot']}" for m in result["namens"]]
+    emit(args, result, "\n".join((lines or ["(geen machtigingen ontvangen)"])
+                                 + [f"Een cliënt machtigt u met: iwlz machtiging grant HOME --to {node['did']} "
+                                    f"--endpoint {node['endpoint']} --until JJJJ-MM-DD"]))
+    return 0
+
+
+def _namens_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--namens", metavar="MACHTIGING-ID",
+                        help="for the client who gave this node's person this machtiging (see: iwlz client namens)")
+
+
 def register(sub: Any) -> None:
     client = sub.add_parser("client", help="a client's own node: his data everywhere, who looked at it")
     group = client.add_subparsers(dest="client_command", required=True)
     p = command(group, "overview", overview, "his data from every source, in one view")
     personal_data_option(p)
+    _namens_option(p)
     command(group, "follow", follow, "subscribe at every source to changes of his own records")
     p = command(group, "access-log", access_log, "who looked at his data, at every source")
     p.add_argument("--since", metavar="YYYY-MM-DD")
+    _namens_option(p)
+    p = command(group, "namens", namens, "the clients who gave this node's person a machtiging")
+    personal_data_option(p)
+
+    machtiging = sub.add_parser("machtiging", help="a client's machtigingen: a person who sees what he sees, for him")
+    group = machtiging.add_subparsers(dest="machtiging_command", required=True)
+    p = command(group, "grant", machtiging_grant, "let a person (his own client's node) read his data and his "
+                "access log at every source of his records")
+    p.add_argument("--to", required=True, metavar="DID", help="the did of the gemachtigde's own node")
+    p.add_argument("--endpoint", required=True, metavar="URL",
+                   help="where his node is (iwlz client namens on his node prints both)")
+    p.add_argument("--until", required=True, metavar="YYYY-MM-DD")
+    p = command(group, "revoke", consent_revoke, "withdraw a machtiging at every source of his records")
+    p.add_argument("id")
 
     consent = sub.add_parser("consent", help="a client's consents: give, withdraw, list")
     group = consent.add_subparsers(dest="consent_command", required=True)

@@ -1,7 +1,7 @@
 """``iwlz demo``: a local network of separate node processes on 127.0.0.1, with the sample data and scenarios.
 
 The parties follow shared/fixtures/iwlz-sample.json: CIZ, CAK, zorgkantoren
-5151 and 5050, zorgaanbieders 12345678 and 87654321, and a client.
+5151 and 5050, zorgaanbieders 12345678 and 87654321, a client and his daughter, his gemachtigde.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from node.cli.demo_care import CareChain
 from node.errors import NodeError, UsageError
 from node.home import NetworkDir, NodeHome
 from node.policy.matrix import load_uitleg
+from node.store.records import masked
 
 PARTIES: dict[str, tuple[str, str | None, dict[str, str], str | None]] = {
     "ciz": ("ciz", "CIZ", {"kvk": "62253778"}, None),
@@ -30,6 +31,7 @@ PARTIES: dict[str, tuple[str, str | None, dict[str, str], str | None]] = {
     "zorgaanbieder-12345678": ("zorgaanbieder", "Zorggroep De Linde", {"agb": "12345678"}, "5151"),
     "zorgaanbieder-87654321": ("zorgaanbieder", "Thuiszorg Het Anker", {"agb": "87654321"}, "5151"),
     "client-jansen": ("client", None, {"bsn": "106658037"}, "5151"),  # a client's node takes no name
+    "dochter-jansen": ("client", None, {"bsn": "737459086"}, "5151"),  # his daughter, his gemachtigde
 }
 
 
@@ -245,6 +247,33 @@ class Demo(CareChain):
         self._settle(names=("client-jansen",))
         self._try("zorgaanbieder-87654321", query, "after he withdrew it", allowed=False)
         print(f"   his own page: {client.base}/mijn (sign in with the node's admin token, or a code of iwlz user add)")
+        self.gemachtigde()
+
+    def gemachtigde(self) -> None:
+        client, dochter = self.admin["client-jansen"], self.admin["dochter-jansen"]
+        self.step("His daughter, his gemachtigde: her own node sees what he sees, for him (iwlz machtiging grant, "
+                  "iwlz client overview --namens)")
+        her = dochter.call("GET", "/admin/v1/client/namens")["deze_node"]
+        given = client.call("POST", "/admin/v1/client/machtigingen", {"to": her["did"], "endpoint": her["endpoint"],
+                                                                       "until": "2099-12-31"})
+        print(f"   client-jansen gives machtiging {given['id']} to the node of his daughter (handed over: "
+              f"{given['handed_over']})")
+        self._wait_for_peers("dochter-jansen", 6)
+        view = dochter.call("GET", f"/admin/v1/client/overview?namens={given['id']}")
+        print(indent(render_overview(masked(view))))
+        self.expect("his daughter sees his indicatie", len(view["indicaties"]), 1)
+        log = client.call("GET", "/admin/v1/client/access-log")
+        seen = [e for e in log["entries"] if e["wie"].startswith("uw gemachtigde")]
+        print(indent("\n".join(render_access_log({"entries": seen[:3], "asked": []}).splitlines()[1:])))
+        self.expect("his access log shows that his gemachtigde looked", bool(seen), True)
+        client.call("POST", f"/admin/v1/client/consents/{given['id']}/revoke", {})
+        print("   client-jansen withdraws it; every source of his records hears of it through his outbox")
+        self._settle(names=("client-jansen",))
+        after = dochter.call("GET", f"/admin/v1/client/overview?namens={given['id']}")
+        refused = [a for a in after["asked"] if not a["answered"]]
+        print(f"   dochter-jansen after he withdrew it: {len(refused)} of {len(after['asked'])} sources refuse "
+              f"({refused[0]['error'] if refused else '-'})")
+        self.expect("his daughter after he withdrew the machtiging", len(refused), len(after["asked"]))
 
     def _try(self, who: str, query: dict[str, Any], when: str, *, allowed: bool) -> None:
         try:

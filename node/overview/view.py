@@ -9,6 +9,11 @@ asked for their care offer, which names no one. The access log comes from
 the same sources and those asked before, each answer signed by its source,
 with the source's audit head: a head that goes back or forks since the last
 time is reported, because a source that rewrote its log would show it there.
+
+His gemachtigde (a person he gave a machtiging: a Toestemming to the did of
+the gemachtigde's own client's node, doel "vertegenwoordiging", at every
+source) sees the same from his own node: it follows the same chain for the
+client's BSN and presents the machtiging with each question.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
@@ -25,9 +31,9 @@ from keys import Member
 from node.discovery import Peer, PeerTable, Router
 from node.errors import NodeError, PeerRefused, ValidationError, shown
 from node.store import RECORD_TYPES, Actor, Registers, Statement, Store
-from node.store.records import checked_record, values_at
-from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, Subscribe
-from protocol.records import RecordVersion
+from node.store.records import EVERY_SOURCE, MACHTIGING, MACHTIGING_COVERS, checked_record, is_machtiging, values_at
+from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, RemoteProtocolError, Subscribe
+from protocol.records import RecordVersion, verify_record
 from protocol.witness import conflict
 
 SOURCE_REGISTERS = {"indicatie", "bemiddeling", "levering", "eigenbijdrage"}
@@ -46,6 +52,21 @@ NAMED_BY: Final[dict[str, tuple[tuple[str, str], ...]]] = {
 }
 MAX_STEPS = 8  # along the chain: CIZ, zorgkantoren, zorgaanbieders and the CAK, and the ones an Overdracht adds
 Answer = tuple[list[RecordVersion], str | None]
+OWN_SOURCES = "client.sources"  # the setting that keeps the sources his chain led to
+
+
+@dataclass(frozen=True, slots=True)
+class Whose:
+    """Whose data the node asks about: its own client's, or that of a client whose machtiging it holds."""
+
+    bsn: str
+    machtiging: bytes | None = None  # presented with every question: the signed Toestemming
+    client_did: str | None = None  # his node's, for a client it acts for (the machtiging's signer)
+    sources_setting: str = OWN_SOURCES
+
+    @property
+    def evidence(self) -> list[bytes]:
+        return [self.machtiging] if self.machtiging is not None else []
 
 
 class ClientView:
@@ -67,42 +88,75 @@ class ClientView:
             raise NodeError("only a client's node has an overview of its own data")
         return self.bsn
 
+    async def _whose(self, namens: str | None) -> Whose:
+        """His own data (``namens`` None), or that of the client whose machtiging with this id his node holds."""
+        if namens is None:
+            return Whose(self._bsn())
+        if self.me().role != "client":
+            raise NodeError("only a client's node acts for another client")
+        for record, signer, signed in await self._machtigingen_held():
+            if record.record_id == namens:
+                return Whose(str((record.data or {})["bsn"]), signed, signer.did, f"{OWN_SOURCES}.{namens}")
+        raise NodeError("no machtiging with this id is held here, or it has ended")
+
+    async def _machtigingen_held(self) -> list[tuple[RecordVersion, Member, bytes]]:
+        """The machtigingen clients gave this node that verify, name it and have not ended (newest first)."""
+        rows = await self.store.fetchall("SELECT signed FROM evidence WHERE kind = 'Toestemming' ORDER BY rowid DESC")
+        now = int(self.clock())
+        today = date.fromtimestamp(now).isoformat()
+        held = []
+        for (signed,) in rows:
+            try:
+                record, signer = verify_record(bytes(signed), self.router.trust, now)
+            except RemoteProtocolError:
+                continue
+            data = record.data or {}
+            if is_machtiging(data) and data["ontvanger"]["did"] == self.me().did and data["geldigTot"] >= today:
+                held.append((record, signer, bytes(signed)))
+        return held
+
+    async def represented(self) -> list[dict[str, Any]]:
+        """For whom this node acts: the machtigingen it holds, with the client's BSN (his own node's screen)."""
+        return [{"id": record.record_id, "bsn": (record.data or {})["bsn"], "geldig_tot": (record.data or {})["geldigTot"],
+                 "client_node": signer.did} for record, signer, _ in await self._machtigingen_held()]
+
     def sources(self) -> list[Peer]:
         return [p for p in self.peers.all() if p.role != "client" and SOURCE_REGISTERS & set(p.registers)]
 
-    async def _his_sources(self, bsn: str) -> list[tuple[Peer, Answer]]:
+    async def _his_sources(self, whose: Whose) -> list[tuple[Peer, Answer]]:
         """The sources that hold his records, each with its answer: CIZ and those the chain led to before, then whom his
         records name, step by step. Asking every source told each his BSN (sealed to it) and that he is a
         Wlz client: thousands of zorgaanbieders with no part in his care."""
         sources = {p.did: p for p in self.sources()}
         asked: dict[str, tuple[Peer, Answer]] = {}
-        remembered = set(await self._remembered())  # so that CIZ away does not hide what the others hold of his
+        remembered = set(await self._remembered(whose))  # so that CIZ away does not hide what the others hold of his
         step = [p for p in sources.values() if p.role in FIRST_ASKED or p.did in remembered]
         for _ in range(MAX_STEPS):
             if not step:
                 break
-            answers = await asyncio.gather(*(self._ask(p, "CLIENT-EIGEN-GEGEVENS", {"bsn": bsn}) for p in step))
+            answers = await asyncio.gather(*(self._ask(p, "CLIENT-EIGEN-GEGEVENS", {"bsn": whose.bsn}, whose.evidence)
+                                             for p in step))
             asked.update((p.did, (p, answer)) for p, answer in zip(step, answers))
             named = {peer.did: peer for _, (records, _) in zip(step, answers) for peer in self._named(records)}
             step = [p for did, p in named.items() if did in sources and did not in asked]
         if set(asked) - remembered:
-            await self.store.write([_setting("client.sources", json.dumps(sorted(remembered | set(asked))))])
+            await self.store.write([_setting(whose.sources_setting, json.dumps(sorted(remembered | set(asked))))])
         return list(asked.values())
 
-    async def _log_sources(self, bsn: str) -> list[Peer]:
+    async def _log_sources(self, whose: Whose) -> list[Peer]:
         """CIZ and every source the chain led his node to before (by his overview or his subscriptions; one
         whose records of him have gone still knows who looked at them). Only the first time is the chain followed
         here: each step is a query of his data, which each source then lists in his log."""
-        remembered = await self._remembered()
+        remembered = await self._remembered(whose)
         if not remembered:
-            return [p for p, _ in await self._his_sources(bsn)]
+            return [p for p, _ in await self._his_sources(whose)]
         first = {p.did for p in self.sources() if p.role in FIRST_ASKED}
         return [p for p in (self.peers.get(did) for did in sorted(first | set(remembered))) if p is not None]
 
-    async def _remembered(self) -> list[str]:
+    async def _remembered(self, whose: Whose) -> list[str]:
         """The dids of every source his node asked along the chain before (one that held his records may hold them
         no longer, and still knows who looked at them)."""
-        row = await self.store.fetchone("SELECT value FROM settings WHERE name = 'client.sources'")
+        row = await self.store.fetchone("SELECT value FROM settings WHERE name = ?", (whose.sources_setting,))
         return [str(did) for did in json.loads(row[0])] if row else []
 
     def _named(self, records: list[RecordVersion]) -> list[Peer]:
@@ -116,8 +170,10 @@ class ClientView:
 
     # Consents ---------------------------------------------------------------------------
 
-    async def grant(self, *, to: str, templates: list[str], purpose: str, until: str, sources: list[str]) -> dict[str, Any]:
-        """Sign a consent and hand it to the party it is for (``to``: ``agb:…``, ``uzovi:…``, ``kvk:…`` or a did)."""
+    async def grant(self, *, to: str, templates: list[str], purpose: str, until: str, sources: list[str],
+                    endpoint: str | None = None) -> dict[str, Any]:
+        """Sign a consent and hand it to the party it is for (``to``: ``agb:…``, ``uzovi:…``, ``kvk:…`` or a did;
+        ``endpoint``: where that did's node is, when it is in no peer table: another client's)."""
         kind, _, value = to.partition(":")
         grantee = {"did": to} if to.startswith("did:") else {kind: value}
         data = {"toestemmingID": str(uuid.uuid4()), "bsn": self._bsn(), "ontvanger": grantee, "bronnen": sources,
@@ -126,27 +182,60 @@ class ClientView:
             data["bsnSleutel"] = self.bsn_key.hex()
         stored, _ = await self.registers.put("Toestemming", data, actor=self.actor(), now=int(self.clock()))
         try:
-            await self.router.send(to, Consent(consents=(stored.signed,)))
+            await self._hand(to, stored.signed, endpoint)
             handed, error = True, None
         except NodeError as exc:
             handed, error = False, str(exc)
         return {"id": stored.record_id, "handed_over": handed, "error": error}
 
-    async def hand_over(self, consent_id: str) -> bool:
+    async def _hand(self, to: str, signed: bytes, endpoint: str | None) -> None:
+        """Hand a consent to its party; at ``endpoint`` only when the node there is the did it names (the consent
+        names his BSN: it goes to no other node)."""
+        if endpoint is None:
+            await self.router.send(to, Consent(consents=(signed,)))
+            return
+        url, did = await self.router.peer_for(endpoint)
+        if did != to:
+            raise NodeError(f"the node at {shown(endpoint, 100)} is not {to}")
+        await self.router.client.request(url, Consent(consents=(signed,)), to=did)
+
+    async def grant_machtiging(self, *, to: str, until: str, endpoint: str | None = None) -> dict[str, Any]:
+        """Sign a machtiging: the person whose own node has did ``to`` (at ``endpoint``) may read what he may read, at
+        every source of his records, until ``until``."""
+        if not to.startswith("did:"):
+            raise ValidationError("a machtiging is given to a person: the did of his own node")
+        return await self.grant(to=to, templates=list(MACHTIGING_COVERS), purpose=MACHTIGING, until=until,
+                                sources=[EVERY_SOURCE], endpoint=endpoint)
+
+    async def hand_over(self, consent_id: str, endpoint: str | None = None) -> bool:
         """Hand a consent to its party again (when it could not be reached at the grant)."""
         stored = await self.registers.current("Toestemming", consent_id)
         if stored is None or stored.deleted or stored.data is None:
             raise NodeError("no such consent")
         grantee = stored.data["ontvanger"]
         target = grantee.get("did") or next(f"{k}:{v}" for k, v in grantee.items())
-        await self.router.send(target, Consent(consents=(stored.signed,)))
+        await self._hand(target, stored.signed, endpoint)
         return True
 
     async def revoke(self, consent_id: str) -> dict[str, Any]:
         """Withdraw a consent: a tombstone version, and a notification to every source it named, retried until
         each one acknowledges it."""
+        stored = await self.registers.current("Toestemming", consent_id)
+        if stored is not None and stored.data is not None and EVERY_SOURCE in stored.data["bronnen"]:
+            await self._name_every_source(stored.data)
         stored = await self.registers.delete("Toestemming", consent_id, actor=self.actor(), now=int(self.clock()))
         return {"id": stored.record_id, "withdrawn": True}
+
+    async def _name_every_source(self, data: dict[str, Any]) -> None:
+        """A machtiging names no source (``*``): before it is withdrawn, a version that names every source his chain
+        leads to now or led to before, so that the withdrawal goes to each of them (a withdrawal goes to the sources a
+        consent names) and to none that has no record of his."""
+        bsn = self._bsn()
+        found = {p.did: p for p, _ in await self._his_sources(Whose(bsn))}
+        found.update((did, p) for did in await self._remembered(Whose(bsn)) if (p := self.peers.get(did)) is not None)
+        named = sorted({_member_key(p) for p in found.values()} - {EVERY_SOURCE})
+        await self.registers.put("Toestemming", dict(data, bronnen=named + [EVERY_SOURCE]), actor=self.actor(),
+                                 now=int(self.clock()))
 
     async def consents(self) -> list[dict[str, Any]]:
         rows = await self.store.fetchall(
@@ -166,7 +255,7 @@ class ClientView:
         follow; returns what each source said."""
         bsn = self._bsn()
         results = []
-        for peer, _ in await self._his_sources(bsn):
+        for peer, _ in await self._his_sources(Whose(bsn)):
             events = tuple(sorted(e for e in peer.events if "client" in allowed.get(e, {})))
             if not events:
                 continue
@@ -180,16 +269,20 @@ class ClientView:
 
     # The overview ----------------------------------------------------------------
 
-    async def overview(self, *, mark_seen: bool = False) -> dict[str, Any]:
-        bsn = self._bsn()
-        sources, answers = _split(await self._his_sources(bsn))
+    async def overview(self, *, mark_seen: bool = False, namens: str | None = None) -> dict[str, Any]:
+        """His data from the sources of his records; ``namens``: that of the client whose machtiging this is (without
+        the care offer of a region, the consents and the changes his own node keeps)."""
+        whose = await self._whose(namens)
+        bsn = whose.bsn
+        sources, answers = _split(await self._his_sources(whose))
         region = self.me().region
-        providers = [p for p in self.peers.all() if "zorgaanbod" in p.registers and (region is None or p.region == region)]
+        providers = [p for p in self.peers.all() if "zorgaanbod" in p.registers and (region is None or p.region == region)
+                     and namens is None]
         offers = await asyncio.gather(*(self._ask(p, "ZORGAANBOD", {}) for p in providers))
         records = [(r, p) for p, (rs, _) in zip(sources, answers) for r in rs]
         today = date.fromtimestamp(self.clock()).isoformat()
         seen = await self._last_seen()
-        view = {
+        view: dict[str, Any] = {
             "asked": [{"organisation": p.organisation, "role": p.role, "answered": error is None, "error": error,
                        "records": len(rs)} for p, (rs, error) in zip(sources, answers)],
             "indicaties": [_indicatie(r, p, today) for r, p in records if r.kind == "WlzIndicatie"],
@@ -199,17 +292,21 @@ class ClientView:
             "zorg": [_levering(r, p, today) for r, p in records if r.kind == "Levering"],
             "eigen_bijdrage": [_eigen_bijdrage(r, p) for r, p in records if r.kind == "EigenBijdrage"],
             "zorgaanbod": [dict(r.data or {}, aanbieder=p.organisation) for p, (rs, _) in zip(providers, offers) for r in rs],
-            "wijzigingen": await self._changes_since(seen),
-            "toestemmingen": await self.consents(),
+            "wijzigingen": await self._changes_since(seen) if namens is None else [],
+            "toestemmingen": await self.consents() if namens is None else [],
         }
-        if mark_seen:
+        if namens is not None:
+            view["namens"] = {"id": namens, "bsn": bsn}
+        elif mark_seen:
             newest = await self.store.fetchone("SELECT coalesce(max(rowid), 0) FROM inbox")
             await self.store.write([_setting("client.last_seen", str(newest[0] if newest else 0))])
         return view
 
-    async def _ask(self, peer: Peer, template: str, params: dict[str, str]) -> tuple[list[RecordVersion], str | None]:
+    async def _ask(self, peer: Peer, template: str, params: dict[str, str],
+                   evidence: list[bytes] | None = None) -> tuple[list[RecordVersion], str | None]:
         try:
-            fetched = [r for r, _, _ in await self.router.query(peer.did, template, params, []) if not r.deleted]
+            fetched = [r for r, _, _ in await self.router.query(peer.did, template, params, evidence or [])
+                       if not r.deleted]
         except PeerRefused as exc:
             return [], f"{exc.code}{' (' + exc.rule + ')' if exc.rule else ''}"
         except NodeError as exc:
@@ -241,23 +338,34 @@ class ClientView:
 
     # Who looked at my data --------------------------------------------------------------
 
-    async def access_log(self, *, since: int = 0) -> dict[str, Any]:
-        """Who looked at his data, at every source of his records his node has been led to (newest first)."""
-        bsn = self._bsn()
-        sources = await self._log_sources(bsn)
-        answers = await asyncio.gather(*(self._log(p, bsn, since) for p in sources))
-        me = self.me().did
-        entries = sorted((dict(e, bron=p.organisation, wie=_who(e, me)) for p, (es, _, _) in zip(sources, answers) for e in es),
-                         key=lambda e: (e["at"], e["seq"]), reverse=True)
+    async def access_log(self, *, since: int = 0, namens: str | None = None) -> dict[str, Any]:
+        """Who looked at his data, at every source of his records his node has been led to (newest first);
+        ``namens``: at the data of the client whose machtiging this is."""
+        whose = await self._whose(namens)
+        sources = await self._log_sources(whose)
+        answers = await asyncio.gather(*(self._log(p, whose, since) for p in sources))
+        names = await self._names(whose)
+        entries = sorted((dict(e, bron=p.organisation, wie=_who(e, names)) for p, (es, _, _) in zip(sources, answers)
+                          for e in es), key=lambda e: (e["at"], e["seq"]), reverse=True)
         statements = [s for _, (_, _, s) in zip(sources, answers) if s is not None]
         if statements:
             await self.store.write(statements)
         return {"entries": entries, "asked": [{"organisation": p.organisation, "answered": error is None, "error": error}
                                               for p, (_, error, _) in zip(sources, answers)]}
 
-    async def _log(self, peer: Peer, bsn: str, since: int) -> tuple[list[dict[str, Any]], str | None, Statement | None]:
+    async def _names(self, whose: Whose) -> dict[str, str]:
+        """How his log names the client nodes it knows: his own, and his gemachtigden's (a client's certificate names
+        no one); for a client this node acts for, the client's and this one."""
+        me = self.me().did
+        if whose.client_did is not None:
+            return {me: "u (gemachtigde)", whose.client_did: f"de cliënt zelf (…{whose.client_did[-8:]})"}
+        given = [c["aan"]["did"] for c in await self.consents() if c["doel"] == MACHTIGING and "did" in c["aan"]]
+        return {**{did: f"uw gemachtigde (…{did[-8:]})" for did in given}, me: "u zelf"}
+
+    async def _log(self, peer: Peer, whose: Whose, since: int) -> tuple[list[dict[str, Any]], str | None, Statement | None]:
         try:
-            reply = await self.router.send(peer.did, AccessLogRequest(bsn=bsn, since=since))
+            reply = await self.router.send(peer.did, AccessLogRequest(bsn=whose.bsn, since=since,
+                                                                      machtiging=whose.machtiging))
         except PeerRefused as exc:
             return [], f"{exc.code}{' (' + exc.rule + ')' if exc.rule else ''}", None
         except NodeError as exc:
@@ -350,13 +458,14 @@ def _split(pairs: list[tuple[Peer, Answer]]) -> tuple[list[Peer], list[Answer]]:
 STAFF = {"beheerder": "beheerder", "medewerker": "medewerker", "auditor": "auditor"}
 
 
-def _who(entry: dict[str, Any], me: str) -> str:
+def _who(entry: dict[str, Any], names: dict[str, str]) -> str:
     """Who looked, in plain Dutch: a person of an organisation by his function (not his name), a client's node
-    (his own, or another by the end of its did: a client's certificate names no one), else the party."""
+    (his own or his gemachtigde's as ``names`` says, another by the end of its did: a client's certificate names no
+    one), else the party."""
     role, organisation = str(entry.get("actor_role", "")), str(entry.get("actor_org", ""))
     if role == "client":
         did = str(entry.get("actor_did", ""))
-        return "u zelf" if did == me else f"een cliëntnode (…{did[-8:]})"
+        return names.get(did) or f"een cliëntnode (…{did[-8:]})"
     return f"{STAFF[role]} van {organisation}" if role in STAFF else f"{organisation} ({role})"
 
 

@@ -5,6 +5,12 @@ when it verifies, its signer is the client whose BSN the query is about (the
 BSN commitment in his certificate), it names the requester, the template
 asked, the purpose given and this source, it has not ended, and the client
 has not withdrawn it here.
+
+A machtiging is a consent of one form: to a person (his own client's node, by
+did), for what the client himself may read (his data, his access log), at
+every source of his records (``*``), with doel "vertegenwoordiging": his
+gemachtigde acts for him, at the sources his chain leads to, which neither
+knows in advance.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Callable
 
 from keys import Member
 from node.policy.evidence import Evidence
-from node.store.records import bsn_key_of
+from node.store.records import EVERY_SOURCE, MACHTIGING, bsn_key_of, is_machtiging
 
 CONSENT_KIND = "Toestemming"
 # Evidence not confirmed with its signer when old: a consent's withdrawal is pushed to the sources it names.
@@ -44,9 +50,22 @@ def consent_fault(item: Evidence, *, requester: Member, bsn: str, template: str,
         return "it is for another purpose"
     if data.get("geldigTot", "") < today:
         return "it has ended"
-    if not source & set(data.get("bronnen", [])):
+    sources = set(data.get("bronnen", []))
+    if not source & sources and not (EVERY_SOURCE in sources and is_machtiging(data) and requester.role == "client"):
         return "it does not name this source"
     return None
 
 
-__all__ = ["consent_fault", "CONSENT_KIND", "WITHDRAWN_BY_PUSH"]
+def machtiging_fault(item: Evidence, *, requester: Member, bsn: str, template: str, today: str, source: set[str],
+                     is_client: IsClient) -> str | None:
+    """Why this piece of evidence is no machtiging for ``requester`` to read ``template`` of the client (None: it
+    is one)."""
+    if requester.role != "client":
+        return "a gemachtigde is a person, with his own client's node"
+    if not is_machtiging(item.record.data or {}):
+        return "it is no machtiging"
+    return consent_fault(item, requester=requester, bsn=bsn, template=template, purpose=MACHTIGING, today=today,
+                         source=source, is_client=is_client)
+
+
+__all__ = ["consent_fault", "machtiging_fault", "CONSENT_KIND", "WITHDRAWN_BY_PUSH"]

@@ -24,7 +24,7 @@ from typing import Any
 from keys import Member, TrustStore
 from keys.certificate import KEYED
 from node.policy.authority import Holder, holder_of, steps_in
-from node.policy.consent import CONSENT_KIND, WITHDRAWN_BY_PUSH, consent_fault
+from node.policy.consent import CONSENT_KIND, WITHDRAWN_BY_PUSH, consent_fault, machtiging_fault
 from node.policy.evidence import Confirm, Confirmations, Evidence, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
@@ -121,16 +121,22 @@ class PolicyDecisionPoint:
         for param, source in rule.get("bind", {}).items():
             if not self._matches([params[param]], self._resolve(source, requester, params, None)):
                 raise Denied(rule["id"], f"parameter {param} must be your own {source.split(':')[1]}")
-        if "bind_bsn" in rule and not self.is_client(requester, params["bsn"], query.bsn_key):
+        acting_for = "bind_bsn" in rule and not self.is_client(requester, params["bsn"], query.bsn_key)
+        if acting_for and not rule.get("machtiging"):
             raise Denied(rule["id"], "a client may only ask about his own BSN")
         evidence = await verified_evidence(query.evidence, self.trust, now, freshness=self.freshness, confirm=self.confirm,
                                            kinds=self._evidence_kinds(rule), pushed=WITHDRAWN_BY_PUSH)
+        if acting_for:
+            fault = await self.machtiging_fault(requester, params["bsn"], query.template, evidence, now)
+            if fault is not None:
+                raise Denied(rule["id"], f"a client may only ask about his own BSN, or for a client whose machtiging "
+                                         f"he presents: {fault}")
         asking = Asking(requester, params, evidence, presented=bool(query.evidence))
         if "require_evidence" in rule and not self._evidence_met(rule["require_evidence"], asking, None):
             raise Denied(rule["id"], f"no valid {rule['require_evidence']['kind']} evidence names you for this record")
         if rule.get("consent"):
             await self._require_consent(rule, query.template, asking, now)
-        decision = Decision(rule["id"])
+        decision = Decision(rule["machtiging"] if acting_for else rule["id"])
         last_content: dict[tuple[str, str], dict[str, Any]] = {}
         for stored in await self._lookup(template, params, query.history):
             if stored.data is not None:
@@ -231,6 +237,29 @@ class PolicyDecisionPoint:
         reason = f"no consent of the client for this: {faults[0]}" if faults else "no consent of the client was presented"
         raise Denied(rule["id"], reason)
 
+    async def machtiging_fault(self, requester: Member, bsn: str, template: str, evidence: list[Evidence],
+                               now: int) -> str | None:
+        """Why ``requester`` may not read ``template`` for the client with ``bsn`` as his gemachtigde, by the
+        evidence he presented (verified), or None: a machtiging of that client names him and covers it."""
+        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+        faults = []
+        for item in evidence:
+            fault = machtiging_fault(item, requester=requester, bsn=bsn, template=template, today=today,
+                                     source=self.source_ids(), is_client=self.is_client)
+            if fault is None and await self.revoked_consents.revoked(item.record.record_id, item.signer.did):
+                fault = "the client has withdrawn it"
+            if fault is None:
+                return None
+            faults.append(fault)
+        return faults[0] if faults else "no machtiging was presented"
+
+    async def presented_machtiging(self, presented: bytes | None, now: int) -> list[Evidence]:
+        """The machtiging presented with a message that is not a query (an access-log request), verified."""
+        if presented is None:
+            return []
+        return await verified_evidence((presented,), self.trust, now, freshness=self.freshness, confirm=self.confirm,
+                                       kinds=WITHDRAWN_BY_PUSH, pushed=WITHDRAWN_BY_PUSH)
+
     # Authority ----------------------------------------------------------------
 
     def _evidence_kinds(self, rule: dict[str, Any]) -> frozenset[str]:
@@ -240,7 +269,7 @@ class PolicyDecisionPoint:
         if kinds is None:
             used = {self.matrix["authority"][name]["step"]["kind"] for name in self._authorities_in(rule)}
             used.update(spec["kind"] for spec in _evidence_specs(rule))
-            if rule.get("consent"):
+            if rule.get("consent") or rule.get("machtiging"):
                 used.add(CONSENT_KIND)
             kinds = self._kinds_by_rule[id(rule)] = frozenset(used)
         return kinds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from keys import Member
 from node.interfaces import Handlers
 from node.metrics import Metrics
 from node.policy import Denied, PolicyDecisionPoint, View, one_message
@@ -105,9 +106,7 @@ class QueryHandlers:
     async def on_access_log(self, incoming: Incoming, now: int) -> tuple[Message, list[Statement]]:
         request = incoming.message
         assert isinstance(request, AccessLogRequest)
-        rule = self.pdp.matrix["access_log"]["rule"]
-        if incoming.sender.role != "client" or not self.pdp.is_client(incoming.sender, request.bsn, request.bsn_key):
-            raise Denied(rule, "only the client himself may read the access log about his BSN")
+        rule = await self._access_log_rule(incoming.sender, request, now)
         entries = await self.audit.entries(subject=request.bsn, since_at=utc(request.since), limit=ACCESS_LOG_LIMIT,
                                            newest_first=True)
         since: list[dict[str, Any]] = [e.public(with_subject=False, with_user=False) for e in entries]
@@ -115,6 +114,25 @@ class QueryHandlers:
                                        actor=Actor.of(incoming.sender), subject=request.bsn,
                                        trace_id=incoming.envelope.trace_id, rule=rule, request=incoming.data)]
         return AccessLogResult(entries=tuple(since), head=self.audit.head()), statements
+
+
+    async def _access_log_rule(self, sender: Member, request: AccessLogRequest, now: int) -> str:
+        """The rule that lets ``sender`` read the access log about this BSN: he is that client, or his gemachtigde;
+        else Denied, which the client's own log shows."""
+        matrix = self.pdp.matrix["access_log"]
+        if sender.role == "client" and self.pdp.is_client(sender, request.bsn, request.bsn_key):
+            return str(matrix["rule"])
+        reason = "only the client himself may read the access log about his BSN, or his gemachtigde presenting " \
+                 "his machtiging"
+        if sender.role == "client" and request.machtiging is not None:
+            evidence = await self.pdp.presented_machtiging(request.machtiging, now)
+            fault = await self.pdp.machtiging_fault(sender, request.bsn, matrix["rule"], evidence, now)
+            if fault is None:
+                return str(matrix["machtiging"])
+            reason = f"no machtiging of this client for his access log: {fault}"
+        denied = Denied(matrix["rule"], reason)
+        denied.subjects.add(request.bsn)
+        raise denied
 
 
 def _refused(exc: RemoteProtocolError) -> Answer:

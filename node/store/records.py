@@ -145,6 +145,19 @@ def bsn_key_of(consent: dict[str, Any]) -> bytes | None:
     return bytes.fromhex(key) if isinstance(key, str) and _HEX32.fullmatch(key) else None
 
 
+# A machtiging is a consent of one form: to a person (the did of his own client's node), for what the client himself
+# may read (his data, his access log), at every source of his records ("*"), with this doel.
+MACHTIGING: Final = "vertegenwoordiging"
+EVERY_SOURCE: Final = "*"
+MACHTIGING_COVERS: Final = ("CLIENT-EIGEN-GEGEVENS", "CLIENT-ACCESS-LOG")
+
+
+def is_machtiging(consent: dict[str, Any]) -> bool:
+    """A consent to a person, by did, to act for the client."""
+    grantee = consent.get("ontvanger")
+    return consent.get("doel") == MACHTIGING and isinstance(grantee, dict) and set(grantee) == {"did"}
+
+
 def values_at(data: Any, path: str) -> list[Any]:
     """All values at a dotted path; ``name[]`` steps into every item of a list."""
     current = [data]

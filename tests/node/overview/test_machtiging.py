@@ -1,0 +1,171 @@
+"""A client's machtiging, with real nodes: his gemachtigde (a person, with his own client's node) sees what he sees,
+for him, at every source of his records; the client sees in his access log that his gemachtigde looked; and no one
+else gets in by one: not another client, not with a machtiging he forged, not a party outside the matrix, not after
+it ended or was withdrawn."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import pytest
+
+from node.cli.client import render_access_log, render_overview
+from node.errors import NodeError, PeerRefused
+from node.service import Node
+from protocol import AccessLogRequest
+from protocol.records import RecordVersion
+from tests.node.kit import BSN0, IND0, Network, put, sample
+from tests.node.overview.test_client_view import LEVERING
+
+pytestmark = pytest.mark.asyncio
+OTHER_BSN = "737459086"  # the gemachtigde's own (client2's certificate)
+
+
+async def chain(network: Network) -> tuple[Node, ...]:
+    """CIZ, his zorgkantoor, his provider (a levering) and one with no part in his care; him and his gemachtigde."""
+    ciz, zk, za, za_b, client, gemachtigde = await network.start("ciz", "zk5151", "za_a", "za_b", "client", "client2")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
+    await network.settle()
+    await put(za, "Levering", LEVERING)
+    await network.settle()
+    return ciz, zk, za, za_b, client, gemachtigde
+
+
+async def machtig(client: Node, gemachtigde: Node, until: str = "2099-12-31") -> str:
+    result = await client.client_view.grant_machtiging(to=gemachtigde.identity.did, until=until,
+                                                       endpoint=gemachtigde.url)
+    assert result["handed_over"], result
+    return str(result["id"])
+
+
+async def test_his_gemachtigde_sees_his_data_and_his_log_and_he_sees_that_the_gemachtigde_looked(
+        network: Network) -> None:
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    [held] = await gemachtigde.client_view.represented()
+    assert (held["id"], held["bsn"], held["client_node"]) == (machtiging, BSN0, client.identity.did)
+
+    view = await gemachtigde.client_view.overview(namens=machtiging)
+    assert {a["organisation"]: a["records"] for a in view["asked"]} == {
+        "CIZ": 1, "Zorgkantoor Noord": 1, "Zorggroep De Linde": 1}  # along his chain, not Thuiszorg Het Anker
+    assert [i["id"] for i in view["indicaties"]] == [IND0]
+    assert [c["status"] for c in view["zorg"]] == ["zorg loopt"]
+    assert view["namens"] == {"id": machtiging, "bsn": BSN0}
+    assert OTHER_BSN not in repr(view)  # the gemachtigde's own data is not mixed in
+    assert "gemachtigde" in render_overview(view)
+    # Each source allowed it by the machtiging rule, for the gemachtigde, about the client.
+    for source in (ciz, zk, za):
+        entry = (await source.audit.entries(limit=10_000, newest_first=True))[0]
+        assert (entry.rule, entry.result, entry.actor_did, entry.subject) == (
+            "CLIENT-GEMACHTIGDE", "allowed", gemachtigde.identity.did, BSN0)
+    # Nothing went to the outsider: it learned neither BSN.
+    assert not [e for e in await za_b.audit.entries(limit=10_000) if e.subject in (BSN0, OTHER_BSN)]
+
+    log = await gemachtigde.client_view.access_log(namens=machtiging)
+    assert {a["organisation"] for a in log["asked"] if a["answered"]} == {"CIZ", "Zorgkantoor Noord", "Zorggroep De Linde"}
+    assert "u (gemachtigde)" in {e["wie"] for e in log["entries"]}
+    own = await client.client_view.access_log()
+    who = {(e["bron"], e["wie"], e["rule"]) for e in own["entries"]}
+    short = gemachtigde.identity.did[-8:]
+    assert ("CIZ", f"uw gemachtigde (…{short})", "CLIENT-GEMACHTIGDE") in who
+    assert ("CIZ", f"uw gemachtigde (…{short})", "CLIENT-ACCESS-LOG-GEMACHTIGDE") in who
+    assert f"uw gemachtigde (…{short})" in render_access_log(own)
+
+
+async def test_no_one_reads_his_data_as_gemachtigde_without_his_machtiging(network: Network) -> None:
+    """Attack, by another client (the would-be gemachtigde): he asks for Jansen's data and his access log with
+    nothing, with a machtiging he signed himself, with a consent Jansen gave a provider, and with Jansen's
+    machtiging to someone else."""
+    ciz, zk, za, za_b, client, visser = await chain(network)
+
+    async def refused(evidence: list[bytes], template: str = "CLIENT-EIGEN-GEGEVENS") -> str:
+        with pytest.raises(PeerRefused) as info:
+            await visser.router.query(ciz.identity.did, template, {"bsn": BSN0}, evidence)
+        assert (info.value.code, info.value.rule) == ("denied", "CLIENT-OWN-DATA")
+        return info.value.reason
+
+    assert "no machtiging was presented" in await refused([])
+    forged = {"toestemmingID": "0f0e5d3c-1b2a-4c9d-8e7f-6a5b4c3d2e1f", "bsn": BSN0, "ontvanger": {"did": visser.identity.did},
+              "bronnen": ["*"], "templates": ["CLIENT-EIGEN-GEGEVENS", "CLIENT-ACCESS-LOG"], "doel": "vertegenwoordiging",
+              "geldigTot": "2099-12-31", "bsnSleutel": visser.home.bsn_key().hex()}
+    signed = visser.registers.signer.sign(RecordVersion("Toestemming", forged["toestemmingID"], 1, visser.identity.did,
+                                                        visser.now(), False, forged))
+    assert "not signed by the client" in await refused([signed])
+    # A consent Jansen gave a provider, for every source: not his machtiging, and not for Visser.
+    consent = await client.client_view.grant(to="agb:87654321", templates=["CLIENT-EIGEN-GEGEVENS"],
+                                             purpose="vertegenwoordiging", until="2099-12-31", sources=["*"])
+    assert "no machtiging" in await refused([await _signed(client, consent["id"])])
+    # Jansen's machtiging to his daughter (za_b stands in for another did: a provider's node).
+    other = await client.client_view.grant(to=za_b.identity.did, templates=["CLIENT-EIGEN-GEGEVENS"],
+                                           purpose="vertegenwoordiging", until="2099-12-31", sources=["*"])
+    assert "given to another party" in await refused([await _signed(client, other["id"])])
+    # Nor his access log.
+    with pytest.raises(PeerRefused) as info:
+        await visser.router.send(ciz.identity.did, AccessLogRequest(bsn=BSN0, since=0, machtiging=signed))
+    assert info.value.rule == "CLIENT-ACCESS-LOG" and "not signed by the client" in info.value.reason
+    with pytest.raises(NodeError):
+        await visser.client_view.overview(namens=forged["toestemmingID"])  # his node holds no such machtiging
+    # Every refusal is in Jansen's log, with Visser's node as who asked.
+    entries = [e for e in await ciz.audit.entries(limit=10_000) if e.actor_did == visser.identity.did]
+    assert entries and all(e.subject == BSN0 and e.result == "denied" for e in entries), [(e.event, e.subject, e.result) for e in entries]
+
+
+async def _signed(node: Node, record_id: str) -> bytes:
+    stored = await node.registers.current("Toestemming", record_id)
+    assert stored is not None
+    return stored.signed
+
+
+async def test_a_party_outside_the_matrix_gets_nothing_by_a_machtiging_form(network: Network) -> None:
+    """Attack, by a provider Jansen gave a consent 'vertegenwoordiging' for every source: '*' opens nothing to a
+    party, only to a person with his own client's node (a machtiging)."""
+    ciz, zk, za, za_b, client, visser = await chain(network)
+    consent = await client.client_view.grant(to="agb:87654321", templates=["GEGEVENS-MET-TOESTEMMING"],
+                                             purpose="vertegenwoordiging", until="2099-12-31", sources=["*"])
+    with pytest.raises(PeerRefused) as info:
+        await za_b.query_peer(ciz.url, "GEGEVENS-MET-TOESTEMMING", {"bsn": BSN0, "doel": "vertegenwoordiging"},
+                              [await _signed(client, consent["id"])])
+    assert info.value.rule == "TOESTEMMING" and "does not name this source" in info.value.reason
+    with pytest.raises(PeerRefused) as info:  # and the client's own template is not a party's
+        await za_b.query_peer(ciz.url, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [await _signed(client, consent["id"])])
+    assert info.value.code == "denied"
+
+
+async def test_a_machtiging_that_ended_or_was_withdrawn_opens_nothing_at_any_source_of_his(network: Network) -> None:
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    ended = await machtig(client, gemachtigde, until="2020-01-01")
+    with pytest.raises(NodeError):
+        await gemachtigde.client_view.overview(namens=ended)  # his node no longer acts on it
+    with pytest.raises(PeerRefused) as info:
+        await gemachtigde.router.query(ciz.identity.did, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0},
+                                       [await _signed(client, ended)])
+    assert "it has ended" in info.value.reason
+
+    machtiging = await machtig(client, gemachtigde)
+    view = await gemachtigde.client_view.overview(namens=machtiging)
+    assert {a["organisation"] for a in view["asked"] if a["records"]} == {"CIZ", "Zorgkantoor Noord", "Zorggroep De Linde"}
+    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
+    await client.client_view.revoke(machtiging)  # he never opened his overview: his node follows his chain now
+    deadline = time.monotonic() + 10
+    while len({r["receiver_id"] for r in await client.outbox.list() if r["status"] == "delivered"}) < 3 \
+            and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert {r["receiver_id"]: r["status"] for r in await client.outbox.list()} == {
+        "62253778": "delivered", "5151": "delivered", "12345678": "delivered"}  # CIZ, his zorgkantoor, his provider
+    view = await gemachtigde.client_view.overview(namens=machtiging)
+    assert all(a["records"] == 0 and "CLIENT-OWN-DATA" in (a["error"] or "") for a in view["asked"])
+    log = await gemachtigde.client_view.access_log(namens=machtiging)
+    assert not log["entries"] and all(not a["answered"] for a in log["asked"])
+    [listed] = [c for c in await client.client_view.consents() if c["id"] == machtiging]
+    assert listed["ingetrokken"] is True
+
+
+async def test_a_machtiging_goes_only_to_the_node_it_names(network: Network) -> None:
+    """It names his BSN: handed to the endpoint given only when the node there is the did it names."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    result = await client.client_view.grant_machtiging(to=gemachtigde.identity.did, until="2099-12-31", endpoint=za_b.url)
+    assert not result["handed_over"] and "is not" in result["error"]
+    assert not await za_b.store.fetchall("SELECT 1 FROM evidence WHERE kind = 'Toestemming'")
+    assert await client.client_view.hand_over(result["id"], gemachtigde.url)
+    assert [m["id"] for m in await gemachtigde.client_view.represented()] == [result["id"]]
