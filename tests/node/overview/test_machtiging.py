@@ -6,7 +6,9 @@ it ended or was withdrawn."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+
 import pytest
 
 from node.cli.client import render_access_log, render_overview
@@ -169,3 +171,30 @@ async def test_a_machtiging_goes_only_to_the_node_it_names(network: Network) -> 
     assert not await za_b.store.fetchall("SELECT 1 FROM evidence WHERE kind = 'Toestemming'")
     assert await client.client_view.hand_over(result["id"], gemachtigde.url)
     assert [m["id"] for m in await gemachtigde.client_view.represented()] == [result["id"]]
+
+
+async def test_through_the_cli_his_daughter_is_given_a_machtiging_and_reads_his_data_masked_unless_asked(
+        network: Network, capsys: pytest.CaptureFixture[str]) -> None:
+    from node.cli import main
+
+    ciz, zk, za, za_b, client, dochter = await chain(network)
+    home, hers = str(client.home.path), str(dochter.home.path)
+    assert await asyncio.to_thread(main, ["client", "namens", hers]) == 0
+    printed = capsys.readouterr().out
+    assert "(geen machtigingen ontvangen)" in printed and f"--to {dochter.identity.did} --endpoint {dochter.url}" in printed
+    assert await asyncio.to_thread(main, ["--json", "machtiging", "grant", home, "--to", dochter.identity.did,
+                                          "--endpoint", dochter.url, "--until", "2099-12-31"]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert given["handed_over"] is True
+    assert await asyncio.to_thread(main, ["client", "namens", hers]) == 0
+    assert f"{given['id']}: cliënt met BSN ***" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["client", "overview", hers, "--namens", given["id"]]) == 0
+    shown = capsys.readouterr().out
+    assert "Gegevens van de cliënt met BSN *** bij alle bronnen (u bent zijn gemachtigde)" in shown and BSN0 not in shown
+    assert "Zorggroep De Linde: zorg loopt" in shown
+    assert await asyncio.to_thread(main, ["client", "overview", hers, "--namens", given["id"], "--show-personal-data"]) == 0
+    assert f"BSN {BSN0}" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["client", "access-log", home]) == 0
+    assert f"uw gemachtigde (…{dochter.identity.did[-8:]})" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["machtiging", "revoke", home, given["id"]]) == 0
+    assert "ingetrokken" in capsys.readouterr().out
