@@ -61,7 +61,7 @@ def _start(homes: dict[str, NodeHome], base_port: int, log_level: str) -> dict[s
     first_url: str | None = None
     for i, (name, home) in enumerate(homes.items()):
         (home.path / "run.json").unlink(missing_ok=True)
-        # One process per node: seven nodes already share this machine's cores.
+        # One process per node: eight nodes already share this machine's cores.
         cmd = [sys.executable, "-m", "node", "run", str(home.path), "--log-level", log_level, "--no-mdns",
                "--gossip-interval", "1", "--workers", "1", "--port", str(base_port + i if base_port else 0),
                "--admin-port", str(base_port + 100 + i if base_port else 0)]

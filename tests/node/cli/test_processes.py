@@ -163,13 +163,17 @@ def test_demo_walks_through_the_scenarios(tmp_path: Path) -> None:
     assert "zorgaanbieder-87654321 sees its melding: geweigerd" in out and "rule MELDING-MELDER" in out
     assert "(tot en met 2026-12-31)" in out  # care ends then; whether it runs today depends on the date
     assert "CAK: 876 per maand vanaf 2026-10-01 tot en met 2026-12-31" in out
-    assert out.count("intact") == 7 and "BROKEN" not in out
+    # His daughter, his gemachtigde: his data on her node, her reads in his log, nothing after he withdrew it.
+    assert "Gegevens van de cliënt met BSN *** bij alle bronnen (u bent zijn gemachtigde)" in out
+    assert "uw gemachtigde (" in out and "regel CLIENT-GEMACHTIGDE" in out
+    assert "dochter-jansen after he withdrew it: 4 of 4 sources refuse (denied (CLIENT-OWN-DATA))" in out
+    assert out.count("intact") == 8 and "BROKEN" not in out
     assert not list((tmp_path / "demo").glob("*/run.json"))  # every node stopped
     samples = json.loads((Path(__file__).parents[3] / "node" / "cli" / "sample.json").read_text())
-    personal = _personal_data(samples) | {"Jansen"}  # and the demo's client's own name
+    personal = _personal_data(samples) | {"Jansen", "737459086"}  # and the demo's client's name, his daughter's BSN
     assert {"106658037", "1941-03-12", "de Vries"} <= personal
     logs = {home.parent.name: home.read_text() for home in (tmp_path / "demo").glob("*/node.log")}
-    assert len(logs) == 7 and all(" INFO node.service: " in text for text in logs.values())  # each wrote its lines
+    assert len(logs) == 8 and all(" INFO node.service: " in text for text in logs.values())  # each wrote its lines
     assert {(name, value) for name, text in logs.items() for value in personal if value in text} == set()
 
 
