@@ -223,35 +223,36 @@ class PolicyDecisionPoint:
 
     async def _require_consent(self, rule: dict[str, Any], template: str, asking: Asking, now: int) -> None:
         """The client's consent, presented as evidence, must hold (policy/consent.py)."""
-        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
-        faults = []
-        for item in asking.evidence:
-            fault = consent_fault(item, requester=asking.requester, bsn=asking.params["bsn"], template=template,
-                                  purpose=asking.params.get("doel", ""), today=today, source=self.source_ids(),
-                                  is_client=self.is_client)
-            if fault is None and await self.revoked_consents.revoked(item.record.record_id, item.signer.did):
-                fault = "the client has withdrawn it"
-            if fault is None:
-                return
-            faults.append(fault)
-        reason = f"no consent of the client for this: {faults[0]}" if faults else "no consent of the client was presented"
-        raise Denied(rule["id"], reason)
+        today = _day(now)
+        faults = await self._faults(asking.evidence, lambda item: consent_fault(
+            item, requester=asking.requester, bsn=asking.params["bsn"], template=template,
+            purpose=asking.params.get("doel", ""), today=today, source=self.source_ids(), is_client=self.is_client))
+        if faults is not None:
+            raise Denied(rule["id"], f"no consent of the client for this: {faults[0]}" if faults
+                         else "no consent of the client was presented")
 
     async def machtiging_fault(self, requester: Member, bsn: str, template: str, evidence: list[Evidence],
                                now: int) -> str | None:
         """Why ``requester`` may not read ``template`` for the client with ``bsn`` as his gemachtigde, by the
         evidence he presented (verified), or None: a machtiging of that client names him and covers it."""
-        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+        today = _day(now)
+        faults = await self._faults(evidence, lambda item: machtiging_fault(
+            item, requester=requester, bsn=bsn, template=template, today=today, source=self.source_ids(),
+            is_client=self.is_client))
+        return None if faults is None else (faults[0] if faults else "no machtiging was presented")
+
+    async def _faults(self, evidence: list[Evidence], fault_of: Callable[[Evidence], str | None]) -> list[str] | None:
+        """None once a piece of ``evidence`` is the client's consent ``fault_of`` asks for and he has not withdrawn
+        it here; else why each is not (empty: none was presented)."""
         faults = []
         for item in evidence:
-            fault = machtiging_fault(item, requester=requester, bsn=bsn, template=template, today=today,
-                                     source=self.source_ids(), is_client=self.is_client)
+            fault = fault_of(item)
             if fault is None and await self.revoked_consents.revoked(item.record.record_id, item.signer.did):
                 fault = "the client has withdrawn it"
             if fault is None:
                 return None
             faults.append(fault)
-        return faults[0] if faults else "no machtiging was presented"
+        return faults
 
     async def presented_machtiging(self, presented: bytes | None, now: int) -> list[Evidence]:
         """The machtiging presented with a message that is not a query (an access-log request), verified."""
@@ -480,6 +481,10 @@ def _without(value: Any, hidden: set[str]) -> Any:
     if isinstance(value, list):
         return [_without(v, hidden) for v in value]
     return value
+
+
+def _day(now: int) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).date().isoformat()
 
 
 __all__ = ["PolicyDecisionPoint", "Decision", "View", "Denied", "load_matrix"]
