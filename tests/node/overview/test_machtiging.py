@@ -198,3 +198,23 @@ async def test_through_the_cli_his_daughter_is_given_a_machtiging_and_reads_his_
     assert f"uw gemachtigde (…{dochter.identity.did[-8:]})" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["machtiging", "revoke", home, given["id"]]) == 0
     assert "ingetrokken" in capsys.readouterr().out
+
+
+async def test_a_machtiging_opens_only_what_it_covers_and_only_for_the_client_who_signed_it(network: Network) -> None:
+    """Attack, by a gemachtigde: with a machtiging that covers his data but not his access log, she asks for the log;
+    with Jansen's machtiging, she asks for another client's data."""
+    ciz, zk, za, za_b, client, dochter = await chain(network)
+    data_only = await client.client_view.grant(to=dochter.identity.did, templates=["CLIENT-EIGEN-GEGEVENS"],
+                                               purpose="vertegenwoordiging", until="2099-12-31", sources=["*"],
+                                               endpoint=dochter.url)
+    signed = await _signed(client, data_only["id"])
+    assert len(await dochter.router.query(ciz.identity.did, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [signed])) == 1
+    with pytest.raises(PeerRefused) as info:
+        await dochter.router.send(ciz.identity.did, AccessLogRequest(bsn=BSN0, since=0, machtiging=signed))
+    assert info.value.rule == "CLIENT-ACCESS-LOG" and "does not cover CLIENT-ACCESS-LOG" in info.value.reason
+    another = "123456782"  # a BSN that is neither hers nor Jansen's
+    with pytest.raises(PeerRefused) as info:
+        await dochter.router.query(ciz.identity.did, "CLIENT-EIGEN-GEGEVENS", {"bsn": another}, [signed])
+    assert info.value.rule == "CLIENT-OWN-DATA" and "not signed by the client" in info.value.reason
+    [entry] = [e for e in await ciz.audit.entries(limit=10_000) if e.subject == another]
+    assert (entry.result, entry.actor_did) == ("denied", dochter.identity.did)
