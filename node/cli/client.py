@@ -185,7 +185,7 @@ def register(sub: Any) -> None:
     p.add_argument("--templates", required=True, nargs="+", metavar="TEMPLATE")
     p.add_argument("--purpose", required=True)
     p.add_argument("--until", required=True, metavar="YYYY-MM-DD")
-    p.add_argument("--source", required=True, action="append", metavar="ID", help="kvk:…, uzovi:…, agb:… (repeat)")
+    p.add_argument("--source", required=True, action="append", metavar="ID", help="kvk:…, uzovi:…, agb:… or the did of its node (repeat)")
     p = command(group, "revoke", consent_revoke, "withdraw a consent at every source it names")
     p.add_argument("id")
     command(group, "list", consent_list, "the consents given and withdrawn")

@@ -140,7 +140,9 @@ def consent_events(record_id: str, old: dict[str, Any] | None, new: dict[str, An
     out = []
     for source in sorted(old.get("bronnen", [])):
         id_type, _, value = source.partition(":")
-        if id_type.upper() in ("KVK", "UZOVI", "AGB") and value:
+        if source.startswith("did:"):  # a source reads its did among its names as well (policy.pdp's source_ids)
+            out.append(Planned("VERWIJDERDE_TOESTEMMING_BRON", "DID", source, path, path, receiver_did=source))
+        elif id_type.upper() in ("KVK", "UZOVI", "AGB") and value:
             out.append(Planned("VERWIJDERDE_TOESTEMMING_BRON", id_type.upper(), value, path, path))
     return out
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
-from keys import Member
+from keys import KeysError, Member, check_identifier, is_did
 from node.discovery import Peer, PeerTable, Router
 from node.errors import NodeError, PeerRefused, ValidationError, shown
 from node.store import RECORD_TYPES, Actor, Registers, Statement, Store
@@ -176,7 +176,8 @@ class ClientView:
         ``endpoint``: where that did's node is, when it is in no peer table: another client's)."""
         kind, _, value = to.partition(":")
         grantee = {"did": to} if to.startswith("did:") else {kind: value}
-        data = {"toestemmingID": str(uuid.uuid4()), "bsn": self._bsn(), "ontvanger": grantee, "bronnen": sources,
+        data = {"toestemmingID": str(uuid.uuid4()), "bsn": self._bsn(), "ontvanger": grantee,
+                "bronnen": _checked_sources(sources, purpose),
                 "templates": templates, "doel": purpose, "geldigTot": until}
         if self.bsn_key is not None:
             data["bsnSleutel"] = self.bsn_key.hex()
@@ -428,6 +429,22 @@ def _access_entry(entry: dict[str, Any]) -> dict[str, Any] | None:
             return None
         kept[name] = None if value is None else shown(value, 200)
     return kept
+
+
+def _checked_sources(sources: list[str], purpose: str) -> list[str]:
+    """A consent's sources in the forms a source reads as its own names (``kvk:…``, ``uzovi:…``, ``agb:…``, its did),
+    which are also the ones his withdrawal can be addressed to; ``*`` in a machtiging only."""
+    for source in sources:
+        if source == EVERY_SOURCE and purpose == MACHTIGING or is_did(source):
+            continue
+        kind, _, value = source.partition(":")
+        try:
+            check_identifier(kind if kind in ("kvk", "uzovi", "agb") else "", value)
+        except KeysError:
+            raise ValidationError(f"a source is named kvk:…, uzovi:…, agb:… or by its did, not {shown(source, 40)}") from None
+    if not sources:
+        raise ValidationError("a consent names at least one source")
+    return sources
 
 
 def _member_key(peer: Peer) -> str:

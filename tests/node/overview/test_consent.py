@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from node.errors import PeerRefused
+from node.errors import PeerRefused, ValidationError
 from node.service import Node
 from tests.node.kit import BSN0, IND0, Network, put, sample
 
@@ -186,3 +186,30 @@ async def test_a_consent_signed_more_than_the_freshness_bound_ago_still_opens_wh
     while not await ciz.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert "withdrawn" in await denied(read(za_b, ciz))
+
+
+async def test_a_consent_naming_its_source_by_did_is_withdrawn_there_too(network: Network) -> None:
+    """Attack on withdrawal: a source reads a consent's ``bronnen`` by identifier or by its did, and a consent is not
+    asked after once old; but his withdrawal went only to the sources named by KVK, UZOVI or AGB. Before, a consent
+    naming CIZ by its did was still honoured there after he withdrew it, until its geldigTot."""
+    ciz, zk, za_b, client, client2 = await parties(network)
+    consent = await grant(client, sources=(ciz.identity.did,))
+    [(record, _, _)] = await read(za_b, ciz)
+    assert record.record_id == IND0
+    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
+    await client.client_view.revoke(consent)
+    deadline = time.monotonic() + 5
+    while not await ciz.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert "withdrawn" in await denied(read(za_b, ciz))
+    assert {r["receiver_did"]: r["status"] for r in await client.outbox.list()} == {ciz.identity.did: "delivered"}
+
+
+async def test_a_consent_names_its_sources_in_a_form_a_source_reads(network: Network) -> None:
+    """A source named in another form ("KVK:…", a name, "agb:" with no code) would never read it as its own, and
+    his withdrawal could not be addressed to it: such a consent is not signed."""
+    ciz, zk, za_b, client, client2 = await parties(network)
+    for wrong in ("KVK:62253778", "CIZ", "agb:", "did:", "*"):
+        with pytest.raises(ValidationError):
+            await grant(client, sources=(wrong,))
+    assert await client.store.fetchall("SELECT 1 FROM records WHERE kind = 'Toestemming'") == []
