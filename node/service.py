@@ -175,7 +175,7 @@ class Node:
                            fetched=[*self._care_desks(clock), self.meldingen_sent.answer_fetched], clock=clock)
         self.client_view = ClientView(store=self.store, peers=self.peers, router=self.router, me=lambda: self.member,
                                       bsn=own_bsn, clock=clock, registers=self.registers, actor=lambda: self.actor,
-                                      bsn_key=bsn_key)
+                                      bsn_key=bsn_key, url=lambda: self.url)
         self.consents_received = ConsentsReceived(store=self.store, trust=self.trust, me=lambda: self.member)
         self.witnessing = Witnessing(store=self.store, audit=self.audit, peers=self.peers, client=self.client,
                                      me=lambda: self.member, clock=clock, pin_every=self.config.witness_pin_interval,

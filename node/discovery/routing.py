@@ -16,6 +16,7 @@ from protocol import (
     RemoteProtocolError,
 )
 from protocol.codec import MAX_MESSAGE_SIZE
+from protocol.messages import check_url
 from protocol.records import RecordVersion, verify_record
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,19 @@ class Router:
                 log.info("dropped evidence handed along by %s (%s)", did[-8:], exc.code.value)
         return verified, backing
 
+    def _confirmed_at(self, record: RecordVersion, signer: Member) -> str | None:
+        peer = self.peers.get(signer.did)
+        if peer is not None:
+            return peer.url
+        named = (record.data or {}).get("endpoint") if signer.role == "client" else None
+        if not isinstance(named, str):
+            return None
+        try:
+            check_url(named, "endpoint")  # as any endpoint a member names: no query, fragment or user
+        except RemoteProtocolError:
+            return None
+        return named
+
     async def access_log(self, target: str, bsn: str, since: int = 0) -> list[dict[str, Any]]:
         url, did = await self.peer_for(target)
         reply = await self.client.request(url, AccessLogRequest(bsn=bsn, since=since), to=did)
@@ -173,14 +187,15 @@ class Router:
         return [dict(e) for e in reply.message.entries]
 
     async def confirm_evidence(self, record: RecordVersion, signer: Member) -> bool:
-        """Ask the evidence's source whether this version is still current."""
-        peer = self.peers.get(signer.did)
-        if peer is None:
+        """Ask the evidence's source whether this version is still current: a member in the peer table at its
+        endpoint; a client's node (in none) at the endpoint his signed record names (a machtiging's)."""
+        url = self._confirmed_at(record, signer)
+        if url is None:
             log.info("cannot confirm evidence: its source is not in the peer table")
             return False
         query = Query(template="RECORD-STATUS", params={"kind": record.kind, "id": record.record_id}, evidence=(), history=False)
         try:
-            reply = await self.client.request(peer.url, query, to=peer.did)
+            reply = await self.client.request(url, query, to=signer.did)
         except NodeError as exc:
             log.info("cannot confirm evidence with its source: %s", exc.__class__.__name__)
             return False

@@ -72,8 +72,9 @@ class Whose:
 class ClientView:
     def __init__(self, *, store: Store, peers: PeerTable, router: Router, me: Callable[[], Member], bsn: str | None,
                  clock: Callable[[], float], registers: Registers, actor: Callable[[], Actor],
-                 bsn_key: bytes | None = None) -> None:
+                 bsn_key: bytes | None = None, url: Callable[[], str] | None = None) -> None:
         self.store = store
+        self.url = url  # where his node answers: a machtiging names it, so that a source can ask whether it stands
         self.bsn_key = bsn_key  # goes in his consents: a source checks the consent's signer against it
         self.registers = registers
         self.actor = actor
@@ -176,9 +177,13 @@ class ClientView:
         ``endpoint``: where that did's node is, when it is in no peer table: another client's)."""
         kind, _, value = to.partition(":")
         grantee = {"did": to} if to.startswith("did:") else {kind: value}
-        data = {"toestemmingID": str(uuid.uuid4()), "bsn": self._bsn(), "ontvanger": grantee,
-                "bronnen": _checked_sources(sources, purpose),
-                "templates": templates, "doel": purpose, "geldigTot": until}
+        data: dict[str, Any] = {"toestemmingID": str(uuid.uuid4()), "bsn": self._bsn(), "ontvanger": grantee,
+                                "bronnen": _checked_sources(sources, purpose),
+                                "templates": templates, "doel": purpose, "geldigTot": until}
+        if EVERY_SOURCE in sources:
+            # A source his chain reaches only after he withdraws it never hears of the withdrawal: it asks his node
+            # here whether the machtiging stands, once it is older than its freshness bound (policy/consent.py).
+            data["endpoint"] = self._own_url()
         if self.bsn_key is not None:
             data["bsnSleutel"] = self.bsn_key.hex()
         stored, _ = await self.registers.put("Toestemming", data, actor=self.actor(), now=int(self.clock()))
@@ -188,6 +193,12 @@ class ClientView:
         except NodeError as exc:
             handed, error = False, str(exc)
         return {"id": stored.record_id, "handed_over": handed, "error": error}
+
+    def _own_url(self) -> str:
+        url = self.url() if self.url is not None else ""
+        if not url:
+            raise NodeError("this node has no endpoint yet: a machtiging names where a source can ask whether it stands")
+        return url
 
     async def _hand(self, to: str, signed: bytes, endpoint: str | None) -> None:
         """Hand a consent to its party; at ``endpoint`` only when the node there is the did it names (the consent

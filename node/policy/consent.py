@@ -19,11 +19,19 @@ from collections.abc import Callable
 
 from keys import Member
 from node.policy.evidence import Evidence
+from protocol.records import RecordVersion
 from node.store.records import EVERY_SOURCE, MACHTIGING, bsn_key_of, is_machtiging
 
 CONSENT_KIND = "Toestemming"
-# Evidence not confirmed with its signer when old: a consent's withdrawal is pushed to the sources it names.
-WITHDRAWN_BY_PUSH = frozenset({CONSENT_KIND})
+CONSENT_KINDS = frozenset({CONSENT_KIND})
+
+
+def withdrawn_by_push(record: RecordVersion) -> bool:
+    """Evidence not confirmed with its signer when old: a consent naming its sources, whose withdrawal is pushed to
+    each. A machtiging names every source, and one his chain reaches only after he withdrew it never heard: it is
+    confirmed with his node (at the ``endpoint`` it names) as other evidence is with its source."""
+    return record.kind == CONSENT_KIND and EVERY_SOURCE not in (record.data or {}).get("bronnen", ())
+
 
 # Whether a member is the client with this BSN, by his certificate's commitment and the key he sent with it.
 IsClient = Callable[[Member, str, bytes | None], bool]
@@ -68,4 +76,4 @@ def machtiging_fault(item: Evidence, *, requester: Member, bsn: str, template: s
                          source=source, is_client=is_client)
 
 
-__all__ = ["consent_fault", "machtiging_fault", "CONSENT_KIND", "WITHDRAWN_BY_PUSH"]
+__all__ = ["consent_fault", "machtiging_fault", "withdrawn_by_push", "CONSENT_KIND", "CONSENT_KINDS"]

@@ -5,7 +5,9 @@ bound and cannot be confirmed with its source counts as absent: a rule that
 needs it then denies. A client's consent is not asked after: its signer's
 node is in no peer table (and often off), and its end is pushed instead
 (withdrawn: a notification to every source it names, retried until each has
-it; ended: its geldigTot, which the rule reads).
+it; ended: its geldigTot, which the rule reads). A machtiging names every
+source, so a source his chain reaches after he withdrew it never had that
+notification: it asks his node, at the endpoint the machtiging names.
 
 Confirming asks another node, so what a requester presents must not decide
 how much this node asks: an answer is kept for a minute, never longer than
@@ -102,10 +104,10 @@ class Evidence:
 
 async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now: int, *, freshness: int,
                             confirm: Confirmations | None, kinds: frozenset[str] | None = None,
-                            pushed: frozenset[str] = frozenset()) -> list[Evidence]:
+                            pushed: Callable[[RecordVersion], bool] = lambda record: False) -> list[Evidence]:
     """What of ``presented`` verifies and counts now; only records of ``kinds`` (None: any), those the rule can
     use: stale evidence of another kind would have the node ask its source about a record it does not need.
-    Records of ``pushed`` kinds are not confirmed: their signer tells this node when they end."""
+    Records ``pushed`` holds for are not confirmed: their signer tells this node when they end."""
     valid = []
     for data in presented[:MAX_EVIDENCE]:
         try:
@@ -114,7 +116,7 @@ async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now
             continue
         if record.deleted or (kinds is not None and record.kind not in kinds):
             continue
-        if now - record.signed_at > freshness and record.kind not in pushed:
+        if now - record.signed_at > freshness and not pushed(record):
             if confirm is None or not await confirm.confirm(record, signer, now, freshness=freshness):
                 continue
         valid.append(Evidence(record, signer))

@@ -24,7 +24,7 @@ from typing import Any
 from keys import Member, TrustStore
 from keys.certificate import KEYED
 from node.policy.authority import Holder, holder_of, steps_in
-from node.policy.consent import CONSENT_KIND, WITHDRAWN_BY_PUSH, consent_fault, machtiging_fault
+from node.policy.consent import CONSENT_KIND, CONSENT_KINDS, consent_fault, machtiging_fault, withdrawn_by_push
 from node.policy.evidence import Confirm, Confirmations, Evidence, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
@@ -125,7 +125,7 @@ class PolicyDecisionPoint:
         if acting_for and not rule.get("machtiging"):
             raise Denied(rule["id"], "a client may only ask about his own BSN")
         evidence = await verified_evidence(query.evidence, self.trust, now, freshness=self.freshness, confirm=self.confirm,
-                                           kinds=self._evidence_kinds(rule), pushed=WITHDRAWN_BY_PUSH)
+                                           kinds=self._evidence_kinds(rule), pushed=withdrawn_by_push)
         if acting_for:
             fault = await self.machtiging_fault(requester, params["bsn"], query.template, evidence, now)
             if fault is not None:
@@ -259,7 +259,7 @@ class PolicyDecisionPoint:
         if presented is None:
             return []
         return await verified_evidence((presented,), self.trust, now, freshness=self.freshness, confirm=self.confirm,
-                                       kinds=WITHDRAWN_BY_PUSH, pushed=WITHDRAWN_BY_PUSH)
+                                       kinds=CONSENT_KINDS, pushed=withdrawn_by_push)
 
     # Authority ----------------------------------------------------------------
 

@@ -72,6 +72,8 @@ TOESTEMMING: Final[Schema] = {
     "bronnen": ["text"], "templates": ["text"], "doel": "text", "geldigTot": "date",
     # The key of his certificate's BSN commitment: a source checks the consent's signer with it.
     "bsnSleutel?": "hex32",
+    # A machtiging's (bronnen "*"): where his node answers whether it stands, for a source it was never withdrawn at.
+    "endpoint?": "text",
 }
 MELDING: Final[Schema] = {
     # A melding (IWLZFOUTMELDING) a source received about one of its records, with its life cycle: status

@@ -218,3 +218,53 @@ async def test_a_machtiging_opens_only_what_it_covers_and_only_for_the_client_wh
     assert info.value.rule == "CLIENT-OWN-DATA" and "not signed by the client" in info.value.reason
     [entry] = [e for e in await ciz.audit.entries(limit=10_000) if e.subject == another]
     assert (entry.result, entry.actor_did) == ("denied", dochter.identity.did)
+
+
+async def test_a_source_his_chain_reached_only_after_the_withdrawal_asks_his_node_and_refuses_her(
+        network: Network) -> None:
+    """Attack by a gemachtigde whose machtiging he withdrew: it names every source, and his withdrawal went to the
+    sources his chain led to then. Before, a provider that took up his care after the withdrawal let her read his
+    data with it until its geldigTot: it never heard of the withdrawal, and a consent was not asked after. Now a
+    machtiging older than a source's freshness bound is confirmed with his node, at the endpoint it names, as other
+    evidence is with its source; one that cannot be confirmed opens nothing."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    [signed] = [bytes(s) for s, in await gemachtigde.store.fetchall("SELECT signed FROM evidence WHERE kind = 'Toestemming'")]
+    za_b.pdp.freshness = -1  # every machtiging counts as older than Thuiszorg Het Anker's bound
+
+    async def ask(evidence: bytes) -> list[object]:
+        return await gemachtigde.router.query(za_b.identity.did, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [evidence])
+
+    assert await ask(signed) == []  # confirmed with his node; nothing of his there yet
+    asked = [e for e in await client.audit.entries(limit=10_000) if e.event == "query RECORD-STATUS"]
+    assert [(e.actor_did, e.result) for e in asked] == [(za_b.identity.did, "allowed")]
+
+    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
+    await client.client_view.revoke(machtiging)
+    deadline = time.monotonic() + 10
+    while len([r for r in await client.outbox.list() if r["status"] == "delivered"]) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert za_b.identity.did not in {r["receiver_did"] for r in await client.outbox.list()}
+    # Then his zorgkantoor assigns his care to Thuiszorg Het Anker as well, which starts it.
+    bemiddeling = sample("bemiddelingen", 0)
+    spec = dict(bemiddeling["bemiddelingspecificatie"][0], bemiddelingspecificatieID="0b9c8d7e-6f5a-4b3c-9d2e-1f0a9b8c7d6e",
+                instelling="87654321", leveringsvorm="2")
+    await put(zk, "Bemiddeling", dict(bemiddeling, bemiddelingspecificatie=[*bemiddeling["bemiddelingspecificatie"], spec]))
+    await network.settle()
+    await put(za_b, "Levering", dict(LEVERING, leveringID="1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+                                     bemiddelingspecificatieID=spec["bemiddelingspecificatieID"]))
+    with pytest.raises(PeerRefused) as info:
+        await ask(signed)
+    assert (info.value.code, info.value.rule) == ("denied", "CLIENT-OWN-DATA")
+
+    # His node cannot be reached: an old machtiging opens nothing; one within the bound is used as it is.
+    second = await machtig(client, gemachtigde)
+    [held] = [bytes(s) for s, in await gemachtigde.store.fetchall(
+        "SELECT signed FROM evidence WHERE kind = 'Toestemming' AND record_id = ?", (second,))]
+    await client.stop()
+    network.nodes.pop("client")
+    with pytest.raises(PeerRefused):
+        await ask(held)
+    za_b.pdp.freshness = 3600
+    [(record, _, _)] = await ask(held)
+    assert record.kind == "Levering"
