@@ -239,7 +239,9 @@ class PolicyDecisionPoint:
         faults = await self._faults(evidence, lambda item: machtiging_fault(
             item, requester=requester, bsn=bsn, template=template, today=today, source=self.source_ids(),
             is_client=self.is_client))
-        return None if faults is None else (faults[0] if faults else "no machtiging was presented")
+        return None if faults is None else (faults[0] if faults else "no machtiging was presented (one older than this "
+                                                                      "source's freshness bound counts once the client's "
+                                                                      "node confirms that it stands)")
 
     async def _faults(self, evidence: list[Evidence], fault_of: Callable[[Evidence], str | None]) -> list[str] | None:
         """None once a piece of ``evidence`` is the client's consent ``fault_of`` asks for and he has not withdrawn

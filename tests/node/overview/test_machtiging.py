@@ -256,6 +256,7 @@ async def test_a_source_his_chain_reached_only_after_the_withdrawal_asks_his_nod
     with pytest.raises(PeerRefused) as info:
         await ask(signed)
     assert (info.value.code, info.value.rule) == ("denied", "CLIENT-OWN-DATA")
+    assert "counts once the client's node confirms that it stands" in info.value.reason
 
     # His node cannot be reached: an old machtiging opens nothing; one within the bound is used as it is.
     second = await machtig(client, gemachtigde)
