@@ -15,7 +15,9 @@ the freshness bound (a version confirmed counts as fresh as one just
 signed, and no longer), the same question under way is asked
 once, at most PER_SOURCE are under way to one source and CONCURRENT in all
 (a source that does not answer, the requester's own node perhaps, holds up
-only the questions about its own records), and one message may start at
+only the questions about its own records), clients' nodes FOR_CLIENTS
+apart from the members' (there are as many as there are clients, each
+naming where his node is), and one message may start at
 most PER_MESSAGE new questions (a batch of 64 queries, one stale piece each).
 Before, 16 pieces per query and 64 queries per message made one signed
 message from a member 1,024 signed questions from this node to the sources.
@@ -40,6 +42,7 @@ KEEP = 60  # seconds an answer of a source is taken as still true (at most the f
 KEPT = 10_000  # answers kept at most (the oldest go first)
 CONCURRENT = 32  # questions to sources under way at most
 PER_SOURCE = 4  # ... and to one source
+FOR_CLIENTS = 8  # questions to clients' nodes (machtigingen), apart: any client names where his is
 PER_MESSAGE = 64  # new questions one incoming message may cause
 
 # New questions the message being handled may still cause; None outside a message (the node's own work).
@@ -64,7 +67,9 @@ class Confirmations:
         self._kept: OrderedDict[tuple[str, str, str, int], tuple[bool, int]] = OrderedDict()
         self._under_way: dict[tuple[str, str, str, int], asyncio.Task[bool]] = {}
         self._limit = asyncio.Semaphore(CONCURRENT)
-        self._per_source: dict[str, asyncio.Semaphore] = {}  # by signer: members, a bounded set
+        self._for_clients = asyncio.Semaphore(FOR_CLIENTS)
+        # By signer, while a question to it is under way or waits (clients are many: none is kept after).
+        self._per_source: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
 
     async def confirm(self, record: RecordVersion, signer: Member, now: int, *, freshness: int) -> bool:
         key = (signer.did, record.kind, record.record_id, record.version)
@@ -83,12 +88,17 @@ class Confirmations:
         return await asyncio.shield(task)
 
     async def _ask(self, key: tuple[str, str, str, int], record: RecordVersion, signer: Member, until: int) -> bool:
-        per_source = self._per_source.setdefault(signer.did, asyncio.Semaphore(PER_SOURCE))
+        per_source, users = self._per_source.setdefault(signer.did, (asyncio.Semaphore(PER_SOURCE), [0]))
+        users[0] += 1
+        limit = self._for_clients if signer.role == "client" else self._limit
         try:
-            async with per_source, self._limit:
+            async with per_source, limit:
                 current = await self.ask(record, signer)
         finally:
             del self._under_way[key]
+            users[0] -= 1
+            if not users[0]:
+                del self._per_source[signer.did]
         self._kept[key] = (current, until)
         self._kept.move_to_end(key)
         while len(self._kept) > KEPT:

@@ -162,3 +162,30 @@ async def test_evidence_of_a_kind_the_rule_does_not_use_is_not_confirmed(network
     answers = await _ask_in_one_message(za, ciz, [(piece,) for piece in pieces])
     assert set(answers) == {"UCIR-0002"}  # denied: no specificatie among them
     assert await _questions(other) - before == 0
+
+
+async def test_clients_nodes_that_do_not_answer_leave_the_members_questions_room() -> None:
+    """Attack: a machtiging is confirmed with the client's node at the endpoint it names, and any client can name one
+    that never answers. Nine clients (each with a machtiging to another, presented a few at a time) held all 32
+    places for questions until their timeouts: a zorgkantoor's indicatie presented meanwhile could not be
+    confirmed, and the rule that needs it denied. Clients' nodes now share places of their own."""
+    from node.policy.evidence import Confirmations
+
+    async def ask(record: RecordVersion, signer: Member) -> bool:
+        if signer.role == "client":
+            await asyncio.Event().wait()  # never answers (until the client's timeout)
+        return True
+
+    confirmations = Confirmations(ask)
+    clients = [Member(did=f"did:key:client{n}", organisation="client", role="client", identifiers={}, region=None,
+                      not_before=0, expires=2**40, cert_id=b"c" * 16, issuer="did:key:root", cert_hash=b"h" * 32)
+               for n in range(9)]
+    silent = [asyncio.ensure_future(confirmations.confirm(_version(f"s{n}"), clients[n % 9], 0, freshness=60))
+              for n in range(36)]
+    await asyncio.sleep(0.01)
+    assert await asyncio.wait_for(confirmations.confirm(_version("a"), _member("did:key:zk"), 0, freshness=60), 1.0)
+    for task in [*silent, *confirmations._under_way.values()]:  # noqa: SLF001 - the questions never answered
+        task.cancel()
+    await asyncio.gather(*silent, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert confirmations._per_source == {}  # noqa: SLF001 - nothing kept for a signer once its questions ended
