@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from keys import Member, TrustStore
 from node.interfaces import Handlers
 from node.store import HeldEvidence, RevokedConsents, Statement, Store
-from node.store.records import bsn_key_of
+from node.store.records import bsn_key_of, fits
 from protocol import Ack, Consent, ErrorCode, Incoming, Message, Notification, RemoteProtocolError
 from protocol.records import RecordVersion, verify_record
 
@@ -47,7 +47,7 @@ class ConsentsReceived:
             except RemoteProtocolError:
                 continue
             if record.kind == "Toestemming" and signer.did == incoming.sender.did and record.data \
-                    and signer.role == "client" and signer.matches_bsn(str(record.data.get("bsn", "")),
+                    and fits(record.kind, record.data) and signer.role == "client" and signer.matches_bsn(str(record.data.get("bsn", "")),
                                                                        bsn_key_of(record.data)) \
                     and self._names_me(record.data.get("ontvanger", {})):
                 kept.append((record, signer, data))

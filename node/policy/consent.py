@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 from keys import Member
 from node.policy.evidence import Evidence
+from node.store.records import EVERY_SOURCE, MACHTIGING, bsn_key_of, fits, is_machtiging
 from protocol.records import RecordVersion
-from node.store.records import EVERY_SOURCE, MACHTIGING, bsn_key_of, is_machtiging
 
 CONSENT_KIND = "Toestemming"
 CONSENT_KINDS = frozenset({CONSENT_KIND})
@@ -30,7 +30,8 @@ def withdrawn_by_push(record: RecordVersion) -> bool:
     """Evidence not confirmed with its signer when old: a consent naming its sources, whose withdrawal is pushed to
     each. A machtiging names every source, and one his chain reaches only after he withdrew it never heard: it is
     confirmed with his node (at the ``endpoint`` it names) as other evidence is with its source."""
-    return record.kind == CONSENT_KIND and EVERY_SOURCE not in (record.data or {}).get("bronnen", ())
+    sources = (record.data or {}).get("bronnen")
+    return record.kind == CONSENT_KIND and not (isinstance(sources, list) and EVERY_SOURCE in sources)
 
 
 # Whether a member is the client with this BSN, by his certificate's commitment and the key he sent with it.
@@ -48,6 +49,8 @@ def consent_fault(item: Evidence, *, requester: Member, bsn: str, template: str,
     data = item.record.data or {}
     if item.record.kind != CONSENT_KIND or item.signer.role != "client":
         return "it is not a client's consent"
+    if not fits(CONSENT_KIND, data):  # a client signs what he likes
+        return "it is not a well-formed Toestemming"
     if data.get("bsn") != bsn or not is_client(item.signer, bsn, bsn_key_of(data)):
         return "it is not signed by the client the data is about"
     if not _names(data.get("ontvanger", {}), requester):

@@ -353,6 +353,15 @@ def checked_record(kind: str, data: Any) -> dict[str, Any]:
     return data  # type: ignore[no-any-return]
 
 
+def fits(kind: str, data: Any) -> bool:
+    """Whether ``data`` is a record of ``kind`` as ``checked_record`` takes it: what a client signed is read only then."""
+    try:
+        checked_record(kind, data)
+    except ValidationError:
+        return False
+    return True
+
+
 def validate_record(kind: str, data: Any) -> RecordType:
     checked_record(kind, data)
     return RECORD_TYPES[kind]

@@ -269,3 +269,31 @@ async def test_a_source_his_chain_reached_only_after_the_withdrawal_asks_his_nod
     za_b.pdp.freshness = 3600
     [(record, _, _)] = await ask(held)
     assert record.kind == "Levering"
+
+
+@pytest.mark.parametrize("shape", [{"bronnen": 5}, {"bronnen": [["*"]]}, {"ontvanger": "did"}, {"templates": 7},
+                                   {"geldigTot": 5}, {"doel": ["vertegenwoordiging"]}],
+                         ids=["bronnen-int", "bronnen-nested", "ontvanger-text", "templates-int", "until-int", "doel-list"])
+async def test_a_consent_of_another_shape_is_refused_with_a_reason(network: Network, shape: dict[str, object]) -> None:
+    """Attack: a client signs what he likes. Before, a machtiging whose bronnen was a number or held a list made the
+    source's decision fail (the requester got an error not bound to his request, and the source logged a
+    traceback), and one whose ontvanger was text did the same at the node it was handed to."""
+    from protocol import Consent
+
+    ciz, client, other = await network.start("ciz", "client", "client2")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    data = {"toestemmingID": "0f0e5d3c-1b2a-4c9d-8e7f-6a5b4c3d2e1f", "bsn": BSN0, "ontvanger": {"did": other.identity.did},
+            "bronnen": ["*"], "templates": ["CLIENT-EIGEN-GEGEVENS"], "doel": "vertegenwoordiging",
+            "geldigTot": "2099-12-31", "bsnSleutel": client.home.bsn_key().hex(), "endpoint": client.url, **shape}
+    signed = client.registers.signer.sign(RecordVersion("Toestemming", data["toestemmingID"], 1, client.identity.did,
+                                                        client.now(), False, data))
+    for freshness in (3600, -1):  # used as it is; asked after
+        ciz.pdp.freshness = freshness
+        with pytest.raises(PeerRefused) as info:
+            await other.router.query(ciz.identity.did, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [signed])
+        assert (info.value.code, info.value.rule) == ("denied", "CLIENT-OWN-DATA")
+    assert "not a well-formed Toestemming" in info.value.reason or "no machtiging" in info.value.reason
+    with pytest.raises(PeerRefused) as handed:
+        await client.send_to_peer(other.url, Consent(consents=(signed,)))
+    assert handed.value.code == "malformed"
+    assert not await other.store.fetchall("SELECT 1 FROM evidence")
