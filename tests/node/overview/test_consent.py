@@ -46,6 +46,15 @@ async def grant(client: Node, *, until: str = "2099-12-31", sources: tuple[str, 
     return str(result["id"])
 
 
+async def withdraw_at(client: Node, consent: str, source: Node) -> None:
+    """He withdraws the consent; back once ``source`` has heard."""
+    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
+    await client.client_view.revoke(consent)
+    deadline = time.monotonic() + 5
+    while not await source.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
 async def test_a_party_outside_the_matrix_reads_only_with_his_consent_and_only_within_it(network: Network) -> None:
     ciz, zk, za_b, client, client2 = await parties(network)
     assert "no consent" in await denied(read(za_b, ciz))  # nothing presented
@@ -180,11 +189,7 @@ async def test_a_consent_signed_more_than_the_freshness_bound_ago_still_opens_wh
     ciz.pdp.freshness = -1  # every piece of evidence counts as older than the bound
     [(record, _, _)] = await read(za_b, ciz)
     assert record.record_id == IND0
-    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
-    await client.client_view.revoke(consent)
-    deadline = time.monotonic() + 5
-    while not await ciz.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await withdraw_at(client, consent, ciz)
     assert "withdrawn" in await denied(read(za_b, ciz))
 
 
@@ -196,11 +201,7 @@ async def test_a_consent_naming_its_source_by_did_is_withdrawn_there_too(network
     consent = await grant(client, sources=(ciz.identity.did,))
     [(record, _, _)] = await read(za_b, ciz)
     assert record.record_id == IND0
-    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
-    await client.client_view.revoke(consent)
-    deadline = time.monotonic() + 5
-    while not await ciz.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await withdraw_at(client, consent, ciz)
     assert "withdrawn" in await denied(read(za_b, ciz))
     assert {r["receiver_did"]: r["status"] for r in await client.outbox.list()} == {ciz.identity.did: "delivered"}
 

@@ -141,7 +141,12 @@ async def test_a_source_that_does_not_answer_holds_up_only_questions_about_its_o
               for n in range(100)]
     await asyncio.sleep(0.01)
     assert await asyncio.wait_for(confirmations.confirm(_version("a"), _member("did:key:other"), 0, freshness=60), 1.0)
-    for task in [*silent, *confirmations._under_way.values()]:  # noqa: SLF001 - the questions never answered
+    await _cancel(silent, confirmations)
+
+
+async def _cancel(silent: list[asyncio.Future[bool]], confirmations: object) -> None:
+    """End the questions never answered."""
+    for task in [*silent, *confirmations._under_way.values()]:  # type: ignore[attr-defined]  # noqa: SLF001
         task.cancel()
     await asyncio.gather(*silent, return_exceptions=True)
 
@@ -184,8 +189,6 @@ async def test_clients_nodes_that_do_not_answer_leave_the_members_questions_room
               for n in range(36)]
     await asyncio.sleep(0.01)
     assert await asyncio.wait_for(confirmations.confirm(_version("a"), _member("did:key:zk"), 0, freshness=60), 1.0)
-    for task in [*silent, *confirmations._under_way.values()]:  # noqa: SLF001 - the questions never answered
-        task.cancel()
-    await asyncio.gather(*silent, return_exceptions=True)
+    await _cancel(silent, confirmations)
     await asyncio.sleep(0)
     assert confirmations._per_source == {}  # noqa: SLF001 - nothing kept for a signer once its questions ended
