@@ -139,10 +139,15 @@ def machtiging_grant(args: argparse.Namespace) -> int:
     return 0
 
 
+_STAAT = {"geldig": "", "ingetrokken": ": door hem ingetrokken (hier verwijderd)",
+          "niet bevestigd": ": niet bevestigd (zijn node antwoordt niet)"}
+
+
 def namens(args: argparse.Namespace) -> int:
     result = shown(args, admin(args).call("GET", "/admin/v1/client/namens"))
     node = result["deze_node"]
-    lines = [f"{m['id']}: cliënt met BSN {m['bsn']}, tot en met {m['geldig_tot']}" for m in result["namens"]]
+    lines = [f"{m['id']}: cliënt met BSN {m['bsn']}, tot en met {m['geldig_tot']}" + _STAAT[m["staat"]]
+             for m in result["namens"]]
     emit(args, result, "\n".join((lines or ["(geen machtigingen ontvangen)"])
                                  + [f"Een cliënt machtigt u met: iwlz machtiging grant HOME --to {node['did']} "
                                     f"--endpoint {node['endpoint']} --until JJJJ-MM-DD"]))

@@ -274,6 +274,10 @@ class Demo(CareChain):
         print(f"   dochter-jansen after he withdrew it: {len(refused)} of {len(after['asked'])} sources refuse "
               f"({refused[0]['error'] if refused else '-'})")
         self.expect("his daughter after he withdrew the machtiging", len(refused), len(after["asked"]))
+        listed = dochter.call("GET", "/admin/v1/client/namens")["namens"]
+        print(f"   dochter-jansen's node asks his whether it stands: {', '.join(m['staat'] for m in listed) or '-'} "
+              "(it lets go of it: it names his BSN)")
+        self.expect("her node learns from his that he withdrew it", [m["staat"] for m in listed], ["ingetrokken"])
 
     def _try(self, who: str, query: dict[str, Any], when: str, *, allowed: bool) -> None:
         try:

@@ -187,27 +187,37 @@ class Router:
         return [dict(e) for e in reply.message.entries]
 
     async def confirm_evidence(self, record: RecordVersion, signer: Member) -> bool:
-        """Ask the evidence's source whether this version is still current: a member in the peer table at its
-        endpoint; a client's node (in none) at the endpoint his signed record names (a machtiging's)."""
+        """Whether the evidence's source confirms that this version is still current (no answer: not confirmed)."""
+        return await self.record_status(record, signer) is True
+
+    async def record_status(self, record: RecordVersion, signer: Member) -> bool | None:
+        """Ask the source of a signed record whether this version is still current: a member in the peer table at
+        its endpoint; a client's node (in none) at the endpoint his signed record names (a machtiging's). None: no
+        answer (none to ask, not reached, or one that does not verify)."""
         url = self._confirmed_at(record, signer)
         if url is None:
-            log.info("cannot confirm evidence: its source is not in the peer table")
-            return False
+            log.info("cannot confirm evidence: its source is in no peer table and names no endpoint")
+            return None
         query = Query(template="RECORD-STATUS", params={"kind": record.kind, "id": record.record_id}, evidence=(), history=False)
         try:
             reply = await self.client.request(url, query, to=signer.did)
+        except PeerRefused as exc:
+            log.info("the source of evidence did not confirm it: %s", exc.code)
+            return False if exc.code == "not-found" else None
         except NodeError as exc:
             log.info("cannot confirm evidence with its source: %s", exc.__class__.__name__)
-            return False
+            return None
         result = reply.message
         if not isinstance(result, QueryResult) or len(result.records) != 1:
-            return False
+            return None
         try:
             status, source = verify_record(result.records[0], self.trust, int(self.clock()))
         except RemoteProtocolError:
-            return False
+            return None
         data = status.data or {}
-        return source.did == signer.did and data.get("version") == record.version and data.get("deleted") is False
+        if source.did != signer.did:
+            return None
+        return data.get("version") == record.version and data.get("deleted") is False
 
 
 __all__ = ["Router"]

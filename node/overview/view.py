@@ -117,9 +117,18 @@ class ClientView:
         return held
 
     async def represented(self) -> list[dict[str, Any]]:
-        """For whom this node acts: the machtigingen it holds, with the client's BSN (his own node's screen)."""
+        """For whom this node acts: the machtigingen it holds, with the client's BSN (his own node's screen), each
+        asked after at his node (the endpoint it names; the sources were told of a withdrawal, this node was not).
+        One he withdrew is shown once as such and let go of here: it names his BSN."""
+        held = await self._machtigingen_held()
+        standing = await asyncio.gather(*(self.router.record_status(record, signer) for record, signer, _ in held))
+        gone = [(record.record_id, signer.did) for (record, signer, _), stands in zip(held, standing) if stands is False]
+        if gone:
+            await self.store.write([("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ? AND source = ?",
+                                     gone, True)])
         return [{"id": record.record_id, "bsn": (record.data or {})["bsn"], "geldig_tot": (record.data or {})["geldigTot"],
-                 "client_node": signer.did} for record, signer, _ in await self._machtigingen_held()]
+                 "client_node": signer.did, "staat": _STANDING[stands]}
+                for (record, signer, _), stands in zip(held, standing)]
 
     def sources(self) -> list[Peer]:
         return [p for p in self.peers.all() if p.role != "client" and SOURCE_REGISTERS & set(p.registers)]
@@ -440,6 +449,9 @@ def _access_entry(entry: dict[str, Any]) -> dict[str, Any] | None:
             return None
         kept[name] = None if value is None else shown(value, 200)
     return kept
+
+
+_STANDING: Final = {True: "geldig", False: "ingetrokken", None: "niet bevestigd"}  # what his node answered
 
 
 def _checked_sources(sources: list[str], purpose: str) -> list[str]:

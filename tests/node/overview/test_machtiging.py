@@ -198,6 +198,8 @@ async def test_through_the_cli_his_daughter_is_given_a_machtiging_and_reads_his_
     assert f"uw gemachtigde (…{dochter.identity.did[-8:]})" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["machtiging", "revoke", home, given["id"]]) == 0
     assert "ingetrokken" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["client", "namens", hers]) == 0
+    assert f"{given['id']}: cliënt met BSN ***, tot en met 2099-12-31: door hem ingetrokken" in capsys.readouterr().out
 
 
 async def test_a_machtiging_opens_only_what_it_covers_and_only_for_the_client_who_signed_it(network: Network) -> None:
@@ -297,3 +299,26 @@ async def test_a_consent_of_another_shape_is_refused_with_a_reason(network: Netw
         await client.send_to_peer(other.url, Consent(consents=(signed,)))
     assert handed.value.code == "malformed"
     assert not await other.store.fetchall("SELECT 1 FROM evidence")
+
+
+async def test_her_node_learns_from_his_that_he_withdrew_it_and_lets_it_go(network: Network) -> None:
+    """Her node listed a machtiging he had withdrawn as hers to use, and kept it (it names his BSN) until its
+    geldigTot: the sources were told, she was not. Her list now asks his node whether each stands."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    [listed] = await gemachtigde.client_view.represented()
+    assert (listed["id"], listed["staat"]) == (machtiging, "geldig")
+    await client.client_view.revoke(machtiging)
+    [listed] = await gemachtigde.client_view.represented()
+    assert (listed["id"], listed["staat"]) == (machtiging, "ingetrokken")  # shown once, then let go
+    assert await gemachtigde.store.fetchall("SELECT 1 FROM evidence WHERE kind = 'Toestemming'") == []
+    assert await gemachtigde.client_view.represented() == []
+    with pytest.raises(NodeError):
+        await gemachtigde.client_view.overview(namens=machtiging)
+
+    second = await machtig(client, gemachtigde)  # his node away: she keeps it, not confirmed
+    await client.stop()
+    network.nodes.pop("client")
+    [listed] = await gemachtigde.client_view.represented()
+    assert (listed["id"], listed["staat"]) == (second, "niet bevestigd")
+    assert len(await gemachtigde.store.fetchall("SELECT 1 FROM evidence WHERE kind = 'Toestemming'")) == 1
