@@ -150,7 +150,7 @@ class Node:
                              learn=lambda url: self.discovery.learn(url, source="manual"))
         self.pdp = PolicyDecisionPoint(self.registers, self.trust, authority=AuthorityLinks(self.store, cache_size=10_000),
                                        freshness=config.evidence_freshness,
-                                       confirm=self.router.confirm_evidence, source_ids=self._source_ids)
+                                       confirm=self.router.record_status, source_ids=self._source_ids)
         self.discovery.templates = self.pdp.templates()
         self.subscriptions = Subscriptions(store=self.store, audit=self.audit, role=self.member.role,
                                            matrix=self.pdp.matrix["subscriptions"], parties=self.pdp.parties,

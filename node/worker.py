@@ -79,7 +79,7 @@ class QueryWorker:
         identifiers = {f"{k}:{v}" for k, v in member.identifiers.items()}
         pdp = PolicyDecisionPoint(self.registers, self.trust, freshness=config.evidence_freshness,
                                   authority=AuthorityLinks(self.store, cache_size=10_000, changes=self.changes.value),
-                                  confirm=self.router.confirm_evidence,
+                                  confirm=self.router.record_status,
                                   source_ids=lambda: identifiers | {self.identity.did})
         self.queries = QueryHandlers(pdp=pdp, registers=self.registers, audit=self.audit, metrics=self.metrics,
                                      did=self.identity.did)

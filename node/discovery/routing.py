@@ -186,10 +186,6 @@ class Router:
         assert isinstance(reply.message, AccessLogResult)
         return [dict(e) for e in reply.message.entries]
 
-    async def confirm_evidence(self, record: RecordVersion, signer: Member) -> bool:
-        """Whether the evidence's source confirms that this version is still current (no answer: not confirmed)."""
-        return await self.record_status(record, signer) is True
-
     async def record_status(self, record: RecordVersion, signer: Member) -> bool | None:
         """Ask the source of a signed record whether this version is still current: a member in the peer table at
         its endpoint; a client's node (in none) at the endpoint his signed record names (a machtiging's). None: no
@@ -208,6 +204,8 @@ class Router:
             log.info("cannot confirm evidence with its source: %s", exc.__class__.__name__)
             return None
         result = reply.message
+        if isinstance(result, QueryResult) and not result.records:
+            return False  # its signer, answering itself, holds no such record
         if not isinstance(result, QueryResult) or len(result.records) != 1:
             return None
         try:

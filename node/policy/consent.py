@@ -26,12 +26,14 @@ CONSENT_KIND = "Toestemming"
 CONSENT_KINDS = frozenset({CONSENT_KIND})
 
 
-def withdrawn_by_push(record: RecordVersion) -> bool:
+def not_asked_after(record: RecordVersion) -> bool:
     """Evidence not confirmed with its signer when old: a consent naming its sources, whose withdrawal is pushed to
-    each. A machtiging names every source, and one his chain reaches only after he withdrew it never heard: it is
-    confirmed with his node (at the ``endpoint`` it names) as other evidence is with its source."""
-    sources = (record.data or {}).get("bronnen")
-    return record.kind == CONSENT_KIND and not (isinstance(sources, list) and EVERY_SOURCE in sources)
+    each, and one that does not fit the schema, which opens nothing. A machtiging names every source, and one his
+    chain reaches only after he withdrew it never heard: it is confirmed with his node (at the ``endpoint`` it
+    names) as other evidence is with its source."""
+    if record.kind != CONSENT_KIND:
+        return False
+    return not fits(CONSENT_KIND, record.data) or EVERY_SOURCE not in (record.data or {})["bronnen"]
 
 
 # Whether a member is the client with this BSN, by his certificate's commitment and the key he sent with it.
@@ -79,4 +81,4 @@ def machtiging_fault(item: Evidence, *, requester: Member, bsn: str, template: s
                          source=source, is_client=is_client)
 
 
-__all__ = ["consent_fault", "machtiging_fault", "withdrawn_by_push", "CONSENT_KIND", "CONSENT_KINDS"]
+__all__ = ["consent_fault", "machtiging_fault", "not_asked_after", "CONSENT_KIND", "CONSENT_KINDS"]

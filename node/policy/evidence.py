@@ -36,7 +36,8 @@ from keys import Member, TrustStore
 from protocol import RemoteProtocolError
 from protocol.records import RecordVersion, verify_record
 
-Confirm = Callable[[RecordVersion, Member], Awaitable[bool]]
+# Whether a version still stands, by its source: True; False: its source says it does not; None: no answer.
+Confirm = Callable[[RecordVersion, Member], Awaitable[bool | None]]
 MAX_EVIDENCE = 16
 KEEP = 60  # seconds an answer of a source is taken as still true (at most the freshness bound)
 KEPT = 10_000  # answers kept at most (the oldest go first)
@@ -64,14 +65,14 @@ class Confirmations:
 
     def __init__(self, ask: Confirm) -> None:
         self.ask = ask
-        self._kept: OrderedDict[tuple[str, str, str, int], tuple[bool, int]] = OrderedDict()
-        self._under_way: dict[tuple[str, str, str, int], asyncio.Task[bool]] = {}
+        self._kept: OrderedDict[tuple[str, str, str, int], tuple[bool | None, int]] = OrderedDict()
+        self._under_way: dict[tuple[str, str, str, int], asyncio.Task[bool | None]] = {}
         self._limit = asyncio.Semaphore(CONCURRENT)
         self._for_clients = asyncio.Semaphore(FOR_CLIENTS)
         # By signer, while a question to it is under way or waits (clients are many: none is kept after).
         self._per_source: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
 
-    async def confirm(self, record: RecordVersion, signer: Member, now: int, *, freshness: int) -> bool:
+    async def confirm(self, record: RecordVersion, signer: Member, now: int, *, freshness: int) -> bool | None:
         key = (signer.did, record.kind, record.record_id, record.version)
         kept = self._kept.get(key)
         if kept is not None and kept[1] > now:
@@ -81,13 +82,14 @@ class Confirmations:
             budget = _budget.get()
             if budget is not None:
                 if budget[0] <= 0:
-                    return False
+                    return None  # not asked
                 budget[0] -= 1
             task = asyncio.ensure_future(self._ask(key, record, signer, now + min(KEEP, freshness)))
             self._under_way[key] = task
         return await asyncio.shield(task)
 
-    async def _ask(self, key: tuple[str, str, str, int], record: RecordVersion, signer: Member, until: int) -> bool:
+    async def _ask(self, key: tuple[str, str, str, int], record: RecordVersion, signer: Member, until: int
+                   ) -> bool | None:
         per_source, users = self._per_source.setdefault(signer.did, (asyncio.Semaphore(PER_SOURCE), [0]))
         users[0] += 1
         limit = self._for_clients if signer.role == "client" else self._limit
@@ -114,10 +116,12 @@ class Evidence:
 
 async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now: int, *, freshness: int,
                             confirm: Confirmations | None, kinds: frozenset[str] | None = None,
-                            pushed: Callable[[RecordVersion], bool] = lambda record: False) -> list[Evidence]:
+                            pushed: Callable[[RecordVersion], bool] = lambda record: False,
+                            dropped: list[str] | None = None) -> list[Evidence]:
     """What of ``presented`` verifies and counts now; only records of ``kinds`` (None: any), those the rule can
     use: stale evidence of another kind would have the node ask its source about a record it does not need.
-    Records ``pushed`` holds for are not confirmed: their signer tells this node when they end."""
+    Records ``pushed`` holds for are not confirmed: their signer tells this node when they end. Why a piece that
+    verified was not confirmed goes to ``dropped``, for the reason of a denial."""
     valid = []
     for data in presented[:MAX_EVIDENCE]:
         try:
@@ -127,7 +131,12 @@ async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now
         if record.deleted or (kinds is not None and record.kind not in kinds):
             continue
         if now - record.signed_at > freshness and not pushed(record):
-            if confirm is None or not await confirm.confirm(record, signer, now, freshness=freshness):
+            current = None if confirm is None else await confirm.confirm(record, signer, now, freshness=freshness)
+            if not current:
+                if dropped is not None:
+                    dropped.append(f"the {record.kind} presented is older than this node's freshness bound, and "
+                                   + ("its signer says it no longer stands" if current is False
+                                      else "its signer could not be asked whether it still stands"))
                 continue
         valid.append(Evidence(record, signer))
     return valid

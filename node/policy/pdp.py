@@ -24,7 +24,7 @@ from typing import Any
 from keys import Member, TrustStore
 from keys.certificate import KEYED
 from node.policy.authority import Holder, holder_of, steps_in
-from node.policy.consent import CONSENT_KIND, CONSENT_KINDS, consent_fault, machtiging_fault, withdrawn_by_push
+from node.policy.consent import CONSENT_KIND, CONSENT_KINDS, consent_fault, machtiging_fault, not_asked_after
 from node.policy.evidence import Confirm, Confirmations, Evidence, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
@@ -124,10 +124,11 @@ class PolicyDecisionPoint:
         acting_for = "bind_bsn" in rule and not self.is_client(requester, params["bsn"], query.bsn_key)
         if acting_for and not rule.get("machtiging"):
             raise Denied(rule["id"], "a client may only ask about his own BSN")
+        dropped: list[str] = []
         evidence = await verified_evidence(query.evidence, self.trust, now, freshness=self.freshness, confirm=self.confirm,
-                                           kinds=self._evidence_kinds(rule), pushed=withdrawn_by_push)
+                                           kinds=self._evidence_kinds(rule), pushed=not_asked_after, dropped=dropped)
         if acting_for:
-            fault = await self.machtiging_fault(requester, params["bsn"], query.template, evidence, now)
+            fault = await self.machtiging_fault(requester, params["bsn"], query.template, evidence, now, dropped)
             if fault is not None:
                 raise Denied(rule["id"], f"a client may only ask about his own BSN, or for a client whose machtiging "
                                          f"he presents: {fault}")
@@ -232,16 +233,17 @@ class PolicyDecisionPoint:
                          else "no consent of the client was presented")
 
     async def machtiging_fault(self, requester: Member, bsn: str, template: str, evidence: list[Evidence],
-                               now: int) -> str | None:
+                               now: int, dropped: list[str] | tuple[str, ...] = ()) -> str | None:
         """Why ``requester`` may not read ``template`` for the client with ``bsn`` as his gemachtigde, by the
-        evidence he presented (verified), or None: a machtiging of that client names him and covers it."""
+        evidence he presented (verified; ``dropped``: why pieces that verified did not count), or None: a machtiging
+        of that client names him and covers it."""
         today = _day(now)
         faults = await self._faults(evidence, lambda item: machtiging_fault(
             item, requester=requester, bsn=bsn, template=template, today=today, source=self.source_ids(),
             is_client=self.is_client))
-        return None if faults is None else (faults[0] if faults else "no machtiging was presented (one older than this "
-                                                                      "source's freshness bound counts once the client's "
-                                                                      "node confirms that it stands)")
+        if faults is None:
+            return None
+        return faults[0] if faults else dropped[0] if dropped else "no machtiging was presented"
 
     async def _faults(self, evidence: list[Evidence], fault_of: Callable[[Evidence], str | None]) -> list[str] | None:
         """None once a piece of ``evidence`` is the client's consent ``fault_of`` asks for and he has not withdrawn
@@ -256,12 +258,14 @@ class PolicyDecisionPoint:
             faults.append(fault)
         return faults
 
-    async def presented_machtiging(self, presented: bytes | None, now: int) -> list[Evidence]:
-        """The machtiging presented with a message that is not a query (an access-log request), verified."""
+    async def presented_machtiging(self, presented: bytes | None, now: int) -> tuple[list[Evidence], list[str]]:
+        """The machtiging presented with a message that is not a query (an access-log request), verified; and why
+        it does not count, when it verified and did not."""
+        dropped: list[str] = []
         if presented is None:
-            return []
+            return [], dropped
         return await verified_evidence((presented,), self.trust, now, freshness=self.freshness, confirm=self.confirm,
-                                       kinds=CONSENT_KINDS, pushed=withdrawn_by_push)
+                                       kinds=CONSENT_KINDS, pushed=not_asked_after, dropped=dropped), dropped
 
     # Authority ----------------------------------------------------------------
 

@@ -125,8 +125,8 @@ class QueryHandlers:
         reason = "only the client himself may read the access log about his BSN, or his gemachtigde presenting " \
                  "his machtiging"
         if sender.role == "client" and request.machtiging is not None:
-            evidence = await self.pdp.presented_machtiging(request.machtiging, now)
-            fault = await self.pdp.machtiging_fault(sender, request.bsn, matrix["rule"], evidence, now)
+            evidence, dropped = await self.pdp.presented_machtiging(request.machtiging, now)
+            fault = await self.pdp.machtiging_fault(sender, request.bsn, matrix["rule"], evidence, now, dropped)
             if fault is None:
                 return str(matrix["machtiging"])
             reason = f"no machtiging of this client for his access log: {fault}"

@@ -121,7 +121,7 @@ async def test_at_most_so_many_questions_are_under_way_and_a_message_has_a_budge
         await asyncio.sleep(0.01)
         release.set()
         results = await asyncio.gather(*asking)
-    assert results == [True] * 90 + [False] * 10  # past the message's budget: not confirmed, not asked
+    assert results == [True] * 90 + [None] * 10  # past the message's budget: not confirmed, not asked
     assert most["all"] == evidence_module.CONCURRENT == 32
     assert max(n for did, n in most.items() if did != "all") == evidence_module.PER_SOURCE == 4
     # Outside a message (the node's own work) there is no budget.
