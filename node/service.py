@@ -171,7 +171,8 @@ class Node:
         self.inbox = Inbox(store=self.store, audit=self.audit, member=self.member, spawn=spawn,
                            fetch=self.router.query_with_evidence, fetch_many=self.router.query_many, fetch_back=config.inbox_fetch, trust=self.trust,
                            current_member=self._current_member,
-                           effects={"VERWIJDERDE_TOESTEMMING_BRON": ConsentsReceived.withdrawn},
+                           effects={"VERWIJDERDE_TOESTEMMING_BRON": ConsentsReceived.withdrawn,
+                                    "VERWIJDERDE_TOESTEMMING_ONTVANGER": ConsentsReceived.withdrawn},
                            fetched=[*self._care_desks(clock), self.meldingen_sent.answer_fetched], clock=clock)
         self.client_view = ClientView(store=self.store, peers=self.peers, router=self.router, me=lambda: self.member,
                                       bsn=own_bsn, clock=clock, registers=self.registers, actor=lambda: self.actor,

@@ -46,8 +46,10 @@ EVENT_RULES: Final[dict[str, EventRule]] = {
     "NIEUW_VERZOEKANTWOORD_AANBIEDER": EventRule("zorgaanbieder", "levering", "zorgaanbieder", "AGB", "Levering",
                                                  ("VerzoekAntwoord",)),
     "GEWIJZIGDE_MELDING_MELDER": EventRule("*", "meldingen", "*", "*", "Melding", ("Melding",)),
-    # Ours, beyond iWlz: a client withdrew a consent; every source he named hears of it ("*": any role, any id type).
+    # Ours, beyond iWlz: a client withdrew a consent; every source he named hears of it ("*": any role, any id type),
+    # and the party he gave it to, which lets go of it.
     "VERWIJDERDE_TOESTEMMING_BRON": EventRule("client", "toestemming", "*", "*", "Toestemming", ("Toestemming",)),
+    "VERWIJDERDE_TOESTEMMING_ONTVANGER": EventRule("client", "toestemming", "*", "*", "Toestemming", ("Toestemming",)),
     "NIEUW_VERZOEKAANBIEDER_AANBIEDER": EventRule("zorgaanbieder", "levering", "zorgaanbieder", "AGB", "Levering", ("Levering",)),
 }
 

@@ -94,8 +94,13 @@ class ConsentsReceived:
 
     @staticmethod
     def withdrawn(note: Notification, sender: Member, now: int) -> list[Statement]:
-        """VERWIJDERDE_TOESTEMMING_BRON: the consents named are withdrawn by the client who sent it."""
-        return [RevokedConsents.revoke(s.record_id.partition("/")[2], sender.did, now) for s in note.subjects]
+        """VERWIJDERDE_TOESTEMMING_BRON and _ONTVANGER: the consents named are withdrawn by the client who sent it
+        (and signed them): a source refuses them from now on, and the party they were given to lets go of them,
+        for they name his BSN."""
+        ids = [s.record_id.partition("/")[2] for s in note.subjects]
+        return [*(RevokedConsents.revoke(i, sender.did, now) for i in ids),
+                ("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ? AND source = ?",
+                 [(i, sender.did) for i in ids], True)]
 
 
 __all__ = ["ConsentsReceived"]

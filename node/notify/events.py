@@ -133,11 +133,13 @@ def answer_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any
 
 
 def consent_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Planned]:
-    """A withdrawn consent (a tombstone) goes to every source it named."""
+    """A withdrawn consent (a tombstone) goes to every source it named, and to the party it was given to when that
+    is an organisation (a person's node, in no peer table, asks his whether a machtiging stands)."""
     if old is None or new is not None:
         return []
     path = f"Toestemming/{record_id}"
-    out = []
+    out = [Planned("VERWIJDERDE_TOESTEMMING_ONTVANGER", id_type.upper(), str(value), path, path)
+           for id_type, value in sorted(old.get("ontvanger", {}).items()) if id_type in ("kvk", "uzovi", "agb")]
     for source in sorted(old.get("bronnen", [])):
         id_type, _, value = source.partition(":")
         if source.startswith("did:"):  # a source reads its did among its names as well (policy.pdp's source_ids)

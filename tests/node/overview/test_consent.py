@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -26,9 +27,15 @@ async def parties(network: Network) -> tuple[Node, ...]:
     return ciz, zk, za_b, client, client2
 
 
-async def read(za_b: Node, source: Node, *, purpose: str = PURPOSE, template: str = TEMPLATE, bsn: str = BSN0) -> Any:
-    held = [bytes(s) for s, in await za_b.store.fetchall("SELECT signed FROM evidence WHERE kind = 'Toestemming'")]
-    return await za_b.query_peer(source.url, template, {"bsn": bsn, "doel": purpose}, held)
+async def held_by(za_b: Node) -> list[bytes]:
+    return [bytes(s) for s, in await za_b.store.fetchall("SELECT signed FROM evidence WHERE kind = 'Toestemming'")]
+
+
+async def read(za_b: Node, source: Node, *, purpose: str = PURPOSE, template: str = TEMPLATE, bsn: str = BSN0,
+               evidence: list[bytes] | None = None) -> Any:
+    """``za_b`` asks ``source``, presenting the consents it holds (``evidence``: a copy it kept of them)."""
+    presented = await held_by(za_b) if evidence is None else evidence
+    return await za_b.query_peer(source.url, template, {"bsn": bsn, "doel": purpose}, presented)
 
 
 async def denied(coro: Any) -> str:
@@ -93,6 +100,7 @@ async def test_a_withdrawn_consent_is_refused_at_every_source_also_one_that_was_
     ciz, zk, za_b, client, client2 = await parties(network)
     consent = await grant(client)
     assert len(await read(za_b, ciz)) == 1 and len(await read(za_b, zk)) == 1
+    kept = await held_by(za_b)  # a party that keeps a copy after he withdraws it
     zk_port = int(zk.url.rsplit(":", 1)[1])
     await zk.stop()
     network.nodes.pop("zk5151")
@@ -101,16 +109,16 @@ async def test_a_withdrawn_consent_is_refused_at_every_source_also_one_that_was_
     deadline = time.monotonic() + 5
     while not await ciz.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-    assert "withdrawn" in await denied(read(za_b, ciz))  # at once
+    assert "withdrawn" in await denied(read(za_b, ciz, evidence=kept))  # at once
     restarted = Node(zk.home, port=zk_port, mdns=False, gossip_interval=0)
     await restarted.start()
     network.nodes["zk5151"] = restarted
     deadline = time.monotonic() + 10
     while not await restarted.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert "withdrawn" in await denied(read(za_b, restarted))  # once it was back, it heard too
+    assert "withdrawn" in await denied(read(za_b, restarted, evidence=kept))  # once it was back, it heard too
     rows = {r["receiver_id"]: r["status"] for r in await client.outbox.list()}
-    assert rows == {"62253778": "delivered", "5151": "delivered"}
+    assert rows == {"62253778": "delivered", "5151": "delivered", "87654321": "delivered"}  # the sources; the party
     [listed] = await client.client_view.consents()
     assert listed["ingetrokken"] is True
     # Each source's audit shows the withdrawal and the refusals.
@@ -189,8 +197,9 @@ async def test_a_consent_signed_more_than_the_freshness_bound_ago_still_opens_wh
     ciz.pdp.freshness = -1  # every piece of evidence counts as older than the bound
     [(record, _, _)] = await read(za_b, ciz)
     assert record.record_id == IND0
+    kept = await held_by(za_b)
     await withdraw_at(client, consent, ciz)
-    assert "withdrawn" in await denied(read(za_b, ciz))
+    assert "withdrawn" in await denied(read(za_b, ciz, evidence=kept))
 
 
 async def test_a_consent_naming_its_source_by_did_is_withdrawn_there_too(network: Network) -> None:
@@ -201,9 +210,12 @@ async def test_a_consent_naming_its_source_by_did_is_withdrawn_there_too(network
     consent = await grant(client, sources=(ciz.identity.did,))
     [(record, _, _)] = await read(za_b, ciz)
     assert record.record_id == IND0
+    kept = await held_by(za_b)
     await withdraw_at(client, consent, ciz)
-    assert "withdrawn" in await denied(read(za_b, ciz))
-    assert {r["receiver_did"]: r["status"] for r in await client.outbox.list()} == {ciz.identity.did: "delivered"}
+    assert "withdrawn" in await denied(read(za_b, ciz, evidence=kept))
+    withdrawals = {(r["event_type"], r["receiver_did"] or r["receiver_id"]): r["status"] for r in await client.outbox.list()}
+    assert withdrawals == {("VERWIJDERDE_TOESTEMMING_BRON", ciz.identity.did): "delivered",
+                           ("VERWIJDERDE_TOESTEMMING_ONTVANGER", "87654321"): "delivered"}
 
 
 async def test_a_consent_names_its_sources_in_a_form_a_source_reads(network: Network) -> None:
@@ -214,3 +226,30 @@ async def test_a_consent_names_its_sources_in_a_form_a_source_reads(network: Net
         with pytest.raises(ValidationError):
             await grant(client, sources=(wrong,))
     assert await client.store.fetchall("SELECT 1 FROM records WHERE kind = 'Toestemming'") == []
+
+
+async def test_the_party_he_gave_it_to_lets_go_of_a_consent_he_withdrew(network: Network) -> None:
+    """The party kept a withdrawn consent, which names his BSN, until its geldigTot: his withdrawal went to the
+    sources only. It goes to the party too now, which lets go of it; a withdrawal sent by anyone else changes
+    nothing there."""
+    from protocol import Notification, Subject
+
+    ciz, zk, za_b, client, client2 = await parties(network)
+    consent = await grant(client, sources=("kvk:62253778",))
+    held = "SELECT record_id FROM evidence WHERE kind = 'Toestemming'"
+    assert await za_b.store.fetchall(held) == [(consent,)]
+    forged = Notification(notification_id=str(uuid.uuid4()), event_type="VERWIJDERDE_TOESTEMMING_ONTVANGER",
+                          timestamp=client2.now(), sender_id_type="DID", sender_id=client2.identity.did,
+                          receiver_id_type="AGB", receiver_id="87654321", subscription_id=None,
+                          subjects=(Subject(subject=f"Toestemming/{consent}", record_id=f"Toestemming/{consent}"),))
+    await client2.send_to_peer(za_b.url, forged)  # another client "withdraws" it
+    await asyncio.sleep(0.3)
+    assert await za_b.store.fetchall(held) == [(consent,)]
+    await withdraw_at(client, consent, ciz)
+    deadline = time.monotonic() + 5
+    while await za_b.store.fetchall(held) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert await za_b.store.fetchall(held) == []
+    rows = {(r["event_type"], r["receiver_id"]): r["status"] for r in await client.outbox.list()}
+    assert rows == {("VERWIJDERDE_TOESTEMMING_BRON", "62253778"): "delivered",
+                    ("VERWIJDERDE_TOESTEMMING_ONTVANGER", "87654321"): "delivered"}
