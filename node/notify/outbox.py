@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quoted
-from typing import Any
+from typing import Any, Final
 
 from keys import Member
 from node.discovery import Peer, PeerTable
@@ -54,6 +54,9 @@ _OUTBOX_COLUMNS = ("notification_id", "event_type", "receiver_id_type", "receive
                    "receiver_url", "payload")
 # A source that refuses a melding with one of these will refuse it again: it ends as refused, not retried.
 _FINAL_REFUSALS = ("denied", "not-found", "malformed")
+# Never given up after outbox_dead_after: a source that did not hear of a withdrawal would honour the consent.
+KEPT_TRYING: Final = ("VERWIJDERDE_TOESTEMMING_BRON", "VERWIJDERDE_TOESTEMMING_ONTVANGER")
+_MAY_END: Final = f"event_type NOT IN ({', '.join(repr(e) for e in KEPT_TRYING)})"
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -256,7 +259,7 @@ class Outbox:
         """Housekeeping: a row that waited dead_after for its receiver to become known ends as a dead letter, as a
         row tried that long does."""
         await self.store.write([("UPDATE outbox SET status = 'dead' WHERE status = 'pending' AND next_attempt_at >= ? "
-                                 "AND created_at <= ?", (WAITING, now - self.dead_after), False)])
+                                 f"AND created_at <= ? AND {_MAY_END}", (WAITING, now - self.dead_after), False)])
 
     def _due_now(self, did: str, identifiers: "builtins.list[tuple[str, str]]", *, waiting_only: bool = False) -> Statement:
         """What waits for this receiver is due now: all of it, or only what waits for it to become known (rows
@@ -604,7 +607,7 @@ class Outbox:
         others, params = self._others_of(did, row)
         return [statement,
                 (f"UPDATE outbox SET next_attempt_at = ? WHERE {others}", (next_attempt, *params), False),
-                (f"UPDATE outbox SET status = 'dead', last_error = ? WHERE {others} AND created_at <= ?",
+                (f"UPDATE outbox SET status = 'dead', last_error = ? WHERE {others} AND created_at <= ? AND {_MAY_END}",
                  (reason[:500], *params, now - self.dead_after), False)]
 
     def _reached(self, row: dict[str, Any], did: str | None) -> list[Statement]:
@@ -631,7 +634,7 @@ class Outbox:
         """The row's next attempt, after ``delay`` or doubling up to max_delay, or at ``until`` (or its end as
         dead), and when."""
         attempts = row["attempts"] + 1
-        dead = now - row["created_at"] >= self.dead_after
+        dead = now - row["created_at"] >= self.dead_after and row["event_type"] not in KEPT_TRYING
         if delay is None:
             delay = min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
         next_attempt = time.time() + delay if until is None else until

@@ -253,3 +253,28 @@ async def test_the_party_he_gave_it_to_lets_go_of_a_consent_he_withdrew(network:
     rows = {(r["event_type"], r["receiver_id"]): r["status"] for r in await client.outbox.list()}
     assert rows == {("VERWIJDERDE_TOESTEMMING_BRON", "62253778"): "delivered",
                     ("VERWIJDERDE_TOESTEMMING_ONTVANGER", "87654321"): "delivered"}
+
+
+async def test_a_withdrawal_is_never_given_up_while_its_source_is_away(network: Network) -> None:
+    """A source away longer than outbox_dead_after (a week) never heard of the withdrawal: the notification ended as a
+    dead letter, and the source, back, honoured the withdrawn consent until its geldigTot. A withdrawal waits for
+    its source for as long as it takes; other notifications still end."""
+    ciz, zk, za_b, client, client2 = await parties(network)
+    consent = await grant(client)
+    kept = await held_by(za_b)
+    zk_port = int(zk.url.rsplit(":", 1)[1])
+    await zk.stop()
+    network.nodes.pop("zk5151")
+    client.outbox.first_delay, client.outbox.max_delay, client.outbox.probe_max_delay = 0.05, 0.1, 0.1
+    client.outbox.dead_after = 0.3
+    await client.client_view.revoke(consent)
+    await asyncio.sleep(1.5)  # many attempts, five times dead_after
+    rows = {r["receiver_id"]: r["status"] for r in await client.outbox.list()}
+    assert rows["5151"] == "pending"
+    restarted = Node(zk.home, port=zk_port, mdns=False, gossip_interval=0)
+    await restarted.start()
+    network.nodes["zk5151"] = restarted
+    deadline = time.monotonic() + 10
+    while not await restarted.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert "withdrawn" in await denied(read(za_b, restarted, evidence=kept))
