@@ -33,3 +33,38 @@ async def test_his_page_shows_his_data_and_a_timeline_of_who_looked(network: Net
     assert page.count('class="toegang"') >= 3  # dots on the timeline
     assert "WlzIndicatie bij kvk:62253778: afgehandeld — geboortedatum hersteld" in page
     assert BSN0 not in page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_his_daughter_sees_on_her_page_whom_she_acts_for_and_opens_his_data(network: Network) -> None:
+    """A person's page as his gemachtigde uses it: whom she acts for, and his data and his access log in the same
+    page; his page names the machtiging he gave. Before, neither page had any of it (the CLI only)."""
+    from tests.node.kit import Browser
+    from tests.node.overview.test_machtiging import chain, machtig
+
+    ciz, zk, za, za_b, client, dochter = await chain(network)
+    machtiging = await machtig(client, dochter)
+    async with Browser() as page:
+        await page.goto(f"{dochter.admin_url}/mijn#token={dochter.home.admin_token()}")
+        await page.wait_for_selector("#namens >> text=Bekijk zijn gegevens")
+        listed = await page.inner_text("#namens")
+        assert f"Cliënt (knooppunt …{client.identity.did[-8:]})" in listed and "tot 31-12-2099: geldig" in listed
+        await page.click("#namens >> text=Bekijk zijn gegevens")
+        await page.wait_for_selector("#namenskop:not([hidden])")
+        await page.wait_for_selector("#zorg >> text=Zorggroep De Linde")
+        assert "geldig van" in await page.inner_text("#indicatie")
+        assert "u (gemachtigde) bij CIZ: ingezien" in await page.inner_text("#toegang")
+        assert await page.is_hidden("#toestemmingen") and await page.is_hidden("#meldingen")
+        assert BSN0 not in await page.content()
+        await page.click("#terug")
+        await page.wait_for_selector("#namenskop", state="hidden")
+        await page.wait_for_selector("#namens >> text=Bekijk zijn gegevens")
+
+        await page.goto(f"{client.admin_url}/mijn#token={client.home.admin_token()}")
+        await page.wait_for_selector("#toestemmingen >> text=Machtiging aan uw gemachtigde")
+        assert f"(knooppunt …{dochter.identity.did[-8:]})" in await page.inner_text("#toestemmingen")
+        assert "Niemand heeft u gemachtigd." in await page.inner_text("#namens")
+        await client.client_view.revoke(machtiging)
+        await page.goto(f"{dochter.admin_url}/mijn#token={dochter.home.admin_token()}")
+        await page.wait_for_selector("#namens >> text=door hem ingetrokken")
+        assert "Bekijk zijn gegevens" not in await page.inner_text("#namens")
