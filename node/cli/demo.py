@@ -243,7 +243,8 @@ class Demo(CareChain):
         print(f"   client-jansen gives consent {consent['id']} to AGB 87654321 (handed over: {consent['handed_over']})")
         self._try("zorgaanbieder-87654321", query, "with his consent", allowed=True)
         client.call("POST", f"/admin/v1/client/consents/{consent['id']}/revoke", {})
-        print("   client-jansen withdraws it; CIZ hears of it through his outbox")
+        print("   client-jansen withdraws it; CIZ hears of it through his outbox, and the provider lets go of the copy "
+              "it held")
         self._settle(names=("client-jansen",))
         self._try("zorgaanbieder-87654321", query, "after he withdrew it", allowed=False)
         print(f"   his own page: {client.base}/mijn (sign in with the node's admin token, or a code of iwlz user add)")
