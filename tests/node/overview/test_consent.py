@@ -62,6 +62,25 @@ async def withdraw_at(client: Node, consent: str, source: Node) -> None:
         await asyncio.sleep(0.02)
 
 
+async def stop(network: Network, zk: Node) -> int:
+    """His zorgkantoor goes away; the port it comes back at."""
+    port = int(zk.url.rsplit(":", 1)[1])
+    await zk.stop()
+    network.nodes.pop("zk5151")
+    return port
+
+
+async def back_and_told(network: Network, zk: Node, port: int) -> Node:
+    """His zorgkantoor is back; it returns once it has heard of a withdrawal (or after 10 s)."""
+    restarted = Node(zk.home, port=port, mdns=False, gossip_interval=0)
+    await restarted.start()
+    network.nodes["zk5151"] = restarted
+    deadline = time.monotonic() + 10
+    while not await restarted.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return restarted
+
+
 async def test_a_party_outside_the_matrix_reads_only_with_his_consent_and_only_within_it(network: Network) -> None:
     ciz, zk, za_b, client, client2 = await parties(network)
     assert "no consent" in await denied(read(za_b, ciz))  # nothing presented
@@ -101,21 +120,14 @@ async def test_a_withdrawn_consent_is_refused_at_every_source_also_one_that_was_
     consent = await grant(client)
     assert len(await read(za_b, ciz)) == 1 and len(await read(za_b, zk)) == 1
     kept = await held_by(za_b)  # a party that keeps a copy after he withdraws it
-    zk_port = int(zk.url.rsplit(":", 1)[1])
-    await zk.stop()
-    network.nodes.pop("zk5151")
+    zk_port = await stop(network, zk)
     client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
     await client.client_view.revoke(consent)
     deadline = time.monotonic() + 5
     while not await ciz.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert "withdrawn" in await denied(read(za_b, ciz, evidence=kept))  # at once
-    restarted = Node(zk.home, port=zk_port, mdns=False, gossip_interval=0)
-    await restarted.start()
-    network.nodes["zk5151"] = restarted
-    deadline = time.monotonic() + 10
-    while not await restarted.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    restarted = await back_and_told(network, zk, zk_port)
     assert "withdrawn" in await denied(read(za_b, restarted, evidence=kept))  # once it was back, it heard too
     rows = {r["receiver_id"]: r["status"] for r in await client.outbox.list()}
     assert rows == {"62253778": "delivered", "5151": "delivered", "87654321": "delivered"}  # the sources; the party
@@ -262,19 +274,12 @@ async def test_a_withdrawal_is_never_given_up_while_its_source_is_away(network: 
     ciz, zk, za_b, client, client2 = await parties(network)
     consent = await grant(client)
     kept = await held_by(za_b)
-    zk_port = int(zk.url.rsplit(":", 1)[1])
-    await zk.stop()
-    network.nodes.pop("zk5151")
+    zk_port = await stop(network, zk)
     client.outbox.first_delay, client.outbox.max_delay, client.outbox.probe_max_delay = 0.05, 0.1, 0.1
     client.outbox.dead_after = 0.3
     await client.client_view.revoke(consent)
     await asyncio.sleep(1.5)  # many attempts, five times dead_after
     rows = {r["receiver_id"]: r["status"] for r in await client.outbox.list()}
     assert rows["5151"] == "pending"
-    restarted = Node(zk.home, port=zk_port, mdns=False, gossip_interval=0)
-    await restarted.start()
-    network.nodes["zk5151"] = restarted
-    deadline = time.monotonic() + 10
-    while not await restarted.store.fetchall("SELECT 1 FROM revoked_consents") and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    restarted = await back_and_told(network, zk, zk_port)
     assert "withdrawn" in await denied(read(za_b, restarted, evidence=kept))
