@@ -162,3 +162,26 @@ def test_an_id_with_a_line_break_after_it_is_no_id() -> None:
     record["wlzIndicatieID"] += "\n"
     with pytest.raises(ValidationError, match="^wlzIndicatieID is not a valid uuid$"):
         checked_record("WlzIndicatie", record)
+
+
+ANY_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=6) | st.binary(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=14) | st.integers(), inner, max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_valid(RECORD_TYPES["Toestemming"].schema), st.sampled_from(sorted(RECORD_TYPES["Toestemming"].schema)), ANY_VALUE)
+def test_whether_what_a_client_signed_is_a_consent_is_a_yes_or_no(consent: dict[str, Any], field: str,
+                                                                   value: Any) -> None:
+    """A source and a party read a consent only once it fits (``fits``), and decide before that whether to ask its
+    signer about it (``not_asked_after``): what a client signed, any shape at any field, gets an answer, never an
+    exception (a number for ``bronnen`` made a source's decision fail)."""
+    from node.policy.consent import not_asked_after
+    from node.store.records import fits
+    from protocol.records import RecordVersion
+
+    consent[field.rstrip("?")] = value
+    assert fits("Toestemming", consent) in (True, False)
+    assert not_asked_after(RecordVersion("Toestemming", "x", 1, "did:key:z", 0, False, consent)) in (True, False)
+    assert fits("Toestemming", value) in (True, False)

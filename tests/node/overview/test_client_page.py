@@ -53,11 +53,13 @@ async def test_his_daughter_sees_on_her_page_whom_she_acts_for_and_opens_his_dat
         await page.wait_for_selector("#namenskop:not([hidden])")
         await page.wait_for_selector("#zorg >> text=Zorggroep De Linde")
         assert "geldig van" in await page.inner_text("#indicatie")
+        assert "Zijn indicatie" in await page.inner_text("body") and "Mijn indicatie" not in await page.inner_text("body")
         assert "u (gemachtigde) bij CIZ: ingezien" in await page.inner_text("#toegang")
         assert await page.is_hidden("#toestemmingen") and await page.is_hidden("#meldingen")
         assert BSN0 not in await page.content()
         await page.click("#terug")
         await page.wait_for_selector("#namenskop", state="hidden")
+        await page.wait_for_selector("text=Mijn indicatie")
         await page.wait_for_selector("#namens >> text=Bekijk zijn gegevens")
 
         await page.goto(f"{client.admin_url}/mijn#token={client.home.admin_token()}")
