@@ -47,8 +47,8 @@ class ConsentsReceived:
             except RemoteProtocolError:
                 continue
             if record.kind == "Toestemming" and signer.did == incoming.sender.did and record.data \
-                    and fits(record.kind, record.data) and signer.role == "client" and signer.matches_bsn(str(record.data.get("bsn", "")),
-                                                                       bsn_key_of(record.data)) \
+                    and fits(record.kind, record.data) and signer.role == "client" \
+                    and signer.matches_bsn(str(record.data.get("bsn", "")), bsn_key_of(record.data)) \
                     and self._names_me(record.data.get("ontvanger", {})):
                 kept.append((record, signer, data))
         if not kept:
@@ -99,8 +99,7 @@ class ConsentsReceived:
         for they name his BSN."""
         ids = [s.record_id.partition("/")[2] for s in note.subjects]
         return [*(RevokedConsents.revoke(i, sender.did, now) for i in ids),
-                ("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ? AND source = ?",
-                 [(i, sender.did) for i in ids], True)]
+                HeldEvidence.forget_consents([(i, sender.did) for i in ids])]
 
 
 __all__ = ["ConsentsReceived"]

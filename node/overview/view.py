@@ -30,7 +30,7 @@ from typing import Any, Final
 from keys import KeysError, Member, check_identifier, is_did
 from node.discovery import Peer, PeerTable, Router
 from node.errors import NodeError, PeerRefused, ValidationError, shown
-from node.store import RECORD_TYPES, Actor, Registers, Statement, Store
+from node.store import RECORD_TYPES, Actor, HeldEvidence, Registers, Statement, Store
 from node.store.records import EVERY_SOURCE, MACHTIGING, MACHTIGING_COVERS, checked_record, is_machtiging, values_at
 from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, RemoteProtocolError, Subscribe
 from protocol.records import RecordVersion, verify_record
@@ -124,8 +124,7 @@ class ClientView:
         standing = await asyncio.gather(*(self.router.record_status(record, signer) for record, signer, _ in held))
         gone = [(record.record_id, signer.did) for (record, signer, _), stands in zip(held, standing) if stands is False]
         if gone:
-            await self.store.write([("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ? AND source = ?",
-                                     gone, True)])
+            await self.store.write([HeldEvidence.forget_consents(gone)])
         return [{"id": record.record_id, "bsn": (record.data or {})["bsn"], "geldig_tot": (record.data or {})["geldigTot"],
                  "client_node": signer.did, "staat": _STANDING[stands]}
                 for (record, signer, _), stands in zip(held, standing)]

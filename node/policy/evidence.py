@@ -116,12 +116,12 @@ class Evidence:
 
 async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now: int, *, freshness: int,
                             confirm: Confirmations | None, kinds: frozenset[str] | None = None,
-                            pushed: Callable[[RecordVersion], bool] = lambda record: False,
+                            not_asked: Callable[[RecordVersion], bool] = lambda record: False,
                             dropped: list[str] | None = None) -> list[Evidence]:
     """What of ``presented`` verifies and counts now; only records of ``kinds`` (None: any), those the rule can
     use: stale evidence of another kind would have the node ask its source about a record it does not need.
-    Records ``pushed`` holds for are not confirmed: their signer tells this node when they end. Why a piece that
-    verified was not confirmed goes to ``dropped``, for the reason of a denial."""
+    Records ``not_asked`` holds for are not confirmed (a consent: its signer tells this node when it ends). Why a
+    piece that verified was not confirmed goes to ``dropped``, for the reason of a denial."""
     valid = []
     for data in presented[:MAX_EVIDENCE]:
         try:
@@ -130,7 +130,7 @@ async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now
             continue
         if record.deleted or (kinds is not None and record.kind not in kinds):
             continue
-        if now - record.signed_at > freshness and not pushed(record):
+        if now - record.signed_at > freshness and not not_asked(record):
             current = None if confirm is None else await confirm.confirm(record, signer, now, freshness=freshness)
             if not current:
                 if dropped is not None:

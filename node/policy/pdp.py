@@ -126,7 +126,7 @@ class PolicyDecisionPoint:
             raise Denied(rule["id"], "a client may only ask about his own BSN")
         dropped: list[str] = []
         evidence = await verified_evidence(query.evidence, self.trust, now, freshness=self.freshness, confirm=self.confirm,
-                                           kinds=self._evidence_kinds(rule), pushed=not_asked_after, dropped=dropped)
+                                           kinds=self._evidence_kinds(rule), not_asked=not_asked_after, dropped=dropped)
         if acting_for:
             fault = await self.machtiging_fault(requester, params["bsn"], query.template, evidence, now, dropped)
             if fault is not None:
@@ -265,7 +265,7 @@ class PolicyDecisionPoint:
         if presented is None:
             return [], dropped
         return await verified_evidence((presented,), self.trust, now, freshness=self.freshness, confirm=self.confirm,
-                                       kinds=CONSENT_KINDS, pushed=not_asked_after, dropped=dropped), dropped
+                                       kinds=CONSENT_KINDS, not_asked=not_asked_after, dropped=dropped), dropped
 
     # Authority ----------------------------------------------------------------
 

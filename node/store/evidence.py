@@ -49,6 +49,11 @@ class HeldEvidence:
         return held
 
     @staticmethod
+    def forget_consents(withdrawn: list[tuple[str, str]]) -> Statement:
+        """Let go of consents (record id, the did of the client who signed them) he withdrew: they name his BSN."""
+        return ("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ? AND source = ?", withdrawn, True)
+
+    @staticmethod
     def keep(items: list[tuple[RecordVersion, Member, bytes]]) -> list[Statement]:
         """Statements that keep the items about an indicatie (Bemiddelingen and specificaties), and consents
         (kept by the client's BSN: ``about("bsn:…")``)."""
