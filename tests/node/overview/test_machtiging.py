@@ -325,3 +325,22 @@ async def test_her_node_learns_from_his_that_he_withdrew_it_and_lets_it_go(netwo
     [listed] = await gemachtigde.client_view.represented()
     assert (listed["id"], listed["staat"]) == (second, "niet bevestigd")
     assert len(await gemachtigde.store.fetchall("SELECT 1 FROM evidence WHERE kind = 'Toestemming'")) == 1
+
+
+async def test_only_his_own_node_can_confirm_a_machtiging_not_whoever_answers_at_its_endpoint(network: Network) -> None:
+    """Attack: the machtiging names where his node was; she (or anyone) answers there now. The question is sealed to
+    his did and the answer must be signed by it: an answer from any other node confirms nothing."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    data = {"toestemmingID": "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c", "bsn": BSN0,
+            "ontvanger": {"did": gemachtigde.identity.did}, "bronnen": ["*"],
+            "templates": ["CLIENT-EIGEN-GEGEVENS", "CLIENT-ACCESS-LOG"], "doel": "vertegenwoordiging",
+            "geldigTot": "2099-12-31", "bsnSleutel": client.home.bsn_key().hex(), "endpoint": gemachtigde.url}
+    signed = client.registers.signer.sign(RecordVersion("Toestemming", data["toestemmingID"], 1, client.identity.did,
+                                                        client.now(), False, data))
+    ciz.pdp.freshness = -1
+    with pytest.raises(PeerRefused) as info:
+        await gemachtigde.router.query(ciz.identity.did, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [signed])
+    assert (info.value.code, info.value.rule) == ("denied", "CLIENT-OWN-DATA")
+    assert "its signer could not be asked whether it still stands" in info.value.reason
+    ciz.pdp.freshness = 3600  # within the bound the same machtiging opens his data: only the confirmation failed
+    assert len(await gemachtigde.router.query(ciz.identity.did, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [signed])) == 1
