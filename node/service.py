@@ -154,7 +154,8 @@ class Node:
         self.discovery.templates = self.pdp.templates()
         self.subscriptions = Subscriptions(store=self.store, audit=self.audit, role=self.member.role,
                                            matrix=self.pdp.matrix["subscriptions"], parties=self.pdp.parties,
-                                           is_client=self.pdp.is_client)
+                                           is_client=self.pdp.is_client, machtiging_for=self.pdp.machtiging_for,
+                                           is_revoked=self.trust.is_revoked)
         self.outbox = Outbox(store=self.store, audit=self.audit, member=self.member, peers=self.peers, client=self.client,
                              metrics=self.metrics, parties=self.pdp.all_parties, subscribers=self.subscriptions.planned_for,
                              spawn=spawn, first_delay=config.outbox_first_delay, max_delay=config.outbox_max_delay,

@@ -393,16 +393,18 @@ class QueryResult(Message):
 class Subscribe(Message):
     """A voluntary subscription. A client subscribes to changes of his own records: ``bsn`` names him (the
     source checks it against his certificate), ``endpoint`` is where his node, which no peer table holds,
-    receives the notifications."""
+    receives the notifications. His gemachtigde subscribes to his records the same way, with the signed machtiging
+    (a Toestemming) he gave her: the notifications then go to her node."""
 
     TYPE: ClassVar[str] = "subscribe"
     SEALED: ClassVar[bool] = True
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"bsn_key"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"bsn_key", "machtiging"})
 
     events: tuple[str, ...]
     bsn: str | None = None
     endpoint: str | None = None
     bsn_key: bytes | None = None  # the key of his certificate's BSN commitment (keys.BsnCommitment)
+    machtiging: bytes | None = None
 
     def validate(self) -> None:
         if not self.events:

@@ -28,10 +28,14 @@ class ClientRoutes(RouteGroup):
                                                                    namens=request.query.get("namens")))
 
     async def follow(self, request: web.Request) -> web.Response:
-        """Subscribe at every source to the changes of his own records."""
+        """Subscribe at every source to the changes of his own records; {"namens": ID}: to those of the client whose
+        machtiging this node holds with that id."""
+        body = await read_json(request) if request.can_read_body else {}
+        namens = body.get("namens") if isinstance(body, dict) else None
         describe = self.p.describe()
         allowed = self.p.subscriptions.matrix["allowed"]
-        return web.json_response({"sources": await self.p.client_view.follow(endpoint=describe["url"], allowed=allowed)})
+        return web.json_response({"sources": await self.p.client_view.follow(
+            endpoint=describe["url"], allowed=allowed, namens=None if namens is None else str(namens))})
 
     async def consents(self, request: web.Request) -> web.Response:
         return web.json_response({"consents": await self.p.client_view.consents()})

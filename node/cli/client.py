@@ -65,6 +65,9 @@ def render_overview(view: dict[str, Any]) -> str:
         lines.extend(f"  {e['bron']}: {e['bedragPerMaand']} per maand vanaf {e['vanaf']}"
                      + (f" tot en met {e['tot']}" if e.get("tot") else "") for e in view["eigen_bijdrage"])
     if acting:
+        changes = view["wijzigingen"]
+        lines.append(f"\nWijzigingen in zijn gegevens die u volgt: {len(changes)}")
+        lines.extend(f"  {_time(c['at'])} {c['bron']}: {c['gebeurtenis']}" for c in changes)
         return "\n".join(lines)
     lines.append("\nZorgaanbod in mijn regio")
     for offer in view["zorgaanbod"] or [{}]:
@@ -100,7 +103,7 @@ def render_access_log(log: dict[str, Any]) -> str:
 
 
 def follow(args: argparse.Namespace) -> int:
-    result = admin(args).call("POST", "/admin/v1/client/follow", {})
+    result = admin(args).call("POST", "/admin/v1/client/follow", _namens(args))
     emit(args, result, "\n".join(f"{s['organisation']}: " + (f"volgt {len(s['events'])} soort(en) wijzigingen"
                                                              if "error" not in s else f"niet gelukt: {s['error']}")
                                  for s in result["sources"]) or "geen bronnen gevonden")
@@ -165,7 +168,8 @@ def register(sub: Any) -> None:
     p = command(group, "overview", overview, "his data from every source, in one view")
     personal_data_option(p)
     _namens_option(p)
-    command(group, "follow", follow, "subscribe at every source to changes of his own records")
+    p = command(group, "follow", follow, "subscribe at every source to changes of his own records")
+    _namens_option(p)
     p = command(group, "access-log", access_log, "who looked at his data, at every source")
     p.add_argument("--since", metavar="YYYY-MM-DD")
     _namens_option(p)

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from keys import Member, TrustStore
 from node.interfaces import Handlers
 from node.store import HeldEvidence, RevokedConsents, Statement, Store
+from node.notify.subscriptions import Subscriptions
 from node.store.records import bsn_key_of, fits
 from protocol import Ack, Consent, ErrorCode, Incoming, Message, Notification, RemoteProtocolError
 from protocol.records import RecordVersion, verify_record
@@ -99,7 +100,8 @@ class ConsentsReceived:
         for they name his BSN."""
         ids = [s.record_id.partition("/")[2] for s in note.subjects]
         return [*(RevokedConsents.revoke(i, sender.did, now) for i in ids),
-                HeldEvidence.forget_consents([(i, sender.did) for i in ids])]
+                HeldEvidence.forget_consents([(i, sender.did) for i in ids]),
+                Subscriptions.end_under([(i, sender.did) for i in ids])]
 
 
 __all__ = ["ConsentsReceived"]

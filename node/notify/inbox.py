@@ -205,9 +205,9 @@ class Inbox:
         return [
             *(effect(note, incoming.sender, now) if effect is not None else []),
             ("INSERT OR IGNORE INTO inbox (notification_id, sender_did, sender_org, event_type, subjects, received_at, status, "
-             "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 'received', ?)",
+             "next_attempt_at, subscription_id) VALUES (?, ?, ?, ?, ?, ?, 'received', ?, ?)",
              (note.notification_id, incoming.sender.did, incoming.sender.organisation, note.event_type, subjects, now,
-              now + ACT_GRACE), False),
+              now + ACT_GRACE, note.subscription_id), False),
             self.audit.entry(now=now, event=f"notification.received {note.event_type}", action="C", result="stored",
                              actor=Actor.of(incoming.sender), record=note.subjects[0].record_id,
                              trace_id=incoming.envelope.trace_id, rule=note.notification_id, request=incoming.data),

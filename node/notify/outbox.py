@@ -46,8 +46,8 @@ PER_RECEIVER = 8 * MAX_BATCH
 
 # (record kind, record data) -> every party that holds, held or was handed authority over the record
 Parties = Callable[[str, dict[str, Any]], Awaitable[set[str]]]
-# (record kind, [(record data, the notifications planned for its change)]) -> what subscribers get on top, per change
-Subscribers = Callable[[str, list[tuple[dict[str, Any], list[Planned]]]], Awaitable[list[list[Planned]]]]
+# (record kind, [(record data, the notifications planned for its change)], now) -> what subscribers get on top, per change
+Subscribers = Callable[[str, list[tuple[dict[str, Any], list[Planned]]], int], Awaitable[list[list[Planned]]]]
 
 _OUTBOX_COLUMNS = ("notification_id", "event_type", "receiver_id_type", "receiver_id", "receiver_did", "subscription_id",
                    "subjects", "created_at", "attempts", "next_attempt_at", "status", "last_error", "delivered_at",
@@ -204,7 +204,7 @@ class Outbox:
             # Who held authority matters only for a record that existed: a new one goes to its first party.
             responsible = await self.parties(kind, old) if old is not None else set()
             planned.append(plan(kind, record_id, old, new, own_uzovi=own_uzovi, responsible=responsible, cak=cak))
-        extra = await self.subscribers(kind, [(new or old or {}, p) for (_, old, new), p in zip(changes, planned)])
+        extra = await self.subscribers(kind, [(new or old or {}, p) for (_, old, new), p in zip(changes, planned)], now)
         return [self._insert(p, now) for batch in (*planned, *extra) for p in batch]
 
     def _insert(self, planned: Planned, now: int) -> Statement:

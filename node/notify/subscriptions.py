@@ -11,7 +11,8 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Protocol
 
 from keys import Member
 from node.interfaces import Handlers
@@ -19,8 +20,24 @@ from node.notify.events import ID_TYPE_OF_ROLE, Planned
 from node.store import RECORD_TYPES, Actor, AuditLog, Statement, Store, bsn_of, values_at
 from protocol import Ack, ErrorCode, Incoming, RemoteProtocolError, Subscribe, Unsubscribe
 from protocol.events import EVENT_RULES
+from protocol.records import RecordVersion
 
 IsClient = Callable[[Member, str, bytes | None], bool]  # the client with this BSN (his certificate's commitment, the key he sent)
+# What a machtiging must cover for his gemachtigde to follow his records: being told of their changes is his data.
+FOLLOWS_BY = "CLIENT-EIGEN-GEGEVENS"
+
+
+class Signed(Protocol):
+    @property
+    def record(self) -> RecordVersion: ...
+
+    @property
+    def signer(self) -> Member: ...
+
+
+# (gemachtigde, the client's BSN, what a machtiging must cover, the machtiging presented, now) -> the machtiging, or
+# why it lets her do nothing (the policy's check, as for a query)
+MachtigingFor = Callable[[Member, str, str, bytes, int], Awaitable[Signed | str]]
 
 MAX_PER_MEMBER = 32  # subscriptions a member holds here: a few event sets for an organisation, one for a client
 _COLUMNS = ("subscription_id", "subscriber_did", "subscriber_org", "receiver_id_type", "receiver_id", "events", "created_at")
@@ -30,13 +47,15 @@ Parties = Callable[[str, str, dict[str, Any]], Awaitable[set[str]]]
 
 class Subscriptions:
     def __init__(self, *, store: Store, audit: AuditLog, role: str, matrix: dict[str, Any], parties: Parties,
-                 is_client: IsClient) -> None:
+                 is_client: IsClient, machtiging_for: MachtigingFor, is_revoked: Callable[[bytes], bool]) -> None:
         self.store = store
         self.audit = audit
         self.role = role
         self.matrix = matrix  # policy.json "subscriptions"
         self.parties = parties
         self.is_client = is_client
+        self.machtiging_for = machtiging_for
+        self.is_revoked = is_revoked  # a certificate's id: a machtiging signed under one revoked since ends
 
     def handlers(self) -> Handlers:
         return {Subscribe: self.subscribe, Unsubscribe: self.unsubscribe}
@@ -47,13 +66,17 @@ class Subscriptions:
 
     # Planning, inside the record's transaction ---------------------------------
 
-    async def planned_for(self, kind: str, changes: list[tuple[dict[str, Any], list[Planned]]]) -> list[list[Planned]]:
+    async def planned_for(self, kind: str, changes: list[tuple[dict[str, Any], list[Planned]]],
+                          now: int) -> list[list[Planned]]:
         """The notifications subscribers get for each change: those of their event types, about a record they have a
-        relation with, and not already going to them. One query for a whole batch."""
+        relation with, and not already going to them; a gemachtigde's while the machtiging she follows by holds.
+        One query for a whole batch."""
         bsns = {bsn_of(data) for data, planned in changes if planned} - {None}
         if not any(planned for _, planned in changes):
             return [[] for _ in changes]
-        rows = await self._subscriptions(sorted(str(b) for b in bsns))
+        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+        rows = [row[:7] for row in await self._subscriptions(sorted(str(b) for b in bsns))
+                if row[7] is None or (row[7] >= today and not self.is_revoked(bytes(row[8])))]
         out: list[list[Planned]] = []
         for data, planned in changes:
             bsn = bsn_of(data)
@@ -80,7 +103,8 @@ class Subscriptions:
     async def _subscriptions(self, bsns: list[str]) -> list[Any]:
         """The organisations' subscriptions, and the clients' for these BSNs (the index says which)."""
         rows: list[Any] = []
-        columns = "subscription_id, subscriber_did, receiver_id_type, receiver_id, events, bsn, endpoint"
+        columns = ("subscription_id, subscriber_did, receiver_id_type, receiver_id, events, bsn, endpoint, machtiging_until, "
+                   "machtiging_cert")
         rows += await self.store.fetchall(f"SELECT {columns} FROM subscriptions WHERE bsn IS NULL")
         for start in range(0, len(bsns), 500):
             chunk = bsns[start:start + 500]
@@ -114,41 +138,62 @@ class Subscriptions:
         if refused or EVENT_RULES[request.events[0]].sender_role != self.role:
             raise RemoteProtocolError(ErrorCode.DENIED, f"a {member.role} may not subscribe to {', '.join(refused or request.events)} here",
                                       rule=matrix["rule"])
+        machtiging: Signed | None = None
         if member.role == "client":
-            if request.bsn is None or request.endpoint is None or not self.is_client(member, request.bsn, request.bsn_key):
-                raise RemoteProtocolError(ErrorCode.DENIED, "a client subscribes to his own records only, with his BSN "
-                                          "and the endpoint of his node", rule=matrix["rule"])
+            if request.bsn is None or request.endpoint is None:
+                raise self._only_own()
+            if not self.is_client(member, request.bsn, request.bsn_key):
+                machtiging = await self._machtiging(member, request.bsn, request.machtiging, now)
             id_type, receiver_id = "DID", member.did
         elif request.bsn is not None:
             raise RemoteProtocolError(ErrorCode.DENIED, "only a client names a BSN", rule=matrix["rule"])
         else:
             id_type, key = ID_TYPE_OF_ROLE[member.role]
             receiver_id = member.identifiers[key]
+        under = _under(machtiging)
+        audited = {"actor": Actor.of(member), "rule": matrix["machtiging"] if machtiging else matrix["rule"],
+                   "subject": request.bsn, "trace_id": incoming.envelope.trace_id, "request": incoming.data}
         held = await self.store.fetchall(
-            "SELECT subscription_id, events, bsn, endpoint FROM subscriptions WHERE subscriber_did = ?", (member.did,))
-        for subscription_id, events, bsn, endpoint in held:
+            "SELECT subscription_id, events, bsn, endpoint, machtiging_id, machtiging_signer, machtiging_cert, machtiging_until "
+            "FROM subscriptions WHERE subscriber_did = ?", (member.did,))
+        for subscription_id, events, bsn, endpoint, *was in held:
             if set(json.loads(events)) == set(request.events) and bsn == request.bsn:
                 # Asked again (a restart, a retry whose answer was lost): the same subscription, not one more; a
-                # client's node that moved (another port after a restart) is reached where it is now.
-                moved = endpoint != request.endpoint
+                # client's node that moved (another port after a restart) is reached where it is now, and a
+                # gemachtigde follows by the machtiging she presented last.
+                moved = endpoint != request.endpoint or tuple(was) != under
                 return Ack(ref=subscription_id, status="accepted"), [
-                    *([("UPDATE subscriptions SET endpoint = ? WHERE subscription_id = ?",
-                        (request.endpoint, subscription_id), False)] if moved else []),
+                    *([("UPDATE subscriptions SET endpoint = ?, machtiging_id = ?, machtiging_signer = ?, machtiging_cert = ?, "
+                        "machtiging_until = ? WHERE subscription_id = ?", (request.endpoint, *under, subscription_id), False)]
+                      if moved else []),
                     self.audit.entry(now=now, event="subscription.create", action="U" if moved else "R",
-                                     result="moved" if moved else "exists", actor=Actor.of(member), rule=matrix["rule"],
-                                     trace_id=incoming.envelope.trace_id, request=incoming.data)]
+                                     result="moved" if moved else "exists", **audited)]
         if len(held) >= MAX_PER_MEMBER:
             raise RemoteProtocolError(ErrorCode.CONFLICT, f"a member holds at most {MAX_PER_MEMBER} subscriptions here: "
                                       "unsubscribe one first")
         subscription_id = str(uuid.uuid4())
         return Ack(ref=subscription_id, status="accepted"), [
             ("INSERT INTO subscriptions (subscription_id, subscriber_did, subscriber_org, receiver_id_type, receiver_id, events, "
-             "created_at, bsn, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "created_at, bsn, endpoint, machtiging_id, machtiging_signer, machtiging_cert, machtiging_until) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (subscription_id, member.did, member.organisation, id_type, receiver_id, json.dumps(list(request.events)),
-              now, request.bsn, request.endpoint), False),
-            self.audit.entry(now=now, event="subscription.create", action="C", result="accepted", actor=Actor.of(member),
-                             rule=matrix["rule"], trace_id=incoming.envelope.trace_id, request=incoming.data),
+              now, request.bsn, request.endpoint, *under), False),
+            self.audit.entry(now=now, event="subscription.create", action="C", result="accepted", **audited),
         ]
+
+    def _only_own(self, why: str = "") -> RemoteProtocolError:
+        return RemoteProtocolError(ErrorCode.DENIED, "a client subscribes to his own records only, with his BSN and the "
+                                   "endpoint of his node, or to those of a client who gave him a machtiging, presenting "
+                                   f"it{why}", rule=self.matrix["rule"])
+
+    async def _machtiging(self, member: Member, bsn: str, presented: bytes | None, now: int) -> Signed:
+        """The machtiging of the client with ``bsn`` that lets ``member`` follow his records."""
+        if presented is None:
+            raise self._only_own()
+        held = await self.machtiging_for(member, bsn, FOLLOWS_BY, presented, now)
+        if isinstance(held, str):
+            raise self._only_own(f"; no machtiging of this client to follow his records: {held}")
+        return held
 
     async def unsubscribe(self, incoming: Incoming, now: int) -> tuple[Ack, list[Statement]]:
         request = incoming.message
@@ -164,6 +209,12 @@ class Subscriptions:
         ]
 
     @staticmethod
+    def end_under(machtigingen: list[tuple[str, str]]) -> Statement:
+        """What gemachtigden follow by these machtigingen (id, the did of the client who signed it) ends: he withdrew
+        them."""
+        return ("DELETE FROM subscriptions WHERE machtiging_id = ? AND machtiging_signer = ?", machtigingen, True)
+
+    @staticmethod
     def move_to(pairs: list[tuple[str, str]]) -> list[Statement]:
         """Members that moved to a new key keep their subscriptions."""
         return [("UPDATE subscriptions SET subscriber_did = ? WHERE subscriber_did = ?", (new, old), False) for old, new in pairs]
@@ -174,4 +225,12 @@ class Subscriptions:
         return (f"DELETE FROM subscriptions WHERE subscriber_did IN ({', '.join('?' * len(dids))})", tuple(dids), False)
 
 
-__all__ = ["Subscriptions"]
+def _under(machtiging: Signed | None) -> tuple[str | None, str | None, bytes | None, str | None]:
+    """The machtiging columns of a subscription: its id, its signer's did and certificate, its geldigTot."""
+    if machtiging is None:
+        return None, None, None, None
+    return (machtiging.record.record_id, machtiging.signer.did, machtiging.signer.cert_id,
+            str((machtiging.record.data or {})["geldigTot"]))
+
+
+__all__ = ["Subscriptions", "FOLLOWS_BY"]

@@ -53,6 +53,8 @@ NAMED_BY: Final[dict[str, tuple[tuple[str, str], ...]]] = {
 MAX_STEPS = 8  # along the chain: CIZ, zorgkantoren, zorgaanbieders and the CAK, and the ones an Overdracht adds
 Answer = tuple[list[RecordVersion], str | None]
 OWN_SOURCES = "client.sources"  # the setting that keeps the sources his chain led to
+HIS_CHANGES = 50  # the changes shown of a client this node acts for
+FOLLOWS = "client.follows"  # per machtiging held (.ID): the subscriptions its client's changes come to this node by
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +126,9 @@ class ClientView:
         standing = await asyncio.gather(*(self.router.record_status(record, signer) for record, signer, _ in held))
         gone = [(record.record_id, signer.did) for (record, signer, _), stands in zip(held, standing) if stands is False]
         if gone:
-            await self.store.write([HeldEvidence.forget_consents(gone)])
+            settings = [(f"{name}.{record_id}",) for record_id, _ in gone for name in (OWN_SOURCES, FOLLOWS)]
+            await self.store.write([HeldEvidence.forget_consents(gone),
+                                    ("DELETE FROM settings WHERE name = ?", settings, True)])
         return [{"id": record.record_id, "bsn": (record.data or {})["bsn"], "geldig_tot": (record.data or {})["geldigTot"],
                  "client_node": signer.did, "staat": _STANDING[stands]}
                 for (record, signer, _), stands in zip(held, standing)]
@@ -270,22 +274,37 @@ class ClientView:
 
     # Following his own records -----------------------------------------------------
 
-    async def follow(self, *, endpoint: str, allowed: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    async def follow(self, *, endpoint: str, allowed: dict[str, dict[str, str]],
+                     namens: str | None = None) -> list[dict[str, Any]]:
         """Subscribe at every source of his records to their changes that it sends and the matrix lets a client
-        follow; returns what each source said."""
-        bsn = self._bsn()
+        follow (``namens``: those of the client whose machtiging this is, presenting it); returns what each source
+        said."""
+        whose = await self._whose(namens)
         results = []
-        for peer, _ in await self._his_sources(Whose(bsn)):
+        for peer, _ in await self._his_sources(whose):
             events = tuple(sorted(e for e in peer.events if "client" in allowed.get(e, {})))
             if not events:
                 continue
             try:
-                reply = await self.router.send(peer.did, Subscribe(events=events, bsn=bsn, endpoint=endpoint))
+                reply = await self.router.send(peer.did, Subscribe(events=events, bsn=whose.bsn, endpoint=endpoint,
+                                                                   machtiging=whose.machtiging))
                 results.append({"organisation": peer.organisation, "events": list(events),
                                 "subscription_id": getattr(reply.message, "ref", None)})
             except NodeError as exc:
                 results.append({"organisation": peer.organisation, "events": list(events), "error": str(exc)})
+        if namens is not None:
+            ids = {r["subscription_id"] for r in results if r.get("subscription_id")}
+            await self.store.write([_setting(f"{FOLLOWS}.{namens}", json.dumps(sorted(ids | await self._follows(namens))))])
         return results
+
+    async def _follows(self, namens: str | None) -> set[str]:
+        """The subscriptions this node follows the client of machtiging ``namens`` by (None: every client it acts
+        for)."""
+        if namens is not None:
+            rows = await self.store.fetchall("SELECT value FROM settings WHERE name = ?", (f"{FOLLOWS}.{namens}",))
+        else:
+            rows = await self.store.fetchall("SELECT value FROM settings WHERE name LIKE ?", (f"{FOLLOWS}.%",))
+        return {str(i) for (value,) in rows for i in json.loads(value)}
 
     # The overview ----------------------------------------------------------------
 
@@ -312,7 +331,7 @@ class ClientView:
             "zorg": [_levering(r, p, today) for r, p in records if r.kind == "Levering"],
             "eigen_bijdrage": [_eigen_bijdrage(r, p) for r, p in records if r.kind == "EigenBijdrage"],
             "zorgaanbod": [dict(r.data or {}, aanbieder=p.organisation) for p, (rs, _) in zip(providers, offers) for r in rs],
-            "wijzigingen": await self._changes_since(seen) if namens is None else [],
+            "wijzigingen": await self._changes_since(seen, await self._follows(namens), his=namens is not None),
             "toestemmingen": await self.consents() if namens is None else [],
         }
         if namens is not None:
@@ -350,9 +369,18 @@ class ClientView:
         row = await self.store.fetchone("SELECT value FROM settings WHERE name = 'client.last_seen'")
         return int(row[0]) if row else 0
 
-    async def _changes_since(self, seen: int) -> list[dict[str, Any]]:
-        rows = await self.store.fetchall(
-            "SELECT received_at, sender_org, event_type, subjects FROM inbox WHERE rowid > ? ORDER BY rowid DESC", (seen,))
+    async def _changes_since(self, seen: int, followed: set[str], *, his: bool) -> list[dict[str, Any]]:
+        """The changes this node was told of since row ``seen``: its own client's, or (``his``) those that came by
+        the subscriptions ``followed``, which it holds for a client it acts for (the latest, seen or not)."""
+        marks = ", ".join("?" * len(followed))
+        if his:
+            rows = await self.store.fetchall(
+                "SELECT received_at, sender_org, event_type, subjects FROM inbox "
+                f"WHERE subscription_id IN ({marks}) ORDER BY rowid DESC LIMIT {HIS_CHANGES}", tuple(followed))
+        else:
+            rows = await self.store.fetchall(
+                "SELECT received_at, sender_org, event_type, subjects FROM inbox WHERE rowid > ? "
+                f"AND (subscription_id IS NULL OR subscription_id NOT IN ({marks})) ORDER BY rowid DESC", (seen, *followed))
         return [{"at": at, "bron": org, "gebeurtenis": event, "records": [s["record_id"] for s in json.loads(subjects)]}
                 for at, org, event, subjects in rows]
 

@@ -258,14 +258,15 @@ class PolicyDecisionPoint:
             faults.append(fault)
         return faults
 
-    async def presented_machtiging(self, presented: bytes | None, now: int) -> tuple[list[Evidence], list[str]]:
-        """The machtiging presented with a message that is not a query (an access-log request), verified; and why
-        it does not count, when it verified and did not."""
+    async def machtiging_for(self, requester: Member, bsn: str, template: str, presented: bytes,
+                             now: int) -> Evidence | str:
+        """The machtiging presented with a message that is not a query (an access-log request, a subscription) that
+        lets ``requester`` act for the client with ``bsn`` on ``template``; or why it does not."""
         dropped: list[str] = []
-        if presented is None:
-            return [], dropped
-        return await verified_evidence((presented,), self.trust, now, freshness=self.freshness, confirm=self.confirm,
-                                       kinds=CONSENT_KINDS, not_asked=not_asked_after, dropped=dropped), dropped
+        evidence = await verified_evidence((presented,), self.trust, now, freshness=self.freshness, confirm=self.confirm,
+                                           kinds=CONSENT_KINDS, not_asked=not_asked_after, dropped=dropped)
+        fault = await self.machtiging_fault(requester, bsn, template, evidence, now, dropped)
+        return evidence[0] if fault is None else fault
 
     # Authority ----------------------------------------------------------------
 

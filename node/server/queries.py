@@ -125,11 +125,10 @@ class QueryHandlers:
         reason = "only the client himself may read the access log about his BSN, or his gemachtigde presenting " \
                  "his machtiging"
         if sender.role == "client" and request.machtiging is not None:
-            evidence, dropped = await self.pdp.presented_machtiging(request.machtiging, now)
-            fault = await self.pdp.machtiging_fault(sender, request.bsn, matrix["rule"], evidence, now, dropped)
-            if fault is None:
+            held = await self.pdp.machtiging_for(sender, request.bsn, matrix["rule"], request.machtiging, now)
+            if not isinstance(held, str):
                 return str(matrix["machtiging"])
-            reason = f"no machtiging of this client for his access log: {fault}"
+            reason = f"no machtiging of this client for his access log: {held}"
         denied = Denied(matrix["rule"], reason)
         denied.subjects.add(request.bsn)
         raise denied

@@ -403,6 +403,17 @@ MIGRATIONS: Final[list[str]] = [
     DELETE FROM witnessed WHERE member LIKE 'did:%';
     DELETE FROM witness_pins WHERE member LIKE 'did:%';
     """,
+    # 20: a gemachtigde follows the records of the client who gave her a machtiging: her subscription holds while it
+    # does (his withdrawal ends it, as do its geldigTot and his certificate's revocation); her node keeps which
+    # subscription a notification came by, so his changes are shown as his
+    """
+    ALTER TABLE subscriptions ADD COLUMN machtiging_id TEXT;
+    ALTER TABLE subscriptions ADD COLUMN machtiging_signer TEXT;
+    ALTER TABLE subscriptions ADD COLUMN machtiging_cert BLOB;
+    ALTER TABLE subscriptions ADD COLUMN machtiging_until TEXT;
+    CREATE INDEX subscriptions_by_machtiging ON subscriptions(machtiging_id) WHERE machtiging_id IS NOT NULL;
+    ALTER TABLE inbox ADD COLUMN subscription_id TEXT;
+    """,
 ]
 
 

@@ -172,7 +172,7 @@ def test_a_reason_never_names_back_what_a_peer_sent() -> None:
         with pytest.raises(RemoteProtocolError) as refused:
             cls.from_cbor(codec.decode(codec.encode(body)))
         assert "106658037" not in refused.value.reason and "\n" not in refused.value.reason
-    assert refused.value.reason == "Subscribe: unknown keys (known: ['bsn', 'bsn_key', 'endpoint', 'events'])"
+    assert refused.value.reason == "Subscribe: unknown keys (known: ['bsn', 'bsn_key', 'endpoint', 'events', 'machtiging'])"
 
 
 @pytest.mark.parametrize("url,ok", [

@@ -1,0 +1,179 @@
+"""His gemachtigde follows his records, with real nodes: with his machtiging her node subscribes at the sources of his
+records and hears of each change to them, kept apart from her own; without it no one does; and his withdrawal, or
+its end, stops it at every source."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from node.cli.client import render_overview
+from node.errors import PeerRefused
+from node.service import Node
+from protocol import Subscribe
+from protocol.records import RecordVersion
+from tests.node.kit import BSN0, Network, put, sample
+from tests.node.overview.test_machtiging import _signed, chain, machtig
+
+pytestmark = pytest.mark.asyncio
+EVENTS = ("GEWIJZIGDE_INDICATIE_ZORGKANTOOR",)
+HIS_SOURCES = {"CIZ", "Zorgkantoor Noord"}  # his provider sends nothing a client may follow
+
+
+async def follow(gemachtigde: Node, machtiging: str) -> dict[str, dict[str, object]]:
+    followed = await gemachtigde.client_view.follow(endpoint=gemachtigde.url, namens=machtiging,
+                                                    allowed=gemachtigde.subscriptions.matrix["allowed"])
+    return {f["organisation"]: f for f in followed}
+
+
+async def his_indicatie_changes(ciz: Node, einddatum: str) -> None:
+    data = sample("wlzIndicaties", 0)
+    data["einddatum"] = einddatum
+    await put(ciz, "WlzIndicatie", data)
+
+
+async def test_his_gemachtigde_follows_his_records_and_hears_of_each_change_apart_from_her_own(network: Network) -> None:
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    followed = await follow(gemachtigde, machtiging)
+    assert {o for o, f in followed.items() if f.get("subscription_id")} == HIS_SOURCES, followed
+    for source in (ciz, zk):
+        rows = await source.store.fetchall(
+            "SELECT receiver_id_type, receiver_id, bsn, endpoint, machtiging_id, machtiging_signer FROM subscriptions")
+        assert rows == [("DID", gemachtigde.identity.did, BSN0, gemachtigde.url, machtiging, client.identity.did)]
+        [entry] = [e for e in await source.audit.entries(limit=10_000) if e.event == "subscription.create"]
+        assert (entry.rule, entry.result, entry.actor_did, entry.subject) == (
+            "SUBSCRIPTION-GEMACHTIGDE", "accepted", gemachtigde.identity.did, BSN0)
+    for other in (za, za_b):  # his provider (nothing to follow there), one with no part in his care (never asked)
+        assert await other.store.fetchall("SELECT 1 FROM subscriptions") == []
+    # Following again is the same subscription at each source, not one more.
+    again = await follow(gemachtigde, machtiging)
+    assert {o: f["subscription_id"] for o, f in again.items()} == {o: f["subscription_id"] for o, f in followed.items()}
+    # He sees in his access log that she follows his records.
+    log = await client.client_view.access_log()
+    short = gemachtigde.identity.did[-8:]
+    assert ("CIZ", f"uw gemachtigde (…{short})", "SUBSCRIPTION-GEMACHTIGDE") in {
+        (e["bron"], e["wie"], e["rule"]) for e in log["entries"]}
+
+    await his_indicatie_changes(ciz, "2027-06-30")
+    other = sample("wlzIndicaties", 1)
+    other["einddatum"] = "2027-06-30"
+    await put(ciz, "WlzIndicatie", other)  # someone else's: not a word to her
+    await network.settle()
+    rows = await gemachtigde.store.fetchall("SELECT event_type, sender_org, subscription_id FROM inbox")
+    assert rows == [("GEWIJZIGDE_INDICATIE_ZORGKANTOOR", "CIZ", followed["CIZ"]["subscription_id"])]
+    view = await gemachtigde.client_view.overview(namens=machtiging)
+    assert [(c["bron"], c["gebeurtenis"]) for c in view["wijzigingen"]] == [("CIZ", "GEWIJZIGDE_INDICATIE_ZORGKANTOOR")]
+    assert view["indicaties"][0]["geldig_tot"] == "2027-06-30"
+    assert "GEWIJZIGDE_INDICATIE_ZORGKANTOOR" in render_overview(view)
+    own = await gemachtigde.client_view.overview(mark_seen=True)
+    assert own["wijzigingen"] == []  # his changes are not hers
+    # Seeing her own overview does not mark his changes seen: his view still lists them.
+    assert len((await gemachtigde.client_view.overview(namens=machtiging))["wijzigingen"]) == 1
+
+
+async def test_no_one_follows_his_records_without_his_machtiging(network: Network) -> None:
+    """Attack, by another client: he subscribes to Jansen's records with nothing, with a machtiging he signed
+    himself, with a consent Jansen gave a provider, with Jansen's machtiging to someone else, with one that ended,
+    and with one for his access log only; and with Jansen's machtiging to him, for another client's BSN."""
+    ciz, zk, za, za_b, client, visser = await chain(network)
+
+    async def refused(machtiging: bytes | None, bsn: str = BSN0) -> str:
+        with pytest.raises(PeerRefused) as info:
+            await visser.router.send(ciz.identity.did, Subscribe(events=EVENTS, bsn=bsn, endpoint=visser.url,
+                                                                 machtiging=machtiging))
+        assert (info.value.code, info.value.rule) == ("denied", "SUBSCRIPTION-MATRIX")
+        return info.value.reason
+
+    assert "his own records only" in await refused(None)
+    forged = {"toestemmingID": "0f0e5d3c-1b2a-4c9d-8e7f-6a5b4c3d2e1f", "bsn": BSN0, "ontvanger": {"did": visser.identity.did},
+              "bronnen": ["*"], "templates": ["CLIENT-EIGEN-GEGEVENS", "CLIENT-ACCESS-LOG"], "doel": "vertegenwoordiging",
+              "geldigTot": "2099-12-31", "bsnSleutel": visser.home.bsn_key().hex()}
+    signed = visser.registers.signer.sign(RecordVersion("Toestemming", forged["toestemmingID"], 1, visser.identity.did,
+                                                        visser.now(), False, forged))
+    assert "not signed by the client" in await refused(signed)
+    consent = await client.client_view.grant(to="agb:87654321", templates=["CLIENT-EIGEN-GEGEVENS"],
+                                             purpose="vertegenwoordiging", until="2099-12-31", sources=["*"])
+    assert "no machtiging" in await refused(await _signed(client, consent["id"]))
+    other = await client.client_view.grant(to=za_b.identity.did, templates=["CLIENT-EIGEN-GEGEVENS"],
+                                           purpose="vertegenwoordiging", until="2099-12-31", sources=["*"])
+    assert "given to another party" in await refused(await _signed(client, other["id"]))
+    ended = await machtig(client, visser, until="2020-01-01")
+    assert "it has ended" in await refused(await _signed(client, ended))
+    log_only = await client.client_view.grant(to=visser.identity.did, templates=["CLIENT-ACCESS-LOG"],
+                                              purpose="vertegenwoordiging", until="2099-12-31", sources=["*"])
+    assert "does not cover CLIENT-EIGEN-GEGEVENS" in await refused(await _signed(client, log_only["id"]))
+    his = await _signed(client, await machtig(client, visser))
+    assert "not signed by the client the data is about" in await refused(his, bsn="999999990")
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+    # Nothing of what Jansen's records hold reaches Visser when they change.
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert await visser.store.fetchall("SELECT 1 FROM inbox") == []
+
+
+async def _delivered_to(node: Node, receivers: set[str]) -> None:
+    deadline = time.monotonic() + 10
+    while {r["receiver_id"] for r in await node.outbox.list() if r["status"] == "delivered"} < receivers \
+            and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def test_his_withdrawal_ends_what_she_follows_at_every_source(network: Network) -> None:
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    await follow(gemachtigde, machtiging)
+    signed = await _signed(client, machtiging)
+    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
+    await client.client_view.revoke(machtiging)
+    await _delivered_to(client, {"62253778", "5151", "12345678"})  # CIZ, his zorgkantoor, his provider
+    for source in (ciz, zk):
+        assert await source.store.fetchall("SELECT 1 FROM subscriptions") == [], source.member.organisation
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert await gemachtigde.store.fetchall("SELECT 1 FROM inbox") == []
+    assert not [r for r in await ciz.outbox.list() if r["receiver_id"] == gemachtigde.identity.did]
+    # Nor does it open a subscription again at a source that was told.
+    with pytest.raises(PeerRefused) as info:
+        await gemachtigde.router.send(ciz.identity.did, Subscribe(events=EVENTS, bsn=BSN0, endpoint=gemachtigde.url,
+                                                                   machtiging=signed))
+    assert "withdrawn" in info.value.reason
+
+
+async def test_what_she_follows_ends_with_the_machtiging(network: Network) -> None:
+    """A machtiging until a date: at CIZ its end has come (the date it keeps with the subscription is in the past, as
+    the calendar will make it); a change after that goes to no one."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde, until="2099-12-31")
+    await follow(gemachtigde, machtiging)
+    assert await ciz.store.fetchall("SELECT machtiging_until FROM subscriptions") == [("2099-12-31",)]
+    await ciz.store.write([("UPDATE subscriptions SET machtiging_until = '2020-01-01'", (), False)])
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert await gemachtigde.store.fetchall("SELECT 1 FROM inbox") == []
+    # The zorgkantoor's still holds: a change there reaches her.
+    bemiddeling = sample("bemiddelingen", 0)
+    bemiddeling["bemiddelingspecificatie"][0]["toewijzingEinddatum"] = "2027-06-30"
+    await put(zk, "Bemiddeling", bemiddeling)
+    await network.settle()
+    assert [r[0] for r in await gemachtigde.store.fetchall("SELECT sender_org FROM inbox")] == ["Zorgkantoor Noord"]
+
+
+async def test_a_revoked_certificate_of_his_ends_what_she_follows_by_his_machtiging(network: Network) -> None:
+    """His node's certificate revoked (lost, stolen): what was signed under it opens nothing, and what she follows by
+    his machtiging ends with it (his node is in no peer table: nothing else would end it)."""
+    import aiohttp
+
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    await follow(gemachtigde, machtiging)
+    _, data = network.net.revoke([client.member.cert_id.hex()], now=ciz.now())
+    async with aiohttp.ClientSession() as http:  # what `iwlz cert revoke --push URL` sends
+        async with http.post(ciz.url + "/iwlz/v1/revocations", data=data) as response:
+            assert (await response.json()) == {"adopted": True}
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert not [r for r in await ciz.outbox.list() if r["receiver_id"] == gemachtigde.identity.did]
+    assert await gemachtigde.store.fetchall("SELECT 1 FROM inbox") == []
