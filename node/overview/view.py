@@ -321,6 +321,7 @@ class ClientView:
         records = [(r, p) for p, (rs, _) in zip(sources, answers) for r in rs]
         today = date.fromtimestamp(self.clock()).isoformat()
         seen = await self._last_seen()
+        followed = await self._follows(namens)
         view: dict[str, Any] = {
             "asked": [{"organisation": p.organisation, "role": p.role, "answered": error is None, "error": error,
                        "records": len(rs)} for p, (rs, error) in zip(sources, answers)],
@@ -331,11 +332,11 @@ class ClientView:
             "zorg": [_levering(r, p, today) for r, p in records if r.kind == "Levering"],
             "eigen_bijdrage": [_eigen_bijdrage(r, p) for r, p in records if r.kind == "EigenBijdrage"],
             "zorgaanbod": [dict(r.data or {}, aanbieder=p.organisation) for p, (rs, _) in zip(providers, offers) for r in rs],
-            "wijzigingen": await self._changes_since(seen, await self._follows(namens), his=namens is not None),
+            "wijzigingen": await self._changes_since(seen, followed, his=namens is not None),
             "toestemmingen": await self.consents() if namens is None else [],
         }
         if namens is not None:
-            view["namens"] = {"id": namens, "bsn": bsn}
+            view["namens"] = {"id": namens, "bsn": bsn, "volgt": bool(followed)}
         elif mark_seen:
             newest = await self.store.fetchone("SELECT coalesce(max(rowid), 0) FROM inbox")
             await self.store.write([_setting("client.last_seen", str(newest[0] if newest else 0))])

@@ -70,3 +70,32 @@ async def test_his_daughter_sees_on_her_page_whom_she_acts_for_and_opens_his_dat
         await page.goto(f"{dochter.admin_url}/mijn#token={dochter.home.admin_token()}")
         await page.wait_for_selector("#namens >> text=door hem ingetrokken")
         assert "Bekijk zijn gegevens" not in await page.inner_text("#namens")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium")
+async def test_on_her_page_she_follows_his_changes_and_sees_them_as_his(network: Network) -> None:
+    """His data on her page had nothing of what changed in it. She now follows his changes with one button, and
+    sees them under his data, not under hers."""
+    from tests.node.kit import Browser
+    from tests.node.overview.test_machtiging import chain, machtig
+
+    ciz, zk, za, za_b, client, dochter = await chain(network)
+    machtiging = await machtig(client, dochter)
+    async with Browser() as page:
+        await page.goto(f"{dochter.admin_url}/mijn#token={dochter.home.admin_token()}&namens={machtiging}")
+        await page.wait_for_selector("#wijzigingen >> text=U volgt zijn wijzigingen nog niet.")
+        assert "Wat veranderde er in zijn gegevens?" in await page.inner_text("body")
+        await page.click("#volg")
+        await page.wait_for_selector("#wijzigingen >> text=Zijn bronnen meldden nog geen wijziging.")
+        assert await page.is_hidden("#volgen")
+        assert len(await ciz.store.fetchall("SELECT 1 FROM subscriptions WHERE machtiging_id = ?", (machtiging,))) == 1
+        changed = sample("wlzIndicaties", 0)
+        changed["einddatum"] = "2027-06-30"
+        await put(ciz, "WlzIndicatie", changed)
+        await network.settle()
+        await page.reload()
+        await page.wait_for_selector("#wijzigingen >> text=CIZ — GEWIJZIGDE_INDICATIE_ZORGKANTOOR")
+        assert BSN0 not in await page.content()
+        await page.click("#terug")
+        await page.wait_for_selector("#wijzigingen >> text=Niets nieuws sinds uw vorige bezoek.")
+        assert "Wat is er veranderd sinds ik vorige keer keek?" in await page.inner_text("body")

@@ -53,7 +53,7 @@ async def test_his_gemachtigde_sees_his_data_and_his_log_and_he_sees_that_the_ge
         "CIZ": 1, "Zorgkantoor Noord": 1, "Zorggroep De Linde": 1}  # along his chain, not Thuiszorg Het Anker
     assert [i["id"] for i in view["indicaties"]] == [IND0]
     assert [c["status"] for c in view["zorg"]] == ["zorg loopt"]
-    assert view["namens"] == {"id": machtiging, "bsn": BSN0}
+    assert view["namens"] == {"id": machtiging, "bsn": BSN0, "volgt": False}
     assert OTHER_BSN not in repr(view)  # the gemachtigde's own data is not mixed in
     assert "gemachtigde" in render_overview(view)
     # Each source allowed it by the machtiging rule, for the gemachtigde, about the client.
@@ -194,6 +194,14 @@ async def test_through_the_cli_his_daughter_is_given_a_machtiging_and_reads_his_
     assert "Zorggroep De Linde: zorg loopt" in shown
     assert await asyncio.to_thread(main, ["client", "overview", hers, "--namens", given["id"], "--show-personal-data"]) == 0
     assert f"BSN {BSN0}" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["client", "follow", hers, "--namens", given["id"]]) == 0
+    assert "CIZ: volgt" in capsys.readouterr().out
+    changed = sample("wlzIndicaties", 0)
+    changed["einddatum"] = "2027-06-30"
+    await put(ciz, "WlzIndicatie", changed)
+    await network.settle()
+    assert await asyncio.to_thread(main, ["client", "overview", hers, "--namens", given["id"]]) == 0
+    assert "Wijzigingen in zijn gegevens die u volgt: 1" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["client", "access-log", home]) == 0
     assert f"uw gemachtigde (…{dochter.identity.did[-8:]})" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["machtiging", "revoke", home, given["id"]]) == 0
