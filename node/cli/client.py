@@ -66,7 +66,8 @@ def render_overview(view: dict[str, Any]) -> str:
                      + (f" tot en met {e['tot']}" if e.get("tot") else "") for e in view["eigen_bijdrage"])
     if acting:
         changes = view["wijzigingen"]
-        lines.append(f"\nWijzigingen in zijn gegevens die u volgt: {len(changes)}")
+        lines.append(f"\nWijzigingen in zijn gegevens die u volgt: {len(changes)}" if acting.get("volgt") else
+                     f"\nU volgt de wijzigingen in zijn gegevens niet (iwlz client follow HOME --namens {acting['id']})")
         lines.extend(f"  {_time(c['at'])} {c['bron']}: {c['gebeurtenis']}" for c in changes)
         return "\n".join(lines)
     lines.append("\nZorgaanbod in mijn regio")

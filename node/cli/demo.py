@@ -267,10 +267,22 @@ class Demo(CareChain):
         seen = [e for e in log["entries"] if e["wie"].startswith("uw gemachtigde")]
         print(indent("\n".join(render_access_log({"entries": seen[:3], "asked": []}).splitlines()[1:])))
         self.expect("his access log shows that his gemachtigde looked", bool(seen), True)
+        followed = dochter.call("POST", "/admin/v1/client/follow", {"namens": given["id"]})["sources"]
+        print("   dochter-jansen follows his changes (iwlz client follow --namens) at "
+              + ", ".join(s["organisation"] for s in followed if s.get("subscription_id")))
+        self._change_his_indicatie("2027-12-31")
+        heard = dochter.call("GET", f"/admin/v1/client/overview?namens={given['id']}")["wijzigingen"]
+        print(f"   CIZ changes his indicatie; her node hears of it: {', '.join(c['bron'] + ' ' + c['gebeurtenis'] for c in heard)}")
+        self.expect("his daughter hears of the change to his indicatie", [c["gebeurtenis"] for c in heard],
+                    ["GEWIJZIGDE_INDICATIE_ZORGKANTOOR"])
         client.call("POST", f"/admin/v1/client/consents/{given['id']}/revoke", {})
         print("   client-jansen withdraws it; every source of his records hears of it through his outbox")
         self._settle(names=("client-jansen",))
+        self._change_his_indicatie("2028-12-31")
         after = dochter.call("GET", f"/admin/v1/client/overview?namens={given['id']}")
+        print(f"   CIZ changes his indicatie again; her node hears of it no more: {len(after['wijzigingen'])} change(s) "
+              "heard in all")
+        self.expect("his daughter after he withdrew it hears of no change", len(after["wijzigingen"]), 1)
         refused = [a for a in after["asked"] if not a["answered"]]
         print(f"   dochter-jansen after he withdrew it: {len(refused)} of {len(after['asked'])} sources refuse "
               f"({refused[0]['error'] if refused else '-'})")
@@ -279,6 +291,11 @@ class Demo(CareChain):
         print(f"   dochter-jansen's node asks his whether it stands: {', '.join(m['staat'] for m in listed) or '-'} "
               "(it lets go of it: it names his BSN)")
         self.expect("her node learns from his that he withdrew it", [m["staat"] for m in listed], ["ingetrokken"])
+
+    def _change_his_indicatie(self, einddatum: str) -> None:
+        his = next(r for r in sample_data()["wlzIndicaties"] if r["bsn"] == "106658037")
+        self.admin["ciz"].call("POST", "/admin/v1/records/WlzIndicatie", dict(his, einddatum=einddatum))
+        self._settle(names=("ciz",))
 
     def _try(self, who: str, query: dict[str, Any], when: str, *, allowed: bool) -> None:
         try:
