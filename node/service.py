@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import functools
 import logging
 import os
 import shutil
@@ -154,7 +155,9 @@ class Node:
         self.discovery.templates = self.pdp.templates()
         self.subscriptions = Subscriptions(store=self.store, audit=self.audit, role=self.member.role,
                                            matrix=self.pdp.matrix["subscriptions"], parties=self.pdp.parties,
-                                           is_client=self.pdp.is_client, machtiging_for=self.pdp.machtiging_for,
+                                           is_client=self.pdp.is_client,
+                                           # What a subscription opens lasts: his node is asked whether it stands.
+                                           machtiging_for=functools.partial(self.pdp.machtiging_for, confirmed=True),
                                            is_revoked=self.trust.is_revoked)
         self.outbox = Outbox(store=self.store, audit=self.audit, member=self.member, peers=self.peers, client=self.client,
                              metrics=self.metrics, parties=self.pdp.all_parties, subscribers=self.subscriptions.planned_for,

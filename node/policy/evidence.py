@@ -135,11 +135,15 @@ async def verified_evidence(presented: tuple[bytes, ...], trust: TrustStore, now
             if not current:
                 if dropped is not None:
                     dropped.append(f"the {record.kind} presented is older than this node's freshness bound, and "
-                                   + ("its signer says it no longer stands" if current is False
-                                      else "its signer could not be asked whether it still stands"))
+                                   + unconfirmed(current))
                 continue
         valid.append(Evidence(record, signer))
     return valid
 
 
-__all__ = ["Evidence", "Confirm", "Confirmations", "one_message", "verified_evidence", "MAX_EVIDENCE"]
+def unconfirmed(current: bool | None) -> str:
+    """Why a piece of evidence its signer was asked about does not count."""
+    return "its signer says it no longer stands" if current is False else "its signer could not be asked whether it still stands"
+
+
+__all__ = ["Evidence", "Confirm", "Confirmations", "one_message", "verified_evidence", "unconfirmed", "MAX_EVIDENCE"]

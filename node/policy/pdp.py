@@ -25,7 +25,7 @@ from keys import Member, TrustStore
 from keys.certificate import KEYED
 from node.policy.authority import Holder, holder_of, steps_in
 from node.policy.consent import CONSENT_KIND, CONSENT_KINDS, consent_fault, machtiging_fault, not_asked_after
-from node.policy.evidence import Confirm, Confirmations, Evidence, verified_evidence
+from node.policy.evidence import Confirm, Confirmations, Evidence, unconfirmed, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
 from protocol import ErrorCode, Query, RemoteProtocolError
@@ -258,15 +258,25 @@ class PolicyDecisionPoint:
             faults.append(fault)
         return faults
 
-    async def machtiging_for(self, requester: Member, bsn: str, template: str, presented: bytes,
-                             now: int) -> Evidence | str:
+    async def machtiging_for(self, requester: Member, bsn: str, template: str, presented: bytes, now: int, *,
+                             confirmed: bool = False) -> Evidence | str:
         """The machtiging presented with a message that is not a query (an access-log request, a subscription) that
-        lets ``requester`` act for the client with ``bsn`` on ``template``; or why it does not."""
+        lets ``requester`` act for the client with ``bsn`` on ``template``; or why it does not. ``confirmed``: once
+        it passes every other check, his node is asked whether it stands however young it is (what it opens lasts:
+        a subscription)."""
         dropped: list[str] = []
         evidence = await verified_evidence((presented,), self.trust, now, freshness=self.freshness, confirm=self.confirm,
                                            kinds=CONSENT_KINDS, not_asked=not_asked_after, dropped=dropped)
         fault = await self.machtiging_fault(requester, bsn, template, evidence, now, dropped)
-        return evidence[0] if fault is None else fault
+        if fault is not None:
+            return fault
+        held = evidence[0]
+        if confirmed:
+            stands = None if self.confirm is None else await self.confirm.confirm(held.record, held.signer, now,
+                                                                                  freshness=0)
+            if not stands:
+                return f"the {held.record.kind} presented is confirmed with its signer first, and {unconfirmed(stands)}"
+        return held
 
     # Authority ----------------------------------------------------------------
 

@@ -177,3 +177,32 @@ async def test_a_revoked_certificate_of_his_ends_what_she_follows_by_his_machtig
     await network.settle()
     assert not [r for r in await ciz.outbox.list() if r["receiver_id"] == gemachtigde.identity.did]
     assert await gemachtigde.store.fetchall("SELECT 1 FROM inbox") == []
+
+
+async def test_a_source_not_told_of_his_withdrawal_asks_his_node_before_she_follows_by_it(network: Network) -> None:
+    """Attack: he withdrew the machtiging minutes after giving it, and CIZ was not told (his node's notifications
+    did not reach it). Within the freshness bound a source takes a machtiging as it is for one query; a
+    subscription by it would have lasted until its geldigTot. A source now asks his node before she follows by one,
+    however young it is."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    signed = await _signed(client, machtiging)
+    client.registers.notifier = None  # his withdrawal reaches no source
+    await client.client_view.revoke(machtiging)
+    assert await ciz.store.fetchall("SELECT 1 FROM revoked_consents") == []
+    assert len(await gemachtigde.router.query(ciz.identity.did, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [signed])) == 1
+    with pytest.raises(PeerRefused) as info:
+        await gemachtigde.router.send(ciz.identity.did, Subscribe(events=EVENTS, bsn=BSN0, endpoint=gemachtigde.url,
+                                                                   machtiging=signed))
+    assert (info.value.code, info.value.rule) == ("denied", "SUBSCRIPTION-MATRIX")
+    assert "its signer says it no longer stands" in info.value.reason
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+    assert "query RECORD-STATUS" in {e.event for e in await client.audit.entries(limit=1000)}
+    # A new one, his node away: she follows by it once his node answers, not before.
+    second = await _signed(client, await machtig(client, gemachtigde))
+    await client.stop()
+    network.nodes.pop("client")
+    with pytest.raises(PeerRefused) as info:
+        await gemachtigde.router.send(ciz.identity.did, Subscribe(events=EVENTS, bsn=BSN0, endpoint=gemachtigde.url,
+                                                                   machtiging=second))
+    assert "could not be asked whether it still stands" in info.value.reason
