@@ -158,6 +158,7 @@ class Node:
                                            is_client=self.pdp.is_client,
                                            # What a subscription opens lasts: his node is asked whether it stands.
                                            machtiging_for=functools.partial(self.pdp.machtiging_for, confirmed=True),
+                                           stands=self.pdp.machtiging_stands,
                                            is_revoked=self.trust.is_revoked)
         self.outbox = Outbox(store=self.store, audit=self.audit, member=self.member, peers=self.peers, client=self.client,
                              metrics=self.metrics, parties=self.pdp.all_parties, subscribers=self.subscriptions.planned_for,
@@ -250,6 +251,8 @@ class Node:
         housekeeping.add("held evidence", self.config.evidence_refresh_interval,
                          lambda: self.inbox.refresh_evidence(now=self.now(), margin=self.config.evidence_refresh_margin))
         housekeeping.add("audit witnesses", self.config.witness_interval, self.witnessing.hand_head)
+        housekeeping.add("machtigingen followed by", self.config.evidence_freshness,
+                         lambda: self.subscriptions.ask_after_machtigingen(self.now()))
         housekeeping.add("certificate files", self.config.certificate_check_interval, self._check_certificate_files)
         # Soon after start too: a node restarted more often than the interval would otherwise never purge.
         housekeeping.add("retention", self.config.retention_interval, self.purge,

@@ -7,6 +7,7 @@ tells a party about a client it has no relation with.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,9 @@ class Signed(Protocol):
 # (gemachtigde, the client's BSN, what a machtiging must cover, the machtiging presented, now) -> the machtiging, or
 # why it lets her do nothing (the policy's check, as for a query)
 MachtigingFor = Callable[[Member, str, str, bytes, int], Awaitable[Signed | str]]
+# (a machtiging, signed as presented, now) -> whether his node says it still stands (None: it could not be asked)
+Stands = Callable[[bytes, int], Awaitable[bool | None]]
+ASKED_AT_ONCE = 64  # machtigingen asked after together (the confirmations bound what goes to clients' nodes at once)
 
 MAX_PER_MEMBER = 32  # subscriptions a member holds here: a few event sets for an organisation, one for a client
 _COLUMNS = ("subscription_id", "subscriber_did", "subscriber_org", "receiver_id_type", "receiver_id", "events", "created_at")
@@ -47,7 +51,8 @@ Parties = Callable[[str, str, dict[str, Any]], Awaitable[set[str]]]
 
 class Subscriptions:
     def __init__(self, *, store: Store, audit: AuditLog, role: str, matrix: dict[str, Any], parties: Parties,
-                 is_client: IsClient, machtiging_for: MachtigingFor, is_revoked: Callable[[bytes], bool]) -> None:
+                 is_client: IsClient, machtiging_for: MachtigingFor, stands: Stands,
+                 is_revoked: Callable[[bytes], bool]) -> None:
         self.store = store
         self.audit = audit
         self.role = role
@@ -55,6 +60,7 @@ class Subscriptions:
         self.parties = parties
         self.is_client = is_client
         self.machtiging_for = machtiging_for
+        self.stands = stands
         self.is_revoked = is_revoked  # a certificate's id: a machtiging signed under one revoked since ends
 
     def handlers(self) -> Handlers:
@@ -150,21 +156,22 @@ class Subscriptions:
         else:
             id_type, key = ID_TYPE_OF_ROLE[member.role]
             receiver_id = member.identifiers[key]
-        under = _under(machtiging)
+        under = _under(machtiging, request.machtiging)
         audited = {"actor": Actor.of(member), "rule": matrix["machtiging"] if machtiging else matrix["rule"],
                    "subject": request.bsn, "trace_id": incoming.envelope.trace_id, "request": incoming.data}
         held = await self.store.fetchall(
-            "SELECT subscription_id, events, bsn, endpoint, machtiging_id, machtiging_signer, machtiging_cert, machtiging_until "
-            "FROM subscriptions WHERE subscriber_did = ?", (member.did,))
-        for subscription_id, events, bsn, endpoint, *was in held:
+            "SELECT subscription_id, events, bsn, endpoint, machtiging FROM subscriptions WHERE subscriber_did = ?",
+            (member.did,))
+        for subscription_id, events, bsn, endpoint, was in held:
             if set(json.loads(events)) == set(request.events) and bsn == request.bsn:
                 # Asked again (a restart, a retry whose answer was lost): the same subscription, not one more; a
                 # client's node that moved (another port after a restart) is reached where it is now, and a
                 # gemachtigde follows by the machtiging she presented last.
-                moved = endpoint != request.endpoint or tuple(was) != under
+                moved = endpoint != request.endpoint or was != under[0]
                 return Ack(ref=subscription_id, status="accepted"), [
-                    *([("UPDATE subscriptions SET endpoint = ?, machtiging_id = ?, machtiging_signer = ?, machtiging_cert = ?, "
-                        "machtiging_until = ? WHERE subscription_id = ?", (request.endpoint, *under, subscription_id), False)]
+                    *([("UPDATE subscriptions SET endpoint = ?, machtiging = ?, machtiging_id = ?, machtiging_signer = ?, "
+                        "machtiging_cert = ?, machtiging_until = ? WHERE subscription_id = ?",
+                        (request.endpoint, *under, subscription_id), False)]
                       if moved else []),
                     self.audit.entry(now=now, event="subscription.create", action="U" if moved else "R",
                                      result="moved" if moved else "exists", **audited)]
@@ -174,8 +181,8 @@ class Subscriptions:
         subscription_id = str(uuid.uuid4())
         return Ack(ref=subscription_id, status="accepted"), [
             ("INSERT INTO subscriptions (subscription_id, subscriber_did, subscriber_org, receiver_id_type, receiver_id, events, "
-             "created_at, bsn, endpoint, machtiging_id, machtiging_signer, machtiging_cert, machtiging_until) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "created_at, bsn, endpoint, machtiging, machtiging_id, machtiging_signer, machtiging_cert, machtiging_until) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (subscription_id, member.did, member.organisation, id_type, receiver_id, json.dumps(list(request.events)),
               now, request.bsn, request.endpoint, *under), False),
             self.audit.entry(now=now, event="subscription.create", action="C", result="accepted", **audited),
@@ -208,6 +215,22 @@ class Subscriptions:
                              actor=Actor.of(incoming.sender), trace_id=incoming.envelope.trace_id),
         ]
 
+    async def ask_after_machtigingen(self, now: int) -> int:
+        """Ask his node after each machtiging gemachtigden follow his records by here (a housekeeping job): one he
+        withdrew (or gave again: his node answers for its current version only) ends what she follows by it. A
+        source his withdrawal did not reach (one his records no longer lead his node to) learns it so; his node not
+        answering ends nothing. Returns how many ended."""
+        rows = await self.store.fetchall(
+            "SELECT DISTINCT machtiging_id, machtiging_signer, machtiging FROM subscriptions WHERE machtiging_id IS NOT NULL")
+        ended: list[tuple[str, str]] = []
+        for start in range(0, len(rows), ASKED_AT_ONCE):
+            chunk = rows[start:start + ASKED_AT_ONCE]
+            answers = await asyncio.gather(*(self.stands(bytes(signed), now) for _, _, signed in chunk))
+            ended += [(str(i), str(signer)) for (i, signer, _), stands in zip(chunk, answers) if stands is False]
+        if ended:
+            await self.store.write([self.end_under(ended)])
+        return len(ended)
+
     @staticmethod
     def end_under(machtigingen: list[tuple[str, str]]) -> Statement:
         """What gemachtigden follow by these machtigingen (id, the did of the client who signed it) ends: he withdrew
@@ -225,11 +248,13 @@ class Subscriptions:
         return (f"DELETE FROM subscriptions WHERE subscriber_did IN ({', '.join('?' * len(dids))})", tuple(dids), False)
 
 
-def _under(machtiging: Signed | None) -> tuple[str | None, str | None, bytes | None, str | None]:
-    """The machtiging columns of a subscription: its id, its signer's did and certificate, its geldigTot."""
+def _under(machtiging: Signed | None, presented: bytes | None
+           ) -> tuple[bytes | None, str | None, str | None, bytes | None, str | None]:
+    """The machtiging columns of a subscription: as presented (signed), its id, its signer's did and certificate, its
+    geldigTot."""
     if machtiging is None:
-        return None, None, None, None
-    return (machtiging.record.record_id, machtiging.signer.did, machtiging.signer.cert_id,
+        return None, None, None, None, None
+    return (presented, machtiging.record.record_id, machtiging.signer.did, machtiging.signer.cert_id,
             str((machtiging.record.data or {})["geldigTot"]))
 
 

@@ -29,6 +29,7 @@ from node.policy.evidence import Confirm, Confirmations, Evidence, unconfirmed, 
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
 from protocol import ErrorCode, Query, RemoteProtocolError
+from protocol.records import verify_record
 
 MAX_RESULTS = 1000
 
@@ -277,6 +278,15 @@ class PolicyDecisionPoint:
             if not stands:
                 return f"the {held.record.kind} presented is confirmed with its signer first, and {unconfirmed(stands)}"
         return held
+
+    async def machtiging_stands(self, signed: bytes, now: int) -> bool | None:
+        """Whether his node says the machtiging (signed, as it was presented) still stands; None: it could not be
+        asked, or it no longer verifies here (what that ends, its signer's revoked certificate, is ended so)."""
+        try:
+            record, signer = verify_record(signed, self.trust, now)
+        except RemoteProtocolError:
+            return None
+        return None if self.confirm is None else await self.confirm.confirm(record, signer, now, freshness=0)
 
     # Authority ----------------------------------------------------------------
 

@@ -404,9 +404,11 @@ MIGRATIONS: Final[list[str]] = [
     DELETE FROM witness_pins WHERE member LIKE 'did:%';
     """,
     # 20: a gemachtigde follows the records of the client who gave her a machtiging: her subscription holds while it
-    # does (his withdrawal ends it, as do its geldigTot and his certificate's revocation); her node keeps which
-    # subscription a notification came by, so his changes are shown as his
+    # does (his withdrawal ends it, as do its geldigTot and his certificate's revocation; the source asks his node
+    # after it, signed as she presented it); her node keeps which subscription a notification came by, so his
+    # changes are shown as his
     """
+    ALTER TABLE subscriptions ADD COLUMN machtiging BLOB;
     ALTER TABLE subscriptions ADD COLUMN machtiging_id TEXT;
     ALTER TABLE subscriptions ADD COLUMN machtiging_signer TEXT;
     ALTER TABLE subscriptions ADD COLUMN machtiging_cert BLOB;

@@ -206,3 +206,30 @@ async def test_a_source_not_told_of_his_withdrawal_asks_his_node_before_she_foll
         await gemachtigde.router.send(ciz.identity.did, Subscribe(events=EVENTS, bsn=BSN0, endpoint=gemachtigde.url,
                                                                    machtiging=second))
     assert "could not be asked whether it still stands" in info.value.reason
+
+
+async def test_a_source_his_withdrawal_did_not_reach_asks_his_node_after_what_she_follows(network: Network) -> None:
+    """Attack: she follows his records at CIZ; he withdraws the machtiging and CIZ is not told (his records no longer
+    lead his node there, or his notifications did not get through). Before, CIZ sent her his changes until its
+    geldigTot. A source now asks his node after each machtiging followed by (every evidence_freshness): one he
+    withdrew ends what she follows by it; his node not answering ends nothing."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    await follow(gemachtigde, machtiging)
+    assert await ciz.subscriptions.ask_after_machtigingen(ciz.now()) == 0  # it stands: nothing ends
+    client.registers.notifier = None  # his withdrawal reaches no source
+    await client.client_view.revoke(machtiging)
+    assert len(await ciz.store.fetchall("SELECT 1 FROM subscriptions")) == 1
+    assert await ciz.subscriptions.ask_after_machtigingen(ciz.now()) == 1
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert await gemachtigde.store.fetchall("SELECT 1 FROM inbox") == []
+
+    client.registers.notifier = client.outbox.statements_for
+    second = await machtig(client, gemachtigde)
+    await follow(gemachtigde, second)
+    await client.stop()
+    network.nodes.pop("client")
+    assert await ciz.subscriptions.ask_after_machtigingen(ciz.now()) == 0
+    assert await ciz.store.fetchall("SELECT machtiging_id FROM subscriptions") == [(second,)]
