@@ -330,7 +330,11 @@ class Node:
         return bound
 
     async def _revoked(self, dids: list[str]) -> None:
-        await self.store.write([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)])
+        """A newer revocation list: what waits for the revoked peers (``dids``) ends, and so does every subscription
+        whose subscriber's certificate, or its machtiging's, is revoked, with what waits to be sent by it."""
+        ended = await self.subscriptions.ended_by_revocation()
+        await self.store.write([*([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)] if dids else []),
+                                self.outbox.stop_subscriptions(ended), self.subscriptions.forget([i for i, _ in ended])])
 
     async def _superseded(self, pairs: list[tuple[str, str]]) -> None:
         await self.store.write(self.outbox.move_to(pairs) + self.subscriptions.move_to(pairs))

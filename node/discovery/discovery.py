@@ -242,7 +242,7 @@ class Discovery:
     async def _after_revocation(self, data: bytes, gone: list[str], statements: list[Statement], came_from: str | None) -> None:
         if statements:
             await self.store.write(statements)
-        if gone and self.on_revoked is not None:
+        if self.on_revoked is not None:  # also with no peer gone: a client, in no peer table, may be revoked
             await self.on_revoked(gone)
         others = [p for p in self.peers.all() if p.did != came_from]
         targets = self.gossiper.rng.sample(others, min(SPREAD, len(others)))

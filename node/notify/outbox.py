@@ -639,7 +639,9 @@ class Outbox:
             delay = min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
         next_attempt = time.time() + delay if until is None else until
         self.metrics.count_request("notification-sent", "dead" if dead else "retry")
-        return ("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? WHERE notification_id = ?",
+        # Only while it is pending: one stopped while this attempt was under way (its receiver revoked) stays stopped.
+        return ("UPDATE outbox SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ? "
+                "WHERE notification_id = ? AND status = 'pending'",
                 (attempts, next_attempt, "dead" if dead else "pending", reason[:500], row["notification_id"]), False), next_attempt
 
     # Operator commands ------------------------------------------------------------
@@ -660,6 +662,13 @@ class Outbox:
         marks = ", ".join("?" * len(dids))
         return (f"UPDATE outbox SET status = 'dead', last_error = 'the receiver was revoked' "
                 f"WHERE status = 'pending' AND receiver_did IN ({marks})", tuple(dids), False)
+
+    @staticmethod
+    def stop_subscriptions(ended: "builtins.list[tuple[str, str]]") -> Statement:
+        """Subscriptions (id, the subscriber's did) ended by a revocation: what is pending by them ends as a dead
+        letter."""
+        return ("UPDATE outbox SET status = 'dead', last_error = 'the receiver was revoked' "
+                "WHERE status = 'pending' AND receiver_did = ? AND subscription_id = ?", [(d, i) for i, d in ended], True)
 
     @staticmethod
     def move_to(pairs: "builtins.list[tuple[str, str]]") -> "builtins.list[Statement]":

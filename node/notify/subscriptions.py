@@ -81,8 +81,9 @@ class Subscriptions:
         if not any(planned for _, planned in changes):
             return [[] for _ in changes]
         today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+        # A subscription rests on its subscriber's certificate and, by a machtiging, on its signer's and its geldigTot.
         rows = [row[:7] for row in await self._subscriptions(sorted(str(b) for b in bsns))
-                if row[7] is None or (row[7] >= today and not self.is_revoked(bytes(row[8])))]
+                if not self._revoked(row[7], row[8]) and (row[9] is None or row[9] >= today)]
         out: list[list[Planned]] = []
         for data, planned in changes:
             bsn = bsn_of(data)
@@ -109,14 +110,19 @@ class Subscriptions:
     async def _subscriptions(self, bsns: list[str]) -> list[Any]:
         """The organisations' subscriptions, and the clients' for these BSNs (the index says which)."""
         rows: list[Any] = []
-        columns = ("subscription_id, subscriber_did, receiver_id_type, receiver_id, events, bsn, endpoint, machtiging_until, "
-                   "machtiging_cert")
+        columns = ("subscription_id, subscriber_did, receiver_id_type, receiver_id, events, bsn, endpoint, subscriber_cert, "
+                   "machtiging_cert, machtiging_until")
         rows += await self.store.fetchall(f"SELECT {columns} FROM subscriptions WHERE bsn IS NULL")
         for start in range(0, len(bsns), 500):
             chunk = bsns[start:start + 500]
             rows += await self.store.fetchall(
                 f"SELECT {columns} FROM subscriptions WHERE bsn IN ({', '.join('?' * len(chunk))})", tuple(chunk))
         return rows
+
+    def _revoked(self, *certs: bytes | None) -> bool:
+        """Whether a certificate a subscription rests on is revoked: the revocation ends it (``ended_by_revocation``),
+        and until then, or after a restart with a list taken while the node was stopped, nothing is sent by it."""
+        return any(cert is not None and self.is_revoked(bytes(cert)) for cert in certs)
 
     async def _related(self, event_type: str, id_type: str, receiver_id: str, client_bsn: str | None, kind: str,
                        data: dict[str, Any]) -> bool:
@@ -160,18 +166,18 @@ class Subscriptions:
         audited = {"actor": Actor.of(member), "rule": matrix["machtiging"] if machtiging else matrix["rule"],
                    "subject": request.bsn, "trace_id": incoming.envelope.trace_id, "request": incoming.data}
         held = await self.store.fetchall(
-            "SELECT subscription_id, events, bsn, endpoint, machtiging FROM subscriptions WHERE subscriber_did = ?",
-            (member.did,))
-        for subscription_id, events, bsn, endpoint, was in held:
+            "SELECT subscription_id, events, bsn, endpoint, machtiging, subscriber_cert FROM subscriptions "
+            "WHERE subscriber_did = ?", (member.did,))
+        for subscription_id, events, bsn, endpoint, was, cert in held:
             if set(json.loads(events)) == set(request.events) and bsn == request.bsn:
                 # Asked again (a restart, a retry whose answer was lost): the same subscription, not one more; a
                 # client's node that moved (another port after a restart) is reached where it is now, and a
                 # gemachtigde follows by the machtiging she presented last.
-                moved = endpoint != request.endpoint or was != under[0]
+                moved = endpoint != request.endpoint or was != under[0] or cert != member.cert_id
                 return Ack(ref=subscription_id, status="accepted"), [
-                    *([("UPDATE subscriptions SET endpoint = ?, machtiging = ?, machtiging_id = ?, machtiging_signer = ?, "
-                        "machtiging_cert = ?, machtiging_until = ? WHERE subscription_id = ?",
-                        (request.endpoint, *under, subscription_id), False)]
+                    *([("UPDATE subscriptions SET endpoint = ?, subscriber_cert = ?, machtiging = ?, machtiging_id = ?, "
+                        "machtiging_signer = ?, machtiging_cert = ?, machtiging_until = ? WHERE subscription_id = ?",
+                        (request.endpoint, member.cert_id, *under, subscription_id), False)]
                       if moved else []),
                     self.audit.entry(now=now, event="subscription.create", action="U" if moved else "R",
                                      result="moved" if moved else "exists", **audited)]
@@ -181,10 +187,10 @@ class Subscriptions:
         subscription_id = str(uuid.uuid4())
         return Ack(ref=subscription_id, status="accepted"), [
             ("INSERT INTO subscriptions (subscription_id, subscriber_did, subscriber_org, receiver_id_type, receiver_id, events, "
-             "created_at, bsn, endpoint, machtiging, machtiging_id, machtiging_signer, machtiging_cert, machtiging_until) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "created_at, bsn, endpoint, subscriber_cert, machtiging, machtiging_id, machtiging_signer, machtiging_cert, "
+             "machtiging_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (subscription_id, member.did, member.organisation, id_type, receiver_id, json.dumps(list(request.events)),
-              now, request.bsn, request.endpoint, *under), False),
+              now, request.bsn, request.endpoint, member.cert_id, *under), False),
             self.audit.entry(now=now, event="subscription.create", action="C", result="accepted", **audited),
         ]
 
@@ -230,6 +236,18 @@ class Subscriptions:
         if ended:
             await self.store.write([self.end_under(ended)])
         return len(ended)
+
+    async def ended_by_revocation(self) -> list[tuple[str, str]]:
+        """The subscriptions (id, subscriber's did) that end with certificates revoked now: their subscriber's (a
+        client's node is in no peer table, so nothing else ends his), or the one the machtiging they follow by was
+        signed under."""
+        rows = await self.store.fetchall(
+            "SELECT subscription_id, subscriber_did, subscriber_cert, machtiging_cert FROM subscriptions")
+        return [(str(i), str(did)) for i, did, *certs in rows if self._revoked(*certs)]
+
+    @staticmethod
+    def forget(subscription_ids: list[str]) -> Statement:
+        return ("DELETE FROM subscriptions WHERE subscription_id = ?", [(i,) for i in subscription_ids], True)
 
     @staticmethod
     def end_under(machtigingen: list[tuple[str, str]]) -> Statement:

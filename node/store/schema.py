@@ -406,8 +406,10 @@ MIGRATIONS: Final[list[str]] = [
     # 20: a gemachtigde follows the records of the client who gave her a machtiging: her subscription holds while it
     # does (his withdrawal ends it, as do its geldigTot and his certificate's revocation; the source asks his node
     # after it, signed as she presented it); her node keeps which subscription a notification came by, so his
-    # changes are shown as his
+    # changes are shown as his. A subscription keeps its subscriber's certificate: a client, in no peer table, is
+    # revoked by it
     """
+    ALTER TABLE subscriptions ADD COLUMN subscriber_cert BLOB;
     ALTER TABLE subscriptions ADD COLUMN machtiging BLOB;
     ALTER TABLE subscriptions ADD COLUMN machtiging_id TEXT;
     ALTER TABLE subscriptions ADD COLUMN machtiging_signer TEXT;

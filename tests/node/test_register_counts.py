@@ -96,7 +96,7 @@ async def test_an_upgraded_database_starts_with_the_right_count(network: Network
         db.execute("DROP TABLE witness_pins")  # schema 18's
         db.execute("ALTER TABLE witnessed DROP COLUMN cert")
         db.execute("DROP INDEX subscriptions_by_machtiging")  # schema 20's
-        for column in ("machtiging", "machtiging_id", "machtiging_signer", "machtiging_cert", "machtiging_until"):
+        for column in ("subscriber_cert", "machtiging", "machtiging_id", "machtiging_signer", "machtiging_cert", "machtiging_until"):
             db.execute(f"ALTER TABLE subscriptions DROP COLUMN {column}")
         db.execute("ALTER TABLE inbox DROP COLUMN subscription_id")
         db.executescript(AS_SCHEMA_9)

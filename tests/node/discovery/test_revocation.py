@@ -102,3 +102,59 @@ async def test_cert_revoke_push_sends_the_list_into_the_network(network: Network
     await until(lambda: ciz.trust.is_revoked(zk5050.member.cert_id))  # zk handed it on
     assert await asyncio.to_thread(main, ["cert", "revoke", "--network", str(network.net.path), "00" * 16,
                                           "--push", "http://127.0.0.1:9"]) == 1
+
+
+async def _push(network: Network, node, cert_ids: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+    _, data = network.net.revoke([c.hex() for c in cert_ids], now=node.now())
+    async with aiohttp.ClientSession() as http:  # what `iwlz cert revoke --push URL` sends
+        async with http.post(node.url + "/iwlz/v1/revocations", data=data) as response:
+            assert (await response.json()) == {"adopted": True}
+
+
+async def test_a_revoked_clients_key_hears_nothing_more_of_his_records(network: Network) -> None:
+    """Attack: his phone with his node's key is stolen; the root revokes his certificate. A client's node is in no
+    peer table, so nothing ended his subscription: CIZ kept sending what changed in his records (which record, what
+    event) to whoever answers at his endpoint with that key, sealed to it, and tried again for a week. Now his
+    subscriptions end with his certificate, and what waited for them is not sent."""
+    from tests.node.overview.test_client_view import care_network
+
+    ciz, zk, za, za_b, client = await care_network(network)
+    await client.client_view.follow(endpoint=client.url, allowed=client.subscriptions.matrix["allowed"])
+    assert len(await ciz.store.fetchall("SELECT 1 FROM subscriptions")) == 1
+    await client.stop()  # away: a change waits for him
+    network.nodes.pop("client")
+    mine = sample("wlzIndicaties", 0)
+    mine["einddatum"] = "2027-06-30"
+    await put(ciz, "WlzIndicatie", mine)
+    [waiting] = [r for r in await ciz.outbox.list() if r["receiver_id"] == client.identity.did]
+    assert waiting["status"] == "pending"
+
+    await _push(network, ciz, [client.member.cert_id])
+    await until(lambda: ciz.trust.is_revoked(client.member.cert_id))
+    await ciz.store.write([])
+    await asyncio.sleep(0.2)  # the revocation's follow-up commit has run by now
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+    [ended] = [r for r in await ciz.outbox.list() if r["receiver_id"] == client.identity.did]
+    assert (ended["status"], ended["last_error"]) == ("dead", "the receiver was revoked")
+    mine["einddatum"] = "2028-06-30"
+    await put(ciz, "WlzIndicatie", mine)
+    assert len([r for r in await ciz.outbox.list() if r["receiver_id"] == client.identity.did]) == 1  # nothing new
+
+
+async def test_a_revoked_certificate_of_his_ends_what_she_follows_by_his_machtiging_and_what_waits(
+        network: Network) -> None:
+    """His node's certificate revoked: the machtiging signed under it opens nothing, and what his gemachtigde follows
+    by it ends, with what waited to be sent to her by it; what she follows of her own stays."""
+    from tests.node.overview.test_machtiging import chain, machtig
+
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    await gemachtigde.client_view.follow(endpoint=gemachtigde.url, namens=machtiging,
+                                         allowed=gemachtigde.subscriptions.matrix["allowed"])
+    await gemachtigde.client_view.follow(endpoint=gemachtigde.url, allowed=gemachtigde.subscriptions.matrix["allowed"])
+    assert len(await ciz.store.fetchall("SELECT 1 FROM subscriptions")) == 2
+    await _push(network, ciz, [client.member.cert_id])
+    await until(lambda: ciz.trust.is_revoked(client.member.cert_id))
+    await ciz.store.write([])
+    await asyncio.sleep(0.2)
+    assert await ciz.store.fetchall("SELECT bsn FROM subscriptions") == [("737459086",)]  # hers, not his

@@ -223,6 +223,30 @@ async def test_a_receiver_revoked_while_a_pass_was_reading_is_not_sent_what_the_
     assert await zk.inbox.list() == []
 
 
+async def test_a_receiver_revoked_while_an_attempt_was_under_way_stays_stopped_when_the_attempt_fails(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attempt's failure wrote the row back as pending over the revocation's dead letter: a revoked receiver (a
+    stolen key) was sent it again later. A row stopped meanwhile now stays stopped."""
+    from node.errors import NetworkError
+
+    ciz, zk = await network.start("ciz", "zk5151")
+    await ciz.store.write([("UPDATE outbox SET status = 'delivered' WHERE status = 'pending'", (), False)])
+
+    async def revoked_while_sending(*args: Any, **kwargs: Any) -> Any:
+        await ciz.store.write([Outbox.stop_for([zk.identity.did])])
+        raise NetworkError("connection reset")
+
+    monkeypatch.setattr(ciz.client, "request", revoked_while_sending)
+    records = _indicaties(1, "5151")
+    await ciz.store.write([ciz.outbox._insert(p, ciz.now()) for r in records for p in [
+        outbox_module.Planned("NIEUWE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{r['wlzIndicatieID']}",
+                              f"WlzIndicatie/{r['wlzIndicatieID']}", receiver_did=zk.identity.did)]])
+    await ciz.outbox.deliver_due()
+    await ciz.outbox.settled()
+    stored = await ciz.store.fetchall("SELECT status, last_error FROM outbox WHERE receiver_did = ?", (zk.identity.did,))
+    assert stored == [("dead", "the receiver was revoked")]
+
+
 async def test_a_receiver_with_more_due_than_a_pass_reads_does_not_hold_up_the_others(
         network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
     """An import for one zorgkantoor leaves more rows due for it than a pass reads, all due before what anyone else
