@@ -10,8 +10,8 @@ API and dashboard). No part imports this module; each gets what it uses.
 from __future__ import annotations
 
 import asyncio
-import json
 import functools
+import json
 import logging
 import os
 import shutil

@@ -29,7 +29,7 @@ from node.policy.evidence import Confirm, Confirmations, Evidence, unconfirmed, 
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
 from protocol import ErrorCode, Query, RemoteProtocolError
-from protocol.records import verify_record
+from protocol.records import RecordVersion, verify_record
 
 MAX_RESULTS = 1000
 
@@ -272,11 +272,8 @@ class PolicyDecisionPoint:
         if fault is not None:
             return fault
         held = evidence[0]
-        if confirmed:
-            stands = None if self.confirm is None else await self.confirm.confirm(held.record, held.signer, now,
-                                                                                  freshness=0)
-            if not stands:
-                return f"the {held.record.kind} presented is confirmed with its signer first, and {unconfirmed(stands)}"
+        if confirmed and not (stands := await self._asked_now(held.record, held.signer, now)):
+            return f"the {held.record.kind} presented is confirmed with its signer first, and {unconfirmed(stands)}"
         return held
 
     async def machtiging_stands(self, signed: bytes, now: int) -> bool | None:
@@ -286,6 +283,11 @@ class PolicyDecisionPoint:
             record, signer = verify_record(signed, self.trust, now)
         except RemoteProtocolError:
             return None
+        return await self._asked_now(record, signer, now)
+
+    async def _asked_now(self, record: RecordVersion, signer: Member, now: int) -> bool | None:
+        """Whether its signer says this version stands, asked however young it is (an answer it gave within the last
+        minute counts, as for all evidence)."""
         return None if self.confirm is None else await self.confirm.confirm(record, signer, now, freshness=0)
 
     # Authority ----------------------------------------------------------------
