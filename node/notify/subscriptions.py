@@ -225,14 +225,18 @@ class Subscriptions:
         """Ask his node after each machtiging gemachtigden follow his records by here (a housekeeping job): one he
         withdrew (or gave again: his node answers for its current version only) ends what she follows by it. A
         source his withdrawal did not reach (one his records no longer lead his node to) learns it so; his node not
-        answering ends nothing. Returns how many ended."""
+        answering ends nothing. One whose geldigTot has passed ends unasked (nothing was sent by it since). Returns
+        how many ended."""
+        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
         rows = await self.store.fetchall(
-            "SELECT DISTINCT machtiging_id, machtiging_signer, machtiging FROM subscriptions WHERE machtiging_id IS NOT NULL")
-        ended: list[tuple[str, str]] = []
-        for start in range(0, len(rows), ASKED_AT_ONCE):
-            chunk = rows[start:start + ASKED_AT_ONCE]
-            answers = await asyncio.gather(*(self.stands(bytes(signed), now) for _, _, signed in chunk))
-            ended += [(str(i), str(signer)) for (i, signer, _), stands in zip(chunk, answers) if stands is False]
+            "SELECT DISTINCT machtiging_id, machtiging_signer, machtiging, machtiging_until FROM subscriptions "
+            "WHERE machtiging_id IS NOT NULL")
+        ended = [(str(i), str(signer)) for i, signer, _, until in rows if until < today]
+        asked = [row for row in rows if row[3] >= today]
+        for start in range(0, len(asked), ASKED_AT_ONCE):
+            chunk = asked[start:start + ASKED_AT_ONCE]
+            answers = await asyncio.gather(*(self.stands(bytes(signed), now) for _, _, signed, _ in chunk))
+            ended += [(str(i), str(signer)) for (i, signer, _, _), stands in zip(chunk, answers) if stands is False]
         if ended:
             await self.store.write([self.end_under(ended)])
         return len(ended)

@@ -153,6 +153,10 @@ async def test_what_she_follows_ends_with_the_machtiging(network: Network) -> No
     await his_indicatie_changes(ciz, "2027-06-30")
     await network.settle()
     assert await gemachtigde.store.fetchall("SELECT 1 FROM inbox") == []
+    asked = len([e for e in await client.audit.entries(limit=1000) if e.event == "query RECORD-STATUS"])
+    assert await ciz.subscriptions.ask_after_machtigingen(ciz.now()) == 1  # the row goes too, his node not asked
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+    assert len([e for e in await client.audit.entries(limit=1000) if e.event == "query RECORD-STATUS"]) == asked
     # The zorgkantoor's still holds: a change there reaches her.
     bemiddeling = sample("bemiddelingen", 0)
     bemiddeling["bemiddelingspecificatie"][0]["toewijzingEinddatum"] = "2027-06-30"
