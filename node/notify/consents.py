@@ -79,19 +79,11 @@ class ConsentsReceived:
         held = {record_id for record_id, _ in rows}
         if len(held | new) <= CONSENTS_PER_CLIENT:
             return []
-        ended = {record_id for record_id, signed in rows if self._ended(bytes(signed), now)}
+        ended = {record_id for record_id, signed in rows if consent_ended(bytes(signed), self.trust, now)}
         if len((held - ended) | new) > CONSENTS_PER_CLIENT:
             raise RemoteProtocolError(ErrorCode.CONFLICT, f"this party holds at most {CONSENTS_PER_CLIENT} consents of "
                                       "one client that have not ended", rule="TOESTEMMING-HELD")
-        return [("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ?", [(i,) for i in sorted(ended)], True)]
-
-    def _ended(self, signed: bytes, now: int) -> bool:
-        try:
-            record, _ = verify_record(signed, self.trust, now)
-        except RemoteProtocolError:
-            return True
-        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
-        return record.deleted or str((record.data or {}).get("geldigTot", "")) < today
+        return [forget_ended(sorted(ended))]
 
     @staticmethod
     def withdrawn(note: Notification, sender: Member, now: int) -> list[Statement]:
@@ -104,4 +96,19 @@ class ConsentsReceived:
                 Subscriptions.end_under([(i, sender.did) for i in ids])]
 
 
-__all__ = ["ConsentsReceived"]
+def consent_ended(signed: bytes, trust: TrustStore, now: int) -> bool:
+    """Whether a consent held here opens nothing any more: its geldigTot has passed, or it no longer verifies."""
+    try:
+        record, _ = verify_record(signed, trust, now)
+    except RemoteProtocolError:
+        return True
+    today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+    return record.deleted or str((record.data or {}).get("geldigTot", "")) < today
+
+
+def forget_ended(consent_ids: list[str]) -> Statement:
+    """Consents that ended go: each names his BSN."""
+    return ("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ?", [(i,) for i in consent_ids], True)
+
+
+__all__ = ["ConsentsReceived", "consent_ended", "forget_ended"]

@@ -30,6 +30,7 @@ from node.errors import NodeError, PeerRefused
 from node.faults import crash_point
 from node.interfaces import Handlers
 from node.notify.events import ID_TYPE_OF_ROLE
+from node.notify.consents import consent_ended, forget_ended
 from node.store import Actor, AuditLog, HeldEvidence, Statement, Store
 from node.tasks import Spawn
 from protocol import (
@@ -312,9 +313,15 @@ class Inbox:
 
     async def refresh_evidence(self, *, now: int, margin: int) -> int:
         """Fetch again, from its source, held evidence whose signer's certificate ends within ``margin`` seconds,
-        or that its source now signs under another certificate or key (renewed, rotated, revoked)."""
+        or that its source now signs under another certificate or key (renewed, rotated, revoked). A client's
+        consent that ended goes (it names his BSN and opens nothing; nothing fetches it again)."""
         refreshed = 0
+        ended: list[str] = []
         async for kind, record_id, indicatie, signed, source, source_org in self._held_pages():
+            if kind == "Toestemming":
+                if consent_ended(bytes(signed), self.trust, now):
+                    ended.append(record_id)
+                continue
             if not self._stale(bytes(signed), source_org, now + margin):
                 continue
             refetch = REFETCH.get(kind)
@@ -330,6 +337,8 @@ class Inbox:
             if kept:
                 await self.store.write(kept)
                 refreshed += 1
+        if ended:
+            await self.store.write([forget_ended(ended)])
         return refreshed
 
     async def _held_pages(self) -> AsyncIterator[Any]:

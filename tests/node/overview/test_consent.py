@@ -283,3 +283,28 @@ async def test_a_withdrawal_is_never_given_up_while_its_source_is_away(network: 
     assert rows["5151"] == "pending"
     restarted = await back_and_told(network, zk, zk_port)
     assert "withdrawn" in await denied(read(za_b, restarted, evidence=kept))
+
+
+async def test_the_party_lets_go_of_a_consent_once_it_has_ended(network: Network) -> None:
+    """A consent that ended opens nothing, and names his BSN: the party kept it for as long as it ran, unless his
+    next consent needed its place. It goes at the next pass over held evidence after its geldigTot; one still
+    running stays. His gemachtigde's node lets go of an ended machtiging the same way."""
+    from datetime import date, timedelta
+
+    from tests.node.overview.test_machtiging import machtig
+
+    ciz, zk, za_b, client, client2 = await parties(network)
+    tomorrow = (date.fromtimestamp(client.now()) + timedelta(days=1)).isoformat()
+    ending = await grant(client, until=tomorrow, sources=("kvk:62253778",))
+    running = await grant(client, sources=("kvk:62253778",))
+    machtiging = await machtig(client, client2, until=tomorrow)
+    held = "SELECT record_id FROM evidence WHERE kind = 'Toestemming' ORDER BY record_id"
+    assert await za_b.store.fetchall(held) == sorted([(ending,), (running,)])
+    for node in (za_b, client2):
+        await node.inbox.refresh_evidence(now=node.now(), margin=0)
+    assert len(await za_b.store.fetchall(held)) == 2 and await client2.store.fetchall(held) == [(machtiging,)]
+    two_days_on = client.now() + 2 * 86400
+    for node in (za_b, client2):
+        await node.inbox.refresh_evidence(now=two_days_on, margin=0)
+    assert await za_b.store.fetchall(held) == [(running,)]
+    assert await client2.store.fetchall(held) == []
