@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 from keys import Member, TrustStore
 from node.interfaces import Handlers
-from node.store import HeldEvidence, RevokedConsents, Statement, Store
 from node.notify.subscriptions import Subscriptions
+from node.store import HeldEvidence, RevokedConsents, Statement, Store
 from node.store.records import bsn_key_of, fits
 from protocol import Ack, Consent, ErrorCode, Incoming, Message, Notification, RemoteProtocolError
 from protocol.records import RecordVersion, verify_record

@@ -29,8 +29,8 @@ from node.discovery.routing import Fetched, Verified
 from node.errors import NodeError, PeerRefused
 from node.faults import crash_point
 from node.interfaces import Handlers
-from node.notify.events import ID_TYPE_OF_ROLE
 from node.notify.consents import consent_ended, forget_ended
+from node.notify.events import ID_TYPE_OF_ROLE
 from node.store import Actor, AuditLog, HeldEvidence, Statement, Store
 from node.tasks import Spawn
 from protocol import (

@@ -11,6 +11,7 @@ import pytest
 
 import node.notify.outbox as outbox_module
 from node.notify.outbox import Outbox
+from node.service import Node
 from tests.node.kit import BlackHole, Network, indicatie, put_indicaties
 
 pytestmark = pytest.mark.asyncio
@@ -21,6 +22,16 @@ AT_ONCE = 20
 
 def _indicaties(count: int, zorgkantoor: str) -> list[dict[str, Any]]:
     return [indicatie(zorgkantoor) for _ in range(count)]
+
+
+async def _one_pass_for(ciz: Node, zk: Node, count: int) -> None:
+    """``count`` notifications for the zorgkantoor, addressed to its did, and nothing else pending: one delivery pass."""
+    await ciz.store.write([("UPDATE outbox SET status = 'delivered' WHERE status = 'pending'", (), False)])
+    await ciz.store.write([ciz.outbox._insert(p, ciz.now()) for r in _indicaties(count, "5151") for p in [
+        outbox_module.Planned("NIEUWE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{r['wlzIndicatieID']}",
+                              f"WlzIndicatie/{r['wlzIndicatieID']}", receiver_did=zk.identity.did)]])
+    await ciz.outbox.deliver_due()
+    await ciz.outbox.settled()
 
 
 async def test_a_large_backlog_is_delivered_once_with_bounded_work(network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,13 +222,7 @@ async def test_a_receiver_revoked_while_a_pass_was_reading_is_not_sent_what_the_
         return await rows(self, rowids)
 
     monkeypatch.setattr(Outbox, "_rows", revoked_meanwhile)
-    records = _indicaties(3, "5151")
-    await ciz.store.write([("UPDATE outbox SET status = 'delivered' WHERE status = 'pending'", (), False)])
-    await ciz.store.write([ciz.outbox._insert(p, ciz.now()) for r in records for p in [
-        outbox_module.Planned("NIEUWE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{r['wlzIndicatieID']}",
-                              f"WlzIndicatie/{r['wlzIndicatieID']}", receiver_did=zk.identity.did)]])
-    await ciz.outbox.deliver_due()
-    await ciz.outbox.settled()
+    await _one_pass_for(ciz, zk, 3)
     stored = await ciz.store.fetchall("SELECT status FROM outbox WHERE receiver_did = ?", (zk.identity.did,))
     assert [s for (s,) in stored] == ["dead"] * 3
     assert await zk.inbox.list() == []
@@ -230,19 +235,13 @@ async def test_a_receiver_revoked_while_an_attempt_was_under_way_stays_stopped_w
     from node.errors import NetworkError
 
     ciz, zk = await network.start("ciz", "zk5151")
-    await ciz.store.write([("UPDATE outbox SET status = 'delivered' WHERE status = 'pending'", (), False)])
 
     async def revoked_while_sending(*args: Any, **kwargs: Any) -> Any:
         await ciz.store.write([Outbox.stop_for([zk.identity.did])])
         raise NetworkError("connection reset")
 
     monkeypatch.setattr(ciz.client, "request", revoked_while_sending)
-    records = _indicaties(1, "5151")
-    await ciz.store.write([ciz.outbox._insert(p, ciz.now()) for r in records for p in [
-        outbox_module.Planned("NIEUWE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{r['wlzIndicatieID']}",
-                              f"WlzIndicatie/{r['wlzIndicatieID']}", receiver_did=zk.identity.did)]])
-    await ciz.outbox.deliver_due()
-    await ciz.outbox.settled()
+    await _one_pass_for(ciz, zk, 1)
     stored = await ciz.store.fetchall("SELECT status, last_error FROM outbox WHERE receiver_did = ?", (zk.identity.did,))
     assert stored == [("dead", "the receiver was revoked")]
 
