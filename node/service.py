@@ -192,6 +192,8 @@ class Node:
         for part in (queries, self.discovery, self.inbox, self.subscriptions, self.melding_desk, self.witnessing,
                      self.consents_received):
             self.dispatcher.register(part.handlers())
+        # A list taken while the node was stopped: what rests on a certificate it revokes ends before anything is sent.
+        await self._revoked([])
         await self._listen()
         if self.workers is not None:  # listening before anyone hears of this node
             await self.workers.start()

@@ -158,3 +158,31 @@ async def test_a_revoked_certificate_of_his_ends_what_she_follows_by_his_machtig
     await ciz.store.write([])
     await asyncio.sleep(0.2)
     assert await ciz.store.fetchall("SELECT bsn FROM subscriptions") == [("737459086",)]  # hers, not his
+
+
+async def test_a_list_installed_while_the_node_was_stopped_ends_what_rests_on_a_revoked_certificate_at_start(
+        network: Network) -> None:
+    """The list reached CIZ's home while CIZ was stopped (installed by its operator): at start it refused the
+    client, but his subscription stayed and what waited for it was sent to his key. It ends at start now."""
+    from node.service import Node
+    from tests.node.overview.test_client_view import care_network
+
+    ciz, zk, za, za_b, client = await care_network(network)
+    await client.client_view.follow(endpoint=client.url, allowed=client.subscriptions.matrix["allowed"])
+    await client.stop()
+    network.nodes.pop("client")
+    mine = sample("wlzIndicaties", 0)
+    mine["einddatum"] = "2027-06-30"
+    await put(ciz, "WlzIndicatie", mine)
+    port = int(ciz.url.rsplit(":", 1)[1])
+    await ciz.stop()
+    network.nodes.pop("ciz")
+    _, data = network.net.revoke([client.member.cert_id.hex()], now=ciz.now())
+    ciz.home.store_revocation_list(data)
+    restarted = Node(ciz.home, port=port, mdns=False, gossip_interval=0)
+    await restarted.start()
+    network.nodes["ciz"] = restarted
+    assert restarted.trust.is_revoked(client.member.cert_id)
+    assert await restarted.store.fetchall("SELECT 1 FROM subscriptions") == []
+    [ended] = [r for r in await restarted.outbox.list() if r["receiver_id"] == client.identity.did]
+    assert (ended["status"], ended["last_error"]) == ("dead", "the receiver was revoked")
