@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from keys import Member, TrustStore
 from node.interfaces import Handlers
 from node.notify.subscriptions import Subscriptions
 from node.store import HeldEvidence, RevokedConsents, Statement, Store
-from node.store.records import bsn_key_of, fits
+from node.store.records import bsn_key_of, day_of, fits
 from protocol import Ack, Consent, ErrorCode, Incoming, Message, Notification, RemoteProtocolError
 from protocol.records import RecordVersion, verify_record
 
@@ -83,7 +82,7 @@ class ConsentsReceived:
         if len((held - ended) | new) > CONSENTS_PER_CLIENT:
             raise RemoteProtocolError(ErrorCode.CONFLICT, f"this party holds at most {CONSENTS_PER_CLIENT} consents of "
                                       "one client that have not ended", rule="TOESTEMMING-HELD")
-        return [forget_ended(sorted(ended))]
+        return [HeldEvidence.forget_ended_consents(sorted(ended))]
 
     @staticmethod
     def withdrawn(note: Notification, sender: Member, now: int) -> list[Statement]:
@@ -102,13 +101,7 @@ def consent_ended(signed: bytes, trust: TrustStore, now: int) -> bool:
         record, _ = verify_record(signed, trust, now)
     except RemoteProtocolError:
         return True
-    today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
-    return record.deleted or str((record.data or {}).get("geldigTot", "")) < today
+    return record.deleted or str((record.data or {}).get("geldigTot", "")) < day_of(now)
 
 
-def forget_ended(consent_ids: list[str]) -> Statement:
-    """Consents that ended go: each names his BSN."""
-    return ("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ?", [(i,) for i in consent_ids], True)
-
-
-__all__ = ["ConsentsReceived", "consent_ended", "forget_ended"]
+__all__ = ["ConsentsReceived", "consent_ended"]

@@ -29,7 +29,7 @@ from node.discovery.routing import Fetched, Verified
 from node.errors import NodeError, PeerRefused
 from node.faults import crash_point
 from node.interfaces import Handlers
-from node.notify.consents import consent_ended, forget_ended
+from node.notify.consents import consent_ended
 from node.notify.events import ID_TYPE_OF_ROLE
 from node.store import Actor, AuditLog, HeldEvidence, Statement, Store
 from node.tasks import Spawn
@@ -338,7 +338,7 @@ class Inbox:
                 await self.store.write(kept)
                 refreshed += 1
         if ended:
-            await self.store.write([forget_ended(ended)])
+            await self.store.write([HeldEvidence.forget_ended_consents(ended)])
         return refreshed
 
     async def _held_pages(self) -> AsyncIterator[Any]:

@@ -12,13 +12,13 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from keys import Member
 from node.interfaces import Handlers
 from node.notify.events import ID_TYPE_OF_ROLE, Planned
 from node.store import RECORD_TYPES, Actor, AuditLog, Statement, Store, bsn_of, values_at
+from node.store.records import day_of
 from protocol import Ack, ErrorCode, Incoming, RemoteProtocolError, Subscribe, Unsubscribe
 from protocol.events import EVENT_RULES
 from protocol.records import RecordVersion
@@ -80,7 +80,7 @@ class Subscriptions:
         bsns = {bsn_of(data) for data, planned in changes if planned} - {None}
         if not any(planned for _, planned in changes):
             return [[] for _ in changes]
-        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+        today = day_of(now)
         # A subscription rests on its subscriber's certificate and, by a machtiging, on its signer's and its geldigTot.
         rows = [row[:7] for row in await self._subscriptions(sorted(str(b) for b in bsns))
                 if not self._revoked(row[7], row[8]) and (row[9] is None or row[9] >= today)]
@@ -227,7 +227,7 @@ class Subscriptions:
         source his withdrawal did not reach (one his records no longer lead his node to) learns it so; his node not
         answering ends nothing. One whose geldigTot has passed ends unasked (nothing was sent by it since). Returns
         how many ended."""
-        today = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+        today = day_of(now)
         rows = await self.store.fetchall(
             "SELECT DISTINCT machtiging_id, machtiging_signer, machtiging, machtiging_until FROM subscriptions "
             "WHERE machtiging_id IS NOT NULL")

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from keys import Member, TrustStore
@@ -28,6 +27,7 @@ from node.policy.consent import CONSENT_KIND, CONSENT_KINDS, consent_fault, mach
 from node.policy.evidence import Confirm, Confirmations, Evidence, unconfirmed, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
+from node.store.records import day_of
 from protocol import ErrorCode, Query, RemoteProtocolError
 from protocol.records import RecordVersion, verify_record
 
@@ -225,7 +225,7 @@ class PolicyDecisionPoint:
 
     async def _require_consent(self, rule: dict[str, Any], template: str, asking: Asking, now: int) -> None:
         """The client's consent, presented as evidence, must hold (policy/consent.py)."""
-        today = _day(now)
+        today = day_of(now)
         faults = await self._faults(asking.evidence, lambda item: consent_fault(
             item, requester=asking.requester, bsn=asking.params["bsn"], template=template,
             purpose=asking.params.get("doel", ""), today=today, source=self.source_ids(), is_client=self.is_client))
@@ -238,7 +238,7 @@ class PolicyDecisionPoint:
         """Why ``requester`` may not read ``template`` for the client with ``bsn`` as his gemachtigde, by the
         evidence he presented (verified; ``dropped``: why pieces that verified did not count), or None: a machtiging
         of that client names him and covers it."""
-        today = _day(now)
+        today = day_of(now)
         faults = await self._faults(evidence, lambda item: machtiging_fault(
             item, requester=requester, bsn=bsn, template=template, today=today, source=self.source_ids(),
             is_client=self.is_client))
@@ -510,10 +510,6 @@ def _without(value: Any, hidden: set[str]) -> Any:
     if isinstance(value, list):
         return [_without(v, hidden) for v in value]
     return value
-
-
-def _day(now: int) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).date().isoformat()
 
 
 __all__ = ["PolicyDecisionPoint", "Decision", "View", "Denied", "load_matrix"]

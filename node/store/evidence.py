@@ -54,6 +54,11 @@ class HeldEvidence:
         return ("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ? AND source = ?", withdrawn, True)
 
     @staticmethod
+    def forget_ended_consents(consent_ids: list[str]) -> Statement:
+        """Let go of consents that ended: they name his BSN and open nothing."""
+        return ("DELETE FROM evidence WHERE kind = 'Toestemming' AND record_id = ?", [(i,) for i in consent_ids], True)
+
+    @staticmethod
     def keep(items: list[tuple[RecordVersion, Member, bytes]]) -> list[Statement]:
         """Statements that keep the items about an indicatie (Bemiddelingen and specificaties), and consents
         (kept by the client's BSN: ``about("bsn:…")``)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any, Callable, Final
 
 from keys import KeysError, check_agb, check_bsn, check_uzovi
@@ -139,6 +139,12 @@ def add_years(day: date, years: int) -> str:
 
 
 _HEX32: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def day_of(now: int) -> str:
+    """The calendar day (UTC, ISO) a moment falls on: what a record's dates, such as a consent's geldigTot, are
+    compared with."""
+    return datetime.fromtimestamp(now, timezone.utc).date().isoformat()
 
 
 def bsn_key_of(consent: dict[str, Any]) -> bytes | None:
