@@ -18,7 +18,7 @@ import shutil
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from node.server import Dispatcher, MessageDesk, PeerApp, QueryHandlers, load_re
 from node.server.connections import Listener
 from node.store.changes import CHANGES, ChangeCount
 from node.store.preparing import Preparer
-from node.store import Actor, AuditLog, AuthorityLinks, HeldEvidence, Registers, Store, Users, registers_for
+from node.store import Actor, AuditLog, AuthorityLinks, HeldEvidence, Registers, Statement, Store, Users, registers_for
 from node.tasks import Background, Housekeeping, start_or_undo, usable_cores
 from node.tls import client_context, server_context
 from node.witness import Witnessing
@@ -192,8 +192,12 @@ class Node:
         for part in (queries, self.discovery, self.inbox, self.subscriptions, self.melding_desk, self.witnessing,
                      self.consents_received):
             self.dispatcher.register(part.handlers())
-        # A list taken while the node was stopped: what rests on a certificate it revokes ends before anything is sent.
-        await self._revoked([])
+        # A list taken while the node was stopped: the members it revokes leave the peer table, and what rests on a
+        # certificate it revokes ends, before anything is sent (the table held them as they were at stop).
+        revoked, deletes = self.peers.drop_revoked(self.trust)
+        if revoked:
+            log.warning("dropped %d peer(s) whose certificate a revocation list revokes", len(revoked))
+        await self._revoked(revoked, deletes)
         await self._listen()
         if self.workers is not None:  # listening before anyone hears of this node
             await self.workers.start()
@@ -331,11 +335,12 @@ class Node:
         self._listeners.append(listener)
         return bound
 
-    async def _revoked(self, dids: list[str]) -> None:
+    async def _revoked(self, dids: list[str], deletes: Sequence[Statement] = ()) -> None:
         """A newer revocation list: what waits for the revoked peers (``dids``) ends, and so does every subscription
-        whose subscriber's certificate, or its machtiging's, is revoked, with what waits to be sent by it."""
+        whose subscriber's certificate, or its machtiging's, is revoked, with what waits to be sent by it; in the
+        transaction that ``deletes`` them from the peer table, when given."""
         ended = await self.subscriptions.ended_by_revocation()
-        await self.store.write([*([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)] if dids else []),
+        await self.store.write([*deletes, *([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)] if dids else []),
                                 self.outbox.stop_subscriptions(ended), self.subscriptions.forget([i for i, _ in ended])])
 
     async def _superseded(self, pairs: list[tuple[str, str]]) -> None:

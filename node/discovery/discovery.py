@@ -233,7 +233,7 @@ class Discovery:
             self.keep_revocation_list(data)
             if self.on_revocation_list is not None:
                 self.on_revocation_list()
-            gone, statements = self.peers.prune(now=self.now(), trust=self.trust)
+            gone, statements = self.peers.drop_revoked(self.trust)
             self.gossiper.forget(gone)
             log.info("adopted a newer revocation list: %d peer(s) dropped", len(gone))
             self.spawn(self._after_revocation(data, gone, statements, came_from), "revocation")

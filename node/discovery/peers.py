@@ -144,7 +144,14 @@ class PeerTable:
 
     def prune(self, *, now: int, trust: TrustStore) -> tuple[list[str], list[Statement]]:
         """Drop peers whose announcement expired or whose certificate was revoked: (their dids, the deletes)."""
-        gone = [p.did for p in self._peers.values() if p.expires < now or trust.is_revoked(p.cert_id)]
+        return self._drop_all([p.did for p in self._peers.values() if p.expires < now or trust.is_revoked(p.cert_id)])
+
+    def drop_revoked(self, trust: TrustStore) -> tuple[list[str], list[Statement]]:
+        """Drop the peers whose certificate is revoked, and only those: what waits for them may end, while a peer
+        whose announcement merely expired is still a member and gets what waits for it when it is back."""
+        return self._drop_all([p.did for p in self._peers.values() if trust.is_revoked(p.cert_id)])
+
+    def _drop_all(self, gone: list[str]) -> tuple[list[str], list[Statement]]:
         for did in gone:
             self._drop(did)
         return gone, [("DELETE FROM peers WHERE did = ?", (did,), False) for did in gone]

@@ -136,15 +136,28 @@ async def test_a_service_name_taken_first_on_the_lan_does_not_keep_a_node_from_s
     await squatter.async_register_service(taken)
     ciz.mdns_interfaces = ["127.0.0.1"]
     await ciz._start_mdns()  # noqa: SLF001
+
+    async def claim() -> None:
+        # zeroconf defends a name it holds by unicast to a probe's port 5353, which every zeroconf on this host
+        # shares, and the kernel hands a unicast datagram to one of them (here: ciz's, on some kernels): the
+        # squatter also claims the name by multicast, as anyone on a LAN can.
+        claimed = squatter.zeroconf.generate_service_broadcast(taken, None)
+        for _ in range(300):
+            squatter.zeroconf.async_send(claimed)
+            await asyncio.sleep(0.1)
+
+    claiming = asyncio.ensure_future(claim())
     zk = Node(home, bootstrap=[], mdns=True, mdns_interfaces=["127.0.0.1"], gossip_interval=0)
     try:
         await asyncio.wait_for(zk.start(), 30)
+        claiming.cancel()
         assert zk.mdns._info is not None and zk.mdns._info.name != taken.name  # announced under another name
         deadline = time.monotonic() + 10
         while ciz.peers.get(zk.identity.did) is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert ciz.peers.get(zk.identity.did) is not None  # and found by it
     finally:
+        claiming.cancel()
         await zk.stop()
         await squatter.async_unregister_service(taken)
         await squatter.async_close()

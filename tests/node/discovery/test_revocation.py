@@ -186,3 +186,73 @@ async def test_a_list_installed_while_the_node_was_stopped_ends_what_rests_on_a_
     assert await restarted.store.fetchall("SELECT 1 FROM subscriptions") == []
     [ended] = [r for r in await restarted.outbox.list() if r["receiver_id"] == client.identity.did]
     assert (ended["status"], ended["last_error"]) == ("dead", "the receiver was revoked")
+
+
+async def test_a_member_revoked_while_the_node_was_stopped_is_sent_nothing_at_start(network: Network) -> None:
+    """A zorgkantoor's key is stolen and the root revokes its certificate while CIZ is stopped; CIZ's operator
+    installs the list. CIZ's peer table still held the member when it started again, so CIZ announced itself to
+    the thief's endpoint and sent it what waited for it (sealed to the stolen key); what waited by its did and its
+    subscriptions were never ended. At start, the revoked member now leaves the table and what rests on it ends."""
+    from node.notify.events import Planned
+    from node.service import Node
+    from protocol import Subscribe
+
+    ciz, zk = await network.start("ciz", "zk5151")
+    await zk.send_to_peer(ciz.url, Subscribe(events=("GEWIJZIGDE_INDICATIE_ZORGKANTOOR",)))
+    await zk.stop()
+    network.nodes.pop("zk5151")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    changed = sample("wlzIndicaties", 0)
+    changed["einddatum"] = "2027-06-30"
+    await put(ciz, "WlzIndicatie", changed)
+    await ciz.store.write([ciz.outbox._insert(Planned(  # addressed to it by did, as to a subscriber
+        "GEWIJZIGDE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{IND0}", f"WlzIndicatie/{IND0}",
+        subscription_id="6a1f8a4e-2c59-4d0b-8f3e-5b7c9d1e2f30", receiver_did=zk.identity.did), ciz.now())])
+    assert [r["receiver_did"] for r in await ciz.outbox.list() if r["status"] == "pending"] == [zk.identity.did, None, None]
+    ciz_port, zk_port = (int(n.url.rsplit(":", 1)[1]) for n in (ciz, zk))
+    await ciz.stop()
+    network.nodes.pop("ciz")
+    _, data = network.net.revoke([zk.member.cert_id.hex()], now=ciz.now())
+    ciz.home.store_revocation_list(data)
+
+    thief = Node(zk.home, port=zk_port, mdns=False, gossip_interval=0)  # the stolen key, at the member's endpoint
+    await thief.start()
+    network.nodes["thief"] = thief
+    restarted = Node(ciz.home, port=ciz_port, mdns=False, gossip_interval=0)
+    await restarted.start()
+    network.nodes["ciz"] = restarted
+    assert restarted.peers.get(zk.identity.did) is None
+    await asyncio.sleep(1.5)  # the outbox's first passes and the announcements at start
+    assert await thief.inbox.list() == []
+    assert await restarted.store.fetchall("SELECT 1 FROM subscriptions") == []
+    assert await restarted.store.fetchall("SELECT 1 FROM peers WHERE did = ?", (zk.identity.did,)) == []
+    rows = await restarted.outbox.list()
+    [by_did] = [r for r in rows if r["receiver_did"] == zk.identity.did]
+    assert (by_did["status"], by_did["last_error"]) == ("dead", "the receiver was revoked")
+    # What was addressed to the region waits for a zorgkantoor with a valid certificate for it.
+    assert [r["status"] for r in rows if r["receiver_did"] is None] == ["pending", "pending"]
+
+
+async def test_a_revocation_list_ends_nothing_of_a_member_whose_announcement_merely_expired(network: Network) -> None:
+    """A list takes the revoked members out of the peer table, and only them: a peer whose announcement expired
+    (it has been away a while) is still a member, and what waits for it by its did waits on."""
+    import dataclasses
+
+    from node.notify.events import Planned
+
+    ciz, zk, zk5050 = await network.start("ciz", "zk5151", "zk5050")
+    await ciz.store.write([ciz.outbox._insert(Planned(  # addressed to zk by did, as to a subscriber
+        "GEWIJZIGDE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{IND0}", f"WlzIndicatie/{IND0}",
+        subscription_id="6a1f8a4e-2c59-4d0b-8f3e-5b7c9d1e2f30", receiver_did=zk.identity.did), ciz.now())])
+    await zk.stop()
+    network.nodes.pop("zk5151")
+    away = ciz.peers.get(zk.identity.did)
+    assert away is not None
+    ciz.peers._put(dataclasses.replace(away, expires=ciz.now() - 1))  # noqa: SLF001 (its announcement ran out)
+    _, data = network.net.revoke([zk5050.member.cert_id.hex()], now=ciz.now())
+    assert ciz.adopt_revocation_list(data)
+    await until(lambda: ciz.peers.get(zk5050.identity.did) is None)
+    await ciz.store.write([])  # the revocation's follow-up commit has run by now
+    await asyncio.sleep(0.1)
+    [row] = [r for r in await ciz.outbox.list() if r["receiver_did"] == zk.identity.did]
+    assert row["status"] == "pending" and row["last_error"] != "the receiver was revoked"
