@@ -119,9 +119,11 @@ class PeerTable:
                 self._peers[known.did] = _replace_seen(known, now)
             return None
         member = incoming.sender
+        # A member is one until its certificate ends, however long its last announcement was signed for.
+        expires = min(incoming.envelope.expires, member.expires)
         peer = Peer(member.did, member.role, member.organisation, dict(member.identifiers), member.region,
                     message.endpoints, message.registers, message.templates, message.events, message.seq,
-                    incoming.envelope.expires, member.cert_id, now, source, incoming.data, member.vestigingen)
+                    expires, member.cert_id, now, source, incoming.data, member.vestigingen)
         if member.supersedes is not None:
             for old in [p for p in self._peers.values() if p.cert_id == member.supersedes and p.did != member.did]:
                 self._drop(old.did)

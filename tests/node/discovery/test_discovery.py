@@ -169,6 +169,21 @@ async def test_an_announcement_that_is_not_renewed_ages_out(chain: Chain) -> Non
     assert [r[0] for r in rows] == []
 
 
+async def test_a_member_whose_certificate_ends_leaves_the_peer_table_when_it_ends(chain: Chain) -> None:
+    """An announcement lasts a day, and a peer stayed that long after its certificate ended: a party that left the
+    network (not renewed) was still sent notifications, sealed to its key, for up to a day. A peer's entry now ends
+    with whichever ends first."""
+    a = await chain.add("a", bootstrap=[], interval=0)
+    chain.net.issue(a.home, now=int(time.time()), valid_for=2 * 3600)  # its last certificate: two hours
+    assert await a.reload_certificate()
+    b = await chain.add("b", bootstrap=[a.url], interval=0)
+    assert b.peers.get(a.identity.did) is not None
+    b.clock = lambda: time.time() + 3 * 3600  # its announcement runs a day; its certificate has ended
+    await b.maintain_peers()
+    assert b.peers.get(a.identity.did) is None
+    assert await b.store.fetchall("SELECT did FROM peers") == []
+
+
 async def test_a_newcomer_gets_a_sample_from_its_bootstrap_peer(chain: Chain) -> None:
     hub = await chain.add("hub", bootstrap=[], interval=0)
     early = [await chain.add(f"e{i}", bootstrap=[hub.url], interval=0) for i in range(3)]
