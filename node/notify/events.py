@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from node.store.records import is_machtiging
 from protocol.events import EVENT_RULES, ID_TYPE_OF_ROLE
 
 
@@ -133,13 +134,17 @@ def answer_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any
 
 
 def consent_events(record_id: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Planned]:
-    """A withdrawn consent (a tombstone) goes to every source it named, and to the party it was given to when that
-    is an organisation (a person's node, in no peer table, asks his whether a machtiging stands)."""
+    """A withdrawn consent (a tombstone) goes to every source it named, and to the party it was given to, by its
+    identifier or by the did of its node; not for a machtiging, given to a person (her node, in no peer table, asks
+    his whether it stands)."""
     if old is None or new is not None:
         return []
     path = f"Toestemming/{record_id}"
     out = [Planned("VERWIJDERDE_TOESTEMMING_ONTVANGER", id_type.upper(), str(value), path, path)
            for id_type, value in sorted(old.get("ontvanger", {}).items()) if id_type in ("kvk", "uzovi", "agb")]
+    grantee = old.get("ontvanger", {}).get("did")
+    if isinstance(grantee, str) and grantee.startswith("did:") and not is_machtiging(old):
+        out.append(Planned("VERWIJDERDE_TOESTEMMING_ONTVANGER", "DID", grantee, path, path, receiver_did=grantee))
     for source in sorted(old.get("bronnen", [])):
         id_type, _, value = source.partition(":")
         if source.startswith("did:"):  # a source reads its did among its names as well (policy.pdp's source_ids)

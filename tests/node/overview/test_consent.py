@@ -267,6 +267,42 @@ async def test_the_party_he_gave_it_to_lets_go_of_a_consent_he_withdrew(network:
                     ("VERWIJDERDE_TOESTEMMING_ONTVANGER", "87654321"): "delivered"}
 
 
+async def test_a_party_he_named_by_its_did_lets_go_of_a_consent_he_withdrew_too(network: Network) -> None:
+    """A consent may name its party by the did of its node, as it may name a source: that party was told nothing of
+    his withdrawal (only AGB, UZOVI and KVK were told) and kept the consent, which names his BSN, until its
+    geldigTot. It is told by did now; a machtiging goes to a person, whose node asks his instead (no peer names it)."""
+    ciz, zk, za_b, client, client2 = await parties(network)
+    result = await client.client_view.grant(to=za_b.identity.did, templates=[TEMPLATE], purpose=PURPOSE,
+                                            until="2099-12-31", sources=["kvk:62253778"])
+    assert result["handed_over"], result
+    consent = str(result["id"])
+    held = "SELECT record_id FROM evidence WHERE kind = 'Toestemming'"
+    assert await za_b.store.fetchall(held) == [(consent,)]
+    await withdraw_at(client, consent, ciz)
+    deadline = time.monotonic() + 5
+    while await za_b.store.fetchall(held) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert await za_b.store.fetchall(held) == []
+    rows = {(r["event_type"], r["receiver_id"]): r["status"] for r in await client.outbox.list()}
+    assert rows == {("VERWIJDERDE_TOESTEMMING_BRON", "62253778"): "delivered",
+                    ("VERWIJDERDE_TOESTEMMING_ONTVANGER", za_b.identity.did): "delivered"}
+
+
+async def test_a_withdrawn_machtiging_goes_to_its_sources_and_not_to_the_person_it_was_given_to() -> None:
+    """Her node is in no peer table: a withdrawal addressed to it would wait for ever. It asks his node instead."""
+    from node.notify.events import consent_events
+    from node.store.records import MACHTIGING
+
+    person = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+    old = {"toestemmingID": "t1", "bsn": BSN0, "ontvanger": {"did": person}, "bronnen": ["kvk:62253778"],
+           "templates": ["CLIENT-EIGEN-GEGEVENS"], "doel": MACHTIGING, "geldigTot": "2099-12-31"}
+    assert [(p.event_type, p.receiver_id) for p in consent_events("t1", old, None)] == [
+        ("VERWIJDERDE_TOESTEMMING_BRON", "62253778")]
+    given = {**old, "doel": PURPOSE}  # the same to a node by did, for another purpose: it is told
+    assert [(p.event_type, p.receiver_id, p.receiver_did) for p in consent_events("t1", given, None)] == [
+        ("VERWIJDERDE_TOESTEMMING_ONTVANGER", person, person), ("VERWIJDERDE_TOESTEMMING_BRON", "62253778", None)]
+
+
 async def test_a_withdrawal_is_never_given_up_while_its_source_is_away(network: Network) -> None:
     """A source away longer than outbox_dead_after (a week) never heard of the withdrawal: the notification ended as a
     dead letter, and the source, back, honoured the withdrawn consent until its geldigTot. A withdrawal waits for
