@@ -62,6 +62,22 @@ async def withdraw_at(client: Node, consent: str, source: Node) -> None:
         await asyncio.sleep(0.02)
 
 
+HELD = "SELECT record_id FROM evidence WHERE kind = 'Toestemming'"
+
+
+async def withdrawn_at_source_and_party(client: Node, consent: str, source: Node, party: Node, party_id: str) -> None:
+    """He withdraws it: ``source`` (CIZ, named by KVK) and ``party`` (named by ``party_id``) are told, and the party
+    lets go of the consent it held."""
+    await withdraw_at(client, consent, source)
+    deadline = time.monotonic() + 5
+    while await party.store.fetchall(HELD) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert await party.store.fetchall(HELD) == []
+    rows = {(r["event_type"], r["receiver_id"]): r["status"] for r in await client.outbox.list()}
+    assert rows == {("VERWIJDERDE_TOESTEMMING_BRON", "62253778"): "delivered",
+                    ("VERWIJDERDE_TOESTEMMING_ONTVANGER", party_id): "delivered"}
+
+
 async def stop(network: Network, zk: Node) -> int:
     """His zorgkantoor goes away; the port it comes back at."""
     port = int(zk.url.rsplit(":", 1)[1])
@@ -248,7 +264,7 @@ async def test_the_party_he_gave_it_to_lets_go_of_a_consent_he_withdrew(network:
 
     ciz, zk, za_b, client, client2 = await parties(network)
     consent = await grant(client, sources=("kvk:62253778",))
-    held = "SELECT record_id FROM evidence WHERE kind = 'Toestemming'"
+    held = HELD
     assert await za_b.store.fetchall(held) == [(consent,)]
     forged = Notification(notification_id=str(uuid.uuid4()), event_type="VERWIJDERDE_TOESTEMMING_ONTVANGER",
                           timestamp=client2.now(), sender_id_type="DID", sender_id=client2.identity.did,
@@ -257,14 +273,7 @@ async def test_the_party_he_gave_it_to_lets_go_of_a_consent_he_withdrew(network:
     await client2.send_to_peer(za_b.url, forged)  # another client "withdraws" it
     await asyncio.sleep(0.3)
     assert await za_b.store.fetchall(held) == [(consent,)]
-    await withdraw_at(client, consent, ciz)
-    deadline = time.monotonic() + 5
-    while await za_b.store.fetchall(held) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert await za_b.store.fetchall(held) == []
-    rows = {(r["event_type"], r["receiver_id"]): r["status"] for r in await client.outbox.list()}
-    assert rows == {("VERWIJDERDE_TOESTEMMING_BRON", "62253778"): "delivered",
-                    ("VERWIJDERDE_TOESTEMMING_ONTVANGER", "87654321"): "delivered"}
+    await withdrawn_at_source_and_party(client, consent, ciz, za_b, "87654321")
 
 
 async def test_a_party_he_named_by_its_did_lets_go_of_a_consent_he_withdrew_too(network: Network) -> None:
@@ -276,16 +285,8 @@ async def test_a_party_he_named_by_its_did_lets_go_of_a_consent_he_withdrew_too(
                                             until="2099-12-31", sources=["kvk:62253778"])
     assert result["handed_over"], result
     consent = str(result["id"])
-    held = "SELECT record_id FROM evidence WHERE kind = 'Toestemming'"
-    assert await za_b.store.fetchall(held) == [(consent,)]
-    await withdraw_at(client, consent, ciz)
-    deadline = time.monotonic() + 5
-    while await za_b.store.fetchall(held) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert await za_b.store.fetchall(held) == []
-    rows = {(r["event_type"], r["receiver_id"]): r["status"] for r in await client.outbox.list()}
-    assert rows == {("VERWIJDERDE_TOESTEMMING_BRON", "62253778"): "delivered",
-                    ("VERWIJDERDE_TOESTEMMING_ONTVANGER", za_b.identity.did): "delivered"}
+    assert await za_b.store.fetchall(HELD) == [(consent,)]
+    await withdrawn_at_source_and_party(client, consent, ciz, za_b, za_b.identity.did)
 
 
 async def test_a_withdrawn_machtiging_goes_to_its_sources_and_not_to_the_person_it_was_given_to() -> None:
