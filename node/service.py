@@ -18,7 +18,7 @@ import shutil
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -335,10 +335,10 @@ class Node:
         self._listeners.append(listener)
         return bound
 
-    async def _revoked(self, dids: list[str], deletes: Sequence[Statement] = ()) -> None:
+    async def _revoked(self, dids: list[str], deletes: list[Statement]) -> None:
         """A newer revocation list: what waits for the revoked peers (``dids``) ends, and so does every subscription
         whose subscriber's certificate, or its machtiging's, is revoked, with what waits to be sent by it; in the
-        transaction that ``deletes`` them from the peer table, when given."""
+        transaction that ``deletes`` them from the peer table."""
         ended = await self.subscriptions.ended_by_revocation()
         await self.store.write([*deletes, *([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)] if dids else []),
                                 self.outbox.stop_subscriptions(ended), self.subscriptions.forget([i for i, _ in ended])])

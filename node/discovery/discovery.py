@@ -28,7 +28,7 @@ from protocol.gossip import Known, Planned
 log = logging.getLogger(__name__)
 
 PeerBack = Callable[[str, list[tuple[str, str]]], Awaitable[None]]  # did, (identifier name, value) pairs
-Revoked = Callable[[list[str]], Awaitable[None]]
+Revoked = Callable[[list[str], list[Statement]], Awaitable[None]]  # dids, their peer-table deletes
 Superseded = Callable[[list[tuple[str, str]]], Awaitable[None]]
 _SOURCES = frozenset({"ciz", "zorgkantoor", "cak"})
 SPREAD = 3  # peers a node hands a newer revocation list to at once, besides gossip
@@ -240,10 +240,10 @@ class Discovery:
         return newer
 
     async def _after_revocation(self, data: bytes, gone: list[str], statements: list[Statement], came_from: str | None) -> None:
-        if statements:
-            await self.store.write(statements)
         if self.on_revoked is not None:  # also with no peer gone: a client, in no peer table, may be revoked
-            await self.on_revoked(gone)
+            await self.on_revoked(gone, statements)  # what waited for them ends in the transaction that drops them
+        elif statements:
+            await self.store.write(statements)
         others = [p for p in self.peers.all() if p.did != came_from]
         targets = self.gossiper.rng.sample(others, min(SPREAD, len(others)))
         await asyncio.gather(*(self._hand_on(p.url, p.did, data) for p in targets))
