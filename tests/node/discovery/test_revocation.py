@@ -28,6 +28,15 @@ async def until(check, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def waiting_by_did(ciz, zk, event: str) -> None:  # type: ignore[no-untyped-def]
+    """A notification at ``ciz`` for ``zk``, addressed to it by did as to a subscriber."""
+    from node.notify.events import Planned
+
+    await ciz.store.write([ciz.outbox._insert(Planned(  # noqa: SLF001
+        event, "UZOVI", "5151", f"WlzIndicatie/{IND0}", f"WlzIndicatie/{IND0}",
+        subscription_id="6a1f8a4e-2c59-4d0b-8f3e-5b7c9d1e2f30", receiver_did=zk.identity.did), ciz.now())])
+
+
 async def test_a_pushed_list_shuts_the_member_out_of_every_running_node(network: Network) -> None:
     ciz, zk, zk5050, za = await network.start("ciz", "zk5151", "zk5050", "za_a")
     from protocol import Subscribe
@@ -66,10 +75,7 @@ async def test_a_pushed_list_shuts_the_member_out_of_every_running_node(network:
 
 async def test_pending_notifications_to_a_revoked_member_stop(network: Network) -> None:
     ciz, zk = await network.start("ciz", "zk5151")
-    await ciz.store.write([ciz.outbox._insert(  # a notification addressed to zk by did, as to a subscriber
-        __import__("node.notify.events", fromlist=["Planned"]).Planned(
-            "NIEUWE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{IND0}", f"WlzIndicatie/{IND0}",
-            subscription_id="6a1f8a4e-2c59-4d0b-8f3e-5b7c9d1e2f30", receiver_did=zk.identity.did), ciz.now())])
+    await waiting_by_did(ciz, zk, "NIEUWE_INDICATIE_ZORGKANTOOR")
     await zk.stop()
     network.nodes.pop("zk5151")
     _, data = network.net.revoke([zk.member.cert_id.hex()], now=ciz.now())
@@ -193,7 +199,6 @@ async def test_a_member_revoked_while_the_node_was_stopped_is_sent_nothing_at_st
     installs the list. CIZ's peer table still held the member when it started again, so CIZ announced itself to
     the thief's endpoint and sent it what waited for it (sealed to the stolen key); what waited by its did and its
     subscriptions were never ended. At start, the revoked member now leaves the table and what rests on it ends."""
-    from node.notify.events import Planned
     from node.service import Node
     from protocol import Subscribe
 
@@ -205,9 +210,7 @@ async def test_a_member_revoked_while_the_node_was_stopped_is_sent_nothing_at_st
     changed = sample("wlzIndicaties", 0)
     changed["einddatum"] = "2027-06-30"
     await put(ciz, "WlzIndicatie", changed)
-    await ciz.store.write([ciz.outbox._insert(Planned(  # addressed to it by did, as to a subscriber
-        "GEWIJZIGDE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{IND0}", f"WlzIndicatie/{IND0}",
-        subscription_id="6a1f8a4e-2c59-4d0b-8f3e-5b7c9d1e2f30", receiver_did=zk.identity.did), ciz.now())])
+    await waiting_by_did(ciz, zk, "GEWIJZIGDE_INDICATIE_ZORGKANTOOR")
     assert [r["receiver_did"] for r in await ciz.outbox.list() if r["status"] == "pending"] == [zk.identity.did, None, None]
     ciz_port, zk_port = (int(n.url.rsplit(":", 1)[1]) for n in (ciz, zk))
     await ciz.stop()
@@ -238,12 +241,8 @@ async def test_a_revocation_list_ends_nothing_of_a_member_whose_announcement_mer
     (it has been away a while) is still a member, and what waits for it by its did waits on."""
     import dataclasses
 
-    from node.notify.events import Planned
-
     ciz, zk, zk5050 = await network.start("ciz", "zk5151", "zk5050")
-    await ciz.store.write([ciz.outbox._insert(Planned(  # addressed to zk by did, as to a subscriber
-        "GEWIJZIGDE_INDICATIE_ZORGKANTOOR", "UZOVI", "5151", f"WlzIndicatie/{IND0}", f"WlzIndicatie/{IND0}",
-        subscription_id="6a1f8a4e-2c59-4d0b-8f3e-5b7c9d1e2f30", receiver_did=zk.identity.did), ciz.now())])
+    await waiting_by_did(ciz, zk, "GEWIJZIGDE_INDICATIE_ZORGKANTOOR")
     await zk.stop()
     network.nodes.pop("zk5151")
     away = ciz.peers.get(zk.identity.did)
