@@ -26,7 +26,7 @@ from typing import Any
 
 from keys import Member, TrustStore
 from node.discovery.routing import Fetched, Verified
-from node.errors import NodeError, PeerRefused
+from node.errors import NodeError, PeerRefused, ValidationError
 from node.faults import crash_point
 from node.interfaces import Handlers
 from node.notify.consents import consent_ended
@@ -68,6 +68,7 @@ REFETCH: dict[str, Callable[[str, dict[str, str]], tuple[str, dict[str, str]] | 
         ("QBR-0007-ZK", {"bemiddelingID": record_id, "uzovi": mine["uzovi"]}) if "uzovi" in mine else None),
 }
 Effect = Callable[[Notification, Member, int], list[Statement]]
+# What the node keeps of the records it fetched; ValidationError: a record it cannot take (the notification is refused).
 KeepFetched = Callable[[Verified], Awaitable[None]]
 # The member a source is now, by its organisation identifier (e.g. uzovi:5151), as the peer table knows it.
 CurrentMember = Callable[[str], tuple[str, bytes] | None]
@@ -304,8 +305,12 @@ class Inbox:
             # The source answered and said no: asking again will not change that.
             return "refused", None, str(outcome)[:300]
         results, _ = outcome
-        for keep in self.fetched:
-            await keep(results)
+        try:
+            for keep in self.fetched:
+                await keep(results)
+        except ValidationError as exc:
+            # The source signed a record its schema does not take: asking again brings the same record.
+            return "refused", None, f"the record fetched does not fit its schema: {str(exc)[:250]}"
         version = max((r.version for r, _, _ in results), default=None)
         return "fetched", version, f"{template}: {len(results)} record(s)"
 

@@ -19,6 +19,7 @@ from node.discovery import PeerTable
 from node.errors import ValidationError
 from node.notify.outbox import Outbox
 from node.store import Actor, AuditLog, Statement, Store
+from node.store.records import checked_record
 from protocol import ID_TYPE_OF_ROLE, MELDING_EVENT, LocalProtocolError, Melding
 from protocol.records import RecordVersion
 
@@ -70,12 +71,13 @@ class MeldingenSent:
         return melding.melding_id
 
     async def answer_fetched(self, records: list[tuple[RecordVersion, Member, bytes]]) -> None:
-        """Keep the status and reason of an answered melding, when the party it was sent to signed it."""
+        """Keep the status and reason of an answered melding, when the party it was sent to signed it. The source
+        signs what it likes: an answer is read only as a melding as its schema has it (else ValidationError)."""
         statements: list[Statement] = []
         for record, signer, _ in records:
             if record.kind != "Melding" or record.data is None:
                 continue
-            data = record.data
+            data = checked_record("Melding", record.data)
             statements.append((
                 "UPDATE meldingen_sent SET status = ?, reden = ?, termijn = ?, updated_at = ? "
                 "WHERE melding_id = ? AND (receiver_did = ? OR receiver_org = ?)",

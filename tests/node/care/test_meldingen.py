@@ -242,3 +242,28 @@ async def test_a_reporter_has_at_most_so_many_meldingen_open_at_a_source_and_the
     assert (await sent(zk, waiting))["delivery"] == "delivered"
     assert await ciz.registers.current("Melding", waiting) is not None
     assert len([m for m in await ciz.melding_desk.list(state="open") if m["melder"] == zk.identity.did]) == 3
+
+
+@pytest.mark.parametrize("status, reden", [
+    (["afgehandeld"], None),                 # not text: no database column takes it
+    ("<b>gesloten</b>", None),               # no status a melding has
+    ("afgehandeld", "x" * 200_000),          # a reason no person wrote
+])
+async def test_an_answer_that_is_no_melding_changes_nothing_at_the_reporter_and_is_not_retried(
+        network: Network, monkeypatch: pytest.MonkeyPatch, status: Any, reden: str | None) -> None:
+    """A source signs what it likes: its answer is read at the reporter only as a melding as the schema has it."""
+    ciz, zk = await indicatie(network, "zk5151")
+    melding_id = await send(zk, ciz)
+    await network.settle()
+    [kept] = await ciz.registers.list_current("Melding")
+    forged = dict(kept.data or {}, status=status, **({"reden": reden} if reden else {}))
+    with monkeypatch.context() as unchecked:  # the source's own check, which a hostile source does not run
+        unchecked.setattr("node.store.registers.checked_record", lambda kind, data: data)
+        await ciz.registers.put("Melding", forged, actor=ciz.actor, now=ciz.now())
+    await network.settle()
+    for hours in range(1, 4):  # what is left as it was is acted on again when due: it must have ended
+        assert await zk.inbox.retry_failed(now=zk.now() + 3600 * hours) == 0
+    row = await sent(zk, melding_id)
+    assert (row["status"], row["reden"]) == ("ontvangen", None)
+    [note] = [r for r in await zk.inbox.list() if r["event_type"] == "GEWIJZIGDE_MELDING_MELDER"]
+    assert note["status"] == "refused" and "does not fit" in note["detail"], note
