@@ -204,6 +204,8 @@ class Node:
         await self.discovery.start(self.url)
         self._run_in_background()
         self.tasks.spawn(self.registers.resign_stale(), "re-sign")
+        if self.member.role == "client":
+            self.tasks.spawn(self._follow_again(), "follow-again")
         await self.inbox.resume()
         await self.melding_desk.adopt_legacy(self.store)
         if self.mdns_enabled:
@@ -259,6 +261,7 @@ class Node:
         housekeeping.add("audit witnesses", self.config.witness_interval, self.witnessing.hand_head)
         housekeeping.add("machtigingen followed by", self.config.evidence_freshness,
                          lambda: self.subscriptions.ask_after_machtigingen(self.now()))
+        housekeeping.add("subscriptions of ended certificates", 3600.0, self.end_subscriptions_of_ended_certificates)
         housekeeping.add("certificate files", self.config.certificate_check_interval, self._check_certificate_files)
         # Soon after start too: a node restarted more often than the interval would otherwise never purge.
         housekeeping.add("retention", self.config.retention_interval, self.purge,
@@ -343,6 +346,15 @@ class Node:
         await self.store.write([*deletes, *([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)] if dids else []),
                                 self.outbox.stop_subscriptions(ended), self.subscriptions.forget([i for i, _ in ended])])
 
+    async def end_subscriptions_of_ended_certificates(self) -> int:
+        """The clients' subscriptions whose certificate has ended go, with what waits to be sent by them (a
+        housekeeping job). Returns how many."""
+        ended = await self.subscriptions.ended_with_certificates(self.now())
+        if ended:
+            await self.store.write([self.outbox.stop_subscriptions(ended, "the receiver's certificate ended"),
+                                    self.subscriptions.forget([i for i, _ in ended])])
+        return len(ended)
+
     async def _superseded(self, pairs: list[tuple[str, str]]) -> None:
         await self.store.write(self.outbox.move_to(pairs) + self.subscriptions.move_to(pairs))
 
@@ -379,12 +391,22 @@ class Node:
         self.discovery.announce()
         self.tasks.spawn(self.discovery.tell_peers(), "announce-new-key")
         self.tasks.spawn(self.registers.resign_stale(), "re-sign")
+        if self.member.role == "client":
+            self.tasks.spawn(self._follow_again(), "follow-again")
         if self.mdns is not None:
             await self.mdns.stop()
             await self._start_mdns()
         self._write_run_file()
         log.info("switched to certificate %s%s", member.cert_id_hex, "" if old == identity.did else f" and key {identity.did}")
         return True
+
+    async def _follow_again(self) -> None:
+        """A client's subscriptions at sources rest on the certificate they were made under: they are made again on
+        the one just taken up (the same subscriptions)."""
+        try:
+            await self.client_view.follow_again(endpoint=self.url, allowed=self.subscriptions.matrix["allowed"])
+        except NodeError as exc:
+            log.warning("could not follow again after the certificate switch: %s", exc.__class__.__name__)
 
     async def _check_certificate_files(self) -> None:
         try:

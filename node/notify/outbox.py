@@ -664,11 +664,10 @@ class Outbox:
                 f"WHERE status = 'pending' AND receiver_did IN ({marks})", tuple(dids), False)
 
     @staticmethod
-    def stop_subscriptions(ended: "builtins.list[tuple[str, str]]") -> Statement:
-        """Subscriptions (id, the subscriber's did) ended by a revocation: what is pending by them ends as a dead
-        letter."""
-        return ("UPDATE outbox SET status = 'dead', last_error = 'the receiver was revoked' "
-                "WHERE status = 'pending' AND receiver_did = ? AND subscription_id = ?", [(d, i) for i, d in ended], True)
+    def stop_subscriptions(ended: "builtins.list[tuple[str, str]]", why: str = "the receiver was revoked") -> Statement:
+        """Subscriptions (id, the subscriber's did) that ended: what is pending by them ends as a dead letter."""
+        return ("UPDATE outbox SET status = 'dead', last_error = ? WHERE status = 'pending' AND receiver_did = ? "
+                "AND subscription_id = ?", [(why, d, i) for i, d in ended], True)
 
     @staticmethod
     def move_to(pairs: "builtins.list[tuple[str, str]]") -> "builtins.list[Statement]":

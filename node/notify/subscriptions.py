@@ -81,9 +81,11 @@ class Subscriptions:
         if not any(planned for _, planned in changes):
             return [[] for _ in changes]
         today = day_of(now)
-        # A subscription rests on its subscriber's certificate and, by a machtiging, on its signer's and its geldigTot.
+        # A subscription rests on its subscriber's certificate (a client's: while it holds) and, by a machtiging, on
+        # its signer's and its geldigTot.
         rows = [row[:7] for row in await self._subscriptions(sorted(str(b) for b in bsns))
-                if not self._revoked(row[7], row[8]) and (row[9] is None or row[9] >= today)]
+                if not self._revoked(row[7], row[8]) and (row[9] is None or row[9] >= today)
+                and (row[10] is None or row[10] >= now)]
         out: list[list[Planned]] = []
         for data, planned in changes:
             bsn = bsn_of(data)
@@ -111,7 +113,7 @@ class Subscriptions:
         """The organisations' subscriptions, and the clients' for these BSNs (the index says which)."""
         rows: list[Any] = []
         columns = ("subscription_id, subscriber_did, receiver_id_type, receiver_id, events, bsn, endpoint, subscriber_cert, "
-                   "machtiging_cert, machtiging_until")
+                   "machtiging_cert, machtiging_until, subscriber_until")
         rows += await self.store.fetchall(f"SELECT {columns} FROM subscriptions WHERE bsn IS NULL")
         for start in range(0, len(bsns), 500):
             chunk = bsns[start:start + 500]
@@ -165,19 +167,20 @@ class Subscriptions:
         under = _under(machtiging, request.machtiging)
         audited = {"actor": Actor.of(member), "rule": matrix["machtiging"] if machtiging else matrix["rule"],
                    "subject": request.bsn, "trace_id": incoming.envelope.trace_id, "request": incoming.data}
+        until = member.expires if member.role == "client" else None
         held = await self.store.fetchall(
             "SELECT subscription_id, events, bsn, endpoint, machtiging, subscriber_cert FROM subscriptions "
             "WHERE subscriber_did = ?", (member.did,))
         for subscription_id, events, bsn, endpoint, was, cert in held:
             if set(json.loads(events)) == set(request.events) and bsn == request.bsn:
-                # Asked again (a restart, a retry whose answer was lost): the same subscription, not one more; a
-                # client's node that moved (another port after a restart) is reached where it is now, and a
-                # gemachtigde follows by the machtiging she presented last.
+                # Asked again (a restart, a retry whose answer was lost, a renewed certificate): the same
+                # subscription, not one more; a client's node that moved (another port after a restart) is reached
+                # where it is now, and a gemachtigde follows by the machtiging she presented last.
                 moved = endpoint != request.endpoint or was != under[0] or cert != member.cert_id
                 return Ack(ref=subscription_id, status="accepted"), [
-                    *([("UPDATE subscriptions SET endpoint = ?, subscriber_cert = ?, machtiging = ?, machtiging_id = ?, "
-                        "machtiging_signer = ?, machtiging_cert = ?, machtiging_until = ? WHERE subscription_id = ?",
-                        (request.endpoint, member.cert_id, *under, subscription_id), False)]
+                    *([("UPDATE subscriptions SET endpoint = ?, subscriber_cert = ?, subscriber_until = ?, machtiging = ?, "
+                        "machtiging_id = ?, machtiging_signer = ?, machtiging_cert = ?, machtiging_until = ? "
+                        "WHERE subscription_id = ?", (request.endpoint, member.cert_id, until, *under, subscription_id), False)]
                       if moved else []),
                     self.audit.entry(now=now, event="subscription.create", action="U" if moved else "R",
                                      result="moved" if moved else "exists", **audited)]
@@ -187,10 +190,10 @@ class Subscriptions:
         subscription_id = str(uuid.uuid4())
         return Ack(ref=subscription_id, status="accepted"), [
             ("INSERT INTO subscriptions (subscription_id, subscriber_did, subscriber_org, receiver_id_type, receiver_id, events, "
-             "created_at, bsn, endpoint, subscriber_cert, machtiging, machtiging_id, machtiging_signer, machtiging_cert, "
-             "machtiging_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "created_at, bsn, endpoint, subscriber_cert, subscriber_until, machtiging, machtiging_id, machtiging_signer, "
+             "machtiging_cert, machtiging_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (subscription_id, member.did, member.organisation, id_type, receiver_id, json.dumps(list(request.events)),
-              now, request.bsn, request.endpoint, member.cert_id, *under), False),
+              now, request.bsn, request.endpoint, member.cert_id, until, *under), False),
             self.audit.entry(now=now, event="subscription.create", action="C", result="accepted", **audited),
         ]
 
@@ -240,6 +243,14 @@ class Subscriptions:
         if ended:
             await self.store.write([self.end_under(ended)])
         return len(ended)
+
+    async def ended_with_certificates(self, now: int) -> list[tuple[str, str]]:
+        """The clients' subscriptions (id, subscriber's did) whose certificate has ended: nothing was sent by them
+        since. An organisation's rests on its place in the peer table, which ends with its certificate and comes
+        back renewed."""
+        rows = await self.store.fetchall("SELECT subscription_id, subscriber_did FROM subscriptions "
+                                         "WHERE subscriber_until IS NOT NULL AND subscriber_until < ?", (now,))
+        return [(str(i), str(did)) for i, did in rows]
 
     async def ended_by_revocation(self) -> list[tuple[str, str]]:
         """The subscriptions (id, subscriber's did) that end with certificates revoked now: their subscriber's (a

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from node.store.records import EVERY_SOURCE, MACHTIGING, MACHTIGING_COVERS, chec
 from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, RemoteProtocolError, Subscribe
 from protocol.records import RecordVersion, verify_record
 from protocol.witness import conflict
+
+log = logging.getLogger(__name__)
 
 SOURCE_REGISTERS = {"indicatie", "bemiddeling", "levering", "eigenbijdrage"}
 # Who knows every Wlz client: asked first. The other sources are asked only when his records name them, and the
@@ -54,6 +57,7 @@ MAX_STEPS = 8  # along the chain: CIZ, zorgkantoren, zorgaanbieders and the CAK,
 Answer = tuple[list[RecordVersion], str | None]
 OWN_SOURCES = "client.sources"  # the setting that keeps the sources his chain led to
 HIS_CHANGES = 50  # the changes shown of a client this node acts for
+FOLLOWS_OWN = "client.follows-own"  # set once this node follows his own records: it subscribes again after a renewal
 FOLLOWS = "client.follows"  # per machtiging held (.ID): the subscriptions its client's changes come to this node by
 
 
@@ -292,10 +296,29 @@ class ClientView:
                                 "subscription_id": getattr(reply.message, "ref", None)})
             except NodeError as exc:
                 results.append({"organisation": peer.organisation, "events": list(events), "error": str(exc)})
+        ids = {r["subscription_id"] for r in results if r.get("subscription_id")}
         if namens is not None:
-            ids = {r["subscription_id"] for r in results if r.get("subscription_id")}
             await self.store.write([_setting(f"{FOLLOWS}.{namens}", json.dumps(sorted(ids | await self._follows(namens))))])
+        elif ids:
+            await self.store.write([_setting(FOLLOWS_OWN, "1")])
         return results
+
+    async def follow_again(self, *, endpoint: str, allowed: dict[str, dict[str, str]]) -> int:
+        """Subscribe again wherever this node follows his records or those of a client it acts for (a source keeps
+        a client's subscription while the certificate it was made under holds: after a renewal, the same
+        subscriptions rest on the new one). Returns at how many sources a subscription stands."""
+        rows = await self.store.fetchall("SELECT name FROM settings WHERE name = ? OR name LIKE ?",
+                                         (FOLLOWS_OWN, f"{FOLLOWS}.%"))
+        whose = [None if name == FOLLOWS_OWN else name[len(FOLLOWS) + 1:] for (name,) in rows]
+        standing = 0
+        for namens in whose:
+            try:
+                results = await self.follow(endpoint=endpoint, allowed=allowed, namens=namens)
+            except NodeError as exc:  # a machtiging let go of since: nothing to follow by it
+                log.warning("could not follow again (%s)", exc.__class__.__name__)
+                continue
+            standing += sum(1 for r in results if r.get("subscription_id"))
+        return standing
 
     async def _follows(self, namens: str | None) -> set[str]:
         """The subscriptions this node follows the client of machtiging ``namens`` by (None: every client it acts

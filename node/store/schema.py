@@ -418,6 +418,12 @@ MIGRATIONS: Final[list[str]] = [
     CREATE INDEX subscriptions_by_machtiging ON subscriptions(machtiging_id) WHERE machtiging_id IS NOT NULL;
     ALTER TABLE inbox ADD COLUMN subscription_id TEXT;
     """,
+    # 21: a client's subscription keeps when the certificate he subscribed with ends: his node is in no peer table,
+    # so nothing else says the source may still send to it (his node subscribes again with a renewed one)
+    """
+    ALTER TABLE subscriptions ADD COLUMN subscriber_until INTEGER;
+    CREATE INDEX subscriptions_by_subscriber_until ON subscriptions(subscriber_until) WHERE subscriber_until IS NOT NULL;
+    """,
 ]
 
 

@@ -88,6 +88,7 @@ async def test_requests_notifications_and_housekeeping_read_no_growing_table_who
         await node.outbox.end_waiting(now)
         await node.inbox.refresh_evidence(now=now, margin=7 * 24 * 3600)
         await node.subscriptions.ask_after_machtigingen(now)
+        await node.end_subscriptions_of_ended_certificates()
         await node.outbox.deliver_due()
         await node.outbox.stats()
         await node.purge()

@@ -99,6 +99,8 @@ async def test_an_upgraded_database_starts_with_the_right_count(network: Network
         for column in ("subscriber_cert", "machtiging", "machtiging_id", "machtiging_signer", "machtiging_cert", "machtiging_until"):
             db.execute(f"ALTER TABLE subscriptions DROP COLUMN {column}")
         db.execute("ALTER TABLE inbox DROP COLUMN subscription_id")
+        db.execute("DROP INDEX subscriptions_by_subscriber_until")  # schema 21's
+        db.execute("ALTER TABLE subscriptions DROP COLUMN subscriber_until")
         db.executescript(AS_SCHEMA_9)
     again = Node(ciz.home, mdns=False, gossip_interval=0)
     await again.start()

@@ -1,0 +1,85 @@
+"""A client's subscription at a source rests on the certificate he subscribed with. His node is in no peer table, so
+nothing but the subscription says the source may send to it: when that certificate ends, nothing more is sent by
+it and it ends; his node, taking up a renewed certificate, follows again, and keeps hearing of his changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from node.service import Node
+from tests.node.kit import Network, put, sample
+
+pytestmark = pytest.mark.asyncio
+HOUR = 3600
+
+
+async def follows(client: Node) -> list[dict[str, object]]:
+    return await client.client_view.follow(endpoint=client.url, allowed=client.subscriptions.matrix["allowed"])
+
+
+async def his_indicatie_changes(ciz: Node, einddatum: str) -> None:
+    data = sample("wlzIndicaties", 0)
+    data["einddatum"] = einddatum
+    await put(ciz, "WlzIndicatie", data)
+
+
+async def short_lived(network: Network, client: Node, hours: int) -> int:
+    """His node takes up a certificate that ends in ``hours``; returns when it ends."""
+    member = network.net.issue(client.home, now=int(time.time()), valid_for=hours * HOUR)
+    assert await client.reload_certificate()
+    return member.expires
+
+
+async def test_nothing_is_sent_by_a_clients_subscription_once_his_certificate_ended(network: Network) -> None:
+    """Attack on what a source keeps: his certificate ended (not renewed: he left the network, or his node was
+    given up). The subscription stayed, and each change of his records was sealed to that key and sent to whatever
+    listens at the endpoint, and tried again for as long as its reply (signed under an ended certificate) failed."""
+    ciz, client = await network.start("ciz", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await network.settle()
+    ends = await short_lived(network, client, 2)
+    assert [f["organisation"] for f in await follows(client) if f.get("subscription_id")] == ["CIZ"]
+    assert await ciz.store.fetchall("SELECT subscriber_until FROM subscriptions") == [(ends,)]
+    ciz.clock = lambda: time.time() + 3 * HOUR  # his certificate has ended
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert [r for r in await ciz.outbox.list() if r["receiver_id"] == client.identity.did] == []
+    assert await client.store.fetchall("SELECT 1 FROM inbox") == []
+    assert await ciz.end_subscriptions_of_ended_certificates() == 1
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+
+
+async def test_his_node_follows_again_when_it_takes_up_a_renewed_certificate(network: Network) -> None:
+    ciz, client = await network.start("ciz", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await network.settle()
+    first = await short_lived(network, client, 2)
+    [followed] = [f for f in await follows(client) if f["organisation"] == "CIZ"]
+    renewed = await short_lived(network, client, 24 * 365)
+    assert renewed > first
+    for _ in range(200):  # his node subscribes again in the background: the same subscription, on the new certificate
+        rows = await ciz.store.fetchall("SELECT subscription_id, subscriber_until, subscriber_cert FROM subscriptions")
+        if rows and rows[0][1] == renewed:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [(followed["subscription_id"], renewed, client.member.cert_id)]
+    for node in (ciz, client):  # the first certificate has ended; the renewed one holds
+        node.clock = lambda: time.time() + 3 * HOUR
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert await client.store.fetchall("SELECT event_type, subscription_id FROM inbox") == [
+        ("GEWIJZIGDE_INDICATIE_ZORGKANTOOR", followed["subscription_id"])]
+    assert await ciz.end_subscriptions_of_ended_certificates() == 0
+
+
+async def test_a_node_that_follows_nothing_subscribes_nowhere_when_it_takes_up_a_renewed_certificate(
+        network: Network) -> None:
+    ciz, client = await network.start("ciz", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await network.settle()
+    await short_lived(network, client, 24 * 365)
+    await network.settle()
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
