@@ -237,3 +237,22 @@ async def test_a_source_his_withdrawal_did_not_reach_asks_his_node_after_what_sh
     network.nodes.pop("client")
     assert await ciz.subscriptions.ask_after_machtigingen(ciz.now()) == 0
     assert await ciz.store.fetchall("SELECT machtiging_id FROM subscriptions") == [(second,)]
+
+
+async def test_her_node_follows_his_records_again_when_it_takes_up_a_renewed_certificate(network: Network) -> None:
+    """What she follows rests, at each source, on the certificate she subscribed with: renewed, her node subscribes
+    again by the machtiging it holds (the same subscriptions), or his records would go quiet when the old one ends."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    network.net.issue(gemachtigde.home, now=int(time.time()), valid_for=2 * 3600)
+    assert await gemachtigde.reload_certificate()
+    followed = await follow(gemachtigde, machtiging)
+    renewed = network.net.issue(gemachtigde.home, now=int(time.time()), valid_for=365 * 24 * 3600)
+    assert await gemachtigde.reload_certificate()
+    for source in (ciz, zk):
+        for _ in range(200):  # in the background
+            rows = await source.store.fetchall("SELECT subscription_id, subscriber_until FROM subscriptions")
+            if rows and rows[0][1] == renewed.expires:
+                break
+            await asyncio.sleep(0.05)
+        assert rows == [(followed[source.member.organisation]["subscription_id"], renewed.expires)]
