@@ -204,7 +204,7 @@ class Node:
         await self.discovery.start(self.url)
         self._run_in_background()
         self.tasks.spawn(self.registers.resign_stale(), "re-sign")
-        if self.member.role == "client":
+        if self.member.role == "client":  # on another port, or a certificate renewed while it was stopped
             self.tasks.spawn(self._follow_again(), "follow-again")
         await self.inbox.resume()
         await self.melding_desk.adopt_legacy(self.store)
@@ -401,12 +401,13 @@ class Node:
         return True
 
     async def _follow_again(self) -> None:
-        """A client's subscriptions at sources rest on the certificate they were made under: they are made again on
-        the one just taken up (the same subscriptions)."""
+        """A client's subscriptions at sources name where his node is and rest on the certificate they were made
+        under: at start and after a switch, they are made again (the same subscriptions) where it is now, on the
+        certificate it holds now."""
         try:
             await self.client_view.follow_again(endpoint=self.url, allowed=self.subscriptions.matrix["allowed"])
         except NodeError as exc:
-            log.warning("could not follow again after the certificate switch: %s", exc.__class__.__name__)
+            log.warning("could not follow again: %s", exc.__class__.__name__)
 
     async def _check_certificate_files(self) -> None:
         try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -36,8 +35,6 @@ from node.store.records import EVERY_SOURCE, MACHTIGING, MACHTIGING_COVERS, chec
 from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, RemoteProtocolError, Subscribe
 from protocol.records import RecordVersion, verify_record
 from protocol.witness import conflict
-
-log = logging.getLogger(__name__)
 
 SOURCE_REGISTERS = {"indicatie", "bemiddeling", "levering", "eigenbijdrage"}
 # Who knows every Wlz client: asked first. The other sources are asked only when his records name them, and the
@@ -310,13 +307,14 @@ class ClientView:
         rows = await self.store.fetchall("SELECT name FROM settings WHERE name = ? OR name LIKE ?",
                                          (FOLLOWS_OWN, f"{FOLLOWS}.%"))
         whose = [None if name == FOLLOWS_OWN else name[len(FOLLOWS) + 1:] for (name,) in rows]
+        held = {record.record_id for record, _, _ in await self._machtigingen_held()}
+        ended = [namens for namens in whose if namens is not None and namens not in held]
+        if ended:  # ended by its date (a withdrawn one was let go of when his node said so): what it kept goes
+            await self.store.write([("DELETE FROM settings WHERE name = ?",
+                                     [(f"{name}.{namens}",) for namens in ended for name in (OWN_SOURCES, FOLLOWS)], True)])
         standing = 0
-        for namens in whose:
-            try:
-                results = await self.follow(endpoint=endpoint, allowed=allowed, namens=namens)
-            except NodeError as exc:  # a machtiging let go of since: nothing to follow by it
-                log.warning("could not follow again (%s)", exc.__class__.__name__)
-                continue
+        for namens in [n for n in whose if n not in ended]:
+            results = await self.follow(endpoint=endpoint, allowed=allowed, namens=namens)
             standing += sum(1 for r in results if r.get("subscription_id"))
         return standing
 

@@ -83,3 +83,29 @@ async def test_a_node_that_follows_nothing_subscribes_nowhere_when_it_takes_up_a
     await short_lived(network, client, 24 * 365)
     await network.settle()
     assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+
+
+async def test_his_node_started_again_elsewhere_and_renewed_meanwhile_is_followed_there(network: Network) -> None:
+    """His node on a laptop: stopped, its certificate renewed in its home meanwhile, started on another port. It
+    subscribes again at its start, so the source sends to where it is now and by the certificate it holds now;
+    before, his changes went to the old port (and, after the old certificate ended, nowhere) until he followed
+    again by hand."""
+    ciz, client = await network.start("ciz", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await network.settle()
+    await follows(client)
+    await client.stop()
+    renewed = network.net.issue(client.home, now=int(time.time()), valid_for=365 * 24 * HOUR)
+    again = Node(client.home, bootstrap=[ciz.url], mdns=False, gossip_interval=0)
+    await again.start()
+    network.nodes["client"] = again
+    assert again.url != client.url
+    for _ in range(200):  # in the background
+        rows = await ciz.store.fetchall("SELECT endpoint, subscriber_until FROM subscriptions")
+        if rows == [(again.url, renewed.expires)]:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [(again.url, renewed.expires)]
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert [r[0] for r in await again.store.fetchall("SELECT event_type FROM inbox")] == ["GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]

@@ -256,3 +256,19 @@ async def test_her_node_follows_his_records_again_when_it_takes_up_a_renewed_cer
                 break
             await asyncio.sleep(0.05)
         assert rows == [(followed[source.member.organisation]["subscription_id"], renewed.expires)]
+
+
+async def test_a_machtiging_that_ended_by_its_date_is_not_followed_again_and_what_her_node_kept_of_it_goes(
+        network: Network) -> None:
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde, until="2099-12-31")
+    await follow(gemachtigde, machtiging)
+    await gemachtigde.client_view.overview(namens=machtiging)  # her node keeps the sources his records led it to
+    kept = "SELECT name FROM settings WHERE name LIKE 'client.%'"
+    assert {n for (n,) in await gemachtigde.store.fetchall(kept)} == {f"client.follows.{machtiging}",
+                                                                      f"client.sources.{machtiging}"}
+    allowed = gemachtigde.subscriptions.matrix["allowed"]
+    assert await gemachtigde.client_view.follow_again(endpoint=gemachtigde.url, allowed=allowed) == 2
+    gemachtigde.clock = lambda: time.mktime((2100, 1, 2, 0, 0, 0, 0, 0, -1))  # its geldigTot has passed
+    assert await gemachtigde.client_view.follow_again(endpoint=gemachtigde.url, allowed=allowed) == 0
+    assert await gemachtigde.store.fetchall(kept) == []
