@@ -54,7 +54,7 @@ MAX_STEPS = 8  # along the chain: CIZ, zorgkantoren, zorgaanbieders and the CAK,
 Answer = tuple[list[RecordVersion], str | None]
 OWN_SOURCES = "client.sources"  # the setting that keeps the sources his chain led to
 HIS_CHANGES = 50  # the changes shown of a client this node acts for
-FOLLOWS_OWN = "client.follows-own"  # set once this node follows his own records: it subscribes again after a renewal
+FOLLOWS_OWN = "client.follows-own"  # set once this node follows his own records: it subscribes again at start and after a renewal
 FOLLOWS = "client.follows"  # per machtiging held (.ID): the subscriptions its client's changes come to this node by
 
 
@@ -304,14 +304,17 @@ class ClientView:
         """Subscribe again wherever this node follows his records or those of a client it acts for (a source keeps
         a client's subscription while the certificate it was made under holds: after a renewal, the same
         subscriptions rest on the new one). Returns at how many sources a subscription stands."""
-        rows = await self.store.fetchall("SELECT name FROM settings WHERE name = ? OR name LIKE ?",
-                                         (FOLLOWS_OWN, f"{FOLLOWS}.%"))
-        whose = [None if name == FOLLOWS_OWN else name[len(FOLLOWS) + 1:] for (name,) in rows]
+        rows = await self.store.fetchall("SELECT name FROM settings WHERE name = ? OR name LIKE ? OR name LIKE ?",
+                                         (FOLLOWS_OWN, f"{FOLLOWS}.%", f"{OWN_SOURCES}.%"))
+        names = [name for (name,) in rows]
         held = {record.record_id for record, _, _ in await self._machtigingen_held()}
-        ended = [namens for namens in whose if namens is not None and namens not in held]
-        if ended:  # ended by its date (a withdrawn one was let go of when his node said so): what it kept goes
+        # A machtiging that ended by its date (one withdrawn was let go of when his node said so): what it kept goes
+        ended = {name.split(".", 2)[2] for name in names if name != FOLLOWS_OWN} - held
+        if ended:
             await self.store.write([("DELETE FROM settings WHERE name = ?",
                                      [(f"{name}.{namens}",) for namens in ended for name in (OWN_SOURCES, FOLLOWS)], True)])
+        whose = [None if name == FOLLOWS_OWN else name[len(FOLLOWS) + 1:] for name in names
+                 if name == FOLLOWS_OWN or name.startswith(f"{FOLLOWS}.")]
         standing = 0
         for namens in [n for n in whose if n not in ended]:
             results = await self.follow(endpoint=endpoint, allowed=allowed, namens=namens)
