@@ -54,7 +54,8 @@ MAX_STEPS = 8  # along the chain: CIZ, zorgkantoren, zorgaanbieders and the CAK,
 Answer = tuple[list[RecordVersion], str | None]
 OWN_SOURCES = "client.sources"  # the setting that keeps the sources his chain led to
 HIS_CHANGES = 50  # the changes shown of a client this node acts for
-FOLLOWS_OWN = "client.follows-own"  # set once this node follows his own records: it subscribes again at start and after a renewal
+# Set once this node follows his own records: it subscribes again at start and after a renewal.
+FOLLOWS_OWN = "client.follows-own"
 FOLLOWS = "client.follows"  # per machtiging held (.ID): the subscriptions its client's changes come to this node by
 
 
