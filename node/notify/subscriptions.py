@@ -169,14 +169,14 @@ class Subscriptions:
                    "subject": request.bsn, "trace_id": incoming.envelope.trace_id, "request": incoming.data}
         until = member.expires if member.role == "client" else None
         held = await self.store.fetchall(
-            "SELECT subscription_id, events, bsn, endpoint, machtiging, subscriber_cert FROM subscriptions "
+            "SELECT subscription_id, events, bsn, endpoint, machtiging, subscriber_cert, subscriber_until FROM subscriptions "
             "WHERE subscriber_did = ?", (member.did,))
-        for subscription_id, events, bsn, endpoint, was, cert in held:
+        for subscription_id, events, bsn, endpoint, was, cert, kept_until in held:
             if set(json.loads(events)) == set(request.events) and bsn == request.bsn:
                 # Asked again (a restart, a retry whose answer was lost, a renewed certificate): the same
                 # subscription, not one more; a client's node that moved (another port after a restart) is reached
                 # where it is now, and a gemachtigde follows by the machtiging she presented last.
-                moved = endpoint != request.endpoint or was != under[0] or cert != member.cert_id
+                moved = endpoint != request.endpoint or was != under[0] or cert != member.cert_id or kept_until != until
                 return Ack(ref=subscription_id, status="accepted"), [
                     *([("UPDATE subscriptions SET endpoint = ?, subscriber_cert = ?, subscriber_until = ?, machtiging = ?, "
                         "machtiging_id = ?, machtiging_signer = ?, machtiging_cert = ?, machtiging_until = ? "

@@ -302,9 +302,10 @@ class ClientView:
         return results
 
     async def follow_again(self, *, endpoint: str, allowed: dict[str, dict[str, str]]) -> int:
-        """Subscribe again wherever this node follows his records or those of a client it acts for (a source keeps
-        a client's subscription while the certificate it was made under holds: after a renewal, the same
-        subscriptions rest on the new one). Returns at how many sources a subscription stands."""
+        """Subscribe again wherever this node follows his records or those of a client it acts for: the same
+        subscriptions, where this node is now (a source sends to the endpoint named last) and on the certificate
+        it holds now (a source keeps a client's subscription while the certificate it was made under holds).
+        Returns at how many sources a subscription stands."""
         rows = await self.store.fetchall("SELECT name FROM settings WHERE name = ? OR name LIKE ? OR name LIKE ?",
                                          (FOLLOWS_OWN, f"{FOLLOWS}.%", f"{OWN_SOURCES}.%"))
         names = [name for (name,) in rows]

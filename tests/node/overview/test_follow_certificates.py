@@ -109,3 +109,14 @@ async def test_his_node_started_again_elsewhere_and_renewed_meanwhile_is_followe
     await his_indicatie_changes(ciz, "2027-06-30")
     await network.settle()
     assert [r[0] for r in await again.store.fetchall("SELECT event_type FROM inbox")] == ["GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]
+
+
+async def test_a_subscription_from_before_schema_21_keeps_his_certificates_end_once_his_node_follows_again(
+        network: Network) -> None:
+    ciz, client = await network.start("ciz", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await network.settle()
+    await follows(client)
+    await ciz.store.write([("UPDATE subscriptions SET subscriber_until = NULL", (), False)])  # as schema 21 found it
+    await follows(client)  # as his node does at its next start
+    assert await ciz.store.fetchall("SELECT subscriber_until FROM subscriptions") == [(client.member.expires,)]
