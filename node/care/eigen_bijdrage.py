@@ -16,11 +16,12 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from node.errors import NodeError
 from node.store import Actor, Registers
+from node.store.records import checked_fields
 from protocol.records import RecordVersion
 
 log = logging.getLogger(__name__)
+DERIVED_FROM = ("leveringID", "bsn", "zorgkantoor")  # besides its periods, which derive reads when there are any
 NAMESPACE = uuid.UUID("5d6e3f1a-9c2b-4e7d-8a1f-0b3c5d7e9f21")
 
 
@@ -66,17 +67,16 @@ class EigenBijdrageDesk:
         self.rules = load_rules()
 
     async def levering_fetched(self, records: list[tuple[RecordVersion, Any, bytes]]) -> None:
-        """The CAK fetched care periods: keep the eigen bijdrage that follows from each."""
+        """The CAK fetched care periods: keep the eigen bijdrage that follows from each. A provider signs what it
+        likes: what the CAK reads of a Levering must be as its schema has it, and what follows from it must fit the
+        EigenBijdrage schema (else ValidationError: the notification is refused, with the reason)."""
         for record, source, _ in records:
             if record.kind != "Levering" or record.data is None:
                 continue
-            derived = derive(record.data, source.identifiers.get("agb", ""), self.rules)
-            if derived is None:
-                continue
-            try:
+            levering = checked_fields("Levering", record.data, DERIVED_FROM)
+            derived = derive(levering, source.identifiers.get("agb", ""), self.rules)
+            if derived is not None:
                 await self.registers.put("EigenBijdrage", derived, actor=self.actor(), now=int(self.clock()))
-            except NodeError as exc:
-                log.warning("could not keep an eigen bijdrage: %s", exc.__class__.__name__)
 
 
 __all__ = ["EigenBijdrageDesk", "derive", "eigen_bijdrage_id", "load_rules"]

@@ -309,8 +309,8 @@ class Inbox:
             for keep in self.fetched:
                 await keep(results)
         except ValidationError as exc:
-            # The source signed a record its schema does not take: asking again brings the same record.
-            return "refused", None, f"the record fetched does not fit its schema: {str(exc)[:250]}"
+            # The source signed a record this node cannot take: asking again brings the same record.
+            return "refused", None, f"what the source answered cannot be kept here: {str(exc)[:250]}"
         version = max((r.version for r, _, _ in results), default=None)
         return "fetched", version, f"{template}: {len(results)} record(s)"
 

@@ -19,7 +19,7 @@ from node.discovery import PeerTable
 from node.errors import ValidationError
 from node.notify.outbox import Outbox
 from node.store import Actor, AuditLog, Statement, Store
-from node.store.records import checked_record
+from node.store.records import checked_fields
 from protocol import ID_TYPE_OF_ROLE, MELDING_EVENT, LocalProtocolError, Melding
 from protocol.records import RecordVersion
 
@@ -72,12 +72,13 @@ class MeldingenSent:
 
     async def answer_fetched(self, records: list[tuple[RecordVersion, Member, bytes]]) -> None:
         """Keep the status and reason of an answered melding, when the party it was sent to signed it. The source
-        signs what it likes: an answer is read only as a melding as its schema has it (else ValidationError)."""
+        signs what it likes: what the reporter reads of an answer must be as the Melding schema has it (else
+        ValidationError)."""
         statements: list[Statement] = []
         for record, signer, _ in records:
             if record.kind != "Melding" or record.data is None:
                 continue
-            data = checked_record("Melding", record.data)
+            data = checked_fields("Melding", record.data, ("status",))
             statements.append((
                 "UPDATE meldingen_sent SET status = ?, reden = ?, termijn = ?, updated_at = ? "
                 "WHERE melding_id = ? AND (receiver_did = ? OR receiver_org = ?)",

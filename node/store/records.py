@@ -331,16 +331,46 @@ def _compile(spec: Any) -> Checker:
     return check_scalar
 
 
+def _checker(spec: Any) -> Checker:
+    """The checker of a schema node, compiled once (the schemas are module constants: their ids do not change)."""
+    check = _COMPILED.get(id(spec))
+    if check is None:
+        check = _COMPILED[id(spec)] = _compile(spec)
+    return check
+
+
 def checked(schema: Schema, value: Any) -> Any:
     """``value`` as ``schema`` has it: its absent optional fields (nulls) left out, so that equal records have
     equal bytes, in one walk with the check. Raises ValidationError naming the first field that does not fit."""
-    check = _COMPILED.get(id(schema))
-    if check is None:
-        check = _COMPILED[id(schema)] = _compile(schema)
     try:
-        return check(value)
+        return _checker(schema)(value)
     except _Misfit as misfit:
         raise misfit.error() from None
+
+
+def checked_fields(kind: str, data: Any, needed: tuple[str, ...]) -> dict[str, Any]:
+    """What a node acts on of a record another node signed: each field it shows as the schema has that field, and
+    the ``needed`` ones among them. A source's template may show only some fields, and a newer version may add
+    some (those this one does not know are left out), so the record as a whole is not held to the schema.
+    Raises ValidationError naming the first field that does not fit."""
+    if type(data) is not dict:
+        raise ValidationError("record must be an object")
+    out: dict[str, Any] = {}
+    for key, spec in RECORD_TYPES[kind].schema.items():
+        name = key.rstrip("?")
+        value = data.get(name)
+        if value is None:
+            if name in needed:
+                raise ValidationError(f"{name} is required", field=name)
+            continue
+        try:
+            out[name] = _checker(spec)(value)
+        except _Misfit as misfit:
+            misfit.steps.append(name)
+            raise misfit.error() from None
+    if kind == "Melding" and "status" in out and out["status"] not in MELDING_STATUSES:
+        raise ValidationError(f"status must be one of {', '.join(MELDING_STATUSES)}", field="status")
+    return out
 
 
 def checked_record(kind: str, data: Any) -> dict[str, Any]:
@@ -434,5 +464,5 @@ def strip_nulls(value: Any) -> Any:
     return value
 
 
-__all__ = ["RecordType", "RECORD_TYPES", "checked_record", "validate_record", "checked", "is_text", "registers_for", "kinds_for", "strip_nulls",
+__all__ = ["RecordType", "RECORD_TYPES", "checked_record", "checked_fields", "validate_record", "checked", "is_text", "registers_for", "kinds_for", "strip_nulls",
            "json_schema", "PERSONAL_FIELDS", "masked", "values_at", "add_years", "MELDING_STATUSES", "bsn_of"]

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from keys import cbor
 from node.errors import ValidationError
-from node.store.records import MELDING_STATUSES, RECORD_TYPES, checked_record, strip_nulls
+from node.store.records import MELDING_STATUSES, RECORD_TYPES, checked_fields, checked_record, strip_nulls
 from tests.node.kit import sample
 
 BSNS = ("999999990", "111222333", "123456782", "999990019")
@@ -114,6 +114,43 @@ def test_a_required_field_left_out_or_null_is_named(kind_record: tuple[str, dict
     with pytest.raises(ValidationError, match=f"^{name} is required$") as refused:
         checked_record(kind, record)
     assert refused.value.field == name
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records, st.data())
+def test_what_a_node_acts_on_of_a_signed_record_is_the_fields_it_was_shown_as_their_schema_has_them(
+        kind_record: tuple[str, dict[str, Any]], data: st.DataObject) -> None:
+    """``checked_fields``: a template may show some fields only, and a newer version may add fields."""
+    kind, record = kind_record
+    names = sorted(record)
+    shown = data.draw(st.lists(st.sampled_from(names), unique=True)) if names else []
+    projected = {name: record[name] for name in shown} | {"veldVanEenLatereVersie": [1.5]}
+    expected = strip_nulls({name: record[name] for name in shown})
+    assert checked_fields(kind, projected, ()) == expected
+    needed = data.draw(st.sampled_from(names))
+    if needed in expected:
+        assert checked_fields(kind, projected, (needed,)) == expected
+    else:
+        with pytest.raises(ValidationError, match=f"^{needed} is required$"):
+            checked_fields(kind, projected, (needed,))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records, st.data())
+def test_a_broken_field_of_what_a_node_acts_on_is_named_and_its_value_never_repeated(
+        kind_record: tuple[str, dict[str, Any]], data: st.DataObject) -> None:
+    kind, record = kind_record
+    path = data.draw(st.sampled_from(_leaves(record)))
+    _set(record, path, 1.5)
+    with pytest.raises(ValidationError) as refused:
+        checked_fields(kind, record, ())
+    assert refused.value.field == path and "1.5" not in str(refused.value)
+
+
+@given(st.one_of(st.none(), st.integers(), st.text(), st.lists(st.integers()), st.binary()))
+def test_what_a_node_acts_on_is_an_object_or_refused(value: Any) -> None:
+    with pytest.raises(ValidationError, match="^record must be an object$"):
+        checked_fields("Melding", value, ())
 
 
 def test_what_is_not_an_object_a_list_or_a_known_field_is_refused_by_where_it_is() -> None:

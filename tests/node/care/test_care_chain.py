@@ -140,3 +140,28 @@ async def test_care_recorded_before_the_provider_heard_of_the_cak_reaches_the_ca
                                                           "reden": "verhuizing"}]))
     await network.settle()
     assert [r["status"] for r in await inbox(cak, "BEEINDIGDE_LEVERING_CAK")] == ["fetched"]
+
+
+async def _no_check(data: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize("forged", [
+    {"leveringperiodes": [{"ingangsdatum": ["2026-10-01"]}]},  # not a date
+    {"leveringsvorm": ["zzp"]},                                # not a code
+    {"bsn": "1" * 100_000},                                    # no BSN
+])
+async def test_a_levering_that_is_none_changes_nothing_at_the_cak_and_is_not_acted_on_again(
+        network: Network, monkeypatch: pytest.MonkeyPatch, forged: dict[str, Any]) -> None:
+    """A provider signs what it likes: the CAK counts an eigen bijdrage only from a Levering as its schema has it."""
+    ciz, zk, cak, za = await assigned(network)
+    with monkeypatch.context() as unchecked:  # the provider's own checks, which a hostile provider does not run
+        unchecked.setattr("node.store.registers.checked_record", lambda kind, data: data)
+        unchecked.setitem(za.registers.checks, "Levering", _no_check)
+        await put(za, "Levering", levering(**forged))
+    await network.settle()
+    [row] = await inbox(cak, "NIEUWE_LEVERING_CAK")
+    assert row["status"] == "refused" and "cannot be kept here" in row["detail"], row
+    assert await cak.registers.list_current("EigenBijdrage") == []
+    for hours in range(1, 4):
+        assert await cak.inbox.retry_failed(now=cak.now() + 3600 * hours) == 0

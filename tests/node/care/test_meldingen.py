@@ -266,4 +266,4 @@ async def test_an_answer_that_is_no_melding_changes_nothing_at_the_reporter_and_
     row = await sent(zk, melding_id)
     assert (row["status"], row["reden"]) == ("ontvangen", None)
     [note] = [r for r in await zk.inbox.list() if r["event_type"] == "GEWIJZIGDE_MELDING_MELDER"]
-    assert note["status"] == "refused" and "does not fit" in note["detail"], note
+    assert note["status"] == "refused" and "cannot be kept here" in note["detail"], note
