@@ -10,7 +10,6 @@ the care periods it rests on, and a status (lopend, beeindigd).
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Callable
 from importlib import resources
@@ -20,7 +19,6 @@ from node.store import Actor, Registers
 from node.store.records import checked_fields
 from protocol.records import RecordVersion
 
-log = logging.getLogger(__name__)
 DERIVED_FROM = ("leveringID", "bsn", "zorgkantoor")  # besides its periods, which derive reads when there are any
 NAMESPACE = uuid.UUID("5d6e3f1a-9c2b-4e7d-8a1f-0b3c5d7e9f21")
 
