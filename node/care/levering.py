@@ -15,10 +15,13 @@ from typing import Any
 from keys import Member, TrustStore
 from node.errors import ValidationError
 from node.store import Store
+from node.store.records import checked_fields
 from protocol import RemoteProtocolError
 from protocol.records import verify_record
 
 RULE = "LEVERING-TOEWIJZING"
+READ_OF_SPEC = ("instelling", "client", "wlzIndicatieID", "verantwoordelijkZorgkantoor", "uitvoerendZorgkantoor",
+                "toewijzingIngangsdatum")
 
 
 def _refuse(reason: str) -> ValidationError:
@@ -42,7 +45,10 @@ class LeveringCheck:
             record, _ = verify_record(bytes(row[0]), self.trust, int(self.clock()))
         except RemoteProtocolError as exc:
             raise _refuse(f"the Bemiddelingspecificatie held for it does not verify ({exc.code})") from exc
-        spec = record.data or {}
+        try:  # a zorgkantoor signs what it likes
+            spec = checked_fields("Bemiddelingspecificatie", record.data, READ_OF_SPEC)
+        except ValidationError as exc:
+            raise _refuse(f"the Bemiddelingspecificatie held for it is none: {exc}") from exc
         if spec.get("instelling") not in self.me().identifier_values("agb"):
             raise _refuse("the Bemiddelingspecificatie assigns another provider")
         if (spec.get("client") or {}).get("bsn") != levering["bsn"]:

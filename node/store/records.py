@@ -348,6 +348,14 @@ def checked(schema: Schema, value: Any) -> Any:
         raise misfit.error() from None
 
 
+# What a node is shown of a record besides the records themselves: a Bemiddelingspecificatie, with the client, the
+# indicatie and the zorgkantoor of its Bemiddeling (policy.pdp's view).
+VIEWS: Final[dict[str, Schema]] = {
+    "Bemiddelingspecificatie": {**BEMIDDELINGSPECIFICATIE, **{key: BEMIDDELING[key] for key in (
+        "bemiddelingID", "wlzIndicatieID", "verantwoordelijkZorgkantoor", "client")}},
+}
+
+
 def checked_fields(kind: str, data: Any, needed: tuple[str, ...]) -> dict[str, Any]:
     """What a node acts on of a record another node signed: each field it shows as the schema has that field, and
     the ``needed`` ones among them. A source's template may show only some fields, and a newer version may add
@@ -356,7 +364,8 @@ def checked_fields(kind: str, data: Any, needed: tuple[str, ...]) -> dict[str, A
     if type(data) is not dict:
         raise ValidationError("record must be an object")
     out: dict[str, Any] = {}
-    for key, spec in RECORD_TYPES[kind].schema.items():
+    schema = VIEWS[kind] if kind in VIEWS else RECORD_TYPES[kind].schema
+    for key, spec in schema.items():
         name = key.rstrip("?")
         value = data.get(name)
         if value is None:

@@ -165,3 +165,28 @@ async def test_a_levering_that_is_none_changes_nothing_at_the_cak_and_is_not_act
     assert await cak.registers.list_current("EigenBijdrage") == []
     for hours in range(1, 4):
         assert await cak.inbox.retry_failed(now=cak.now() + 3600 * hours) == 0
+
+
+@pytest.mark.parametrize("forged", [
+    {"toewijzingIngangsdatum": 20261001},          # a number, where a date is compared
+    {"toewijzingEinddatum": ["2027-12-31"]},       # a list
+    {"toewijzingIngangsdatum": "1 oktober"},        # no date
+])
+async def test_care_on_a_toewijzing_that_is_none_is_refused_with_the_rule_named(
+        network: Network, monkeypatch: pytest.MonkeyPatch, forged: dict[str, Any]) -> None:
+    """A zorgkantoor signs what it likes: the provider's check reads the toewijzing it holds only as the schema has
+    it (before, a number where a date belongs made recording care fail with a TypeError: "bad request: TypeError" at
+    the admin API, which said nothing of why)."""
+    nodes = await network.start("ciz", "zk5151", "cak", "za_a")
+    ciz, zk, cak, za = nodes
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    bemiddeling = sample("bemiddelingen", 0)
+    bemiddeling["bemiddelingspecificatie"][0].update(forged)
+    with monkeypatch.context() as unchecked:  # the zorgkantoor's own check, which a hostile one does not run
+        unchecked.setattr("node.store.registers.checked_record", lambda kind, data: data)
+        await put(zk, "Bemiddeling", bemiddeling)
+    await network.settle()
+    assert await za.store.fetchall("SELECT kind FROM evidence") == [("Bemiddelingspecificatie",)]
+    with pytest.raises(ValidationError, match="LEVERING-TOEWIJZING: the Bemiddelingspecificatie held for it is none: "):
+        await put(za, "Levering", levering())
+    assert await za.registers.list_current("Levering") == [] and await za.outbox.list() == []
