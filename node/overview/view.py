@@ -31,7 +31,7 @@ from keys import KeysError, Member, check_identifier, is_did
 from node.discovery import Peer, PeerTable, Router
 from node.errors import NodeError, PeerRefused, ValidationError, shown
 from node.store import RECORD_TYPES, Actor, HeldEvidence, Registers, Statement, Store
-from node.store.records import EVERY_SOURCE, MACHTIGING, MACHTIGING_COVERS, checked_record, is_machtiging, values_at
+from node.store.records import EVERY_SOURCE, MACHTIGING, MACHTIGING_COVERS, is_machtiging, read_record, values_at
 from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, RemoteProtocolError, Subscribe
 from protocol.records import RecordVersion, verify_record
 from protocol.witness import conflict
@@ -471,13 +471,13 @@ class ClientView:
 
 def _kept_from(record: RecordVersion, peer: Peer, bsn: str | None) -> bool:
     """Whether his overview shows ``record`` from ``peer``. Its signature says who signed it, not that it is a
-    record of a kind the signer keeps, that it fits that kind (the overview reads its dates), or that it is about
-    him (``bsn``; None: a record about no one, a care offer)."""
+    record of a kind the signer keeps, that it fits that kind (the overview reads its dates; a field a later version
+    added is no misfit), or that it is about him (``bsn``; None: a record about no one, a care offer)."""
     record_type = RECORD_TYPES.get(record.kind)
     if record_type is None or record_type.source_role != peer.role or record.data is None:
         return False
     try:
-        data = checked_record(record.kind, record.data)
+        data = read_record(record.kind, record.data)
     except ValidationError:
         return False
     return bsn is None or record_type.bsn(data) == bsn

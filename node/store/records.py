@@ -377,9 +377,7 @@ def checked_fields(kind: str, data: Any, needed: tuple[str, ...]) -> dict[str, A
         except _Misfit as misfit:
             misfit.steps.append(name)
             raise misfit.error() from None
-    if kind == "Melding" and "status" in out and out["status"] not in MELDING_STATUSES:
-        raise ValidationError(f"status must be one of {', '.join(MELDING_STATUSES)}", field="status")
-    return out
+    return _beyond_the_schema(kind, out)
 
 
 def checked_record(kind: str, data: Any) -> dict[str, Any]:
@@ -388,14 +386,24 @@ def checked_record(kind: str, data: Any) -> dict[str, Any]:
     record_type = RECORD_TYPES.get(kind)
     if record_type is None:
         raise ValidationError(f"unknown record type {kind!r}; known: {', '.join(RECORD_TYPES)}")
-    data = checked(record_type.schema, data)
-    if kind == "WlzIndicatie" and data["client"]["bsn"] != data["bsn"]:
+    return _beyond_the_schema(kind, checked(record_type.schema, data))
+
+
+def _beyond_the_schema(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The rules a record of ``kind`` keeps beyond its schema, for the fields it has."""
+    if kind == "WlzIndicatie" and "client" in data and "bsn" in data and data["client"]["bsn"] != data["bsn"]:
         raise ValidationError("client.bsn must equal bsn", field="client.bsn")
-    if kind == "Melding" and data["status"] not in MELDING_STATUSES:
+    if kind == "Melding" and "status" in data and data["status"] not in MELDING_STATUSES:
         raise ValidationError(f"status must be one of {', '.join(MELDING_STATUSES)}", field="status")
-    if kind == "Toestemming" and not data["ontvanger"]:
+    if kind == "Toestemming" and "ontvanger" in data and not data["ontvanger"]:
         raise ValidationError("ontvanger must name the party (agb, uzovi, kvk or did)", field="ontvanger")
-    return data  # type: ignore[no-any-return]
+    return data
+
+
+def read_record(kind: str, data: Any) -> dict[str, Any]:
+    """A whole record of ``kind`` another node signed, as this version reads it: every field it knows as the schema
+    has it, every required one there, and the fields a later version added left out (``checked_fields``)."""
+    return checked_fields(kind, data, tuple(key for key in RECORD_TYPES[kind].schema if not key.endswith("?")))
 
 
 def fits(kind: str, data: Any) -> bool:
@@ -473,5 +481,5 @@ def strip_nulls(value: Any) -> Any:
     return value
 
 
-__all__ = ["RecordType", "RECORD_TYPES", "checked_record", "checked_fields", "validate_record", "checked", "is_text", "registers_for", "kinds_for", "strip_nulls",
+__all__ = ["RecordType", "RECORD_TYPES", "checked_record", "checked_fields", "read_record", "validate_record", "checked", "is_text", "registers_for", "kinds_for", "strip_nulls",
            "json_schema", "PERSONAL_FIELDS", "masked", "values_at", "add_years", "MELDING_STATUSES", "bsn_of"]

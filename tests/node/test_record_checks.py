@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from keys import cbor
 from node.errors import ValidationError
-from node.store.records import MELDING_STATUSES, RECORD_TYPES, checked_fields, checked_record, strip_nulls
+from node.store.records import MELDING_STATUSES, RECORD_TYPES, checked_fields, checked_record, read_record, strip_nulls
 from tests.node.kit import sample
 
 BSNS = ("999999990", "111222333", "123456782", "999990019")
@@ -145,6 +145,20 @@ def test_a_broken_field_of_what_a_node_acts_on_is_named_and_its_value_never_repe
     with pytest.raises(ValidationError) as refused:
         checked_fields(kind, record, ())
     assert refused.value.field == path and "1.5" not in str(refused.value)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records, st.data())
+def test_a_whole_record_of_a_later_version_reads_as_this_version_knows_it(
+        kind_record: tuple[str, dict[str, Any]], data: st.DataObject) -> None:
+    """``read_record``: what ``checked_record`` takes, plus fields a later version added (left out); still every
+    required field, and still the rules beyond the schema."""
+    kind, record = kind_record
+    assert read_record(kind, dict(record, veldVanEenLatereVersie={"x": 1.5})) == checked_record(kind, record)
+    required = [key for key in RECORD_TYPES[kind].schema if not key.endswith("?")]
+    name = data.draw(st.sampled_from(required))
+    with pytest.raises(ValidationError, match=f"^{name} is required$"):
+        read_record(kind, {key: value for key, value in record.items() if key != name})
 
 
 @given(st.one_of(st.none(), st.integers(), st.text(), st.lists(st.integers()), st.binary()))

@@ -245,3 +245,30 @@ async def test_a_source_that_sends_records_not_its_own_to_keep_spoils_neither_hi
     [asked] = [a for a in view["asked"] if a["organisation"] == "Zorggroep De Linde"]
     assert asked["records"] == 1 and "3 of its 4 records were left out" in asked["error"]
     assert "737459086" not in repr(view)
+
+
+async def test_a_record_from_a_source_of_a_later_version_with_a_field_more_still_shows_in_his_overview(
+        network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source upgraded before his node: its indicatie has a field this version does not know. His overview left the
+    record out as not fitting its schema (he would not see his indicatie until his node was upgraded too); it now
+    shows what this version knows of it, every field it reads as the schema has it."""
+    from protocol import Query, QueryResult
+    from protocol.records import RecordVersion
+
+    ciz, zk, za, za_b, client = await care_network(network)
+    honest = ciz.dispatcher._handlers[Query]
+    later = dict(sample("wlzIndicaties", 0), zorgprofiel="VV-5")
+
+    async def answering_as_a_later_version(incoming: Any, now: int) -> Any:
+        reply, statements = await honest(incoming, now)
+        if incoming.message.template != "CLIENT-EIGEN-GEGEVENS":
+            return reply, statements
+        signed = ciz.registers.signer.sign(RecordVersion("WlzIndicatie", IND0, 2, ciz.identity.did, now, False, later))
+        return QueryResult(records=(signed,), evidence=reply.evidence), statements
+
+    monkeypatch.setitem(ciz.dispatcher._handlers, Query, answering_as_a_later_version)
+    view = await client.client_view.overview()
+    [ind] = view["indicaties"]
+    assert (ind["id"], ind["bron"]) == (IND0, "CIZ")
+    [asked] = [a for a in view["asked"] if a["organisation"] == "CIZ"]
+    assert (asked["records"], asked["error"]) == (1, None)
