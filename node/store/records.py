@@ -356,15 +356,20 @@ VIEWS: Final[dict[str, Schema]] = {
 }
 
 
-def checked_fields(kind: str, data: Any, needed: tuple[str, ...]) -> dict[str, Any]:
-    """What a node acts on of a record another node signed: each field it shows as the schema has that field, and
-    the ``needed`` ones among them. A source's template may show only some fields, and a newer version may add
-    some (those this one does not know are left out), so the record as a whole is not held to the schema.
-    Raises ValidationError naming the first field that does not fit."""
+def checked_fields(kind: str, data: Any, needed: tuple[str, ...], *, unknown_left_out: bool = False) -> dict[str, Any]:
+    """What a node acts on of a record another node signed: each field shown as the schema has that field, with
+    the ``needed`` ones among them; a source's template may show only some fields, so the record is not held to
+    the schema whole. A field this version does not know is refused (what it does not understand might change what
+    the record means, as a cancellation would a Levering's), or with ``unknown_left_out`` left out, for a record
+    only shown. Raises ValidationError naming the first field that does not fit, never its value."""
     if type(data) is not dict:
         raise ValidationError("record must be an object")
-    out: dict[str, Any] = {}
     schema = VIEWS[kind] if kind in VIEWS else RECORD_TYPES[kind].schema
+    names = frozenset(key.rstrip("?") for key in schema)
+    if not unknown_left_out and not names.issuperset(data):
+        unknown = ", ".join(sorted(shown(str(key)) for key in set(data) - names))
+        raise ValidationError(f"record has field(s) this version does not know: {unknown}")
+    out: dict[str, Any] = {}
     for key, spec in schema.items():
         name = key.rstrip("?")
         value = data.get(name)
@@ -401,9 +406,10 @@ def _beyond_the_schema(kind: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_record(kind: str, data: Any) -> dict[str, Any]:
-    """A whole record of ``kind`` another node signed, as this version reads it: every field it knows as the schema
-    has it, every required one there, and the fields a later version added left out (``checked_fields``)."""
-    return checked_fields(kind, data, tuple(key for key in RECORD_TYPES[kind].schema if not key.endswith("?")))
+    """A whole record of ``kind`` another node signed, to be shown as this version knows it: every field it knows as
+    the schema has it, every required one there, and the fields a later version added left out."""
+    return checked_fields(kind, data, tuple(key for key in RECORD_TYPES[kind].schema if not key.endswith("?")),
+                          unknown_left_out=True)
 
 
 def fits(kind: str, data: Any) -> bool:

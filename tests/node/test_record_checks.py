@@ -120,13 +120,17 @@ def test_a_required_field_left_out_or_null_is_named(kind_record: tuple[str, dict
 @given(records, st.data())
 def test_what_a_node_acts_on_of_a_signed_record_is_the_fields_it_was_shown_as_their_schema_has_them(
         kind_record: tuple[str, dict[str, Any]], data: st.DataObject) -> None:
-    """``checked_fields``: a template may show some fields only, and a newer version may add fields."""
+    """``checked_fields``: a template may show some fields only; a field this version does not know is refused."""
     kind, record = kind_record
     names = sorted(record)
     shown = data.draw(st.lists(st.sampled_from(names), unique=True)) if names else []
-    projected = {name: record[name] for name in shown} | {"veldVanEenLatereVersie": [1.5]}
+    projected = {name: record[name] for name in shown}
     expected = strip_nulls({name: record[name] for name in shown})
     assert checked_fields(kind, projected, ()) == expected
+    later = dict(projected, veldVanEenLatereVersie=[1.5])
+    with pytest.raises(ValidationError, match="^record has field.s. this version does not know: veldVanEenLatereVersie$"):
+        checked_fields(kind, later, ())
+    assert checked_fields(kind, later, (), unknown_left_out=True) == expected
     needed = data.draw(st.sampled_from(names))
     if needed in expected:
         assert checked_fields(kind, projected, (needed,)) == expected
