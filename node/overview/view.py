@@ -54,7 +54,7 @@ MAX_STEPS = 8  # along the chain: CIZ, zorgkantoren, zorgaanbieders and the CAK,
 Answer = tuple[list[RecordVersion], str | None]
 OWN_SOURCES = "client.sources"  # the setting that keeps the sources his chain led to
 HIS_CHANGES = 50  # the changes shown of a client this node acts for
-# Set once this node follows his own records: it subscribes again at start and after a renewal.
+# Set once he asked his node to follow his own records: it subscribes again at start and after a renewal.
 FOLLOWS_OWN = "client.follows-own"
 FOLLOWS = "client.follows"  # per machtiging held (.ID): the subscriptions its client's changes come to this node by
 
@@ -294,10 +294,10 @@ class ClientView:
                                 "subscription_id": getattr(reply.message, "ref", None)})
             except NodeError as exc:
                 results.append({"organisation": peer.organisation, "events": list(events), "error": str(exc)})
-        ids = {r["subscription_id"] for r in results if r.get("subscription_id")}
         if namens is not None:
+            ids = {r["subscription_id"] for r in results if r.get("subscription_id")}
             await self.store.write([_setting(f"{FOLLOWS}.{namens}", json.dumps(sorted(ids | await self._follows(namens))))])
-        elif ids:
+        else:  # also when no source holds anything of his yet: his node follows again at its next start
             await self.store.write([_setting(FOLLOWS_OWN, "1")])
         return results
 

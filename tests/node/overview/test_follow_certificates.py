@@ -120,3 +120,27 @@ async def test_a_subscription_from_before_schema_21_keeps_his_certificates_end_o
     await ciz.store.write([("UPDATE subscriptions SET subscriber_until = NULL", (), False)])  # as schema 21 found it
     await follows(client)  # as his node does at its next start
     assert await ciz.store.fetchall("SELECT subscriber_until FROM subscriptions") == [(client.member.expires,)]
+
+
+async def test_he_follows_while_ciz_is_away_and_his_node_subscribes_there_at_its_next_start(network: Network) -> None:
+    """What he asked his node stays asked: following while no source answers subscribes nowhere, and his node
+    subscribes at its next start."""
+    ciz, client = await network.start("ciz", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await network.settle()
+    port = int(ciz.url.rsplit(":", 1)[1])
+    await ciz.stop()
+    assert [f for f in await follows(client) if f.get("subscription_id")] == []
+    ciz = Node(ciz.home, port=port, mdns=False, gossip_interval=0)
+    await ciz.start()
+    network.nodes["ciz"] = ciz
+    await client.stop()
+    again = Node(client.home, bootstrap=[ciz.url], mdns=False, gossip_interval=0)
+    await again.start()
+    network.nodes["client"] = again
+    for _ in range(200):  # in the background
+        rows = await ciz.store.fetchall("SELECT subscriber_did, endpoint FROM subscriptions")
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [(again.identity.did, again.url)]
