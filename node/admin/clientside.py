@@ -13,6 +13,7 @@ class ClientRoutes(RouteGroup):
         ("GET", "/admin/v1/client/overview", "read", "overview"),
         ("GET", "/admin/v1/client/access-log", "read", "access_log"),
         ("POST", "/admin/v1/client/follow", "write", "follow"),
+        ("POST", "/admin/v1/client/unfollow", "write", "unfollow"),
         ("GET", "/admin/v1/client/consents", "read", "consents"),
         ("POST", "/admin/v1/client/consents", "write", "grant_consent"),
         ("POST", "/admin/v1/client/consents/{id}/revoke", "write", "revoke_consent"),
@@ -36,6 +37,14 @@ class ClientRoutes(RouteGroup):
         allowed = self.p.subscriptions.matrix["allowed"]
         return web.json_response({"sources": await self.p.client_view.follow(
             endpoint=describe["url"], allowed=allowed, namens=None if namens is None else str(namens))})
+
+    async def unfollow(self, request: web.Request) -> web.Response:
+        """End the subscriptions that bring his changes here (``{"namens": ID}``: those of the client whose
+        machtiging this node holds with that id); this node no longer subscribes again at its start."""
+        body = await read_json(request) if request.can_read_body else {}
+        namens = body.get("namens") if isinstance(body, dict) else None
+        return web.json_response({"sources": await self.p.client_view.unfollow(
+            namens=None if namens is None else str(namens))})
 
     async def consents(self, request: web.Request) -> web.Response:
         return web.json_response({"consents": await self.p.client_view.consents()})

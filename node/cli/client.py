@@ -111,6 +111,14 @@ def follow(args: argparse.Namespace) -> int:
     return 0
 
 
+def unfollow(args: argparse.Namespace) -> int:
+    result = admin(args).call("POST", "/admin/v1/client/unfollow", _namens(args))
+    emit(args, result, "\n".join(f"{s['organisation']}: " + ("volgt niet meer" if s["ended"] else
+                                                             f"nog niet beëindigd ({s.get('error', '')}); opnieuw bij de volgende start")
+                                 for s in result["sources"]) or "volgde nergens")
+    return 0
+
+
 def consent_grant(args: argparse.Namespace) -> int:
     body = {"to": args.to, "templates": args.templates, "purpose": args.purpose, "until": args.until,
             "sources": args.source}
@@ -170,6 +178,8 @@ def register(sub: Any) -> None:
     personal_data_option(p)
     _namens_option(p)
     p = command(group, "follow", follow, "subscribe at every source to changes of his own records")
+    _namens_option(p)
+    p = command(group, "unfollow", unfollow, "end those subscriptions: no more changes, not at the next start either")
     _namens_option(p)
     p = command(group, "access-log", access_log, "who looked at his data, at every source")
     p.add_argument("--since", metavar="YYYY-MM-DD")

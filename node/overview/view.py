@@ -32,7 +32,7 @@ from node.discovery import Peer, PeerTable, Router
 from node.errors import NodeError, PeerRefused, ValidationError, shown
 from node.store import RECORD_TYPES, Actor, HeldEvidence, Registers, Statement, Store
 from node.store.records import EVERY_SOURCE, MACHTIGING, MACHTIGING_COVERS, is_machtiging, read_record, values_at
-from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, RemoteProtocolError, Subscribe
+from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, RemoteProtocolError, Subscribe, Unsubscribe
 from protocol.records import RecordVersion, verify_record
 from protocol.witness import conflict
 
@@ -54,8 +54,10 @@ MAX_STEPS = 8  # along the chain: CIZ, zorgkantoren, zorgaanbieders and the CAK,
 Answer = tuple[list[RecordVersion], str | None]
 OWN_SOURCES = "client.sources"  # the setting that keeps the sources his chain led to
 HIS_CHANGES = 50  # the changes shown of a client this node acts for
-# Set once he asked his node to follow his own records: it subscribes again at start and after a renewal.
-FOLLOWS_OWN = "client.follows-own"
+# Per person followed (.self: his own records; .ID: the client of the machtiging with that id): whether this node
+# follows his records ("follow": it subscribes again at start and after a renewal) and where it is subscribed
+# ("at": [source did, subscription id], what an unfollow ends).
+SUBSCRIBED = "client.subscribed"
 FOLLOWS = "client.follows"  # per machtiging held (.ID): the subscriptions its client's changes come to this node by
 
 
@@ -282,7 +284,7 @@ class ClientView:
         follow (``namens``: those of the client whose machtiging this is, presenting it); returns what each source
         said."""
         whose = await self._whose(namens)
-        results = []
+        results: list[tuple[str, dict[str, Any]]] = []
         for peer, _ in await self._his_sources(whose):
             events = tuple(sorted(e for e in peer.events if "client" in allowed.get(e, {})))
             if not events:
@@ -290,38 +292,75 @@ class ClientView:
             try:
                 reply = await self.router.send(peer.did, Subscribe(events=events, bsn=whose.bsn, endpoint=endpoint,
                                                                    machtiging=whose.machtiging))
-                results.append({"organisation": peer.organisation, "events": list(events),
-                                "subscription_id": getattr(reply.message, "ref", None)})
+                results.append((peer.did, {"organisation": peer.organisation, "events": list(events),
+                                           "subscription_id": getattr(reply.message, "ref", None)}))
             except NodeError as exc:
-                results.append({"organisation": peer.organisation, "events": list(events), "error": str(exc)})
-        if namens is not None:
-            ids = {r["subscription_id"] for r in results if r.get("subscription_id")}
-            await self.store.write([_setting(f"{FOLLOWS}.{namens}", json.dumps(sorted(ids | await self._follows(namens))))])
-        else:  # also when no source holds anything of his yet: his node follows again at its next start
-            await self.store.write([_setting(FOLLOWS_OWN, "1")])
+                results.append((peer.did, {"organisation": peer.organisation, "events": list(events), "error": str(exc)}))
+        subscribed = {(did, sid) for did, sid in (await self._subscribed(namens))["at"]}
+        subscribed |= {(did, r["subscription_id"]) for did, r in results if r.get("subscription_id")}
+        writes = [_setting(_subscribed_key(namens), json.dumps({"follow": True, "at": sorted(subscribed)}))]
+        if namens is not None:  # which notifications are his (kept after an unfollow: those received stay his)
+            ids = {r["subscription_id"] for _, r in results if r.get("subscription_id")}
+            writes.append(_setting(f"{FOLLOWS}.{namens}", json.dumps(sorted(ids | await self._follows(namens)))))
+        await self.store.write(writes)  # also when no source answered: his node follows again at its next start
+        return [r for _, r in results]
+
+    async def unfollow(self, *, namens: str | None = None) -> list[dict[str, Any]]:
+        """End every subscription this node holds for his records (``namens``: those of the client whose machtiging
+        this is), and follow them no more at start; returns what each source said. One a source could not be
+        asked to end is asked again at the node's next start."""
+        held = await self._subscribed(namens)
+        results: list[dict[str, Any]] = []
+        remaining = []
+        for did, sid in held["at"]:
+            peer = self.peers.get(did)
+            said: dict[str, Any] = {"organisation": peer.organisation if peer is not None else did, "subscription_id": sid}
+            try:
+                await self.router.send(did, Unsubscribe(subscription_id=sid))
+                said["ended"] = True
+            except PeerRefused as exc:
+                said["ended"] = exc.code == "not-found"  # it holds no such subscription (any more)
+                if not said["ended"]:
+                    said["error"] = str(exc)
+            except NodeError as exc:
+                said |= {"ended": False, "error": str(exc)}
+            if not said["ended"]:
+                remaining.append([did, sid])
+            results.append(said)
+        key = _subscribed_key(namens)
+        await self.store.write([_setting(key, json.dumps({"follow": False, "at": remaining})) if remaining else
+                                ("DELETE FROM settings WHERE name = ?", (key,), False)])
         return results
 
     async def follow_again(self, *, endpoint: str, allowed: dict[str, dict[str, str]]) -> int:
         """Subscribe again wherever this node follows his records or those of a client it acts for: the same
         subscriptions, where this node is now (a source sends to the endpoint named last) and on the certificate
-        it holds now (a source keeps a client's subscription while the certificate it was made under holds).
-        Returns at how many sources a subscription stands."""
-        rows = await self.store.fetchall("SELECT name FROM settings WHERE name = ? OR name LIKE ? OR name LIKE ?",
-                                         (FOLLOWS_OWN, f"{FOLLOWS}.%", f"{OWN_SOURCES}.%"))
-        names = [name for (name,) in rows]
+        it holds now (a source keeps a client's subscription while the certificate it was made under holds); and
+        end what an unfollow could not. Returns at how many sources a subscription stands."""
+        rows = await self.store.fetchall("SELECT name, value FROM settings WHERE name LIKE ? OR name LIKE ? OR name LIKE ?",
+                                         (f"{SUBSCRIBED}.%", f"{FOLLOWS}.%", f"{OWN_SOURCES}.%"))
         held = {record.record_id for record, _, _ in await self._machtigingen_held()}
         # A machtiging that ended by its date (one withdrawn was let go of when his node said so): what it kept goes
-        ended = {name.split(".", 2)[2] for name in names if name != FOLLOWS_OWN} - held
+        ended = {name.split(".", 2)[2] for name, _ in rows} - held - {_SELF}
         if ended:
-            await self.store.write([("DELETE FROM settings WHERE name = ?",
-                                     [(f"{name}.{namens}",) for namens in ended for name in (OWN_SOURCES, FOLLOWS)], True)])
-        whose = [None if name == FOLLOWS_OWN else name[len(FOLLOWS) + 1:] for name in names
-                 if name == FOLLOWS_OWN or name.startswith(f"{FOLLOWS}.")]
+            await self.store.write([("DELETE FROM settings WHERE name = ?", [
+                (f"{name}.{namens}",) for namens in ended for name in (OWN_SOURCES, FOLLOWS, SUBSCRIBED)], True)])
         standing = 0
-        for namens in [n for n in whose if n not in ended]:
-            results = await self.follow(endpoint=endpoint, allowed=allowed, namens=namens)
-            standing += sum(1 for r in results if r.get("subscription_id"))
+        for name, value in rows:
+            whose = name.split(".", 2)[2]
+            if not name.startswith(f"{SUBSCRIBED}.") or whose in ended:
+                continue
+            namens = None if whose == _SELF else whose
+            if json.loads(value)["follow"]:
+                results = await self.follow(endpoint=endpoint, allowed=allowed, namens=namens)
+                standing += sum(1 for r in results if r.get("subscription_id"))
+            else:
+                await self.unfollow(namens=namens)
         return standing
+
+    async def _subscribed(self, namens: str | None) -> dict[str, Any]:
+        row = await self.store.fetchone("SELECT value FROM settings WHERE name = ?", (_subscribed_key(namens),))
+        return json.loads(row[0]) if row else {"follow": False, "at": []}  # type: ignore[no-any-return]
 
     async def _follows(self, namens: str | None) -> set[str]:
         """The subscriptions this node follows the client of machtiging ``namens`` by (None: every client it acts
@@ -362,7 +401,7 @@ class ClientView:
             "toestemmingen": await self.consents() if namens is None else [],
         }
         if namens is not None:
-            view["namens"] = {"id": namens, "bsn": bsn, "volgt": bool(followed)}
+            view["namens"] = {"id": namens, "bsn": bsn, "volgt": (await self._subscribed(namens))["follow"]}
         elif mark_seen:
             newest = await self.store.fetchone("SELECT coalesce(max(rowid), 0) FROM inbox")
             await self.store.write([_setting("client.last_seen", str(newest[0] if newest else 0))])
@@ -529,6 +568,13 @@ def _member_key(peer: Peer) -> str:
         if name in peer.identifiers:
             return f"{name}:{peer.identifiers[name]}"
     return peer.did
+
+
+_SELF = "self"
+
+
+def _subscribed_key(namens: str | None) -> str:
+    return f"{SUBSCRIBED}.{_SELF if namens is None else namens}"
 
 
 def _setting(name: str, value: str) -> Statement:

@@ -144,3 +144,32 @@ async def test_he_follows_while_ciz_is_away_and_his_node_subscribes_there_at_its
             break
         await asyncio.sleep(0.05)
     assert rows == [(again.identity.did, again.url)]
+
+
+async def test_he_unfollows_and_a_source_away_then_is_asked_again_at_his_nodes_next_start(network: Network) -> None:
+    ciz, zk, client = await network.start("ciz", "zk5151", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
+    await network.settle()
+    followed = {f["organisation"]: f["subscription_id"] for f in await follows(client) if f.get("subscription_id")}
+    assert set(followed) == {"CIZ", "Zorgkantoor Noord"}
+    port = int(zk.url.rsplit(":", 1)[1])
+    await zk.stop()
+    ended = {e["organisation"]: e["ended"] for e in await client.client_view.unfollow()}
+    assert ended == {"CIZ": True, "Zorgkantoor Noord": False}
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+    zk = Node(zk.home, port=port, mdns=False, gossip_interval=0)
+    await zk.start()
+    network.nodes["zk5151"] = zk
+    assert await zk.store.fetchall("SELECT subscription_id FROM subscriptions") == [(followed["Zorgkantoor Noord"],)]
+    await client.stop()
+    again = Node(client.home, bootstrap=[ciz.url], mdns=False, gossip_interval=0)
+    await again.start()
+    network.nodes["client"] = again
+    for _ in range(200):  # in the background: the one not ended is asked again, and nothing is followed again
+        if not await zk.store.fetchall("SELECT 1 FROM subscriptions"):
+            break
+        await asyncio.sleep(0.05)
+    assert await zk.store.fetchall("SELECT 1 FROM subscriptions") == []
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+    assert await again.store.fetchall("SELECT name FROM settings WHERE name LIKE 'client.subscribed.%'") == []

@@ -202,6 +202,10 @@ async def test_through_the_cli_his_daughter_is_given_a_machtiging_and_reads_his_
     await network.settle()
     assert await asyncio.to_thread(main, ["client", "overview", hers, "--namens", given["id"]]) == 0
     assert "Wijzigingen in zijn gegevens die u volgt: 1" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["client", "unfollow", hers, "--namens", given["id"]]) == 0
+    assert "CIZ: volgt niet meer" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["client", "overview", hers, "--namens", given["id"]]) == 0
+    assert "U volgt de wijzigingen in zijn gegevens niet" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["client", "access-log", home]) == 0
     assert f"uw gemachtigde (…{dochter.identity.did[-8:]})" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["machtiging", "revoke", home, given["id"]]) == 0

@@ -265,10 +265,31 @@ async def test_a_machtiging_that_ended_by_its_date_is_not_followed_again_and_wha
     await follow(gemachtigde, machtiging)
     await gemachtigde.client_view.overview(namens=machtiging)  # her node keeps the sources his records led it to
     kept = "SELECT name FROM settings WHERE name LIKE 'client.%'"
-    assert {n for (n,) in await gemachtigde.store.fetchall(kept)} == {f"client.follows.{machtiging}",
-                                                                      f"client.sources.{machtiging}"}
+    assert {n for (n,) in await gemachtigde.store.fetchall(kept)} == {
+        f"client.follows.{machtiging}", f"client.sources.{machtiging}", f"client.subscribed.{machtiging}"}
     allowed = gemachtigde.subscriptions.matrix["allowed"]
     assert await gemachtigde.client_view.follow_again(endpoint=gemachtigde.url, allowed=allowed) == 2
     gemachtigde.clock = lambda: time.mktime((2100, 1, 2, 0, 0, 0, 0, 0, -1))  # its geldigTot has passed
     assert await gemachtigde.client_view.follow_again(endpoint=gemachtigde.url, allowed=allowed) == 0
     assert await gemachtigde.store.fetchall(kept) == []
+
+
+async def test_she_stops_following_his_records_at_every_source_and_her_node_does_not_follow_again(network: Network) -> None:
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    followed = await follow(gemachtigde, machtiging)
+    assert (await gemachtigde.client_view.overview(namens=machtiging))["namens"]["volgt"] is True
+    ended = await gemachtigde.client_view.unfollow(namens=machtiging)
+    assert {(e["organisation"], e["subscription_id"], e["ended"]) for e in ended} == {
+        (o, f["subscription_id"], True) for o, f in followed.items() if f.get("subscription_id")}
+    for source in (ciz, zk):
+        assert await source.store.fetchall("SELECT 1 FROM subscriptions") == []
+        [entry] = [e for e in await source.audit.entries(limit=10_000) if e.event == "subscription.delete"]
+        assert entry.actor_did == gemachtigde.identity.did
+    assert (await gemachtigde.client_view.overview(namens=machtiging))["namens"]["volgt"] is False
+    allowed = gemachtigde.subscriptions.matrix["allowed"]
+    assert await gemachtigde.client_view.follow_again(endpoint=gemachtigde.url, allowed=allowed) == 0
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert await gemachtigde.store.fetchall("SELECT 1 FROM inbox") == []
+    assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
