@@ -130,7 +130,7 @@ class ClientView:
         standing = await asyncio.gather(*(self.router.record_status(record, signer) for record, signer, _ in held))
         gone = [(record.record_id, signer.did) for (record, signer, _), stands in zip(held, standing) if stands is False]
         if gone:
-            settings = [(f"{name}.{record_id}",) for record_id, _ in gone for name in (OWN_SOURCES, FOLLOWS)]
+            settings = [(f"{name}.{record_id}",) for record_id, _ in gone for name in (OWN_SOURCES, FOLLOWS, SUBSCRIBED)]
             await self.store.write([HeldEvidence.forget_consents(gone),
                                     ("DELETE FROM settings WHERE name = ?", settings, True)])
         return [{"id": record.record_id, "bsn": (record.data or {})["bsn"], "geldig_tot": (record.data or {})["geldigTot"],

@@ -140,6 +140,10 @@ async def test_his_withdrawal_ends_what_she_follows_at_every_source(network: Net
         await gemachtigde.router.send(ciz.identity.did, Subscribe(events=EVENTS, bsn=BSN0, endpoint=gemachtigde.url,
                                                                    machtiging=signed))
     assert "withdrawn" in info.value.reason
+    # Her node, told by his that it no longer stands, lets go of it and of what it kept of it: it follows no more.
+    [shown] = await gemachtigde.client_view.represented()
+    assert shown["id"] == machtiging
+    assert await gemachtigde.store.fetchall("SELECT name FROM settings WHERE name LIKE ?", (f"client.%.{machtiging}",)) == []
 
 
 async def test_what_she_follows_ends_with_the_machtiging(network: Network) -> None:
