@@ -96,6 +96,12 @@ async def test_on_her_page_she_follows_his_changes_and_sees_them_as_his(network:
         await page.reload()
         await page.wait_for_selector("#wijzigingen >> text=CIZ — GEWIJZIGDE_INDICATIE_ZORGKANTOOR")
         assert BSN0 not in await page.content()
+        # She stops following: every source ends her subscription; what she was told stays his.
+        await page.click("#ontvolg")
+        await page.wait_for_selector("#volg", state="visible")
+        assert await page.is_hidden("#ontvolgen")
+        assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+        assert "CIZ — GEWIJZIGDE_INDICATIE_ZORGKANTOOR" in await page.inner_text("#wijzigingen")
         await page.click("#terug")
         await page.wait_for_selector("#wijzigingen >> text=Niets nieuws sinds uw vorige bezoek.")
         assert "Wat is er veranderd sinds ik vorige keer keek?" in await page.inner_text("body")
