@@ -356,7 +356,8 @@ class Node:
         return len(ended)
 
     async def _superseded(self, pairs: list[tuple[str, str]]) -> None:
-        await self.store.write(self.outbox.move_to(pairs) + self.subscriptions.move_to(pairs))
+        await self.store.write(self.outbox.move_to(pairs) + self.subscriptions.move_to(pairs)
+                               + await self.client_view.moved_to(pairs))
 
     # Renewal and key rotation, without a restart ------------------------------------
 

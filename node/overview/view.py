@@ -358,6 +358,21 @@ class ClientView:
                 await self.unfollow(namens=namens)
         return standing
 
+    async def moved_to(self, pairs: list[tuple[str, str]]) -> list[Statement]:
+        """Sources that moved to a new key (old did, new did): where this node is subscribed, and the sources his
+        chain led it to, name them by the new one (an unfollow goes to the did a peer table names)."""
+        new_of = dict(pairs)
+        rows = await self.store.fetchall("SELECT name, value FROM settings WHERE name LIKE ? OR name = ? OR name LIKE ?",
+                                         (f"{SUBSCRIBED}.%", OWN_SOURCES, f"{OWN_SOURCES}.%"))
+        out = []
+        for name, value in rows:
+            held = json.loads(value)
+            moved: Any = (dict(held, at=[[new_of.get(did, did), sid] for did, sid in held["at"]])
+                          if name.startswith(f"{SUBSCRIBED}.") else [new_of.get(did, did) for did in held])
+            if moved != held:
+                out.append(_setting(name, json.dumps(moved)))
+        return out
+
     async def _subscribed(self, namens: str | None) -> dict[str, Any]:
         row = await self.store.fetchone("SELECT value FROM settings WHERE name = ?", (_subscribed_key(namens),))
         return json.loads(row[0]) if row else {"follow": False, "at": []}  # type: ignore[no-any-return]

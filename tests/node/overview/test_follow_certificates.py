@@ -173,3 +173,25 @@ async def test_he_unfollows_and_a_source_away_then_is_asked_again_at_his_nodes_n
     assert await zk.store.fetchall("SELECT 1 FROM subscriptions") == []
     assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
     assert await again.store.fetchall("SELECT name FROM settings WHERE name LIKE 'client.subscribed.%'") == []
+
+
+async def test_he_unfollows_at_a_source_that_moved_to_a_new_key_since_he_followed(network: Network) -> None:
+    """His node kept where it subscribed by the source's did: a source that moved to a new key since was asked to end
+    it at a did no peer table names any more, in vain at every start. What his node kept moves with the key."""
+    ciz, zk, client = await network.start("ciz", "zk5151", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
+    await network.settle()
+    followed = {f["organisation"]: f["subscription_id"] for f in await follows(client) if f.get("subscription_id")}
+    assert set(followed) == {"CIZ", "Zorgkantoor Noord"}
+    old_did = zk.identity.did
+    zk.home.rotate_key()
+    network.net.issue(zk.home, now=int(time.time()), valid_for=3600)
+    assert await zk.reload_certificate()
+    await client.learn_from(zk.url, source="bootstrap")  # his node hears the new announcement (gossip, in a network)
+    assert client.peers.get(zk.identity.did) is not None and client.peers.get(old_did) is None
+    ended = {e["organisation"]: e["ended"] for e in await client.client_view.unfollow()}
+    assert ended == {"CIZ": True, "Zorgkantoor Noord": True}
+    assert await zk.store.fetchall("SELECT 1 FROM subscriptions") == []
+    sources = await client.store.fetchall("SELECT value FROM settings WHERE name = 'client.sources'")
+    assert old_did not in sources[0][0] and zk.identity.did in sources[0][0]
