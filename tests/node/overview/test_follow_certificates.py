@@ -26,6 +26,17 @@ async def his_indicatie_changes(ciz: Node, einddatum: str) -> None:
     await put(ciz, "WlzIndicatie", data)
 
 
+async def following_at_ciz_and_his_zorgkantoor(network: Network) -> tuple[Node, Node, Node, dict[str, str]]:
+    """CIZ and his zorgkantoor hold a record of his, and his node follows his records at both."""
+    ciz, zk, client = await network.start("ciz", "zk5151", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
+    await network.settle()
+    followed = {f["organisation"]: f["subscription_id"] for f in await follows(client) if f.get("subscription_id")}
+    assert set(followed) == {"CIZ", "Zorgkantoor Noord"}
+    return ciz, zk, client, followed
+
+
 async def short_lived(network: Network, client: Node, hours: int) -> int:
     """His node takes up a certificate that ends in ``hours``; returns when it ends."""
     member = network.net.issue(client.home, now=int(time.time()), valid_for=hours * HOUR)
@@ -147,12 +158,7 @@ async def test_he_follows_while_ciz_is_away_and_his_node_subscribes_there_at_its
 
 
 async def test_he_unfollows_and_a_source_away_then_is_asked_again_at_his_nodes_next_start(network: Network) -> None:
-    ciz, zk, client = await network.start("ciz", "zk5151", "client")
-    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
-    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
-    await network.settle()
-    followed = {f["organisation"]: f["subscription_id"] for f in await follows(client) if f.get("subscription_id")}
-    assert set(followed) == {"CIZ", "Zorgkantoor Noord"}
+    ciz, zk, client, followed = await following_at_ciz_and_his_zorgkantoor(network)
     port = int(zk.url.rsplit(":", 1)[1])
     await zk.stop()
     ended = {e["organisation"]: e["ended"] for e in await client.client_view.unfollow()}
@@ -178,12 +184,7 @@ async def test_he_unfollows_and_a_source_away_then_is_asked_again_at_his_nodes_n
 async def test_he_unfollows_at_a_source_that_moved_to_a_new_key_since_he_followed(network: Network) -> None:
     """His node kept where it subscribed by the source's did: a source that moved to a new key since was asked to end
     it at a did no peer table names any more, in vain at every start. What his node kept moves with the key."""
-    ciz, zk, client = await network.start("ciz", "zk5151", "client")
-    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
-    await put(zk, "Bemiddeling", sample("bemiddelingen", 0))
-    await network.settle()
-    followed = {f["organisation"]: f["subscription_id"] for f in await follows(client) if f.get("subscription_id")}
-    assert set(followed) == {"CIZ", "Zorgkantoor Noord"}
+    ciz, zk, client, followed = await following_at_ciz_and_his_zorgkantoor(network)
     old_did = zk.identity.did
     zk.home.rotate_key()
     network.net.issue(zk.home, now=int(time.time()), valid_for=3600)
