@@ -344,16 +344,19 @@ class Node:
         transaction that ``deletes`` them from the peer table."""
         ended = await self.subscriptions.ended_by_revocation()
         await self.store.write([*deletes, *([self.outbox.stop_for(dids), self.subscriptions.forget_members(dids)] if dids else []),
-                                self.outbox.stop_subscriptions(ended), self.subscriptions.forget([i for i, _ in ended])])
+                                *self._end_subscriptions(ended, "the receiver was revoked")])
 
     async def end_subscriptions_of_ended_certificates(self) -> int:
         """The clients' subscriptions whose certificate has ended go, with what waits to be sent by them (a
         housekeeping job). Returns how many."""
         ended = await self.subscriptions.ended_with_certificates(self.now())
         if ended:
-            await self.store.write([self.outbox.stop_subscriptions(ended, "the receiver's certificate ended"),
-                                    self.subscriptions.forget([i for i, _ in ended])])
+            await self.store.write(self._end_subscriptions(ended, "the receiver's certificate ended"))
         return len(ended)
+
+    def _end_subscriptions(self, ended: list[tuple[str, str]], why: str) -> list[Statement]:
+        """Subscriptions (id, subscriber's did) that end, with what waits to be sent by them (a dead letter: ``why``)."""
+        return [self.outbox.stop_subscriptions(ended, why), self.subscriptions.forget([i for i, _ in ended])]
 
     async def _superseded(self, pairs: list[tuple[str, str]]) -> None:
         await self.store.write(self.outbox.move_to(pairs) + self.subscriptions.move_to(pairs)

@@ -664,7 +664,7 @@ class Outbox:
                 f"WHERE status = 'pending' AND receiver_did IN ({marks})", tuple(dids), False)
 
     @staticmethod
-    def stop_subscriptions(ended: "builtins.list[tuple[str, str]]", why: str = "the receiver was revoked") -> Statement:
+    def stop_subscriptions(ended: "builtins.list[tuple[str, str]]", why: str) -> Statement:
         """Subscriptions (id, the subscriber's did) that ended: what is pending by them ends as a dead letter."""
         return ("UPDATE outbox SET status = 'dead', last_error = ? WHERE status = 'pending' AND receiver_did = ? "
                 "AND subscription_id = ?", [(why, d, i) for i, d in ended], True)

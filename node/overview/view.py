@@ -339,6 +339,8 @@ class ClientView:
         end what an unfollow could not. Returns at how many sources a subscription stands."""
         rows = await self.store.fetchall("SELECT name, value FROM settings WHERE name LIKE ? OR name LIKE ? OR name LIKE ?",
                                          (f"{SUBSCRIBED}.%", f"{FOLLOWS}.%", f"{OWN_SOURCES}.%"))
+        if not rows:  # a node that follows no one and acts for no one: nothing to verify at its start
+            return 0
         held = {record.record_id for record, _, _ in await self._machtigingen_held()}
         # A machtiging that ended by its date (one withdrawn was let go of when his node said so): what it kept goes
         ended = {name.split(".", 2)[2] for name, _ in rows} - held - {_SELF}
@@ -375,7 +377,7 @@ class ClientView:
 
     async def _subscribed(self, namens: str | None) -> dict[str, Any]:
         row = await self.store.fetchone("SELECT value FROM settings WHERE name = ?", (_subscribed_key(namens),))
-        return json.loads(row[0]) if row else {"follow": False, "at": []}  # type: ignore[no-any-return]
+        return json.loads(row[0]) if row else {"follow": False, "at": []}
 
     async def _follows(self, namens: str | None) -> set[str]:
         """The subscriptions this node follows the client of machtiging ``namens`` by (None: every client it acts
