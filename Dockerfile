@@ -7,14 +7,16 @@ ARG BASE=iwlz-base:bookworm
 FROM ${BASE} AS builder
 COPY dist/docker/deps /tmp/deps
 RUN python3 -m venv /opt/iwlz \
- && /opt/iwlz/bin/pip install --quiet --no-index --find-links /tmp/deps -r /tmp/deps/requirements.txt setuptools wheel
+ && /opt/iwlz/bin/pip install --quiet --no-index --find-links /tmp/deps -r /tmp/deps/requirements.txt
 COPY pyproject.toml README.md /src/
 COPY keys /src/keys
 COPY protocol /src/protocol
 COPY node /src/node
-RUN /opt/iwlz/bin/pip wheel --quiet --no-index --no-build-isolation --no-deps -w /tmp/wheels /src \
+# Built as pyproject.toml's build-system says, in pip's isolated build environment (from /tmp/deps): the
+# setuptools the venv came with is too old for the project's metadata (a license as an SPDX expression).
+RUN /opt/iwlz/bin/pip wheel --quiet --no-index --find-links /tmp/deps --no-deps -w /tmp/wheels /src \
  && /opt/iwlz/bin/pip install --quiet --no-index --no-deps /tmp/wheels/iwlz_node-*.whl \
- && /opt/iwlz/bin/pip uninstall --quiet -y setuptools wheel \
+ && /opt/iwlz/bin/pip uninstall --quiet -y setuptools \
  && /opt/iwlz/bin/python -m pip uninstall --quiet -y pip \
  && site=$(/opt/iwlz/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
  && find "$site" \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' \) -delete \

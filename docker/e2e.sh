@@ -67,7 +67,8 @@ fi
 
 echo "== build the image"
 t=$(date +%s)
-TAG=$(sh docker/build.sh | tail -1)
+TAG=$(sh docker/build.sh) || { echo "the image could not be built" >&2; exit 1; }  # not a pipe: its failure counts
+TAG=$(echo "$TAG" | tail -1)
 echo "   $TAG: $(docker image inspect -f '{{.Size}}' "$TAG") bytes, built in $(( $(date +%s) - t )) s"
 
 secrets=$(mktemp -d)
