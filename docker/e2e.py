@@ -39,7 +39,9 @@ from protocol.events import MELDING_EVENT  # noqa: E402
 
 # The named parties of docker/compose.yml and the host ports of their admin APIs (IWLZ_ADMIN_PORT_* there).
 ADMIN_PORTS = {"ciz": 18800, "cak": 18801, "zorgkantoor-5151": 18802, "zorgkantoor-5050": 18803,
-               "zorgaanbieder-12345678": 18804, "zorgaanbieder-87654321": 18805, "client-jansen": 18806}
+               "zorgaanbieder-12345678": 18804, "zorgaanbieder-87654321": 18805, "client-jansen": 18806,
+               "dochter-jansen": 18807}
+CLIENTS = ("client-jansen", "dochter-jansen")  # a person's node: in no peer table, and its own holds no one
 REPLICATED = "zorgaanbieders"
 AGB_BASE = 98000000
 
@@ -203,7 +205,8 @@ class Swarm:
         for info in infos:
             name = info.get("Name", "")
             is_task = name.startswith(self.stack + "_") and name.count(".") == 2  # stack_service.slot.task
-            if not is_task or "_enrol." in name or "_client-" in name or not info.get("IPv4Address"):
+            service = name[len(self.stack) + 1:].split(".")[0]
+            if not is_task or service == "enrol" or service in CLIENTS or not info.get("IPv4Address"):
                 continue
             found[name] = info["IPv4Address"].split("/")[0]
         return found
@@ -349,7 +352,7 @@ def play(swarm: Swarm, scale_to: int, iwlz: list[str]) -> None:
         until("every service healthy", lambda: swarm.all_healthy(swarm.expected_containers()), 300, 1)
         swarm.note("time_to_healthy_s", round(time.monotonic() - started, 1),
                    f"{swarm.expected_containers()} containers healthy {time.monotonic() - started:.1f} s after deploy")
-        nodes = swarm.expected_containers() - 2  # everyone but the enrolment service and the client
+        nodes = swarm.expected_containers() - 1 - len(CLIENTS)  # everyone but the enrolment service and the clients
         until("full peer tables", lambda: _full(swarm, nodes), 180, 2)
         swarm.note("time_to_full_peer_tables_s", round(time.monotonic() - started, 1),
                    f"every peer table full ({nodes - 1} peers each) {time.monotonic() - started:.1f} s after deploy")
@@ -399,7 +402,7 @@ def play(swarm: Swarm, scale_to: int, iwlz: list[str]) -> None:
         until(f"{scale_to} replicas healthy", lambda: swarm.all_healthy(swarm.expected_containers()), 900, 2)
         swarm.note("scale_time_to_healthy_s", round(time.monotonic() - started, 1),
                    f"{scale_to} replicas healthy {time.monotonic() - started:.1f} s after the scale")
-        nodes = swarm.expected_containers() - 2
+        nodes = swarm.expected_containers() - 1 - len(CLIENTS)
         until("every peer table full", lambda: _full(swarm, nodes), 900, 3)
         swarm.note("scale_time_to_full_peer_tables_s", round(time.monotonic() - started, 1),
                    f"every one of {nodes} peer tables full ({nodes - 1} peers) {time.monotonic() - started:.1f} s "
@@ -423,7 +426,7 @@ def play_two_engines(swarm: Swarm, iwlz: list[str]) -> None:
             raise StepFailed(f"containers per engine: {spread}")
         swarm.note("two_engines_containers", spread, f"containers per engine: {spread}, healthy "
                    f"{time.monotonic() - started:.1f} s after deploy")
-        nodes = swarm.expected_containers() - 2
+        nodes = swarm.expected_containers() - 1 - len(CLIENTS)
         until("full peer tables on both engines", lambda: _full(swarm, nodes), 180, 2)
         swarm.note("two_engines_full_peer_tables_s", round(time.monotonic() - started, 1),
                    f"every peer table full ({nodes - 1} peers each, on both engines) "
@@ -462,7 +465,7 @@ def _one_member_per_slot(swarm: Swarm, replicas: int) -> None:
 
     def check() -> bool:
         for name in ADMIN_PORTS:
-            if name == "client-jansen":
+            if name in CLIENTS:
                 continue
             peers = swarm.admin(name).call("GET", "/admin/v1/peers")["peers"]
             codes = sorted(p["identifiers"].get("agb") for p in peers if p["organisation"].startswith("Zorgaanbieder "))

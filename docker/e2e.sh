@@ -53,7 +53,8 @@ if ! docker info >/dev/null 2>&1; then
 fi
 if [ "$ENGINES" = 2 ]; then
   [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" != active ] || { echo "leave the active swarm first" >&2; exit 2; }
-  engine=$(sh docker/second-engine.sh up | tail -1)
+  engine=$(sh docker/second-engine.sh up) || { echo "the second engine could not be started" >&2; exit 1; }
+  engine=$(echo "$engine" | tail -1)
   set -- $engine
   worker=${1#DOCKER_HOST=} worker_address=$2 manager_address=$3
   docker swarm init --advertise-addr "$manager_address" >/dev/null

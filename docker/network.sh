@@ -17,6 +17,7 @@ token zorgkantoor-5050 --role zorgkantoor --uzovi 5050 --reusable
 token zorgaanbieder-12345678 --role zorgaanbieder --agb 12345678 --reusable
 token zorgaanbieder-87654321 --role zorgaanbieder --agb 87654321 --reusable
 token client-jansen --role client --reusable
+token dochter-jansen --role client --reusable
 # The replicated zorgaanbieders share one token for the role; each replica's AGB code comes from its slot.
 token zorgaanbieders --role zorgaanbieder --reusable
 echo "$DIR"

@@ -61,6 +61,25 @@ def test_replicas_are_parties_of_their_own() -> None:
     assert not replicated.get("volumes")  # a replacement enrols again; its predecessor is revoked
 
 
+def test_the_stack_holds_every_party_of_the_demos_story_with_its_token() -> None:
+    """docker/e2e.py tells the demo's story to the stack (iwlz demo --against), which needs every party of it:
+    the story gained the client's daughter (his gemachtigde, a node of her own) and the stack did not, so the
+    end-to-end run failed at the story ("parties.json names no dochter-jansen")."""
+    from node.cli.demo import PARTIES
+
+    services = stack()["services"]
+    assert set(PARTIES) <= set(services)
+    made = (ROOT / "docker" / "network.sh").read_text()
+    for name in PARTIES:
+        secret = next(s["source"] for s in services[name]["secrets"] if s["target"] == "token")
+        token_file = stack()["secrets"][secret]["file"].rsplit("/", 1)[1]
+        assert f"token {token_file.removesuffix('.token')} " in made, token_file
+        role = services[name]["environment"]["IWLZ_ROLE"]
+        assert role == PARTIES[name][0]
+    e2e = (ROOT / "docker" / "e2e.py").read_text()
+    assert all(f'"{name}": 18' in e2e for name in PARTIES)  # its admin port, where the story reaches it
+
+
 def test_the_image_context_holds_only_what_the_image_needs() -> None:
     lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[0] == "*"
