@@ -169,21 +169,16 @@ class Subscriptions:
                    "subject": request.bsn, "trace_id": incoming.envelope.trace_id, "request": incoming.data}
         until = member.expires if member.role == "client" else None
         held = await self.store.fetchall(
-            "SELECT subscription_id, events, bsn, endpoint, machtiging, subscriber_cert, subscriber_until FROM subscriptions "
-            "WHERE subscriber_did = ?", (member.did,))
-        for subscription_id, events, bsn, endpoint, was, cert, kept_until in held:
-            if set(json.loads(events)) == set(request.events) and bsn == request.bsn:
-                # Asked again (a restart, a retry whose answer was lost, a renewed certificate): the same
-                # subscription, not one more; a client's node that moved (another port after a restart) is reached
-                # where it is now, and a gemachtigde follows by the machtiging she presented last.
-                moved = endpoint != request.endpoint or was != under[0] or cert != member.cert_id or kept_until != until
-                return Ack(ref=subscription_id, status="accepted"), [
-                    *([("UPDATE subscriptions SET endpoint = ?, subscriber_cert = ?, subscriber_until = ?, machtiging = ?, "
-                        "machtiging_id = ?, machtiging_signer = ?, machtiging_cert = ?, machtiging_until = ? "
-                        "WHERE subscription_id = ?", (request.endpoint, member.cert_id, until, *under, subscription_id), False)]
-                      if moved else []),
-                    self.audit.entry(now=now, event="subscription.create", action="U" if moved else "R",
-                                     result="moved" if moved else "exists", **audited)]
+            "SELECT subscription_id, events, bsn, endpoint, machtiging, subscriber_cert, subscriber_until, created_at "
+            "FROM subscriptions WHERE subscriber_did = ?", (member.did,))
+        # Asked again (a restart, a retry whose answer was lost, a renewed certificate): the same subscription, not
+        # one more. A person's records are followed here by one subscription of his node (or hers): asked with
+        # other events (his node or this source upgraded since) it is that one with the events asked now.
+        same = sorted((row for row in held if row[2] == request.bsn
+                       and (request.bsn is not None or set(json.loads(row[1])) == set(request.events))),
+                      key=lambda row: (row[7], row[0]))  # the first made is the one kept
+        if same:
+            return Ack(ref=same[0][0], status="accepted"), self._asked_again(member, request, same, until, under, audited, now)
         if len(held) >= MAX_PER_MEMBER:
             raise RemoteProtocolError(ErrorCode.CONFLICT, f"a member holds at most {MAX_PER_MEMBER} subscriptions here: "
                                       "unsubscribe one first")
@@ -196,6 +191,27 @@ class Subscriptions:
               now, request.bsn, request.endpoint, member.cert_id, until, *under), False),
             self.audit.entry(now=now, event="subscription.create", action="C", result="accepted", **audited),
         ]
+
+    def _asked_again(self, member: Member, request: Subscribe, same: list[Any], until: int | None,
+                     under: tuple[Any, ...], audited: dict[str, Any], now: int) -> list[Statement]:
+        """The subscription asked for again: where a client's node that moved (another port after a restart) is
+        now, the certificate and the events it asks with now, the machtiging a gemachtigde presented last. More
+        than one of a person's (made before they were one) become the first."""
+        (subscription_id, events, _, endpoint, was, cert, kept_until, _), extra = same[0], same[1:]
+        moved = (endpoint != request.endpoint or was != under[0] or cert != member.cert_id or kept_until != until
+                 or set(json.loads(events)) != set(request.events))
+        out: list[Statement] = []
+        if moved:
+            out.append(("UPDATE subscriptions SET endpoint = ?, subscriber_cert = ?, subscriber_until = ?, events = ?, "
+                        "machtiging = ?, machtiging_id = ?, machtiging_signer = ?, machtiging_cert = ?, machtiging_until = ? "
+                        "WHERE subscription_id = ?", (request.endpoint, member.cert_id, until, json.dumps(list(request.events)),
+                                                       *under, subscription_id), False))
+        out.append(self.audit.entry(now=now, event="subscription.create", action="U" if moved else "R",
+                                    result="moved" if moved else "exists", **audited))
+        for row in extra:
+            out += [("DELETE FROM subscriptions WHERE subscription_id = ?", (row[0],), False),
+                    self.audit.entry(now=now, event="subscription.delete", action="D", result="merged", **audited)]
+        return out
 
     def _only_own(self, why: str = "") -> RemoteProtocolError:
         return RemoteProtocolError(ErrorCode.DENIED, "a client subscribes to his own records only, with his BSN and the "

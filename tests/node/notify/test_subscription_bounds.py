@@ -5,8 +5,10 @@ member subscribing in a loop made the source write a notification per subscripti
 
 from __future__ import annotations
 
-import pytest
+import json
 from contextlib import closing
+
+import pytest
 
 from node.errors import PeerRefused
 from node.notify.subscriptions import MAX_PER_MEMBER
@@ -40,21 +42,34 @@ async def test_the_same_subscription_asked_again_is_the_same_and_a_change_reache
     assert len([n for n in await zk5050.inbox.list() if n["event_type"] == EVENT]) == 1
 
 
-async def test_a_member_holds_a_bounded_number_of_subscriptions(network: Network) -> None:
+async def test_a_member_holds_a_bounded_number_of_subscriptions(network: Network, monkeypatch) -> None:
+    """An organisation holds one subscription per set of events it asks for, up to MAX_PER_MEMBER; a client one per
+    person whose records he follows, whatever events he asks for (his node asks with what each source announces
+    and the matrix lets a client follow, which upgrades change)."""
     from itertools import combinations
 
-    zk, client = await network.start("zk5151", "client")
+    from node.notify import subscriptions
+
+    zk, zk5050, client = await network.start("zk5151", "zk5050", "client")
+    monkeypatch.setattr(subscriptions, "MAX_PER_MEMBER", 4)  # the matrix lets a zorgkantoor ask for 7 sets here
+    for_a_zorgkantoor = [events for n in (1, 2, 3) for events in combinations(
+        (EVENT, "GEWIJZIGDE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", "VERWIJDERDE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR"), n)]
+    for events in for_a_zorgkantoor[:4]:
+        await zk5050.send_to_peer(zk.url, Subscribe(events=events))
+    with pytest.raises(PeerRefused) as refused:
+        await zk5050.send_to_peer(zk.url, Subscribe(events=for_a_zorgkantoor[4]))
+    assert refused.value.code == "conflict" and "at most 4" in refused.value.reason
     bsn = "106658037"  # the client of tests/node/kit.py PARTIES
     followed = ("NIEUWE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", "GEWIJZIGDE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR",
                 "VERWIJDERDE_BEMIDDELINGSPECIFICATIE_ZORGKANTOOR", "NIEUWE_OVERDRACHT_ZORGKANTOOR",
                 "GEWIJZIGDE_OVERDRACHT_ZORGKANTOOR", "VERWIJDERDE_OVERDRACHT_ZORGKANTOOR")
-    sets = [events for n in (1, 2, 3) for events in combinations(followed, n)]  # 41 sets of events
-    for events in sets[:MAX_PER_MEMBER]:
-        await client.send_to_peer(zk.url, Subscribe(events=events, bsn=bsn, endpoint=client.url))
-    with pytest.raises(PeerRefused) as refused:
-        await client.send_to_peer(zk.url, Subscribe(events=sets[MAX_PER_MEMBER], bsn=bsn, endpoint=client.url))
-    assert refused.value.code == "conflict" and "at most" in refused.value.reason
-    assert len(await zk.store.fetchall("SELECT 1 FROM subscriptions")) == MAX_PER_MEMBER
+    for_him = [events for n in (1, 2, 3) for events in combinations(followed, n)]  # 41 sets of events
+    ids = {(await client.send_to_peer(zk.url, Subscribe(events=events, bsn=bsn, endpoint=client.url))).message.ref
+           for events in for_him}
+    assert len(ids) == 1
+    assert await zk.store.fetchall("SELECT subscription_id, events FROM subscriptions WHERE subscriber_did = ?",
+                                   (client.identity.did,)) == [(ids.pop(), json.dumps(list(for_him[-1])))]
+    assert len(await zk.store.fetchall("SELECT 1 FROM subscriptions")) == 5
 
 
 async def test_a_client_whose_node_moved_keeps_one_subscription_at_its_new_address(network: Network) -> None:
@@ -67,6 +82,25 @@ async def test_a_client_whose_node_moved_keeps_one_subscription_at_its_new_addre
            for n in range(40)}
     assert len(ids) == 1
     assert await ciz.store.fetchall("SELECT endpoint FROM subscriptions") == [("http://127.0.0.1:20039",)]
+
+
+async def test_two_subscriptions_of_a_client_made_before_his_first_counted_become_one_when_he_asks_again(
+        network: Network) -> None:
+    """A source before this version kept a subscription beside his first when his node asked with other events:
+    the next time his node asks, the first made is the one kept, with the events asked now, and the other goes."""
+    ciz, client = await network.start("ciz", "client")
+    asked = ("GEWIJZIGDE_INDICATIE_ZORGKANTOOR", "VERWIJDERDE_INDICATIE_ZORGKANTOOR")
+    first = (await client.send_to_peer(ciz.url, Subscribe(events=asked[:1], bsn="106658037", endpoint=client.url))).message.ref
+    await ciz.store.write([(  # the one an earlier version made beside it
+        "INSERT INTO subscriptions (subscription_id, subscriber_did, subscriber_org, receiver_id_type, receiver_id, events, "
+        "created_at, bsn, endpoint, subscriber_cert, subscriber_until) SELECT 'made-beside', subscriber_did, subscriber_org, "
+        "receiver_id_type, receiver_id, ?, created_at + 1, bsn, endpoint, subscriber_cert, subscriber_until "
+        "FROM subscriptions WHERE subscription_id = ?", (json.dumps(list(asked[1:])), first), False)])
+    again = (await client.send_to_peer(ciz.url, Subscribe(events=asked, bsn="106658037", endpoint=client.url))).message.ref
+    assert again == first
+    assert await ciz.store.fetchall("SELECT subscription_id, events FROM subscriptions") == [(first, json.dumps(list(asked)))]
+    entries = await ciz.store.fetchall("SELECT event, result FROM audit WHERE event LIKE 'subscription.%' ORDER BY seq")
+    assert entries[-2:] == [("subscription.create", "moved"), ("subscription.delete", "merged")]
 
 
 async def test_a_subscribe_and_a_write_read_subscriptions_through_indexes(network: Network) -> None:

@@ -5,7 +5,9 @@ it and it ends; his node, taking up a renewed certificate, follows again, and ke
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -196,3 +198,31 @@ async def test_he_unfollows_at_a_source_that_moved_to_a_new_key_since_he_followe
     assert await zk.store.fetchall("SELECT 1 FROM subscriptions") == []
     sources = await client.store.fetchall("SELECT value FROM settings WHERE name = 'client.sources'")
     assert old_did not in sources[0][0] and zk.identity.did in sources[0][0]
+
+
+async def test_his_node_following_again_after_a_source_announced_one_event_more_holds_one_subscription_there(
+        network: Network) -> None:
+    """Attack on following again: his node followed CIZ by the events CIZ announced then; CIZ, upgraded, announces
+    one more a client may follow. At his node's next start it subscribed with the new set, which CIZ took for a
+    subscription beside the first: every change of his indicatie reached him twice, and each such upgrade added
+    one more (up to a member's limit, where a follow is refused)."""
+    ciz, client = await network.start("ciz", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await network.settle()
+    allowed = client.subscriptions.matrix["allowed"]
+    announced = client.peers.get(ciz.identity.did)
+    assert announced is not None and "VERWIJDERDE_INDICATIE_ZORGKANTOOR" in announced.events
+    client.peers._put(replace(announced, events=tuple(e for e in announced.events  # what CIZ announced before
+                                                      if e != "VERWIJDERDE_INDICATIE_ZORGKANTOOR")))
+    [followed] = [f["subscription_id"] for f in await follows(client) if f.get("subscription_id")]
+    client.peers._put(announced)  # CIZ's announcement since its upgrade
+    assert await client.client_view.follow_again(endpoint=client.url, allowed=allowed) == 1
+    rows = await ciz.store.fetchall("SELECT subscription_id, events FROM subscriptions")
+    assert [(sid, set(json.loads(events))) for sid, events in rows] == [
+        (followed, {e for e in announced.events if "client" in allowed.get(e, {})})]
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert [r[0] for r in await client.store.fetchall("SELECT event_type FROM inbox")] == [
+        "GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]
+    assert json.loads((await client.store.fetchall("SELECT value FROM settings WHERE name = 'client.subscribed.self'"))
+                      [0][0])["at"] == [[ciz.identity.did, followed]]
