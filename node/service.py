@@ -384,6 +384,8 @@ class Node:
         if member.did != identity.did:
             raise ConfigError("the new certificate is for another key")
         old = self.identity.did
+        if self.member.role == "client" and identity.did != old:
+            await self._leave_subscriptions()
         self._take_identity(identity, certificate, member)
         # The chain head is signed with the new key before the key files change, so that a crash in between
         # leaves a home whose head matches the key the node starts with (start finishes the switch).
@@ -403,6 +405,15 @@ class Node:
         self._write_run_file()
         log.info("switched to certificate %s%s", member.cert_id_hex, "" if old == identity.did else f" and key {identity.did}")
         return True
+
+    async def _leave_subscriptions(self) -> None:
+        """Before a client's node moves to a new key: what it follows is ended under the old key, and followed
+        again under the new one (a source kept the old did's beside the new until the old certificate ended, and
+        sent each change sealed to a key no one holds)."""
+        try:
+            await self.client_view.leave_before_key_switch()
+        except NodeError as exc:
+            log.warning("could not end the subscriptions under the old key: %s", exc.__class__.__name__)
 
     async def _follow_again(self) -> None:
         """A client's subscriptions at sources name where his node is and rest on the certificate they were made

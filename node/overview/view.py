@@ -309,10 +309,30 @@ class ClientView:
         """End every subscription this node holds for his records (``namens``: those of the client whose machtiging
         this is), and follow them no more at start; returns what each source said. One a source could not be
         asked to end is asked again at the node's next start."""
-        held = await self._subscribed(namens)
+        results, remaining = await self._end_at((await self._subscribed(namens))["at"])
+        key = _subscribed_key(namens)
+        await self.store.write([_setting(key, json.dumps({"follow": False, "at": remaining})) if remaining else
+                                ("DELETE FROM settings WHERE name = ?", (key,), False)])
+        return results
+
+    async def leave_before_key_switch(self) -> int:
+        """End every subscription this node holds, still under the key it is leaving (a source takes an unsubscribe
+        only from the did that subscribed); it follows again under the new one. One not ended stays until the
+        certificate it was made under ends. Returns how many ended."""
+        rows = await self.store.fetchall("SELECT name, value FROM settings WHERE name LIKE ?", (f"{SUBSCRIBED}.%",))
+        ended = 0
+        for name, value in rows:
+            held = json.loads(value)
+            results, remaining = await self._end_at(held["at"])
+            ended += sum(1 for said in results if said["ended"])
+            await self.store.write([_setting(name, json.dumps(dict(held, at=remaining)))])
+        return ended
+
+    async def _end_at(self, at: list[list[str]]) -> tuple[list[dict[str, Any]], list[list[str]]]:
+        """Ask each source to end the subscription held there: what each said, and those not ended."""
         results: list[dict[str, Any]] = []
         remaining = []
-        for did, sid in held["at"]:
+        for did, sid in at:
             peer = self.peers.get(did)
             said: dict[str, Any] = {"organisation": peer.organisation if peer is not None else did, "subscription_id": sid}
             try:
@@ -327,10 +347,7 @@ class ClientView:
             if not said["ended"]:
                 remaining.append([did, sid])
             results.append(said)
-        key = _subscribed_key(namens)
-        await self.store.write([_setting(key, json.dumps({"follow": False, "at": remaining})) if remaining else
-                                ("DELETE FROM settings WHERE name = ?", (key,), False)])
-        return results
+        return results, remaining
 
     async def follow_again(self, *, endpoint: str, allowed: dict[str, dict[str, str]]) -> int:
         """Subscribe again wherever this node follows his records or those of a client it acts for: the same

@@ -11,7 +11,6 @@ from contextlib import closing
 import pytest
 
 from node.errors import PeerRefused
-from node.notify.subscriptions import MAX_PER_MEMBER
 from protocol import Subscribe
 from tests.node.kit import Network, put, sample
 

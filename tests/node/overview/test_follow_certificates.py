@@ -226,3 +226,30 @@ async def test_his_node_following_again_after_a_source_announced_one_event_more_
         "GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]
     assert json.loads((await client.store.fetchall("SELECT value FROM settings WHERE name = 'client.subscribed.self'"))
                       [0][0])["at"] == [[ciz.identity.did, followed]]
+
+
+async def test_his_node_that_moved_to_a_new_key_leaves_no_subscription_under_the_old_one(network: Network) -> None:
+    """Attack on a key switch: his node follows CIZ, then moves to a new key (iwlz key rotate). It followed again
+    under the new did, and the subscription of the old one stayed until the old certificate's end (a year): each
+    change of his indicatie was sealed to a key no one holds any more and sent to his node, which refused it, and
+    no unfollow could end it (a source takes an unsubscribe only from the did that subscribed)."""
+    ciz, client = await network.start("ciz", "client")
+    await put(ciz, "WlzIndicatie", sample("wlzIndicaties", 0))
+    await network.settle()
+    assert [f["organisation"] for f in await follows(client) if f.get("subscription_id")] == ["CIZ"]
+    old_did = client.identity.did
+    client.home.rotate_key()
+    network.net.issue(client.home, now=int(time.time()), valid_for=24 * 365 * HOUR)
+    assert await client.reload_certificate()
+    for _ in range(200):  # his node follows again in the background, under the new did
+        rows = await ciz.store.fetchall("SELECT subscriber_did FROM subscriptions ORDER BY created_at")
+        if (client.identity.did,) in rows:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [(client.identity.did,)]
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert old_did != client.identity.did
+    assert [(r["receiver_id"], r["status"]) for r in await ciz.outbox.list() if r["receiver_id_type"] == "DID"] == [
+        (client.identity.did, "delivered")]
+    assert [r[0] for r in await client.store.fetchall("SELECT event_type FROM inbox")] == ["GEWIJZIGDE_INDICATIE_ZORGKANTOOR"]
