@@ -31,7 +31,7 @@ from keys import KeysError, Member, check_identifier, is_did
 from node.discovery import Peer, PeerTable, Router
 from node.errors import NodeError, PeerRefused, ValidationError, shown
 from node.store import RECORD_TYPES, Actor, HeldEvidence, Registers, Statement, Store
-from node.store.records import EVERY_SOURCE, MACHTIGING, MACHTIGING_COVERS, is_machtiging, read_record, values_at
+from node.store.records import EVERY_SOURCE, MACHTIGING, MACHTIGING_COVERS, day_of, is_machtiging, read_record, values_at
 from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, RemoteProtocolError, Subscribe, Unsubscribe
 from protocol.records import RecordVersion, verify_record
 from protocol.witness import conflict
@@ -110,7 +110,7 @@ class ClientView:
         """The machtigingen clients gave this node that verify, name it and have not ended (newest first)."""
         rows = await self.store.fetchall("SELECT signed FROM evidence WHERE kind = 'Toestemming' ORDER BY rowid DESC")
         now = int(self.clock())
-        today = date.fromtimestamp(now).isoformat()
+        today = day_of(now)  # as the sources end it (policy.pdp)
         held = []
         for (signed,) in rows:
             try:

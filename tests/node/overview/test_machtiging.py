@@ -356,3 +356,31 @@ async def test_only_his_own_node_can_confirm_a_machtiging_not_whoever_answers_at
     assert "its signer could not be asked whether it still stands" in info.value.reason
     ciz.pdp.freshness = 3600  # within the bound the same machtiging opens his data: only the confirmation failed
     assert len(await gemachtigde.router.query(ciz.identity.did, "CLIENT-EIGEN-GEGEVENS", {"bsn": BSN0}, [signed])) == 1
+
+
+async def test_her_node_holds_a_machtiging_to_its_last_day_as_his_sources_do_whatever_its_time_zone(
+        network: Network, monkeypatch) -> None:
+    """A machtiging's geldigTot is a day: the sources end it by the UTC day (policy.pdp, day_of), and her node judged
+    it by the day where it runs. On a machine set to Europe/Amsterdam, from midnight there until midnight UTC, her
+    node held it for ended (no overview, and what it followed by it let go of) while every source still opened his
+    data by it."""
+    from datetime import datetime, time as clock_time, timedelta, timezone
+
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    last = datetime.now(timezone.utc).date() + timedelta(days=2)
+    machtiging = await machtig(client, gemachtigde, until=last.isoformat())
+    late = datetime.combine(last, clock_time(23, 30), timezone.utc).timestamp()  # the next day in Amsterdam
+    monkeypatch.setenv("TZ", "Europe/Amsterdam")
+    time.tzset()
+    try:
+        for node in (ciz, zk, za, za_b, client, gemachtigde):
+            node.clock = lambda: late
+        view = await gemachtigde.client_view.overview(namens=machtiging)
+        assert {a["organisation"] for a in view["asked"] if a["records"]} == {"CIZ", "Zorgkantoor Noord", "Zorggroep De Linde"}
+        for node in (ciz, zk, za, za_b, client, gemachtigde):
+            node.clock = lambda: late + 3600  # the next day in UTC too: it has ended everywhere
+        with pytest.raises(NodeError):
+            await gemachtigde.client_view.overview(namens=machtiging)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
