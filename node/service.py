@@ -203,7 +203,7 @@ class Node:
             await self.workers.start()
         await self.discovery.start(self.url)
         self._run_in_background()
-        self.tasks.spawn(self.registers.resign_stale(), "re-sign")
+        self.tasks.spawn(self._sign_again(), "re-sign")
         if self.member.role == "client":  # on another port, or a certificate renewed while it was stopped
             self.tasks.spawn(self._follow_again(), "follow-again")
         await self.inbox.resume()
@@ -263,6 +263,8 @@ class Node:
                          lambda: self.subscriptions.ask_after_machtigingen(self.now()))
         housekeeping.add("subscriptions of ended certificates", 3600.0, self.end_subscriptions_of_ended_certificates)
         housekeeping.add("certificate files", self.config.certificate_check_interval, self._check_certificate_files)
+        if self.member.role == "client":  # a consent whose party was away when it was given, or signed again
+            housekeeping.add("consents handed again", 3600.0, self._hand_consents_again)
         # Soon after start too: a node restarted more often than the interval would otherwise never purge.
         housekeeping.add("retention", self.config.retention_interval, self.purge,
                          first=min(60.0, self.config.retention_interval))
@@ -396,7 +398,7 @@ class Node:
             self.writer_desk.changed()
         self.discovery.announce()
         self.tasks.spawn(self.discovery.tell_peers(), "announce-new-key")
-        self.tasks.spawn(self.registers.resign_stale(), "re-sign")
+        self.tasks.spawn(self._sign_again(), "re-sign")
         if self.member.role == "client":
             self.tasks.spawn(self._follow_again(), "follow-again")
         if self.mdns is not None:
@@ -405,6 +407,19 @@ class Node:
         self._write_run_file()
         log.info("switched to certificate %s%s", member.cert_id_hex, "" if old == identity.did else f" and key {identity.did}")
         return True
+
+    async def _sign_again(self) -> None:
+        """Sign again what was signed under an earlier certificate; a client's node then hands the consents he gave
+        again: each holds only while the certificate in it does, and the party holding it has the one it was given."""
+        await self.registers.resign_stale()
+        if self.member.role == "client":
+            await self._hand_consents_again()
+
+    async def _hand_consents_again(self) -> None:
+        try:
+            await self.client_view.hand_again()
+        except NodeError as exc:
+            log.warning("could not hand the consents again: %s", exc.__class__.__name__)
 
     async def _leave_subscriptions(self) -> None:
         """Before a client's node moves to a new key: what it follows is ended under the old key, and followed

@@ -19,7 +19,9 @@ client's BSN and presents the machtiging with each question.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -36,6 +38,7 @@ from protocol import AccessLogRequest, AccessLogResult, AuditHead, Consent, Remo
 from protocol.records import RecordVersion, verify_record
 from protocol.witness import conflict
 
+log = logging.getLogger(__name__)
 SOURCE_REGISTERS = {"indicatie", "bemiddeling", "levering", "eigenbijdrage"}
 # Who knows every Wlz client: asked first. The other sources are asked only when his records name them, and the
 # CAK once care is delivered to him (it counts his eigen bijdrage from the care it hears of).
@@ -58,6 +61,7 @@ HIS_CHANGES = 50  # the changes shown of a client this node acts for
 # follows his records ("follow": it subscribes again at start and after a renewal) and where it is subscribed
 # ("at": [source did, subscription id], what an unfollow ends).
 SUBSCRIBED = "client.subscribed"
+HANDED = "client.handed"  # per consent he gave (.ID): where it was handed, and the SHA-256 of the signed version handed
 FOLLOWS = "client.follows"  # per machtiging held (.ID): the subscriptions its client's changes come to this node by
 
 
@@ -208,6 +212,7 @@ class ClientView:
             handed, error = True, None
         except NodeError as exc:
             handed, error = False, str(exc)
+        await self._handed(stored.record_id, endpoint, stored.signed if handed else None)
         return {"id": stored.record_id, "handed_over": handed, "error": error}
 
     def _own_url(self) -> str:
@@ -236,14 +241,48 @@ class ClientView:
                                 sources=[EVERY_SOURCE], endpoint=endpoint)
 
     async def hand_over(self, consent_id: str, endpoint: str | None = None) -> bool:
-        """Hand a consent to its party again (when it could not be reached at the grant)."""
+        """Hand a consent to its party again (when it could not be reached at the grant); ``endpoint``: where its
+        node is now (else where it was handed before, or the peer table's)."""
         stored = await self.registers.current("Toestemming", consent_id)
         if stored is None or stored.deleted or stored.data is None:
             raise NodeError("no such consent")
-        grantee = stored.data["ontvanger"]
-        target = grantee.get("did") or next(f"{k}:{v}" for k, v in grantee.items())
-        await self._hand(target, stored.signed, endpoint)
+        endpoint = endpoint or (await self._handing(consent_id)).get("endpoint")
+        await self._hand(_grantee(stored.data), stored.signed, endpoint)
+        await self._handed(consent_id, endpoint, stored.signed)
         return True
+
+    async def hand_again(self) -> int:
+        """Hand each consent he gave that has not ended again when what its party holds is not its signed version
+        now: his node signed it again under a renewed certificate (a signed record holds only while the
+        certificate in it does, and a client's is short), or it could not be handed at the grant. Returns how many
+        were handed."""
+        rows = await self.store.fetchall("SELECT name, value FROM settings WHERE name LIKE ?", (f"{HANDED}.%",))
+        today, handed, gone = day_of(int(self.clock())), 0, []
+        for name, value in rows:
+            consent_id, kept = name[len(HANDED) + 1:], json.loads(value)
+            stored = await self.registers.current("Toestemming", consent_id)
+            if stored is None or stored.deleted or stored.data is None or str(stored.data["geldigTot"]) < today:
+                gone.append((name,))
+            elif kept["handed"] != _digest(stored.signed):
+                try:
+                    await self._hand(_grantee(stored.data), stored.signed, kept["endpoint"])
+                except NodeError as exc:
+                    log.info("could not hand consent %s again: %s", consent_id, exc.__class__.__name__)
+                    continue
+                await self._handed(consent_id, kept["endpoint"], stored.signed)
+                handed += 1
+        if gone:
+            await self.store.write([("DELETE FROM settings WHERE name = ?", gone, True)])
+        return handed
+
+    async def _handing(self, consent_id: str) -> dict[str, Any]:
+        row = await self.store.fetchone("SELECT value FROM settings WHERE name = ?", (f"{HANDED}.{consent_id}",))
+        return json.loads(row[0]) if row else {}
+
+    async def _handed(self, consent_id: str, endpoint: str | None, signed: bytes | None) -> None:
+        """Where a consent was handed (None: by the peer table), and which signed version (None: not yet)."""
+        value = {"endpoint": endpoint, "handed": _digest(signed) if signed is not None else None}
+        await self.store.write([_setting(f"{HANDED}.{consent_id}", json.dumps(value))])
 
     async def revoke(self, consent_id: str) -> dict[str, Any]:
         """Withdraw a consent: a tombstone version, and a notification to every source it named, retried until
@@ -252,6 +291,7 @@ class ClientView:
         if stored is not None and stored.data is not None and EVERY_SOURCE in stored.data["bronnen"]:
             await self._name_every_source(stored.data)
         stored = await self.registers.delete("Toestemming", consent_id, actor=self.actor(), now=int(self.clock()))
+        await self.store.write([("DELETE FROM settings WHERE name = ?", (f"{HANDED}.{consent_id}",), False)])
         return {"id": stored.record_id, "withdrawn": True}
 
     async def _name_every_source(self, data: dict[str, Any]) -> None:
@@ -609,6 +649,16 @@ _SELF = "self"
 
 def _subscribed_key(namens: str | None) -> str:
     return f"{SUBSCRIBED}.{_SELF if namens is None else namens}"
+
+
+def _grantee(consent: dict[str, Any]) -> str:
+    """Whom a consent is handed to: the did of its party's node, or its identifier (``agb:…``)."""
+    grantee = consent["ontvanger"]
+    return str(grantee.get("did") or next(f"{k}:{v}" for k, v in grantee.items()))
+
+
+def _digest(signed: bytes) -> str:
+    return hashlib.sha256(signed).hexdigest()
 
 
 def _setting(name: str, value: str) -> Statement:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from node.errors import PeerRefused, ValidationError
+from node.notify.consents import consent_ended
 from node.service import Node
 from tests.node.kit import BSN0, IND0, Network, put, sample
 
@@ -345,3 +346,43 @@ async def test_the_party_lets_go_of_a_consent_once_it_has_ended(network: Network
         await node.inbox.refresh_evidence(now=two_days_on, margin=0)
     assert await za_b.store.fetchall(held) == [(running,)]
     assert await client2.store.fetchall(held) == []
+
+
+async def test_a_consent_holds_at_its_party_past_the_end_of_the_certificate_he_signed_it_under(network: Network) -> None:
+    """Attack on renewal, as for a machtiging: he renewed his (short) certificate, and the party held the consent
+    signed under the old one; at its end the party let go of it ("no longer verifies") and every source refused
+    it, until he gave a new one."""
+    ciz, zk, za_b, client, client2 = await parties(network)
+    network.net.issue(client.home, now=int(time.time()), valid_for=2 * 3600)
+    assert await client.reload_certificate()
+    await grant(client, sources=("kvk:62253778",))
+    network.net.issue(client.home, now=int(time.time()), valid_for=365 * 24 * 3600)  # renewed, the same key
+    assert await client.reload_certificate()
+    later = time.time() + 3 * 3600  # the certificate he signed it under has ended
+    for _ in range(200):  # his node signs it again and hands it to the party, in the background
+        if not consent_ended((await held_by(za_b))[0], za_b.trust, int(later)):
+            break
+        await asyncio.sleep(0.05)
+    for node in (ciz, za_b, client):
+        node.clock = lambda: later
+    await za_b.inbox.refresh_evidence(now=int(later), margin=0)
+    [(record, _, _)] = await read(za_b, ciz)
+    assert record.record_id == IND0
+
+
+async def test_a_consent_whose_party_was_away_when_he_gave_it_is_handed_when_it_is_back(network: Network) -> None:
+    ciz, zk, za_b, client, client2 = await parties(network)
+    port = int(za_b.url.rsplit(":", 1)[1])
+    await za_b.stop()
+    network.nodes.pop("za_b")
+    result = await client.client_view.grant(to="agb:87654321", templates=[TEMPLATE], purpose=PURPOSE,
+                                            until="2099-12-31", sources=["kvk:62253778"])
+    assert not result["handed_over"]
+    assert await client.client_view.hand_again() == 0  # still away
+    za_b = Node(za_b.home, port=port, mdns=False, gossip_interval=0)
+    await za_b.start()
+    network.nodes["za_b"] = za_b
+    assert await client.client_view.hand_again() == 1  # as the hourly job does
+    assert await client.client_view.hand_again() == 0  # it holds this one
+    [(record, _, _)] = await read(za_b, ciz)
+    assert record.record_id == IND0

@@ -384,3 +384,26 @@ async def test_her_node_holds_a_machtiging_to_its_last_day_as_his_sources_do_wha
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+async def test_his_machtiging_holds_for_her_past_the_end_of_the_certificate_he_signed_it_under(network: Network) -> None:
+    """Attack on renewal: a signed record holds while the certificate in it does, and a client's certificate is
+    short (an enrolment's: 30 days). He renewed his; the machtiging she held was still the one signed under the
+    old certificate, so at its end her node held it for ended (no overview, his changes no longer followed) and
+    every source refused it, until he gave her a new one by hand."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    network.net.issue(client.home, now=int(time.time()), valid_for=2 * 3600)
+    assert await client.reload_certificate()
+    machtiging = await machtig(client, gemachtigde)
+    network.net.issue(client.home, now=int(time.time()), valid_for=365 * 24 * 3600)  # renewed, the same key
+    assert await client.reload_certificate()
+    later = time.time() + 3 * 3600  # the certificate he signed it under has ended
+    for _ in range(200):  # his node re-signs what it holds, and hands her the machtiging again, in the background
+        held = await gemachtigde.client_view._machtigingen_held()
+        if held and held[0][1].expires > later:
+            break
+        await asyncio.sleep(0.05)
+    for node in (ciz, zk, za, za_b, client, gemachtigde):
+        node.clock = lambda: later
+    view = await gemachtigde.client_view.overview(namens=machtiging)
+    assert {a["organisation"] for a in view["asked"] if a["records"]} == {"CIZ", "Zorgkantoor Noord", "Zorggroep De Linde"}
