@@ -386,3 +386,16 @@ async def test_a_consent_whose_party_was_away_when_he_gave_it_is_handed_when_it_
     assert await client.client_view.hand_again() == 0  # it holds this one
     [(record, _, _)] = await read(za_b, ciz)
     assert record.record_id == IND0
+
+
+async def test_a_consent_given_before_his_node_kept_where_it_was_handed_is_handed_again_all_the_same(
+        network: Network) -> None:
+    ciz, zk, za_b, client, client2 = await parties(network)
+    consent = await grant(client, sources=("kvk:62253778",))
+    await client.store.write([("DELETE FROM settings WHERE name LIKE 'client.handed.%'", (), False)])  # as before
+    await za_b.store.write([("DELETE FROM evidence", (), False)])
+    assert await client.client_view.hand_again() == 1  # to its party by the peer table
+    assert await client.client_view.hand_again() == 0
+    [(record, _, _)] = await read(za_b, ciz)
+    assert record.record_id == IND0 and len(await held_by(za_b)) == 1
+    assert consent
