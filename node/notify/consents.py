@@ -90,7 +90,7 @@ class ConsentsReceived:
         (and signed them): a source refuses them from now on, and the party they were given to lets go of them,
         for they name his BSN."""
         ids = [s.record_id.partition("/")[2] for s in note.subjects]
-        return [*(RevokedConsents.revoke(i, sender.did, now) for i in ids),
+        return [*(RevokedConsents.revoke(i, sender, now) for i in ids),
                 HeldEvidence.forget_consents([(i, sender.did) for i in ids]),
                 Subscriptions.end_under([(i, sender.did) for i in ids])]
 

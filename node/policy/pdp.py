@@ -27,7 +27,7 @@ from node.policy.consent import CONSENT_KIND, CONSENT_KINDS, consent_fault, mach
 from node.policy.evidence import Confirm, Confirmations, Evidence, unconfirmed, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
-from node.store.records import day_of
+from node.store.records import bsn_key_of, day_of
 from protocol import ErrorCode, Query, RemoteProtocolError
 from protocol.records import RecordVersion, verify_record
 
@@ -252,7 +252,9 @@ class PolicyDecisionPoint:
         faults = []
         for item in evidence:
             fault = fault_of(item)
-            if fault is None and await self.revoked_consents.revoked(item.record.record_id, item.signer.did):
+            data = item.record.data or {}
+            if fault is None and await self.revoked_consents.revoked(item.record.record_id, item.signer,
+                                                                     str(data.get("bsn", "")), bsn_key_of(data)):
                 fault = "the client has withdrawn it"
             if fault is None:
                 return None

@@ -424,6 +424,11 @@ MIGRATIONS: Final[list[str]] = [
     ALTER TABLE subscriptions ADD COLUMN subscriber_until INTEGER;
     CREATE INDEX subscriptions_by_subscriber_until ON subscriptions(subscriber_until) WHERE subscriber_until IS NOT NULL;
     """,
+    # 22: a withdrawal keeps what the withdrawing client's certificate commits to (his BSN): it counts for a copy of
+    # the consent he signed under an earlier key of his too, not only for the did it came from
+    """
+    ALTER TABLE revoked_consents ADD COLUMN client_commitment BLOB;
+    """,
 ]
 
 

@@ -101,6 +101,7 @@ async def test_an_upgraded_database_starts_with_the_right_count(network: Network
         db.execute("ALTER TABLE inbox DROP COLUMN subscription_id")
         db.execute("DROP INDEX subscriptions_by_subscriber_until")  # schema 21's
         db.execute("ALTER TABLE subscriptions DROP COLUMN subscriber_until")
+        db.execute("ALTER TABLE revoked_consents DROP COLUMN client_commitment")  # schema 22's
         db.executescript(AS_SCHEMA_9)
     again = Node(ciz.home, mdns=False, gossip_interval=0)
     await again.start()

@@ -399,3 +399,33 @@ async def test_a_consent_given_before_his_node_kept_where_it_was_handed_is_hande
     [(record, _, _)] = await read(za_b, ciz)
     assert record.record_id == IND0 and len(await held_by(za_b)) == 1
     assert consent
+
+
+async def test_a_consent_he_withdrew_after_moving_to_a_new_key_opens_nothing_by_a_copy_signed_under_the_old_one(
+        network: Network) -> None:
+    """Attack on a withdrawal after a key switch: a source honours a withdrawal from the client who signed the
+    consent, by did; he moved to a new key (iwlz key rotate: not a revocation, the old certificate holds until its
+    end), and the party kept the copy he signed under the old one. His withdrawal, from the new did, did not
+    cover it: the party read his data by that copy until the old certificate ended."""
+    ciz, zk, za_b, client, client2 = await parties(network)
+    await grant(client, sources=("kvk:62253778",))
+    [old_copy] = await held_by(za_b)
+    client.home.rotate_key()
+    network.net.issue(client.home, now=int(time.time()), valid_for=365 * 24 * 3600)
+    assert await client.reload_certificate()
+    [consent] = [c["id"] for c in await client.client_view.consents()]
+    from protocol import Notification, Subject
+
+    forged = Notification(notification_id=str(uuid.uuid4()), event_type="VERWIJDERDE_TOESTEMMING_BRON",
+                          timestamp=client2.now(), sender_id_type="DID", sender_id=client2.identity.did,
+                          receiver_id_type="KVK", receiver_id="62253778", subscription_id=None,
+                          subjects=(Subject(subject=f"Toestemming/{consent}", record_id=f"Toestemming/{consent}"),))
+    await client2.send_to_peer(ciz.url, forged)  # another client "withdraws" it: his certificate is not of this BSN
+    [(record, _, _)] = await read(za_b, ciz, evidence=[old_copy])
+    assert record.record_id == IND0
+    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
+    await client.client_view.revoke(consent)
+    deadline = time.monotonic() + 5
+    while len(await ciz.store.fetchall("SELECT 1 FROM revoked_consents")) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert "withdrawn" in await denied(read(za_b, ciz, evidence=[old_copy]))
