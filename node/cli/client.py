@@ -124,7 +124,7 @@ def consent_grant(args: argparse.Namespace) -> int:
             "sources": args.source}
     result = admin(args).call("POST", "/admin/v1/client/consents", body)
     emit(args, result, f"toestemming {result['id']} gegeven aan {args.to}"
-                       + ("" if result["handed_over"] else f"; nog niet afgegeven: {result['error']}"))
+                       + ("" if result["handed_over"] else f"; nog niet afgegeven ({result['error']}): uw node probeert het elk uur opnieuw"))
     return 0
 
 
@@ -147,7 +147,7 @@ def machtiging_grant(args: argparse.Namespace) -> int:
     result = admin(args).call("POST", "/admin/v1/client/machtigingen",
                               {"to": args.to, "until": args.until, "endpoint": args.endpoint})
     emit(args, result, f"machtiging {result['id']} gegeven aan {args.to} tot en met {args.until}"
-                       + ("" if result["handed_over"] else f"; nog niet afgegeven: {result['error']}"))
+                       + ("" if result["handed_over"] else f"; nog niet afgegeven ({result['error']}): uw node probeert het elk uur opnieuw"))
     return 0
 
 

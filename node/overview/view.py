@@ -61,6 +61,7 @@ HIS_CHANGES = 50  # the changes shown of a client this node acts for
 # follows his records ("follow": it subscribes again at start and after a renewal) and where it is subscribed
 # ("at": [source did, subscription id], what an unfollow ends).
 SUBSCRIBED = "client.subscribed"
+LEAVING_WITHIN = 15.0  # seconds a key switch waits for the sources to end what this node follows under the old key
 HANDED = "client.handed"  # per consent he gave (.ID): where it was handed, and the SHA-256 of the signed version handed
 FOLLOWS = "client.follows"  # per machtiging held (.ID): the subscriptions its client's changes come to this node by
 
@@ -266,7 +267,7 @@ class ClientView:
                 gone.append((name,))
             elif kept["endpoint"] is None and _grantee(stored.data).startswith("did:") \
                     and self.peers.get(_grantee(stored.data)) is None:
-                continue  # a person's node, handed before this node kept where: iwlz consent hand-over --endpoint
+                continue  # a person's node, handed before this node kept where: hand it over with its endpoint
             elif kept["handed"] != _digest(stored.signed):
                 try:
                     await self._hand(_grantee(stored.data), stored.signed, kept["endpoint"])
@@ -376,11 +377,16 @@ class ClientView:
         certificate it was made under ends. Returns how many ended."""
         rows = await self.store.fetchall("SELECT name, value FROM settings WHERE name LIKE ?", (f"{SUBSCRIBED}.%",))
         ended = 0
-        for name, value in rows:
-            held = json.loads(value)
-            results, remaining = await self._end_at(held["at"])
-            ended += sum(1 for said in results if said["ended"])
-            await self.store.write([_setting(name, json.dumps(dict(held, at=remaining)))])
+        try:
+            async with asyncio.timeout(LEAVING_WITHIN):  # the switch waits for this: a source away is not waited for
+                for name, value in rows:
+                    held = json.loads(value)
+                    results, remaining = await self._end_at(held["at"])
+                    ended += sum(1 for said in results if said["ended"])
+                    await self.store.write([_setting(name, json.dumps(dict(held, at=remaining)))])
+        except TimeoutError:
+            log.info("ended %d subscription(s) under the old key; the sources not reached keep theirs until its "
+                     "certificate ends", ended)
         return ended
 
     async def _end_at(self, at: list[list[str]]) -> tuple[list[dict[str, Any]], list[list[str]]]:
