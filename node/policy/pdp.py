@@ -279,12 +279,16 @@ class PolicyDecisionPoint:
         return held
 
     async def machtiging_stands(self, signed: bytes, now: int) -> bool | None:
-        """Whether his node says the machtiging (signed, as it was presented) still stands; None: it could not be
+        """Whether the machtiging (signed, as it was presented) still stands: not when this node heard he withdrew
+        it (also from another key of his than the one that signed it), else as his node says; None: it could not be
         asked, or it no longer verifies here (what that ends, its signer's revoked certificate, is ended so)."""
         try:
             record, signer = verify_record(signed, self.trust, now)
         except RemoteProtocolError:
             return None
+        data = record.data or {}
+        if await self.revoked_consents.revoked(record.record_id, signer, str(data.get("bsn", "")), bsn_key_of(data)):
+            return False
         return await self._asked_now(record, signer, now)
 
     async def _asked_now(self, record: RecordVersion, signer: Member, now: int) -> bool | None:

@@ -297,3 +297,26 @@ async def test_she_stops_following_his_records_at_every_source_and_her_node_does
     await network.settle()
     assert await gemachtigde.store.fetchall("SELECT 1 FROM inbox") == []
     assert await ciz.store.fetchall("SELECT 1 FROM subscriptions") == []
+
+
+async def test_his_withdrawal_after_he_moved_to_a_new_key_ends_what_she_follows_by_the_copy_signed_under_the_old_one(
+        network: Network) -> None:
+    """Attack on a withdrawal after his key switch: she follows his records by the machtiging as signed under his
+    old key. His withdrawal came from the new did, and a source ended what was followed by a machtiging of that
+    did only; asking his node after it went to the old did, which no longer answers as such: she was sent his
+    changes until its geldigTot, or until her node followed again."""
+    ciz, zk, za, za_b, client, gemachtigde = await chain(network)
+    machtiging = await machtig(client, gemachtigde)
+    await follow(gemachtigde, machtiging)
+    client.home.rotate_key()
+    network.net.issue(client.home, now=int(time.time()), valid_for=365 * 24 * 3600)
+    assert await client.reload_certificate()
+    client.outbox.first_delay, client.outbox.max_delay = 0.05, 0.2
+    await client.client_view.revoke(machtiging)
+    await _delivered_to(client, {"62253778", "5151", "12345678"})  # CIZ, his zorgkantoor, his provider
+    for source in (ciz, zk):
+        await source.subscriptions.ask_after_machtigingen(source.now())  # every evidence_freshness
+        assert await source.store.fetchall("SELECT 1 FROM subscriptions") == [], source.member.organisation
+    await his_indicatie_changes(ciz, "2027-06-30")
+    await network.settle()
+    assert not [r for r in await ciz.outbox.list() if r["receiver_id"] == gemachtigde.identity.did]
