@@ -7,7 +7,9 @@ DIR=${1:?usage: network.sh DIR [NAME]}
 NAME=${2:-iwlz-swarm}
 IWLZ=${IWLZ:-iwlz}
 [ -f "$DIR/network.json" ] || $IWLZ network init "$DIR" --name "$NAME" >/dev/null
-token() { out=$1; shift; $IWLZ network enroll-token "$DIR" --valid-for "${IWLZ_TOKEN_VALID_FOR:-7d}" --out "$DIR/$out.token" "$@" >/dev/null; }
+# A node renews its certificate (30 days) with its token, and a replaced replica enrols with it: the tokens last as
+# long as the test network is meant to (IWLZ_TOKEN_VALID_FOR, a year by default).
+token() { out=$1; shift; $IWLZ network enroll-token "$DIR" --valid-for "${IWLZ_TOKEN_VALID_FOR:-365d}" --out "$DIR/$out.token" "$@" >/dev/null; }
 # Each named party's token is bound to its identity and reusable: its replacement on another machine, without
 # the old volume, enrols again as the same party (and the old certificate is revoked).
 token ciz --role ciz --kvk 62253778 --reusable

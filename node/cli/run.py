@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from node.cli.common import until_stopped, apply_tls, command, tls_arguments
-from node.errors import UsageError
+from node.errors import NodeError, UsageError
 from node.home import NodeHome
 from node.tasks import event_loop_runner, tune_collector, usable_cores
 
@@ -34,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
                     event_loop=args.event_loop)
         await node.start()
         print(f"ready {node.url} admin {node.admin_url}", flush=True)
+        renewing = asyncio.create_task(_keep_renewed(node, home, args)) if args.enroll else None
         await until_stopped()
+        if renewing is not None:
+            renewing.cancel()
         await node.stop()
 
     with event_loop_runner(args.event_loop) as runner:
@@ -64,20 +69,59 @@ def _workers(given: int | None) -> int:
     return given
 
 
+RENEWED_WITH_LEFT = 3  # a certificate from the enrolment service is renewed once a third of its life is left
+RENEWAL_RETRY = 3600.0  # seconds after a renewal that failed
+
+
+def _renewal_due(home: NodeHome) -> float:
+    """Seconds until the certificate is renewed from the enrolment service (0: now)."""
+    member = home.member()
+    return max(0.0, member.expires - (member.expires - member.not_before) / RENEWED_WITH_LEFT - time.time())
+
+
 def _enrol_first(home: NodeHome, args: argparse.Namespace) -> None:
     """A node without a certificate obtains one from the test network's enrolment service; one that has one
-    (a restart, a kept volume) keeps its identity and does not enrol again."""
+    (a restart, a kept volume) keeps its identity and does not enrol again, but renews its certificate (the same
+    key) when a third of its life or less is left, or it has ended."""
+    if home.certificate_path.exists():
+        if _renewal_due(home) > 0:
+            return
+        try:
+            _enrol(home, args, wait=args.enroll_wait)
+        except NodeError as exc:
+            if home.member().expires <= time.time():
+                raise
+            logging.getLogger("iwlz.enrol").warning("could not renew the certificate yet: %s", exc)
+        return
+    _enrol(home, args, wait=args.enroll_wait)
+
+
+async def _keep_renewed(node: Any, home: NodeHome, args: argparse.Namespace) -> None:
+    """While the node runs: its certificate renewed from the enrolment service, and taken up, before it ends (an
+    enrolment's is short: 30 days by default), as long as the token is accepted (a reusable one)."""
+    log = logging.getLogger("iwlz.enrol")
+    while True:
+        try:
+            await asyncio.sleep(min(_renewal_due(home), 24 * 3600.0))
+            if _renewal_due(home) > 0:
+                continue
+            await asyncio.to_thread(_enrol, home, args, wait=30.0)
+            await node.reload_certificate()
+        except NodeError as exc:
+            log.warning("could not renew the certificate (again in %.0f s): %s", RENEWAL_RETRY, exc)
+            await asyncio.sleep(RENEWAL_RETRY)
+
+
+def _enrol(home: NodeHome, args: argparse.Namespace, *, wait: float) -> None:
     from node.enrol.joining import enrol_home
 
-    if home.certificate_path.exists():
-        return
     if bool(args.token) == bool(args.token_file):
         raise UsageError("--enroll needs --token or --token-file")
     try:
         token = args.token or Path(args.token_file).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read the token file {args.token_file}") from exc
-    member = enrol_home(home, args.enroll, token, wait=args.enroll_wait)
+    member = enrol_home(home, args.enroll, token, wait=wait)
     logging.getLogger("iwlz.enrol").info("enrolled as %s (%s), certificate %s", member.organisation, member.role,
                                          member.cert_id_hex)
 
@@ -102,7 +146,7 @@ def register(sub: Any) -> None:
     p.add_argument("--mdns-interface", action="append", metavar="IP", help="run mDNS only on this interface address")
     p.add_argument("--gossip-interval", type=float, help="seconds between gossip rounds (0: no gossip)")
     p.add_argument("--enroll", metavar="URL", help="test networks: obtain the certificate from this enrolment service "
-                   "first, when the home has none")
+                   "first, when the home has none, and renew it there (the same key) before it ends")
     p.add_argument("--token", help="the join token for --enroll (iwlz network enroll-token)")
     p.add_argument("--token-file", metavar="FILE", help="read the join token from FILE (a Docker secret)")
     p.add_argument("--enroll-wait", type=float, default=120.0, metavar="SECONDS",

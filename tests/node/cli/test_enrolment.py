@@ -154,3 +154,52 @@ def test_what_a_token_does_not_allow_is_refused(tmp_path: Path, enrolment: tuple
     again = attempt("zk-again", once, *zk)
     assert again.returncode == 2 and "used before" in again.stderr
     assert len((net / "issued.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_node_renews_its_certificate_from_the_enrolment_service_before_it_ends(
+        tmp_path: Path, processes: Processes) -> None:
+    """A test network's certificates are short (the enrolment service's: 30 days by default), and a node that had
+    one never enrolled again: at its end the swarm's nodes stopped answering, and restarted over their volumes
+    they kept the ended one. A node that enrolled renews it, with the same key, once a third of its life is left
+    (here, certificates of 12 s: after 8 s), and takes the renewed one up without a restart."""
+    import urllib.request
+    from datetime import datetime
+
+    net = tmp_path / "net"
+    iwlz("network", "init", str(net), "--name", "swarm-test")
+    [port] = free_ports(1)
+    service = subprocess.Popen([sys.executable, "-m", "node", "enroll", "serve", "--network", str(net), "--port",
+                                str(port), "--valid-for", "12s"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    try:
+        line = service.stdout.readline() if service.stdout else ""
+        assert line.startswith("ready "), line
+        ciz_token = token(net, tmp_path / "ciz.token", "ciz", "--kvk", "62253778", "--reusable")
+        ciz = tmp_path / "ciz"
+        iwlz("init", str(ciz), "--role", "ciz", "--name", "CIZ", "--kvk", "62253778")
+        url = processes.start(ciz, "--enroll", line.split()[1], "--token-file", str(ciz_token))
+        first = json.loads(iwlz("--json", "cert", "show", str(ciz)).stdout)
+        wait_for(lambda: json.loads(iwlz("--json", "cert", "show", str(ciz)).stdout)["expires"] > first["expires"],
+                 timeout=20)
+        ended = datetime.fromisoformat(first["expires"].replace("Z", "+00:00")).timestamp()
+        while time.time() < ended + 1:  # the first certificate has ended
+            time.sleep(0.2)
+        with urllib.request.urlopen(url + "/health", timeout=5) as health:
+            assert health.status == 200 and json.loads(health.read())["did"] == first["did"]
+        # Stopped until its certificate ended (a volume kept while the stack was down): it renews at its start.
+        processes.kill(ciz)
+        held = json.loads(iwlz("--json", "cert", "show", str(ciz)).stdout)["expires"]
+        while time.time() < datetime.fromisoformat(held.replace("Z", "+00:00")).timestamp() + 1:
+            time.sleep(0.2)
+        processes.start(ciz, "--enroll", line.split()[1], "--token-file", str(ciz_token))
+        now_held = json.loads(iwlz("--json", "cert", "show", str(ciz)).stdout)
+        assert now_held["expires"] > held and now_held["did"] == first["did"]
+        issued = [json.loads(entry) for entry in (net / "issued.jsonl").read_text().splitlines()]
+        assert len(issued) >= 3 and {e["did"] for e in issued} == {first["did"]}
+        assert not (net / "revocations.cbor").exists() or not parse_revocation_list(
+            (net / "revocations.cbor").read_bytes())[1].revoked
+    finally:
+        service.terminate()
+        reap(service)
+        if service.stdout:
+            service.stdout.close()
