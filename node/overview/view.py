@@ -257,10 +257,17 @@ class ClientView:
         now: his node signed it again under a renewed certificate (a signed record holds only while the
         certificate in it does, and a client's is short), or it could not be handed at the grant. Returns how many
         were handed."""
-        await self._handed_before()
-        rows = await self.store.fetchall("SELECT name, value FROM settings WHERE name LIKE ?", (f"{HANDED}.%",))
+        rows: dict[str, str] = {name: value for name, value in await self.store.fetchall(
+            "SELECT name, value FROM settings WHERE name LIKE ?", (f"{HANDED}.%",))}
+        # The consents he gave before this node kept where each was handed: handed once more, to their party's node
+        # by the peer table (whether what it holds is the version signed now is not known).
+        before = {f"{HANDED}.{stored.record_id}": json.dumps({"endpoint": None, "handed": None})
+                  for stored in await self.registers.list_current("Toestemming", limit=10_000)
+                  if f"{HANDED}.{stored.record_id}" not in rows}
+        if before:
+            await self.store.write([_setting(name, value) for name, value in before.items()])
         today, handed, gone = day_of(int(self.clock())), 0, []
-        for name, value in rows:
+        for name, value in (rows | before).items():
             consent_id, kept = name[len(HANDED) + 1:], json.loads(value)
             stored = await self.registers.current("Toestemming", consent_id)
             if stored is None or stored.deleted or stored.data is None or str(stored.data["geldigTot"]) < today:
@@ -279,17 +286,6 @@ class ClientView:
         if gone:
             await self.store.write([("DELETE FROM settings WHERE name = ?", gone, True)])
         return handed
-
-    async def _handed_before(self) -> None:
-        """The consents he gave before this node kept where each was handed: handed once more, to their party's node
-        by the peer table (whether what it holds is the version signed now is not known)."""
-        held = {name[len(HANDED) + 1:] for name, in await self.store.fetchall(
-            "SELECT name FROM settings WHERE name LIKE ?", (f"{HANDED}.%",))}
-        before = [stored for stored in await self.registers.list_current("Toestemming", limit=10_000)
-                  if stored.record_id not in held and not stored.deleted]
-        if before:
-            await self.store.write([_setting(f"{HANDED}.{stored.record_id}", json.dumps(
-                {"endpoint": None, "handed": None})) for stored in before])
 
     async def _handing(self, consent_id: str) -> dict[str, Any]:
         row = await self.store.fetchone("SELECT value FROM settings WHERE name = ?", (f"{HANDED}.{consent_id}",))

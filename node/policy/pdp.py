@@ -27,7 +27,7 @@ from node.policy.consent import CONSENT_KIND, CONSENT_KINDS, consent_fault, mach
 from node.policy.evidence import Confirm, Confirmations, Evidence, unconfirmed, verified_evidence
 from node.policy.matrix import load_matrix
 from node.store import RECORD_TYPES, AuthorityLinks, Registers, RevokedConsents, Statement, StoredVersion, values_at
-from node.store.records import bsn_key_of, day_of
+from node.store.records import day_of
 from protocol import ErrorCode, Query, RemoteProtocolError
 from protocol.records import RecordVersion, verify_record
 
@@ -252,9 +252,7 @@ class PolicyDecisionPoint:
         faults = []
         for item in evidence:
             fault = fault_of(item)
-            data = item.record.data or {}
-            if fault is None and await self.revoked_consents.revoked(item.record.record_id, item.signer,
-                                                                     str(data.get("bsn", "")), bsn_key_of(data)):
+            if fault is None and await self.revoked_consents.revoked(item.record, item.signer):
                 fault = "the client has withdrawn it"
             if fault is None:
                 return None
@@ -286,8 +284,7 @@ class PolicyDecisionPoint:
             record, signer = verify_record(signed, self.trust, now)
         except RemoteProtocolError:
             return None
-        data = record.data or {}
-        if await self.revoked_consents.revoked(record.record_id, signer, str(data.get("bsn", "")), bsn_key_of(data)):
+        if await self.revoked_consents.revoked(record, signer):
             return False
         return await self._asked_now(record, signer, now)
 

@@ -6,6 +6,8 @@ from keys import Member, cbor
 from keys.certificate import KEYED, BsnCommitment
 from keys.errors import KeysError
 from node.store.database import Statement, Store
+from node.store.records import bsn_key_of
+from protocol.records import RecordVersion
 
 
 class RevokedConsents:
@@ -21,13 +23,15 @@ class RevokedConsents:
         return ("INSERT OR IGNORE INTO revoked_consents (consent_id, client_did, revoked_at, client_commitment) "
                 "VALUES (?, ?, ?, ?)", (consent_id, client.did, now, commitment), False)
 
-    async def revoked(self, consent_id: str, signer: Member, bsn: str, bsn_key: bytes | None) -> bool:
+    async def revoked(self, consent: RecordVersion, signer: Member) -> bool:
         """Withdrawn by the client who signed it (a revocation from anyone else counts for nothing): by the key that
         signed it, or by another of his, whose certificate commits to the consent's BSN (he moved to a new key: the
         copy signed under the old one holds until its certificate ends)."""
         rows = await self.store.lookup("SELECT client_did, client_commitment FROM revoked_consents WHERE consent_id = ?",
-                                       (consent_id,))
-        return any(did == signer.did or (commitment is not None and _commits_to(bytes(commitment), bsn, bsn_key))
+                                       (consent.record_id,))
+        data = consent.data or {}
+        bsn, key = str(data.get("bsn", "")), bsn_key_of(data)
+        return any(did == signer.did or (commitment is not None and _commits_to(bytes(commitment), bsn, key))
                    for did, commitment in rows)
 
 
